@@ -1,0 +1,99 @@
+"""`python -m fci`: train one configuration (dense, clause-split and random-split
+FPE) for several trials as one stack, store the models, print a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import numpy as np
+
+from fci.expand import SPLITS
+from fci.model import resolve_device
+from fci.store import Store
+from fci.tasks import TaskConfig
+from fci.train import FPESpec, TrainConfig, run_fpe
+
+
+def _p(value: str) -> float | str:
+    return value if value == "balanced" else float(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m fci", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t = ap.add_argument_group("task (SPEC §1)")
+    t.add_argument("--clauses", type=int, default=8, help="number of clauses C")
+    t.add_argument("--clause-size", type=int, default=3, help="literals per clause k")
+    t.add_argument("--vars", type=int, default=None, help="input variables n (default C*k)")
+    t.add_argument("--layout", default="disjoint", choices=["disjoint", "shared"])
+    t.add_argument("--negation-prob", type=float, default=0.5)
+    t.add_argument("--outputs", default="dnf", choices=["dnf", "clauses"])
+    t.add_argument("--p", type=_p, default="balanced", help="planting probability, or 'balanced'")
+    t.add_argument("--train-samples", type=int, default=4096)
+    t.add_argument("--test-samples", type=int, default=2048)
+    m = ap.add_argument_group("model and FPE (SPEC §2-3)")
+    m.add_argument("--hidden", type=int, default=8, help="hidden neurons of the dense parent")
+    m.add_argument("--alpha", type=int, default=2, help="expansion factor")
+    m.add_argument("--splits", default="clause,random", help=f"comma-separated, from {','.join(SPLITS)}")
+    tr = ap.add_argument_group("training")
+    tr.add_argument("--warmup", type=int, default=TrainConfig.warmup, help="dense epochs before expansion")
+    tr.add_argument("--finetune", type=int, default=TrainConfig.finetune, help="epochs after expansion")
+    tr.add_argument("--lr", type=float, default=TrainConfig.lr)
+    tr.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    tr.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    r = ap.add_argument_group("run")
+    r.add_argument("--trials", type=int, default=5)
+    r.add_argument("--seed", type=int, default=0, help="trial t uses seed + t")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    r.add_argument("--data", default="data", help="results store root")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+        bad = [s for s in splits if s not in SPLITS]
+        if bad or not splits:
+            raise ValueError(f"--splits must name some of {SPLITS}, got {args.splits!r}")
+        if args.trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {args.trials}")
+        device = resolve_device(args.device)
+        task = TaskConfig(
+            n_clauses=args.clauses, clause_size=args.clause_size, n_vars=args.vars, layout=args.layout,
+            negation_prob=args.negation_prob, outputs=args.outputs, p=args.p,
+            n_train=args.train_samples, n_test=args.test_samples,
+        )
+        train = TrainConfig(lr=args.lr, batch_size=args.batch_size, warmup=args.warmup, finetune=args.finetune, weight_decay=args.weight_decay)
+        specs = [
+            FPESpec(task=task, hidden=args.hidden, seed=args.seed + t, expansions=tuple((s, args.alpha) for s in splits), train=train)
+            for t in range(args.trials)
+        ]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    store = Store(args.data)
+    t0 = time.perf_counter()
+    results = run_fpe(specs, device=device, progress=True, store=store)
+    elapsed = time.perf_counter() - t0
+
+    rows = [("dense", [r.dense for r in results])]
+    rows += [(f"{s} α={args.alpha}", [r.children[(s, args.alpha)] for r in results]) for s in splits]
+    print(f"\nC={args.clauses} k={args.clause_size} hidden={args.hidden} alpha={args.alpha} trials={args.trials} "
+          f"warmup={args.warmup} finetune={args.finetune} device={device.type}")
+    print(f"{'condition':<16}{'test accuracy (mean ± s.e.)':>30}{'nnz':>14}")
+    for name, res in rows:
+        acc = np.array([m.test_accuracy for m in res])
+        sem = acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else float("nan")
+        nnz = sorted({m.nnz for m in res})
+        nnz_s = str(nnz[0]) if len(nnz) == 1 else f"{min(nnz)}-{max(nnz)}"
+        print(f"{name:<16}{acc.mean():>22.4f} ± {sem:.4f}{nnz_s:>14}")
+    print(f"{elapsed:.1f}s; models stored under {store.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

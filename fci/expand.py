@@ -1,0 +1,240 @@
+"""Fixed Parameter Expansion (SPEC §3).
+
+Split every neuron of a hidden layer into `alpha` children that partition its
+active incoming weights, replicate its outgoing weights, and prune the excess
+by global magnitude so the non-zero parameter count is unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from fci.model import MaskedMLP
+from fci.seeding import derive_seed, generator
+
+__all__ = ["expand", "split_groups", "gram_clusters", "SPLITS"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("clause", "random", "gram")
+Clause = Sequence[tuple[int, bool]]
+
+
+def _check_alpha(alpha) -> int:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, np.integer)):
+        if isinstance(alpha, float) and alpha.is_integer():
+            raise ValueError(f"alpha must be an integer, got the float {alpha!r}; pass {int(alpha)}")
+        raise ValueError(f"alpha must be an integer >= 1, got {alpha!r}")
+    if alpha < 1:
+        raise ValueError(f"alpha must be an integer >= 1, got {alpha}")
+    return int(alpha)
+
+
+def gram_clusters(W: torch.Tensor, n_clusters: int | None = None, seed: int = 0) -> np.ndarray:
+    """Cluster input variables into pseudo-features by spectral clustering on |WᵀW|.
+
+    W: (H, n) effective weights. Returns (n,) cluster labels; variables with an
+    all-zero column get -1. With `n_clusters=None` the count is chosen by the
+    largest eigengap of the normalised Laplacian (between 2 and min(n_active-1, 64)).
+    """
+    from sklearn.cluster import SpectralClustering
+
+    W = torch.as_tensor(W).detach().cpu().double()
+    n = W.shape[1]
+    labels = np.full(n, -1, dtype=np.int64)
+    active = np.flatnonzero((W != 0).any(0).numpy())
+    if len(active) == 0:
+        return labels
+    if len(active) <= 2:
+        labels[active] = np.arange(len(active))
+        return labels
+    A = (W[:, active].T @ W[:, active]).abs().numpy()
+    if n_clusters is None:
+        d = A.sum(1)
+        dinv = 1.0 / np.sqrt(np.maximum(d, 1e-12))
+        L = np.eye(len(active)) - dinv[:, None] * A * dinv[None, :]
+        ev = np.sort(np.linalg.eigvalsh(L))
+        kmax = min(len(active) - 1, 64)
+        gaps = np.diff(ev[: kmax + 1])
+        n_clusters = int(np.argmax(gaps[1:]) + 2) if kmax >= 2 else 1
+    n_clusters = int(min(max(n_clusters, 1), len(active)))
+    if n_clusters == 1:
+        labels[active] = 0
+        return labels
+    sc = SpectralClustering(n_clusters=n_clusters, affinity="precomputed", random_state=derive_seed(seed, "spectral") % (2**31))
+    labels[active] = sc.fit_predict(A + 1e-12)
+    return labels
+
+
+def _deal_units(units: list[list[int]], n_in: int, alpha: int, gen: torch.Generator) -> np.ndarray:
+    """Deal whole units (lists of variables) round-robin to alpha children after a
+    random permutation; a variable goes with the first unit dealt that holds it;
+    variables in no unit go to uniformly random children. Returns (n_in,) child ids."""
+    assign = np.full(n_in, -1, dtype=np.int64)
+    order = torch.randperm(len(units), generator=gen).tolist()
+    for slot, u in enumerate(order):
+        for v in units[u]:
+            if assign[v] < 0:
+                assign[v] = slot % alpha
+    rest = np.flatnonzero(assign < 0)
+    if len(rest):
+        assign[rest] = torch.randint(alpha, (len(rest),), generator=gen).numpy()
+    return assign
+
+
+def split_groups(
+    W: torch.Tensor,
+    M: torch.Tensor,
+    alpha: int,
+    split: str,
+    clauses: Sequence[Clause] | None = None,
+    seed: int = 0,
+    n_clusters: int | None = None,
+) -> torch.Tensor:
+    """Partition each neuron's active inputs into alpha groups.
+
+    W, M: (H, n) raw weights and mask. Returns (H, n) int64 child ids in
+    [0, alpha) for active inputs and -1 elsewhere.
+    """
+    alpha = _check_alpha(alpha)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    H, n = W.shape
+    active = ((M != 0) & (W != 0)).cpu().numpy()
+    gen = generator(seed, "split", split, alpha)
+    out = np.full((H, n), -1, dtype=np.int64)
+    if split == "clause":
+        if not clauses:
+            raise ValueError("split='clause' needs the task's clauses (clauses=task.clauses)")
+        units = []
+        for c, clause in enumerate(clauses):
+            vars_ = [int(v) for v, _ in clause]
+            if not vars_:
+                raise ValueError(f"clause {c} is empty")
+            if min(vars_) < 0 or max(vars_) >= n:
+                raise ValueError(f"clause {c} names a variable outside 0..{n - 1}: {vars_}")
+            units.append(vars_)
+    elif split == "gram":
+        labels = gram_clusters(W * M, n_clusters=n_clusters, seed=seed)
+        units = [np.flatnonzero(labels == k).tolist() for k in range(int(labels.max()) + 1)] if labels.max() >= 0 else []
+    for i in range(H):
+        act = np.flatnonzero(active[i])
+        if len(act) == 0:
+            continue
+        if split == "random":
+            perm = act[torch.randperm(len(act), generator=gen).numpy()]
+            out[i, perm] = np.arange(len(perm)) % alpha
+        else:
+            assign = _deal_units(units, n, alpha, gen)
+            out[i, act] = assign[act]
+    return torch.from_numpy(out)
+
+
+def expand(
+    model: MaskedMLP,
+    alpha: int,
+    split: str = "random",
+    clauses: Sequence[Clause] | None = None,
+    seed: int = 0,
+    layer: int = 0,
+    n_clusters: int | None = None,
+) -> MaskedMLP:
+    """Fixed Parameter Expansion of hidden layer `layer` (SPEC §3).
+
+    Returns a new model whose layer has `alpha * H` neurons; parent i owns units
+    `i*alpha .. i*alpha+alpha-1` (`child.parent_index`). Children partition the
+    parent's active inputs, copy its bias, replicate its outgoing column; a child
+    with an empty group is inert (masks and bias zero; a parent with no active
+    input keeps one bias-only child so its constant output survives). The excess
+    non-zeros are pruned by global magnitude over the two expanded weight
+    matrices, so `child.nnz() == model.nnz()`. `alpha=1` returns an equal copy.
+    """
+    alpha = _check_alpha(alpha)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0 <= layer < model.n_layers - 1:
+        raise ValueError(f"layer must index a hidden layer, 0..{model.n_layers - 2}, got {layer}")
+    if split == "clause" and not clauses:
+        raise ValueError("split='clause' needs the task's clauses (clauses=task.clauses)")
+    if split == "clause" and layer != 0:
+        raise ValueError("split='clause' applies to the first hidden layer only (clauses are over inputs)")
+    parent = model.copy()
+    if alpha == 1:
+        parent.parent_index = torch.arange(parent.hidden[layer])
+        parent.expansion_info = {"alpha": 1, "split": split, "layer": layer, "pruned": 0}
+        return parent
+
+    W = parent.weights[layer].detach()
+    M = parent.weight_mask(layer)
+    b = parent.biases[layer].detach()
+    bm = parent.bias_mask(layer)
+    Wn = parent.weights[layer + 1].detach()
+    Mn = parent.weight_mask(layer + 1)
+    H, n = W.shape
+    groups = split_groups(W, M, alpha, split, clauses=clauses, seed=seed, n_clusters=n_clusters)  # (H, n)
+
+    Hc = H * alpha
+    child_of = torch.arange(alpha).repeat(H)  # (Hc,) a for unit (i, a)
+    parent_of = torch.arange(H).repeat_interleave(alpha)  # (Hc,)
+    in_group = groups[parent_of] == child_of[:, None]  # (Hc, n)
+    nonempty = in_group.any(1)
+    no_inputs = ~groups.ge(0).any(1)  # parents without active inputs keep a bias-only child 0
+    alive = nonempty | (no_inputs[parent_of] & (child_of == 0))
+
+    W1c = W[parent_of] * in_group
+    M1c = in_group.to(M.dtype)
+    b1c = b[parent_of] * alive
+    bm1c = bm[parent_of] * alive
+    W2c = Wn[:, parent_of] * alive
+    M2c = Mn[:, parent_of] * alive
+
+    # Budget: prune the excess over the expanded weight matrices, smallest |w| first.
+    def _nnz(*ts):
+        return sum(int((t != 0).sum()) for t in ts)
+
+    p_eff = parent.effective_weights()
+    parent_nnz = parent.nnz()
+    others = sum(_nnz(w, bb) for l, (w, bb) in enumerate(p_eff) if l not in (layer, layer + 1))
+    child_nnz = others + _nnz(W1c * M1c, b1c * bm1c, W2c * M2c, p_eff[layer + 1][1])
+    excess = child_nnz - parent_nnz
+    flat = torch.cat([(W1c * M1c).abs().flatten(), (W2c * M2c).abs().flatten()])
+    nz = torch.nonzero(flat != 0).squeeze(1)
+    if excess > len(nz):
+        raise ValueError(
+            f"FPE cannot honour the budget: expansion adds {excess} non-zeros but the expanded "
+            f"weight matrices hold only {len(nz)} prunable weights"
+        )
+    if excess > 0:
+        order = torch.argsort(flat[nz], stable=True)
+        drop = nz[order[:excess]]
+        keep = torch.ones_like(flat, dtype=torch.bool)
+        keep[drop] = False
+        k1 = W1c.numel()
+        M1c = M1c * keep[:k1].view_as(M1c)
+        M2c = M2c * keep[k1:].view_as(M2c)
+
+    sizes = parent.sizes
+    new_hidden = list(sizes[1:-1])
+    new_hidden[layer] = Hc
+    child = MaskedMLP(sizes[0], new_hidden, sizes[-1])
+    with torch.no_grad():
+        for l in range(parent.n_layers):
+            if l == layer:
+                w, m, bb, mm = W1c, M1c, b1c, bm1c
+            elif l == layer + 1:
+                w, m, bb, mm = W2c, M2c, parent.biases[l].detach(), parent.bias_mask(l)
+            else:
+                w, m, bb, mm = parent.weights[l].detach(), parent.weight_mask(l), parent.biases[l].detach(), parent.bias_mask(l)
+            child.weights[l].copy_(w)
+            child.biases[l].copy_(bb)
+            child.set_masks(l, m, mm)
+    if layer == 0:
+        child.parent_index = parent_of.clone()
+    child.expansion_info = {"alpha": alpha, "split": split, "layer": layer, "pruned": max(excess, 0)}
+    if child.nnz() != parent_nnz:  # an invariant, not an input error
+        raise AssertionError(f"FPE budget broken: child nnz {child.nnz()} != parent nnz {parent_nnz}")
+    return child

@@ -1,0 +1,308 @@
+"""Masked MLPs, single and stacked (SPEC §2).
+
+A `MaskedMLP` is `h = relu(W1 x + b1)`, ..., `logits = W_L h + b_L`, where every
+weight matrix and bias vector carries a 0/1 mask applied *inside* the forward
+pass, so no optimiser can revive a masked parameter.
+
+A `MaskedMLPStack` holds M independent models with the same input and output
+size and the same depth behind a leading model axis. Narrower models are padded
+with masked-off neurons, so models of different widths (and trials) share one
+batched forward/backward. `MaskedMLPStack.from_models(...).to_models()` is
+lossless.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from fci.seeding import generator
+
+__all__ = ["MaskedMLP", "MaskedMLPStack", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`"auto"` picks CUDA when present, else CPU; anything else must name a usable device."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def _layer_sizes(n_in: int, hidden: int | Sequence[int], n_out: int) -> list[int]:
+    hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+    sizes = [n_in, *hidden, n_out]
+    for name, value in (("n_in", n_in), ("n_out", n_out)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not hidden or any((not isinstance(h, int)) or h < 1 for h in hidden):
+        raise ValueError(f"hidden must be a positive int or a non-empty list of positive ints, got {hidden!r}")
+    return sizes
+
+
+class MaskedMLP(nn.Module):
+    """One MLP with fixed 0/1 masks on every weight and bias.
+
+    Args:
+        n_in: input size n.
+        hidden: hidden width (int) or widths of several hidden layers (list).
+        n_out: output size O.
+        seed: initialisation seed (PyTorch's default Linear init,
+            U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
+
+    Attributes:
+        weights[l]: (out_l, in_l) raw weights; biases[l]: (out_l,).
+        parent_index: for an FPE child, (H1,) the parent neuron of each first-layer
+            hidden unit (children of parent i are contiguous); None otherwise.
+    """
+
+    def __init__(self, n_in: int, hidden: int | Sequence[int], n_out: int, seed: int = 0):
+        super().__init__()
+        sizes = _layer_sizes(n_in, hidden, n_out)
+        gen = generator(seed, "init")
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)
+            w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound
+            b = (torch.rand(fan_out, generator=gen) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            self.register_buffer(f"weight_mask_{l}", torch.ones_like(w))
+            self.register_buffer(f"bias_mask_{l}", torch.ones_like(b))
+        self.parent_index: torch.Tensor | None = None
+
+    # -- structure ---------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def sizes(self) -> list[int]:
+        """[n_in, *hidden, n_out]."""
+        return [self.weights[0].shape[1], *(w.shape[0] for w in self.weights)]
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def hidden(self) -> list[int]:
+        return self.sizes[1:-1]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    def weight_mask(self, l: int) -> torch.Tensor:
+        return getattr(self, f"weight_mask_{l}")
+
+    def bias_mask(self, l: int) -> torch.Tensor:
+        return getattr(self, f"bias_mask_{l}")
+
+    def set_masks(self, l: int, weight_mask: torch.Tensor, bias_mask: torch.Tensor | None = None) -> None:
+        """Set layer l's masks and zero the raw parameters they hide."""
+        wm = weight_mask.to(self.weights[l].dtype)
+        if wm.shape != self.weights[l].shape:
+            raise ValueError(f"weight mask of layer {l} must have shape {tuple(self.weights[l].shape)}, got {tuple(wm.shape)}")
+        self.weight_mask(l).copy_(wm)
+        if bias_mask is not None:
+            bm = bias_mask.to(self.biases[l].dtype)
+            if bm.shape != self.biases[l].shape:
+                raise ValueError(f"bias mask of layer {l} must have shape {tuple(self.biases[l].shape)}, got {tuple(bm.shape)}")
+            self.bias_mask(l).copy_(bm)
+        with torch.no_grad():
+            self.weights[l].mul_(self.weight_mask(l))
+            self.biases[l].mul_(self.bias_mask(l))
+
+    # -- computation -------------------------------------------------------
+    def effective_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(W_l * M_l, b_l * m_l), ...], W1 first, detached."""
+        return [
+            ((w * self.weight_mask(l)).detach(), (b * self.bias_mask(l)).detach())
+            for l, (w, b) in enumerate(zip(self.weights, self.biases))
+        ]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, n_in) -> logits (N, n_out)."""
+        h = x
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.nn.functional.linear(h, w * self.weight_mask(l), b * self.bias_mask(l))
+            if l < self.n_layers - 1:
+                h = torch.relu(h)
+        return h
+
+    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Post-ReLU activations of every hidden layer for x: (N, n_in)."""
+        acts, h = [], x
+        for l, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
+            h = torch.relu(torch.nn.functional.linear(h, w * self.weight_mask(l), b * self.bias_mask(l)))
+            acts.append(h)
+        return acts
+
+    def nnz_split(self) -> dict[str, int]:
+        """Non-zero effective weights and biases (SPEC §2)."""
+        eff = self.effective_weights()
+        n_w = sum(int((w != 0).sum()) for w, _ in eff)
+        n_b = sum(int((b != 0).sum()) for _, b in eff)
+        return {"weights": n_w, "biases": n_b, "total": n_w + n_b}
+
+    def nnz(self) -> int:
+        """Non-zero effective weights plus non-zero biases."""
+        return self.nnz_split()["total"]
+
+    # -- persistence -------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Flat name -> tensor dict (raw weights, biases, masks, lineage) for storage."""
+        out: dict[str, torch.Tensor] = {}
+        for l in range(self.n_layers):
+            out[f"W{l}"] = self.weights[l].detach().cpu().contiguous()
+            out[f"b{l}"] = self.biases[l].detach().cpu().contiguous()
+            out[f"M{l}"] = self.weight_mask(l).detach().cpu().contiguous()
+            out[f"m{l}"] = self.bias_mask(l).detach().cpu().contiguous()
+        if self.parent_index is not None:
+            out["parent_index"] = self.parent_index.detach().cpu().to(torch.int64).contiguous()
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "MaskedMLP":
+        """Inverse of `tensors()`; raises ValueError naming a missing or misshapen tensor."""
+        n_layers = sum(1 for k in tensors if k.startswith("W") and k[1:].isdigit())
+        if n_layers < 2:
+            raise ValueError(f"expected weight tensors W0, W1, ...; found keys {sorted(tensors)}")
+        for l in range(n_layers):
+            for key in (f"W{l}", f"b{l}", f"M{l}", f"m{l}"):
+                if key not in tensors:
+                    raise ValueError(f"model tensors lack {key!r}")
+        sizes = [tensors["W0"].shape[1], *(tensors[f"W{l}"].shape[0] for l in range(n_layers))]
+        model = cls(sizes[0], sizes[1:-1], sizes[-1])
+        with torch.no_grad():
+            for l in range(n_layers):
+                for key, target in ((f"W{l}", model.weights[l]), (f"b{l}", model.biases[l]),
+                                    (f"M{l}", model.weight_mask(l)), (f"m{l}", model.bias_mask(l))):
+                    if tensors[key].shape != target.shape:
+                        raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {tuple(target.shape)}")
+                    target.copy_(tensors[key])
+        if "parent_index" in tensors:
+            model.parent_index = tensors["parent_index"].to(torch.int64).clone()
+        return model
+
+    def copy(self) -> "MaskedMLP":
+        """An independent deep copy (on CPU)."""
+        return MaskedMLP.from_tensors({k: v.clone() for k, v in self.tensors().items()})
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}, nnz={self.nnz()}"
+
+
+class MaskedMLPStack(nn.Module):
+    """M independent masked MLPs behind a leading model axis.
+
+    Parameters have shapes `weights[l]: (M, out_l, in_l)`, `biases[l]: (M, out_l)`;
+    `widths: (M, L-1)` records each model's true hidden widths (its neurons are
+    the first `widths[m, l]` of layer l; the rest are masked-off padding).
+    """
+
+    def __init__(self, sizes: Sequence[int], n_models: int):
+        super().__init__()
+        if len(sizes) < 3:
+            raise ValueError(f"sizes must be [n_in, *hidden, n_out] with at least one hidden layer, got {list(sizes)}")
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.zeros(n_models, o, i)) for i, o in zip(sizes[:-1], sizes[1:])
+        )
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n_models, o)) for o in sizes[1:])
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            self.register_buffer(f"weight_mask_{l}", torch.zeros_like(w))
+            self.register_buffer(f"bias_mask_{l}", torch.zeros_like(b))
+        self.register_buffer("widths", torch.tensor([list(sizes[1:-1])] * n_models, dtype=torch.int64))
+        self.parent_indices: list[torch.Tensor | None] = [None] * n_models
+
+    @property
+    def n_models(self) -> int:
+        return self.weights[0].shape[0]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    def weight_mask(self, l: int) -> torch.Tensor:
+        return getattr(self, f"weight_mask_{l}")
+
+    def bias_mask(self, l: int) -> torch.Tensor:
+        return getattr(self, f"bias_mask_{l}")
+
+    @classmethod
+    def from_models(cls, models: Sequence[MaskedMLP]) -> "MaskedMLPStack":
+        """Stack models of equal n_in, n_out and depth; pad narrower layers with masked neurons."""
+        if not models:
+            raise ValueError("cannot stack an empty list of models")
+        first = models[0]
+        for m in models:
+            if (m.n_in, m.n_out, m.n_layers) != (first.n_in, first.n_out, first.n_layers):
+                raise ValueError(
+                    "all stacked models need the same n_in, n_out and depth; got "
+                    f"{(m.n_in, m.n_out, m.n_layers)} and {(first.n_in, first.n_out, first.n_layers)}"
+                )
+        hidden = [max(m.hidden[l] for m in models) for l in range(first.n_layers - 1)]
+        sizes = [first.n_in, *hidden, first.n_out]
+        stack = cls(sizes, len(models))
+        device = first.weights[0].device
+        stack.to(device)
+        with torch.no_grad():
+            for i, m in enumerate(models):
+                for l in range(m.n_layers):
+                    o, k = m.weights[l].shape
+                    stack.weights[l][i, :o, :k] = m.weights[l] * m.weight_mask(l)
+                    stack.biases[l][i, :o] = m.biases[l] * m.bias_mask(l)
+                    stack.weight_mask(l)[i, :o, :k] = m.weight_mask(l)
+                    stack.bias_mask(l)[i, :o] = m.bias_mask(l)
+                stack.widths[i] = torch.tensor(m.hidden, dtype=torch.int64)
+                stack.parent_indices[i] = None if m.parent_index is None else m.parent_index.clone()
+        return stack
+
+    def to_models(self) -> list[MaskedMLP]:
+        """Unstack into independent CPU models (exact copies, padding dropped)."""
+        out = []
+        widths = self.widths.cpu().tolist()
+        for i in range(self.n_models):
+            sizes = [self.weights[0].shape[2], *widths[i], self.weights[-1].shape[1]]
+            m = MaskedMLP(sizes[0], sizes[1:-1], sizes[-1])
+            with torch.no_grad():
+                for l in range(self.n_layers):
+                    o, k = sizes[l + 1], sizes[l]
+                    m.weights[l].copy_(self.weights[l][i, :o, :k].detach().cpu())
+                    m.biases[l].copy_(self.biases[l][i, :o].detach().cpu())
+                    m.weight_mask(l).copy_(self.weight_mask(l)[i, :o, :k].cpu())
+                    m.bias_mask(l).copy_(self.bias_mask(l)[i, :o].cpu())
+            pi = self.parent_indices[i]
+            m.parent_index = None if pi is None else pi.clone()
+            out.append(m)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (M, N, n_in) -> logits (M, N, n_out)."""
+        h = x
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            weff = w * self.weight_mask(l)
+            beff = b * self.bias_mask(l)
+            h = torch.baddbmm(beff.unsqueeze(1), h, weff.transpose(1, 2))
+            if l < self.n_layers - 1:
+                h = torch.relu(h)
+        return h
+
+    def nnz(self) -> torch.Tensor:
+        """(M,) non-zero effective weights plus biases per model."""
+        total = torch.zeros(self.n_models, dtype=torch.int64, device=self.weights[0].device)
+        for l in range(self.n_layers):
+            total += ((self.weights[l] * self.weight_mask(l)) != 0).flatten(1).sum(1)
+            total += ((self.biases[l] * self.bias_mask(l)) != 0).sum(1)
+        return total

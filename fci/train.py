@@ -1,0 +1,532 @@
+"""The batched trainer (SPEC §2–3).
+
+Every model trains inside a `MaskedMLPStack`: one forward/backward and one
+optimiser step per minibatch for the whole stack. The stack's loss is the *sum*
+of each model's own mean loss, so every model receives exactly the gradient it
+would receive alone, and Adam (elementwise) updates it exactly as it would alone.
+
+Minibatch order is a fixed function of `(TrainConfig.shuffle_seed, epoch)`, shared
+by all models of a stack, so a model's training does not depend on which stack
+it lands in: a stack trains to the same weights as each model alone.
+
+The FPE schedule (`run_fpe`): dense models train `warmup` epochs; the dense
+state at that moment is the *parent*; the paired dense baseline continues
+`finetune` more epochs with the same optimiser (an uninterrupted
+`warmup + finetune` run from the same initialisation and data); each parent is
+expanded and its children train the same `finetune` epochs (same minibatch
+order) with a fresh optimiser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from fci.expand import SPLITS, expand
+from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
+from fci.seeding import derive_seed, generator
+from fci.store import Store, config_key
+from fci.tasks import DNFTask, TaskConfig
+
+__all__ = [
+    "TrainConfig",
+    "FPESpec",
+    "ModelResult",
+    "FPEResult",
+    "fit",
+    "evaluate",
+    "train_models",
+    "run_fpe",
+    "entry_configs",
+    "save_fpe_result",
+    "load_fpe_result",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How models train.
+
+    Attributes:
+        lr: Adam learning rate (> 0).
+        batch_size: minibatch size (>= 1).
+        warmup: dense epochs before expansion (>= 0).
+        finetune: epochs after expansion; the dense baseline trains warmup + finetune (>= 0).
+        weight_decay: L2 penalty added to the gradient, as torch.optim.Adam does (>= 0).
+        optimizer: "adam" (default) or "sgd".
+        shuffle_seed: seed of the minibatch order, shared by every model of a stack.
+    """
+
+    lr: float = 0.01
+    batch_size: int = 256
+    warmup: int = 100
+    finetune: int = 100
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    shuffle_seed: int = 0
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        for name in ("warmup", "finetune"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0 (epochs), got {v!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+
+    @property
+    def epochs(self) -> int:
+        return self.warmup + self.finetune
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            warnings.warn(f"TrainConfig: dropping unknown keys {unknown}", stacklevel=2)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# ---------------------------------------------------------------------------
+# The stacked fit loop
+
+
+class _threads:
+    """Run small stacks on one intra-op thread: a step of a few small matmuls is
+    dominated by thread synchronisation (on a busy 2-core machine, 2 threads made
+    one tiny baddbmm ~100x slower). Results do not depend on the choice for a
+    given workload, which is a pure function of the stack's shape."""
+
+    def __init__(self, work: float, threshold: float = 2e8):
+        self.n = 1 if work < threshold else None
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        if self.n is not None:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
+def _step_flops(stack: MaskedMLPStack, batch: int) -> float:
+    return 6.0 * batch * sum(w.numel() for w in stack.weights)
+
+
+def _make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = list(params)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def _epoch_perms(seed: int, epochs: range, n: int, device: torch.device) -> torch.Tensor:
+    """(len(epochs), n) minibatch orders, a pure function of (seed, epoch)."""
+    if len(epochs) == 0:
+        return torch.empty(0, n, dtype=torch.int64, device=device)
+    perms = [torch.randperm(n, generator=generator(seed, "epoch", e)) for e in epochs]
+    return torch.stack(perms).to(device)
+
+
+def _per_model_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """logits (M, B, O); y (M, B, O) 0/1 for 'bce', (M, B) class ids for 'ce'. -> (M,)"""
+    if loss == "bce":
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none").mean((1, 2))
+    M, B, O = logits.shape
+    return torch.nn.functional.cross_entropy(logits.reshape(M * B, O), y.reshape(M * B).long(), reduction="none").view(M, B).mean(1)
+
+
+def fit(
+    stack: MaskedMLPStack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    epochs: range,
+    loss: str = "bce",
+    optimizer: torch.optim.Optimizer | None = None,
+    progress: bool | str = False,
+) -> tuple[torch.optim.Optimizer, torch.Tensor]:
+    """Train a stack in place over the given epoch indices.
+
+    x: (M, N, n_in) on the stack's device (any dtype; cast per batch);
+    y: (M, N, O) for 'bce' or (M, N) for 'ce'. `epochs` are absolute epoch
+    indices (they pick the minibatch orders), so a run can be continued.
+    Returns the optimiser (to continue later) and the mean train loss per
+    model and epoch, (M, len(epochs)), on CPU.
+    """
+    if loss not in ("bce", "ce"):
+        raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+    device = stack.weights[0].device
+    dtype = stack.weights[0].dtype
+    M, N = x.shape[:2]
+    if M != stack.n_models or y.shape[:2] != (M, N):
+        raise ValueError(f"data for {M} models of {N} samples does not match a stack of {stack.n_models} models (y {tuple(y.shape)})")
+    if optimizer is None:
+        optimizer = _make_optimizer(stack.parameters(), cfg)
+    perms = _epoch_perms(cfg.shuffle_seed, epochs, N, device)
+    B = cfg.batch_size
+    losses = torch.zeros(M, len(epochs), device=device)
+    it = range(len(epochs))
+    if progress:
+        it = tqdm(it, desc=progress if isinstance(progress, str) else "train", unit="epoch", leave=False)
+    with _threads(_step_flops(stack, B) if device.type == "cpu" else float("inf")):
+        _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype)
+    return optimizer, losses.cpu()
+
+
+def _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype) -> None:
+    M, N = x.shape[:2]
+    n_batches = (N + B - 1) // B
+    for k in it:
+        perm = perms[k]
+        acc = torch.zeros(M, device=x.device)
+        for s in range(0, N, B):
+            idx = perm[s : s + B]
+            xb = x[:, idx].to(dtype)
+            yb = y[:, idx]
+            per_model = _per_model_loss(stack(xb), yb, loss)
+            optimizer.zero_grad(set_to_none=True)
+            per_model.sum().backward()
+            optimizer.step()
+            acc += per_model.detach()
+        losses[:, k] = acc / n_batches
+
+
+@torch.no_grad()
+def evaluate(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str = "bce", chunk: int = 8192) -> dict[str, torch.Tensor]:
+    """Accuracy (mean over samples and outputs of (logit > 0) == y, or argmax for
+    'ce'), exact match (all outputs right) and mean loss per model; each (M,) on CPU."""
+    with _threads(_step_flops(stack, chunk) / 3 if x.device.type == "cpu" else float("inf")):
+        return _evaluate(stack, x, y, loss, chunk)
+
+
+def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
+    dtype = stack.weights[0].dtype
+    M, N = x.shape[:2]
+    correct = torch.zeros(M, device=x.device)
+    exact = torch.zeros(M, device=x.device)
+    total_loss = torch.zeros(M, device=x.device)
+    for s in range(0, N, chunk):
+        xb, yb = x[:, s : s + chunk].to(dtype), y[:, s : s + chunk]
+        logits = stack(xb)
+        n = xb.shape[1]
+        total_loss += _per_model_loss(logits, yb, loss) * n
+        if loss == "bce":
+            right = (logits > 0) == (yb > 0.5)
+            correct += right.float().mean(2).sum(1)
+            exact += right.all(2).float().sum(1)
+        else:
+            right = (logits.argmax(2) == yb.long()).float()
+            correct += right.sum(1)
+            exact += right.sum(1)
+    return {"accuracy": (correct / N).cpu(), "exact_match": (exact / N).cpu(), "loss": (total_loss / N).cpu()}
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class ModelResult:
+    """One trained model and its measurements."""
+
+    model: MaskedMLP
+    train_accuracy: float
+    test_accuracy: float
+    test_exact_match: float
+    test_loss: float
+    train_loss: list[float] = field(default_factory=list)  # per epoch, this model's phase(s)
+
+    @property
+    def nnz(self) -> int:
+        return self.model.nnz()
+
+    def metrics(self) -> dict[str, Any]:
+        split = self.model.nnz_split()
+        return {
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "test_exact_match": self.test_exact_match,
+            "test_loss": self.test_loss,
+            "nnz": split["total"],
+            "nnz_weights": split["weights"],
+            "nnz_biases": split["biases"],
+            "train_loss": self.train_loss,
+        }
+
+
+def train_models(
+    models: Sequence[MaskedMLP],
+    data: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    cfg: TrainConfig,
+    epochs: int | range,
+    loss: str = "bce",
+    device: str | torch.device = "auto",
+    progress: bool | str = False,
+) -> list[ModelResult]:
+    """Train independent models (same n_in, n_out, depth; same sample counts) as
+    one stack. data[i] = (x_train, y_train, x_test, y_test) for model i."""
+    dev = resolve_device(device)
+    epochs = range(epochs) if isinstance(epochs, int) else epochs
+    stack = MaskedMLPStack.from_models(list(models)).to(dev)
+    xtr, ytr, xte, yte = (torch.stack([d[j] for d in data]).to(dev) for j in range(4))
+    _, losses = fit(stack, xtr, ytr, cfg, epochs, loss=loss, progress=progress)
+    return _results(stack, (xtr, ytr, xte, yte), losses, loss)
+
+
+def _results(stack, data, losses, loss) -> list[ModelResult]:
+    xtr, ytr, xte, yte = data
+    tr = evaluate(stack, xtr, ytr, loss)
+    te = evaluate(stack, xte, yte, loss)
+    return [
+        ModelResult(
+            model=m,
+            train_accuracy=float(tr["accuracy"][i]),
+            test_accuracy=float(te["accuracy"][i]),
+            test_exact_match=float(te["exact_match"][i]),
+            test_loss=float(te["loss"][i]),
+            train_loss=[float(v) for v in losses[i]],
+        )
+        for i, m in enumerate(stack.to_models())
+    ]
+
+
+# ---------------------------------------------------------------------------
+# The FPE schedule
+
+
+@dataclass(frozen=True)
+class FPESpec:
+    """One trial: a Boolean task, a dense parent and its FPE children.
+
+    Attributes:
+        task: the task family; the task itself is drawn with seed derive_seed(seed, "task").
+        hidden: hidden width of the dense parent (int) or widths (tuple) for deeper nets.
+        seed: the trial seed; task, data, initialisation and split seeds derive from it.
+        expansions: (split, alpha) pairs to expand the parent into.
+        train: the training schedule.
+    """
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    hidden: int | tuple[int, ...] = 8
+    seed: int = 0
+    expansions: tuple[tuple[str, int], ...] = (("clause", 2), ("random", 2))
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if isinstance(self.hidden, list):
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "expansions", tuple((str(s), int(a)) for s, a in self.expansions))
+        for split, alpha in self.expansions:
+            if split not in SPLITS:
+                raise ValueError(f"expansions: split must be one of {SPLITS}, got {split!r}")
+            if alpha < 1:
+                raise ValueError(f"expansions: alpha must be an integer >= 1, got {alpha}")
+
+    def make_task(self) -> DNFTask:
+        return DNFTask.from_config(self.task, derive_seed(self.seed, "task"))
+
+    def init_seed(self) -> int:
+        return derive_seed(self.seed, "init")
+
+    def split_seed(self, split: str, alpha: int) -> int:
+        return derive_seed(self.seed, "split", split, alpha)
+
+
+@dataclass
+class FPEResult:
+    """What one trial produced: the parent at expansion, the paired dense baseline
+    (warmup + finetune epochs) and one child per expansion."""
+
+    spec: FPESpec
+    task: DNFTask
+    parent: ModelResult
+    dense: ModelResult
+    children: dict[tuple[str, int], ModelResult]
+
+
+def _chunks(seq: list, size: int) -> Iterable[list]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def run_fpe(
+    specs: Sequence[FPESpec],
+    device: str | torch.device = "auto",
+    progress: bool = False,
+    max_stack: int = 1024,
+    store: "Store | None" = None,
+) -> list[FPEResult]:
+    """Run the FPE schedule for many trials, batched into stacks.
+
+    Trials with the same input/output sizes, depth, data sizes and schedule
+    share stacks (at most `max_stack` models each). With a `store`, trials whose
+    every model is stored are loaded instead of trained, and each finished stack
+    is written (atomically, one entry per model) before the next starts, so an
+    interrupted run resumes where it stopped. Returns one FPEResult per spec, in
+    order; models come back on the CPU.
+    """
+    dev = resolve_device(device)
+    specs = list(specs)
+    results: list[FPEResult | None] = [None] * len(specs)
+    if store is not None:
+        for i, s in enumerate(specs):
+            if all(store.has(config_key(c)) for c in entry_configs(s).values()):
+                results[i] = load_fpe_result(store, s)
+    todo = [i for i in range(len(specs)) if results[i] is None]
+    if store is not None and len(todo) < len(specs):
+        log.info("store %s: %d of %d trials already done", store.root, len(specs) - len(todo), len(specs))
+    tasks = {i: specs[i].make_task() for i in todo}
+
+    def key(i):
+        s, t = specs[i], tasks[i]
+        depth = 1 if isinstance(s.hidden, int) else len(s.hidden)
+        return (t.n_vars, t.n_outputs, depth, s.task.n_train, s.task.n_test, s.train)
+
+    groups: dict[Any, list[int]] = {}
+    for i in todo:
+        groups.setdefault(key(i), []).append(i)
+    chunks = [c for idx in groups.values() for c in _chunks(idx, max(1, max_stack))]
+    bar = tqdm(total=len(todo), desc="FPE trials", unit="trial", disable=not progress or not todo)
+    for chunk in chunks:
+        for i, res in zip(chunk, _run_fpe_chunk([specs[i] for i in chunk], [tasks[i] for i in chunk], dev, progress)):
+            results[i] = res
+            if store is not None:
+                save_fpe_result(store, res)
+        bar.update(len(chunk))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _task_data(task: DNFTask) -> tuple[torch.Tensor, ...]:
+    xtr, ytr = task.train_data()
+    xte, yte = task.test_data()
+    return xtr.to(torch.uint8), ytr.to(torch.uint8), xte.to(torch.uint8), yte.to(torch.uint8)
+
+
+def _run_fpe_chunk(specs: list[FPESpec], tasks: list[DNFTask], dev: torch.device, progress: bool) -> list[FPEResult]:
+    cfg = specs[0].train
+    data = [_task_data(t) for t in tasks]
+    stacked = tuple(torch.stack([d[j] for d in data]).to(dev) for j in range(4))
+    xtr, ytr, xte, yte = stacked
+
+    parents = [MaskedMLP(t.n_vars, s.hidden, t.n_outputs, seed=s.init_seed()) for s, t in zip(specs, tasks)]
+    dense = MaskedMLPStack.from_models(parents).to(dev)
+    opt, warm_losses = fit(dense, xtr, ytr, cfg, range(cfg.warmup), progress="dense warmup" if progress else False)
+    parent_results = _results(dense, stacked, warm_losses, "bce")
+    finetune = range(cfg.warmup, cfg.epochs)
+    _, fine_losses = fit(dense, xtr, ytr, cfg, finetune, optimizer=opt, progress="dense baseline" if progress else False)
+    dense_results = _results(dense, stacked, torch.cat([warm_losses, fine_losses], 1), "bce")
+    del dense, opt
+
+    # Children of every trial and expansion share stacks, grouped by layout.
+    jobs = [(i, split, alpha) for i, s in enumerate(specs) for split, alpha in s.expansions]
+    children = [
+        expand(parent_results[i].model, alpha, split, clauses=tasks[i].clauses, seed=specs[i].split_seed(split, alpha))
+        for i, split, alpha in jobs
+    ]
+    child_results: dict[tuple[int, str, int], ModelResult] = {}
+    if jobs:
+        rows = torch.tensor([i for i, _, _ in jobs], device=dev)
+        cdata = tuple(t.index_select(0, rows) for t in stacked)
+        cstack = MaskedMLPStack.from_models(children).to(dev)
+        _, closs = fit(cstack, cdata[0], cdata[1], cfg, finetune, progress="FPE finetune" if progress else False)
+        for job, res in zip(jobs, _results(cstack, cdata, closs, "bce")):
+            child_results[job] = res
+    return [
+        FPEResult(
+            spec=s,
+            task=tasks[i],
+            parent=parent_results[i],
+            dense=dense_results[i],
+            children={(sp, a): child_results[(i, sp, a)] for sp, a in s.expansions},
+        )
+        for i, s in enumerate(specs)
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Persistence of trials: one store entry per model
+
+
+def entry_configs(spec: FPESpec) -> dict[tuple[str, int], dict[str, Any]]:
+    """The store config of every model of a trial: ("dense", 1) and each (split, alpha).
+
+    `expansions` is left out of the shared part, so adding an expansion to a
+    sweep leaves the keys of models already trained unchanged."""
+    base = {
+        "kind": "boolean-fpe",
+        "task": spec.task.to_dict(),
+        "hidden": spec.hidden if isinstance(spec.hidden, int) else list(spec.hidden),
+        "seed": spec.seed,
+        "train": spec.train.to_dict(),
+    }
+    out = {("dense", 1): {**base, "condition": "dense", "alpha": 1}}
+    for split, alpha in spec.expansions:
+        out[(split, alpha)] = {**base, "condition": split, "alpha": alpha}
+    return out
+
+
+def save_fpe_result(store: Store, result: FPEResult) -> dict[tuple[str, int], str]:
+    """Store every model of a trial; each entry carries the parent at expansion
+    (tensors prefixed `parent.`) so it can be reopened on its own."""
+    parent_tensors = {f"parent.{k}": v for k, v in result.parent.model.tensors().items()}
+    parent_metrics = result.parent.metrics()
+    keys = {}
+    for cond, cfg in entry_configs(result.spec).items():
+        res = result.dense if cond == ("dense", 1) else result.children[cond]
+        metrics = {**res.metrics(), "parent": parent_metrics, "clauses": [list(map(list, c)) for c in result.task.clauses]}
+        keys[cond] = store.save(cfg, metrics, {**res.model.tensors(), **parent_tensors})
+    return keys
+
+
+def _model_result(model: MaskedMLP, m: dict[str, Any]) -> ModelResult:
+    return ModelResult(
+        model=model,
+        train_accuracy=m["train_accuracy"],
+        test_accuracy=m["test_accuracy"],
+        test_exact_match=m["test_exact_match"],
+        test_loss=m["test_loss"],
+        train_loss=list(m.get("train_loss", [])),
+    )
+
+
+def split_tensors(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(model tensors, parent tensors) of a store entry."""
+    own = {k: v for k, v in tensors.items() if not k.startswith("parent.")}
+    parent = {k[len("parent."):]: v for k, v in tensors.items() if k.startswith("parent.")}
+    return own, parent
+
+
+def load_fpe_result(store: Store, spec: FPESpec) -> FPEResult:
+    """Reopen a stored trial; raises StoreError naming a missing or corrupt file."""
+    entries = {cond: store.load(config_key(cfg)) for cond, cfg in entry_configs(spec).items()}
+    dense = entries[("dense", 1)]
+    own, parent = split_tensors(dense.tensors)
+    return FPEResult(
+        spec=spec,
+        task=spec.make_task(),
+        parent=_model_result(MaskedMLP.from_tensors(parent), dense.metrics["parent"]),
+        dense=_model_result(MaskedMLP.from_tensors(own), dense.metrics),
+        children={
+            cond: _model_result(MaskedMLP.from_tensors(split_tensors(e.tensors)[0]), e.metrics)
+            for cond, e in entries.items()
+            if cond != ("dense", 1)
+        },
+    )

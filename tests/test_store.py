@@ -1,0 +1,113 @@
+import json
+import warnings
+
+import pytest
+import torch
+
+from conftest import tiny_spec
+from fci.store import Store, StoreError, config_key
+from fci.train import entry_configs, load_fpe_result, run_fpe
+
+
+def test_round_trip(tmp_path):
+    store = Store(tmp_path)
+    spec = tiny_spec()
+    (res,) = run_fpe([spec], device="cpu", store=store)
+    assert len(store.keys()) == 1 + len(spec.expansions)
+    back = load_fpe_result(store, spec)
+    for a, b in zip(res.dense.model.tensors().values(), back.dense.model.tensors().values()):
+        assert torch.equal(a, b)
+    for cond, child in res.children.items():
+        assert torch.equal(child.model.parent_index, back.children[cond].model.parent_index)
+        assert torch.equal(child.model.weights[0], back.children[cond].model.weights[0])
+        assert back.children[cond].test_accuracy == child.test_accuracy
+    assert torch.equal(res.parent.model.weights[0], back.parent.model.weights[0])
+    assert back.task.clauses == res.task.clauses
+
+
+def test_rerun_loads_instead_of_training(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    run_fpe([tiny_spec()], device="cpu", store=store)
+    import fci.train as train
+
+    def boom(*a, **k):
+        raise AssertionError("should not train")
+
+    monkeypatch.setattr(train, "_run_fpe_chunk", boom)
+    (res,) = run_fpe([tiny_spec()], device="cpu", store=store)
+    assert res.dense.nnz > 0
+
+
+def test_resume_after_interruption(tmp_path, monkeypatch):
+    """Trial 0 finishes and is stored; the run dies on trial 1; rerunning trains only trial 1."""
+    store = Store(tmp_path)
+    specs = [tiny_spec(seed=0), tiny_spec(seed=1, n_clauses=5)]  # different n_vars: separate stacks
+    import fci.train as train
+
+    real = train._run_fpe_chunk
+    calls = []
+
+    def dies_on_second(specs_, tasks_, dev, progress):
+        calls.append([s.seed for s in specs_])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(specs_, tasks_, dev, progress)
+
+    monkeypatch.setattr(train, "_run_fpe_chunk", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_fpe(specs, device="cpu", store=store)
+    assert len(store.keys()) == 3  # trial 0's three models, nothing half-written
+    assert not [p for p in store.dir.iterdir() if p.name.startswith(".")]
+    calls.clear()
+    monkeypatch.setattr(train, "_run_fpe_chunk", lambda *a: (calls.append([s.seed for s in a[0]]), real(*a))[1])
+    run_fpe(specs, device="cpu", store=store)
+    assert calls == [[1]]
+    assert len(store.keys()) == 6
+
+
+def test_truncated_file_raises_error_naming_it(tmp_path):
+    store = Store(tmp_path)
+    spec = tiny_spec()
+    run_fpe([spec], device="cpu", store=store)
+    key = config_key(entry_configs(spec)[("clause", 2)])
+    wfile = store.path(key) / "weights.safetensors"
+    wfile.write_bytes(wfile.read_bytes()[:50])
+    with pytest.raises(StoreError, match="weights.safetensors"):
+        load_fpe_result(store, spec)
+    mfile = store.path(key) / "metrics.json"
+    mfile.write_text('{"test_accuracy": 0.')
+    with pytest.raises(StoreError, match="metrics.json"):
+        store.load(key)
+    with pytest.warns(UserWarning, match="metrics.json"):
+        listed = list(store.entries())
+    assert len(listed) == 2 and key not in {e.key for e in listed}
+
+
+def test_missing_entry_and_file(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(StoreError, match="no store entry"):
+        store.load("deadbeef")
+    key = store.save({"a": 1}, {"m": 2}, {"w": torch.ones(2)})
+    (store.path(key) / "config.json").unlink()
+    assert not store.has(key)
+    with pytest.raises(StoreError, match="config.json"):
+        store.load(key)
+
+
+def test_key_is_stable_and_order_free():
+    assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1})
+    assert config_key({"a": 1}) != config_key({"a": 2})
+    assert len(config_key({})) == 20
+
+
+def test_saved_files_are_plain_data(tmp_path):
+    store = Store(tmp_path)
+    spec = tiny_spec()
+    run_fpe([spec], device="cpu", store=store)
+    key = config_key(entry_configs(spec)[("random", 2)])
+    cfg = json.loads((store.path(key) / "config.json").read_text())
+    assert cfg["condition"] == "random" and cfg["alpha"] == 2 and cfg["key"] == key
+    from safetensors.torch import load_file
+
+    t = load_file(str(store.path(key) / "weights.safetensors"))
+    assert {"W0", "M0", "b0", "m0", "W1", "parent_index", "parent.W0"} <= set(t)
