@@ -67,8 +67,8 @@ class TrainConfig:
 
     lr: float = 0.01
     batch_size: int = 256
-    warmup: int = 100
-    finetune: int = 100
+    warmup: int = 200
+    finetune: int = 200
     weight_decay: float = 0.0
     optimizer: str = "adam"
     shuffle_seed: int = 0
