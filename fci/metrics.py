@@ -1,0 +1,305 @@
+"""Interference metrics on effective first-layer weights, and trial statistics (SPEC §4).
+
+Every array function accepts a torch tensor or a numpy array and returns the same
+kind (torch results land on the input's device). The work is done in numpy,
+vectorised (one BLAS product each); a ``(4096, 4096)`` first layer takes one to
+three seconds per metric on two CPU cores (see ``python -m benchmarks.codes``).
+
+Weights follow torch: ``W1`` has shape ``(H, n)`` (neurons x input variables).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Sequence, TypeVar, Union
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "gram",
+    "feature_capacity",
+    "clause_capacity",
+    "clause_mean_capacity",
+    "cosine_interference",
+    "cosine_interference_stats",
+    "fold_change",
+    "relative_improvement",
+    "accuracy_per_parameter",
+    "trial_stats",
+    "paired_ttest",
+]
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+ArrayLike = Union[torch.Tensor, np.ndarray]
+Clause = tuple[tuple[int, bool], ...]
+
+
+# --------------------------------------------------------------------------- helpers
+# Shared with fci.codes (private to the package).
+
+
+def _to_numpy(x: Any, name: str = "array") -> np.ndarray:
+    """``x`` (torch tensor, numpy array, or nested sequence) as a numpy array.
+
+    Floating dtypes are kept (float32 stays float32, so threshold comparisons happen
+    at the weights' own precision); bool and integer arrays are returned as they are.
+    """
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.dtype in (torch.bfloat16, torch.float16):
+            t = t.to(torch.float32)
+        return t.cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise ValueError(f"{name} must be a torch tensor or numpy array, got {type(x).__name__}") from exc
+
+
+def _like(result: np.ndarray, ref: Any) -> Any:
+    """``result`` as the same kind as ``ref``: a tensor on ``ref``'s device if ``ref``
+    is a tensor, else the numpy array itself."""
+    if isinstance(ref, torch.Tensor):
+        return torch.from_numpy(np.ascontiguousarray(result)).to(ref.device)
+    return result
+
+
+def _float_array(x: Any, name: str) -> np.ndarray:
+    """``x`` as a finite floating numpy array (ints and bools become float64)."""
+    a = _to_numpy(x, name)
+    if a.dtype == object:
+        raise ValueError(f"{name} must be numeric, got dtype object")
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return a
+
+
+def _weights_2d(W: Any, name: str = "W1") -> np.ndarray:
+    """A finite 2-D floating weight matrix, or ValueError naming ``name``."""
+    a = _float_array(W, name)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows = neurons), got shape {tuple(a.shape)}")
+    return a
+
+
+def _check_clauses(clauses: Sequence[Sequence[Sequence[Any]]], n_vars: int | None) -> list[Clause]:
+    """Canonical clauses: tuples of ``(int var, bool positive)`` with distinct,
+    in-range variables. Raises ValueError for an empty clause, a malformed literal, a
+    variable out of ``[0, n_vars)`` or a variable repeated within a clause."""
+    if isinstance(clauses, (str, bytes)) or not hasattr(clauses, "__iter__"):
+        raise ValueError(f"clauses must be a sequence of clauses, got {type(clauses).__name__}")
+    out: list[Clause] = []
+    for c, clause in enumerate(clauses):
+        try:
+            lits = list(clause)
+        except TypeError:
+            raise ValueError(f"clause {c} must be a sequence of (var, positive) pairs, got {clause!r}") from None
+        if not lits:
+            raise ValueError(f"clause {c} is empty; a clause needs at least one literal")
+        canon = []
+        seen = set()
+        for lit in lits:
+            try:
+                var, positive = lit
+            except (TypeError, ValueError):
+                raise ValueError(f"clause {c}: literal {lit!r} is not a (var, positive) pair") from None
+            if isinstance(var, (bool, np.bool_)) or not isinstance(var, (int, np.integer)):
+                raise ValueError(f"clause {c}: variable {var!r} is not an integer")
+            if not isinstance(positive, (bool, np.bool_)):
+                raise ValueError(f"clause {c}: polarity {positive!r} of variable {var} is not a bool")
+            var = int(var)
+            if var < 0 or (n_vars is not None and var >= n_vars):
+                bound = f"[0, {n_vars})" if n_vars is not None else ">= 0"
+                raise ValueError(f"clause {c} names variable {var}, out of range {bound}")
+            if var in seen:
+                raise ValueError(f"clause {c} names variable {var} twice")
+            seen.add(var)
+            canon.append((var, bool(positive)))
+        out.append(tuple(canon))
+    return out
+
+
+def _clause_var_index(clauses: Sequence[Clause], pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded ``(C, kmax)`` variable indices (padding = ``pad``) and ``(C, kmax)`` bool
+    polarities (padding = True) of canonical clauses."""
+    C = len(clauses)
+    kmax = max((len(c) for c in clauses), default=0)
+    var = np.full((C, kmax), pad, dtype=np.int64)
+    pos = np.ones((C, kmax), dtype=bool)
+    for c, clause in enumerate(clauses):
+        if clause:
+            v, p = zip(*clause)
+            var[c, : len(clause)] = v
+            pos[c, : len(clause)] = p
+    return var, pos
+
+
+# --------------------------------------------------------------------------- interference
+
+
+def gram(W1: ArrayT) -> ArrayT:
+    """Gram matrix ``G = W1ᵀ W1`` of the input features. W1: (H, n) -> (n, n)."""
+    W = _weights_2d(W1)
+    return _like(W.T @ W, W1)
+
+
+def _capacity_np(W: np.ndarray) -> np.ndarray:
+    """Feature capacity from a numpy ``(H, n)`` matrix, see :func:`feature_capacity`."""
+    G = W.T @ W  # (n, n)
+    diag = np.diagonal(G)  # (n,)
+    denom = np.einsum("ij,ij->j", G, G)  # (n,) sum_m G[j, m]^2 (G symmetric)
+    cap = np.zeros(G.shape[0], dtype=G.dtype)
+    ok = diag > 0
+    cap[ok] = diag[ok] ** 2 / denom[ok]
+    return cap
+
+
+def feature_capacity(W1: ArrayT) -> ArrayT:
+    """Capacity of every input feature, ``cap_j = G[j,j]² / Σ_m G[j,m]²`` (0 when
+    ``G[j,j] == 0``), with ``G = W1ᵀW1``. W1: (H, n) -> (n,).
+
+    1 for a feature orthogonal to all others, 1/2 for an antipodal pair, and
+    ``Σ_j cap_j <= rank(W1) <= H``: how much of a neuron each feature gets to itself.
+    """
+    return _like(_capacity_np(_weights_2d(W1)), W1)
+
+
+def clause_capacity(cap: ArrayT, clauses: Sequence[Clause]) -> ArrayT:
+    """Per-clause capacity: the mean of ``cap`` (n,) over each clause's variables -> (C,)."""
+    c = _float_array(cap, "cap")
+    if c.ndim != 1:
+        raise ValueError(f"cap must be 1-D (one value per variable), got shape {tuple(c.shape)}")
+    canon = _check_clauses(clauses, c.shape[0])
+    var, _ = _clause_var_index(canon, pad=c.shape[0])  # (C, kmax)
+    padded = np.concatenate([c, np.zeros(1, dtype=c.dtype)])  # padding reads 0
+    sizes = np.array([len(cl) for cl in canon], dtype=c.dtype)
+    out = padded[var].sum(axis=1) / sizes if canon else np.zeros(0, dtype=c.dtype)
+    return _like(out, cap)
+
+
+def clause_mean_capacity(cap: ArrayLike, clauses: Sequence[Clause]) -> float:
+    """Mean of ``cap`` (n,) over the union of clause variables (each variable counted
+    once, distractors excluded); NaN when there are no clauses."""
+    c = _float_array(cap, "cap")
+    if c.ndim != 1:
+        raise ValueError(f"cap must be 1-D (one value per variable), got shape {tuple(c.shape)}")
+    canon = _check_clauses(clauses, c.shape[0])
+    used = sorted({v for clause in canon for v, _ in clause})
+    return float(c[used].mean()) if used else math.nan
+
+
+def cosine_interference_stats(W1: ArrayLike) -> dict[str, float | int]:
+    """Cosine similarity between neuron rows of W1 (H, n), over the pairs of distinct
+    neurons whose rows are non-zero: ``abs_mean`` (mean |cos|), ``signed_mean`` (mean
+    cos) and ``n_pairs``. Both means are NaN when fewer than two rows are non-zero."""
+    W = _weights_2d(W1)
+    norms = np.linalg.norm(W, axis=1)  # (H,)
+    rows = W[norms > 0] / norms[norms > 0, None]  # (H', n) unit rows
+    m = rows.shape[0]
+    n_pairs = m * (m - 1) // 2
+    if n_pairs == 0:
+        return {"abs_mean": math.nan, "signed_mean": math.nan, "n_pairs": 0}
+    cos = rows @ rows.T  # (H', H')
+    np.clip(cos, -1.0, 1.0, out=cos)
+    diag = np.diagonal(cos)
+    # Sum over i < i' = (total - diagonal) / 2, for |cos| and cos alike.
+    abs_sum = (np.abs(cos).sum(dtype=np.float64) - np.abs(diag).sum(dtype=np.float64)) / 2
+    signed_sum = (cos.sum(dtype=np.float64) - diag.sum(dtype=np.float64)) / 2
+    return {"abs_mean": float(abs_sum / n_pairs), "signed_mean": float(signed_sum / n_pairs), "n_pairs": int(n_pairs)}
+
+
+def cosine_interference(W1: ArrayLike) -> float:
+    """Mean |cos| between pairs of distinct non-zero neuron rows of W1 (H, n); NaN if
+    fewer than two rows are non-zero. See :func:`cosine_interference_stats`."""
+    return float(cosine_interference_stats(W1)["abs_mean"])
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def _binary(a: Any, b: Any, op) -> Any:
+    """Apply ``op`` elementwise to numbers/arrays/tensors; return a's kind (float for
+    Python scalars)."""
+    ref = a if isinstance(a, (torch.Tensor, np.ndarray)) else b
+    x = _to_numpy(a, "a").astype(np.float64)
+    y = _to_numpy(b, "b").astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = op(x, y)
+    if isinstance(ref, (torch.Tensor, np.ndarray)):
+        return _like(np.asarray(out), ref)
+    return float(out)
+
+
+def fold_change(metric_fpe: Any, metric_dense: Any) -> Any:
+    """``metric_fpe / metric_dense`` against the paired dense baseline (1.0 = no
+    change). Elementwise; a zero baseline gives inf or NaN, as IEEE division does."""
+    return _binary(metric_fpe, metric_dense, np.divide)
+
+
+def relative_improvement(acc_fpe: Any, acc_dense: Any) -> Any:
+    """``(acc_fpe - acc_dense) / acc_dense``, elementwise."""
+    return _binary(acc_fpe, acc_dense, lambda a, b: (a - b) / b)
+
+
+def accuracy_per_parameter(acc: Any, nnz: Any) -> Any:
+    """``acc / nnz`` with ``nnz`` the non-zero parameter count (must be positive)."""
+    if (_to_numpy(nnz, "nnz") <= 0).any():
+        raise ValueError("nnz must be positive")
+    return _binary(acc, nnz, np.divide)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _vector(values: Any, name: str) -> np.ndarray:
+    v = _to_numpy(values, name)
+    if v.dtype == object:
+        raise ValueError(f"{name} must be numeric")
+    v = v.astype(np.float64).reshape(-1) if v.ndim <= 1 else None
+    if v is None:
+        raise ValueError(f"{name} must be 1-D (one value per trial)")
+    return v
+
+
+def trial_stats(values: Any) -> dict[str, float | int]:
+    """Mean, sample standard deviation, standard error of the mean and count over
+    trials. With one trial ``std`` and ``sem`` are NaN; with none, everything but
+    ``n`` is NaN."""
+    v = _vector(values, "values")
+    n = int(v.size)
+    mean = float(v.mean()) if n else math.nan
+    std = float(v.std(ddof=1)) if n >= 2 else math.nan
+    sem = std / math.sqrt(n) if n >= 2 else math.nan
+    return {"mean": mean, "std": std, "sem": sem, "n": n}
+
+
+def paired_ttest(a: Any, b: Any) -> dict[str, float | int]:
+    """Paired two-sided t-test of ``a`` (e.g. FPE trials) against ``b`` (their paired
+    baselines), via ``scipy.stats.ttest_rel``. Returns ``t``, ``p``, ``mean_diff``
+    (mean of a - b) and ``n``.
+
+    Degenerate cases never raise: with ``n < 2`` pairs, ``t`` and ``p`` are NaN; when
+    every difference is identical (zero variance) ``p`` is 1.0 if the differences are
+    all zero (``t = 0``) and 0.0 otherwise (``t = ±inf``).
+    """
+    x, y = _vector(a, "a"), _vector(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must pair up, got {x.size} and {y.size} values")
+    n = int(x.size)
+    d = x - y
+    mean_diff = float(d.mean()) if n else math.nan
+    if n < 2:
+        return {"t": math.nan, "p": math.nan, "mean_diff": mean_diff, "n": n}
+    if np.all(d == d[0]):
+        if d[0] == 0:
+            return {"t": 0.0, "p": 1.0, "mean_diff": mean_diff, "n": n}
+        return {"t": math.copysign(math.inf, d[0]), "p": 0.0, "mean_diff": mean_diff, "n": n}
+    from scipy import stats
+
+    res = stats.ttest_rel(x, y)
+    return {"t": float(res.statistic), "p": float(res.pvalue), "mean_diff": mean_diff, "n": n}
