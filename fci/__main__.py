@@ -10,7 +10,9 @@ import time
 
 import numpy as np
 
+from fci.codes import circuit_agreement, clause_recovery, decode, network_predictions
 from fci.expand import SPLITS
+from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity
 from fci.model import resolve_device
 from fci.store import Store
 from fci.tasks import TaskConfig
@@ -48,7 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="trial t uses seed + t")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--data", default="data", help="results store root")
+    r.add_argument("--threshold", type=float, default=0.1, help="relative sign threshold for the decoding columns")
     return ap
+
+
+def measure(result, model, threshold: float) -> dict[str, float]:
+    """Interference (SPEC §4) and static decoding (SPEC §5) of one trained model."""
+    W1 = model.effective_weights()[0][0]
+    clauses = result.task.clauses
+    x_test, _ = result.task.test_data()
+    circuit = decode(model, threshold=threshold)
+    return {
+        "capacity": clause_mean_capacity(feature_capacity(W1), clauses),
+        "cosine": cosine_interference(W1),
+        "f1": clause_recovery(circuit.clauses, clauses)["f1"],
+        "agreement": circuit_agreement(circuit, network_predictions(model, x_test), x_test),
+    }
+
+
+def _mean_sem(values) -> str:
+    v = np.asarray(values, dtype=float)
+    sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return f"{v.mean():.4f} ± {sem:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
           f"warmup={args.warmup} finetune={args.finetune} device={device.type}")
     print(f"{'condition':<16}{'test accuracy (mean ± s.e.)':>30}{'nnz':>14}")
     for name, res in rows:
-        acc = np.array([m.test_accuracy for m in res])
-        sem = acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else float("nan")
         nnz = sorted({m.nnz for m in res})
         nnz_s = str(nnz[0]) if len(nnz) == 1 else f"{min(nnz)}-{max(nnz)}"
-        print(f"{name:<16}{acc.mean():>22.4f} ± {sem:.4f}{nnz_s:>14}")
+        print(f"{name:<16}{_mean_sem([m.test_accuracy for m in res]):>30}{nnz_s:>14}")
+    print(f"\ninterference and static decoding (threshold {args.threshold}, mean ± s.e. over trials)")
+    cols = ("capacity", "cosine", "f1", "agreement")
+    print(f"{'condition':<16}" + "".join(f"{c:>18}" for c in ("feature capacity", "cosine interf.", "decode F1", "circuit agreement")))
+    for name, res in rows:
+        ms = [measure(r, m.model, args.threshold) for r, m in zip(results, res)]
+        print(f"{name:<16}" + "".join(f"{_mean_sem([m[c] for m in ms]):>18}" for c in cols))
     print(f"{elapsed:.1f}s; models stored under {store.dir}")
     return 0
 
