@@ -1,0 +1,33 @@
+"""The fci explorer: a Dash app to inspect per-clause codes before and after splitting.
+
+`python -m app [--data DIR]` serves it (training a small demo into an empty store
+first); `create_app(data_dir)` builds the app for other servers and tests.
+Data and analysis live in `app.data`, figures in `app.figures`, panels in
+`app.panels`, the URL state in `app.state`; `app.callbacks` only wires them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dash import Dash
+
+from app.callbacks import register_callbacks
+from app.data import Explorer
+from app.layout import build_layout
+
+__all__ = ["create_app"]
+
+
+def create_app(data_dir: str | Path = "data", explorer: Explorer | None = None) -> Dash:
+    """A Dash app exploring the results store under `data_dir` (`<data_dir>/store/`).
+
+    The catalogue is read per page load, so runs stored while the server runs
+    appear on the next load. Pass `explorer` to share its caches (benchmarks)."""
+    explorer = explorer or Explorer(data_dir)
+    app = Dash(__name__, title="fci explorer", assets_folder=str(Path(__file__).parent / "assets"),
+               update_title=None)
+    app.layout = lambda: build_layout(explorer)
+    register_callbacks(app, explorer)
+    app.explorer = explorer  # for tests and benchmarks
+    return app

@@ -1,0 +1,354 @@
+"""The explorer without a browser: the demo start, the run catalogue, figure
+builders against the stored models, the URL state, and the callbacks through
+Dash's HTTP endpoint (bad input never crashes a request)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+from dash import no_update
+
+from conftest import tiny_spec
+
+from app import create_app, figures, panels
+from app.__main__ import prepare
+from app.bench import CallbackClient
+from app.data import Explorer, scan_store
+from app.demo import DEMO_SPEC
+from app.state import DEFAULT_THRESHOLD, ViewState
+from app.views import figure_updates, next_state, render_page, run_options
+from fci.codes import clause_channels, collision_graph, polysemanticity, sign_codes
+from fci.metrics import gram
+from fci.model import MaskedMLP
+from fci.store import Store
+from fci.train import run_fpe, split_tensors
+
+
+@pytest.fixture(scope="module")
+def demo(app_demo_dir):
+    root, _ = app_demo_dir
+    return Explorer(root)
+
+
+@pytest.fixture(scope="module")
+def run_id(demo):
+    return next(r.id for r in demo.catalogue().runs if r.split == "clause")
+
+
+def _stored_models(store: Store, run_id: str, dense_key: str) -> dict[str, MaskedMLP]:
+    """The three networks straight from the store, without app.data."""
+    own, parent = split_tensors(store.load(run_id).tensors)
+    dense, _ = split_tensors(store.load(dense_key).tensors)
+    return {"parent": MaskedMLP.from_tensors(parent), "child": MaskedMLP.from_tensors(own),
+            "dense": MaskedMLP.from_tensors(dense)}
+
+
+def _w1(model: MaskedMLP) -> torch.Tensor:
+    return model.effective_weights()[0][0]
+
+
+# --------------------------------------------------------------------------- the demo start
+
+
+def test_empty_store_trains_the_demo_and_later_starts_load_it(app_demo_dir):
+    root, trained = app_demo_dir
+    assert trained, "an empty store must train the demo"
+    cat = Explorer(root).catalogue()
+    assert sorted((r.split, r.alpha) for r in cat.runs) == [("clause", 2), ("random", 2)]
+    assert {(r.hidden, r.task) for r in cat.runs} == {("8", "C=8 k=3 n=24 disjoint dnf")}
+    assert cat.warnings == []
+    t0 = time.perf_counter()
+    _, trained_again = prepare(root, progress=False)
+    assert not trained_again
+    assert time.perf_counter() - t0 < 5, "a store with runs must load, not retrain"
+
+
+def test_demo_shows_channels_and_the_clause_split_helps(demo, run_id):
+    run = demo.run(run_id)
+    assert run.task.clauses == DEMO_SPEC.make_task().clauses
+    child, dense = run.models["child"], run.models["dense"]
+    assert child.H == 2 * run.models["parent"].H == 16
+    assert child.nnz == run.models["parent"].nnz, "the FPE budget"
+    assert child.accuracy > dense.accuracy
+    codes = demo.analysis(run_id, DEFAULT_THRESHOLD).codes
+    assert any(codes[n].channels[c] for n in codes for c in range(run.n_clauses)), "no channel visible in the demo"
+
+
+# --------------------------------------------------------------------------- figure builders
+
+
+@pytest.mark.parametrize("network", ["parent", "child", "dense"])
+def test_weight_heatmap_data_match_the_model(demo, run_id, network):
+    run = demo.run(run_id)
+    model = _stored_models(demo.store, run_id, run.info.dense_key)[network]
+    W1 = _w1(model).numpy()
+    mask = model.weight_mask(0).numpy()
+    order = DEMO_SPEC.make_task().variable_order()
+    fig = figures.weight_heatmap(run, run.models[network], demo.analysis(run_id, 0.1).codes[network], 2)
+    trace = fig["data"][0]
+    z = figures.array_of(trace["z"])
+    rows = [int(label.split("·")[0][1:]) for label in trace["y"]]
+    assert sorted(rows) == list(range(W1.shape[0]))
+    expect = W1[np.ix_(rows, order)]
+    masked = mask[np.ix_(rows, order)] == 0
+    assert np.array_equal(np.isnan(z), masked), "exactly the masked weights are marked"
+    np.testing.assert_allclose(z[~masked], expect[~masked], rtol=1e-6)
+    assert trace["x"] == [("" if dict(c)[v] else "¬") + f"x{v}" for v in order for c in [
+        next(cl for cl in run.clauses if v in dict(cl))]]
+    if network == "child":
+        assert masked.any()
+        parents = [int(label.split("·p")[1]) for label in trace["y"]]
+        assert parents == sorted(parents), "children are grouped under their parent"
+        assert parents == model.parent_index[rows].tolist()
+    else:
+        assert not masked.any()
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.1, 0.3])
+def test_highlighted_neurons_are_exactly_the_clause_channel(demo, run_id, threshold):
+    run = demo.run(run_id)
+    models = _stored_models(demo.store, run_id, run.info.dense_key)
+    clauses = DEMO_SPEC.make_task().clauses
+    analysis = demo.analysis(run_id, threshold)
+    seen_nonempty = False
+    for network, model in models.items():
+        expected = clause_channels(_w1(model), clauses, threshold=threshold)
+        for c in range(len(clauses)):
+            for view in ("weights", "codes"):
+                fig = figures.weight_heatmap(run, run.models[network], analysis.codes[network], c, view)
+                assert figures.highlighted(fig, "channel-neuron") == expected[c]
+                assert figures.highlighted(fig, "clause-var") == sorted(v for v, _ in clauses[c])
+            poly = figures.polysemanticity_bar(run, run.models[network], analysis.codes[network], c)
+            colors = poly["data"][0]["marker"]["color"]
+            lit = [int(label.split("·")[0][1:]) for label, col in zip(poly["data"][0]["x"], colors)
+                   if col == figures.CHANNEL_COLOR]
+            assert sorted(lit) == expected[c]
+            seen_nonempty |= bool(expected[c])
+    assert seen_nonempty
+
+
+def test_no_clause_highlights_nothing(demo, run_id):
+    run = demo.run(run_id)
+    fig = figures.weight_heatmap(run, run.models["child"], demo.analysis(run_id, 0.1).codes["child"], None)
+    assert figures.highlighted(fig, "channel-neuron") == [] and figures.highlighted(fig, "clause-var") == []
+
+
+def test_code_view_shows_literal_codes(demo, run_id):
+    run = demo.run(run_id)
+    model = _stored_models(demo.store, run_id, run.info.dense_key)["child"]
+    clauses = DEMO_SPEC.make_task().clauses
+    S = sign_codes(_w1(model), threshold=0.2).numpy()
+    analysis = demo.analysis(run_id, 0.2)
+    fig = figures.weight_heatmap(run, run.models["child"], analysis.codes["child"], 0, "codes")
+    z = figures.array_of(fig["data"][0]["z"])
+    rows, order = run.models["child"].row_order, run.order
+    polarity = np.ones(S.shape[1])
+    for clause in clauses:
+        for v, positive in clause:
+            polarity[v] = 1 if positive else -1
+    expect = S[np.ix_(rows, order)] * polarity[order]
+    ok = ~np.isnan(z)
+    np.testing.assert_array_equal(z[ok], expect[ok])
+    # A channel neuron's row reads +1 on every literal of the clause.
+    cols = [list(order).index(v) for v, _ in clauses[0]]
+    for i in analysis.codes["child"].channels[0]:
+        assert (z[list(rows).index(i), cols] == 1).all()
+
+
+def test_gram_heatmap_matches_the_model(demo, run_id):
+    run = demo.run(run_id)
+    model = _stored_models(demo.store, run_id, run.info.dense_key)["child"]
+    fig = figures.gram_heatmap(run, run.models["child"], 1)
+    order = run.order
+    np.testing.assert_allclose(figures.array_of(fig["data"][0]["z"]), gram(_w1(model)).numpy()[np.ix_(order, order)],
+                               rtol=1e-5, atol=1e-6)
+    assert figures.highlighted(fig, "clause-var") == sorted(v for v, _ in run.clauses[1])
+
+
+def test_polysemanticity_and_collision_graph_match_fci_codes(demo, run_id):
+    run = demo.run(run_id)
+    models = _stored_models(demo.store, run_id, run.info.dense_key)
+    clauses = run.clauses
+    for threshold in (0.05, 0.1):
+        analysis = demo.analysis(run_id, threshold)
+        for network, model in models.items():
+            W1 = _w1(model)
+            poly = figures.polysemanticity_bar(run, run.models[network], analysis.codes[network])
+            rows = run.models[network].row_order
+            assert poly["data"][0]["y"] == polysemanticity(W1, clauses, threshold=threshold).numpy()[rows].tolist()
+            g = collision_graph(W1, clauses, threshold=threshold)
+            fig = figures.collision_figure(run, analysis.codes[network].graph, clause=0)
+            nodes = fig["data"][-1]
+            assert nodes["customdata"] == list(range(len(clauses)))
+            n_edges = sum(t["x"].count(None) for t in fig["data"][:-1])
+            assert n_edges == g.number_of_edges()
+            selected = [t for t in fig["data"][:-1] if t["name"].startswith("selected")]
+            assert sum(t["x"].count(None) for t in selected) == g.degree(0)
+
+
+def test_capacity_figure_and_panels(demo, run_id):
+    analysis = demo.analysis(run_id, 0.1)
+    fig = figures.capacity_figure(analysis, 3)
+    assert [t["name"] for t in fig["data"]] == ["Dense parent at expansion", "FPE child after fine-tuning",
+                                                "Paired dense baseline"]
+    for trace, name in zip(fig["data"], ("parent", "child", "dense")):
+        assert trace["y"] == [r["capacity"] for r in analysis.codes[name].rows]
+    assert fig["layout"]["shapes"][0]["name"] == "clause:3"
+    table = panels.clause_table(analysis, 3)
+    body = table.children[1].children
+    assert len(body) == analysis.run.n_clauses
+    assert [r.className for r in body].index("selected") == 3
+    assert body[3].id == {"type": panels.ROW_TYPE, "index": 3}
+    text = json.dumps(panels.clause_detail(analysis, 3), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    assert analysis.run.clause_label(3) in text
+    metrics = json.dumps(panels.metrics_table(analysis).to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    for label in ("test accuracy", "nnz", "mean feature capacity", "cosine interference", "decoded-circuit agreement"):
+        assert label in metrics
+
+
+# --------------------------------------------------------------------------- page, URL and events
+
+
+def test_render_page_follows_the_url(demo, run_id):
+    page = render_page(demo, ViewState(run=run_id, clause=4, threshold=0.2, view="codes").to_search())
+    assert page.messages == []
+    assert page.state.clause == 4 and page.analysis.threshold == 0.2
+    channel = page.analysis.codes["child"].channels[4]
+    assert figures.highlighted(page.figures["child-weights"], "channel-neuron") == channel
+    assert page.figures["child-weights"]["data"][0]["colorbar"]["tickvals"] == [-1, 0, 1]
+
+
+def test_figures_are_sent_only_as_far_as_they_changed(demo, run_id):
+    channels = demo.analysis(run_id, 0.1).codes["child"].channels
+    a, b = next((a, b) for a in range(len(channels)) for b in range(len(channels)) if channels[a] != channels[b])
+    first = render_page(demo, ViewState(run=run_id, clause=a).to_search())
+    sent, drawn = figure_updates(first.figures, None)
+    assert all(isinstance(f, dict) for f in sent.values())
+    second = render_page(demo, ViewState(run=run_id, clause=b).to_search())
+    sent, _ = figure_updates(second.figures, drawn)
+    # Heatmap data do not depend on the clause: only their layout (the highlight) is sent.
+    for gid in ("parent-weights", "child-weights", "dense-gram"):
+        ops = sent[gid].to_plotly_json()["operations"]
+        assert [op["location"] for op in ops] == [["layout"]]
+        assert figures.highlighted({"layout": ops[0]["params"]["value"]}, "clause-var") == \
+            sorted(v for v, _ in demo.run(run_id).clauses[b])
+    # The polysemanticity bars recolour: their data change, so they go whole.
+    assert isinstance(sent["child-poly"], dict)
+    third = render_page(demo, ViewState(run=run_id, clause=b, view="codes").to_search())
+    assert isinstance(figure_updates(third.figures, drawn)[0]["child-weights"], dict)
+    # What the browser already draws is not sent again.
+    sent, _ = figure_updates(first.figures, drawn)
+    assert all(f is no_update for f in sent.values())
+
+
+def test_unknown_run_in_the_url_renders_a_message(demo):
+    page = render_page(demo, "?run=no-such-run&clause=1")
+    assert any(level == "error" and "unknown run 'no-such-run'" in text for level, text in page.messages)
+    assert page.analysis is None
+
+
+@pytest.mark.parametrize("search", ["?clause=abc", "?threshold=-1", "?threshold=nan", "?view=3d", "?clause=99",
+                                    "?run=&clause=", "?%%%", None])
+def test_bad_url_fields_warn_and_never_raise(demo, search):
+    page = render_page(demo, search)
+    assert page.analysis is not None, page.messages
+    if search not in (None, "?run=&clause=", "?%%%"):
+        assert page.messages and all(level == "warning" for level, _ in page.messages)
+
+
+def test_view_state_round_trip():
+    s = ViewState(run="abc", clause=3, threshold=0.25, view="codes")
+    assert ViewState.from_search(s.to_search()) == (s, [])
+    assert ViewState.from_search(ViewState(run="abc", clause=None).to_search())[0].clause is None
+    assert ViewState.from_search("") == (ViewState(), [])
+
+
+def test_next_state_maps_events_to_clauses(demo, run_id):
+    run = demo.run(run_id)
+    search = ViewState(run=run_id, clause=0).to_search()
+    v = run.clauses[5][0][0]
+    label = run.labels[list(run.order).index(v)]
+    assert next_state(demo, search, "child-weights", {"points": [{"x": label, "y": "h0·p0"}]}).clause == 5
+    assert next_state(demo, search, "dense-gram", {"points": [{"x": label, "y": label}]}).clause == 5
+    assert next_state(demo, search, "parent-collisions", {"points": [{"customdata": 6}]}).clause == 6
+    assert next_state(demo, search, "capacity", {"points": [{"x": "c7"}]}).clause == 7
+    assert next_state(demo, search, {"type": panels.ROW_TYPE, "index": 2}, 1).clause == 2
+    assert next_state(demo, search, {"type": panels.ROW_TYPE, "index": 2}, 0) is None  # a re-rendered row
+    assert next_state(demo, search, "child-weights", {"points": [{"x": "nonsense"}]}) is None
+    assert next_state(demo, search, "threshold", 0.35).threshold == 0.35
+    assert next_state(demo, search, "view", "codes").view == "codes"
+    assert next_state(demo, "", None, None).run == demo.catalogue().runs[0].id
+
+
+def test_run_filters(demo):
+    cat = demo.catalogue()
+    assert {o["value"] for o in run_options(demo, {"split": ["random"]}, None)} == {
+        r.id for r in cat.runs if r.split == "random"}
+    assert len(run_options(demo, {"alpha": [2], "trial": [0], "hidden": ["8"]}, None)) == 2
+    keep = next(r.id for r in cat.runs if r.split == "clause")
+    assert [o["value"] for o in run_options(demo, {"split": ["random"]}, keep)][0] == keep
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def test_callbacks_through_http_never_crash(demo, run_id):
+    app = create_app(demo.store.root)
+    client = CallbackClient(app)
+    status, out = client.update("")  # a page load without a query: the first run, clause 0
+    assert status == 200 and f"run={demo.catalogue().runs[0].id}" in out["url.search"]
+    assert out["clause.value"] == 0 and len(out["clause.options"]) == 8
+    client.drawn = None  # a fresh page: figures come whole
+    status, out = client.update(ViewState(run=run_id).to_search(), "clause.value", 5)
+    assert status == 200 and "clause=5" in out["url.search"] and out["clause.value"] == 5
+    assert figures.highlighted(out["child-weights.figure"], "channel-neuron") == \
+        demo.analysis(run_id, 0.1).codes["child"].channels[5]
+    status, out = client.update(ViewState(run=run_id).to_search(), "child-weights.clickData",
+                                {"points": [{"x": "x999", "y": "h0"}]})
+    assert status in (200, 204) and out == {}  # a click on nothing changes nothing
+    for search in (ViewState(run=run_id, clause=3).to_search(), "?run=nope", "?clause=-4&threshold=x", "?%00"):
+        client.drawn = None
+        status, out = client.update(search)
+        assert status == 200, search
+        assert "child-weights.figure" in out and "messages.children" in out
+    client.drawn = None
+    status, out = client.update("?run=nope")
+    assert "unknown run 'nope'" in json.dumps(out["messages.children"])
+
+
+def test_corrupt_entries_are_skipped_with_a_visible_warning(app_demo_dir, tmp_path):
+    root, _ = app_demo_dir
+    shutil.copytree(root / "store", tmp_path / "store")
+    store = Store(tmp_path)
+    cat = scan_store(store)
+    random_run = next(r for r in cat.runs if r.split == "random")
+    clause_run = next(r for r in cat.runs if r.split == "clause")
+    (store.path(random_run.id) / "metrics.json").write_text("{ not json")
+    (store.path(clause_run.id) / "weights.safetensors").write_bytes(b"garbage")
+    explorer = Explorer(tmp_path)
+    cat = explorer.catalogue()
+    assert [r.id for r in cat.runs] == [clause_run.id]
+    assert len(cat.warnings) == 1 and random_run.id in cat.warnings[0] and "metrics.json" in cat.warnings[0]
+    app = create_app(tmp_path, explorer=explorer)
+    layout = json.dumps(app.layout().to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    assert "skipped a corrupt store entry" in layout
+    # The listed run whose weights are corrupt renders a message, not an exception.
+    page = render_page(explorer, ViewState(run=clause_run.id).to_search())
+    assert page.analysis is None
+    assert any(level == "error" and "weights.safetensors" in text for level, text in page.messages)
+    status, _ = CallbackClient(app).update(ViewState(run=clause_run.id).to_search())
+    assert status == 200
+
+
+def test_the_catalogue_sees_runs_stored_while_serving(tmp_path):
+    explorer = Explorer(tmp_path)
+    assert explorer.catalogue().runs == []
+    page = render_page(explorer, "")
+    assert page.analysis is None and "No runs" in page.messages[0][1]
+    run_fpe([tiny_spec()], device="cpu", store=Store(tmp_path))
+    assert len(explorer.catalogue().runs) == 2
