@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence, TypeVar
 
 import networkx as nx
@@ -549,8 +549,9 @@ class DecodedCircuit:
     ``clauses[d]`` (same form as ``task.clauses``) is true when all its literals are;
     ``channels[d]`` are the neurons every literal excites; ``readouts[d]`` the outputs
     those neurons vote for. Output ``o`` is the OR of the clauses whose readout holds
-    ``o``, or'ed with ``default[o]`` (``b2[o] > 0``: the network's prediction when no
-    hidden neuron is active)."""
+    ``o``, or'ed with ``default[o]``: true only when the output is provably true on
+    every input (``b2[o]`` exceeds the largest inhibition ``max_inhibition[o]`` that
+    the neurons with negative readout can produce; see :func:`decode`)."""
 
     clauses: list[Clause]
     channels: list[list[int]]
@@ -562,6 +563,7 @@ class DecodedCircuit:
     threshold: float
     relative: bool
     similarity: float
+    max_inhibition: list[float] = field(default_factory=list)
 
     def clause_truth(self, x: ArrayT) -> ArrayT:
         """(N, D) bool: which discovered clauses ``x`` (N, n) satisfies."""
@@ -584,8 +586,9 @@ class DecodedCircuit:
         return _like(y.astype(np.float32), x)
 
     def formula(self) -> list[str]:
-        """Per output, the decoded DNF as text (``"⊤"`` for a default-true output,
-        ``"⊥"`` for an output no clause reads)."""
+        """Per output, the decoded DNF as text (``"⊤"`` for a default-true output, i.e.
+        one the network holds true on every input; ``"⊥"`` for an output no clause
+        reads)."""
         out = []
         for o in range(self.n_outputs):
             if self.default[o]:
@@ -682,11 +685,34 @@ def decode(
        for.
 
     The circuit's output ``o`` is the OR of the discovered clauses that read out to
-    ``o``; when none is true the network's logit is ``b2[o]`` (no clause neuron
-    fires), so an output with ``b2[o] > 0`` is decoded as constantly true. The
-    circuit reads only this positive OR-of-ANDs mechanism: inhibition (negative
-    readouts, negative literal codes) is not modelled, which :func:`circuit_agreement`
-    exposes on networks that rely on it.
+    ``o``, or'ed with a constant ``default[o]``:
+
+    5. **Default rule**: ``default[o]`` is true iff the output is provably true on
+       every binary input, i.e. ``b2[o] > max_inhibition[o]`` with
+       ``max_inhibition[o] = Σ_i max(-W2[o, i], 0) · relu(b1[i] + Σ_v max(W1[i, v], 0))``,
+       the most that the neurons with a negative readout (all of them, coded or not)
+       can lower the logit (``relu(b1[i] + Σ_v max(W1[i, v], 0))`` is neuron i's
+       largest activation over ``{0, 1}^n``). Otherwise ``default[o]`` is false: when
+       no discovered clause is true, the inhibitory neurons are taken to hold the
+       output off. Trained networks typically learn ``b2 > 0`` and switch the output
+       off with inhibitory neurons (negative readout) that fire whenever the clauses
+       they track are false; the earlier rule ``default = b2 > 0`` decoded them as
+       constantly true. A network without negative readouts keeps ``default = b2 > 0``.
+
+    Measured on trained networks (8 clauses of 3 literals, 8 hidden neurons, FPE
+    alpha 2, TrainConfig(warmup=200, finetune=200), 5 trials, task test set), circuit
+    agreement went from 0.485 / 0.499 / 0.460 (dense / clause-split / random-split
+    children, rule ``b2 > 0``: every decoded circuit constant) to 0.594 / 0.686 /
+    0.594; clause recovery is unchanged (F1 0.42 / 0.69 / 0.45). The OR of the *true*
+    clauses agrees 0.90 / 0.95 / 0.84 with these networks, so the remaining gap is
+    clause discovery, not the output rule. Alternatives measured and not adopted
+    (same networks): a sign-code threshold circuit (neuron i fires iff
+    ``b1[i] + s_i Σ_v S1[i, v] x_v > 0``, ``s_i`` the mean coded ``|W1[i]|``, output
+    ``b2 + t_o Σ_i S2[o, i] [fires_i] > 0``) agreed 0.55 / 0.54 / 0.57, and with the
+    real coded weights 0.51 / 0.51 / 0.49 (binarising neurons loses the graded
+    activations the readout sums); OR-of-excitatory-clauses AND NOT OR-of-inhibitory
+    literal groups (groups over negative-readout neurons, with AND or any-literal
+    semantics) agreed at most as well as the default rule (0.52-0.69).
     Discovered clauses are ordered by their smallest variable, literals by variable.
     """
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
@@ -721,17 +747,20 @@ def decode(
     clauses = [c for c, k in zip(clauses, keep) if k]
     A = A[:, keep]
     votes = _count_matmul(A.T, vote.T)  # (D, O)
+    peak = np.maximum(b1 + np.maximum(W1, 0).sum(axis=1), 0)  # (H,) largest activation over {0,1}^n
+    max_inhibition = np.maximum(-W2, 0) @ peak  # (O,)
     return DecodedCircuit(
         clauses=clauses,
         channels=_channels_from_membership(A),
         readouts=[np.flatnonzero(row > 0).tolist() for row in votes],
         votes=votes.tolist(),
-        default=[bool(b > 0) for b in b2],
+        default=[bool(b > m) for b, m in zip(b2, max_inhibition)],
         n_vars=n,
         n_outputs=W2.shape[0],
         threshold=float(threshold),
         relative=bool(relative),
         similarity=float(similarity),
+        max_inhibition=[float(m) for m in max_inhibition],
     )
 
 

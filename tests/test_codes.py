@@ -439,6 +439,69 @@ def test_decode_positive_output_bias_is_constant_true():
     assert (circuit.evaluate(all_inputs(DNF_N)) == 1).all()
 
 
+def with_inhibitors(weights, b2: float, w_inh: float = -0.25):
+    """Append to a planted DNF network (one output) one inhibitory neuron per clause,
+    as trained networks grow them: every literal of the clause inhibits it (weight -1
+    for a positive literal, +1 for a negated one, bias #positive), so its activation is
+    the number of the clause's false literals; readout ``w_inh`` < 0. The output bias
+    is set to ``b2``."""
+    W1, b1, W2, _ = weights
+    rows, biases = [], []
+    for clause in DNF_CLAUSES:
+        row = torch.zeros(W1.shape[1])
+        for v, positive in clause:
+            row[v] = -1.0 if positive else 1.0
+        rows.append(row)
+        biases.append(float(sum(p for _, p in clause)))
+    W1 = torch.cat([W1, torch.stack(rows)])
+    b1 = torch.cat([b1, torch.tensor(biases)])
+    W2 = torch.cat([W2, torch.full((1, len(rows)), w_inh)], dim=1)
+    return W1, b1, W2, torch.tensor([b2])
+
+
+def test_decode_positive_bias_with_inhibitory_neurons_decodes_the_dnf():
+    # b2 = 0.5 > 0, but with no clause true every inhibitor has >= 1 false literal:
+    # logit <= 0.5 - 3 * 0.25 < 0; with a clause true its channel neuron adds 1 and the
+    # other inhibitors remove at most 0.25 * 5. The network computes the DNF exactly.
+    weights = with_inhibitors(planted_dnf(DNF_CLAUSES, DNF_N), b2=0.5)
+    x = all_inputs(DNF_N)
+    net = network_predictions(weights, x)
+    assert torch.equal(net, dnf_truth(DNF_CLAUSES, x).any(1, keepdim=True).float())
+    circuit = decode(weights)
+    assert circuit.clauses == DNF_CLAUSES and circuit.channels == [[0], [1], [2]]
+    assert circuit.readouts == [[0], [0], [0]]
+    assert circuit.default == [False]
+    assert circuit.max_inhibition == pytest.approx([0.25 * (3 + 2 + 1)])  # peak = #literals
+    assert circuit.formula() == ["(x0 ∧ ¬x1 ∧ x2) ∨ (¬x3 ∧ x4) ∨ (x5)"]
+    assert torch.equal(circuit.evaluate(x), net)
+    assert circuit_agreement(circuit, net, x) == 1.0
+    json.dumps(circuit.to_dict())
+
+
+def test_decode_default_true_only_when_inhibition_cannot_switch_the_output_off():
+    x = all_inputs(DNF_N)
+    # b2 = 1.6 > max inhibition 1.5: the network is true on every input
+    weights = with_inhibitors(planted_dnf(DNF_CLAUSES, DNF_N), b2=1.6)
+    assert (network_predictions(weights, x) == 1).all()
+    circuit = decode(weights)
+    assert circuit.default == [True] and circuit.formula() == ["⊤"]
+    assert circuit_agreement(circuit, network_predictions(weights, x), x) == 1.0
+    # b2 = 1.5 = max inhibition: the all-inhibitors input (x = 0, x1 = x3 = 1) gives
+    # logit 0, predicted false, so the output is not constant and the default is false
+    weights = with_inhibitors(planted_dnf(DNF_CLAUSES, DNF_N), b2=1.5)
+    assert not (network_predictions(weights, x) == 1).all()
+    assert decode(weights).default == [False]
+    # a tiny uncoded inhibitory readout still counts: the bound is exact, not coded
+    W1, b1, W2, _ = planted_dnf(DNF_CLAUSES, DNF_N)
+    W2 = W2.clone()
+    W2[0, -1] = -0.05  # the dead neuron (bias 0, no weights) peaks at 0: no inhibition
+    assert decode((W1, b1, W2, torch.tensor([0.01]))).default == [True]
+    b1 = b1.clone()
+    b1[-1] = 1.0  # now it is always active at 1 and lowers the logit by 0.05
+    circuit = decode((W1, b1, W2, torch.tensor([0.01])))
+    assert circuit.default == [False] and circuit.max_inhibition == pytest.approx([0.05])
+
+
 def test_decode_superposition_network_recovers_clauses():
     W1, W2, clauses = superposition_network(extras=False)
     b1 = np.zeros(SUPER_H)
