@@ -129,12 +129,19 @@ class Store:
             with open(tmp / "metrics.json", "w") as f:
                 f.write(json.dumps(metrics, indent=1, sort_keys=True, default=_json_default))
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "weights.safetensors"))
-            if final.exists():  # an incomplete leftover under the final name: replace it
-                shutil.rmtree(final, ignore_errors=True)
+            if self.has(key):  # another writer (a parallel shard) finished first
+                return key
+            if final.exists():  # an incomplete leftover under the final name: move it aside, never delete in place
+                stale = final.with_name(f".{key}.stale-{uuid.uuid4().hex[:8]}")
+                try:
+                    os.rename(final, stale)
+                    shutil.rmtree(stale, ignore_errors=True)
+                except OSError:
+                    pass
             try:
                 os.rename(tmp, final)
             except OSError:
-                if not self.has(key):  # lost a race to another writer only if theirs is complete
+                if not self.has(key):  # losing the rename is fine only if the winner's entry is complete
                     raise
         finally:
             if tmp.exists():

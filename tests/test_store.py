@@ -111,3 +111,35 @@ def test_saved_files_are_plain_data(tmp_path):
 
     t = load_file(str(store.path(key) / "weights.safetensors"))
     assert {"W0", "M0", "b0", "m0", "W1", "parent_index", "parent.W0"} <= set(t)
+
+
+def test_concurrent_writer_finishing_first_is_kept(tmp_path, monkeypatch):
+    """A writer that finds a complete entry appear while it writes keeps that entry."""
+    store = Store(tmp_path)
+    config = {"a": 1}
+    key = config_key(config)
+    import fci.store as st
+
+    real_save_file = st.save_file
+
+    def racing_save_file(tensors, path):
+        real_save_file(tensors, path)
+        if not store.has(key):  # the other writer finishes right now
+            other = Store(tmp_path)
+            monkeypatch.setattr(st, "save_file", real_save_file)
+            other.save(config, {"who": "first"}, {"w": torch.ones(1)})
+
+    monkeypatch.setattr(st, "save_file", racing_save_file)
+    assert store.save(config, {"who": "second"}, {"w": torch.ones(1)}) == key
+    assert store.load(key).metrics == {"who": "first"}
+    assert [p.name for p in store.dir.iterdir()] == [key]
+
+
+def test_incomplete_leftover_is_replaced(tmp_path):
+    store = Store(tmp_path)
+    key = config_key({"a": 1})
+    (store.dir / key).mkdir(parents=True)
+    (store.dir / key / "config.json").write_text("{}")
+    store.save({"a": 1}, {"m": 1}, {"w": torch.ones(1)})
+    assert store.load(key).metrics == {"m": 1}
+    assert [p.name for p in store.dir.iterdir()] == [key]
