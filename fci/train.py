@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -43,6 +44,8 @@ __all__ = [
     "evaluate",
     "train_models",
     "run_fpe",
+    "auto_max_stack",
+    "trial_bytes",
     "entry_configs",
     "save_fpe_result",
     "load_fpe_result",
@@ -105,15 +108,27 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------
 # The stacked fit loop
+#
+# `fit` trains through a hand-written forward/backward over one flat buffer
+# (no autograd graph, no per-model Python work): per minibatch a gather, two
+# batched matmuls per layer, an in-place ReLU, one mask multiply on the flat
+# gradient and one fused optimiser step. It computes exactly what autograd
+# computes for `MaskedMLPStack.forward` (the effective weight W * M): the raw
+# weights under a mask are kept at zero, so W * M == W in the forward pass, and
+# the gradient is multiplied by the mask before the optimiser sees it, so no
+# optimiser state or weight decay can revive a masked weight (SPEC §2).
 
 
 class _threads:
-    """Run small stacks on one intra-op thread: a step of a few small matmuls is
-    dominated by thread synchronisation (on a busy 2-core machine, 2 threads made
-    one tiny baddbmm ~100x slower). Results do not depend on the choice for a
-    given workload, which is a pure function of the stack's shape."""
+    """Run stacks on one intra-op thread unless a step is enormous. A step is a
+    few dozen small ops; with more threads each op waits on a barrier, and on a
+    busy 2-core machine that made a tiny baddbmm ~100x slower and whole stacks
+    of 1024 models (or 256 of width 64) 4-6x slower (`benchmarks.trainer
+    --scaling` prints both). Results do not depend on the machine's load: the
+    choice is a pure function of the stack's shape (above the threshold torch's
+    own setting applies, which the caller controls)."""
 
-    def __init__(self, work: float, threshold: float = 2e8):
+    def __init__(self, work: float, threshold: float = 1e10):
         self.n = 1 if work < threshold else None
 
     def __enter__(self):
@@ -130,6 +145,7 @@ def _step_flops(stack: MaskedMLPStack, batch: int) -> float:
 
 
 def _make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """A torch optimiser over the stack's own parameters (the autograd path)."""
     params = list(params)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -152,6 +168,171 @@ def _per_model_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.T
     return torch.nn.functional.cross_entropy(logits.reshape(M * B, O), y.reshape(M * B).long(), reduction="none").view(M, B).mean(1)
 
 
+class _FlatStack:
+    """A stack's parameters, gradients and masks, each in one flat buffer.
+
+    Layer 0 is stored augmented, `A0: (M, H1, n_in + 1)` = [W0 | b0], so that with
+    a column of ones appended to the input the first layer (the largest) is one
+    plain bmm and its bias gradient comes out of the weight-gradient bmm. Layers
+    l >= 1 hold `W[l]: (M, out, in)` then `b[l]: (M, out)`. One flat buffer lets
+    the mask multiply and the optimiser step run as one op each, whatever M is.
+    """
+
+    def __init__(self, stack: MaskedMLPStack):
+        w = stack.weights[0]
+        self.device, self.dtype = w.device, w.dtype
+        self.n_layers = stack.n_layers
+        self.shapes = [tuple(stack.weights[l].shape) for l in range(self.n_layers)]
+        M, H1, n = self.shapes[0]
+        numels = [M * H1 * (n + 1)]
+        for l in range(1, self.n_layers):
+            Ml, o, i = self.shapes[l]
+            numels += [Ml * o * i, Ml * o]
+        self.offsets = [0]
+        for k in numels:
+            self.offsets.append(self.offsets[-1] + k)
+        size = self.offsets[-1]
+        self.param = torch.zeros(size, device=self.device, dtype=self.dtype)
+        self.param.grad = torch.zeros_like(self.param)
+        self.mask = torch.zeros_like(self.param)
+        self.A0, self.W, self.b = self._views(self.param)
+        self.gA0, self.gW, self.gb = self._views(self.param.grad)
+        self.mA0, self.mW, self.mb = self._views(self.mask)
+        self._stack = weakref.ref(stack)
+        self._data: tuple | None = None  # (x, y, their versions, loss, _TrainData) of the last fit
+
+    def data_for(self, x: torch.Tensor, y: torch.Tensor, loss: str) -> "_TrainData":
+        """The training layout of (x, y), reused when a continued fit passes the
+        same, unmodified tensors (as run_fpe's dense phases do)."""
+        c = self._data
+        if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
+            return c[4]
+        data = _TrainData.build(x, y, loss, self.dtype)
+        self._data = (x, y, (x._version, y._version), loss, data)
+        return data
+
+    def _views(self, flat: torch.Tensor):
+        M, H1, n = self.shapes[0]
+        A0 = flat[: self.offsets[1]].view(M, H1, n + 1)
+        W: list[torch.Tensor | None] = [None]
+        b: list[torch.Tensor | None] = [None]
+        for l in range(1, self.n_layers):
+            s = self.offsets[2 * l - 1], self.offsets[2 * l], self.offsets[2 * l + 1]
+            W.append(flat[s[0] : s[1]].view(self.shapes[l]))
+            b.append(flat[s[1] : s[2]].view(self.shapes[l][:2]))
+        return A0, W, b
+
+    def matches(self, stack: MaskedMLPStack) -> bool:
+        return self._stack() is stack and [tuple(w.shape) for w in stack.weights] == self.shapes
+
+    @torch.no_grad()
+    def load(self, stack: MaskedMLPStack) -> None:
+        """Copy the stack's masks and effective parameters in (masked raw weights become 0)."""
+        n = self.shapes[0][2]
+        self.mA0[..., :n].copy_(stack.weight_mask(0))
+        self.mA0[..., n].copy_(stack.bias_mask(0))
+        self.A0[..., :n].copy_(stack.weights[0] * stack.weight_mask(0))
+        self.A0[..., n].copy_(stack.biases[0] * stack.bias_mask(0))
+        for l in range(1, self.n_layers):
+            self.mW[l].copy_(stack.weight_mask(l))
+            self.mb[l].copy_(stack.bias_mask(l))
+            self.W[l].copy_(stack.weights[l] * stack.weight_mask(l))
+            self.b[l].copy_(stack.biases[l] * stack.bias_mask(l))
+
+    @torch.no_grad()
+    def store(self, stack: MaskedMLPStack) -> None:
+        """Copy the trained parameters back into the stack."""
+        n = self.shapes[0][2]
+        stack.weights[0].copy_(self.A0[..., :n])
+        stack.biases[0].copy_(self.A0[..., n])
+        for l in range(1, self.n_layers):
+            stack.weights[l].copy_(self.W[l])
+            stack.biases[l].copy_(self.b[l])
+
+
+def _flat_optimizer(flat: _FlatStack, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """torch's Adam (or SGD) over the flat buffer, fused where the build supports it."""
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:
+        opt = cls([flat.param], fused=True, **kw)
+    except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
+        opt = cls([flat.param], foreach=True, **kw)
+    opt._fci_flat = flat  # type: ignore[attr-defined]
+    return opt
+
+
+@dataclass
+class _TrainData:
+    """Training data laid out for fast minibatch gathers: sample-major, so one
+    `index_select` along dim 0 fetches a minibatch of every model at once.
+
+    x: (N, M, n_in + 1) in the stack's dtype, last column ones (the layer-0 bias);
+    y: (N, M, O) in the stack's dtype for 'bce', (N, M) int64 class ids for 'ce'.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def build(cls, x: torch.Tensor, y: torch.Tensor, loss: str, dtype: torch.dtype) -> "_TrainData":
+        # append the ones and transpose in x's own dtype (often uint8), then convert
+        xa = torch.cat([x, torch.ones_like(x[..., :1])], 2).transpose(0, 1).contiguous().to(dtype)
+        if loss == "bce":
+            ya = y.transpose(0, 1).to(dtype).contiguous()
+        else:
+            ya = y.transpose(0, 1).to(torch.int64).contiguous()
+        return cls(xa, ya)
+
+
+def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str) -> torch.Tensor:
+    """One forward/backward of the whole stack; writes the masked gradient into
+    `flat.param.grad` and returns each model's mean loss on the batch, (M,).
+
+    xb: (M, B, n_in + 1) with a ones column; yb: (M, B, O) or (M, B).
+    The last layer computes its logits transposed, (M, O, B): a (O, H) @ (H, B)
+    product per model is several times cheaper than the (B, H) @ (H, O)
+    matrix-vector product when O is small."""
+    L = flat.n_layers
+    hidden = []
+    z = torch.bmm(xb, flat.A0.transpose(1, 2))  # (M, B, H1)
+    for l in range(1, L):
+        h = z.clamp_min_(0)  # ReLU, in place
+        hidden.append(h)
+        if l < L - 1:
+            z = torch.baddbmm(flat.b[l].unsqueeze(1), h, flat.W[l].transpose(1, 2))  # (M, B, H_{l+1})
+        else:
+            z = torch.baddbmm(flat.b[l].unsqueeze(2), flat.W[l], h.transpose(1, 2))  # (M, O, B)
+    per_model, dz = _loss_and_grad(z, yb, loss)  # dz: d(sum of model losses)/d logits, (M, O, B)
+    h = hidden[-1]
+    torch.bmm(dz, h, out=flat.gW[L - 1])
+    torch.sum(dz, 2, out=flat.gb[L - 1])
+    dz = torch.ops.aten.threshold_backward(torch.bmm(dz.transpose(1, 2), flat.W[L - 1]), h, 0)  # (M, B, H)
+    for l in range(L - 2, 0, -1):
+        h = hidden[l - 1]
+        torch.bmm(dz.transpose(1, 2), h, out=flat.gW[l])
+        torch.sum(dz, 1, out=flat.gb[l])
+        dz = torch.ops.aten.threshold_backward(torch.bmm(dz, flat.W[l]), h, 0)
+    torch.bmm(dz.transpose(1, 2), xb, out=flat.gA0)
+    flat.param.grad.mul_(flat.mask)
+    return per_model
+
+
+def _loss_and_grad(zt: torch.Tensor, yb: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """zt: logits (M, O, B); yb: (M, B, O) targets for 'bce', (M, B) class ids for 'ce'.
+    -> (per-model mean loss (M,), gradient of their sum w.r.t. zt (M, O, B))."""
+    M, O, B = zt.shape
+    if loss == "bce":
+        yt = yb.transpose(1, 2)
+        per_model = torch.nn.functional.binary_cross_entropy_with_logits(zt, yt, reduction="none").mean((1, 2))
+        return per_model, torch.sigmoid(zt).sub_(yt).mul_(1.0 / (B * O))
+    logp = torch.log_softmax(zt, 1)
+    target = yb.unsqueeze(1)  # (M, 1, B)
+    per_model = -logp.gather(1, target).mean((1, 2))
+    grad = logp.exp_().scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=zt.dtype, device=zt.device))
+    return per_model, grad.mul_(1.0 / B)
+
+
 def fit(
     stack: MaskedMLPStack,
     x: torch.Tensor,
@@ -164,33 +345,65 @@ def fit(
 ) -> tuple[torch.optim.Optimizer, torch.Tensor]:
     """Train a stack in place over the given epoch indices.
 
-    x: (M, N, n_in) on the stack's device (any dtype; cast per batch);
+    x: (M, N, n_in) on the stack's device (any dtype; 0/1 uint8 is fine);
     y: (M, N, O) for 'bce' or (M, N) for 'ce'. `epochs` are absolute epoch
-    indices (they pick the minibatch orders), so a run can be continued.
-    Returns the optimiser (to continue later) and the mean train loss per
-    model and epoch, (M, len(epochs)), on CPU.
+    indices (they pick the minibatch orders), so a run can be continued by
+    passing back the returned optimiser. A torch optimiser built elsewhere over
+    `stack.parameters()` is honoured too (through autograd, slower).
+    Returns the optimiser and the mean train loss per model and epoch,
+    (M, len(epochs)), on CPU.
     """
     if loss not in ("bce", "ce"):
         raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
     device = stack.weights[0].device
-    dtype = stack.weights[0].dtype
     M, N = x.shape[:2]
     if M != stack.n_models or y.shape[:2] != (M, N):
         raise ValueError(f"data for {M} models of {N} samples does not match a stack of {stack.n_models} models (y {tuple(y.shape)})")
-    if optimizer is None:
-        optimizer = _make_optimizer(stack.parameters(), cfg)
+    if x.device != device or y.device != device:
+        raise ValueError(f"data must be on the stack's device {device}, got x on {x.device} and y on {y.device}")
     perms = _epoch_perms(cfg.shuffle_seed, epochs, N, device)
-    B = cfg.batch_size
-    losses = torch.zeros(M, len(epochs), device=device)
     it = range(len(epochs))
     if progress:
         it = tqdm(it, desc=progress if isinstance(progress, str) else "train", unit="epoch", leave=False)
-    with _threads(_step_flops(stack, B) if device.type == "cpu" else float("inf")):
-        _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype)
-    return optimizer, losses.cpu()
+    work = _step_flops(stack, cfg.batch_size) if device.type == "cpu" else float("inf")
+
+    flat = getattr(optimizer, "_fci_flat", None) if optimizer is not None else None
+    if optimizer is not None and flat is None:  # a caller's own torch optimiser: autograd path
+        losses = torch.zeros(M, len(epochs), device=device)
+        with _threads(work):
+            _fit_epochs(stack, x, y, perms, cfg.batch_size, loss, optimizer, losses, it, stack.weights[0].dtype)
+        return optimizer, losses.cpu()
+
+    if flat is None:
+        flat = _FlatStack(stack)
+        optimizer = _flat_optimizer(flat, cfg)
+    elif not flat.matches(stack):
+        raise ValueError("optimizer was returned by fit() for a different stack")
+    flat.load(stack)
+    data = flat.data_for(x, y, loss)
+    losses = torch.zeros(len(epochs), M, device=device)
+    with _threads(work), torch.no_grad():
+        _fit_flat_epochs(flat, data, perms, cfg.batch_size, loss, optimizer, losses, it)
+    flat.store(stack)
+    return optimizer, losses.t().cpu()
+
+
+def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, it) -> None:
+    N = data.x.shape[0]
+    starts = range(0, N, B)
+    for k in it:
+        perm, acc = perms[k], losses[k]
+        for s in starts:
+            idx = perm[s : s + B]
+            xb = data.x.index_select(0, idx).transpose(0, 1)
+            yb = data.y.index_select(0, idx).transpose(0, 1)
+            acc += _flat_step(flat, xb, yb, loss)
+            optimizer.step()
+        acc /= len(starts)
 
 
 def _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype) -> None:
+    """The autograd path (for a caller's own optimiser)."""
     M, N = x.shape[:2]
     n_batches = (N + B - 1) // B
     for k in it:
@@ -209,9 +422,13 @@ def _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype) -> No
 
 
 @torch.no_grad()
-def evaluate(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str = "bce", chunk: int = 8192) -> dict[str, torch.Tensor]:
+def evaluate(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str = "bce", chunk: int | None = None) -> dict[str, torch.Tensor]:
     """Accuracy (mean over samples and outputs of (logit > 0) == y, or argmax for
-    'ce'), exact match (all outputs right) and mean loss per model; each (M,) on CPU."""
+    'ce'), exact match (all outputs right) and mean loss per model; each (M,) on CPU.
+    `chunk` samples per forward pass (default: about 2**24 hidden activations)."""
+    if chunk is None:
+        width = max(w.shape[1] for w in stack.weights)
+        chunk = max(256, (1 << 24) // max(1, stack.n_models * width))
     with _threads(_step_flops(stack, chunk) / 3 if x.device.type == "cpu" else float("inf")):
         return _evaluate(stack, x, y, loss, chunk)
 
@@ -362,27 +579,98 @@ class FPEResult:
 
 
 def _chunks(seq: list, size: int) -> Iterable[list]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
+    """Split seq into the fewest chunks of at most `size`, of near-equal length."""
+    n_chunks = -(-len(seq) // size)
+    for k in range(n_chunks):
+        yield seq[k * len(seq) // n_chunks : (k + 1) * len(seq) // n_chunks]
+
+
+def _hidden_list(spec: FPESpec) -> list[int]:
+    return [spec.hidden] if isinstance(spec.hidden, int) else list(spec.hidden)
+
+
+def _n_outputs(task: TaskConfig) -> int:
+    if task.outputs == "dnf":
+        return 1
+    return task.n_clauses if task.outputs == "clauses" else len(task.outputs)
+
+
+def trial_bytes(spec: FPESpec) -> int:
+    """Estimated peak memory (bytes, on the training device) that one trial adds
+    to a stack in `run_fpe`: its data (stacked as uint8 for the dense model and
+    each child; laid out as floats for training), parameters, masks, optimiser
+    state and one minibatch of activations. Used to size stacks automatically."""
+    N, T = spec.task.n_train, spec.task.n_test
+    n, O, B = spec.task.resolved_n_vars, _n_outputs(spec.task), min(spec.train.batch_size, N)
+    E = len(spec.expansions)
+    hidden = _hidden_list(spec)
+    alphas = [a for _, a in spec.expansions]
+
+    def params(h: list[int]) -> int:
+        sizes = [n, *h, O]
+        return sum(o * (i + 1) for i, o in zip(sizes[:-1], sizes[1:]))
+
+    def phase(h: list[int]) -> int:  # fit(): float data (+ its uint8 staging), activations, flat buffers
+        return N * (n + 1 + O) * 6 + 4 * B * (4 * sum(h) + n + 1 + 2 * O) + 4 * 8 * params(h)
+
+    child_hidden = [[hidden[0] * a, *hidden[1:]] for a in alphas]
+    raw = (1 + E) * (N + T) * (n + O)
+    peak = max([phase(hidden)] + [sum(phase(h) for h in child_hidden)])
+    kept = 4 * 4 * (params(hidden) * 2 + sum(params(h) for h in child_hidden))  # stacks and CPU copies
+    return raw + peak + kept
+
+
+def _memory_budget(dev: torch.device) -> int:
+    """Bytes a run may fill: half the free GPU memory, or a quarter of the
+    available host memory (the machine is usually shared)."""
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return free // 2
+    try:
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if ":" in line}
+        return info.get("MemAvailable", info.get("MemFree", 8 << 30)) // 4
+    except OSError:
+        return 2 << 30
+
+
+#: Largest automatic stack per device type. On a CPU, throughput per model
+#: stops growing well below 1024 models (see `python -m benchmarks.trainer
+#: --scaling`) while bigger stacks only delay the store's checkpoints; a GPU
+#: needs large stacks to fill it.
+_AUTO_STACK_CAP = {"cpu": 1024, "cuda": 16384}
+
+
+def auto_max_stack(specs: Sequence[FPESpec], device: str | torch.device = "auto") -> int:
+    """How many trials like these fit one stack on `device` (at least 1)."""
+    dev = resolve_device(device)
+    per_trial = max(trial_bytes(s) for s in specs)
+    cap = _AUTO_STACK_CAP.get(dev.type, 1024)
+    return int(max(1, min(cap, _memory_budget(dev) // per_trial)))
 
 
 def run_fpe(
     specs: Sequence[FPESpec],
     device: str | torch.device = "auto",
     progress: bool = False,
-    max_stack: int = 1024,
+    max_stack: int | str | None = "auto",
     store: "Store | None" = None,
 ) -> list[FPEResult]:
     """Run the FPE schedule for many trials, batched into stacks.
 
     Trials with the same input/output sizes, depth, data sizes and schedule
-    share stacks (at most `max_stack` models each). With a `store`, trials whose
-    every model is stored are loaded instead of trained, and each finished stack
-    is written (atomically, one entry per model) before the next starts, so an
-    interrupted run resumes where it stopped. Returns one FPEResult per spec, in
-    order; models come back on the CPU.
+    share stacks of at most `max_stack` trials each (their dense models in one
+    stack, their children in another); `"auto"` or None sizes the stacks to
+    the device's memory (`auto_max_stack`). Within a group, trials of similar
+    width are stacked together (less padding) and chunks have near-equal sizes.
+    With a `store`, trials whose every model is stored are loaded instead of
+    trained, and each finished stack is written (atomically, one entry per
+    model) before the next starts, so an interrupted run resumes where it
+    stopped. Returns one FPEResult per spec, in order; models come back on the CPU.
     """
     dev = resolve_device(device)
+    if max_stack is not None and max_stack != "auto" and not isinstance(max_stack, int):
+        raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got {max_stack!r}")
     specs = list(specs)
     results: list[FPEResult | None] = [None] * len(specs)
     if store is not None:
@@ -402,7 +690,15 @@ def run_fpe(
     groups: dict[Any, list[int]] = {}
     for i in todo:
         groups.setdefault(key(i), []).append(i)
-    chunks = [c for idx in groups.values() for c in _chunks(idx, max(1, max_stack))]
+    chunks = []
+    for idx in groups.values():
+        if isinstance(max_stack, int):
+            size = max(1, max_stack)
+        else:
+            size = auto_max_stack([specs[i] for i in idx], dev)
+        widths = lambda i: (_hidden_list(specs[i]), max((a for _, a in specs[i].expansions), default=1))  # noqa: E731
+        chunks += list(_chunks(sorted(idx, key=widths), size))
+    log.debug("run_fpe: %d trials in %d stacks of sizes %s", len(todo), len(chunks), [len(c) for c in chunks])
     bar = tqdm(total=len(todo), desc="FPE trials", unit="trial", disable=not progress or not todo)
     for chunk in chunks:
         for i, res in zip(chunk, _run_fpe_chunk([specs[i] for i in chunk], [tasks[i] for i in chunk], dev, progress)):

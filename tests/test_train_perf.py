@@ -1,0 +1,172 @@
+"""The optimised trainer (`fci.train.fit`: flat buffers, hand-written backward,
+fused optimiser step) against the plainest reference there is: each model alone,
+`MaskedMLP.forward` through autograd, a torch optimiser, and the same minibatch
+order (`_epoch_perms`). Speed is measured by `python -m benchmarks.trainer`, not here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fci.model import MaskedMLP, MaskedMLPStack
+from fci.train import TrainConfig, _epoch_perms, _make_optimizer, fit, run_fpe
+
+from conftest import tiny_spec
+
+
+def _random_masks(model: MaskedMLP, seed: int, p: float = 0.7) -> MaskedMLP:
+    g = torch.Generator().manual_seed(seed)
+    for l in range(model.n_layers):
+        wm = (torch.rand(model.weights[l].shape, generator=g) < p).float()
+        bm = (torch.rand(model.biases[l].shape, generator=g) < p).float()
+        model.set_masks(l, wm, bm)
+    return model
+
+
+def _reference(model: MaskedMLP, x, y, cfg: TrainConfig, epochs: range, loss: str = "bce"):
+    """One model, autograd, torch optimiser, the trainer's minibatch order.
+    Returns the trained copy and its mean loss per epoch."""
+    model = model.copy()
+    opt = _make_optimizer(model.parameters(), cfg)
+    perms = _epoch_perms(cfg.shuffle_seed, epochs, x.shape[0], torch.device("cpu"))
+    x = x.float()
+    curve = []
+    for perm in perms:
+        batch_losses = []
+        for s in range(0, x.shape[0], cfg.batch_size):
+            idx = perm[s : s + cfg.batch_size]
+            logits = model(x[idx])
+            if loss == "bce":
+                l = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx].float())
+            else:
+                l = torch.nn.functional.cross_entropy(logits, y[idx].long())
+            opt.zero_grad()
+            l.backward()
+            opt.step()
+            batch_losses.append(l.item())
+        curve.append(sum(batch_losses) / len(batch_losses))
+    return model, curve
+
+
+def _assert_close(trained: MaskedMLP, ref: MaskedMLP, atol: float = 2e-5):
+    for (w, b), (rw, rb) in zip(trained.effective_weights(), ref.effective_weights()):
+        assert torch.allclose(w, rw, atol=atol), (w - rw).abs().max()
+        assert torch.allclose(b, rb, atol=atol), (b - rb).abs().max()
+
+
+def _data(n_models: int, n: int, n_out: int, N: int = 100, loss: str = "bce", seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(n_models, N, n, generator=g) < 0.5).to(torch.uint8)
+    if loss == "bce":
+        w = torch.randn(n_models, n, n_out, generator=g)
+        y = (torch.bmm(x.float() - 0.5, w) > 0).to(torch.uint8)
+    else:
+        y = torch.bmm(x.float(), torch.randn(n_models, n, n_out, generator=g)).argmax(2)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "hidden, n_out, loss, cfg",
+    [
+        ((3, 7, 5), 1, "bce", TrainConfig(lr=0.03, batch_size=32, weight_decay=0.01)),  # mixed widths, partial last batch
+        (([5, 4], [3, 6], [6, 2]), 3, "bce", TrainConfig(lr=0.02, batch_size=25)),  # two hidden layers, multi-output
+        ((6, 4), 4, "ce", TrainConfig(lr=0.02, batch_size=16)),  # multi-class
+        ((5, 8), 1, "bce", TrainConfig(lr=0.1, batch_size=20, optimizer="sgd", weight_decay=0.05)),
+    ],
+)
+def test_fit_matches_the_per_model_reference(hidden, n_out, loss, cfg):
+    n = 9
+    models = [_random_masks(MaskedMLP(n, h, n_out, seed=i), seed=10 + i) for i, h in enumerate(hidden)]
+    x, y = _data(len(models), n, n_out, loss=loss)
+    stack = MaskedMLPStack.from_models(models)
+    epochs = range(4)
+    _, losses = fit(stack, x, y, cfg, epochs, loss=loss)
+    for i, (m, trained) in enumerate(zip(models, stack.to_models())):
+        ref, curve = _reference(m, x[i], y[i], cfg, epochs, loss)
+        _assert_close(trained, ref)
+        assert losses[i].tolist() == pytest.approx(curve, abs=1e-5)
+        # masks held: nothing under a mask moved off zero, padding stayed padding
+        for l in range(trained.n_layers):
+            assert torch.all(trained.weights[l][trained.weight_mask(l) == 0] == 0)
+            assert torch.all(trained.biases[l][trained.bias_mask(l) == 0] == 0)
+        assert trained.hidden == m.hidden
+
+
+def test_continuing_with_the_returned_optimizer_equals_one_run():
+    models = [MaskedMLP(8, h, 1, seed=h) for h in (4, 6)]
+    x, y = _data(2, 8, 1, N=96)
+    cfg = TrainConfig(lr=0.02, batch_size=32)
+    one = MaskedMLPStack.from_models(models)
+    _, l_one = fit(one, x, y, cfg, range(6))
+    two = MaskedMLPStack.from_models(models)
+    opt, l_a = fit(two, x, y, cfg, range(3))
+    _, l_b = fit(two, x, y, cfg, range(3, 6), optimizer=opt)
+    for a, b in zip(one.parameters(), two.parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(l_one, torch.cat([l_a, l_b], 1))
+    with pytest.raises(ValueError, match="different stack"):
+        fit(MaskedMLPStack.from_models(models), x, y, cfg, range(1), optimizer=opt)
+
+
+def test_a_callers_own_torch_optimizer_still_works():
+    m = _random_masks(MaskedMLP(8, 5, 1, seed=1), seed=2)
+    x, y = _data(1, 8, 1)
+    cfg = TrainConfig(lr=0.02, batch_size=32)
+    stack = MaskedMLPStack.from_models([m])
+    opt = torch.optim.Adam(stack.parameters(), lr=cfg.lr, foreach=True)
+    fit(stack, x, y, cfg, range(3), optimizer=opt)
+    ref, _ = _reference(m, x[0], y[0], cfg, range(3))
+    _assert_close(stack.to_models()[0], ref)
+
+
+def test_uint8_and_float_data_train_identically():
+    models = [MaskedMLP(8, h, 1, seed=h) for h in (3, 5)]
+    x, y = _data(2, 8, 1)
+    cfg = TrainConfig(lr=0.02, batch_size=32)
+    a, b = MaskedMLPStack.from_models(models), MaskedMLPStack.from_models(models)
+    fit(a, x, y, cfg, range(2))
+    fit(b, x.float(), y.float(), cfg, range(2))
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_run_fpe_with_auto_chunks_matches_explicit_chunks():
+    specs = [tiny_spec(seed=s, hidden=h) for s, h in ((0, 4), (1, 6), (2, 4))]
+    auto = run_fpe(specs, device="cpu")  # max_stack="auto"
+    one_by_one = run_fpe(specs, device="cpu", max_stack=1)
+    for r, q in zip(auto, one_by_one):
+        _assert_close(r.dense.model, q.dense.model)
+        for cond in r.children:
+            _assert_close(r.children[cond].model, q.children[cond].model)
+
+
+def test_continued_fit_sees_data_changed_in_place():
+    """The prepared data is reused across continued fits only while x and y are unmodified."""
+    models = [MaskedMLP(8, 4, 1, seed=0)]
+    x, y = _data(1, 8, 1, N=64)
+    x2 = x.clone()
+    x2[0, :32] = 1 - x2[0, :32]
+    cfg = TrainConfig(lr=0.02, batch_size=32)
+    a = MaskedMLPStack.from_models(models)
+    opt, _ = fit(a, x, y, cfg, range(2))
+    x[0, :32] = 1 - x[0, :32]  # in place: now equal to x2
+    fit(a, x, y, cfg, range(2, 4), optimizer=opt)
+    b = MaskedMLPStack.from_models(models)
+    x, _ = _data(1, 8, 1, N=64)
+    opt, _ = fit(b, x, y, cfg, range(2))
+    fit(b, x2, y, cfg, range(2, 4), optimizer=opt)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_chunks_are_balanced_and_auto_stack_size_follows_memory():
+    from fci.train import _chunks, auto_max_stack, trial_bytes
+
+    assert [len(c) for c in _chunks(list(range(10)), 4)] == [3, 3, 4]
+    assert [len(c) for c in _chunks(list(range(8)), 4)] == [4, 4]
+    assert sum(_chunks(list(range(7)), 100), []) == list(range(7))
+    small, big = tiny_spec(), tiny_spec(n_train=100_000)
+    assert trial_bytes(big) > 10 * trial_bytes(small)
+    assert 1 <= auto_max_stack([big], "cpu") <= auto_max_stack([small], "cpu") <= 1024
+    with pytest.raises(ValueError, match="max_stack"):
+        run_fpe([small], device="cpu", max_stack="lots")
