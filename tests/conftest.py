@@ -19,6 +19,16 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
+def random_masks(model: MaskedMLP, seed: int, p: float = 0.5) -> MaskedMLP:
+    """Give every weight and bias of `model` a random 0/1 mask (keep probability p)."""
+    g = torch.Generator().manual_seed(seed)
+    for l in range(model.n_layers):
+        wm = (torch.rand(model.weights[l].shape, generator=g) < p).float()
+        bm = (torch.rand(model.biases[l].shape, generator=g) < p).float()
+        model.set_masks(l, wm, bm)
+    return model
+
+
 def tiny_task_config(**kw) -> TaskConfig:
     base = dict(n_clauses=4, clause_size=3, n_train=256, n_test=256)
     base.update(kw)

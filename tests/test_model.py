@@ -2,15 +2,8 @@ import pytest
 import torch
 
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
+from conftest import random_masks as _random_masks
 from fci.train import TrainConfig, fit
-
-
-def _random_masks(model: MaskedMLP, seed: int, p: float = 0.5) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for l in range(model.n_layers):
-        wm = (torch.rand(model.weights[l].shape, generator=g) < p).float()
-        bm = (torch.rand(model.biases[l].shape, generator=g) < p).float()
-        model.set_masks(l, wm, bm)
 
 
 def test_forward_matches_manual_computation():

@@ -11,16 +11,11 @@ import torch
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.train import TrainConfig, _epoch_perms, _make_optimizer, fit, run_fpe
 
-from conftest import tiny_spec
+from conftest import random_masks, tiny_spec
 
 
 def _random_masks(model: MaskedMLP, seed: int, p: float = 0.7) -> MaskedMLP:
-    g = torch.Generator().manual_seed(seed)
-    for l in range(model.n_layers):
-        wm = (torch.rand(model.weights[l].shape, generator=g) < p).float()
-        bm = (torch.rand(model.biases[l].shape, generator=g) < p).float()
-        model.set_masks(l, wm, bm)
-    return model
+    return random_masks(model, seed, p)
 
 
 def _reference(model: MaskedMLP, x, y, cfg: TrainConfig, epochs: range, loss: str = "bce"):
