@@ -1,0 +1,797 @@
+"""Shared machinery of the study commands (`python -m analyses.<name>`).
+
+A study is data: a sweep (a list of `Point`s per run level), optional extra
+per-model measurements, and figure builders that are pure functions of the
+results table. This module turns a `Study` into a command with the common
+contract:
+
+    python -m analyses.<name> [--quick] [--out DIR] [--device auto|cpu|cuda]
+                              [--trials N] [--seed S] [--shard I/N] [--data DIR]
+
+It validates the options before any work, trains every model of the sweep in
+one `fci.train.run_fpe` call backed by the results store (a rerun trains
+nothing, an interrupted run resumes), measures each model (accuracy, nnz,
+feature capacity, cosine interference, ...), pairs every FPE child with the
+dense baseline of its trial, and writes atomically:
+
+    results.csv      one row per trained model
+    stats.csv        per condition: mean, s.e., n, relative improvement, p-values
+    loss_curves.csv  mean train loss per epoch and condition (the convergence check)
+    summary.json     config, environment, per-condition statistics, convergence
+    *.html           self-contained plotly figures (plotly.js inlined, offline)
+
+With `--shard I/N` only the I-th slice of the trials runs, and only
+`results.shard-I-of-N.csv` and `summary.shard-I-of-N.json` (marked partial) are
+written; a final run without `--shard` finds every model in the store and
+writes the full outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from tqdm.auto import tqdm
+
+from fci.codes import clause_channels
+from fci.metrics import (
+    clause_mean_capacity,
+    cosine_interference_stats,
+    feature_capacity,
+    paired_ttest,
+    relative_improvement,
+    trial_stats,
+)
+from fci.model import resolve_device
+from fci.sharding import parse_shard, shard_items
+from fci.store import Store, config_key
+from fci.tasks import TaskConfig
+from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
+
+__all__ = [
+    "Level",
+    "LEVELS",
+    "Point",
+    "Study",
+    "Context",
+    "EXPANSIONS",
+    "HEADLINE",
+    "SUPERPOSITION",
+    "superposition_points",
+    "paired_rows",
+    "GROUP_KEYS",
+    "CONFIG_KEYS",
+    "default_train",
+    "make_specs",
+    "model_row",
+    "condition_stats",
+    "pooled_stats",
+    "loss_curves",
+    "convergence",
+    "environment",
+    "build_parser",
+    "run_study",
+    "write_csv",
+    "write_json",
+    "write_figure",
+    "add_caption",
+    "add_metric_traces",
+    "loss_figure",
+    "style",
+    "significance_text",
+    "jsonable",
+]
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- run levels
+
+
+@dataclass(frozen=True)
+class Level:
+    """How big a run is: the default trial count, the data sizes and the schedule.
+
+    Attributes:
+        name: "full" (the default run), "quick" (--quick) or "tiny" (tests only).
+        trials: default number of trials (--trials overrides).
+        n_train: training samples per task.
+        n_test: test samples per task.
+        train: the training schedule, shared by every study at this level so
+            that identical (task, width, seed) trials are trained once.
+    """
+
+    name: str
+    trials: int
+    n_train: int
+    n_test: int
+    train: TrainConfig
+
+
+LEVELS: dict[str, Level] = {
+    # The default run: TrainConfig's defaults (lr 0.01, batch 256, 200 dense
+    # warm-up epochs + 200 fine-tuning epochs, i.e. 6400 dense steps), on the
+    # SPEC's data sizes.
+    "full": Level("full", trials=5, n_train=4096, n_test=2048, train=TrainConfig()),
+    # A smoke run that finishes in under 2 minutes on 2 cores.
+    "quick": Level("quick", trials=3, n_train=512, n_test=512,
+                   train=TrainConfig(lr=0.01, batch_size=128, warmup=100, finetune=100)),
+    # For the tests: seconds.
+    "tiny": Level("tiny", trials=2, n_train=128, n_test=128,
+                  train=TrainConfig(lr=0.02, batch_size=64, warmup=4, finetune=4)),
+}
+
+
+def default_train(quick: bool = False) -> TrainConfig:
+    """The training schedule every study uses at the default or --quick level."""
+    return LEVELS["quick" if quick else "full"].train
+
+
+EXPANSIONS: tuple[tuple[str, int], ...] = (("clause", 2), ("random", 2), ("clause", 4), ("random", 4))
+"""The expansions most studies train: clause and random split at alpha 2 and 4."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One configuration of a sweep; every trial of it is one `FPESpec`.
+
+    Attributes:
+        n_clauses: C, clauses of the DNF task.
+        hidden: H, hidden width of the dense parent.
+        expansions: (split, alpha) pairs the parent is expanded into.
+        clause_size: k, literals per clause.
+    """
+
+    n_clauses: int
+    hidden: int
+    expansions: tuple[tuple[str, int], ...] = EXPANSIONS
+    clause_size: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_clauses": self.n_clauses, "hidden": self.hidden, "clause_size": self.clause_size,
+                "expansions": [list(e) for e in self.expansions]}
+
+
+HEADLINE = Point(n_clauses=8, hidden=8)
+"""The paper's headline configuration: 8 clauses, 8 neurons, alpha 2 and 4."""
+
+SUPERPOSITION: dict[str, dict[str, tuple]] = {
+    "full": {"hidden": (2, 4, 8, 16), "clauses": (4, 8, 16, 32), "skip": ()},
+    "quick": {"hidden": (4, 8, 16), "clauses": (4, 8, 16), "skip": ()},
+    "tiny": {"hidden": (4, 8), "clauses": (4, 8), "skip": ()},
+}
+"""The superposition sweep shared by several studies: hidden widths (at
+HEADLINE.n_clauses clauses) and clause counts (at HEADLINE.hidden neurons);
+`skip` lists (clauses, hidden) cells of the grid that are not run."""
+
+
+def superposition_points(level: str, grid: bool = True) -> list[Point]:
+    """The (hidden x clauses) grid, or with grid=False only its two lines through
+    the headline point: widths at 8 clauses and clause counts at 8 neurons."""
+    sw = SUPERPOSITION[level]
+    if grid:
+        pairs = [(c, h) for c in sw["clauses"] for h in sw["hidden"] if (c, h) not in set(sw["skip"])]
+    else:
+        pairs = [(HEADLINE.n_clauses, h) for h in sw["hidden"]] + [(c, HEADLINE.hidden) for c in sw["clauses"]]
+    seen, out = set(), []
+    for c, h in pairs:
+        if (c, h) not in seen:
+            seen.add((c, h))
+            out.append(Point(n_clauses=c, hidden=h))
+    return out
+
+
+CONFIG_KEYS = ["n_clauses", "clause_size", "hidden"]
+"""Columns that name a configuration (a trial's dense baseline shares them)."""
+GROUP_KEYS = CONFIG_KEYS + ["condition", "alpha"]
+"""Columns that name one condition of one configuration."""
+
+
+def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int) -> list[tuple[FPESpec, int]]:
+    """(spec, trial) for every point and trial; trial t uses seed `seed + t`."""
+    out = []
+    for p in points:
+        task = TaskConfig(n_clauses=p.n_clauses, clause_size=p.clause_size, n_train=level.n_train, n_test=level.n_test)
+        for t in range(trials):
+            out.append((FPESpec(task=task, hidden=p.hidden, seed=seed + t, expansions=p.expansions, train=level.train), t))
+    return out
+
+
+def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
+    """A trial's identity for sharding: its dense model's store config."""
+    return entry_configs(item[0])[("dense", 1)]
+
+
+# --------------------------------------------------------------------------- per-model rows
+
+
+def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: ModelResult,
+              channel_threshold: float = 0.1) -> dict[str, Any]:
+    """One results.csv row: what the model is and what it measures.
+
+    feature_capacity is the mean capacity over clause variables and
+    cosine_interference the mean |cos| between non-zero neuron rows, both on the
+    effective first-layer weights (SPEC §4); clauses_with_channel counts clauses
+    whose feature channel (SPEC §5, relative threshold `channel_threshold`) is
+    non-empty.
+    """
+    spec, task = result.spec, result.task
+    W1 = res.model.effective_weights()[0][0]  # (H', n)
+    clauses = task.clauses
+    cap = clause_mean_capacity(feature_capacity(W1), clauses)
+    cos = cosine_interference_stats(W1)
+    channels = clause_channels(W1, clauses, threshold=channel_threshold)
+    split = res.model.nnz_split()
+    loss = res.train_loss
+    cfg = entry_configs(spec)[(condition, alpha)]
+    return {
+        "condition": condition,
+        "alpha": int(alpha),
+        "hidden": int(spec.hidden),
+        "width": int(res.model.hidden[0]),
+        "n_clauses": task.n_clauses,
+        "clause_size": task.clause_size,
+        "n_vars": task.n_vars,
+        "trial": int(trial),
+        "seed": int(spec.seed),
+        "accuracy": float(res.test_accuracy),
+        "train_accuracy": float(res.train_accuracy),
+        "test_loss": float(res.test_loss),
+        "final_train_loss": float(loss[-1]) if loss else math.nan,
+        "nnz": int(split["total"]),
+        "nnz_weights": int(split["weights"]),
+        "nnz_biases": int(split["biases"]),
+        "acc_per_param": float(res.test_accuracy) / split["total"] if split["total"] else math.nan,
+        "feature_capacity": float(cap),
+        "cosine_interference": float(cos["abs_mean"]),
+        "cosine_signed": float(cos["signed_mean"]),
+        "active_neurons": int((W1 != 0).any(1).sum()),
+        "clauses_with_channel": int(sum(1 for ch in channels if ch)),
+        "store_key": config_key(cfg),
+    }
+
+
+_CONDITION_ORDER = {"dense": 0, "clause": 1, "random": 2, "gram": 3}
+
+
+def _conditions(result: FPEResult) -> list[tuple[str, int, ModelResult]]:
+    return [("dense", 1, result.dense)] + [(s, a, r) for (s, a), r in result.children.items()]
+
+
+# --------------------------------------------------------------------------- statistics
+
+BASE_METRICS = ("accuracy", "acc_per_param", "feature_capacity", "cosine_interference", "nnz",
+                "clauses_with_channel", "train_accuracy", "final_train_loss")
+FOLD_METRICS = ("feature_capacity", "cosine_interference")
+
+
+def _finite(v: np.ndarray) -> np.ndarray:
+    return v[np.isfinite(v)]
+
+
+def condition_stats(df: pd.DataFrame, metrics: Sequence[str] = BASE_METRICS) -> pd.DataFrame:
+    """Per configuration and condition, over trials, paired with the dense
+    baseline of the same trial: `<m>_mean`, `<m>_sem`, `<m>_p` (paired t-test
+    against dense) for each metric; `rel_improvement_mean/_sem/_p` for accuracy
+    (p of the paired test of accuracy against dense); `<m>_fold_mean/_sem` for
+    the fold changes of capacity and cosine interference; and `n` (trials)."""
+    metrics = [m for m in metrics if m in df.columns]
+    dense = df[df.condition == "dense"].set_index(CONFIG_KEYS + ["trial"])
+    out = []
+    for key, g in df.groupby(GROUP_KEYS, sort=True):
+        rec = dict(zip(GROUP_KEYS, key))
+        g = g.sort_values("trial")
+        idx = pd.MultiIndex.from_frame(g[CONFIG_KEYS + ["trial"]])
+        paired = dense.reindex(idx)
+        ok = paired["accuracy"].notna().to_numpy()
+        rec["n"] = int(len(g))
+        rec["n_paired"] = int(ok.sum())
+        for m in metrics:
+            v = g[m].to_numpy(dtype=float)
+            s = trial_stats(_finite(v))
+            rec[f"{m}_mean"], rec[f"{m}_sem"] = s["mean"], s["sem"]
+            if rec["condition"] == "dense":
+                rec[f"{m}_p"] = math.nan
+            else:
+                b = paired[m].to_numpy(dtype=float)
+                keep = ok & np.isfinite(v) & np.isfinite(b)
+                rec[f"{m}_p"] = paired_ttest(v[keep], b[keep])["p"]
+        a, b = g["accuracy"].to_numpy(dtype=float)[ok], paired["accuracy"].to_numpy(dtype=float)[ok]
+        ri = trial_stats(np.asarray(relative_improvement(a, b)))
+        rec["rel_improvement_mean"], rec["rel_improvement_sem"] = ri["mean"], ri["sem"]
+        rec["rel_improvement_p"] = rec.get("accuracy_p", math.nan)
+        for m in FOLD_METRICS:
+            if m in metrics:
+                f = np.asarray(g[m].to_numpy(dtype=float)[ok] / paired[m].to_numpy(dtype=float)[ok])
+                fs = trial_stats(_finite(f))
+                rec[f"{m}_fold_mean"], rec[f"{m}_fold_sem"] = fs["mean"], fs["sem"]
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def paired_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The FPE rows of `df` with their paired dense baseline's values:
+    `dense_<m>` for the base metrics, `rel_improvement`, and the fold changes
+    `feature_capacity_fold` and `cosine_interference_fold`."""
+    cols = [c for c in BASE_METRICS if c in df.columns]
+    dense = df[df.condition == "dense"][CONFIG_KEYS + ["trial"] + cols].rename(columns={c: f"dense_{c}" for c in cols})
+    out = df[df.condition != "dense"].merge(dense, on=CONFIG_KEYS + ["trial"], how="inner")
+    out["rel_improvement"] = relative_improvement(out["accuracy"].to_numpy(float), out["dense_accuracy"].to_numpy(float))
+    for m in FOLD_METRICS:
+        if m in cols:
+            out[f"{m}_fold"] = out[m].to_numpy(float) / out[f"dense_{m}"].to_numpy(float)
+    return out
+
+
+def pooled_stats(df: pd.DataFrame, by: Sequence[str] = ("condition", "alpha")) -> pd.DataFrame:
+    """Per condition over every configuration: all (child, baseline) pairs pooled.
+    Columns: condition, alpha, n_pairs, accuracy mean/sem, relative improvement
+    mean/sem, and the paired t-test p of accuracy against dense."""
+    dense = df[df.condition == "dense"].set_index(CONFIG_KEYS + ["trial"])
+    rows = []
+    for key, g in df[df.condition != "dense"].groupby(list(by), sort=True):
+        paired = dense.reindex(pd.MultiIndex.from_frame(g[CONFIG_KEYS + ["trial"]]))
+        ok = paired["accuracy"].notna().to_numpy()
+        a, b = g["accuracy"].to_numpy(dtype=float)[ok], paired["accuracy"].to_numpy(dtype=float)[ok]
+        s, ri = trial_stats(a), trial_stats(np.asarray(relative_improvement(a, b)))
+        rows.append({**dict(zip(by, key)), "n_pairs": int(ok.sum()), "accuracy_mean": s["mean"], "accuracy_sem": s["sem"],
+                     "dense_accuracy_mean": float(b.mean()) if len(b) else math.nan,
+                     "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"],
+                     "p": paired_ttest(a, b)["p"]})
+    return pd.DataFrame(rows)
+
+
+def loss_curves(results: Iterable[tuple[FPEResult, int]]) -> pd.DataFrame:
+    """Mean (and s.e.) train loss per epoch over trials, per configuration and
+    condition. Epochs are absolute: dense runs 0..warmup+finetune-1, children
+    warmup..warmup+finetune-1 (they start from the parent at `warmup`)."""
+    curves: dict[tuple, list[list[float]]] = {}
+    offsets: dict[tuple, int] = {}
+    for res, _ in results:
+        t = res.task
+        for cond, alpha, mr in _conditions(res):
+            key = (t.n_clauses, t.clause_size, int(res.spec.hidden), cond, int(alpha))
+            curves.setdefault(key, []).append(list(mr.train_loss))
+            offsets[key] = 0 if cond == "dense" else res.spec.train.warmup
+    out = []
+    for key, losses in sorted(curves.items(), key=lambda kv: str(kv[0])):
+        L = np.array([l for l in losses if len(l) == len(losses[0])], dtype=float)  # (trials, epochs)
+        if L.size == 0:
+            continue
+        mean = L.mean(0)
+        sem = L.std(0, ddof=1) / np.sqrt(len(L)) if len(L) > 1 else np.full(L.shape[1], np.nan)
+        for e, (m, s) in enumerate(zip(mean, sem)):
+            out.append({**dict(zip(GROUP_KEYS, key)), "epoch": offsets[key] + e, "loss_mean": float(m), "loss_sem": float(s)})
+    return pd.DataFrame(out, columns=GROUP_KEYS + ["epoch", "loss_mean", "loss_sem"])
+
+
+def convergence(curves: pd.DataFrame, window: float = 0.1) -> dict[str, Any]:
+    """Did training flatten? Per configuration and condition: the final mean
+    train loss, `late_drop_abs`, the decrease of the mean loss from the
+    second-to-last to the last `window` of the phase's epochs, and `late_drop`,
+    the same relative to the earlier window. A curve counts as `flat` when it
+    fell by less than 0.005 (absolute) or 5% (relative) over that last window —
+    the relative test alone would flag a loss going from 1e-4 to 5e-5 on a task
+    already solved. `worst` gives, per condition, the curve with the largest
+    absolute late drop."""
+    if curves.empty:
+        return {"window": window, "per_condition": [], "worst": {}, "flat_fraction": None}
+    per = []
+    for key, g in curves.groupby(GROUP_KEYS, sort=True):
+        L = g.sort_values("epoch")["loss_mean"].to_numpy()
+        w = max(1, int(round(window * len(L))))
+        if len(L) >= 2 * w:
+            prev, last = L[-2 * w:-w].mean(), L[-w:].mean()
+            drop_abs = float(prev - last)
+            drop = float(drop_abs / prev) if prev > 0 else 0.0
+        else:
+            drop_abs = drop = math.nan
+        per.append({**dict(zip(GROUP_KEYS, key)), "epochs": int(len(L)), "first_loss": float(L[0]), "final_loss": float(L[-1]),
+                    "late_drop_abs": drop_abs, "late_drop": drop,
+                    "flat": bool(np.isfinite(drop_abs) and (drop_abs < 0.005 or drop < 0.05))})
+    pdf = pd.DataFrame(per)
+    worst = {}
+    for (cond, alpha), g in pdf.groupby(["condition", "alpha"]):
+        i = g["late_drop_abs"].idxmax() if g["late_drop_abs"].notna().any() else g.index[0]
+        worst[f"{cond}-{alpha}"] = {k: jsonable(v) for k, v in pdf.loc[i].items()}
+    return {"window": window, "per_condition": per, "worst": worst, "flat_fraction": float(pdf["flat"].mean())}
+
+
+# --------------------------------------------------------------------------- environment and files
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Package versions, interpreter, machine, device and the code's commit."""
+    pkgs = {}
+    for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
+        try:
+            pkgs[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # e.g. fci run from a checkout
+            mod = sys.modules.get(name)
+            pkgs[name] = getattr(mod, "__version__", None)
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "packages": pkgs,
+        "argv": list(sys.argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        env["cuda_device"] = torch.cuda.get_device_name(device)
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            env["git_commit"] = commit.stdout.strip()
+            env["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+def jsonable(obj: Any) -> Any:
+    """Strict-JSON version of obj: NaN/inf become None, numpy scalars Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj))
+    return obj
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through a temporary file beside `path`, then rename into place."""
+    path = Path(path)
+    tmp = _tmp(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_csv(df: pd.DataFrame, path: Path) -> Path:
+    return _atomic(path, lambda p: df.to_csv(p, index=False))
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
+    return _atomic(path, lambda p: p.write_text(text + "\n"))
+
+
+def write_figure(fig: go.Figure, path: Path) -> Path:
+    """A self-contained HTML file (plotly.js inlined: opens offline), and the
+    figure as plotly JSON beside it (`<stem>.plotly.json`, for re-rendering,
+    e.g. to PNG with `python -m analyses.pictures`)."""
+    path = Path(path)
+    _atomic(path.with_suffix(".plotly.json"), lambda p: p.write_text(fig.to_json()))
+    return _atomic(path, lambda p: fig.write_html(str(p), include_plotlyjs=True, full_html=True))
+
+
+# --------------------------------------------------------------------------- figure helpers
+
+COLORS = {"dense": "#222222", "clause": "#1f77b4", "random": "#ff7f0e", "gram": "#2ca02c"}
+DASHES = {1: "solid", 2: "dot", 4: "solid", 8: "dash", 16: "dashdot"}
+SYMBOLS = {1: "circle", 2: "circle-open", 4: "circle", 8: "diamond", 16: "square"}
+
+
+def style(condition: str, alpha: int) -> dict[str, Any]:
+    """Line and marker style of a condition: colour by split, dash by alpha
+    (as in the paper: dotted alpha=2, solid alpha=4)."""
+    return {"line": {"color": COLORS.get(condition, "#7f7f7f"), "dash": DASHES.get(int(alpha), "longdash")},
+            "marker": {"color": COLORS.get(condition, "#7f7f7f"), "symbol": SYMBOLS.get(int(alpha), "x"), "size": 8}}
+
+
+def label(condition: str, alpha: int) -> str:
+    return "dense" if condition == "dense" else f"{condition} α={int(alpha)}"
+
+
+def significance_text(p: Iterable[float], alpha_level: float = 0.05) -> list[str]:
+    """'*' where p < alpha_level (SPEC §4: figures mark p < 0.05), '' elsewhere."""
+    return ["*" if (p is not None and np.isfinite(p) and p < alpha_level) else "" for p in p]
+
+
+def add_metric_traces(fig: go.Figure, stats: pd.DataFrame, x: str, y: str, *, row: int | None = None,
+                      col: int | None = None, p: str | None = None, conditions: Sequence[tuple[str, int]] | None = None,
+                      showlegend: bool = True, customdata: Sequence[str] | None = None) -> None:
+    """One line per (condition, alpha) of `stats`: `<y>_mean` against `x` with
+    `<y>_sem` error bars and '*' above points whose `p` column is < 0.05."""
+    if stats.empty:
+        return
+    keys = conditions or sorted({(c, int(a)) for c, a in zip(stats.condition, stats.alpha)}, key=lambda t: (t[0] != "dense", t[1], t[0]))
+    for cond, alpha in keys:
+        g = stats[(stats.condition == cond) & (stats.alpha == alpha)].sort_values(x)
+        if g.empty:
+            continue
+        text = significance_text(g[p]) if p and p in g else None
+        fig.add_trace(
+            go.Scatter(
+                x=g[x], y=g[f"{y}_mean"],
+                error_y={"type": "data", "array": g[f"{y}_sem"].fillna(0), "visible": True},
+                mode="lines+markers+text" if text else "lines+markers",
+                text=text, textposition="top center", textfont={"size": 16, "color": COLORS.get(cond, "#7f7f7f")},
+                name=label(cond, alpha), legendgroup=label(cond, alpha), showlegend=showlegend,
+                hovertemplate=f"{label(cond, alpha)}<br>{x}=%{{x}}<br>{y}=%{{y:.4g}}<extra></extra>",
+                **style(cond, alpha),
+            ),
+            row=row, col=col,
+        )
+
+
+def add_caption(fig: go.Figure, caption: str, height_px: int = 70) -> go.Figure:
+    """Put the run's configuration under the figure (paper coordinates)."""
+    b = fig.layout.margin.b or 0
+    fig.update_layout(margin={"b": max(b, height_px + 70)})
+    fig.add_annotation(text=caption, xref="paper", yref="paper", x=0, y=0, yshift=-(height_px + 20), xanchor="left",
+                       yanchor="top", showarrow=False, align="left", font={"size": 11, "color": "#555"})
+    return fig
+
+
+def loss_figure(curves: pd.DataFrame, title: str, caption: str, max_panels: int = 16) -> go.Figure:
+    """Mean train loss per epoch (log scale), one panel per configuration, one line
+    per condition: the evidence that the schedule converges. Children start where
+    the dense warm-up ends; the dense line goes on as the paired baseline."""
+    from plotly.subplots import make_subplots
+
+    configs = sorted({tuple(r) for r in curves[CONFIG_KEYS].itertuples(index=False)})[:max_panels]
+    cols = min(4, max(1, len(configs)))
+    rows = max(1, math.ceil(len(configs) / cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"C={c} k={k} H={h}" for c, k, h in configs],
+                        shared_xaxes=True, vertical_spacing=0.12 / max(1, rows - 1) if rows > 1 else 0.1)
+    for i, (c, k, h) in enumerate(configs):
+        g = curves[(curves.n_clauses == c) & (curves.clause_size == k) & (curves.hidden == h)]
+        for (cond, alpha), gg in sorted(g.groupby(["condition", "alpha"]), key=lambda t: (t[0][0] != "dense", t[0][1], t[0][0])):
+            gg = gg.sort_values("epoch")
+            fig.add_trace(go.Scatter(x=gg.epoch, y=gg.loss_mean, mode="lines", name=label(cond, alpha),
+                                     legendgroup=label(cond, alpha), showlegend=i == 0, line=style(cond, alpha)["line"]),
+                          row=i // cols + 1, col=i % cols + 1)
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text="epoch", row=rows)
+    fig.update_yaxes(title_text="train loss (BCE)", col=1)
+    fig.update_layout(title=title, height=300 * rows + 150, width=1200, template="plotly_white")
+    return add_caption(fig, caption)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class Context:
+    """What a study's hooks get besides the results table."""
+
+    args: argparse.Namespace
+    level: Level
+    points: list[Point]
+    caption: str
+    results: list[tuple[FPEResult, int]] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # for hooks that share work (not written)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study as data plus hooks.
+
+    Attributes:
+        name: module name; the default output folder is data/results/<name>/.
+        description: one paragraph for --help and summary.json.
+        points: level name -> the sweep's configurations.
+        figures: (results, stats, ctx) -> {file stem: figure}; pure functions of
+            the tables except where a study shows weights (the gallery).
+        extra_columns: optional (result, trial, condition, alpha, model result, ctx)
+            -> extra columns of that model's results.csv row.
+        summarise: optional (results, stats, ctx) -> extra summary.json fields.
+        add_arguments: optional, adds study-specific options to the parser.
+        validate: optional (parser, args) -> None; calls parser.error on a bad
+            study-specific option (before any work).
+        extra_metrics: extra results.csv columns to summarise per condition.
+    """
+
+    name: str
+    description: str
+    points: Callable[[str], list[Point]]
+    figures: Callable[[pd.DataFrame, pd.DataFrame, Context], dict[str, go.Figure]]
+    extra_columns: Callable[[FPEResult, int, str, int, ModelResult, Context], dict[str, Any]] | None = None
+    summarise: Callable[[pd.DataFrame, pd.DataFrame, Context], dict[str, Any]] | None = None
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    validate: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None
+    extra_metrics: tuple[str, ...] = ()
+
+
+def build_parser(study: Study) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=f"python -m analyses.{study.name}", description=study.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=("Outputs: results.csv (one row per model), stats.csv, loss_curves.csv, summary.json and "
+                "self-contained .html figures. Models come from the results store under --data, so a rerun "
+                "trains nothing and an interrupted run resumes."),
+    )
+    ap.add_argument("--quick", action="store_true",
+                    help=f"a small sweep that finishes in under 2 minutes ({LEVELS['quick'].n_train} train samples, "
+                         f"{LEVELS['quick'].train.warmup}+{LEVELS['quick'].train.finetune} epochs)")
+    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
+    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{study.name}/)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
+    ap.add_argument("--trials", type=int, default=None,
+                    help=f"trials per configuration (default: {LEVELS['full'].trials}; --quick: {LEVELS['quick'].trials}); "
+                         "trial t uses seed S+t")
+    ap.add_argument("--seed", type=int, default=0, help="base seed S (default: 0)")
+    ap.add_argument("--shard", default=None, metavar="I/N",
+                    help="run only the I-th of N disjoint deterministic slices of the trials and write partial "
+                         "results; a final run without --shard collects everything from the store and writes the figures")
+    ap.add_argument("--data", default="data", help="results store root (default: data)")
+    if study.add_arguments:
+        study.add_arguments(ap)
+    return ap
+
+
+def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Study) -> tuple[Level, torch.device, Path, Store, tuple[int, int] | None]:
+    """Check every option before any work; a bad one exits with a message naming it."""
+    level = LEVELS["tiny" if args.tiny else "quick" if args.quick else "full"]
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"--device: {e}")
+    if args.trials is None:
+        args.trials = level.trials
+    if args.trials < 1:
+        ap.error(f"--trials must be >= 1, got {args.trials}")
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as e:
+        ap.error(str(e))
+    if study.validate:
+        study.validate(ap, args)
+    out = Path(args.out) if args.out is not None else Path(args.data) / "results" / study.name
+    for flag, folder in (("--out", out), ("--data", Path(args.data))):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-test-{os.getpid()}"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            ap.error(f"{flag} {str(folder)!r} is not a writable folder ({e.strerror or e})")
+    return level, device, out, Store(args.data), shard
+
+
+def caption_for(study: Study, level: Level, args: argparse.Namespace, device: torch.device) -> str:
+    t = level.train
+    return (f"{study.name} · level={level.name} · trials={args.trials} (seeds {args.seed}..{args.seed + args.trials - 1}) · "
+            f"k=3 disjoint DNF, balanced planting · {level.n_train} train / {level.n_test} test samples<br>"
+            f"Adam lr={t.lr}, batch {t.batch_size}, {t.warmup} dense warm-up + {t.finetune} fine-tuning epochs "
+            f"(dense baseline {t.epochs}) · device={device.type} · error bars: ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
+
+
+def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
+    """Parse, validate, train (or load), measure and write; returns 0 on success."""
+    ap = build_parser(study)
+    args = ap.parse_args(argv)
+    level, device, out, store, shard = _validate(ap, args, study)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    t_start = time.perf_counter()
+
+    points = study.points(level.name)
+    items = make_specs(points, level, args.trials, args.seed)
+    items = shard_items(items, shard, key=_shard_key)
+    specs = [s for s, _ in items]
+    done = sum(all(store.has(config_key(c)) for c in entry_configs(s).values()) for s in specs)
+    n_models = sum(1 + len(s.expansions) for s in specs)
+    log.info("%s: %d configurations x %d trials%s -> %d trials (%d models); %d trials already in %s",
+             study.name, len(points), args.trials, f" (shard {args.shard})" if shard else "", len(specs), n_models, done, store.dir)
+    t0 = time.perf_counter()
+    results = run_fpe(specs, device=device, progress=True, store=store)
+    train_s = time.perf_counter() - t0
+    pairs = list(zip(results, [t for _, t in items]))
+
+    caption = caption_for(study, level, args, device)
+    config = {
+        "study": study.name, "description": study.description, "level": level.name,
+        "trials": args.trials, "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)],
+        "shard": args.shard, "device": str(device), "data": str(args.data), "out": str(out),
+        "points": [p.to_dict() for p in points],
+        "task": {**TaskConfig(n_train=level.n_train, n_test=level.n_test).to_dict(), "n_clauses": "per point", "clause_size": "per point"},
+        "train": level.train.to_dict(),
+        "channel_threshold": 0.1,
+        "study_options": {k: v for k, v in vars(args).items()
+                          if k not in {"quick", "tiny", "out", "device", "trials", "seed", "shard", "data"}},
+    }
+    ctx = Context(args=args, level=level, points=points, caption=caption, results=pairs, config=config)
+
+    rows = []
+    for res, trial in tqdm(pairs, desc="measure", unit="trial", leave=False):
+        for cond, alpha, mr in _conditions(res):
+            row = model_row(res, trial, cond, alpha, mr)
+            if study.extra_columns:
+                row.update(study.extra_columns(res, trial, cond, alpha, mr, ctx))
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        order = df.condition.map(_CONDITION_ORDER).fillna(len(_CONDITION_ORDER))
+        df = df.assign(_order=order).sort_values(CONFIG_KEYS + ["_order", "alpha", "trial"]).drop(columns="_order")
+        df = df.reset_index(drop=True)
+
+    summary: dict[str, Any] = {"config": config, "environment": environment(device)}
+    summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": len(specs) - done, "loaded_trials": done,
+                      "train_seconds": round(train_s, 2)}
+    if shard:
+        suffix = f".shard-{shard[0]}-of-{shard[1]}"
+        summary["partial"] = True
+        write_csv(df, out / f"results{suffix}.csv")
+        summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+        write_json(summary, out / f"summary{suffix}.json")
+        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({len(specs) - done} trained) -> {out}/results{suffix}.csv "
+              "(partial; run without --shard to write the figures)")
+        return 0
+
+    stats = condition_stats(df, BASE_METRICS + tuple(study.extra_metrics))
+    curves = loss_curves(pairs)
+    summary["partial"] = False
+    summary["conditions"] = stats.to_dict("records")
+    summary["pooled"] = pooled_stats(df).to_dict("records")
+    head = stats[(stats.n_clauses == HEADLINE.n_clauses) & (stats.hidden == HEADLINE.hidden) & (stats.clause_size == HEADLINE.clause_size)]
+    summary["headline"] = head[["condition", "alpha", "n", "accuracy_mean", "accuracy_sem", "rel_improvement_mean",
+                                "rel_improvement_sem", "rel_improvement_p", "nnz_mean"]].to_dict("records") if not head.empty else []
+    summary["convergence"] = convergence(curves)
+    if study.summarise:
+        summary.update(study.summarise(df, stats, ctx))
+
+    files = [write_csv(df, out / "results.csv"), write_csv(stats, out / "stats.csv"), write_csv(curves, out / "loss_curves.csv")]
+    figs = dict(study.figures(df, stats, ctx))
+    figs["loss_curves"] = loss_figure(curves, f"{study.name}: train loss (mean over trials)", caption)
+    for name, fig in tqdm(figs.items(), desc="figures", unit="fig", leave=False):
+        files.append(write_figure(fig, out / f"{name}.html"))
+    summary["figures"] = sorted(f"{n}.html" for n in figs)
+    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    files.append(write_json(summary, out / "summary.json"))
+
+    _print_table(study, summary, out, files)
+    return 0
+
+
+def _print_table(study: Study, summary: dict[str, Any], out: Path, files: list[Path]) -> None:
+    run = summary["run"]
+    print(f"\n{study.name}: {run['trials']} trials ({run['trained_trials']} trained, {run['loaded_trials']} from the store), "
+          f"{run['total_seconds']:.0f}s")
+    print(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
+    for r in summary["pooled"]:
+        print(f"{label(r['condition'], r['alpha']):<14}{r['n_pairs']:>8}{r['accuracy_mean']:>11.4f} ± {r['accuracy_sem']:.4f}"
+              f"{100 * r['rel_improvement_mean']:>+13.2f}% ± {100 * r['rel_improvement_sem']:.2f}%{r['p']:>10.2g}")
+    print(f"wrote {', '.join(p.name for p in files)} to {out}")
