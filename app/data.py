@@ -43,7 +43,7 @@ from fci.metrics import clause_mean_capacity, cosine_interference, feature_capac
 from fci.model import MaskedMLP
 from fci.store import Store, StoreEntry, StoreError
 from fci.tasks import DNFTask, TaskConfig, format_clause
-from fci.train import FPESpec, TrainConfig, split_tensors
+from fci.train import FPESpec, split_tensors
 
 __all__ = [
     "MODELS",
@@ -345,8 +345,10 @@ def load_run(store: Store, info: RunInfo) -> LoadedRun:
     cfg = child_e.config
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spec = FPESpec(task=TaskConfig.from_dict(cfg["task"]), hidden=cfg["hidden"], seed=cfg["seed"],
-                       expansions=(), train=TrainConfig.from_dict(cfg["train"]))
+        try:
+            spec = FPESpec.from_entry_config(cfg)
+        except ValueError as e:
+            raise RunError(f"run {info.id}: {e}") from None
     task = spec.make_task()
     stored = child_e.metrics.get("clauses")
     if stored is not None and [tuple((int(v), bool(p)) for v, p in c) for c in stored] != task.clauses:

@@ -556,6 +556,24 @@ class FPESpec:
             if alpha < 1:
                 raise ValueError(f"expansions: alpha must be an integer >= 1, got {alpha}")
 
+    @classmethod
+    def from_entry_config(cls, config: dict[str, Any]) -> "FPESpec":
+        """The trial spec of a stored model's config (see `entry_configs`), with
+        that model's expansion (none for the dense baseline). Unknown keys in
+        the task or train dicts are dropped with a warning."""
+        try:
+            cond, alpha = config["condition"], int(config["alpha"])
+            hidden = config["hidden"]
+            return cls(
+                task=TaskConfig.from_dict(config["task"]),
+                hidden=hidden if isinstance(hidden, int) else tuple(hidden),
+                seed=int(config["seed"]),
+                expansions=() if cond == "dense" else ((cond, alpha),),
+                train=TrainConfig.from_dict(config["train"]),
+            )
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not an FPE trial config (missing or malformed {e}): keys {sorted(config)}") from None
+
     def make_task(self) -> DNFTask:
         return DNFTask.from_config(self.task, derive_seed(self.seed, "task"))
 
@@ -673,10 +691,14 @@ def run_fpe(
         raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got {max_stack!r}")
     specs = list(specs)
     results: list[FPEResult | None] = [None] * len(specs)
+    known: dict[int, FPEResult] = {}  # trials whose dense entry is stored but some child is not
     if store is not None:
         for i, s in enumerate(specs):
-            if all(store.has(config_key(c)) for c in entry_configs(s).values()):
+            stored = {cond: store.has(config_key(c)) for cond, c in entry_configs(s).items()}
+            if all(stored.values()):
                 results[i] = load_fpe_result(store, s)
+            elif stored[("dense", 1)]:
+                known[i] = load_fpe_result(store, s, missing_ok=True)
     todo = [i for i in range(len(specs)) if results[i] is None]
     if store is not None and len(todo) < len(specs):
         log.info("store %s: %d of %d trials already done", store.root, len(specs) - len(todo), len(specs))
@@ -701,7 +723,8 @@ def run_fpe(
     log.debug("run_fpe: %d trials in %d stacks of sizes %s", len(todo), len(chunks), [len(c) for c in chunks])
     bar = tqdm(total=len(todo), desc="FPE trials", unit="trial", disable=not progress or not todo)
     for chunk in chunks:
-        for i, res in zip(chunk, _run_fpe_chunk([specs[i] for i in chunk], [tasks[i] for i in chunk], dev, progress)):
+        trained = _run_fpe_chunk([specs[i] for i in chunk], [tasks[i] for i in chunk], dev, progress, [known.get(i) for i in chunk])
+        for i, res in zip(chunk, trained):
             results[i] = res
             if store is not None:
                 save_fpe_result(store, res)
@@ -716,31 +739,62 @@ def _task_data(task: DNFTask) -> tuple[torch.Tensor, ...]:
     return xtr.to(torch.uint8), ytr.to(torch.uint8), xte.to(torch.uint8), yte.to(torch.uint8)
 
 
-def _run_fpe_chunk(specs: list[FPESpec], tasks: list[DNFTask], dev: torch.device, progress: bool) -> list[FPEResult]:
+def _rows(stacked: tuple[torch.Tensor, ...], rows: list[int]) -> tuple[torch.Tensor, ...]:
+    """The data of trials `rows` of a stacked data tuple (no copy when it is all of them, in order)."""
+    if rows == list(range(stacked[0].shape[0])):
+        return stacked
+    index = torch.tensor(rows, device=stacked[0].device)
+    return tuple(t.index_select(0, index) for t in stacked)
+
+
+def _run_fpe_chunk(
+    specs: list[FPESpec],
+    tasks: list[DNFTask],
+    dev: torch.device,
+    progress: bool,
+    known: list[FPEResult | None] | None = None,
+) -> list[FPEResult]:
+    """Train one stack of trials. `known[i]`, when given, is trial i's stored
+    parent and baseline with the children already stored: only its missing
+    children train (from the stored parent, which is the exact state at
+    expansion)."""
+    known = known or [None] * len(specs)
     cfg = specs[0].train
     data = [_task_data(t) for t in tasks]
     stacked = tuple(torch.stack([d[j] for d in data]).to(dev) for j in range(4))
-    xtr, ytr, xte, yte = stacked
-
-    parents = [MaskedMLP(t.n_vars, s.hidden, t.n_outputs, seed=s.init_seed()) for s, t in zip(specs, tasks)]
-    dense = MaskedMLPStack.from_models(parents).to(dev)
-    opt, warm_losses = fit(dense, xtr, ytr, cfg, range(cfg.warmup), progress="dense warmup" if progress else False)
-    parent_results = _results(dense, stacked, warm_losses, "bce")
     finetune = range(cfg.warmup, cfg.epochs)
-    _, fine_losses = fit(dense, xtr, ytr, cfg, finetune, optimizer=opt, progress="dense baseline" if progress else False)
-    dense_results = _results(dense, stacked, torch.cat([warm_losses, fine_losses], 1), "bce")
-    del dense, opt
+
+    parent_results: list[ModelResult | None] = [k.parent if k else None for k in known]
+    dense_results: list[ModelResult | None] = [k.dense if k else None for k in known]
+    fresh = [i for i, k in enumerate(known) if k is None]
+    if fresh:
+        xtr, ytr, xte, yte = ddata = _rows(stacked, fresh)
+        parents = [MaskedMLP(tasks[i].n_vars, specs[i].hidden, tasks[i].n_outputs, seed=specs[i].init_seed()) for i in fresh]
+        dense = MaskedMLPStack.from_models(parents).to(dev)
+        opt, warm_losses = fit(dense, xtr, ytr, cfg, range(cfg.warmup), progress="dense warmup" if progress else False)
+        for i, r in zip(fresh, _results(dense, ddata, warm_losses, "bce")):
+            parent_results[i] = r
+        _, fine_losses = fit(dense, xtr, ytr, cfg, finetune, optimizer=opt, progress="dense baseline" if progress else False)
+        for i, r in zip(fresh, _results(dense, ddata, torch.cat([warm_losses, fine_losses], 1), "bce")):
+            dense_results[i] = r
+        del dense, opt, ddata
 
     # Children of every trial and expansion share stacks, grouped by layout.
-    jobs = [(i, split, alpha) for i, s in enumerate(specs) for split, alpha in s.expansions]
+    jobs = [
+        (i, split, alpha)
+        for i, s in enumerate(specs)
+        for split, alpha in s.expansions
+        if known[i] is None or (split, alpha) not in known[i].children
+    ]
     children = [
         expand(parent_results[i].model, alpha, split, clauses=tasks[i].clauses, seed=specs[i].split_seed(split, alpha))
         for i, split, alpha in jobs
     ]
-    child_results: dict[tuple[int, str, int], ModelResult] = {}
+    child_results: dict[tuple[int, str, int], ModelResult] = {
+        (i, *cond): r for i, k in enumerate(known) if k is not None for cond, r in k.children.items()
+    }
     if jobs:
-        rows = torch.tensor([i for i, _, _ in jobs], device=dev)
-        cdata = tuple(t.index_select(0, rows) for t in stacked)
+        cdata = _rows(stacked, [i for i, _, _ in jobs])
         cstack = MaskedMLPStack.from_models(children).to(dev)
         _, closs = fit(cstack, cdata[0], cdata[1], cfg, finetune, progress="FPE finetune" if progress else False)
         for job, res in zip(jobs, _results(cstack, cdata, closs, "bce")):
@@ -810,9 +864,15 @@ def split_tensors(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     return own, parent
 
 
-def load_fpe_result(store: Store, spec: FPESpec) -> FPEResult:
-    """Reopen a stored trial; raises StoreError naming a missing or corrupt file."""
-    entries = {cond: store.load(config_key(cfg)) for cond, cfg in entry_configs(spec).items()}
+def load_fpe_result(store: Store, spec: FPESpec, missing_ok: bool = False) -> FPEResult:
+    """Reopen a stored trial; raises StoreError naming a missing or corrupt file.
+    With `missing_ok`, children not in the store are left out of `children`
+    (the dense entry, which carries the parent, must exist)."""
+    entries = {
+        cond: store.load(config_key(cfg))
+        for cond, cfg in entry_configs(spec).items()
+        if not missing_ok or cond == ("dense", 1) or store.has(config_key(cfg))
+    }
     dense = entries[("dense", 1)]
     own, parent = split_tensors(dense.tensors)
     return FPEResult(

@@ -47,11 +47,11 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     real = train._run_fpe_chunk
     calls = []
 
-    def dies_on_second(specs_, tasks_, dev, progress):
+    def dies_on_second(specs_, *rest):
         calls.append([s.seed for s in specs_])
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(specs_, tasks_, dev, progress)
+        return real(specs_, *rest)
 
     monkeypatch.setattr(train, "_run_fpe_chunk", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
@@ -143,3 +143,44 @@ def test_incomplete_leftover_is_replaced(tmp_path):
     store.save({"a": 1}, {"m": 1}, {"w": torch.ones(1)})
     assert store.load(key).metrics == {"m": 1}
     assert [p.name for p in store.dir.iterdir()] == [key]
+
+
+def test_adding_an_expansion_trains_only_the_new_children(tmp_path, monkeypatch):
+    """The stored dense entry carries the parent at expansion, so a sweep that adds
+    an expansion reuses the stored parent, baseline and children and trains only
+    what is new, and gets what a from-scratch run gets."""
+    store = Store(tmp_path)
+    run_fpe([tiny_spec(expansions=(("clause", 2),))], device="cpu", store=store)
+    before = set(store.keys())
+    import fci.train as train
+
+    fits = []
+    real_fit = train.fit
+
+    def counting_fit(stack, *a, **k):
+        fits.append(stack.n_models)
+        return real_fit(stack, *a, **k)
+
+    monkeypatch.setattr(train, "fit", counting_fit)
+    spec = tiny_spec(expansions=(("clause", 2), ("random", 3)))
+    (res,) = run_fpe([spec], device="cpu", store=store)
+    assert fits == [1]  # one fine-tuning stack holding only the new child; no dense training
+    assert len(set(store.keys()) - before) == 1
+    monkeypatch.setattr(train, "fit", real_fit)
+    (scratch,) = run_fpe([spec], device="cpu")
+    for cond in spec.expansions:
+        assert torch.allclose(res.children[cond].model.weights[0], scratch.children[cond].model.weights[0], atol=1e-6)
+    assert torch.equal(res.dense.model.weights[0], scratch.dense.model.weights[0])
+
+
+def test_spec_round_trips_through_entry_configs():
+    from fci.train import FPESpec
+
+    spec = tiny_spec(hidden=5, expansions=(("random", 3),))
+    for (cond, alpha), cfg in entry_configs(spec).items():
+        back = FPESpec.from_entry_config(json.loads(json.dumps(cfg)))
+        assert (back.task, back.hidden, back.seed, back.train) == (spec.task, spec.hidden, spec.seed, spec.train)
+        assert back.expansions == (() if cond == "dense" else ((cond, alpha),))
+        assert entry_configs(back)[(cond, alpha)] == cfg
+    with pytest.raises(ValueError, match="not an FPE trial config"):
+        FPESpec.from_entry_config({"a": 1})
