@@ -612,7 +612,8 @@ class Study:
 
     Attributes:
         name: module name; the default output folder is data/results/<name>/.
-        description: one paragraph for --help and summary.json.
+        description: for --help and summary.json; give the study module's
+            `__doc__` and its first two paragraphs are kept (title and what it shows).
         points: level name -> the sweep's configurations.
         figures: (results, stats, ctx) -> {file stem: figure}; pure functions of
             the tables except where a study shows weights (the gallery).
@@ -634,6 +635,9 @@ class Study:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     validate: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None
     extra_metrics: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
 
 
 def build_parser(study: Study) -> argparse.ArgumentParser:

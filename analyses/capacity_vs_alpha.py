@@ -262,7 +262,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
 
 STUDY = Study(
     name="capacity_vs_alpha",
-    description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+    description=__doc__,
     points=points,
     figures=figures,
     extra_columns=extra_columns,

@@ -151,7 +151,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
 
 STUDY = Study(
     name="decoding",
-    description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+    description=__doc__,
     points=points,
     figures=figures,
     extra_columns=extra_columns,

@@ -173,7 +173,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
 
 STUDY = Study(
     name="interference_regression",
-    description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
+    description=__doc__,
     points=points,
     figures=figures,
     summarise=summarise,
