@@ -12,7 +12,7 @@ import numpy as np
 
 from fci.codes import circuit_agreement, clause_recovery, decode, network_predictions
 from fci.expand import SPLITS
-from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity
+from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity, trial_stats
 from fci.model import resolve_device
 from fci.store import Store
 from fci.tasks import TaskConfig
@@ -69,9 +69,8 @@ def measure(result, model, threshold: float) -> dict[str, float]:
 
 
 def _mean_sem(values) -> str:
-    v = np.asarray(values, dtype=float)
-    sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return f"{v.mean():.4f} ± {sem:.4f}"
+    s = trial_stats(np.asarray(values, dtype=float))
+    return f"{s['mean']:.4f} ± {s['sem']:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
