@@ -52,9 +52,11 @@ from tqdm.auto import tqdm
 
 from fci.codes import clause_channels
 from fci.metrics import (
+    accuracy_per_parameter,
     clause_mean_capacity,
     cosine_interference_stats,
     feature_capacity,
+    fold_change,
     paired_ttest,
     relative_improvement,
     trial_stats,
@@ -257,7 +259,7 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
         "nnz": int(split["total"]),
         "nnz_weights": int(split["weights"]),
         "nnz_biases": int(split["biases"]),
-        "acc_per_param": float(res.test_accuracy) / split["total"] if split["total"] else math.nan,
+        "acc_per_param": accuracy_per_parameter(res.test_accuracy, split["total"]) if split["total"] else math.nan,
         "feature_capacity": float(cap),
         "cosine_interference": float(cos["abs_mean"]),
         "cosine_signed": float(cos["signed_mean"]),
@@ -318,7 +320,7 @@ def condition_stats(df: pd.DataFrame, metrics: Sequence[str] = BASE_METRICS) -> 
         rec["rel_improvement_p"] = rec.get("accuracy_p", math.nan)
         for m in FOLD_METRICS:
             if m in metrics:
-                f = np.asarray(g[m].to_numpy(dtype=float)[ok] / paired[m].to_numpy(dtype=float)[ok])
+                f = fold_change(g[m].to_numpy(dtype=float)[ok], paired[m].to_numpy(dtype=float)[ok])
                 fs = trial_stats(_finite(f))
                 rec[f"{m}_fold_mean"], rec[f"{m}_fold_sem"] = fs["mean"], fs["sem"]
         out.append(rec)
@@ -335,7 +337,7 @@ def paired_rows(df: pd.DataFrame) -> pd.DataFrame:
     out["rel_improvement"] = relative_improvement(out["accuracy"].to_numpy(float), out["dense_accuracy"].to_numpy(float))
     for m in FOLD_METRICS:
         if m in cols:
-            out[f"{m}_fold"] = out[m].to_numpy(float) / out[f"dense_{m}"].to_numpy(float)
+            out[f"{m}_fold"] = fold_change(out[m].to_numpy(float), out[f"dense_{m}"].to_numpy(float))
     return out
 
 

@@ -172,6 +172,11 @@ class TaskConfig:
         return self.n_clauses * self.clause_size if self.n_vars is None else self.n_vars
 
     @property
+    def n_outputs(self) -> int:
+        """Number of outputs ``O`` (one per clause group)."""
+        return len(_resolve_groups(self.outputs, self.n_clauses))
+
+    @property
     def resolved_p(self) -> float:
         """``p``, with ``"balanced"`` resolved to ``1 - 2**(-1/C)``."""
         if self.p == "balanced":

@@ -563,10 +563,9 @@ class FPESpec:
         the task or train dicts are dropped with a warning."""
         try:
             cond, alpha = config["condition"], int(config["alpha"])
-            hidden = config["hidden"]
             return cls(
                 task=TaskConfig.from_dict(config["task"]),
-                hidden=hidden if isinstance(hidden, int) else tuple(hidden),
+                hidden=config["hidden"],  # __post_init__ makes a list a tuple
                 seed=int(config["seed"]),
                 expansions=() if cond == "dense" else ((cond, alpha),),
                 train=TrainConfig.from_dict(config["train"]),
@@ -607,19 +606,13 @@ def _hidden_list(spec: FPESpec) -> list[int]:
     return [spec.hidden] if isinstance(spec.hidden, int) else list(spec.hidden)
 
 
-def _n_outputs(task: TaskConfig) -> int:
-    if task.outputs == "dnf":
-        return 1
-    return task.n_clauses if task.outputs == "clauses" else len(task.outputs)
-
-
 def trial_bytes(spec: FPESpec) -> int:
     """Estimated peak memory (bytes, on the training device) that one trial adds
     to a stack in `run_fpe`: its data (stacked as uint8 for the dense model and
     each child; laid out as floats for training), parameters, masks, optimiser
     state and one minibatch of activations. Used to size stacks automatically."""
     N, T = spec.task.n_train, spec.task.n_test
-    n, O, B = spec.task.resolved_n_vars, _n_outputs(spec.task), min(spec.train.batch_size, N)
+    n, O, B = spec.task.resolved_n_vars, spec.task.n_outputs, min(spec.train.batch_size, N)
     E = len(spec.expansions)
     hidden = _hidden_list(spec)
     alphas = [a for _, a in spec.expansions]
@@ -706,8 +699,7 @@ def run_fpe(
 
     def key(i):
         s, t = specs[i], tasks[i]
-        depth = 1 if isinstance(s.hidden, int) else len(s.hidden)
-        return (t.n_vars, t.n_outputs, depth, s.task.n_train, s.task.n_test, s.train)
+        return (t.n_vars, t.n_outputs, len(_hidden_list(s)), s.task.n_train, s.task.n_test, s.train)
 
     groups: dict[Any, list[int]] = {}
     for i in todo:

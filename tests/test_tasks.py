@@ -375,3 +375,9 @@ def test_property_labels_equal_formula(cfg, seed, data_seed):
     truth = task.clause_truth(x)
     if cfg.layout == "disjoint" and task.p in (0.0, 1.0):
         assert bool((truth == bool(task.p)).all())  # planting is exact in the disjoint layout
+
+
+@pytest.mark.parametrize("outputs, expected", [("dnf", 1), ("clauses", 5), ([[0, 1], [2], [3, 4]], 3)])
+def test_config_knows_its_output_count(outputs, expected):
+    config = TaskConfig(n_clauses=5, outputs=outputs)
+    assert config.n_outputs == expected == DNFTask.from_config(config, seed=0).n_outputs
