@@ -54,11 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def measure(result, model, threshold: float) -> dict[str, float]:
-    """Interference (SPEC §4) and static decoding (SPEC §5) of one trained model."""
+def measure(model, clauses, x_test, threshold: float) -> dict[str, float]:
+    """Interference (SPEC §4) and static decoding (SPEC §5) of one trained model;
+    x_test: (N, n) inputs on which the decoded circuit is compared with the model."""
     W1 = model.effective_weights()[0][0]
-    clauses = result.task.clauses
-    x_test, _ = result.task.test_data()
     circuit = decode(model, threshold=threshold)
     return {
         "capacity": clause_mean_capacity(feature_capacity(W1), clauses),
@@ -114,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ninterference and static decoding (threshold {args.threshold}, mean ± s.e. over trials)")
     cols = ("capacity", "cosine", "f1", "agreement")
     print(f"{'condition':<16}" + "".join(f"{c:>18}" for c in ("feature capacity", "cosine interf.", "decode F1", "circuit agreement")))
+    x_tests = [r.task.test_data()[0] for r in results]  # one draw per trial, shared by its conditions
     for name, res in rows:
-        ms = [measure(r, m.model, args.threshold) for r, m in zip(results, res)]
+        ms = [measure(m.model, r.task.clauses, x, args.threshold) for r, m, x in zip(results, res, x_tests)]
         print(f"{name:<16}" + "".join(f"{_mean_sem([m[c] for m in ms]):>18}" for c in cols))
     print(f"{elapsed:.1f}s; models stored under {store.dir}")
     return 0
