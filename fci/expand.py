@@ -16,7 +16,7 @@ import torch
 from fci.model import MaskedMLP
 from fci.seeding import derive_seed, generator
 
-__all__ = ["expand", "split_groups", "gram_clusters", "SPLITS"]
+__all__ = ["expand", "expand_layers", "split_groups", "gram_clusters", "SPLITS"]
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +238,44 @@ def expand(
     if child.nnz() != parent_nnz:  # an invariant, not an input error
         raise AssertionError(f"FPE budget broken: child nnz {child.nnz()} != parent nnz {parent_nnz}")
     return child
+
+
+def expand_layers(
+    model: MaskedMLP,
+    alpha: int,
+    split: str = "random",
+    layers: Sequence[int] | str = "all",
+    clauses: Sequence[Clause] | None = None,
+    seed: int = 0,
+    n_clusters: int | None = None,
+) -> MaskedMLP:
+    """FPE of several hidden layers, one after another (first to last).
+
+    Each step splits one layer's neurons, replicates the next layer's incoming
+    columns, and prunes the excess, so the budget holds across the whole
+    network: `result.nnz() == model.nnz()`. `layers="all"` expands every hidden
+    layer; the clause split applies to layer 0 only, deeper layers of a
+    clause-split network are split at random. Layer l uses the seed
+    `derive_seed(seed, "layer", l)`. `expansion_info["layers"]` lists each
+    step's info, and `parent_index` is that of layer 0 when it was expanded.
+    """
+    alpha = _check_alpha(alpha)
+    n_hidden = model.n_layers - 1
+    todo = list(range(n_hidden)) if layers == "all" else sorted(set(int(l) for l in layers))
+    if not todo:
+        raise ValueError("layers must name at least one hidden layer")
+    bad = [l for l in todo if not 0 <= l < n_hidden]
+    if bad:
+        raise ValueError(f"layers must index hidden layers 0..{n_hidden - 1}, got {bad}")
+    out, infos, first_index = model, [], None
+    for l in todo:
+        s = split if (split != "clause" or l == 0) else "random"
+        out = expand(out, alpha, s, clauses=clauses if s == "clause" else None, seed=derive_seed(seed, "layer", l),
+                     layer=l, n_clusters=n_clusters)
+        infos.append(out.expansion_info)
+        if l == 0:
+            first_index = out.parent_index
+    if first_index is not None:
+        out.parent_index = first_index
+    out.expansion_info = {"alpha": alpha, "split": split, "layers": infos, "pruned": sum(i["pruned"] for i in infos)}
+    return out

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from fci.expand import SPLITS, expand
+from fci.expand import SPLITS, expand, expand_layers
+from fci.data import Dataset
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
 from fci.seeding import derive_seed, generator
 from fci.store import Store, config_key
@@ -44,6 +45,8 @@ __all__ = [
     "evaluate",
     "train_models",
     "run_fpe",
+    "run_fpe_data",
+    "DataFPEResult",
     "auto_max_stack",
     "trial_bytes",
     "entry_configs",
@@ -878,3 +881,96 @@ def load_fpe_result(store: Store, spec: FPESpec, missing_ok: bool = False) -> FP
             if cond != ("dense", 1)
         },
     )
+
+
+# ---------------------------------------------------------------------------
+# The FPE schedule on any dataset (digits, user embeddings, Boolean tasks)
+
+
+@dataclass
+class DataFPEResult:
+    """One trial of `run_fpe_data`: the parent at expansion, the paired dense
+    baseline (warmup + finetune epochs, same init and data) and the children."""
+
+    dataset: str
+    hidden: int | tuple[int, ...]
+    seed: int
+    parent: ModelResult
+    dense: ModelResult
+    children: dict[tuple[str, int], ModelResult]
+
+
+def run_fpe_data(
+    data: Dataset,
+    trials: Sequence[tuple[int | Sequence[int], int]],
+    expansions: Sequence[tuple[str, int]],
+    cfg: TrainConfig,
+    layers: Sequence[int] | str = (0,),
+    device: str | torch.device = "auto",
+    progress: bool = False,
+    max_stack: int = 512,
+) -> list[DataFPEResult]:
+    """The FPE schedule (SPEC §3) for trials on one dataset, batched into stacks.
+
+    trials: (hidden, seed) pairs; hidden is an int or a tuple of widths, and the
+    trial's init and split seeds derive from `seed` as in `FPESpec`. Every
+    trial's dense parent trains `cfg.warmup` epochs, is expanded into one child
+    per (split, alpha) with `expand_layers(..., layers=layers)` (the clause
+    split needs `data.info["clauses"]`), and children and the paired dense
+    baseline train `cfg.finetune` more epochs. Trials of the same depth share
+    stacks of at most `max_stack` trials (narrower ones padded). Returns one
+    result per trial, in order; models come back on the CPU.
+    """
+    dev = resolve_device(device)
+    trials = [(h if isinstance(h, int) else tuple(int(v) for v in h), int(s)) for h, s in trials]
+    expansions = [(str(s), int(a)) for s, a in expansions]
+    for split, alpha in expansions:
+        if split not in SPLITS:
+            raise ValueError(f"expansions: split must be one of {SPLITS}, got {split!r}")
+        if split == "clause" and not data.info.get("clauses"):
+            raise ValueError(f"the clause split needs clauses; dataset {data.name!r} has none (use random or gram)")
+    depth = lambda h: 1 if isinstance(h, int) else len(h)  # noqa: E731
+    groups: dict[int, list[int]] = {}
+    for i, (h, _) in enumerate(trials):
+        groups.setdefault(depth(h), []).append(i)
+    results: list[DataFPEResult | None] = [None] * len(trials)
+    chunks = [c for idx in groups.values() for c in _chunks(sorted(idx, key=lambda i: trials[i][0]), max(1, max_stack))]
+    bar = tqdm(total=len(trials), desc=f"FPE on {data.name}", unit="trial", disable=not progress or not trials)
+    for chunk in chunks:
+        for i, r in zip(chunk, _run_fpe_data_chunk(data, [trials[i] for i in chunk], expansions, cfg, layers, dev, progress)):
+            results[i] = r
+        bar.update(len(chunk))
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _run_fpe_data_chunk(data, trials, expansions, cfg, layers, dev, progress) -> list[DataFPEResult]:
+    M = len(trials)
+    loss = data.loss
+    finetune = range(cfg.warmup, cfg.epochs)
+    parents = [MaskedMLP(data.n_in, h, data.n_out, seed=derive_seed(s, "init")) for h, s in trials]
+    ddata = data.stacked(M, dev)
+    dense = MaskedMLPStack.from_models(parents).to(dev)
+    opt, warm = fit(dense, ddata[0], ddata[1], cfg, range(cfg.warmup), loss=loss, progress="dense warmup" if progress else False)
+    parent_res = _results(dense, ddata, warm, loss)
+    _, fine = fit(dense, ddata[0], ddata[1], cfg, finetune, loss=loss, optimizer=opt, progress="dense baseline" if progress else False)
+    dense_res = _results(dense, ddata, torch.cat([warm, fine], 1), loss)
+    del dense, opt
+    jobs = [(i, split, alpha) for i in range(M) for split, alpha in expansions]
+    child_res: dict[tuple[int, str, int], ModelResult] = {}
+    if jobs:
+        children = [
+            expand_layers(parent_res[i].model, alpha, split, layers=layers, clauses=data.info.get("clauses"),
+                          seed=derive_seed(trials[i][1], "split", split, alpha))
+            for i, split, alpha in jobs
+        ]
+        cdata = data.stacked(len(children), dev)
+        cstack = MaskedMLPStack.from_models(children).to(dev)
+        _, closs = fit(cstack, cdata[0], cdata[1], cfg, finetune, loss=loss, progress="FPE finetune" if progress else False)
+        for job, r in zip(jobs, _results(cstack, cdata, closs, loss)):
+            child_res[job] = r
+    return [
+        DataFPEResult(dataset=data.name, hidden=h, seed=s, parent=parent_res[i], dense=dense_res[i],
+                      children={(sp, a): child_res[(i, sp, a)] for sp, a in expansions})
+        for i, (h, s) in enumerate(trials)
+    ]

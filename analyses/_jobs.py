@@ -1,0 +1,215 @@
+"""The study command for studies whose unit of work is not a Boolean FPE trial.
+
+`analyses._common.run_study` trains `FPESpec` trials; the studies of the other
+seed papers (effective density, wide-and-sparse, real data, deeper networks,
+structured sparsity) train other things: dense models at many widths, models
+with static random sparsity, FPE on digits. A `JobStudy` describes such a
+study as a list of **jobs**, each a JSON config whose outputs (a list of result
+rows and, optionally, tensors) are one immutable store entry. The command has
+the same contract as every study:
+
+    python -m analyses.<name> [--quick] [--out DIR] [--device auto|cpu|cuda]
+                              [--trials N] [--seed S] [--shard I/N] [--data DIR]
+
+Jobs already in the store are loaded, not run; each finished job is written
+atomically as soon as its batch finishes, so an interrupted run resumes where it
+stopped. `--shard I/N` runs the I-th of N deterministic slices of the jobs and
+writes `results.shard-I-of-N.csv`; a final run without `--shard` collects all
+jobs from the store and writes:
+
+    results.csv   one row per result row of every job (with the job's config columns)
+    stats.csv     the study's per-condition statistics
+    summary.json  config, environment, run, statistics, and the comparison with the paper
+    *.html        self-contained plotly figures (and `<stem>.plotly.json` beside each)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from tqdm.auto import tqdm
+
+from analyses._common import LEVELS, Level, _validate, environment, jsonable, write_csv, write_figure, write_json
+from fci.sharding import shard_items
+from fci.store import Store, StoreError, config_key
+
+__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobContext:
+    """What a JobStudy's hooks get: the parsed options, the run level, the
+    device, a caption line stating the run's config, and a scratch cache."""
+
+    args: argparse.Namespace
+    level: Level
+    device: torch.device
+    caption: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStudy:
+    """A study as a list of jobs plus hooks.
+
+    Attributes:
+        name: module name; outputs default to data/results/<name>/.
+        description: the module's `__doc__`; its first two paragraphs are kept.
+        jobs: ctx -> the jobs, JSON-able dicts (each becomes one store entry;
+            the runner adds `"kind": "<name>-job"` to its key).
+        run: (jobs, ctx) -> iterable of (job, rows, tensors), yielded as each job
+            (or batch of jobs) finishes. rows: list of dicts (one per result row);
+            tensors: dict of named tensors to keep (may be empty).
+        stats: (results, ctx) -> per-condition statistics table (stats.csv).
+        figures: (results, stats, ctx) -> {file stem: figure}.
+        summarise: (results, stats, ctx) -> extra summary.json fields; put the
+            comparison with the source paper under "paper".
+        caption: ctx -> the config line under every figure (level, trials, data, schedule).
+        add_arguments / validate: study-specific options, checked before any work.
+        print_summary: optional (summary, ctx) -> lines printed at the end.
+    """
+
+    name: str
+    description: str
+    jobs: Callable[[JobContext], list[dict[str, Any]]]
+    run: Callable[[list[dict[str, Any]], JobContext], Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]]
+    stats: Callable[[pd.DataFrame, JobContext], pd.DataFrame]
+    figures: Callable[[pd.DataFrame, pd.DataFrame, JobContext], dict[str, go.Figure]]
+    summarise: Callable[[pd.DataFrame, pd.DataFrame, JobContext], dict[str, Any]] | None = None
+    caption: Callable[[JobContext], str] | None = None
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    validate: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None
+    print_summary: Callable[[dict[str, Any], JobContext], list[str]] | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
+
+    def job_config(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The store config of a job."""
+        return {"kind": f"{self.name}-job", **job}
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
+    """Consecutive slices of at most `size` items."""
+    size = max(1, int(size))
+    for s in range(0, len(items), size):
+        yield list(items[s : s + size])
+
+
+def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog=f"python -m analyses.{study.name}", description=study.description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=("Outputs: results.csv, stats.csv, summary.json and self-contained .html figures. Finished jobs are kept "
+                "in the results store under --data, so a rerun trains nothing and an interrupted run resumes."),
+    )
+    ap.add_argument("--quick", action="store_true", help="a small run that finishes in about 2 minutes on 2 CPU cores")
+    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
+    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{study.name}/)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
+    ap.add_argument("--trials", type=int, default=None,
+                    help=f"trials (seeds) per configuration (default: {LEVELS['full'].trials}; --quick: {LEVELS['quick'].trials}); "
+                         "trial t uses seed S+t")
+    ap.add_argument("--seed", type=int, default=0, help="base seed S (default: 0)")
+    ap.add_argument("--shard", default=None, metavar="I/N",
+                    help="run only the I-th of N disjoint deterministic slices of the jobs and write partial results; "
+                         "a final run without --shard collects everything from the store and writes the figures")
+    ap.add_argument("--data", default="data", help="results store root (default: data)")
+    if study.add_arguments:
+        study.add_arguments(ap)
+    return ap
+
+
+def _load_rows(store: Store, key: str) -> list[dict[str, Any]]:
+    entry = store.load(key)
+    rows = entry.metrics.get("rows")
+    if not isinstance(rows, list):
+        raise StoreError(f"store entry {entry.path} has no result rows (metrics.json lacks a 'rows' list)")
+    return rows
+
+
+def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
+    """Parse, validate, run (or load) every job, tabulate and write; returns 0."""
+    ap = build_job_parser(study)
+    args = ap.parse_args(argv)
+    level, device, out, store, shard = _validate(ap, args, study)  # type: ignore[arg-type]
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    t_start = time.perf_counter()
+    ctx = JobContext(args=args, level=level, device=device)
+    ctx.caption = study.caption(ctx) if study.caption else f"{study.name} · level={level.name} · trials={args.trials}"
+
+    jobs = study.jobs(ctx)
+    jobs = shard_items(jobs, shard, key=study.job_config)
+    keys = [config_key(study.job_config(j)) for j in jobs]
+    todo = [j for j, k in zip(jobs, keys) if not store.has(k)]
+    log.info("%s: %d jobs%s; %d already in %s", study.name, len(jobs), f" (shard {args.shard})" if shard else "",
+             len(jobs) - len(todo), store.dir)
+    t0 = time.perf_counter()
+    if todo:
+        bar = tqdm(total=len(todo), desc=study.name, unit="job")
+        for job, rows, tensors in study.run(todo, ctx):
+            store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
+            bar.update(1)
+        bar.close()
+    train_s = time.perf_counter() - t0
+    missing = [j for j, k in zip(jobs, keys) if not store.has(k)]
+    if missing:
+        raise RuntimeError(f"{study.name}: {len(missing)} jobs were not produced by the study's run hook, e.g. {missing[0]}")
+
+    rows = []
+    for job, key in zip(jobs, keys):
+        for r in _load_rows(store, key):
+            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **r})
+    df = pd.DataFrame(rows)
+    ctx.config = {
+        "study": study.name, "description": study.description, "level": level.name, "trials": args.trials,
+        "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)], "shard": args.shard,
+        "device": str(device), "data": str(args.data), "out": str(out), "jobs": len(jobs),
+        "study_options": {k: v for k, v in vars(args).items()
+                          if k not in {"quick", "tiny", "out", "device", "trials", "seed", "shard", "data"}},
+        "caption": ctx.caption,
+    }
+    summary: dict[str, Any] = {"config": ctx.config, "environment": environment(device)}
+    summary["run"] = {"jobs": len(jobs), "trained_jobs": len(todo), "loaded_jobs": len(jobs) - len(todo),
+                      "train_seconds": round(train_s, 2)}
+    if shard:
+        suffix = f".shard-{shard[0]}-of-{shard[1]}"
+        summary["partial"] = True
+        write_csv(df, out / f"results{suffix}.csv")
+        summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+        write_json(summary, out / f"summary{suffix}.json")
+        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(todo)} run) -> {out}/results{suffix}.csv "
+              "(partial; run without --shard to write the figures)")
+        return 0
+
+    stats = study.stats(df, ctx)
+    summary["partial"] = False
+    summary["stats"] = stats.to_dict("records")
+    if study.summarise:
+        summary.update(study.summarise(df, stats, ctx))
+    files = [write_csv(df, out / "results.csv"), write_csv(stats, out / "stats.csv")]
+    figs = study.figures(df, stats, ctx)
+    for name, fig in tqdm(figs.items(), desc="figures", unit="fig", leave=False):
+        files.append(write_figure(fig, out / f"{name}.html"))
+    summary["figures"] = sorted(f"{n}.html" for n in figs)
+    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    files.append(write_json(summary, out / "summary.json"))
+    run = summary["run"]
+    print(f"\n{study.name}: {run['jobs']} jobs ({run['trained_jobs']} run, {run['loaded_jobs']} from the store), "
+          f"{run['total_seconds']:.0f}s")
+    if study.print_summary:
+        for line in study.print_summary(summary, ctx):
+            print(line)
+    print(f"wrote {', '.join(p.name for p in files)} to {out}")
+    return 0

@@ -1,0 +1,192 @@
+"""Datasets beyond the Boolean task, with nothing downloaded.
+
+`digits()` is scikit-learn's bundled 8x8 handwritten digits (1797 images, 10
+classes, shipped inside the package); `load_embeddings(path)` reads features a
+user computed elsewhere (e.g. CLIP image embeddings) from an `.npz` holding
+`X_train`, `y_train`, `X_test`, `y_test`; `boolean(config, seed)` wraps a
+Boolean DNF task in the same interface. Every study that trains on "some data"
+takes a `Dataset`.
+
+    >>> from fci.data import digits
+    >>> d = digits(seed=0)
+    >>> d.n_in, d.n_out, d.loss
+    (64, 10, 'ce')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from fci.tasks import DNFTask, TaskConfig
+
+__all__ = ["Dataset", "digits", "load_embeddings", "boolean", "EMBEDDING_KEYS"]
+
+EMBEDDING_KEYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A supervised dataset on the CPU.
+
+    Attributes:
+        name: a short identifier (goes into store keys and captions).
+        x_train, x_test: (N, n_in) inputs (float32, or uint8 0/1 for Boolean tasks).
+        y_train, y_test: (N,) int64 class ids for loss 'ce'; (N, O) 0/1 for 'bce'.
+        loss: 'ce' (multi-class softmax) or 'bce' (independent binary outputs).
+        info: provenance (source, split seed, scaling, clauses for Boolean tasks).
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    loss: str = "ce"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.loss not in ("ce", "bce"):
+            raise ValueError(f"loss must be 'ce' or 'bce', got {self.loss!r}")
+        for part, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if x.ndim != 2:
+                raise ValueError(f"{self.name}: x_{part} must be (N, n_in), got shape {tuple(x.shape)}")
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{self.name}: x_{part} has {x.shape[0]} rows but y_{part} has {y.shape[0]}")
+            if len(x) == 0:
+                raise ValueError(f"{self.name}: the {part} split is empty")
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise ValueError(f"{self.name}: x_train has {self.x_train.shape[1]} features but x_test has {self.x_test.shape[1]}")
+
+    @property
+    def n_in(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_out(self) -> int:
+        """Classes for 'ce', outputs for 'bce'."""
+        if self.loss == "ce":
+            return int(max(int(self.y_train.max()), int(self.y_test.max())) + 1)
+        return int(self.y_train.shape[1])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+    def stacked(self, n_models: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+        """(x_train, y_train, x_test, y_test), each with a leading model axis of
+        size `n_models` (a broadcast view: the data is held once), on `device`."""
+        out = []
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            t = t.to(device)
+            out.append(t.unsqueeze(0).expand(n_models, *t.shape))
+        return tuple(out)
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.n_train} train / {self.n_test} test samples, {self.n_in} inputs, "
+                f"{self.n_out} {'classes' if self.loss == 'ce' else 'outputs'}")
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    return train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+
+
+def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
+    """scikit-learn's bundled digits (8x8 images, 10 classes), pixel values
+    scaled to [0, 1], split stratified with `seed` (the split is part of the
+    dataset's identity: `name` records it)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int64)
+    xtr, xte, ytr, yte = _split(x, y, test_fraction, seed)
+    return Dataset(
+        name=f"digits-s{seed}-t{test_fraction:g}",
+        x_train=torch.from_numpy(xtr), y_train=torch.from_numpy(ytr),
+        x_test=torch.from_numpy(xte), y_test=torch.from_numpy(yte),
+        loss="ce",
+        info={"source": "sklearn.datasets.load_digits", "split_seed": seed, "test_fraction": test_fraction, "scale": "x/16"},
+    )
+
+
+def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Dataset:
+    """Embeddings from an `.npz` with `X_train`, `y_train`, `X_test`, `y_test`.
+
+    Labels may be any integers or strings; they are mapped to class ids
+    0..K-1 in sorted order over both splits. With `standardize`, features are
+    centred and scaled by the training split's mean and standard deviation.
+    Raises ValueError naming the file and the missing or malformed key."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"--embeddings: no such file {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in EMBEDDING_KEYS if k not in f.files]
+            if missing:
+                raise ValueError(f"{path}: missing key(s) {missing}; an embeddings file holds {list(EMBEDDING_KEYS)} "
+                                 f"(found {sorted(f.files)})")
+            arrays = {k: np.asarray(f[k]) for k in EMBEDDING_KEYS}
+    except ValueError:
+        raise
+    except Exception as e:  # zipfile.BadZipFile, OSError, pickle refusal, ...
+        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    for k in ("X_train", "X_test"):
+        a = arrays[k]
+        if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
+            raise ValueError(f"{path}: {k} must be a 2-d numeric array (samples x features), got shape {a.shape} dtype {a.dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{path}: {k} holds NaN or infinite values")
+    for k in ("y_train", "y_test"):
+        if arrays[k].ndim != 1:
+            raise ValueError(f"{path}: {k} must be 1-d (one label per sample), got shape {arrays[k].shape}")
+    for part in ("train", "test"):
+        if len(arrays[f"X_{part}"]) != len(arrays[f"y_{part}"]):
+            raise ValueError(f"{path}: X_{part} has {len(arrays[f'X_{part}'])} rows but y_{part} has {len(arrays[f'y_{part}'])}")
+    if arrays["X_train"].shape[1] != arrays["X_test"].shape[1]:
+        raise ValueError(f"{path}: X_train has {arrays['X_train'].shape[1]} features but X_test has {arrays['X_test'].shape[1]}")
+    classes, ids = np.unique(np.concatenate([arrays["y_train"], arrays["y_test"]]), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{path}: the labels hold a single class ({classes.tolist()}); need at least 2")
+    n_tr = len(arrays["y_train"])
+    xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
+    if standardize:
+        mu, sd = xtr.mean(0), xtr.std(0)
+        sd[sd == 0] = 1.0
+        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return Dataset(
+        name=f"embeddings-{stem}",
+        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(ids[:n_tr].astype(np.int64)),
+        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(ids[n_tr:].astype(np.int64)),
+        loss="ce",
+        info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize},
+    )
+
+
+def boolean(config: TaskConfig | None = None, seed: int = 0) -> Dataset:
+    """A Boolean DNF task (SPEC §1) as a Dataset ('bce' over its outputs; 0/1 uint8 inputs).
+    `info["clauses"]` holds the task's clauses (for the clause split)."""
+    config = config or TaskConfig()
+    task = DNFTask.from_config(config, seed)
+    xtr, ytr = task.train_data()
+    xte, yte = task.test_data()
+    return Dataset(
+        name=f"boolean-C{config.n_clauses}k{config.clause_size}-s{seed}",
+        x_train=xtr.to(torch.uint8), y_train=ytr.to(torch.uint8),
+        x_test=xte.to(torch.uint8), y_test=yte.to(torch.uint8),
+        loss="bce",
+        info={"source": "fci.tasks.DNFTask", "task": config.to_dict(), "seed": seed, "clauses": task.clauses},
+    )
