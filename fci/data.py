@@ -134,15 +134,16 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
         raise ValueError(f"--embeddings: no such file {path!r}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in EMBEDDING_KEYS if k not in f.files]
-            if missing:
-                raise ValueError(f"{path}: missing key(s) {missing}; an embeddings file holds {list(EMBEDDING_KEYS)} "
-                                 f"(found {sorted(f.files)})")
-            arrays = {k: np.asarray(f[k]) for k in EMBEDDING_KEYS}
-    except ValueError:
-        raise
-    except Exception as e:  # zipfile.BadZipFile, OSError, pickle refusal, ...
+            if not hasattr(f, "files"):
+                raise ValueError("it holds a single array, not named arrays")
+            files = list(f.files)
+            arrays = {k: np.asarray(f[k]) for k in EMBEDDING_KEYS if k in files}
+    except Exception as e:  # zipfile.BadZipFile, OSError, a pickle it refuses to load, ...
         raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    missing = [k for k in EMBEDDING_KEYS if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}; an embeddings file holds {list(EMBEDDING_KEYS)} "
+                         f"(found {sorted(files)})")
     for k in ("X_train", "X_test"):
         a = arrays[k]
         if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):

@@ -1,0 +1,149 @@
+"""fci.data (digits, user embeddings, Boolean tasks), FPE of every hidden layer,
+and the FPE schedule on any dataset."""
+
+import numpy as np
+import pytest
+import torch
+
+from fci.data import EMBEDDING_KEYS, boolean, digits, load_embeddings
+from fci.expand import expand_layers
+from fci.model import MaskedMLP
+from fci.tasks import DNFTask, TaskConfig
+from fci.train import TrainConfig, run_fpe_data
+
+
+def test_digits_is_a_stratified_deterministic_split():
+    a, b, c = digits(seed=0), digits(seed=0), digits(seed=1)
+    assert (a.n_in, a.n_out, a.loss) == (64, 10, "ce")
+    assert a.n_train + a.n_test == 1797 and a.n_test == pytest.approx(0.25 * 1797, abs=1)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.y_train, c.y_train)
+    assert 0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1
+    # stratified: every class's share of the test split is within one sample of its share overall
+    for k in range(10):
+        share = float((a.y_test == k).sum()) / a.n_test
+        overall = float((a.y_train == k).sum() + (a.y_test == k).sum()) / 1797
+        assert abs(share - overall) <= 1.5 / a.n_test
+    assert a.name != c.name  # the split is part of the identity (store keys)
+
+
+def test_boolean_dataset_labels_come_from_the_formula():
+    cfg = TaskConfig(n_clauses=3, clause_size=2, n_train=64, n_test=32)
+    d = boolean(cfg, seed=4)
+    task = DNFTask.from_config(cfg, 4)
+    assert d.loss == "bce" and d.n_out == 1 and d.info["clauses"] == task.clauses
+    assert torch.equal(d.y_train.float(), task.evaluate(d.x_train).float().view_as(d.y_train))
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_embeddings_map_labels_and_standardise(tmp_path):
+    rng = np.random.default_rng(0)
+    xtr, xte = rng.normal(3, 2, (40, 5)), rng.normal(3, 2, (10, 5))
+    ytr = np.array(["cat", "dog"] * 20)
+    yte = np.array(["dog", "cat", "eel", "cat", "dog", "cat", "dog", "cat", "dog", "cat"])
+    d = load_embeddings(_npz(tmp_path / "emb.npz", X_train=xtr, y_train=ytr, X_test=xte, y_test=yte))
+    assert d.info["classes"] == ["cat", "dog", "eel"] and d.n_out == 3
+    assert d.y_train[:2].tolist() == [0, 1] and d.y_test[2] == 2
+    assert torch.allclose(d.x_train.mean(0), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(d.x_train.std(0, unbiased=False), torch.ones(5), atol=1e-4)
+    # the test split uses the training statistics
+    mu, sd = xtr.mean(0), xtr.std(0)
+    assert np.allclose(d.x_test.numpy(), (xte - mu) / sd, atol=1e-5)
+
+
+@pytest.mark.parametrize("drop", EMBEDDING_KEYS)
+def test_embeddings_missing_key_is_named(tmp_path, drop):
+    arrays = dict(X_train=np.zeros((4, 3)), y_train=np.array([0, 1, 0, 1]), X_test=np.zeros((2, 3)), y_test=np.array([0, 1]))
+    del arrays[drop]
+    with pytest.raises(ValueError, match=rf"missing key\(s\) \['{drop}'\]"):
+        load_embeddings(_npz(tmp_path / "bad.npz", **arrays))
+
+
+@pytest.mark.parametrize("arrays,match", [
+    (dict(X_train=np.zeros(4), y_train=np.zeros(4), X_test=np.zeros((2, 3)), y_test=np.zeros(2)), "X_train must be a 2-d"),
+    (dict(X_train=np.zeros((4, 3)), y_train=np.zeros(3), X_test=np.zeros((2, 3)), y_test=np.zeros(2)), "X_train has 4 rows but y_train has 3"),
+    (dict(X_train=np.zeros((4, 3)), y_train=np.arange(4), X_test=np.zeros((2, 2)), y_test=np.arange(2)), "3 features but X_test has 2"),
+    (dict(X_train=np.full((4, 3), np.nan), y_train=np.arange(4), X_test=np.zeros((2, 3)), y_test=np.arange(2)), "NaN"),
+    (dict(X_train=np.zeros((4, 3)), y_train=np.zeros(4), X_test=np.zeros((2, 3)), y_test=np.zeros(2)), "single class"),
+])
+def test_embeddings_malformed_arrays(tmp_path, arrays, match):
+    with pytest.raises(ValueError, match=match):
+        load_embeddings(_npz(tmp_path / "bad.npz", **arrays))
+
+
+def test_embeddings_missing_or_unreadable_file(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        load_embeddings(tmp_path / "nope.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_embeddings(tmp_path / "junk.npz")
+
+
+@pytest.mark.parametrize("hidden", [(6, 5), (4, 7, 3), (5, 5, 5, 5, 5)])
+@pytest.mark.parametrize("alpha,split", [(2, "random"), (3, "random"), (2, "gram")])
+def test_expanding_every_layer_keeps_the_budget(hidden, alpha, split):
+    model = MaskedMLP(10, hidden, 3, seed=1)
+    child = expand_layers(model, alpha, split, layers="all", seed=7)
+    assert child.hidden == [h * alpha for h in hidden]
+    assert child.nnz() == model.nnz()
+    assert [i["layer"] for i in child.expansion_info["layers"]] == list(range(len(hidden)))
+    again = expand_layers(model, alpha, split, layers="all", seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(child.parameters(), again.parameters()))
+    # the first layer's children partition each parent's (kept) inputs
+    W, Wc = model.effective_weights()[0][0], child.effective_weights()[0][0]
+    for i in range(hidden[0]):
+        kids = Wc[i * alpha : (i + 1) * alpha]
+        assert int(((kids != 0).sum(0) > 1).sum()) == 0  # no input goes to two children
+        assert torch.all((kids.sum(0) == W[i]) | (kids.sum(0) == 0))  # kept weights are the parent's
+
+
+def test_expand_layers_rejects_bad_layers():
+    model = MaskedMLP(6, (4, 4), 1)
+    with pytest.raises(ValueError, match="hidden layers 0..1"):
+        expand_layers(model, 2, layers=[2])
+    with pytest.raises(ValueError, match="at least one"):
+        expand_layers(model, 2, layers=[])
+
+
+CFG = TrainConfig(lr=0.02, batch_size=64, warmup=3, finetune=3)
+
+
+def _small_digits():
+    d = digits(seed=0)
+    return type(d)(name="digits-small", x_train=d.x_train[:256], y_train=d.y_train[:256], x_test=d.x_test[:128],
+                   y_test=d.y_test[:128], loss="ce")
+
+
+def test_fpe_on_data_pairs_baseline_and_children_at_equal_budget():
+    d = _small_digits()
+    res = run_fpe_data(d, [(8, 0), (5, 1), ((6, 6), 2)], [("random", 2), ("gram", 2)], CFG, layers="all", device="cpu")
+    for r in res:
+        assert len(r.parent.train_loss) == CFG.warmup and len(r.dense.train_loss) == CFG.epochs
+        assert r.dense.train_loss[: CFG.warmup] == r.parent.train_loss  # the baseline continues the parent's run
+        for (split, alpha), c in r.children.items():
+            assert c.nnz == r.parent.nnz == r.dense.nnz
+            assert c.model.hidden == [h * alpha for h in r.parent.model.hidden]
+            assert len(c.train_loss) == CFG.finetune
+        assert 0.0 <= r.dense.test_accuracy <= 1.0
+    assert res[2].hidden == (6, 6)
+
+
+def test_fpe_on_data_does_not_depend_on_the_stack():
+    d = _small_digits()
+    together = run_fpe_data(d, [(8, 0), (4, 1)], [("random", 2)], CFG, device="cpu")
+    (alone,) = run_fpe_data(d, [(4, 1)], [("random", 2)], CFG, device="cpu")
+    a, b = together[1].children[("random", 2)].model, alone.children[("random", 2)].model
+    for x, y in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_fpe_on_data_clause_split_needs_clauses():
+    with pytest.raises(ValueError, match="needs clauses"):
+        run_fpe_data(_small_digits(), [(4, 0)], [("clause", 2)], CFG, device="cpu")
+    b = boolean(TaskConfig(n_clauses=3, clause_size=2, n_train=128, n_test=64), seed=0)
+    (r,) = run_fpe_data(b, [(4, 0)], [("clause", 2)], CFG, device="cpu")
+    assert r.children[("clause", 2)].nnz == r.dense.nnz
