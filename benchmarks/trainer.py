@@ -46,7 +46,8 @@ from torch import nn
 
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.tasks import DNFTask, TaskConfig
-from fci.train import TrainConfig, _step_flops, _threads, fit, trial_bytes, FPESpec
+import fci.train as train
+from fci.train import TrainConfig, fit, trial_bytes, FPESpec
 
 N_TASKS = 32  # distinct tasks dealt round-robin over the models
 
@@ -96,16 +97,33 @@ def workload_name(n_models: int, widths: list[int], n_train: int, batch: int) ->
 
 
 class Batched:
-    """`fci.train.fit` on one stack, continued round after round."""
+    """`fci.train.fit` on one stack, continued round after round. `workers`
+    overrides `fci.train.CPU_WORKERS` for this stack (it is read when the first
+    `fit` call plans the stack's slices)."""
 
-    def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device):
+    def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device, workers: int | None = None):
         self.stack = MaskedMLPStack.from_models(models).to(device)
         self.x, self.y, self.cfg, self.dev = x, y, cfg, device
         self.opt, self.epoch, self.last_loss = None, 0, None
+        self.workers = workers
+
+    def describe(self) -> str:
+        """How fit() runs this stack: worker threads and slices."""
+        if self.opt is None or self.dev.type != "cpu":
+            return "one stack" if self.dev.type != "cpu" else "-"
+        n = len(self.opt.slices)
+        w = min(self.opt.workers, n)
+        return f"{w} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
 
     def run(self, epochs: int) -> int:
         _sync(self.dev)
-        self.opt, losses = fit(self.stack, self.x, self.y, self.cfg, range(self.epoch, self.epoch + epochs), optimizer=self.opt)
+        old = train.CPU_WORKERS
+        if self.workers is not None:
+            train.CPU_WORKERS = self.workers
+        try:
+            self.opt, losses = fit(self.stack, self.x, self.y, self.cfg, range(self.epoch, self.epoch + epochs), optimizer=self.opt)
+        finally:
+            train.CPU_WORKERS = old
         _sync(self.dev)
         self.epoch += epochs
         self.last_loss = losses[:, -1]
@@ -180,22 +198,26 @@ def compare(args) -> None:
     models, x, y = build_workload(M, widths, n_train, dev)
     batched = Batched(models, x, y, cfg, dev)
     loop = Loop(widths, x, y, loop_models, cfg, dev, loop_threads)
-    if dev.type == "cpu":
-        stack_threads = 1 if _threads(_step_flops(batched.stack, cfg.batch_size)).n == 1 else torch.get_num_threads()
-    else:
-        stack_threads = "-"
     # warm-up, not timed: first-call costs, and fit()'s one-time set-up (flat buffers and the
     # sample-major float copy of the data), which later calls continuing the run reuse
     setup, _ = _timed(batched.run, 1)
+    single = None  # the batched trainer held to one core, when it would use more
+    if dev.type == "cpu" and batched.opt.workers > 1 and len(batched.opt.slices) > 1:
+        single = Batched(models, x, y, cfg, dev, workers=1)
+        single.run(1)
     loop.run(1, n_models=1)
 
-    b_rates, l_rates = [], []
+    b_rates, s_rates, l_rates = [], [], []
     for r in range(rounds):
         dt, work = _timed(batched.run, epochs)
         b_rates.append(work / dt)
+        if single is not None:
+            dt, work = _timed(single.run, epochs)
+            s_rates.append(work / dt)
         dt, work = _timed(loop.run, loop_epochs)
         l_rates.append(work / dt)
-        print(f"  round {r + 1}/{rounds}: batched {b_rates[-1]:9.1f}  loop {l_rates[-1]:7.2f} model-epochs/s  "
+        one = f"  one core {s_rates[-1]:9.1f}" if s_rates else ""
+        print(f"  round {r + 1}/{rounds}: batched {b_rates[-1]:9.1f}{one}  loop {l_rates[-1]:7.2f} model-epochs/s  "
               f"(ratio {b_rates[-1] / l_rates[-1]:.0f}x)", flush=True)
     default_rate = None
     if dev.type == "cpu" and loop_threads and torch.get_num_threads() != loop_threads:
@@ -208,7 +230,11 @@ def compare(args) -> None:
     print()
     print(f"{'trainer':<44}{'model-epochs/s':>16}{'min':>10}{'max':>10}   notes")
     print(f"{'(a) fci batched: fit(), one stack of ' + str(M):<44}{a:>16.1f}{min(b_rates):>10.1f}{max(b_rates):>10.1f}"
-          f"   {epochs} epochs per fit() call; threads {stack_threads}")
+          f"   {epochs} epochs per fit() call; {batched.describe()}")
+    if s_rates:
+        c = statistics.median(s_rates)
+        print(f"{'    the same on one core (CPU_WORKERS=1)':<44}{c:>16.1f}{min(s_rates):>10.1f}{max(s_rates):>10.1f}"
+              f"   {single.describe()}; {c / b:.0f}x the loop")
     lt = loop_threads or torch.get_num_threads() if dev.type == "cpu" else "-"
     print(f"{'(b) per-model loop (nn.Sequential + Adam)':<44}{b:>16.2f}{min(l_rates):>10.2f}{max(l_rates):>10.2f}"
           f"   {loop_models} models x {loop_epochs} epoch per round; threads {lt}")
@@ -251,20 +277,21 @@ def _maxrss() -> int:
 def point(spec: dict) -> dict:
     """One scaling point, meant for a fresh process: throughput and peak memory of fit().
 
-    spec["threads"]: None keeps fci's own thread choice; k runs torch on k
-    intra-op threads with fci's one-thread heuristic switched off."""
-    import fci.train as train
-
+    spec["workers"]: None keeps fci's own choice (`fci.train.CPU_WORKERS`: one
+    worker thread per torch thread, each training its own slices of the stack);
+    k sets k workers. spec["torch_threads"]: k trains the stack whole, unsliced,
+    on torch's k intra-op threads (the alternative fci's slicing replaces)."""
     dev = _device(spec["device"])
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-        train._threads = lambda work, threshold=0.0: _threads(work, threshold=0.0)  # let torch's setting apply
+    if spec.get("torch_threads"):
+        torch.set_num_threads(spec["torch_threads"])
+        train._MIN_SLICE = 1 << 30  # one slice
+        orig = train._threads
+        train._threads = lambda work, threshold=0.0: orig(work, threshold=0.0)  # let torch's setting apply
     M, H = spec["models"], spec["hidden"]
     cfg = TrainConfig(lr=0.01, batch_size=256)
     models, x, y = build_workload(M, [H], spec["n_train"], dev, n_tasks=8)
-    b = Batched(models, x, y, cfg, dev)
+    b = Batched(models, x, y, cfg, dev, workers=spec.get("workers"))
     del models
-    threads = "-" if dev.type == "cuda" else torch.get_num_threads() if train._threads(_step_flops(b.stack, cfg.batch_size)).n is None else 1
     if dev.type == "cuda":
         _sync(dev)
         before = torch.cuda.memory_allocated(dev)
@@ -279,6 +306,7 @@ def point(spec: dict) -> dict:
         peak, exact = after - before, after > peak_before
     epochs = max(1, min(20, math.ceil(spec["seconds"] / max(t_first, 1e-3))))
     dt, work = _timed(b.run, epochs)
+    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else b.describe().split(",")[0].replace(" x 1 thread", "")
     task = TaskConfig(n_clauses=8, clause_size=3, n_train=spec["n_train"])
     est = M * trial_bytes(FPESpec(task=task, hidden=H, expansions=())) - (x.numel() + y.numel()) * (1 + task.n_test / task.n_train)
     return {"rate": work / dt, "epochs": epochs, "peak": peak, "exact": exact, "threads": threads, "est": est}
@@ -301,12 +329,13 @@ def scaling(args) -> None:
                 ("against hidden width (256 models)", [(256, H, None) for H in hiddens])]
     if dev.type == "cpu" and (os.cpu_count() or 1) > 1:
         k = os.cpu_count()
-        sections.append((f"fci's one thread vs {k} threads", [(1024, 16, None), (1024, 16, k), (256, 64, None), (256, 64, k)]))
+        sections.append((f"parallelism: fci's {k} workers vs 1 worker vs one stack on torch's {k} threads",
+                         [(p, H, t) for p, H in ((256, 16), (1024, 16), (256, 64)) for t in (None, {"workers": 1}, {"torch_threads": k})]))
     for title, points in sections:
         print(f"\n{title}")
-        print(f"{'models':>7}{'hidden':>7}{'threads':>8}{'model-epochs/s':>16}{'peak MiB':>10}{'MiB/model':>11}{'estimate MiB':>14}")
-        for M, H, threads in points:
-            spec = {"device": dev.type, "models": M, "hidden": H, "n_train": n_train, "seconds": seconds, "threads": threads}
+        print(f"{'models':>7}{'hidden':>7}{'parallelism':>14}{'model-epochs/s':>16}{'peak MiB':>10}{'MiB/model':>11}{'estimate MiB':>14}")
+        for M, H, par in points:
+            spec = {"device": dev.type, "models": M, "hidden": H, "n_train": n_train, "seconds": seconds, **(par or {})}
             out = subprocess.run([sys.executable, "-m", "benchmarks.trainer", "--_point", json.dumps(spec)],
                                  capture_output=True, text=True)
             if out.returncode != 0:
@@ -315,7 +344,7 @@ def scaling(args) -> None:
             res = json.loads(out.stdout.strip().splitlines()[-1])
             mib = res["peak"] / 2**20
             peak = f"{mib:.0f}" if res["exact"] else f"<={mib:.0f}"
-            print(f"{M:>7}{H:>7}{res['threads']:>8}{res['rate']:>16.1f}{peak:>10}{mib / M:>11.2f}{res['est'] / 2**20:>14.0f}", flush=True)
+            print(f"{M:>7}{H:>7}{res['threads']:>14}{res['rate']:>16.1f}{peak:>10}{mib / M:>11.2f}{res['est'] / 2**20:>14.0f}", flush=True)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import warnings
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -172,21 +173,24 @@ def _per_model_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.T
 
 
 class _FlatStack:
-    """A stack's parameters, gradients and masks, each in one flat buffer.
+    """A slice of a stack's models: parameters, gradients and masks, each in one
+    flat buffer, trimmed to the slice's own widest layers.
 
     Layer 0 is stored augmented, `A0: (M, H1, n_in + 1)` = [W0 | b0], so that with
     a column of ones appended to the input the first layer (the largest) is one
     plain bmm and its bias gradient comes out of the weight-gradient bmm. Layers
     l >= 1 hold `W[l]: (M, out, in)` then `b[l]: (M, out)`. One flat buffer lets
     the mask multiply and the optimiser step run as one op each, whatever M is.
+    `rows` are the slice's models in the stack (None: all of them).
     """
 
-    def __init__(self, stack: MaskedMLPStack):
-        w = stack.weights[0]
-        self.device, self.dtype = w.device, w.dtype
-        self.n_layers = stack.n_layers
-        self.shapes = [tuple(stack.weights[l].shape) for l in range(self.n_layers)]
-        M, H1, n = self.shapes[0]
+    def __init__(self, sizes: Sequence[int], rows: torch.Tensor | None, n_models: int, device, dtype):
+        self.device, self.dtype = device, dtype
+        self.rows, self.sizes = rows, list(sizes)
+        self.n_layers = len(sizes) - 1
+        M = n_models
+        self.shapes = [(M, sizes[l + 1], sizes[l]) for l in range(self.n_layers)]
+        _, H1, n = self.shapes[0]
         numels = [M * H1 * (n + 1)]
         for l in range(1, self.n_layers):
             Ml, o, i = self.shapes[l]
@@ -201,16 +205,16 @@ class _FlatStack:
         self.A0, self.W, self.b = self._views(self.param)
         self.gA0, self.gW, self.gb = self._views(self.param.grad)
         self.mA0, self.mW, self.mb = self._views(self.mask)
-        self._stack = weakref.ref(stack)
         self._data: tuple | None = None  # (x, y, their versions, loss, _TrainData) of the last fit
 
     def data_for(self, x: torch.Tensor, y: torch.Tensor, loss: str) -> "_TrainData":
-        """The training layout of (x, y), reused when a continued fit passes the
-        same, unmodified tensors (as run_fpe's dense phases do)."""
+        """The training layout of this slice of (x, y), reused when a continued
+        fit passes the same, unmodified tensors (as run_fpe's dense phases do)."""
         c = self._data
         if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
             return c[4]
-        data = _TrainData.build(x, y, loss, self.dtype)
+        xs, ys = (x, y) if self.rows is None else (x.index_select(0, self.rows), y.index_select(0, self.rows))
+        data = _TrainData.build(xs, ys, loss, self.dtype)
         self._data = (x, y, (x._version, y._version), loss, data)
         return data
 
@@ -225,32 +229,107 @@ class _FlatStack:
             b.append(flat[s[1] : s[2]].view(self.shapes[l][:2]))
         return A0, W, b
 
-    def matches(self, stack: MaskedMLPStack) -> bool:
-        return self._stack() is stack and [tuple(w.shape) for w in stack.weights] == self.shapes
+    def _take(self, t: torch.Tensor, l: int, bias: bool = False) -> torch.Tensor:
+        """This slice's part of a stacked (M, out, in) or (M, out) tensor of layer l."""
+        if self.rows is not None:
+            t = t.index_select(0, self.rows)
+        o, i = self.sizes[l + 1], self.sizes[l]
+        return t[:, :o] if bias else t[:, :o, :i]
 
     @torch.no_grad()
     def load(self, stack: MaskedMLPStack) -> None:
         """Copy the stack's masks and effective parameters in (masked raw weights become 0)."""
-        n = self.shapes[0][2]
-        self.mA0[..., :n].copy_(stack.weight_mask(0))
-        self.mA0[..., n].copy_(stack.bias_mask(0))
-        self.A0[..., :n].copy_(stack.weights[0] * stack.weight_mask(0))
-        self.A0[..., n].copy_(stack.biases[0] * stack.bias_mask(0))
+        n = self.sizes[0]
+        wm, bm = self._take(stack.weight_mask(0), 0), self._take(stack.bias_mask(0), 0, True)
+        self.mA0[..., :n].copy_(wm)
+        self.mA0[..., n].copy_(bm)
+        self.A0[..., :n].copy_(self._take(stack.weights[0], 0) * wm)
+        self.A0[..., n].copy_(self._take(stack.biases[0], 0, True) * bm)
         for l in range(1, self.n_layers):
-            self.mW[l].copy_(stack.weight_mask(l))
-            self.mb[l].copy_(stack.bias_mask(l))
-            self.W[l].copy_(stack.weights[l] * stack.weight_mask(l))
-            self.b[l].copy_(stack.biases[l] * stack.bias_mask(l))
+            wm, bm = self._take(stack.weight_mask(l), l), self._take(stack.bias_mask(l), l, True)
+            self.mW[l].copy_(wm)
+            self.mb[l].copy_(bm)
+            self.W[l].copy_(self._take(stack.weights[l], l) * wm)
+            self.b[l].copy_(self._take(stack.biases[l], l, True) * bm)
 
     @torch.no_grad()
     def store(self, stack: MaskedMLPStack) -> None:
-        """Copy the trained parameters back into the stack."""
-        n = self.shapes[0][2]
-        stack.weights[0].copy_(self.A0[..., :n])
-        stack.biases[0].copy_(self.A0[..., n])
+        """Copy the trained parameters back into the stack (its padding is left as it was: zero)."""
+        n = self.sizes[0]
+        pairs = [(stack.weights[0], self.A0[..., :n]), (stack.biases[0], self.A0[..., n])]
         for l in range(1, self.n_layers):
-            stack.weights[l].copy_(self.W[l])
-            stack.biases[l].copy_(self.b[l])
+            pairs += [(stack.weights[l], self.W[l]), (stack.biases[l], self.b[l])]
+        for target, value in pairs:
+            idx = (slice(None),) + tuple(slice(0, k) for k in value.shape[1:])
+            if self.rows is None:
+                target[idx].copy_(value)
+            else:
+                target[(self.rows,) + idx[1:]] = value
+
+
+#: CPU worker threads for `fit` (None: torch's intra-op thread count). A stack
+#: whose steps are small is cut into slices of similar width, and each worker
+#: trains whole slices on one intra-op thread: the slices are independent models,
+#: so the workers never wait on each other within a step (torch's own threading
+#: puts a barrier after every small op). The results do not depend on it.
+CPU_WORKERS: int | None = None
+
+#: Smallest slice worth its own buffers and per-step Python work.
+_MIN_SLICE = 16
+_SLICES: int | None = None
+
+
+def _plan_slices(stack: MaskedMLPStack, batch: int) -> tuple[list[tuple[torch.Tensor | None, list[int]]], int]:
+    """How `fit` cuts a stack: [(rows or None, layer sizes)], and the worker count.
+
+    On a GPU, or when one step is so large that torch's own threads pay off,
+    the stack trains whole. Otherwise models are ordered by width and cut into
+    contiguous slices of near-equal work (less padding: each slice is only as
+    wide as its widest model), two per worker when widths differ."""
+    dev = stack.weights[0].device
+    full = [stack.weights[0].shape[2]] + [w.shape[1] for w in stack.weights]
+    M = stack.n_models
+    workers = max(1, CPU_WORKERS or torch.get_num_threads())
+    if dev.type != "cpu" or _threads(_step_flops(stack, batch)).n is None:
+        return [(None, full)], workers
+    widths = stack.widths.cpu()  # (M, hidden layers)
+    mixed = bool((widths != widths[:1]).any())
+    n_slices = min(_SLICES or workers * (2 if mixed else 1), max(1, M // _MIN_SLICE))
+    if n_slices == 1 and not mixed:
+        return [(None, full)], workers
+    n, O = full[0], full[-1]
+    sizes = torch.cat([torch.full((M, 1), n), widths, torch.full((M, 1), O)], 1).double()
+    work = (sizes[:, :-1] + 1).mul(sizes[:, 1:]).sum(1)  # parameters per model
+    order = sorted(range(M), key=lambda i: tuple(widths[i].tolist()))
+    cum = torch.cumsum(work[order], 0)
+    total = float(cum[-1])
+    cuts = [0] + [int(torch.searchsorted(cum, total * k / n_slices)) + 1 for k in range(1, n_slices)] + [M]
+    cuts = sorted(set(min(M, max(0, c)) for c in cuts))
+    slices = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if b <= a:
+            continue
+        rows = torch.tensor(order[a:b], dtype=torch.int64, device=dev)
+        hidden = widths[order[a:b]].max(0).values.tolist()
+        slices.append((rows, [n, *hidden, O]))
+    return slices, workers
+
+
+class _FitState:
+    """What `fit` returns as its optimiser: each slice's flat buffers and torch
+    optimiser. Passing it back to `fit` continues the same run."""
+
+    def __init__(self, stack: MaskedMLPStack, slices: list[tuple[_FlatStack, torch.optim.Optimizer]], workers: int):
+        self._stack = weakref.ref(stack)
+        self.shapes = [tuple(w.shape) for w in stack.weights]
+        self.slices, self.workers = slices, workers
+
+    def matches(self, stack: MaskedMLPStack) -> bool:
+        return self._stack() is stack and [tuple(w.shape) for w in stack.weights] == self.shapes
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for _, opt in self.slices for g in opt.param_groups]
 
 
 def _flat_optimizer(flat: _FlatStack, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -258,11 +337,9 @@ def _flat_optimizer(flat: _FlatStack, cfg: TrainConfig) -> torch.optim.Optimizer
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
     try:
-        opt = cls([flat.param], fused=True, **kw)
+        return cls([flat.param], fused=True, **kw)
     except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
-        opt = cls([flat.param], foreach=True, **kw)
-    opt._fci_flat = flat  # type: ignore[attr-defined]
-    return opt
+        return cls([flat.param], foreach=True, **kw)
 
 
 @dataclass
@@ -365,36 +442,63 @@ def fit(
     if x.device != device or y.device != device:
         raise ValueError(f"data must be on the stack's device {device}, got x on {x.device} and y on {y.device}")
     perms = _epoch_perms(cfg.shuffle_seed, epochs, N, device)
-    it = range(len(epochs))
-    if progress:
-        it = tqdm(it, desc=progress if isinstance(progress, str) else "train", unit="epoch", leave=False)
     work = _step_flops(stack, cfg.batch_size) if device.type == "cpu" else float("inf")
 
-    flat = getattr(optimizer, "_fci_flat", None) if optimizer is not None else None
-    if optimizer is not None and flat is None:  # a caller's own torch optimiser: autograd path
+    if optimizer is not None and not isinstance(optimizer, _FitState):  # a caller's own torch optimiser: autograd path
+        it = range(len(epochs))
+        if progress:
+            it = tqdm(it, desc=progress if isinstance(progress, str) else "train", unit="epoch", leave=False)
         losses = torch.zeros(M, len(epochs), device=device)
         with _threads(work):
             _fit_epochs(stack, x, y, perms, cfg.batch_size, loss, optimizer, losses, it, stack.weights[0].dtype)
         return optimizer, losses.cpu()
 
-    if flat is None:
-        flat = _FlatStack(stack)
-        optimizer = _flat_optimizer(flat, cfg)
-    elif not flat.matches(stack):
+    if optimizer is None:
+        plan, workers = _plan_slices(stack, cfg.batch_size)
+        dtype = stack.weights[0].dtype
+        slices = []
+        for rows, sizes in plan:
+            flat = _FlatStack(sizes, rows, stack.n_models if rows is None else len(rows), device, dtype)
+            slices.append((flat, _flat_optimizer(flat, cfg)))
+        optimizer = _FitState(stack, slices, workers)
+    elif not optimizer.matches(stack):
         raise ValueError("optimizer was returned by fit() for a different stack")
-    flat.load(stack)
-    data = flat.data_for(x, y, loss)
     losses = torch.zeros(len(epochs), M, device=device)
-    with _threads(work), torch.no_grad():
-        _fit_flat_epochs(flat, data, perms, cfg.batch_size, loss, optimizer, losses, it)
-    flat.store(stack)
+    state = optimizer
+    bar = None
+    if progress:
+        bar = tqdm(total=len(epochs) * len(state.slices), desc=progress if isinstance(progress, str) else "train",
+                   unit="epoch", leave=False)
+
+    def run(flat: _FlatStack, opt: torch.optim.Optimizer) -> None:
+        flat.load(stack)
+        data = flat.data_for(x, y, loss)
+        part = torch.zeros(len(epochs), flat.shapes[0][0], device=device)
+        _fit_flat_epochs(flat, data, perms, cfg.batch_size, loss, opt, part, bar)
+        flat.store(stack)
+        if flat.rows is None:
+            losses.copy_(part)
+        else:
+            losses.index_copy_(1, flat.rows, part)
+
+    one_thread = len(state.slices) > 1 or _threads(work).n == 1
+    with _threads(0.0 if one_thread else work), torch.no_grad():
+        if len(state.slices) > 1 and state.workers > 1:
+            with ThreadPoolExecutor(max_workers=min(state.workers, len(state.slices))) as pool:
+                for f in [pool.submit(torch.no_grad()(run), flat, opt) for flat, opt in state.slices]:
+                    f.result()
+        else:
+            for flat, opt in state.slices:
+                run(flat, opt)
+    if bar is not None:
+        bar.close()
     return optimizer, losses.t().cpu()
 
 
-def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, it) -> None:
+def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, bar) -> None:
     N = data.x.shape[0]
     starts = range(0, N, B)
-    for k in it:
+    for k in range(perms.shape[0]):
         perm, acc = perms[k], losses[k]
         for s in starts:
             idx = perm[s : s + B]
@@ -403,6 +507,8 @@ def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, it) -> None:
             acc += _flat_step(flat, xb, yb, loss)
             optimizer.step()
         acc /= len(starts)
+        if bar is not None:
+            bar.update(1)
 
 
 def _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype) -> None:

@@ -165,3 +165,38 @@ def test_chunks_are_balanced_and_auto_stack_size_follows_memory():
     assert 1 <= auto_max_stack([big], "cpu") <= auto_max_stack([small], "cpu") <= 1024
     with pytest.raises(ValueError, match="max_stack"):
         run_fpe([small], device="cpu", max_stack="lots")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("loss,n_out,hidden", [("bce", 1, (3, 9, 5, 7, 4, 8)), ("ce", 4, ((4, 3), (6, 2), (2, 5), (5, 5)))])
+def test_sliced_parallel_fit_equals_one_stack(monkeypatch, workers, loss, n_out, hidden):
+    """fit cuts a CPU stack into width-sorted slices trained on worker threads;
+    every model must come out as the one-stack run has it (and as the reference)."""
+    import fci.train as train
+
+    models = [_random_masks(MaskedMLP(9, h, n_out, seed=i), seed=20 + i) for i, h in enumerate(hidden)]
+    x, y = _data(len(models), 9, n_out, loss=loss)
+    cfg = TrainConfig(lr=0.03, batch_size=24)
+    whole = MaskedMLPStack.from_models(models)
+    monkeypatch.setattr(train, "_MIN_SLICE", 10_000)  # one slice
+    opt, l_whole = fit(whole, x, y, cfg, range(3), loss=loss)
+    assert len(opt.slices) == 1
+    fit(whole, x, y, cfg, range(3, 5), loss=loss, optimizer=opt)
+
+    monkeypatch.setattr(train, "_MIN_SLICE", 1)
+    monkeypatch.setattr(train, "CPU_WORKERS", workers)
+    sliced = MaskedMLPStack.from_models(models)
+    opt, l_a = fit(sliced, x, y, cfg, range(3), loss=loss)
+    assert 1 < len(opt.slices) <= 2 * workers
+    rows = sorted(r for flat, _ in opt.slices for r in flat.rows.tolist())
+    assert rows == list(range(len(models)))  # the slices partition the stack
+    for flat, _ in opt.slices:  # each slice is only as wide as its widest model
+        assert flat.sizes[1:-1] == [max(models[r].hidden[l] for r in flat.rows.tolist()) for l in range(len(flat.sizes) - 2)]
+    _, l_b = fit(sliced, x, y, cfg, range(3, 5), loss=loss, optimizer=opt)  # continuing a sliced run
+    assert torch.allclose(torch.cat([l_a, l_b], 1)[:, :3], l_whole, atol=1e-6)
+    for a, b in zip(whole.to_models(), sliced.to_models()):
+        _assert_close(a, b, atol=1e-6)
+        assert a.hidden == b.hidden
+    # padding stays zero in the stack
+    for l in range(sliced.n_layers):
+        assert torch.all(sliced.weights[l][sliced.weight_mask(l) == 0] == 0)
