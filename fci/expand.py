@@ -261,6 +261,9 @@ def expand_layers(
     """
     alpha = _check_alpha(alpha)
     n_hidden = model.n_layers - 1
+    if isinstance(layers, str) and layers != "all" or not isinstance(layers, (str, Sequence, range)) \
+            or any(isinstance(l, (bool, str)) or not isinstance(l, (int, np.integer)) for l in ([] if layers == "all" else layers)):
+        raise ValueError(f"layers must be 'all' or a sequence of hidden-layer indices, got {layers!r}")
     todo = list(range(n_hidden)) if layers == "all" else sorted(set(int(l) for l in layers))
     if not todo:
         raise ValueError("layers must name at least one hidden layer")
@@ -277,5 +280,7 @@ def expand_layers(
             first_index = out.parent_index
     if first_index is not None:
         out.parent_index = first_index
-    out.expansion_info = {"alpha": alpha, "split": split, "layers": infos, "pruned": sum(i["pruned"] for i in infos)}
+    splits = sorted({i["split"] for i in infos})
+    out.expansion_info = {"alpha": alpha, "split": splits[0] if len(splits) == 1 else "+".join(splits), "layers": infos,
+                          "pruned": sum(i["pruned"] for i in infos)}
     return out

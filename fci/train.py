@@ -472,6 +472,9 @@ def fit(
 
     def run(flat: _FlatStack, opt: torch.optim.Optimizer) -> None:
         flat.load(stack)
+        for t in opt.state.get(flat.param, {}).values():  # masks may have changed since the last call:
+            if torch.is_tensor(t) and t.shape == flat.param.shape:  # no moment may move a masked weight
+                t.mul_(flat.mask)
         data = flat.data_for(x, y, loss)
         part = torch.zeros(len(epochs), flat.shapes[0][0], device=device)
         _fit_flat_epochs(flat, data, perms, cfg.batch_size, loss, opt, part, bar)

@@ -200,3 +200,21 @@ def test_sliced_parallel_fit_equals_one_stack(monkeypatch, workers, loss, n_out,
     # padding stays zero in the stack
     for l in range(sliced.n_layers):
         assert torch.all(sliced.weights[l][sliced.weight_mask(l) == 0] == 0)
+
+
+def test_a_mask_changed_between_fits_holds_despite_optimizer_moments():
+    """Continuing a run after masking weights that already have Adam moments:
+    the masked weights must stay exactly zero (fit clears their optimiser state)."""
+    models = [MaskedMLP(8, h, 1, seed=h) for h in (4, 6)]
+    x, y = _data(2, 8, 1, N=96)
+    cfg = TrainConfig(lr=0.05, batch_size=32)
+    stack = MaskedMLPStack.from_models(models)
+    opt, _ = fit(stack, x, y, cfg, range(3))
+    with torch.no_grad():
+        drop = torch.zeros_like(stack.weight_mask(0), dtype=torch.bool)
+        drop[:, :2, :3] = True  # trained weights with non-zero moments
+        stack.weight_mask(0).masked_fill_(drop, 0)
+        stack.weights[0].masked_fill_(drop, 0)
+    fit(stack, x, y, cfg, range(3, 6), optimizer=opt)
+    assert torch.all(stack.weights[0][drop] == 0)
+    assert not torch.all(stack.weights[0][~drop & (stack.weight_mask(0) > 0)] == 0)
