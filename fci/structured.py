@@ -1,0 +1,574 @@
+"""Structured (N:M) and dynamic sparsity for FPE children.
+
+Two ways to make an FPE network's sparsity more than a fixed random pattern:
+
+**N:M masks.** Sparse tensor cores (e.g. NVIDIA's 2:4) need every group of `M`
+consecutive inputs of a neuron to hold at most `N` non-zeros. `nm_mask` builds
+such a mask (largest |w| kept), and `expand_nm` applies it to an FPE child's
+first layer *before* the budget is settled: the weights the pattern removes
+count towards FPE's excess (SPEC §3 step 5); if they are fewer than the excess,
+the rest is pruned by global magnitude as plain FPE does and the child lands
+exactly on the parent's budget; if they are more, the child ends *below* the
+budget and says so (`expansion_info["below_budget"]`). To compare at an equal
+count, prune the other models down to it with `prune_to_nnz` /
+`prune_stack_to_nnz` (global magnitude over the weight matrices; biases count
+but are not pruned, as in FPE).
+
+**Dynamic sparsity.** `fit_dynamic` trains a stack with `fci.train.fit` in
+chunks of epochs and, every `DynamicSparsity.every` epochs, rewires chosen
+models RigL-style (`prune_and_regrow`): per model and layer, drop the fraction
+`f` of active weights with the smallest |w| and regrow as many inactive
+positions with the largest |dL/dW_eff| (the dense gradient with respect to the
+effective weight, on one minibatch, for the whole stack in one backward pass;
+`effective_weight_gradients`). The mask count of every layer is kept exactly;
+regrown weights start at 0. Every `fit` call reloads masks and effective
+weights from the stack (`_FlatStack.load`, for each slice of the stack), so a
+changed mask is honoured by the next chunk, and the optimiser's moments at
+every changed position are zeroed (`reset_optimizer_state`) so a dropped weight
+stays at zero.
+
+Differences from RigL's reference implementation, chosen so that every round
+really moves weights: a position dropped in a round cannot be regrown in the
+same round, and only positions with a non-zero gradient are regrown (a zero
+gradient means a dead or disconnected unit, where a regrown weight would stay
+0 and the non-zero count would silently fall); when fewer such positions exist
+than the drop count, fewer weights are swapped (the count is reported).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from fci.expand import expand, split_groups
+from fci.model import MaskedMLP, MaskedMLPStack
+from fci.seeding import generator
+from fci.train import TrainConfig, _per_model_loss, evaluate, fit
+
+__all__ = [
+    "parse_nm",
+    "nm_mask",
+    "nm_violations",
+    "expand_nm",
+    "prune_to_nnz",
+    "prune_stack_to_nnz",
+    "DynamicSparsity",
+    "effective_weight_gradients",
+    "prune_and_regrow",
+    "reset_optimizer_state",
+    "fit_dynamic",
+    "DynamicFit",
+    "sibling_overlap",
+]
+
+
+# ---------------------------------------------------------------------------
+# N:M masks
+
+
+def _check_nm(n_keep: int, group: int) -> tuple[int, int]:
+    for name, v in (("n_keep", n_keep), ("group", group)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if n_keep >= group:
+        raise ValueError(f"an N:M pattern needs n_keep < group (N < M), got {n_keep}:{group}")
+    return n_keep, group
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    """'2:4' -> (2, 4); ValueError unless it is 'N:M' with integers 1 <= N < M."""
+    parts = str(text).split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"an N:M pattern is written 'N:M' with integers, e.g. '2:4', got {text!r}")
+    return _check_nm(int(parts[0]), int(parts[1]))
+
+
+def nm_mask(W: torch.Tensor, mask: torch.Tensor | None = None, n_keep: int = 2, group: int = 4) -> torch.Tensor:
+    """The N:M restriction of a mask along the last (input) axis.
+
+    W: (..., n) weights; mask: (..., n) 0/1 (None: all ones). In every group of
+    `group` consecutive inputs of a row (the last group may be shorter when n is
+    not a multiple of `group`), keep at most `n_keep` of the mask's active
+    positions, those with the largest |W| (ties: the lower index). Returns a
+    (..., n) 0/1 mask in W's dtype, a subset of `mask`.
+    """
+    n_keep, group = _check_nm(n_keep, group)
+    W = torch.as_tensor(W)
+    if not W.is_floating_point():
+        W = W.float()
+    if mask is None:
+        active = torch.ones_like(W, dtype=torch.bool)
+    else:
+        mask = torch.as_tensor(mask, device=W.device)
+        if mask.shape != W.shape:
+            raise ValueError(f"mask must have W's shape {tuple(W.shape)}, got {tuple(mask.shape)}")
+        active = mask != 0
+    if W.dim() == 0:
+        raise ValueError("W must have at least one axis (the inputs)")
+    n = W.shape[-1]
+    pad = (-n) % group
+    score = torch.where(active, W.abs(), torch.full_like(W, -1.0))  # inactive: never kept
+    score = torch.nn.functional.pad(score, (0, pad), value=-1.0)
+    g = score.reshape(*score.shape[:-1], -1, group)
+    order = torch.sort(g, dim=-1, descending=True, stable=True).indices
+    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(group, device=W.device).expand_as(order))
+    keep = (rank < n_keep) & (g >= 0)
+    return keep.reshape(score.shape)[..., :n].to(W.dtype)
+
+
+def nm_violations(mask: torch.Tensor, n_keep: int = 2, group: int = 4) -> int:
+    """Number of (row, group) pairs of `mask` (..., n) holding more than `n_keep`
+    non-zeros among `group` consecutive inputs (0 for a valid N:M mask)."""
+    n_keep, group = _check_nm(n_keep, group)
+    m = (torch.as_tensor(mask) != 0).to(torch.int64)
+    pad = (-m.shape[-1]) % group
+    m = torch.nn.functional.pad(m, (0, pad))
+    return int((m.reshape(*m.shape[:-1], -1, group).sum(-1) > n_keep).sum())
+
+
+def expand_nm(
+    model: MaskedMLP,
+    alpha: int,
+    split: str = "random",
+    n_keep: int = 2,
+    group: int = 4,
+    clauses: Sequence | None = None,
+    seed: int = 0,
+) -> MaskedMLP:
+    """FPE of the first hidden layer with N:M child masks.
+
+    The children's first-layer groups are exactly those of
+    `expand(model, alpha, split, clauses=clauses, seed=seed)` (same seed, same
+    partition). The N:M pattern is applied to the unpruned children first
+    (`nm_mask`, largest |w| kept); then, as in SPEC §3 step 5, the excess over
+    the parent's nnz still left is pruned by global magnitude over the two
+    expanded weight matrices. So `child.nnz() == model.nnz()` when the pattern
+    removes no more than FPE's excess, and `child.nnz() < model.nnz()`
+    otherwise. `child.expansion_info` records `nm` ("N:M"), `nm_removed`
+    (weights the pattern removed), `pruned` (removed by magnitude afterwards),
+    `budget` and `below_budget` (budget - nnz, >= 0).
+    """
+    n_keep, group = _check_nm(n_keep, group)
+    child = expand(model, alpha, split, clauses=clauses, seed=seed)  # validates; biases, lineage, deeper layers
+    alpha = child.expansion_info["alpha"]
+    budget = model.nnz()
+    W = model.weights[0].detach()
+    M = model.weight_mask(0)
+    H = W.shape[0]
+    groups = split_groups(W, M, alpha, split, clauses=clauses, seed=seed) if alpha > 1 else \
+        torch.where((M != 0) & (W != 0), 0, -1).to(torch.int64)
+    child_of = torch.arange(alpha).repeat(H)
+    parent_of = torch.arange(H).repeat_interleave(alpha)
+    in_group = groups[parent_of] == child_of[:, None]  # (H*alpha, n)
+    if not bool(((child.weight_mask(0) != 0) <= in_group).all()):  # expand and split_groups must agree
+        raise AssertionError("expand_nm: the children of expand() do not match split_groups() for the same seed")
+    no_inputs = ~groups.ge(0).any(1)
+    alive = (in_group.any(1) | (no_inputs[parent_of] & (child_of == 0))).to(W.dtype)
+
+    W1 = W[parent_of] * in_group
+    M1 = in_group.to(W.dtype)
+    M1_nm = nm_mask(W1, M1, n_keep, group)
+    W2 = model.weights[1].detach()[:, parent_of] * alive
+    M2 = model.weight_mask(1)[:, parent_of] * alive
+    with torch.no_grad():
+        child.weights[0].copy_(W1)
+        child.set_masks(0, M1_nm)
+        child.weights[1].copy_(W2)
+        child.set_masks(1, M2)
+    excess = child.nnz() - budget
+    if excess > 0:
+        child = prune_to_nnz(child, budget, layers=(0, 1))
+    child.expansion_info = {
+        "alpha": alpha, "split": split, "layer": 0, "nm": f"{n_keep}:{group}",
+        "nm_removed": int(M1.sum() - M1_nm.sum()), "pruned": max(excess, 0),
+        "budget": budget, "below_budget": budget - child.nnz(),
+    }
+    if nm_violations(child.weight_mask(0), n_keep, group):  # an invariant, not an input error
+        raise AssertionError("expand_nm: the child's first layer breaks the N:M pattern")
+    return child
+
+
+# ---------------------------------------------------------------------------
+# Magnitude pruning to an exact count
+
+
+def _rank_select(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(M, P) bool: per row, the k[m] positions of smallest score (ties: lower index)."""
+    order = torch.argsort(score, dim=1, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(score.shape[1], device=score.device).expand_as(order))
+    return rank < k.to(score.device)[:, None]
+
+
+@torch.no_grad()
+def prune_stack_to_nnz(
+    stack: MaskedMLPStack,
+    targets: Sequence[int] | torch.Tensor,
+    layers: Sequence[int] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> torch.Tensor:
+    """Prune every model of a stack to exactly `targets[m]` non-zero parameters.
+
+    Global magnitude pruning (smallest |W * M| first, ties: earlier layer, then
+    lower index) over the weight matrices `layers` (default: all); biases count
+    but are not pruned (SPEC §3 step 5). A model already at its target is left
+    alone. With `optimizer` (the one `fit` returned for this stack) the moments
+    of pruned weights are zeroed so they stay at zero when training goes on.
+    Returns (M,) the number of weights pruned per model.
+    """
+    layers = list(range(stack.n_layers)) if layers is None else [int(l) for l in layers]
+    if not layers or any(not 0 <= l < stack.n_layers for l in layers):
+        raise ValueError(f"layers must index weight layers 0..{stack.n_layers - 1}, got {layers}")
+    dev = stack.weights[0].device
+    targets = torch.as_tensor(targets, dtype=torch.int64, device=dev).reshape(-1)
+    if targets.numel() != stack.n_models:
+        raise ValueError(f"targets needs one count per model ({stack.n_models}), got {targets.numel()}")
+    nnz = stack.nnz()
+    effs = [(stack.weights[l] * stack.weight_mask(l)).abs().flatten(1) for l in layers]
+    score = torch.cat(effs, 1)  # (M, P)
+    nonzero = score != 0
+    n_drop = nnz - targets
+    if bool((n_drop < 0).any()):
+        m = int(torch.nonzero(n_drop < 0)[0])
+        raise ValueError(f"target {int(targets[m])} exceeds model {m}'s nnz {int(nnz[m])}: pruning cannot add parameters")
+    if bool((n_drop > nonzero.sum(1)).any()):
+        m = int(torch.nonzero(n_drop > nonzero.sum(1))[0])
+        raise ValueError(f"model {m} cannot reach {int(targets[m])} non-zeros: only {int(nonzero[m].sum())} weights "
+                         f"in layers {layers} can be pruned, {int(n_drop[m])} would have to go")
+    drop = _rank_select(torch.where(nonzero, score, torch.full_like(score, math.inf)), n_drop)
+    positions: list[torch.Tensor | None] = [None] * stack.n_layers
+    start = 0
+    for l, e in zip(layers, effs):
+        d = drop[:, start : start + e.shape[1]].view_as(stack.weights[l])
+        start += e.shape[1]
+        stack.weight_mask(l).masked_fill_(d, 0)
+        stack.weights[l].masked_fill_(d, 0)
+        positions[l] = d
+    if optimizer is not None:
+        reset_optimizer_state(optimizer, stack, positions)
+    return n_drop.cpu()
+
+
+def prune_to_nnz(model: MaskedMLP, target: int, layers: Sequence[int] | None = None) -> MaskedMLP:
+    """A copy of `model` pruned to exactly `target` non-zero parameters by global
+    magnitude over the weight matrices `layers` (default all; biases are not
+    pruned). See `prune_stack_to_nnz`."""
+    stack = MaskedMLPStack.from_models([model])
+    prune_stack_to_nnz(stack, [int(target)], layers=layers)
+    out = stack.to_models()[0]
+    info = dict(getattr(model, "expansion_info", {}) or {})
+    out.expansion_info = info
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Dynamic sparsity
+
+
+@dataclass(frozen=True)
+class DynamicSparsity:
+    """A prune-and-regrow schedule for fine-tuning (RigL-style).
+
+    Attributes:
+        every: epochs between rewiring rounds (>= 1); rounds happen after
+            `every`, `2*every`, ... epochs of the phase.
+        fraction: fraction of each layer's active weights dropped (and as many
+            regrown) in a round, before decay, in (0, 1).
+        decay: "cosine" (RigL: fraction * (1 + cos(pi t / T_end)) / 2 at offset t)
+            or "constant".
+        stop: fraction of the phase after which no round happens (T_end =
+            stop * epochs), in (0, 1]; rounds also never happen at the very end,
+            so every regrown weight trains at least `every` epochs.
+        layers: weight layers that are rewired (0 = the first layer, which FPE splits).
+        grad_batch: samples in the minibatch whose gradient scores the regrowth
+            (>= 1; capped at the training set size).
+    """
+
+    every: int = 10
+    fraction: float = 0.3
+    decay: str = "cosine"
+    stop: float = 0.75
+    layers: tuple[int, ...] = (0,)
+    grad_batch: int = 256
+
+    def __post_init__(self):
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"every must be an integer >= 1 (epochs), got {self.every!r}")
+        if not 0 < self.fraction < 1:
+            raise ValueError(f"fraction must lie in (0, 1), got {self.fraction}")
+        if self.decay not in ("cosine", "constant"):
+            raise ValueError(f"decay must be 'cosine' or 'constant', got {self.decay!r}")
+        if not 0 < self.stop <= 1:
+            raise ValueError(f"stop must lie in (0, 1], got {self.stop}")
+        layers = tuple(int(l) for l in self.layers)
+        if not layers or min(layers) < 0:
+            raise ValueError(f"layers must name at least one weight layer (indices >= 0), got {self.layers!r}")
+        object.__setattr__(self, "layers", layers)
+        if isinstance(self.grad_batch, bool) or not isinstance(self.grad_batch, int) or self.grad_batch < 1:
+            raise ValueError(f"grad_batch must be an integer >= 1, got {self.grad_batch!r}")
+
+    def rounds(self, epochs: int) -> list[tuple[int, float]]:
+        """(offset, fraction) of every round in a phase of `epochs` epochs."""
+        t_end = self.stop * epochs
+        out = []
+        for t in range(self.every, epochs, self.every):
+            if t >= t_end:
+                break
+            f = self.fraction if self.decay == "constant" else self.fraction * (1 + math.cos(math.pi * t / t_end)) / 2
+            out.append((t, f))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DynamicSparsity":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            warnings.warn(f"DynamicSparsity: dropping unknown keys {unknown}", stacklevel=2)
+        kw = {k: v for k, v in d.items() if k in names}
+        if "layers" in kw:
+            kw["layers"] = tuple(kw["layers"])
+        return cls(**kw)
+
+
+def effective_weight_gradients(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str = "bce") -> list[torch.Tensor]:
+    """The dense gradient of each model's mean loss on (x, y) with respect to its
+    effective weights, for the whole stack in one backward pass.
+
+    x: (M, B, n_in); y: (M, B, O) for 'bce', (M, B) for 'ce'. Returns one
+    (M, out_l, in_l) tensor per layer, non-zero also where the mask is 0
+    (that is what scores a regrowth).
+    """
+    if loss not in ("bce", "ce"):
+        raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+    dtype = stack.weights[0].dtype
+    weff = [(w * stack.weight_mask(l)).detach().requires_grad_(True) for l, w in enumerate(stack.weights)]
+    beff = [(b * stack.bias_mask(l)).detach() for l, b in enumerate(stack.biases)]
+    with torch.enable_grad():
+        h = x.to(dtype)
+        for l, (w, b) in enumerate(zip(weff, beff)):
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if l < len(weff) - 1:
+                h = torch.relu(h)
+        per_model = _per_model_loss(h, y, loss)
+        grads = torch.autograd.grad(per_model.sum(), weff)
+    return [g.detach() for g in grads]
+
+
+def _true_region(stack: MaskedMLPStack, l: int) -> torch.Tensor:
+    """(M, out, in) bool: positions of layer l inside each model's true widths (not padding)."""
+    M, o, i = stack.weights[l].shape
+    dev = stack.weights[l].device
+    widths = stack.widths.to(dev)
+    sizes = torch.cat([torch.full((M, 1), stack.weights[0].shape[2], device=dev), widths,
+                       torch.full((M, 1), stack.weights[-1].shape[1], device=dev)], 1)
+    rows = torch.arange(o, device=dev)[None, :, None] < sizes[:, l + 1, None, None]
+    cols = torch.arange(i, device=dev)[None, None, :] < sizes[:, l, None, None]
+    return rows & cols
+
+
+def _state_views(optimizer: torch.optim.Optimizer, stack: MaskedMLPStack, positions: Sequence[torch.Tensor | None]):
+    """(state view, positions in it) pairs: for every slice `fit` trained the stack
+    in and every per-weight state tensor of its optimiser (Adam's moments, SGD's
+    momentum), the layer's (M_slice, out, in) view and the slice's part of
+    `positions[l]`. Reads `fit`'s private layout (`_FitState.slices`, each a
+    `_FlatStack` and a torch optimiser) and fails loudly if that layout changes."""
+    slices = getattr(optimizer, "slices", None)
+    if slices is None or not callable(getattr(optimizer, "matches", None)) or not optimizer.matches(stack):
+        raise ValueError("optimizer must be the one fci.train.fit returned for this stack")
+    out = []
+    for flat, opt in slices:
+        n = flat.sizes[0]
+        for t in opt.state.get(flat.param, {}).values():
+            if not (torch.is_tensor(t) and t.shape == flat.param.shape):
+                continue  # e.g. Adam's step count
+            A0, W, _ = flat._views(t)
+            views = [A0[..., :n], *W[1:]]
+            for l, pos in enumerate(positions):
+                if pos is not None:
+                    out.append((views[l], flat._take(pos.to(views[l].device), l)))
+    return out
+
+
+@torch.no_grad()
+def reset_optimizer_state(optimizer: torch.optim.Optimizer, stack: MaskedMLPStack,
+                          positions: Sequence[torch.Tensor | None]) -> None:
+    """Zero the optimiser's per-weight state (Adam's first and second moments,
+    SGD's momentum) at `positions[l]`, (M, out_l, in_l) bool per layer (None:
+    none), for an optimiser that `fci.train.fit` returned for `stack`. Needed
+    whenever a mask changes between `fit` calls: `fit` masks the gradient, but a
+    non-zero moment would keep moving a just-dropped weight."""
+    for view, pos in _state_views(optimizer, stack, positions):
+        view.masked_fill_(pos, 0)
+
+
+@torch.no_grad()
+def prune_and_regrow(
+    stack: MaskedMLPStack,
+    grads: Sequence[torch.Tensor],
+    fraction: float,
+    layers: Sequence[int] = (0,),
+    models: Sequence[int] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    allowed: Sequence[torch.Tensor | None] | None = None,
+) -> dict[int, torch.Tensor]:
+    """One rewiring round, in place, for the chosen models of a stack.
+
+    For every model in `models` (default all) and layer in `layers`: with `a`
+    active weights, `k = min(floor(fraction * a), r)` where `r` counts the
+    regrowable positions (inactive before the round, inside the model's true
+    widths and `allowed[l]` if given, with a non-zero gradient); the `k` active
+    weights of smallest |w| are dropped (mask 0, weight 0) and the `k`
+    regrowable positions of largest |grads[l]| become active with weight 0
+    (ties: the lower index). The layer's mask count is unchanged. With
+    `optimizer` (from `fit` on this stack) the moments at every changed position
+    are zeroed. grads: per layer (M, out, in), e.g. `effective_weight_gradients`.
+    Returns {layer: (M,) weights swapped}.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction}")
+    M = stack.n_models
+    dev = stack.weights[0].device
+    sel = torch.zeros(M, dtype=torch.bool, device=dev)
+    if models is None:
+        sel[:] = True
+    else:
+        idx = [int(m) for m in models]
+        if any(not 0 <= m < M for m in idx):
+            raise ValueError(f"models must index the stack's {M} models, got {idx}")
+        sel[idx] = True
+    layers = [int(l) for l in layers]
+    if any(not 0 <= l < stack.n_layers for l in layers):
+        raise ValueError(f"layers must index weight layers 0..{stack.n_layers - 1}, got {layers}")
+    positions: list[torch.Tensor | None] = [None] * stack.n_layers
+    swapped = {}
+    for l in layers:
+        W, mask, g = stack.weights[l], stack.weight_mask(l), grads[l].to(dev)
+        if g.shape != W.shape:
+            raise ValueError(f"grads[{l}] must have shape {tuple(W.shape)}, got {tuple(g.shape)}")
+        active = mask != 0
+        region = _true_region(stack, l)
+        if allowed is not None and allowed[l] is not None:
+            region = region & allowed[l].to(dev).bool()
+        regrowable = ~active & region & (g != 0)
+        n_active = active.flatten(1).sum(1)
+        k = torch.minimum(torch.floor(fraction * n_active.double()).long(), regrowable.flatten(1).sum(1))
+        k = torch.where(sel, k, torch.zeros_like(k))
+        inf = torch.full_like(W, math.inf)
+        drop = _rank_select(torch.where(active, W.abs(), inf).flatten(1), k).view_as(W)
+        grow = _rank_select(torch.where(regrowable, -g.abs(), inf).flatten(1), k).view_as(W)
+        mask.masked_fill_(drop, 0).masked_fill_(grow, 1)
+        W.masked_fill_(drop | grow, 0)
+        positions[l] = drop | grow
+        swapped[l] = k.cpu()
+    if optimizer is not None:
+        reset_optimizer_state(optimizer, stack, positions)
+    return swapped
+
+
+@dataclass
+class DynamicFit:
+    """What `fit_dynamic` returns.
+
+    optimizer: to continue training (pass back to `fit` / `fit_dynamic`);
+    losses: (M, epochs) mean train loss per model and epoch, on CPU;
+    curve: [(offset, (M,) test accuracy)] at offsets 0, every `eval_every`
+        epochs (before that offset's round) and the end, when eval data was given;
+    rounds: [{"offset", "epoch", "fraction", "swapped": {layer: (M,)}, "mask_nnz": {layer: (M,)}}].
+    """
+
+    optimizer: torch.optim.Optimizer
+    losses: torch.Tensor
+    curve: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fit_dynamic(
+    stack: MaskedMLPStack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    epochs: range,
+    dynamic: DynamicSparsity | None = None,
+    models: Sequence[int] | None = None,
+    loss: str = "bce",
+    optimizer: torch.optim.Optimizer | None = None,
+    eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    eval_every: int | None = None,
+) -> DynamicFit:
+    """Train a stack over `epochs` (absolute indices, step 1) with `fit`, in
+    chunks, rewiring `models` (default all) by `dynamic`'s schedule.
+
+    x: (M, N, n_in), y: (M, N, O) or (M, N), on the stack's device, as for
+    `fit`. At each round the gradient is taken on one minibatch of
+    `dynamic.grad_batch` samples drawn with `generator(cfg.shuffle_seed,
+    "regrow", epoch)` (the same samples for every model, so a model's run does
+    not depend on its stack). With `dynamic=None` (or no models) this is `fit`
+    cut into chunks, which trains to the same weights as one call. `eval_data`
+    (x_test, y_test) records test accuracy every `eval_every` epochs (default:
+    `dynamic.every`, else only at the start and the end).
+    """
+    if not isinstance(epochs, range) or epochs.step != 1:
+        raise ValueError(f"epochs must be a range with step 1, got {epochs!r}")
+    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
+        raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+    E = len(epochs)
+    rounds = dict(dynamic.rounds(E)) if dynamic is not None and (models is None or len(models) > 0) else {}
+    if dynamic is not None and any(l >= stack.n_layers for l in dynamic.layers):
+        raise ValueError(f"dynamic.layers {dynamic.layers} name a layer beyond the stack's {stack.n_layers}")
+    every = eval_every or (dynamic.every if dynamic is not None else E or 1)
+    evals = set(range(0, E, every)) | {E} if eval_data is not None else set()
+    cuts = sorted(set(rounds) | evals | {0, E})
+    out = DynamicFit(optimizer=optimizer, losses=torch.zeros(stack.n_models, 0))  # type: ignore[arg-type]
+    chunks = []
+    N = x.shape[1]
+    for a, b in zip(cuts, cuts[1:] + [None]):
+        if a in evals:
+            out.curve.append((a, evaluate(stack, eval_data[0], eval_data[1], loss)["accuracy"]))
+        if a in rounds:
+            e = epochs.start + a
+            B = min(dynamic.grad_batch, N)
+            idx = torch.randperm(N, generator=generator(cfg.shuffle_seed, "regrow", e))[:B].to(x.device)
+            grads = effective_weight_gradients(stack, x.index_select(1, idx), y.index_select(1, idx), loss)
+            swapped = prune_and_regrow(stack, grads, rounds[a], layers=dynamic.layers, models=models, optimizer=out.optimizer)
+            out.rounds.append({"offset": a, "epoch": e, "fraction": rounds[a], "swapped": swapped,
+                               "mask_nnz": {l: (stack.weight_mask(l) != 0).flatten(1).sum(1).cpu() for l in dynamic.layers}})
+        if b is None:
+            break
+        out.optimizer, losses = fit(stack, x, y, cfg, range(epochs.start + a, epochs.start + b), loss=loss, optimizer=out.optimizer)
+        chunks.append(losses)
+    if chunks:
+        out.losses = torch.cat(chunks, 1)
+    elif out.optimizer is None:  # an empty phase: an optimiser for the caller to continue with
+        out.optimizer, out.losses = fit(stack, x, y, cfg, range(epochs.start, epochs.start), loss=loss)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Structure measures
+
+
+def sibling_overlap(model: MaskedMLP) -> float:
+    """For an FPE child: mean over parents of (inputs used by two or more of its
+    children) / (inputs used by any of them), on the first layer's mask. 0 right
+    after FPE (children share no input); dynamic regrowth can raise it. NaN for
+    a model without `parent_index` or without active inputs."""
+    pi = model.parent_index
+    if pi is None:
+        return math.nan
+    used = model.weight_mask(0) != 0  # (H1, n)
+    vals = []
+    for p in torch.unique(pi).tolist():
+        counts = used[pi == p].sum(0)
+        any_ = int((counts >= 1).sum())
+        if any_:
+            vals.append(int((counts >= 2).sum()) / any_)
+    return float(sum(vals) / len(vals)) if vals else math.nan
