@@ -1,0 +1,692 @@
+"""Deeper networks: FPE of every hidden layer at a fixed non-zero budget, against depth.
+
+MLPs with 2 to 5 hidden layers of constant width (default 8 neurons per layer)
+train dense; at the expansion point every hidden layer is split in turn
+(`fci.expand.expand_layers`, layers="all": each step splits one layer's neurons
+into alpha children, replicates the next layer's incoming columns and prunes the
+excess by magnitude), so the whole network keeps exactly its dense parent's
+non-zero parameter count (asserted for every model); children and the paired
+dense baseline then train on (`fci.train.run_fpe_data`). Datasets: the Boolean
+task (8 clauses x 3 literals; clause split on layer 0, deeper layers split at
+random, and random split throughout) and scikit-learn's digits (random and Gram
+splits). The first-layer-only expansion (layers=(0,), same parent, same layer-0
+split) is the comparison. Reported against depth: test accuracy of dense and
+children, the relative improvement paired per trial with its dense baseline
+(mean ± s.e.m., * p < 0.05, paired t-test), the nnz check and a convergence check.
+
+    python -m analyses.deep_fpe [--quick] [--out DIR] [--device auto|cpu|cuda]
+                                [--trials N] [--seed S] [--shard I/N] [--data DIR]
+                                [--datasets boolean digits] [--depths 2 3 4 5]
+                                [--width 8] [--alphas 2] [--no-first-layer]
+
+Trials vary the initialisation and split seeds (trial t: seed S+t) on one
+dataset per run: the Boolean task drawn with seed derive_seed(S, "task") (in the
+disjoint layout all such tasks are alike up to renaming and negating variables)
+and the digits split with seed S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
+from analyses._jobs import JobContext, JobStudy, run_job_study
+from fci.data import Dataset, boolean, digits
+from fci.expand import expand_layers
+from fci.metrics import paired_ttest, relative_improvement, trial_stats
+from fci.model import MaskedMLPStack, resolve_device
+from fci.seeding import derive_seed
+from fci.tasks import TaskConfig
+from fci.train import (
+    DataFPEResult,
+    ModelResult,
+    TrainConfig,
+    evaluate,
+    fit,
+    run_fpe_data,
+)
+
+__all__ = [
+    "STUDY", "main", "DATASETS", "DEPTHS", "make_dataset", "study_jobs", "first_layer_children", "model_rows",
+    "check_budget", "convergence_drop", "converged", "loss_curve", "depth_stats", "depth_trends", "pooled",
+    "layer_comparison", "paper_comparison", "depth_figure", "curve_table", "loss_figure",
+]
+
+#: The splits each dataset is expanded with (the clause split needs clauses).
+DATASETS: dict[str, tuple[str, ...]] = {"boolean": ("clause", "random"), "digits": ("random", "gram")}
+#: Hidden-layer counts per run level.
+DEPTHS: dict[str, tuple[int, ...]] = {"full": (2, 3, 4, 5), "quick": (2, 3, 4, 5), "tiny": (2, 3)}
+#: The Boolean task family (SPEC §1 defaults otherwise: disjoint, balanced planting, one DNF output).
+BOOLEAN_TASK = {"n_clauses": 8, "clause_size": 3}
+DIGITS_TEST_FRACTION = 0.25
+LAYERS_ORDER = {"none": 0, "all": 1, "first": 2}
+LAYERS_LABEL = {"all": "all layers", "first": "layer 0 only"}
+LATE_WINDOW = 0.1  # convergence: loss drop over the last 10% of a phase's epochs
+FLAT_ABS, FLAT_REL = 0.005, 0.05  # ... counts as flat below these (absolute, relative)
+CURVE_POINTS = 20  # loss-curve resolution kept per model
+
+
+# --------------------------------------------------------------------------- data and jobs
+
+
+def make_dataset(job: dict[str, Any]) -> Dataset:
+    """The Dataset a job trains on (a pure function of `job["data"]`)."""
+    d = job["data"]
+    if job["dataset"] == "boolean":
+        return boolean(TaskConfig.from_dict(d["task"]), seed=int(d["task_seed"]))
+    if job["dataset"] == "digits":
+        return digits(seed=int(d["split_seed"]), test_fraction=float(d["test_fraction"]))
+    raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {job['dataset']!r}")
+
+
+def study_jobs(datasets: Sequence[str], depths: Sequence[int], width: int, alphas: Sequence[int], trials: int,
+               seed: int, level, first_layer: bool = True) -> list[dict[str, Any]]:
+    """One job per (dataset, depth, trial): a dense parent of `depth` hidden layers
+    of `width` neurons, its paired dense baseline, and one child per (split,
+    alpha) for layers="all" (and layers=(0,) with `first_layer`). JSON-able."""
+    jobs = []
+    for name in datasets:
+        if name not in DATASETS:
+            raise ValueError(f"datasets: expected names from {tuple(DATASETS)}, got {name!r}")
+        if name == "boolean":
+            task = TaskConfig(**BOOLEAN_TASK, n_train=level.n_train, n_test=level.n_test)
+            data = {"task": task.to_dict(), "task_seed": derive_seed(seed, "task")}
+        else:
+            data = {"split_seed": int(seed), "test_fraction": DIGITS_TEST_FRACTION}
+        expansions = [[s, int(a)] for a in alphas for s in DATASETS[name]]
+        for depth in depths:
+            for t in range(trials):
+                jobs.append({"dataset": name, "data": data, "depth": int(depth), "width": int(width),
+                             "hidden": [int(width)] * int(depth), "trial": t, "seed": seed + t,
+                             "expansions": expansions, "first_layer": bool(first_layer),
+                             "train": level.train.to_dict()})
+    return jobs
+
+
+# --------------------------------------------------------------------------- training
+
+
+def first_layer_children(data: Dataset, results: Sequence[DataFPEResult], expansions: Sequence[tuple[str, int]],
+                         cfg: TrainConfig, device="auto") -> list[dict[tuple[str, int], ModelResult]]:
+    """First-layer-only FPE (layers=(0,)) of each trial's parent, fine-tuned in one stack.
+
+    Exactly what `run_fpe_data(..., layers=(0,))` trains for the same trials (same
+    parent, split seed `derive_seed(seed, "split", split, alpha)`, minibatch
+    order and `cfg.finetune` epochs), without retraining the dense parents. The
+    layer-0 split equals that of the all-layer child of the same trial.
+    Returns one {(split, alpha): ModelResult} per result, in order.
+    """
+    dev = resolve_device(device)
+    todo = [(i, s, int(a)) for i in range(len(results)) for s, a in expansions]
+    if not todo:
+        return [{} for _ in results]
+    children = []
+    for i, s, a in todo:
+        parent = results[i].parent.model
+        child = expand_layers(parent, a, s, layers=(0,), clauses=data.info.get("clauses"),
+                              seed=derive_seed(results[i].seed, "split", s, a))
+        check_budget(child.nnz(), parent.nnz(), f"{data.name} trial seed {results[i].seed} {s} α={a} (layer 0, at expansion)")
+        children.append(child)
+    xtr, ytr, xte, yte = data.stacked(len(children), dev)
+    stack = MaskedMLPStack.from_models(children).to(dev)
+    _, losses = fit(stack, xtr, ytr, cfg, range(cfg.warmup, cfg.epochs), loss=data.loss)
+    tr, te = evaluate(stack, xtr, ytr, data.loss), evaluate(stack, xte, yte, data.loss)
+    out: list[dict[tuple[str, int], ModelResult]] = [{} for _ in results]
+    for k, ((i, s, a), m) in enumerate(zip(todo, stack.to_models())):
+        out[i][(s, a)] = ModelResult(model=m, train_accuracy=float(tr["accuracy"][k]), test_accuracy=float(te["accuracy"][k]),
+                                     test_exact_match=float(te["exact_match"][k]), test_loss=float(te["loss"][k]),
+                                     train_loss=[float(v) for v in losses[k]])
+    return out
+
+
+def check_budget(child_nnz: int, parent_nnz: int, what: str) -> None:
+    """FPE's invariant (SPEC §3): a child has exactly its dense parent's non-zero count."""
+    if int(child_nnz) != int(parent_nnz):
+        raise AssertionError(f"FPE budget broken for {what}: child nnz {child_nnz} != dense parent nnz {parent_nnz}")
+
+
+def convergence_drop(losses: Sequence[float], window: float = LATE_WINDOW) -> tuple[float, float]:
+    """(absolute, relative) drop of the mean train loss from the second-to-last
+    to the last `window` fraction of epochs: prev - last and (prev - last) / prev;
+    NaNs if there are too few epochs. Near 0 (or negative: noise) means the
+    phase has stopped improving."""
+    L = np.asarray(losses, dtype=float)
+    w = max(1, int(round(window * len(L))))
+    if len(L) < 2 * w:
+        return math.nan, math.nan
+    prev, last = L[-2 * w:-w].mean(), L[-w:].mean()
+    return float(prev - last), float((prev - last) / prev) if prev > 0 else 0.0
+
+
+def converged(drop_abs: float, drop_rel: float) -> bool:
+    """The suite's flatness rule (as `analyses._common.convergence`): the late
+    drop is under 0.005 in absolute terms or under 5% of the loss."""
+    return bool(np.isfinite(drop_abs) and (drop_abs < FLAT_ABS or drop_rel < FLAT_REL))
+
+
+def loss_curve(losses: Sequence[float], points: int = CURVE_POINTS) -> str:
+    """The train loss as `points` window means, ';'-joined (a compact results.csv column)."""
+    L = np.asarray(losses, dtype=float)
+    if len(L) == 0:
+        return ""
+    return ";".join(f"{v:.5g}" for v in (w.mean() for w in np.array_split(L, min(points, len(L)))))
+
+
+def _row(res: ModelResult, condition: str, alpha: int, layers: str, parent_nnz: int, dense_acc: float,
+         start_epoch: int) -> dict[str, Any]:
+    split = res.model.nnz_split()
+    drop_abs, drop_rel = convergence_drop(res.train_loss)
+    eff = res.model.effective_weights()
+    hidden = eff[:-1]
+    no_input = [(W == 0).all(1) for W, _ in hidden]  # (H_l,) units whose output is the constant relu(b)
+    no_output = [(eff[l + 1][0] == 0).all(0) for l in range(len(hidden))]  # (H_l,) units nothing reads
+    return {
+        "condition": condition, "alpha": int(alpha), "layers": layers,
+        "neurons": int(sum(res.model.hidden)),
+        "units_without_inputs": int(sum(int(u.sum()) for u in no_input)),
+        "inert_units": int(sum(int((u & (b == 0)).sum()) for u, (_, b) in zip(no_input, hidden))),
+        "units_without_outputs": int(sum(int(u.sum()) for u in no_output)),
+        "dead_end_nnz": int(sum(int((W[u] != 0).sum() + (b[u] != 0).sum()) for u, (W, b) in zip(no_output, hidden))),
+        "accuracy": float(res.test_accuracy), "train_accuracy": float(res.train_accuracy), "test_loss": float(res.test_loss),
+        "rel_improvement": float(relative_improvement(res.test_accuracy, dense_acc)),
+        "nnz": int(split["total"]), "nnz_weights": int(split["weights"]), "nnz_biases": int(split["biases"]),
+        "parent_nnz": int(parent_nnz),
+        "final_train_loss": float(res.train_loss[-1]) if res.train_loss else math.nan,
+        "late_drop_abs": drop_abs, "late_drop": drop_rel, "converged": converged(drop_abs, drop_rel),
+        "loss_start_epoch": int(start_epoch), "loss_epochs": len(res.train_loss), "loss_curve": loss_curve(res.train_loss),
+    }
+
+
+def model_rows(result: DataFPEResult, first: dict[tuple[str, int], ModelResult] | None = None,
+               warmup: int = 0) -> list[dict[str, Any]]:
+    """results.csv rows of one trial: the dense baseline, each all-layer child and
+    each first-layer-only child, with the relative improvement over the paired
+    dense baseline; the hidden units the budget's pruning left without any input
+    (`units_without_inputs`: constant relu(b); `inert_units`: bias 0 too) or
+    without any outgoing weight (`units_without_outputs`, whose incoming weights
+    and bias, `dead_end_nnz`, spend budget on nothing); and
+    the convergence check with a compact loss curve (children's curves start at
+    epoch `warmup`). Raises AssertionError if any child's nnz differs from its
+    dense parent's (the parent at expansion)."""
+    parent_nnz = result.parent.model.nnz()
+    dense_acc = result.dense.test_accuracy
+    rows = [_row(result.dense, "dense", 1, "none", parent_nnz, dense_acc, 0)]
+    for layers, children in (("all", result.children), ("first", first or {})):
+        for (s, a), res in children.items():
+            check_budget(res.model.nnz(), parent_nnz, f"{result.dataset} hidden {result.hidden} seed {result.seed} {s} α={a} ({layers})")
+            rows.append(_row(res, s, a, layers, parent_nnz, dense_acc, warmup))
+    return rows
+
+
+def _group_key(job: dict[str, Any]) -> tuple:
+    return (job["dataset"], repr(job["data"]), repr(job["train"]), repr(job["expansions"]), job["first_layer"], job["depth"])
+
+
+def run(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
+    """Per dataset and depth: every trial in one `run_fpe_data` stack (layers="all"),
+    then the first-layer-only children of the same parents in one more stack."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for j in jobs:
+        groups.setdefault(_group_key(j), []).append(j)
+    datasets: dict[tuple, Dataset] = {}
+    for key in sorted(groups, key=lambda k: (k[0], k[-1])):
+        group = groups[key]
+        head = group[0]
+        dkey = (head["dataset"], repr(head["data"]))
+        if dkey not in datasets:
+            datasets[dkey] = make_dataset(head)
+        data = datasets[dkey]
+        cfg = TrainConfig.from_dict(head["train"])
+        expansions = [(str(s), int(a)) for s, a in head["expansions"]]
+        results = run_fpe_data(data, [(tuple(j["hidden"]), j["seed"]) for j in group], expansions, cfg, layers="all",
+                               device=ctx.device)
+        first = first_layer_children(data, results, expansions, cfg, ctx.device) if head["first_layer"] else [{}] * len(group)
+        for job, res, fl in zip(group, results, first):
+            yield job, model_rows(res, fl, cfg.warmup), {}
+
+
+# --------------------------------------------------------------------------- statistics
+
+KEYS = ["dataset", "depth", "layers", "condition", "alpha"]
+
+
+def _paired(df: pd.DataFrame) -> pd.DataFrame:
+    """Children rows with their dense baseline's accuracy (`dense_accuracy`)."""
+    dense = df[df.condition == "dense"][["dataset", "depth", "trial", "accuracy"]].rename(columns={"accuracy": "dense_accuracy"})
+    return df[df.condition != "dense"].merge(dense, on=["dataset", "depth", "trial"], how="inner")
+
+
+def depth_stats(df: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, depth, layers, split and alpha over trials: accuracy and
+    relative improvement mean/sem, the paired t-test p of accuracy against the
+    dense baseline of the same trial, nnz (and whether every child's equals its
+    parent's), neurons, and the convergence check (final loss, late drop)."""
+    if df.empty:
+        return pd.DataFrame()
+    dense = df[df.condition == "dense"][["dataset", "depth", "trial", "accuracy"]].rename(columns={"accuracy": "dense_accuracy"})
+    df = df.merge(dense, on=["dataset", "depth", "trial"], how="left")
+    out = []
+    for key, g in df.groupby(KEYS, sort=False):
+        rec = dict(zip(KEYS, key))
+        a = trial_stats(g.accuracy.to_numpy(float))
+        rec.update(n=a["n"], accuracy_mean=a["mean"], accuracy_sem=a["sem"])
+        g = g.sort_values("trial")
+        acc, base = g.accuracy.to_numpy(float), g.dense_accuracy.to_numpy(float)
+        if rec["condition"] == "dense":
+            rec.update(dense_accuracy_mean=a["mean"], rel_improvement_mean=0.0, rel_improvement_sem=0.0, p=math.nan)
+        else:
+            ok = np.isfinite(base)
+            ri = trial_stats(relative_improvement(acc[ok], base[ok]))
+            rec.update(dense_accuracy_mean=float(base[ok].mean()) if ok.any() else math.nan, rel_improvement_mean=ri["mean"],
+                       rel_improvement_sem=ri["sem"], p=paired_ttest(acc[ok], base[ok])["p"])
+        rec.update(nnz_mean=float(g.nnz.mean()), parent_nnz=int(g.parent_nnz.iloc[0]),
+                   nnz_equal=bool((g.nnz == g.parent_nnz).all()), neurons=int(g.neurons.iloc[0]),
+                   units_without_inputs_mean=float(g.units_without_inputs.mean()), inert_units_mean=float(g.inert_units.mean()),
+                   units_without_outputs_mean=float(g.units_without_outputs.mean()),
+                   dead_end_nnz_mean=float(g.dead_end_nnz.mean()),
+                   final_train_loss_mean=float(g.final_train_loss.mean()),
+                   late_drop_abs_max=float(g.late_drop_abs.max()), converged_frac=float(g.converged.astype(bool).mean()))
+        out.append(rec)
+    st = pd.DataFrame(out)
+    order = st.layers.map(LAYERS_ORDER)
+    return (st.assign(_o=order).sort_values(["dataset", "_o", "condition", "alpha", "depth"]).drop(columns="_o")
+            .reset_index(drop=True))
+
+
+def depth_trends(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Least-squares slope of the per-trial relative improvement on depth, per
+    dataset, layers, split and alpha (scipy.stats.linregress): does the FPE gain
+    grow or shrink with depth? slope is per added hidden layer; p tests slope 0."""
+    from scipy import stats
+
+    out = []
+    for key, g in _paired(df).groupby(["dataset", "layers", "condition", "alpha"], sort=True):
+        ri = np.asarray(relative_improvement(g.accuracy.to_numpy(float), g.dense_accuracy.to_numpy(float)))
+        x = g.depth.to_numpy(float)
+        rec = dict(zip(["dataset", "layers", "condition", "alpha"], key))
+        if len(np.unique(x)) >= 2 and len(x) >= 3:
+            lr = stats.linregress(x, ri)
+            rec.update(slope=float(lr.slope), slope_sem=float(lr.stderr), p=float(lr.pvalue), r2=float(lr.rvalue ** 2))
+        else:
+            rec.update(slope=math.nan, slope_sem=math.nan, p=math.nan, r2=math.nan)
+        rec["n"] = int(len(x))
+        out.append(rec)
+    return out
+
+
+def pooled(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per dataset, layers, split and alpha over every depth and trial: relative
+    improvement mean/sem and the paired t-test of accuracy against dense."""
+    out = []
+    for key, g in _paired(df).groupby(["dataset", "layers", "condition", "alpha"], sort=True):
+        a, b = g.accuracy.to_numpy(float), g.dense_accuracy.to_numpy(float)
+        ri = trial_stats(relative_improvement(a, b))
+        out.append({**dict(zip(["dataset", "layers", "condition", "alpha"], key)), "n_pairs": int(len(g)),
+                    "accuracy_mean": float(a.mean()), "dense_accuracy_mean": float(b.mean()),
+                    "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"], "p": paired_ttest(a, b)["p"]})
+    return out
+
+
+def layer_comparison(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Expanding every layer against expanding layer 0 only, paired per trial
+    (same parent, same layer-0 split, same dense baseline): mean accuracy
+    difference (all - first), its s.e.m. and paired t-test p, per dataset, split,
+    alpha and depth, and pooled over depths (depth None)."""
+    ch = df[df.layers.isin(["all", "first"])]
+    if ch.empty or set(ch.layers) != {"all", "first"}:
+        return []
+    keys = ["dataset", "condition", "alpha", "depth", "trial"]
+    wide = ch.pivot_table(index=keys, columns="layers", values="accuracy").dropna().reset_index()
+    out = []
+    for (ds, cond, alpha), g in wide.groupby(["dataset", "condition", "alpha"], sort=True):
+        for depth, gg in [*g.groupby("depth", sort=True), (None, g)]:
+            d = trial_stats(gg["all"].to_numpy(float) - gg["first"].to_numpy(float))
+            out.append({"dataset": ds, "condition": cond, "alpha": int(alpha), "depth": None if depth is None else int(depth),
+                        "n": d["n"], "all_minus_first_mean": d["mean"], "all_minus_first_sem": d["sem"],
+                        "p": paired_ttest(gg["all"].to_numpy(float), gg["first"].to_numpy(float))["p"]})
+    return out
+
+
+def stats_hook(df: pd.DataFrame, ctx: JobContext) -> pd.DataFrame:
+    return depth_stats(df)
+
+
+# --------------------------------------------------------------------------- the paper
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    star = "*" if r["p"] is not None and np.isfinite(r["p"]) and r["p"] < 0.05 else ""
+    return f"{100 * r['rel_improvement_mean']:+.1f}% ± {100 * (r['rel_improvement_sem'] or 0):.1f}%{star}"
+
+
+def paper_comparison(stats: pd.DataFrame, pooled_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The source paper's claims about deeper networks against our numbers.
+
+    A (dataset, split, alpha) line agrees with "FPE consistently increases
+    accuracy in deeper networks" when its all-layer relative improvement is
+    positive at every depth and significantly positive pooled over depths
+    (paired t-test, p < 0.05; 5 trials per depth give little power at a single
+    depth); it disagrees when it is significantly negative pooled or at some
+    depth; otherwise the comparison is inconclusive (null)."""
+    claims = []
+    if stats.empty:
+        return claims
+    ch = stats[(stats.condition != "dense") & (stats.layers == "all")]
+    for (ds, cond, alpha), g in ch.groupby(["dataset", "condition", "alpha"], sort=True):
+        g = g.sort_values("depth")
+        pool = next((r for r in pooled_rows if (r["dataset"], r["layers"], r["condition"], r["alpha"]) == (ds, "all", cond, alpha)), None)
+        ps = g.p.to_numpy(float)
+        ri = g.rel_improvement_mean.to_numpy(float)
+        sig = np.isfinite(ps) & (ps < 0.05)
+        pool_sig = pool is not None and np.isfinite(pool["p"]) and pool["p"] < 0.05
+        if (ri > 0).all() and pool_sig and pool["rel_improvement_mean"] > 0:
+            agrees = True
+        elif (sig & (ri < 0)).any() or (pool_sig and pool["rel_improvement_mean"] < 0):
+            agrees = False
+        else:
+            agrees = None
+        per_depth = "; ".join(f"depth {int(r.depth)}: {_fmt(r._asdict())} (dense {r.dense_accuracy_mean:.3f} -> {r.accuracy_mean:.3f})"
+                              for r in g.itertuples())
+        claims.append({
+            "claim": ("Abstract / TL;DR: transferring FPE to deeper multilayer networks, widening while keeping the "
+                      "non-zero parameter count constant consistently increases accuracy (paper: 'demonstrate "
+                      "scalability to deeper architectures'; no numbers for depth are given in the text we have)"),
+            "measured": (f"{ds}, {cond} split α={int(alpha)}, every hidden layer expanded: relative improvement "
+                         f"over the paired dense baseline {per_depth}"
+                         + (f"; pooled over depths {_fmt(pool)} (n={pool['n_pairs']})" if pool else "")),
+            "agrees": agrees,
+            "note": (f"agrees = positive at every depth and p < 0.05 pooled over depths; false = significantly negative "
+                     f"pooled or at some depth; null otherwise. Significant at {int(sig.sum())} of {len(g)} depths on its own. "
+                     "nnz is equal to the dense parent's in every model (asserted)." + (" Deeper layers of the clause-split network are split at random "
+                                                  "(clauses live on the inputs)." if cond == "clause" else "")),
+        })
+    # "random splits approximate the clause-split gains" (Abstract), where both exist
+    for (ds, alpha), g in ch.groupby(["dataset", "alpha"], sort=True):
+        conds = set(g.condition)
+        if not {"clause", "random"} <= conds:
+            continue
+        pr = {c: next((r for r in pooled_rows if (r["dataset"], r["layers"], r["condition"], r["alpha"]) == (ds, "all", c, alpha)), None)
+              for c in ("clause", "random")}
+        if not all(pr.values()):
+            continue
+        rc, rr = pr["clause"]["rel_improvement_mean"], pr["random"]["rel_improvement_mean"]
+        agrees = bool(rr > 0 and rc > 0 and rr >= 0.5 * rc) if np.isfinite(rc) and np.isfinite(rr) else None
+        claims.append({
+            "claim": "Abstract: random splits of neuron weights approximate the gains of clause-aligned splits",
+            "measured": (f"{ds}, α={int(alpha)}, all layers, pooled over depths: random {_fmt(pr['random'])} vs "
+                         f"clause {_fmt(pr['clause'])}"),
+            "agrees": agrees,
+            "note": "agrees = random's pooled gain is positive and at least half the clause split's",
+        })
+    return claims
+
+
+def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: JobContext) -> dict[str, Any]:
+    pool = pooled(df)
+    ch = stats[stats.condition != "dense"] if not stats.empty else stats
+    headline = [{k: r[k] for k in ("dataset", "depth", "layers", "condition", "alpha", "n", "dense_accuracy_mean",
+                                   "accuracy_mean", "accuracy_sem", "rel_improvement_mean", "rel_improvement_sem", "p",
+                                   "nnz_mean", "neurons", "units_without_inputs_mean", "inert_units_mean",
+                                   "units_without_outputs_mean", "dead_end_nnz_mean")}
+                for r in ch.to_dict("records")]
+    nnz = {"all_children_equal_parent": bool((df.nnz == df.parent_nnz).all()) if len(df) else None,
+           "dense_nnz_by_depth": {f"{ds}-{int(d)}": int(n) for (ds, d), n in
+                                  df[df.condition == "dense"].groupby(["dataset", "depth"]).parent_nnz.first().items()}}
+    flat = df.converged.astype(bool)
+    conv = {"window": LATE_WINDOW, "flat_abs": FLAT_ABS, "flat_rel": FLAT_REL,
+            "definition": ("a model's phase counts as converged when its mean train loss over the last 10% of its epochs "
+                           f"is less than {FLAT_ABS} (absolute) or {100 * FLAT_REL:.0f}% (relative) below that over the 10% before"),
+            "flat_fraction": float(flat.mean()) if len(df) else None,
+            "flat_fraction_by_condition": {f"{ds}/{c}/{l}": float(g.mean()) for (ds, c, l), g in
+                                           flat.groupby([df.dataset, df.condition, df.layers])},
+            "per_condition": [{k: r[k] for k in ("dataset", "depth", "layers", "condition", "alpha", "final_train_loss_mean",
+                                                 "late_drop_abs_max", "converged_frac")} for r in stats.to_dict("records")]}
+    a = ctx.args
+    return {
+        "design": {"datasets": list(a.datasets), "depths": list(a.depths), "width": a.width, "alphas": list(a.alphas),
+                   "first_layer": a.first_layer, "splits": {d: list(DATASETS[d]) for d in a.datasets},
+                   "boolean_task": {**BOOLEAN_TASK, "n_train": ctx.level.n_train, "n_test": ctx.level.n_test,
+                                    "task_seed": derive_seed(a.seed, "task")},
+                   "digits": {"split_seed": a.seed, "test_fraction": DIGITS_TEST_FRACTION},
+                   "train": ctx.level.train.to_dict()},
+        "headline": headline,
+        "pooled": pool,
+        "depth_trend": depth_trends(df),
+        "all_vs_first_layer": layer_comparison(df),
+        "nnz": nnz,
+        "convergence": conv,
+        "paper": paper_comparison(stats, pool),
+    }
+
+
+def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
+    lines = [f"relative improvement over the paired dense baseline (mean ± s.e.m., * p<0.05), "
+             f"{ctx.args.width} neurons per hidden layer before expansion:"]
+    rows = summary.get("headline", [])
+    depths = sorted({r["depth"] for r in rows})
+    lines.append(f"{'dataset':<9}{'condition':<28}" + "".join(f"{'depth ' + str(d):>18}" for d in depths) + f"{'pooled':>18}")
+    keyed: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        keyed.setdefault((r["dataset"], r["layers"], r["condition"], r["alpha"]), {})[r["depth"]] = r
+    pool = {(r["dataset"], r["layers"], r["condition"], r["alpha"]): r for r in summary.get("pooled", [])}
+    for key, by_d in sorted(keyed.items(), key=lambda kv: (kv[0][0], LAYERS_ORDER[kv[0][1]], kv[0][2], kv[0][3])):
+        ds, layers, cond, alpha = key
+        cells = "".join(f"{_fmt(by_d[d]) if d in by_d else '':>18}" for d in depths)
+        lines.append(f"{ds:<9}{f'{cond} α={alpha} {LAYERS_LABEL[layers]}':<28}{cells}{_fmt(pool[key]) if key in pool else '':>18}")
+    dense = {(r["dataset"], r["depth"]): r["dense_accuracy_mean"] for r in rows}
+    lines.append("dense accuracy: " + ", ".join(f"{ds} d{d} {v:.3f}" for (ds, d), v in sorted(dense.items())))
+    lines.append(f"nnz: every child == its dense parent: {summary['nnz']['all_children_equal_parent']}; "
+                 f"dense nnz {summary['nnz']['dense_nnz_by_depth']}")
+    comp = [c for c in summary.get("all_vs_first_layer", []) if c["depth"] is None]
+    if comp:
+        lines.append("all layers - layer 0 only, accuracy, pooled over depths: " + ", ".join(
+            f"{c['dataset']} {c['condition']} α={c['alpha']} {c['all_minus_first_mean']:+.4f} ± {c['all_minus_first_sem'] or 0:.4f} "
+            f"(p={c['p']:.2g})" for c in comp))
+    uw = [r for r in rows if r["layers"] == "all"]
+    if uw:
+        lines.append("after the budget's pruning (all layers), hidden units without inputs / without outputs of all units, "
+                     "and the non-zeros feeding units without outputs: "
+                     + ", ".join(f"{r['dataset']} {r['condition']} d{r['depth']} {r['units_without_inputs_mean']:.1f}/"
+                                 f"{r['units_without_outputs_mean']:.1f}/{r['neurons']} ({r['dead_end_nnz_mean']:.0f} of "
+                                 f"{r['nnz_mean']:.0f} nnz)" for r in uw))
+    conv = summary["convergence"]
+    lines.append(f"convergence: {100 * (conv['flat_fraction'] or 0):.0f}% of models flat over the last 10% of their epochs ("
+                 + ", ".join(f"{k} {100 * v:.0f}%" for k, v in conv["flat_fraction_by_condition"].items()) + ")")
+    lines.append("paper comparison:")
+    for c in summary["paper"]:
+        lines.append(f"  [{ {True: 'agrees', False: 'DISAGREES', None: 'inconclusive'}[c['agrees']] }] {c['measured']}")
+    return lines
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _style(condition: str, alpha: int, layers: str) -> dict[str, Any]:
+    color = COLORS.get(condition, "#7f7f7f")
+    return {"line": {"color": color, "dash": "dot" if layers == "first" else "solid"},
+            "marker": {"color": color, "symbol": SYMBOLS.get(int(alpha), "x") if layers != "first" else "diamond-open", "size": 8}}
+
+
+def _label(condition: str, alpha: int, layers: str) -> str:
+    return "dense" if condition == "dense" else f"{condition} α={int(alpha)}, {LAYERS_LABEL[layers]}"
+
+
+def depth_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
+    """Test accuracy (top) and relative improvement over the paired dense
+    baseline (bottom) against the number of hidden layers, one column per
+    dataset; solid lines expand every layer, dotted ones layer 0 only; ±1 s.e.m.,
+    '*' where the paired t-test against dense has p < 0.05."""
+    datasets = list(dict.fromkeys(stats.dataset)) if not stats.empty else []
+    cols = max(1, len(datasets))
+    fig = make_subplots(rows=2, cols=cols, shared_xaxes=True, vertical_spacing=0.09, horizontal_spacing=0.08,
+                        subplot_titles=[f"{ds}: {t}" for t in ("test accuracy", "relative improvement vs dense") for ds in datasets] or None)
+    seen = set()
+    for c, ds in enumerate(datasets, start=1):
+        s = stats[stats.dataset == ds]
+        for (cond, alpha, layers), g in sorted(s.groupby(["condition", "alpha", "layers"]),
+                                               key=lambda kv: (kv[0][0] != "dense", LAYERS_ORDER[kv[0][2]], kv[0][0], kv[0][1])):
+            g = g.sort_values("depth")
+            name = _label(cond, alpha, layers)
+            st = _style(cond, alpha, layers)
+            for r, (y, sem, scale) in enumerate((("accuracy_mean", "accuracy_sem", 1.0),
+                                                ("rel_improvement_mean", "rel_improvement_sem", 100.0)), start=1):
+                if r == 2 and cond == "dense":
+                    continue
+                text = significance_text(g.p) if cond != "dense" else None
+                fig.add_trace(go.Scatter(
+                    x=g.depth, y=g[y] * scale, error_y={"type": "data", "array": g[sem].fillna(0) * scale, "visible": True},
+                    mode="lines+markers+text" if text else "lines+markers", text=text, textposition="top center",
+                    textfont={"size": 16, "color": st["line"]["color"]}, name=name, legendgroup=name,
+                    showlegend=name not in seen, hovertemplate=f"{name}<br>depth=%{{x}}<br>%{{y:.4g}}<extra>{ds}</extra>", **st),
+                    row=r, col=c)
+                seen.add(name)
+        fig.add_hline(y=0, line={"color": "#222", "dash": "dash", "width": 1}, row=2, col=c)
+        depths = sorted({int(d) for d in s.depth})
+        fig.update_xaxes(tickvals=depths, row=2, col=c, title_text="hidden layers")
+        fig.update_xaxes(tickvals=depths, row=1, col=c)
+    fig.update_yaxes(title_text="test accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="relative improvement (%)", row=2, col=1)
+    fig.update_layout(title="FPE of every hidden layer at a fixed non-zero budget, against depth",
+                      height=800, width=max(700, 560 * cols + 250), template="plotly_white")
+    return add_caption(fig, caption)
+
+
+def curve_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The compact loss curves of results.csv as a long table, averaged over
+    trials: dataset, depth, layers, condition, alpha, epoch (window centre,
+    absolute: children start at the warm-up's end), loss_mean, loss_sem."""
+    recs = []
+    for r in df.itertuples(index=False):
+        if not isinstance(r.loss_curve, str) or not r.loss_curve:
+            continue
+        vals = [float(v) for v in r.loss_curve.split(";")]
+        centres = [float(w.mean()) for w in np.array_split(np.arange(int(r.loss_epochs)), len(vals))]
+        for k, (e, v) in enumerate(zip(centres, vals)):
+            recs.append({"dataset": r.dataset, "depth": r.depth, "layers": r.layers, "condition": r.condition, "alpha": r.alpha,
+                         "k": k, "epoch": int(r.loss_start_epoch) + e, "loss": v})
+    cols = ["dataset", "depth", "layers", "condition", "alpha", "k", "epoch"]
+    if not recs:
+        return pd.DataFrame(columns=cols + ["loss_mean", "loss_sem"])
+    long = pd.DataFrame(recs)
+    g = long.groupby(cols, sort=True).loss
+    out = g.mean().rename("loss_mean").to_frame().join(g.sem().rename("loss_sem")).reset_index()
+    return out.drop(columns="k")
+
+
+def loss_figure(df: pd.DataFrame, caption: str = "") -> go.Figure:
+    """Mean train loss (log scale) against epoch, one panel per dataset and
+    depth, one line per condition: the evidence that the schedule converges.
+    Children start where the dense warm-up ends (the parent at expansion); the
+    dense line goes on as the paired baseline."""
+    curves = curve_table(df)
+    datasets = list(dict.fromkeys(curves.dataset))
+    depths = sorted({int(d) for d in curves.depth})
+    fig = make_subplots(rows=max(1, len(datasets)), cols=max(1, len(depths)), shared_xaxes=True, shared_yaxes=False,
+                        subplot_titles=[f"{ds}, {d} hidden layers" for ds in datasets for d in depths] or None,
+                        vertical_spacing=0.12, horizontal_spacing=0.05)
+    seen = set()
+    for i, ds in enumerate(datasets, start=1):
+        for j, d in enumerate(depths, start=1):
+            c = curves[(curves.dataset == ds) & (curves.depth == d)]
+            for (cond, alpha, layers), g in sorted(c.groupby(["condition", "alpha", "layers"]),
+                                                   key=lambda kv: (kv[0][0] != "dense", LAYERS_ORDER[kv[0][2]], kv[0][0], kv[0][1])):
+                name = _label(cond, alpha, layers)
+                fig.add_trace(go.Scatter(x=g.epoch, y=g.loss_mean, mode="lines", name=name, legendgroup=name,
+                                         showlegend=name not in seen, line=_style(cond, alpha, layers)["line"],
+                                         hovertemplate=f"{name}<br>epoch %{{x:.0f}}<br>loss %{{y:.4g}}<extra>{ds} d{d}</extra>"),
+                              row=i, col=j)
+                seen.add(name)
+    fig.update_yaxes(type="log")
+    fig.update_xaxes(title_text="epoch", row=max(1, len(datasets)))
+    fig.update_yaxes(title_text="train loss", col=1)
+    fig.update_layout(title="Train loss, mean over trials (window means of 5% of each phase's epochs)",
+                      height=320 * max(1, len(datasets)) + 170, width=max(800, 330 * len(depths) + 250), template="plotly_white")
+    return add_caption(fig, caption)
+
+
+def figures(df: pd.DataFrame, stats: pd.DataFrame, ctx: JobContext) -> dict[str, go.Figure]:
+    return {"deep_fpe": depth_figure(stats, ctx.caption), "loss_curves": loss_figure(df, ctx.caption)}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("deep FPE")
+    g.add_argument("--datasets", nargs="+", default=list(DATASETS),
+                   help=f"datasets from {list(DATASETS)} (default: both; splits: "
+                        + ", ".join(f"{d}: {'/'.join(s)}" for d, s in DATASETS.items()) + ")")
+    g.add_argument("--depths", nargs="+", type=int, default=None,
+                   help=f"numbers of hidden layers (default: {' '.join(map(str, DEPTHS['full']))})")
+    g.add_argument("--width", type=int, default=8, help="neurons per hidden layer before expansion (default: 8)")
+    g.add_argument("--alphas", nargs="+", type=int, default=[2], help="expansion factors, each >= 2 (default: 2)")
+    g.add_argument("--no-first-layer", dest="first_layer", action="store_false",
+                   help="skip the first-layer-only comparison (layers=(0,))")
+
+
+def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    bad = [d for d in args.datasets if d not in DATASETS]
+    if bad:
+        ap.error(f"--datasets: unknown {bad}; choose from {list(DATASETS)}")
+    if len(set(args.datasets)) != len(args.datasets):
+        ap.error(f"--datasets: each dataset once, got {args.datasets}")
+    if args.depths is None:
+        args.depths = list(DEPTHS["tiny" if args.tiny else "quick" if args.quick else "full"])
+    if any(d < 1 for d in args.depths) or len(set(args.depths)) != len(args.depths):
+        ap.error(f"--depths: distinct hidden-layer counts >= 1, got {args.depths}")
+    if args.width < 1:
+        ap.error(f"--width must be >= 1, got {args.width}")
+    if any(a < 2 for a in args.alphas) or len(set(args.alphas)) != len(args.alphas):
+        ap.error(f"--alphas: distinct expansion factors >= 2, got {args.alphas}")
+    args.depths, args.alphas = sorted(args.depths), sorted(args.alphas)
+
+
+def jobs_hook(ctx: JobContext) -> list[dict[str, Any]]:
+    a = ctx.args
+    return study_jobs(a.datasets, a.depths, a.width, a.alphas, a.trials, a.seed, ctx.level, a.first_layer)
+
+
+def caption(ctx: JobContext) -> str:
+    a, lv, t = ctx.args, ctx.level, ctx.level.train
+    data = []
+    if "boolean" in a.datasets:
+        data.append(f"Boolean {BOOLEAN_TASK['n_clauses']} clauses × {BOOLEAN_TASK['clause_size']} (disjoint, balanced; "
+                    f"{lv.n_train}/{lv.n_test} samples; task seed from S): clause split on layer 0 + random deeper, random")
+    if "digits" in a.datasets:
+        data.append(f"digits (sklearn, 8×8, split seed S, {int(100 * DIGITS_TEST_FRACTION)}% test): random, Gram")
+    return (f"deep_fpe · level={lv.name} · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1}, S={a.seed}) · "
+            f"{a.width} neurons per hidden layer before expansion, α={','.join(map(str, a.alphas))} · device={ctx.device.type}<br>"
+            + " · ".join(data) + "<br>"
+            f"Adam lr={t.lr}, batch {t.batch_size}, {t.warmup} dense warm-up + {t.finetune} fine-tuning epochs (dense baseline "
+            f"{t.epochs}) · every child's nnz == its dense parent's (asserted) · error bars ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
+
+
+STUDY = JobStudy(
+    name="deep_fpe",
+    description=__doc__,
+    jobs=jobs_hook,
+    run=run,
+    stats=stats_hook,
+    figures=figures,
+    summarise=summarise,
+    caption=caption,
+    add_arguments=add_arguments,
+    validate=validate,
+    print_summary=print_summary,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_job_study(STUDY, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
