@@ -22,6 +22,11 @@ PICTURES = {
     "interference_regression": "regressions",
     "code_gallery": "gallery_alpha2",
     "decoding": "decoding",
+    "effective_density": "effective_density",
+    "wide_sparse": "wide_sparse",
+    "real_data": "real_data",
+    "deep_fpe": "deep_fpe",
+    "structured_sparsity": "structured_sparsity",
 }
 
 

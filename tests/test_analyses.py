@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyses import STUDIES
+from analyses import ALL_STUDIES, STUDIES
 from analyses._common import (
     HEADLINE,
     LEVELS,
@@ -251,7 +251,7 @@ def test_unwritable_out_and_study_options_fail(tmp_path, capsys):
     assert "--similarity" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("name", ALL_STUDIES)
 def test_help_names_the_contract(capsys, name):
     with pytest.raises(SystemExit) as e:
         _main(name)(["--help"])
