@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from analyses._common import LEVELS, Level, _validate, environment, jsonable, wr
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 
-__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked"]
+__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,63 @@ def chunked(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
     size = max(1, int(size))
     for s in range(0, len(items), size):
         yield list(items[s : s + size])
+
+
+_KIND_WORDS = {int: "integers", float: "numbers", str: "names"}
+
+
+def comma_list(ap: argparse.ArgumentParser, flag: str, text, kind=int, low=None, strict=False, choices=None,
+               *, ordered: bool = False) -> tuple:
+    """Parse a list-valued option, "a,b,c", into a tuple of distinct values; any
+    bad value exits via `ap.error` (status 2) with a message naming `flag` and
+    the text given.
+
+    Items may carry whitespace around them; blank items are skipped ("2,3," is
+    (2, 3)); an already-parsed list or tuple is checked and normalised the same
+    way. `kind` is int, float (finite numbers) or str. Errors: an item that does
+    not parse as `kind`, an empty list, a value given twice, a value below `low`
+    (at or below it with `strict`), a value not in `choices`.
+
+    Order: numbers come back sorted; names in the order of `choices` when given,
+    else in the order given. `ordered=True` is for vectors rather than sets
+    (e.g. per-layer widths): the given order is kept and repeats are allowed.
+    """
+    what = _KIND_WORDS.get(kind)
+    if what is None:
+        raise TypeError(f"comma_list: kind must be int, float or str, got {kind!r}")
+    if isinstance(text, (list, tuple)):
+        items, shown = [str(v) for v in text], ",".join(map(str, text))
+    else:
+        items, shown = str(text).split(","), str(text)
+    items = [v.strip() for v in items if v.strip()]
+    try:
+        vals = [kind(v) for v in items]
+    except ValueError:
+        vals = None
+    if vals is None or (kind is float and not all(math.isfinite(v) for v in vals)):
+        ap.error(f"{flag} must be comma-separated {what}, got {shown!r}")
+    if not vals:
+        ap.error(f"{flag} is empty, got {shown!r}")
+    if not ordered:
+        twice = sorted({v for v in vals if vals.count(v) > 1}, key=vals.index)
+        if twice:
+            ap.error(f"{flag} lists {', '.join(map(str, twice))} more than once, got {shown!r}")
+    if low is not None:
+        if any(v <= low if strict else v < low for v in vals):
+            ap.error(f"{flag} values must be {'>' if strict else '>='} {low:g}, got {shown!r}")
+    if choices is not None:
+        choices = tuple(choices)
+        unknown = [v for v in vals if v not in choices]
+        if unknown:
+            ap.error(f"{flag} takes values from {', '.join(map(str, choices))}; unknown {', '.join(map(str, unknown))}, "
+                     f"got {shown!r}")
+    if ordered:
+        return tuple(vals)
+    if kind is not str:
+        return tuple(sorted(vals))
+    if choices is not None:
+        return tuple(c for c in choices if c in vals)
+    return tuple(vals)
 
 
 def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ children, the relative improvement paired per trial with its dense baseline
 
     python -m analyses.deep_fpe [--quick] [--out DIR] [--device auto|cpu|cuda]
                                 [--trials N] [--seed S] [--shard I/N] [--data DIR]
-                                [--datasets boolean digits] [--depths 2 3 4 5]
+                                [--datasets boolean,digits] [--depths 2,3,4,5]
                                 [--width 8] [--alphas 2] [--no-first-layer]
 
 Trials vary the initialisation and split seeds (trial t: seed S+t) on one
@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, run_job_study
+from analyses._jobs import JobContext, JobStudy, comma_list, run_job_study
 from fci.data import Dataset, boolean, digits
 from fci.expand import expand_layers
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
@@ -621,32 +621,24 @@ def figures(df: pd.DataFrame, stats: pd.DataFrame, ctx: JobContext) -> dict[str,
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("deep FPE")
-    g.add_argument("--datasets", nargs="+", default=list(DATASETS),
-                   help=f"datasets from {list(DATASETS)} (default: both; splits: "
+    g.add_argument("--datasets", default=",".join(DATASETS), metavar="NAME,...",
+                   help=f"comma-separated datasets from {','.join(DATASETS)} (default: {','.join(DATASETS)}; splits: "
                         + ", ".join(f"{d}: {'/'.join(s)}" for d, s in DATASETS.items()) + ")")
-    g.add_argument("--depths", nargs="+", type=int, default=None,
-                   help=f"numbers of hidden layers (default: {' '.join(map(str, DEPTHS['full']))})")
+    g.add_argument("--depths", default=None, metavar="D,...",
+                   help=f"comma-separated numbers of hidden layers (default: {','.join(map(str, DEPTHS['full']))})")
     g.add_argument("--width", type=int, default=8, help="neurons per hidden layer before expansion (default: 8)")
-    g.add_argument("--alphas", nargs="+", type=int, default=[2], help="expansion factors, each >= 2 (default: 2)")
+    g.add_argument("--alphas", default="2", metavar="A,...", help="comma-separated expansion factors, each >= 2 (default: 2)")
     g.add_argument("--no-first-layer", dest="first_layer", action="store_false",
                    help="skip the first-layer-only comparison (layers=(0,))")
 
 
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    bad = [d for d in args.datasets if d not in DATASETS]
-    if bad:
-        ap.error(f"--datasets: unknown {bad}; choose from {list(DATASETS)}")
-    if len(set(args.datasets)) != len(args.datasets):
-        ap.error(f"--datasets: each dataset once, got {args.datasets}")
-    if args.depths is None:
-        args.depths = list(DEPTHS["tiny" if args.tiny else "quick" if args.quick else "full"])
-    if any(d < 1 for d in args.depths) or len(set(args.depths)) != len(args.depths):
-        ap.error(f"--depths: distinct hidden-layer counts >= 1, got {args.depths}")
+    args.datasets = list(comma_list(ap, "--datasets", args.datasets, kind=str, choices=tuple(DATASETS)))
+    args.depths = (list(DEPTHS["tiny" if args.tiny else "quick" if args.quick else "full"]) if args.depths is None
+                   else list(comma_list(ap, "--depths", args.depths, kind=int, low=1)))
     if args.width < 1:
         ap.error(f"--width must be >= 1, got {args.width}")
-    if any(a < 2 for a in args.alphas) or len(set(args.alphas)) != len(args.alphas):
-        ap.error(f"--alphas: distinct expansion factors >= 2, got {args.alphas}")
-    args.depths, args.alphas = sorted(args.depths), sorted(args.alphas)
+    args.alphas = list(comma_list(ap, "--alphas", args.alphas, kind=int, low=2))
 
 
 def jobs_hook(ctx: JobContext) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from analyses._common import add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, run_job_study
+from analyses._jobs import JobContext, JobStudy, comma_list, run_job_study
 from fci.data import Dataset, boolean, digits
 from fci.metrics import paired_ttest, trial_stats
 from fci.model import MaskedMLP
@@ -97,30 +97,18 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                    help="the smallest fraction of weights compared at init and after training (default: 0.4, Tables 3-4)")
 
 
-def _floats(ap: argparse.ArgumentParser, flag: str, text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        ap.error(f"{flag} must be comma-separated numbers, got {text!r}")
-    if not vals:
-        ap.error(f"{flag} is empty")
-    return vals
-
-
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Check and normalise the study's options (level defaults filled in)."""
     sweep = LEVEL_SWEEP[_level_name(args)]
-    names = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    if not names or any(d not in DATASETS for d in names) or len(set(names)) != len(names):
-        ap.error(f"--datasets must be a comma-separated subset of {DATASETS} without repeats, got {args.datasets!r}")
-    args.datasets = tuple(names)
-    mults = sweep["multipliers"] if args.multipliers is None else _floats(ap, "--multipliers", args.multipliers)
-    if any(not (math.isfinite(m) and m > 0) for m in mults) or len(set(mults)) != len(mults):
-        ap.error(f"--multipliers must be distinct positive numbers, got {args.multipliers!r}")
+    args.datasets = comma_list(ap, "--datasets", args.datasets, kind=str, choices=DATASETS)
+    mults = (sweep["multipliers"] if args.multipliers is None
+             else comma_list(ap, "--multipliers", args.multipliers, kind=float, low=0, strict=True))
     if 1.0 not in mults:
         ap.error(f"--multipliers must include 1 (the base width the null hypothesis refers to), got {args.multipliers!r}")
     args.multipliers = tuple(sorted(mults))
-    base = sweep["base_hidden"] if args.base_hidden is None else _floats(ap, "--base-hidden", args.base_hidden)
+    # per-layer widths: a vector, not a set (order kept, repeats allowed)
+    base = (sweep["base_hidden"] if args.base_hidden is None
+            else comma_list(ap, "--base-hidden", args.base_hidden, kind=float, ordered=True))
     if any(b < 1 or b != int(b) for b in base):
         ap.error(f"--base-hidden must be positive integers, got {args.base_hidden!r}")
     args.base_hidden = tuple(int(b) for b in base)

@@ -55,7 +55,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import add_caption, add_metric_traces, label, style
-from analyses._jobs import JobContext, JobStudy, chunked, run_job_study
+from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
 from fci.data import Dataset, digits, load_embeddings
 from fci.metrics import (
     accuracy_per_parameter,
@@ -202,21 +202,6 @@ def condition_name(split: str, alpha: int) -> str:
 # --------------------------------------------------------------------------- options
 
 
-def _int_list(text: str, flag: str, low: int) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{flag} takes comma-separated integers, got {text!r}") from None
-    if not vals:
-        raise ValueError(f"{flag} is empty")
-    bad = [v for v in vals if v < low]
-    if bad:
-        raise ValueError(f"{flag} values must be >= {low}, got {bad}")
-    if len(set(vals)) != len(vals):
-        raise ValueError(f"{flag} lists a value twice: {text!r}")
-    return tuple(sorted(vals))
-
-
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("data")
     g.add_argument("--embeddings", default=None, metavar="FILE.npz",
@@ -250,14 +235,11 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error("--split-seed splits digits; an --embeddings file brings its own train/test split")
     if args.embeddings is None and args.split_seed is None:
         args.split_seed = 0
-    try:
-        args.widths = ",".join(map(str, _int_list(args.widths, "--widths", 1) if args.widths else WIDTHS[level]))
-        args.alphas = ",".join(map(str, _int_list(args.alphas, "--alphas", 2) if args.alphas else ALPHAS[level]))
-    except ValueError as e:
-        ap.error(str(e))
-    splits = [s.strip() for s in (args.splits or ",".join(SPLITS)).split(",") if s.strip()]
-    bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits or len(set(splits)) != len(splits):
+    args.widths = ",".join(map(str, comma_list(ap, "--widths", args.widths, kind=int, low=1) if args.widths else WIDTHS[level]))
+    args.alphas = ",".join(map(str, comma_list(ap, "--alphas", args.alphas, kind=int, low=2) if args.alphas else ALPHAS[level]))
+    # the given order is kept (no choices=): it orders the job key's "expansions"
+    splits = comma_list(ap, "--splits", args.splits, kind=str) if args.splits else SPLITS
+    if any(s not in SPLITS for s in splits):
         ap.error(f"--splits takes distinct names from {list(SPLITS)} (the clause split needs clauses, which real data "
                  f"do not have), got {args.splits!r}")
     args.splits = ",".join(splits)

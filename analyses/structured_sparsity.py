@@ -17,7 +17,7 @@ A dense row carries the alpha of the comparison it belongs to (its target).
 
     python -m analyses.structured_sparsity [--quick] [--out DIR] [--device auto|cpu|cuda]
                                            [--trials N] [--seed S] [--shard I/N] [--data DIR]
-                                           [--nm N:M] [--alphas A [A ...]] [--every K] [--fraction F]
+                                           [--nm N:M] [--alphas 2,4] [--every K] [--fraction F]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import LEVELS, add_caption
-from analyses._jobs import JobContext, JobStudy, chunked, run_job_study
+from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
 from fci.data import boolean
 from fci.expand import expand
 from fci.metrics import (
@@ -87,7 +87,7 @@ def label(condition: str, nm: str = "2:4") -> str:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("structured sparsity")
     g.add_argument("--nm", default="2:4", help="N:M pattern of the children's first layer, N < M (default: 2:4)")
-    g.add_argument("--alphas", type=int, nargs="+", default=[2, 4], help="expansion factors, each >= 2 (default: 2 4)")
+    g.add_argument("--alphas", default="2,4", metavar="A,...", help="comma-separated expansion factors, each >= 2 (default: 2,4)")
     g.add_argument("--every", type=int, default=None,
                    help=f"fine-tuning epochs between prune-and-regrow rounds (default: {EVERY['full']}; --quick: {EVERY['quick']})")
     g.add_argument("--fraction", type=float, default=0.3,
@@ -99,8 +99,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parse_nm(args.nm)
     except ValueError as e:
         ap.error(f"--nm: {e}")
-    if any(a < 2 for a in args.alphas):
-        ap.error(f"--alphas must all be integers >= 2, got {args.alphas}")
+    args.alphas = list(comma_list(ap, "--alphas", args.alphas, kind=int, low=2))
     if args.every is not None and args.every < 1:
         ap.error(f"--every must be >= 1 (epochs), got {args.every}")
     if not 0 < args.fraction < 1:

@@ -42,7 +42,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import LEVELS, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, chunked, run_job_study
+from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
 from fci.data import Dataset, boolean, digits
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.model import MaskedMLP
@@ -634,26 +634,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                    help="scale each sparse layer's kept initial weights by 1/sqrt(connectivity) (default: the dense init, masked)")
 
 
-def _num_list(ap: argparse.ArgumentParser, flag: str, text: str, kind: type, low: float, strict: bool) -> tuple:
-    what = "integers" if kind is int else "numbers"
-    try:
-        vals = tuple(kind(v) for v in text.split(","))
-    except ValueError:
-        ap.error(f"{flag} must be comma-separated {what}, got {text!r}")
-    bad = [v for v in vals if not math.isfinite(v) or (v <= low if strict else v < low)]
-    if not vals or bad or len(set(vals)) != len(vals):
-        ap.error(f"{flag} must be distinct {what} {'>' if strict else '>='} {low:g}, got {text!r}")
-    return tuple(sorted(_alpha(v) for v in vals))
-
-
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     level = "tiny" if args.tiny else "quick" if args.quick else "full"
     if args.clauses < 1:
         ap.error(f"--clauses must be >= 1, got {args.clauses}")
-    args.base_widths = (_num_list(ap, "--base-widths", args.base_widths, int, 1, False) if args.base_widths is not None
+    args.base_widths = (comma_list(ap, "--base-widths", args.base_widths, kind=int, low=1) if args.base_widths is not None
                         else SWEEPS[level]["base_widths"])
-    args.alphas = (_num_list(ap, "--alphas", args.alphas, float, 1, True) if args.alphas is not None
-                   else SWEEPS[level]["alphas"])
+    args.alphas = (tuple(_alpha(v) for v in comma_list(ap, "--alphas", args.alphas, kind=float, low=1, strict=True))
+                   if args.alphas is not None else SWEEPS[level]["alphas"])
     n_in, n_out = _shape(dataset_spec(args, level))
     for h0 in args.base_widths:
         budget = dense_nnz(n_in, h0, n_out)

@@ -379,9 +379,22 @@ def test_rerun_trains_nothing(tiny_run, monkeypatch):
 
 @pytest.mark.parametrize("extra, flag", [(["--datasets", "mnist"], "--datasets"), (["--depths", "0"], "--depths"),
                                          (["--alphas", "1"], "--alphas"), (["--width", "0"], "--width"),
-                                         (["--depths", "2", "2"], "--depths")])
+                                         (["--depths", "2,2"], "--depths"), (["--depths", "2,x"], "--depths"),
+                                         (["--alphas", "2,4,2"], "--alphas"), (["--datasets", "boolean,boolean"], "--datasets"),
+                                         (["--depths", "2", "3"], "unrecognized arguments: 3")])
 def test_bad_options_fail_at_once(tmp_path, capsys, extra, flag):
     with pytest.raises(SystemExit):
         D.main(["--tiny", "--device", "cpu", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "d"), *extra])
     assert flag in capsys.readouterr().err
     assert not (tmp_path / "d" / "store").exists()
+
+
+def test_list_options_are_comma_separated():
+    from analyses._jobs import build_job_parser
+    ap = build_job_parser(D.STUDY)
+    args = ap.parse_args(["--tiny", "--datasets", "digits, boolean", "--depths", "4,2", "--alphas", " 4,2"])
+    D.validate(ap, args)
+    assert args.datasets == ["boolean", "digits"] and args.depths == [2, 4] and args.alphas == [2, 4]
+    defaults = ap.parse_args(["--tiny"])
+    D.validate(ap, defaults)
+    assert defaults.datasets == list(D.DATASETS) and defaults.depths == list(D.DEPTHS["tiny"]) and defaults.alphas == [2]

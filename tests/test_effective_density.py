@@ -285,7 +285,10 @@ def test_rerun_trains_nothing_and_a_new_drop_rule_needs_no_training(tiny, capsys
 @pytest.mark.parametrize("argv, flag", [
     (["--multipliers", "0.5,2"], "--multipliers"),
     (["--multipliers", "1,-2"], "--multipliers"),
+    (["--multipliers", "1,x"], "--multipliers"),
+    (["--multipliers", "1,2,1"], "--multipliers"),
     (["--datasets", "mnist"], "--datasets"),
+    (["--datasets", "digits,digits"], "--datasets"),
     (["--base-hidden", "8,0"], "--base-hidden"),
     (["--prune-fraction", "1.5"], "--prune-fraction"),
     (["--drop", "0"], "--drop"),
@@ -297,3 +300,15 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, argv, flag):
         study.main(["--tiny", "--data", str(tmp_path)] + argv)
     assert e.value.code == 2 and flag in capsys.readouterr().err
     assert not (tmp_path / "store").exists()
+
+
+def test_list_options_parse_and_normalise():
+    from analyses._jobs import build_job_parser
+    ap = build_job_parser(study.STUDY)
+    args = ap.parse_args(["--tiny", "--datasets", "digits, boolean", "--multipliers", "2, 0.5,1", "--base-hidden", "16,32,16"])
+    study.validate(ap, args)
+    assert args.datasets == ("boolean", "digits") and args.multipliers == (0.5, 1.0, 2.0)
+    assert args.base_hidden == (16, 32, 16)  # per-layer widths: order kept, repeats allowed
+    args = ap.parse_args(["--tiny", "--datasets", "digits"])
+    study.validate(ap, args)
+    assert args.datasets == ("digits",) and args.multipliers == study.LEVEL_SWEEP["tiny"]["multipliers"]

@@ -1,5 +1,6 @@
 """The job-based study runner (analyses._jobs): store-backed resume, sharding, outputs."""
 
+import argparse
 import json
 
 import pandas as pd
@@ -7,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from analyses._jobs import JobStudy, chunked, run_job_study
+from analyses._jobs import JobStudy, chunked, comma_list, run_job_study
 from fci.store import Store, config_key
 
 
@@ -108,3 +109,59 @@ def test_a_corrupt_entry_is_named(tmp_path):
     (tmp_path / "data" / "store" / key / "metrics.json").write_text("{not json")
     with pytest.raises(Exception, match=rf"{key}.*metrics.json"):
         run_job_study(study, _args(tmp_path))
+
+
+# --------------------------------------------------------------------------- comma_list
+
+
+@pytest.mark.parametrize("text, kw, expected", [
+    ("2,4,3", {}, (2, 3, 4)),                                        # numbers come back sorted
+    (" 8 , 4,16 ", {"low": 1}, (4, 8, 16)),                          # whitespace around items
+    ("2,3,", {}, (2, 3)),                                            # a blank item is skipped
+    ("4", {"low": 2}, (4,)),
+    ("2", {"low": 2}, (2,)),                                         # low is inclusive ...
+    ("2.5, 1.5,4", {"kind": float, "low": 1, "strict": True}, (1.5, 2.5, 4.0)),  # ... unless strict
+    ("0.1,1,5", {"kind": float}, (0.1, 1.0, 5.0)),
+    ("-1,0", {"kind": float}, (-1.0, 0.0)),
+    ((3, 1, 2), {}, (1, 2, 3)),                                      # an already-parsed tuple ...
+    ([2.0, 0.5], {"kind": float}, (0.5, 2.0)),                       # ... or list
+    ("gram, random", {"kind": str}, ("gram", "random")),             # names: the given order ...
+    ("digits,boolean", {"kind": str, "choices": ("boolean", "digits")}, ("boolean", "digits")),  # ... or choices'
+    (["digits"], {"kind": str, "choices": ("boolean", "digits")}, ("digits",)),
+    ("3,3,1", {"ordered": True}, (3, 3, 1)),                         # a vector: order and repeats kept
+])
+def test_comma_list_parses(text, kw, expected):
+    got = comma_list(argparse.ArgumentParser(), "--xs", text, **kw)
+    assert got == expected and type(got) is tuple
+    assert all(type(v) is type(e) for v, e in zip(got, expected))
+
+
+@pytest.mark.parametrize("text, kw, message", [
+    ("2,x", {}, "--xs must be comma-separated integers, got '2,x'"),
+    ("2.5", {}, "--xs must be comma-separated integers, got '2.5'"),
+    ("1,two", {"kind": float}, "--xs must be comma-separated numbers, got '1,two'"),
+    ("1,nan", {"kind": float}, "--xs must be comma-separated numbers, got '1,nan'"),
+    ("inf", {"kind": float}, "--xs must be comma-separated numbers, got 'inf'"),
+    ("", {}, "--xs is empty, got ''"),
+    (" , ", {"kind": str}, "--xs is empty, got ' , '"),
+    ([], {}, "--xs is empty"),
+    ("2,4,2", {}, "--xs lists 2 more than once, got '2,4,2'"),
+    ("1,1.0", {"kind": float}, "--xs lists 1.0 more than once"),
+    ("a, a", {"kind": str}, "--xs lists a more than once"),
+    ("1,2", {"low": 2}, "--xs values must be >= 2, got '1,2'"),
+    ("1,2", {"kind": float, "low": 1, "strict": True}, "--xs values must be > 1, got '1,2'"),
+    ((0, 3), {"low": 1}, "--xs values must be >= 1, got '0,3'"),
+    ("boolean,mnist", {"kind": str, "choices": ("boolean", "digits")}, "--xs takes values from boolean, digits; unknown mnist"),
+])
+def test_comma_list_errors_name_the_flag_and_exit_2(capsys, text, kw, message):
+    ap = argparse.ArgumentParser(prog="study")
+    with pytest.raises(SystemExit) as e:
+        comma_list(ap, "--xs", text, **kw)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "--xs" in err
+
+
+def test_comma_list_kind_is_checked():
+    with pytest.raises(TypeError, match="kind"):
+        comma_list(argparse.ArgumentParser(), "--xs", "1", kind=complex)

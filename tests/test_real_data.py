@@ -194,9 +194,11 @@ def test_a_bad_embeddings_file_fails_before_any_work(tmp_path, capsys, override,
 @pytest.mark.parametrize("argv, message", [
     (["--embeddings", "/nonexistent/emb.npz"], "no such file"),
     (["--embeddings", "EMB", "--split-seed", "1"], "--split-seed splits digits"),
-    (["--widths", "4,x"], "--widths takes comma-separated integers"),
+    (["--widths", "4,x"], "--widths must be comma-separated integers"),
+    (["--widths", "4,8,4"], "--widths lists 4 more than once"),
     (["--alphas", "1,2"], "--alphas values must be >= 2"),
     (["--splits", "random,clause"], "--splits takes distinct names"),
+    (["--splits", "random, random"], "--splits lists random more than once"),
     (["--batch-size", "0"], "schedule: batch_size"),
 ])
 def test_bad_options_name_themselves(tmp_path, capsys, argv, message):
@@ -266,3 +268,15 @@ def test_jobs_identify_the_digits_split(tmp_path):
     ctx.args.split_seed = 3
     assert {config_key(rd.STUDY.job_config(j)) for j in jobs}.isdisjoint(
         config_key(rd.STUDY.job_config(j)) for j in rd.jobs(ctx))
+
+
+def test_list_options_parse_and_keep_the_split_order():
+    from analyses._jobs import build_job_parser
+    ap = build_job_parser(rd.STUDY)
+    args = ap.parse_args(["--tiny", "--widths", "8, 4", "--alphas", "4,2", "--splits", "gram, random"])
+    rd.validate(ap, args)
+    # stored as before: comma-joined strings, numbers sorted, splits in the given order (they order the job key)
+    assert (args.widths, args.alphas, args.splits) == ("4,8", "2,4", "gram,random")
+    args = ap.parse_args(["--tiny"])
+    rd.validate(ap, args)
+    assert (args.widths, args.alphas, args.splits) == ("4,8", "2", "random,gram")

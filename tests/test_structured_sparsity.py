@@ -331,7 +331,8 @@ def test_unequal_nnz_is_caught():
 
 
 @pytest.mark.parametrize("argv, flag", [(["--nm", "4:2"], "--nm"), (["--nm", "x"], "--nm"), (["--fraction", "1.5"], "--fraction"),
-                                        (["--alphas", "1"], "--alphas"), (["--every", "4"], "--every")])
+                                        (["--alphas", "1"], "--alphas"), (["--alphas", "2,x"], "--alphas"),
+                                        (["--alphas", "2,2"], "--alphas"), (["--every", "4"], "--every")])
 def test_bad_options_fail_at_once(tmp_path, capsys, argv, flag):
     with pytest.raises(SystemExit):
         study.main(["--tiny", "--data", str(tmp_path)] + argv)
@@ -343,3 +344,14 @@ def test_nan_free_headline(tiny_run):
     summary = json.loads((tiny_run[0] / "out" / "summary.json").read_text())
     for h in summary["structured"]["headline"]:
         assert math.isfinite(h["accuracy_mean"]) and h["nnz_mean"] <= h["budget_mean"]
+
+
+def test_alphas_are_comma_separated():
+    from analyses._jobs import build_job_parser
+    ap = build_job_parser(study.STUDY)
+    args = ap.parse_args(["--tiny", "--alphas", "4, 2"])
+    study.validate(ap, args)
+    assert args.alphas == [2, 4]
+    defaults = ap.parse_args(["--tiny"])
+    study.validate(ap, defaults)
+    assert defaults.alphas == [2, 4]

@@ -300,7 +300,9 @@ def test_rerun_trains_nothing(tiny, monkeypatch, capsys):
 @pytest.mark.parametrize("extra, flag", [
     (["--alphas", "1,2"], "--alphas"),
     (["--alphas", "2,x"], "--alphas"),
+    (["--alphas", "2,3,2"], "--alphas"),
     (["--base-widths", "0"], "--base-widths"),
+    (["--base-widths", "2,x"], "--base-widths"),
     (["--base-widths", "2", "--alphas", "60"], "--alphas/--base-widths"),
     (["--base-widths", "3", "--alphas", "1.5"], "--alphas/--base-widths"),
     (["--clauses", "0"], "--clauses"),
@@ -312,3 +314,14 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, extra, flag):
     assert e.value.code == 2
     assert flag in capsys.readouterr().err
     assert not (tmp_path / "d" / "store").exists()
+
+
+def test_list_options_parse_and_normalise():
+    from analyses._jobs import build_job_parser
+    ap = build_job_parser(ws.STUDY)
+    args = ap.parse_args(["--tiny", "--base-widths", " 4,2", "--alphas", "4.0, 2,3"])
+    ws.validate(ap, args)
+    assert args.base_widths == (2, 4) and args.alphas == (2, 3, 4) and all(type(a) is int for a in args.alphas)
+    args = ap.parse_args(["--tiny", "--base-widths", "2", "--alphas", "2.5,2"])
+    ws.validate(ap, args)
+    assert args.alphas == (2, 2.5) and type(args.alphas[0]) is int
