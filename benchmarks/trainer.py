@@ -3,6 +3,7 @@ per-model PyTorch loop, and how it scales.
 
     python -m benchmarks.trainer [--device cpu|cuda] [--quick]
     python -m benchmarks.trainer --scaling [--device cpu|cuda] [--quick]
+    python -m benchmarks.trainer --probe
 
 Reference workload: 256 models of the Boolean DNF task (8 clauses of 3 literals,
 n = 24 inputs, one output), hidden widths 4-16 mixed in one padded stack, each
@@ -348,6 +349,39 @@ def scaling(args) -> None:
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
 
 
+# --------------------------------------------------------------------------- parallel probe
+
+
+def probe(args) -> None:
+    """How far this machine's cores scale on compute-bound vs the workload's
+    memory-bound ops: the same single-threaded op loop on 1 thread, then on
+    `cores` threads at once (cores x the work)."""
+    import threading
+
+    torch.set_num_threads(1)
+    cores = os.cpu_count() or 1
+    big = torch.randn(512, 512)
+    x, w = torch.randn(64, 256, 25), torch.randn(64, 25, 12)  # a 64-model slice's layer-0 product
+    ops = {"512x512 matmul (compute-bound)": lambda: big @ big,
+           "bmm 64 x (256x25 @ 25x12), the trainer's layer 0 (memory-bound)": lambda: torch.bmm(x, w)}
+    print(f"parallel probe: {cores} cores, load average {_load()}")
+    for name, op in ops.items():
+        n = max(1, int(1.0 / max(_timed(lambda: [op() for _ in range(10)])[0] / 10, 1e-6)))
+        loop = lambda: [op() for _ in range(n)]  # noqa: E731
+        ratios = []
+        for _ in range(3):
+            t1, _ = _timed(loop)
+            threads = [threading.Thread(target=loop) for _ in range(cores)]
+            t = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            ratios.append(cores * t1 / (time.perf_counter() - t))
+        print(f"  {name}: {cores} threads do {statistics.median(ratios):.2f}x the work of one "
+              f"(3 rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
 # --------------------------------------------------------------------------- cli
 
 
@@ -362,12 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="alternating rounds of (a) and (b)")
     ap.add_argument("--loop-models", type=int, default=None, help="models the loop trains per round")
     ap.add_argument("--loop-threads", type=int, default=1, help="intra-op threads for the loop on CPU (0: torch's default)")
+    ap.add_argument("--probe", action="store_true", help="how far the cores scale on compute- vs memory-bound ops")
     ap.add_argument("--_point", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._point:
         print(json.dumps(point(json.loads(args._point))))
         return 0
-    if args.scaling:
+    if args.probe:
+        probe(args)
+    elif args.scaling:
         scaling(args)
     else:
         compare(args)
