@@ -208,7 +208,7 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
         for c in CHILD_CONDITIONS:
             order.append((i, c))
             children.append(models[c])
-    pruned = prune_stack_to_nnz(dense, [inf["target"] for inf in info], optimizer=opt)
+    pruned = prune_stack_to_nnz(dense, [inf["target"] for inf in info])
 
     rows_of = [i for i, _ in order]
     idx = torch.tensor(rows_of, device=device)

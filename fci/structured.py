@@ -23,9 +23,9 @@ effective weight, on one minibatch, for the whole stack in one backward pass;
 `effective_weight_gradients`). The mask count of every layer is kept exactly;
 regrown weights start at 0. Every `fit` call reloads masks and effective
 weights from the stack (`_FlatStack.load`, for each slice of the stack), so a
-changed mask is honoured by the next chunk, and the optimiser's moments at
-every changed position are zeroed (`reset_optimizer_state`) so a dropped weight
-stays at zero.
+changed mask is honoured by the next chunk, and `fit` clears the optimiser's
+moments under every mask, so a dropped weight stays at zero and a regrown one
+starts from fresh moments.
 
 Differences from RigL's reference implementation, chosen so that every round
 really moves weights: a position dropped in a round cannot be regrown in the
@@ -60,7 +60,6 @@ __all__ = [
     "DynamicSparsity",
     "effective_weight_gradients",
     "prune_and_regrow",
-    "reset_optimizer_state",
     "fit_dynamic",
     "DynamicFit",
     "sibling_overlap",
@@ -209,16 +208,14 @@ def prune_stack_to_nnz(
     stack: MaskedMLPStack,
     targets: Sequence[int] | torch.Tensor,
     layers: Sequence[int] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
 ) -> torch.Tensor:
     """Prune every model of a stack to exactly `targets[m]` non-zero parameters.
 
     Global magnitude pruning (smallest |W * M| first, ties: earlier layer, then
     lower index) over the weight matrices `layers` (default: all); biases count
     but are not pruned (SPEC §3 step 5). A model already at its target is left
-    alone. With `optimizer` (the one `fit` returned for this stack) the moments
-    of pruned weights are zeroed so they stay at zero when training goes on.
-    Returns (M,) the number of weights pruned per model.
+    alone. Training can go on with the optimiser `fit` returned: `fit` clears
+    the moments of masked weights, so pruned weights stay at zero. Returns (M,) the number of weights pruned per model.
     """
     layers = list(range(stack.n_layers)) if layers is None else [int(l) for l in layers]
     if not layers or any(not 0 <= l < stack.n_layers for l in layers):
@@ -240,16 +237,12 @@ def prune_stack_to_nnz(
         raise ValueError(f"model {m} cannot reach {int(targets[m])} non-zeros: only {int(nonzero[m].sum())} weights "
                          f"in layers {layers} can be pruned, {int(n_drop[m])} would have to go")
     drop = _rank_select(torch.where(nonzero, score, torch.full_like(score, math.inf)), n_drop)
-    positions: list[torch.Tensor | None] = [None] * stack.n_layers
     start = 0
     for l, e in zip(layers, effs):
         d = drop[:, start : start + e.shape[1]].view_as(stack.weights[l])
         start += e.shape[1]
         stack.weight_mask(l).masked_fill_(d, 0)
         stack.weights[l].masked_fill_(d, 0)
-        positions[l] = d
-    if optimizer is not None:
-        reset_optimizer_state(optimizer, stack, positions)
     return n_drop.cpu()
 
 
@@ -375,41 +368,6 @@ def _true_region(stack: MaskedMLPStack, l: int) -> torch.Tensor:
     return rows & cols
 
 
-def _state_views(optimizer: torch.optim.Optimizer, stack: MaskedMLPStack, positions: Sequence[torch.Tensor | None]):
-    """(state view, positions in it) pairs: for every slice `fit` trained the stack
-    in and every per-weight state tensor of its optimiser (Adam's moments, SGD's
-    momentum), the layer's (M_slice, out, in) view and the slice's part of
-    `positions[l]`. Reads `fit`'s private layout (`_FitState.slices`, each a
-    `_FlatStack` and a torch optimiser) and fails loudly if that layout changes."""
-    slices = getattr(optimizer, "slices", None)
-    if slices is None or not callable(getattr(optimizer, "matches", None)) or not optimizer.matches(stack):
-        raise ValueError("optimizer must be the one fci.train.fit returned for this stack")
-    out = []
-    for flat, opt in slices:
-        n = flat.sizes[0]
-        for t in opt.state.get(flat.param, {}).values():
-            if not (torch.is_tensor(t) and t.shape == flat.param.shape):
-                continue  # e.g. Adam's step count
-            A0, W, _ = flat._views(t)
-            views = [A0[..., :n], *W[1:]]
-            for l, pos in enumerate(positions):
-                if pos is not None:
-                    out.append((views[l], flat._take(pos.to(views[l].device), l)))
-    return out
-
-
-@torch.no_grad()
-def reset_optimizer_state(optimizer: torch.optim.Optimizer, stack: MaskedMLPStack,
-                          positions: Sequence[torch.Tensor | None]) -> None:
-    """Zero the optimiser's per-weight state (Adam's first and second moments,
-    SGD's momentum) at `positions[l]`, (M, out_l, in_l) bool per layer (None:
-    none), for an optimiser that `fci.train.fit` returned for `stack`. Needed
-    whenever a mask changes between `fit` calls: `fit` masks the gradient, but a
-    non-zero moment would keep moving a just-dropped weight."""
-    for view, pos in _state_views(optimizer, stack, positions):
-        view.masked_fill_(pos, 0)
-
-
 @torch.no_grad()
 def prune_and_regrow(
     stack: MaskedMLPStack,
@@ -417,7 +375,6 @@ def prune_and_regrow(
     fraction: float,
     layers: Sequence[int] = (0,),
     models: Sequence[int] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
     allowed: Sequence[torch.Tensor | None] | None = None,
 ) -> dict[int, torch.Tensor]:
     """One rewiring round, in place, for the chosen models of a stack.
@@ -428,9 +385,8 @@ def prune_and_regrow(
     widths and `allowed[l]` if given, with a non-zero gradient); the `k` active
     weights of smallest |w| are dropped (mask 0, weight 0) and the `k`
     regrowable positions of largest |grads[l]| become active with weight 0
-    (ties: the lower index). The layer's mask count is unchanged. With
-    `optimizer` (from `fit` on this stack) the moments at every changed position
-    are zeroed. grads: per layer (M, out, in), e.g. `effective_weight_gradients`.
+    (ties: the lower index). The layer's mask count is unchanged; the next `fit`
+    call clears the optimiser moments under the new mask. grads: per layer (M, out, in), e.g. `effective_weight_gradients`.
     Returns {layer: (M,) weights swapped}.
     """
     if not 0 <= fraction < 1:
@@ -448,7 +404,6 @@ def prune_and_regrow(
     layers = [int(l) for l in layers]
     if any(not 0 <= l < stack.n_layers for l in layers):
         raise ValueError(f"layers must index weight layers 0..{stack.n_layers - 1}, got {layers}")
-    positions: list[torch.Tensor | None] = [None] * stack.n_layers
     swapped = {}
     for l in layers:
         W, mask, g = stack.weights[l], stack.weight_mask(l), grads[l].to(dev)
@@ -467,10 +422,7 @@ def prune_and_regrow(
         grow = _rank_select(torch.where(regrowable, -g.abs(), inf).flatten(1), k).view_as(W)
         mask.masked_fill_(drop, 0).masked_fill_(grow, 1)
         W.masked_fill_(drop | grow, 0)
-        positions[l] = drop | grow
         swapped[l] = k.cpu()
-    if optimizer is not None:
-        reset_optimizer_state(optimizer, stack, positions)
     return swapped
 
 
@@ -538,7 +490,7 @@ def fit_dynamic(
             B = min(dynamic.grad_batch, N)
             idx = torch.randperm(N, generator=generator(cfg.shuffle_seed, "regrow", e))[:B].to(x.device)
             grads = effective_weight_gradients(stack, x.index_select(1, idx), y.index_select(1, idx), loss)
-            swapped = prune_and_regrow(stack, grads, rounds[a], layers=dynamic.layers, models=models, optimizer=out.optimizer)
+            swapped = prune_and_regrow(stack, grads, rounds[a], layers=dynamic.layers, models=models)
             out.rounds.append({"offset": a, "epoch": e, "fraction": rounds[a], "swapped": swapped,
                                "mask_nnz": {l: (stack.weight_mask(l) != 0).flatten(1).sum(1).cpu() for l in dynamic.layers}})
         if b is None:
