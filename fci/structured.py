@@ -48,7 +48,7 @@ import torch
 from fci.expand import expand, split_groups
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.seeding import generator
-from fci.train import TrainConfig, _per_model_loss, evaluate, fit
+from fci.train import TrainConfig, per_model_loss, evaluate, fit
 
 __all__ = [
     "parse_nm",
@@ -351,7 +351,7 @@ def effective_weight_gradients(stack: MaskedMLPStack, x: torch.Tensor, y: torch.
             h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
             if l < len(weff) - 1:
                 h = torch.relu(h)
-        per_model = _per_model_loss(h, y, loss)
+        per_model = per_model_loss(h, y, loss)
         grads = torch.autograd.grad(per_model.sum(), weff)
     return [g.detach() for g in grads]
 

@@ -44,6 +44,7 @@ __all__ = [
     "FPEResult",
     "fit",
     "evaluate",
+    "per_model_loss",
     "train_models",
     "run_fpe",
     "run_fpe_data",
@@ -164,8 +165,9 @@ def _epoch_perms(seed: int, epochs: range, n: int, device: torch.device) -> torc
     return torch.stack(perms).to(device)
 
 
-def _per_model_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """logits (M, B, O); y (M, B, O) 0/1 for 'bce', (M, B) class ids for 'ce'. -> (M,)"""
+def per_model_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Each model's mean loss on its batch, as training minimises it.
+    logits (M, B, O); y (M, B, O) 0/1 for 'bce', (M, B) class ids for 'ce'. -> (M,)"""
     if loss == "bce":
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none").mean((1, 2))
     M, B, O = logits.shape
@@ -525,7 +527,7 @@ def _fit_epochs(stack, x, y, perms, B, loss, optimizer, losses, it, dtype) -> No
             idx = perm[s : s + B]
             xb = x[:, idx].to(dtype)
             yb = y[:, idx]
-            per_model = _per_model_loss(stack(xb), yb, loss)
+            per_model = per_model_loss(stack(xb), yb, loss)
             optimizer.zero_grad(set_to_none=True)
             per_model.sum().backward()
             optimizer.step()
@@ -555,7 +557,7 @@ def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
         xb, yb = x[:, s : s + chunk].to(dtype), y[:, s : s + chunk]
         logits = stack(xb)
         n = xb.shape[1]
-        total_loss += _per_model_loss(logits, yb, loss) * n
+        total_loss += per_model_loss(logits, yb, loss) * n
         if loss == "bce":
             right = (logits > 0) == (yb > 0.5)
             correct += right.float().mean(2).sum(1)
