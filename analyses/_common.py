@@ -89,6 +89,7 @@ __all__ = [
     "convergence",
     "environment",
     "build_parser",
+    "contract_parser",
     "run_study",
     "write_csv",
     "write_json",
@@ -642,28 +643,35 @@ class Study:
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
 
 
-def build_parser(study: Study) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog=f"python -m analyses.{study.name}", description=study.description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=("Outputs: results.csv (one row per model), stats.csv, loss_curves.csv, summary.json and "
-                "self-contained .html figures. Models come from the results store under --data, so a rerun "
-                "trains nothing and an interrupted run resumes."),
-    )
-    ap.add_argument("--quick", action="store_true",
-                    help=f"a small sweep that finishes in under 2 minutes ({LEVELS['quick'].n_train} train samples, "
-                         f"{LEVELS['quick'].train.warmup}+{LEVELS['quick'].train.finetune} epochs)")
+def contract_parser(name: str, description: str, epilog: str, quick_help: str, units: str) -> argparse.ArgumentParser:
+    """The options every study takes (`units`: what --shard slices, e.g. "trials")."""
+    ap = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
-    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{study.name}/)")
+    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{name}/)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
     ap.add_argument("--trials", type=int, default=None,
                     help=f"trials per configuration (default: {LEVELS['full'].trials}; --quick: {LEVELS['quick'].trials}); "
                          "trial t uses seed S+t")
     ap.add_argument("--seed", type=int, default=0, help="base seed S (default: 0)")
     ap.add_argument("--shard", default=None, metavar="I/N",
-                    help="run only the I-th of N disjoint deterministic slices of the trials and write partial "
-                         "results; a final run without --shard collects everything from the store and writes the figures")
+                    help=f"run only the I-th of N disjoint deterministic slices of the {units} and write partial results; "
+                         "a final run without --shard collects everything from the store and writes the figures")
     ap.add_argument("--data", default="data", help="results store root (default: data)")
+    return ap
+
+
+def build_parser(study: Study) -> argparse.ArgumentParser:
+    ap = contract_parser(
+        study.name, study.description,
+        epilog=("Outputs: results.csv (one row per model), stats.csv, loss_curves.csv, summary.json and "
+                "self-contained .html figures. Models come from the results store under --data, so a rerun "
+                "trains nothing and an interrupted run resumes."),
+        quick_help=(f"a small sweep that finishes in under 2 minutes ({LEVELS['quick'].n_train} train samples, "
+                    f"{LEVELS['quick'].train.warmup}+{LEVELS['quick'].train.finetune} epochs)"),
+        units="trials",
+    )
     if study.add_arguments:
         study.add_arguments(ap)
     return ap

@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from analyses._common import LEVELS, Level, _validate, environment, jsonable, write_csv, write_figure, write_json
+from analyses._common import Level, _validate, contract_parser, environment, jsonable, write_csv, write_figure, write_json
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 
@@ -166,24 +166,13 @@ def comma_list(ap: argparse.ArgumentParser, flag: str, text, kind=int, low=None,
 
 
 def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog=f"python -m analyses.{study.name}", description=study.description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ap = contract_parser(
+        study.name, study.description,
         epilog=("Outputs: results.csv, stats.csv, summary.json and self-contained .html figures. Finished jobs are kept "
                 "in the results store under --data, so a rerun trains nothing and an interrupted run resumes."),
+        quick_help="a small run that finishes in about 2 minutes on 2 CPU cores",
+        units="jobs",
     )
-    ap.add_argument("--quick", action="store_true", help="a small run that finishes in about 2 minutes on 2 CPU cores")
-    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
-    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{study.name}/)")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
-    ap.add_argument("--trials", type=int, default=None,
-                    help=f"trials (seeds) per configuration (default: {LEVELS['full'].trials}; --quick: {LEVELS['quick'].trials}); "
-                         "trial t uses seed S+t")
-    ap.add_argument("--seed", type=int, default=0, help="base seed S (default: 0)")
-    ap.add_argument("--shard", default=None, metavar="I/N",
-                    help="run only the I-th of N disjoint deterministic slices of the jobs and write partial results; "
-                         "a final run without --shard collects everything from the store and writes the figures")
-    ap.add_argument("--data", default="data", help="results store root (default: data)")
     if study.add_arguments:
         study.add_arguments(ap)
     return ap
