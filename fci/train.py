@@ -367,51 +367,86 @@ class _TrainData:
         return cls(xa, ya)
 
 
-def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str) -> torch.Tensor:
+class _StepBuffers:
+    """Preallocated activations and gradients of one slice's step at one batch
+    size, so a step allocates (almost) nothing: large allocations are fresh
+    pages from the OS on every call, and those page faults cost more than the
+    small products themselves (and serialise worker threads)."""
+
+    def __init__(self, flat: _FlatStack, B: int, data: "_TrainData"):
+        M, dev, dt = flat.shapes[0][0], flat.device, flat.dtype
+        sizes, O = flat.sizes, flat.sizes[-1]
+        self.xb = torch.empty((B, *data.x.shape[1:]), device=dev, dtype=data.x.dtype)
+        self.yb = torch.empty((B, *data.y.shape[1:]), device=dev, dtype=data.y.dtype)
+        self.hidden = [torch.empty(M, B, h, device=dev, dtype=dt) for h in sizes[1:-1]]  # post-ReLU outputs
+        self.back = [torch.empty(M, B, h, device=dev, dtype=dt) for h in sizes[1:-1]]  # grads w.r.t. pre-activations
+        self.z = torch.empty(M, O, B, device=dev, dtype=dt)
+        self.dz = torch.empty(M, O, B, device=dev, dtype=dt)
+        self.tmp = torch.empty(M, O, B, device=dev, dtype=dt)
+        self.zero = torch.zeros((), device=dev, dtype=dt)
+
+
+def _buffers(flat: _FlatStack, B: int, data: "_TrainData") -> _StepBuffers:
+    """The slice's step buffers for batches of B (an epoch has at most two sizes)."""
+    cache = flat.__dict__.setdefault("_step_buffers", {})
+    key = (B, data.y.dtype, tuple(data.y.shape[1:]))
+    if key not in cache:
+        if len(cache) >= 4:  # another loss or data layout: drop the old ones
+            cache.clear()
+        cache[key] = _StepBuffers(flat, B, data)
+    return cache[key]
+
+
+def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str, bufs: _StepBuffers | None = None) -> torch.Tensor:
     """One forward/backward of the whole stack; writes the masked gradient into
     `flat.param.grad` and returns each model's mean loss on the batch, (M,).
 
     xb: (M, B, n_in + 1) with a ones column; yb: (M, B, O) or (M, B).
     The last layer computes its logits transposed, (M, O, B): a (O, H) @ (H, B)
     product per model is several times cheaper than the (B, H) @ (H, O)
-    matrix-vector product when O is small."""
+    matrix-vector product when O is small. With `bufs` (from `_buffers`) every
+    activation and gradient is written into preallocated memory."""
     L = flat.n_layers
-    hidden = []
-    z = torch.bmm(xb, flat.A0.transpose(1, 2))  # (M, B, H1)
+    if bufs is None:
+        bufs = _StepBuffers(flat, xb.shape[1], _TrainData(xb.transpose(0, 1), yb.transpose(0, 1)))
+    hs, backs = bufs.hidden, bufs.back
+    torch.bmm(xb, flat.A0.transpose(1, 2), out=hs[0])  # (M, B, H1)
+    hs[0].clamp_min_(0)
     for l in range(1, L):
-        h = z.clamp_min_(0)  # ReLU, in place
-        hidden.append(h)
         if l < L - 1:
-            z = torch.baddbmm(flat.b[l].unsqueeze(1), h, flat.W[l].transpose(1, 2))  # (M, B, H_{l+1})
+            torch.baddbmm(flat.b[l].unsqueeze(1), hs[l - 1], flat.W[l].transpose(1, 2), out=hs[l])
+            hs[l].clamp_min_(0)
         else:
-            z = torch.baddbmm(flat.b[l].unsqueeze(2), flat.W[l], h.transpose(1, 2))  # (M, O, B)
-    per_model, dz = _loss_and_grad(z, yb, loss)  # dz: d(sum of model losses)/d logits, (M, O, B)
-    h = hidden[-1]
-    torch.bmm(dz, h, out=flat.gW[L - 1])
+            torch.baddbmm(flat.b[l].unsqueeze(2), flat.W[l], hs[l - 1].transpose(1, 2), out=bufs.z)  # (M, O, B)
+    per_model, dz = _loss_and_grad(bufs.z, yb, loss, bufs)  # dz: d(sum of model losses)/d logits, (M, O, B)
+    torch.bmm(dz, hs[L - 2], out=flat.gW[L - 1])
     torch.sum(dz, 2, out=flat.gb[L - 1])
-    dz = torch.ops.aten.threshold_backward(torch.bmm(dz.transpose(1, 2), flat.W[L - 1]), h, 0)  # (M, B, H)
+    back = torch.bmm(dz.transpose(1, 2), flat.W[L - 1], out=backs[L - 2])  # (M, B, H)
+    torch.ops.aten.threshold_backward.grad_input(back, hs[L - 2], 0, grad_input=back)
     for l in range(L - 2, 0, -1):
-        h = hidden[l - 1]
-        torch.bmm(dz.transpose(1, 2), h, out=flat.gW[l])
-        torch.sum(dz, 1, out=flat.gb[l])
-        dz = torch.ops.aten.threshold_backward(torch.bmm(dz, flat.W[l]), h, 0)
-    torch.bmm(dz.transpose(1, 2), xb, out=flat.gA0)
+        h = hs[l - 1]
+        torch.bmm(back.transpose(1, 2), h, out=flat.gW[l])
+        torch.sum(back, 1, out=flat.gb[l])
+        back = torch.bmm(back, flat.W[l], out=backs[l - 1])
+        torch.ops.aten.threshold_backward.grad_input(back, h, 0, grad_input=back)
+    torch.bmm(back.transpose(1, 2), xb, out=flat.gA0)
     flat.param.grad.mul_(flat.mask)
     return per_model
 
 
-def _loss_and_grad(zt: torch.Tensor, yb: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss_and_grad(zt: torch.Tensor, yb: torch.Tensor, loss: str, bufs: _StepBuffers) -> tuple[torch.Tensor, torch.Tensor]:
     """zt: logits (M, O, B); yb: (M, B, O) targets for 'bce', (M, B) class ids for 'ce'.
-    -> (per-model mean loss (M,), gradient of their sum w.r.t. zt (M, O, B))."""
+    -> (per-model mean loss (M,), gradient of their sum w.r.t. zt (M, O, B), in bufs.dz)."""
     M, O, B = zt.shape
     if loss == "bce":
         yt = yb.transpose(1, 2)
-        per_model = torch.nn.functional.binary_cross_entropy_with_logits(zt, yt, reduction="none").mean((1, 2))
-        return per_model, torch.sigmoid(zt).sub_(yt).mul_(1.0 / (B * O))
+        # softplus(z) - y z is binary cross-entropy with logits (logaddexp keeps it stable)
+        per_model = torch.logaddexp(zt, bufs.zero, out=bufs.tmp).addcmul_(zt, yt, value=-1).mean((1, 2))
+        return per_model, torch.sigmoid(zt, out=bufs.dz).sub_(yt).mul_(1.0 / (B * O))
     logp = torch.log_softmax(zt, 1)
     target = yb.unsqueeze(1)  # (M, 1, B)
     per_model = -logp.gather(1, target).mean((1, 2))
-    grad = logp.exp_().scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=zt.dtype, device=zt.device))
+    grad = torch.exp(logp, out=bufs.dz).scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=zt.dtype, device=zt.device))
     return per_model, grad.mul_(1.0 / B)
 
 
@@ -507,9 +542,10 @@ def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, bar) -> None
         perm, acc = perms[k], losses[k]
         for s in starts:
             idx = perm[s : s + B]
-            xb = data.x.index_select(0, idx).transpose(0, 1)
-            yb = data.y.index_select(0, idx).transpose(0, 1)
-            acc += _flat_step(flat, xb, yb, loss)
+            bufs = _buffers(flat, len(idx), data)
+            xb = torch.index_select(data.x, 0, idx, out=bufs.xb).transpose(0, 1)
+            yb = torch.index_select(data.y, 0, idx, out=bufs.yb).transpose(0, 1)
+            acc += _flat_step(flat, xb, yb, loss, bufs)
             optimizer.step()
         acc /= len(starts)
         if bar is not None:
