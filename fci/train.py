@@ -334,10 +334,35 @@ class _FitState:
         return [g for _, opt in self.slices for g in opt.param_groups]
 
 
+class _FlatAdam(torch.optim.Adam):
+    """torch's fused Adam over one flat buffer, stepped by calling the fused
+    kernel directly once the state exists: the same update, without the
+    generic optimiser's per-call bookkeeping (about 0.3 ms a step on a CPU,
+    as much as a small slice's whole optimiser update)."""
+
+    def step(self, closure=None):  # noqa: D102
+        group = self.param_groups[0]
+        (p,) = group["params"]
+        state = self.state.get(p)
+        if closure is not None or not state or group["amsgrad"] or group["maximize"] or group["decoupled_weight_decay"]:
+            return super().step(closure)
+        state["step"].add_(1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_([p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+                           amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+                           eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
+        return None
+
+
 def _flat_optimizer(flat: _FlatStack, cfg: TrainConfig) -> torch.optim.Optimizer:
     """torch's Adam (or SGD) over the flat buffer, fused where the build supports it."""
-    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam" and hasattr(torch, "_fused_adam_"):
+        try:
+            return _FlatAdam([flat.param], fused=True, **kw)
+        except (RuntimeError, ValueError):
+            pass
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
     try:
         return cls([flat.param], fused=True, **kw)
     except (RuntimeError, ValueError):  # no fused kernel for this device / dtype

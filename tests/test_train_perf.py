@@ -218,3 +218,25 @@ def test_a_mask_changed_between_fits_holds_despite_optimizer_moments():
     fit(stack, x, y, cfg, range(3, 6), optimizer=opt)
     assert torch.all(stack.weights[0][drop] == 0)
     assert not torch.all(stack.weights[0][~drop & (stack.weight_mask(0) > 0)] == 0)
+
+
+def test_flat_adam_steps_exactly_as_torch_fused_adam():
+    """fit's optimiser calls the fused Adam kernel directly after its first step;
+    the update must be torch's, bit for bit."""
+    from fci.train import _FlatAdam
+
+    g = torch.Generator().manual_seed(0)
+    p1 = torch.randn(500, generator=g)
+    p2 = p1.clone()
+    p1.grad, p2.grad = torch.zeros_like(p1), torch.zeros_like(p2)
+    ref = torch.optim.Adam([p1], lr=0.01, weight_decay=0.01, fused=True)
+    ours = _FlatAdam([p2], lr=0.01, weight_decay=0.01, fused=True)
+    for _ in range(12):
+        grad = torch.randn(500, generator=g)
+        p1.grad.copy_(grad)
+        p2.grad.copy_(grad)
+        ref.step()
+        ours.step()
+    assert torch.equal(p1, p2)
+    assert torch.equal(ref.state[p1]["exp_avg"], ours.state[p2]["exp_avg"])
+    assert float(ours.state[p2]["step"]) == 12
