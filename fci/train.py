@@ -208,6 +208,7 @@ class _FlatStack:
         self.gA0, self.gW, self.gb = self._views(self.param.grad)
         self.mA0, self.mW, self.mb = self._views(self.mask)
         self._data: tuple | None = None  # (x, y, their versions, loss, _TrainData) of the last fit
+        self._buffers: dict[tuple, _StepBuffers] = {}
 
     def data_for(self, x: torch.Tensor, y: torch.Tensor, loss: str) -> "_TrainData":
         """The training layout of this slice of (x, y), reused when a continued
@@ -219,6 +220,16 @@ class _FlatStack:
         data = _TrainData.build(xs, ys, loss, self.dtype)
         self._data = (x, y, (x._version, y._version), loss, data)
         return data
+
+    def buffers(self, B: int, data: "_TrainData") -> "_StepBuffers":
+        """The step buffers for minibatches of B of this data layout (an epoch
+        has at most two batch sizes; a new loss or layout replaces them)."""
+        key = (B, data.y.dtype, tuple(data.y.shape[1:]))
+        if key not in self._buffers:
+            if len(self._buffers) >= 4:
+                self._buffers.clear()
+            self._buffers[key] = _StepBuffers(self, B, data)
+        return self._buffers[key]
 
     def _views(self, flat: torch.Tensor):
         M, H1, n = self.shapes[0]
@@ -411,29 +422,16 @@ class _StepBuffers:
         self.zero = torch.zeros((), device=dev, dtype=dt)
 
 
-def _buffers(flat: _FlatStack, B: int, data: "_TrainData") -> _StepBuffers:
-    """The slice's step buffers for batches of B (an epoch has at most two sizes)."""
-    cache = flat.__dict__.setdefault("_step_buffers", {})
-    key = (B, data.y.dtype, tuple(data.y.shape[1:]))
-    if key not in cache:
-        if len(cache) >= 4:  # another loss or data layout: drop the old ones
-            cache.clear()
-        cache[key] = _StepBuffers(flat, B, data)
-    return cache[key]
-
-
-def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str, bufs: _StepBuffers | None = None) -> torch.Tensor:
+def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str, bufs: _StepBuffers) -> torch.Tensor:
     """One forward/backward of the whole stack; writes the masked gradient into
     `flat.param.grad` and returns each model's mean loss on the batch, (M,).
 
     xb: (M, B, n_in + 1) with a ones column; yb: (M, B, O) or (M, B).
     The last layer computes its logits transposed, (M, O, B): a (O, H) @ (H, B)
     product per model is several times cheaper than the (B, H) @ (H, O)
-    matrix-vector product when O is small. With `bufs` (from `_buffers`) every
-    activation and gradient is written into preallocated memory."""
+    matrix-vector product when O is small. Every activation and gradient is
+    written into `bufs` (`flat.buffers`), preallocated memory."""
     L = flat.n_layers
-    if bufs is None:
-        bufs = _StepBuffers(flat, xb.shape[1], _TrainData(xb.transpose(0, 1), yb.transpose(0, 1)))
     hs, backs = bufs.hidden, bufs.back
     torch.bmm(xb, flat.A0.transpose(1, 2), out=hs[0])  # (M, B, H1)
     hs[0].clamp_min_(0)
@@ -532,6 +530,7 @@ def fit(
         bar = tqdm(total=len(epochs) * len(state.slices), desc=progress if isinstance(progress, str) else "train",
                    unit="epoch", leave=False)
 
+    @torch.no_grad()  # on every worker thread: grad mode is per thread
     def run(flat: _FlatStack, opt: torch.optim.Optimizer) -> None:
         flat.load(stack)
         for t in opt.state.get(flat.param, {}).values():  # masks may have changed since the last call:
@@ -546,11 +545,10 @@ def fit(
         else:
             losses.index_copy_(1, flat.rows, part)
 
-    one_thread = len(state.slices) > 1 or _threads(work).n == 1
-    with _threads(0.0 if one_thread else work), torch.no_grad():
+    with _threads(work):  # one intra-op thread whenever the stack is sliced (see _plan_slices)
         if len(state.slices) > 1 and state.workers > 1:
             with ThreadPoolExecutor(max_workers=min(state.workers, len(state.slices))) as pool:
-                for f in [pool.submit(torch.no_grad()(run), flat, opt) for flat, opt in state.slices]:
+                for f in [pool.submit(run, flat, opt) for flat, opt in state.slices]:
                     f.result()
         else:
             for flat, opt in state.slices:
@@ -567,7 +565,7 @@ def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, bar) -> None
         perm, acc = perms[k], losses[k]
         for s in starts:
             idx = perm[s : s + B]
-            bufs = _buffers(flat, len(idx), data)
+            bufs = flat.buffers(len(idx), data)
             xb = torch.index_select(data.x, 0, idx, out=bufs.xb).transpose(0, 1)
             yb = torch.index_select(data.y, 0, idx, out=bufs.yb).transpose(0, 1)
             acc += _flat_step(flat, xb, yb, loss, bufs)
