@@ -90,6 +90,8 @@ __all__ = [
     "environment",
     "build_parser",
     "contract_parser",
+    "study_options",
+    "write_shard",
     "run_study",
     "write_csv",
     "write_json",
@@ -677,6 +679,26 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
     return ap
 
 
+#: The options every study takes; the rest are the study's own (recorded in summary.json).
+CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data"})
+
+
+def study_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The study's own options (everything but the common contract's)."""
+    return {k: v for k, v in vars(args).items() if k not in CONTRACT_OPTIONS}
+
+
+def write_shard(df: pd.DataFrame, summary: dict[str, Any], out: Path, shard: tuple[int, int], t_start: float) -> Path:
+    """Write a shard's partial outputs (`results.shard-I-of-N.csv`, and
+    `summary.shard-I-of-N.json` marked partial); returns the CSV's path."""
+    suffix = f".shard-{shard[0]}-of-{shard[1]}"
+    summary["partial"] = True
+    csv = write_csv(df, out / f"results{suffix}.csv")
+    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json(summary, out / f"summary{suffix}.json")
+    return csv
+
+
 def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Study) -> tuple[Level, torch.device, Path, Store, tuple[int, int] | None]:
     """Check every option before any work; a bad one exits with a message naming it."""
     level = LEVELS["tiny" if args.tiny else "quick" if args.quick else "full"]
@@ -744,8 +766,7 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
         "task": {**TaskConfig(n_train=level.n_train, n_test=level.n_test).to_dict(), "n_clauses": "per point", "clause_size": "per point"},
         "train": level.train.to_dict(),
         "channel_threshold": 0.1,
-        "study_options": {k: v for k, v in vars(args).items()
-                          if k not in {"quick", "tiny", "out", "device", "trials", "seed", "shard", "data"}},
+        "study_options": study_options(args),
     }
     ctx = Context(args=args, level=level, points=points, caption=caption, results=pairs, config=config)
 
@@ -766,12 +787,8 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
     summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": len(specs) - done, "loaded_trials": done,
                       "train_seconds": round(train_s, 2)}
     if shard:
-        suffix = f".shard-{shard[0]}-of-{shard[1]}"
-        summary["partial"] = True
-        write_csv(df, out / f"results{suffix}.csv")
-        summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
-        write_json(summary, out / f"summary{suffix}.json")
-        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({len(specs) - done} trained) -> {out}/results{suffix}.csv "
+        csv = write_shard(df, summary, out, shard, t_start)
+        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({len(specs) - done} trained) -> {csv} "
               "(partial; run without --shard to write the figures)")
         return 0
 

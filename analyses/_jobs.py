@@ -37,7 +37,8 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from analyses._common import Level, _validate, contract_parser, environment, jsonable, write_csv, write_figure, write_json
+from analyses._common import (Level, _validate, contract_parser, environment, jsonable, study_options, write_csv, write_figure,
+                               write_json, write_shard)
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 
@@ -222,20 +223,15 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
         "study": study.name, "description": study.description, "level": level.name, "trials": args.trials,
         "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)], "shard": args.shard,
         "device": str(device), "data": str(args.data), "out": str(out), "jobs": len(jobs),
-        "study_options": {k: v for k, v in vars(args).items()
-                          if k not in {"quick", "tiny", "out", "device", "trials", "seed", "shard", "data"}},
+        "study_options": study_options(args),
         "caption": ctx.caption,
     }
     summary: dict[str, Any] = {"config": ctx.config, "environment": environment(device)}
     summary["run"] = {"jobs": len(jobs), "trained_jobs": len(todo), "loaded_jobs": len(jobs) - len(todo),
                       "train_seconds": round(train_s, 2)}
     if shard:
-        suffix = f".shard-{shard[0]}-of-{shard[1]}"
-        summary["partial"] = True
-        write_csv(df, out / f"results{suffix}.csv")
-        summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
-        write_json(summary, out / f"summary{suffix}.json")
-        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(todo)} run) -> {out}/results{suffix}.csv "
+        csv = write_shard(df, summary, out, shard, t_start)
+        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(todo)} run) -> {csv} "
               "(partial; run without --shard to write the figures)")
         return 0
 
