@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
+from fci._fields import known_fields
 from fci.expand import expand, split_groups
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.seeding import generator
@@ -322,11 +322,7 @@ class DynamicSparsity:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DynamicSparsity":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            warnings.warn(f"DynamicSparsity: dropping unknown keys {unknown}", stacklevel=2)
-        kw = {k: v for k, v in d.items() if k in names}
+        kw = known_fields(cls, d)
         if "layers" in kw:
             kw["layers"] = tuple(kw["layers"])
         return cls(**kw)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from fci._fields import known_fields
 from fci.seeding import derive_seed, generator
 
 __all__ = ["Clause", "DNFTask", "Literal", "TaskConfig", "format_clause"]
@@ -193,11 +193,7 @@ class TaskConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskConfig:
         """Inverse of ``to_dict``. Unknown keys (e.g. from newer code) are dropped with a warning."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            warnings.warn(f"TaskConfig.from_dict: ignoring unknown keys {unknown}", stacklevel=2)
-        return cls(**{key: value for key, value in d.items() if key in names})
+        return cls(**known_fields(cls, d))
 
 
 # --------------------------------------------------------------------------- task

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fci.expand import SPLITS, expand, expand_layers
+from fci._fields import known_fields
 from fci.data import Dataset
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
 from fci.seeding import derive_seed, generator
@@ -104,11 +104,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            warnings.warn(f"TrainConfig: dropping unknown keys {unknown}", stacklevel=2)
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**known_fields(cls, d))
 
 
 # ---------------------------------------------------------------------------
