@@ -1095,12 +1095,12 @@ def run_fpe_data(
             raise ValueError(f"expansions: split must be one of {SPLITS}, got {split!r}")
         if split == "clause" and not data.info.get("clauses"):
             raise ValueError(f"the clause split needs clauses; dataset {data.name!r} has none (use random or gram)")
-    depth = lambda h: 1 if isinstance(h, int) else len(h)  # noqa: E731
+    widths = [(h,) if isinstance(h, int) else h for h, _ in trials]  # 8 and (8,) stack together
     groups: dict[int, list[int]] = {}
-    for i, (h, _) in enumerate(trials):
-        groups.setdefault(depth(h), []).append(i)
+    for i, w in enumerate(widths):
+        groups.setdefault(len(w), []).append(i)
     results: list[DataFPEResult | None] = [None] * len(trials)
-    chunks = [c for idx in groups.values() for c in _chunks(sorted(idx, key=lambda i: trials[i][0]), max(1, max_stack))]
+    chunks = [c for idx in groups.values() for c in _chunks(sorted(idx, key=lambda i: widths[i]), max(1, max_stack))]
     bar = tqdm(total=len(trials), desc=f"FPE on {data.name}", unit="trial", disable=not progress or not trials)
     for chunk in chunks:
         for i, r in zip(chunk, _run_fpe_data_chunk(data, [trials[i] for i in chunk], expansions, cfg, layers, dev, progress)):

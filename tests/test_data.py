@@ -132,6 +132,12 @@ def test_fpe_on_data_pairs_baseline_and_children_at_equal_budget():
     assert res[2].hidden == (6, 6)
 
 
+def test_fpe_on_data_stacks_an_int_width_with_a_one_layer_tuple():
+    res = run_fpe_data(_small_digits(), [(8, 0), ((5,), 1)], [("random", 2)], CFG, device="cpu")
+    assert [r.hidden for r in res] == [8, (5,)]
+    assert res[1].children[("random", 2)].model.hidden == [10]
+
+
 def test_fpe_on_data_does_not_depend_on_the_stack():
     d = _small_digits()
     together = run_fpe_data(d, [(8, 0), (4, 1)], [("random", 2)], CFG, device="cpu")
