@@ -336,10 +336,6 @@ class _FitState:
     def matches(self, stack: MaskedMLPStack) -> bool:
         return self._stack() is stack and [tuple(w.shape) for w in stack.weights] == self.shapes
 
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:
-        return [g for _, opt in self.slices for g in opt.param_groups]
-
 
 class _FlatAdam(torch.optim.Adam):
     """torch's fused Adam over one flat buffer, stepped by calling the fused
