@@ -99,32 +99,40 @@ def workload_name(n_models: int, widths: list[int], n_train: int, batch: int) ->
 
 class Batched:
     """`fci.train.fit` on one stack, continued round after round. `workers`
-    overrides `fci.train.CPU_WORKERS` for this stack (it is read when the first
-    `fit` call plans the stack's slices)."""
+    overrides `fci.train.CPU_WORKERS` and `kernel` overrides `fci.train.KERNEL`
+    (None: fci's own choice) for this stack's fit() calls."""
 
-    def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device, workers: int | None = None):
+    def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device, workers: int | None = None,
+                 kernel: bool | None = None):
         self.stack = MaskedMLPStack.from_models(models).to(device)
         self.x, self.y, self.cfg, self.dev = x, y, cfg, device
         self.opt, self.epoch, self.last_loss = None, 0, None
-        self.workers = workers
+        self.workers, self.kernel = workers, kernel
 
     def describe(self) -> str:
-        """How fit() runs this stack: worker threads and slices."""
-        if self.opt is None or self.dev.type != "cpu":
-            return "one stack" if self.dev.type != "cpu" else "-"
+        """How fit() runs this stack: the C kernel on k threads, or the torch path's worker threads and slices."""
+        if self.dev.type != "cpu":
+            return "one stack"
+        if self.opt is None:
+            return "-"
+        w = self.workers or train.CPU_WORKERS or torch.get_num_threads()
+        if isinstance(self.opt, train._kernel.KernelState):
+            return f"C kernel, {w} thread{'s' if w > 1 else ''}"
         n = len(self.opt.slices)
         w = min(self.opt.workers, n)
-        return f"{w} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
+        return f"torch path, {w} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
 
     def run(self, epochs: int) -> int:
         _sync(self.dev)
-        old = train.CPU_WORKERS
+        old = train.CPU_WORKERS, train.KERNEL
         if self.workers is not None:
             train.CPU_WORKERS = self.workers
+        if self.kernel is not None:
+            train.KERNEL = self.kernel
         try:
             self.opt, losses = fit(self.stack, self.x, self.y, self.cfg, range(self.epoch, self.epoch + epochs), optimizer=self.opt)
         finally:
-            train.CPU_WORKERS = old
+            train.CPU_WORKERS, train.KERNEL = old
         _sync(self.dev)
         self.epoch += epochs
         self.last_loss = losses[:, -1]
@@ -202,23 +210,29 @@ def compare(args) -> None:
     # warm-up, not timed: first-call costs, and fit()'s one-time set-up (flat buffers and the
     # sample-major float copy of the data), which later calls continuing the run reuse
     setup, _ = _timed(batched.run, 1)
-    single = None  # the batched trainer held to one core, when it would use more
-    if dev.type == "cpu" and batched.opt.workers > 1 and len(batched.opt.slices) > 1:
-        single = Batched(models, x, y, cfg, dev, workers=1)
-        single.run(1)
+    others = []  # (label, trainer): fit() held to one core, and fit()'s torch path
+    if dev.type == "cpu":
+        cores = train.CPU_WORKERS or torch.get_num_threads()
+        if cores > 1:
+            others.append(("    the same on one core (CPU_WORKERS=1)", Batched(models, x, y, cfg, dev, workers=1)))
+        if isinstance(batched.opt, train._kernel.KernelState):
+            others.append(("    fit()'s torch path (fci.train.KERNEL=False)", Batched(models, x, y, cfg, dev, kernel=False)))
+    for _, t in others:
+        t.run(1)
     loop.run(1, n_models=1)
 
-    b_rates, s_rates, l_rates = [], [], []
+    b_rates, l_rates = [], []
+    o_rates: list[list[float]] = [[] for _ in others]
     for r in range(rounds):
         dt, work = _timed(batched.run, epochs)
         b_rates.append(work / dt)
-        if single is not None:
-            dt, work = _timed(single.run, epochs)
-            s_rates.append(work / dt)
+        for rates, (_, t) in zip(o_rates, others):
+            dt, work = _timed(t.run, epochs)
+            rates.append(work / dt)
         dt, work = _timed(loop.run, loop_epochs)
         l_rates.append(work / dt)
-        one = f"  one core {s_rates[-1]:9.1f}" if s_rates else ""
-        print(f"  round {r + 1}/{rounds}: batched {b_rates[-1]:9.1f}{one}  loop {l_rates[-1]:7.2f} model-epochs/s  "
+        more = "".join(f"  {lab.split('(')[0].strip().replace('the same ', '')} {rates[-1]:8.1f}" for rates, (lab, _) in zip(o_rates, others))
+        print(f"  round {r + 1}/{rounds}: batched {b_rates[-1]:9.1f}{more}  loop {l_rates[-1]:7.2f} model-epochs/s  "
               f"(ratio {b_rates[-1] / l_rates[-1]:.0f}x)", flush=True)
     default_rate = None
     if dev.type == "cpu" and loop_threads and torch.get_num_threads() != loop_threads:
@@ -232,10 +246,9 @@ def compare(args) -> None:
     print(f"{'trainer':<44}{'model-epochs/s':>16}{'min':>10}{'max':>10}   notes")
     print(f"{'(a) fci batched: fit(), one stack of ' + str(M):<44}{a:>16.1f}{min(b_rates):>10.1f}{max(b_rates):>10.1f}"
           f"   {epochs} epochs per fit() call; {batched.describe()}")
-    if s_rates:
-        c = statistics.median(s_rates)
-        print(f"{'    the same on one core (CPU_WORKERS=1)':<44}{c:>16.1f}{min(s_rates):>10.1f}{max(s_rates):>10.1f}"
-              f"   {single.describe()}; {c / b:.0f}x the loop")
+    for rates, (lab, t) in zip(o_rates, others):
+        c = statistics.median(rates)
+        print(f"{lab:<44}{c:>16.1f}{min(rates):>10.1f}{max(rates):>10.1f}   {t.describe()}; {c / b:.0f}x the loop")
     lt = loop_threads or torch.get_num_threads() if dev.type == "cpu" else "-"
     print(f"{'(b) per-model loop (nn.Sequential + Adam)':<44}{b:>16.2f}{min(l_rates):>10.2f}{max(l_rates):>10.2f}"
           f"   {loop_models} models x {loop_epochs} epoch per round; threads {lt}")

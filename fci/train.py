@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fci.expand import SPLITS, expand, expand_layers
+from fci import _kernel
 from fci._fields import known_fields
 from fci.data import Dataset
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
@@ -276,6 +277,10 @@ class _FlatStack:
                 target[(self.rows,) + idx[1:]] = value
 
 
+#: Train CPU float32 stacks through fci's C kernel (`fci._kernel`) when it can
+#: be built; False: always the torch path below.
+KERNEL: bool = True
+
 #: CPU worker threads for `fit` (None: torch's intra-op thread count). A stack
 #: whose steps are small is cut into slices of similar width, and each worker
 #: trains whole slices on one intra-op thread: the slices are independent models,
@@ -493,7 +498,24 @@ def fit(
         raise ValueError(f"data for {M} models of {N} samples does not match a stack of {stack.n_models} models (y {tuple(y.shape)})")
     if x.device != device or y.device != device:
         raise ValueError(f"data must be on the stack's device {device}, got x on {x.device} and y on {y.device}")
+    if loss == "ce" and y.numel() and (int(y.min()) < 0 or int(y.max()) >= stack.weights[-1].shape[1]):
+        raise ValueError(f"class ids must lie in [0, {stack.weights[-1].shape[1]}) for 'ce', got {int(y.min())}..{int(y.max())}")
     perms = _epoch_perms(cfg.shuffle_seed, epochs, N, device)
+
+    if isinstance(optimizer, _kernel.KernelState) or (optimizer is None and KERNEL and _kernel.usable(stack)):
+        if optimizer is None:
+            optimizer = _kernel.KernelState(stack, cfg)
+        elif not optimizer.matches(stack):
+            raise ValueError("optimizer was returned by fit() for a different stack")
+        bar = None
+        if progress:
+            bar = tqdm(total=M * len(epochs), desc=progress if isinstance(progress, str) else "train",
+                       unit="model-epoch", leave=False)
+        losses = _kernel.run(optimizer, stack, x, y, cfg, perms, loss, max(1, CPU_WORKERS or torch.get_num_threads()), bar)
+        if bar is not None:
+            bar.close()
+        return optimizer, losses
+
     work = _step_flops(stack, cfg.batch_size) if device.type == "cpu" else float("inf")
 
     if optimizer is not None and not isinstance(optimizer, _FitState):  # a caller's own torch optimiser: autograd path

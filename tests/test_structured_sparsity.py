@@ -231,11 +231,17 @@ def test_pruned_weights_of_a_training_stack_stay_at_zero():
     assert bool((stack.weights[0][pruned] == 0).all())  # fit cleared their moments: pruned weights stay at zero
 
 
-def test_pruning_and_rewiring_hold_in_every_slice_of_a_sliced_stack(monkeypatch):
-    """fit may cut a CPU stack into width-sorted slices with their own optimisers;
-    pruned and dropped weights must stay at zero in every slice."""
+@pytest.mark.parametrize("kernel", [False, True])
+def test_pruning_and_rewiring_hold_in_every_slice_of_a_sliced_stack(monkeypatch, kernel):
+    """fit may cut a CPU stack into width-sorted slices with their own optimisers
+    (torch path), or train each model in the C kernel; pruned and dropped weights
+    must stay at zero in every slice and every model."""
+    import fci._kernel
     import fci.train as train
 
+    if kernel and not fci._kernel.available():
+        pytest.skip("the C kernel is unavailable here")
+    monkeypatch.setattr(train, "KERNEL", kernel)
     monkeypatch.setattr(train, "_MIN_SLICE", 1)
     monkeypatch.setattr(train, "CPU_WORKERS", 2)
     kids2, x, y, xt, yt = _tiny_children(n=3, alpha=2)
@@ -245,7 +251,8 @@ def test_pruning_and_rewiring_hold_in_every_slice_of_a_sliced_stack(monkeypatch)
     stack = MaskedMLPStack.from_models(kids)
     cfg = TrainConfig(batch_size=64, lr=0.02)
     opt, _ = fit(stack, x, y, cfg, range(2))
-    assert len(opt.slices) > 1 and all(flat.rows is not None for flat, _ in opt.slices)
+    if not kernel:
+        assert len(opt.slices) > 1 and all(flat.rows is not None for flat, _ in opt.slices)
     before = [stack.weight_mask(l).clone() for l in range(2)]
     prune_stack_to_nnz(stack, (stack.nnz() - 6).tolist())
     res = fit_dynamic(stack, x, y, cfg, range(2, 6), DynamicSparsity(every=1, fraction=0.3, stop=1.0), models=[0, 3],

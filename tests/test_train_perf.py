@@ -14,6 +14,18 @@ from fci.train import TrainConfig, _epoch_perms, _make_optimizer, fit, run_fpe
 from conftest import random_masks, tiny_spec
 
 
+@pytest.fixture(params=["kernel", "torch"])
+def path(request, monkeypatch):
+    """Run a test on both of fit's CPU paths: fci's C kernel and the torch path."""
+    import fci._kernel as kernel
+    import fci.train as train
+
+    if request.param == "kernel" and not kernel.available():
+        pytest.skip(f"the C kernel is unavailable here: {kernel.unavailable_reason()}")
+    monkeypatch.setattr(train, "KERNEL", request.param == "kernel")
+    return request.param
+
+
 def _random_masks(model: MaskedMLP, seed: int, p: float = 0.7) -> MaskedMLP:
     return random_masks(model, seed, p)
 
@@ -69,7 +81,7 @@ def _data(n_models: int, n: int, n_out: int, N: int = 100, loss: str = "bce", se
         ((5, 8), 1, "bce", TrainConfig(lr=0.1, batch_size=20, optimizer="sgd", weight_decay=0.05)),
     ],
 )
-def test_fit_matches_the_per_model_reference(hidden, n_out, loss, cfg):
+def test_fit_matches_the_per_model_reference(hidden, n_out, loss, cfg, path):
     n = 9
     models = [_random_masks(MaskedMLP(n, h, n_out, seed=i), seed=10 + i) for i, h in enumerate(hidden)]
     x, y = _data(len(models), n, n_out, loss=loss)
@@ -87,7 +99,7 @@ def test_fit_matches_the_per_model_reference(hidden, n_out, loss, cfg):
         assert trained.hidden == m.hidden
 
 
-def test_continuing_with_the_returned_optimizer_equals_one_run():
+def test_continuing_with_the_returned_optimizer_equals_one_run(path):
     models = [MaskedMLP(8, h, 1, seed=h) for h in (4, 6)]
     x, y = _data(2, 8, 1, N=96)
     cfg = TrainConfig(lr=0.02, batch_size=32)
@@ -114,7 +126,7 @@ def test_a_callers_own_torch_optimizer_still_works():
     _assert_close(stack.to_models()[0], ref)
 
 
-def test_uint8_and_float_data_train_identically():
+def test_uint8_and_float_data_train_identically(path):
     models = [MaskedMLP(8, h, 1, seed=h) for h in (3, 5)]
     x, y = _data(2, 8, 1)
     cfg = TrainConfig(lr=0.02, batch_size=32)
@@ -135,7 +147,7 @@ def test_run_fpe_with_auto_chunks_matches_explicit_chunks():
             _assert_close(r.children[cond].model, q.children[cond].model)
 
 
-def test_continued_fit_sees_data_changed_in_place():
+def test_continued_fit_sees_data_changed_in_place(path):
     """The prepared data is reused across continued fits only while x and y are unmodified."""
     models = [MaskedMLP(8, 4, 1, seed=0)]
     x, y = _data(1, 8, 1, N=64)
@@ -174,6 +186,7 @@ def test_sliced_parallel_fit_equals_one_stack(monkeypatch, workers, loss, n_out,
     every model must come out as the one-stack run has it (and as the reference)."""
     import fci.train as train
 
+    monkeypatch.setattr(train, "KERNEL", False)  # slices are the torch path's way to use several cores
     models = [_random_masks(MaskedMLP(9, h, n_out, seed=i), seed=20 + i) for i, h in enumerate(hidden)]
     x, y = _data(len(models), 9, n_out, loss=loss)
     cfg = TrainConfig(lr=0.03, batch_size=24)
@@ -202,7 +215,7 @@ def test_sliced_parallel_fit_equals_one_stack(monkeypatch, workers, loss, n_out,
         assert torch.all(sliced.weights[l][sliced.weight_mask(l) == 0] == 0)
 
 
-def test_a_mask_changed_between_fits_holds_despite_optimizer_moments():
+def test_a_mask_changed_between_fits_holds_despite_optimizer_moments(path):
     """Continuing a run after masking weights that already have Adam moments:
     the masked weights must stay exactly zero (fit clears their optimiser state)."""
     models = [MaskedMLP(8, h, 1, seed=h) for h in (4, 6)]
