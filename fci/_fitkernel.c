@@ -15,10 +15,13 @@
  * gradient, binary or categorical cross-entropy, torch's Adam or plain SGD with
  * L2 weight decay added to the gradient), up to float rounding.
  *
- * Parameter layout, per model, with padded layer sizes pad[0..L]:
- *   for l in 0..L-1: Wt_l (pad[l] x pad[l+1], row-major: input-major, so that
- *   the forward and the weight gradient run along contiguous outputs), then
- *   b_l (pad[l+1]).  Masks and Adam moments use the same layout.
+ * Parameter layout, per model, with padded layer sizes pad[0..L]: for l in
+ * 0..L-1 the weights, then b_l (pad[l+1]). The weights are stored input-major,
+ * Wt_l (pad[l] x pad[l+1]), so that the forward pass and the weight gradient
+ * run along contiguous outputs, VB at a time; or, where omaj[l] (a layer l >= 1
+ * with few outputs, such as a single logit), output-major, W_l (pad[l+1] x
+ * pad[l]), running along its inputs instead, so that no work is spent on the
+ * padding of a narrow output. Masks and Adam moments use the same layout.
  */
 #include <math.h>
 #include <stdint.h>
@@ -43,6 +46,7 @@ typedef struct {
     int64_t n_models, L, P, N, n_in, E, B;
     const int64_t *sizes;  /* (n_models, L+1) true layer sizes */
     const int64_t *pad;    /* (L+1) padded layer sizes: the layout */
+    const int32_t *omaj;   /* (L) 1 where layer l's weights are stored output-major (l >= 1 only) */
     float *param;          /* (n_models, P) */
     const float *mask;     /* (n_models, P) */
     float *m1, *m2;        /* (n_models, P) Adam moments; unused for SGD */
@@ -55,7 +59,7 @@ typedef struct {
     int64_t step0;         /* optimiser steps already taken (Adam's bias correction) */
 } fci_fit_args;
 
-int fci_fit_abi(void) { return 1; }
+int fci_fit_abi(void) { return 2; }
 
 #define SPLAT(c) ((vf){0} + (c))
 static inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
@@ -68,6 +72,32 @@ static inline float hsum(vf v) {
         for (int j = 0; j < w; j++) t[j] += t[j + w];
     return t[0];
 }
+/* hsum of each of S = 8 vectors at once: lane s of the result is the sum of
+ * v[s]'s lanes (a fixed pairwise order). Halving shuffles share the work
+ * that eight separate reductions would repeat. */
+#if S == 8 && VB == 16 && (defined(__clang__) || __GNUC__ >= 12)
+#define SHUF __builtin_shufflevector
+static inline vf hsum8(const vf *v) {
+    vf b[4], c[2];
+    for (int j = 0; j < 4; j++)
+        b[j] = SHUF(v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               SHUF(v[2 * j], v[2 * j + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int j = 0; j < 2; j++)
+        c[j] = SHUF(b[2 * j], b[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               SHUF(b[2 * j], b[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    const vf d = SHUF(c[0], c[1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+                 SHUF(c[0], c[1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    return SHUF(d, d, 0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14) +
+           SHUF(d, d, 1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
+}
+#else
+static inline vf hsum8(const vf *v) {
+    vf r = SPLAT(0.0f);
+    for (int s = 0; s < S; s++) r[s] = hsum(v[s]);
+    return r;
+}
+#endif
+
 static const vi LANES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 /* exp(x) for x <= 0, lane-wise (Cephes' expf: range reduction by ln 2 in two
@@ -119,6 +149,7 @@ static int64_t workspace(const fci_fit_args *a) {
 static void train_one(const fci_fit_args *a, int64_t m, float *work) {
     const int64_t L = a->L, P = a->P, N = a->N, n_in = a->n_in, B = a->B;
     const int64_t *sz = a->sizes + m * (L + 1), *pad = a->pad;
+    const int32_t *omaj = a->omaj;
     float *restrict p = a->param + m * P;
     const float *restrict mk = a->mask + m * P;
     float *restrict m1 = a->sgd ? NULL : a->m1 + m * P;
@@ -148,11 +179,11 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
         dlt[l] = w;
         w += S * pad[l];
     }
-    /* wn[l] = W_l in (out, in) layout, for the input deltas of layer l >= 1;
-     * its padded entries are zero, as in p */
+    /* wn[l] = W_l output-major, for the input deltas of an input-major layer
+     * l >= 1 (an output-major layer is its own); padded entries are zero, as in p */
 #define REFRESH_WN()                                                          \
     for (int64_t l = 1; l < L; l++)                                           \
-        for (int64_t o = 0; o < pad[l + 1]; o++)                              \
+        if (!omaj[l]) for (int64_t o = 0; o < pad[l + 1]; o++)                \
             for (int64_t i = 0; i < pad[l]; i++)                              \
                 wn[l][o * pad[l] + i] = p[offW[l] + i * pad[l + 1] + o];
     REFRESH_WN();
@@ -174,9 +205,33 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                  * with a zero loss gradient stands in (it adds exact zeros). */
                 const int ns = (Bb - k < S) ? (int)(Bb - k) : S;
                 for (int s = 0; s < S; s++) in0[s] = s < ns ? xm + perm[s0 + k + s] * n_in : zero_row;
+                /* the next group's rows are scattered over the model's data: fetch them now */
+                for (int64_t t = k + S; t < k + 2 * S && t < Bb; t++) {
+                    const float *nx = xm + perm[s0 + t] * n_in;
+                    __builtin_prefetch(nx);
+                    __builtin_prefetch(nx + n_in - 1);
+                    if (!a->loss_ce) __builtin_prefetch((const float *)a->y + (m * N + perm[s0 + t]) * O);
+                }
                 /* forward */
                 for (int64_t l = 0; l < L; l++) {
                     const int64_t in = sz[l], pi = pad[l], po = pad[l + 1], nb = (sz[l + 1] + VB - 1) / VB;
+                    if (omaj[l]) {  /* one dot product per output and sample, along the inputs */
+                        const int64_t out = sz[l + 1], ni = (in + VB - 1) / VB;
+                        const float *restrict W = p + offW[l];
+                        memset(act[l + 1], 0, (size_t)(S * po) * sizeof(float));
+                        for (int64_t o = 0; o < out; o++) {
+                            vf acc[S];
+                            for (int s = 0; s < S; s++) acc[s] = SPLAT(0.0f);
+                            for (int64_t ib = 0; ib < ni; ib++) {
+                                const vf row = LD(W + o * pi + ib * VB);
+                                for (int s = 0; s < S; s++) acc[s] += row * LD(act[l] + s * pi + ib * VB);
+                            }
+                            vf v = p[offb[l] + o] + hsum8(acc);
+                            if (l < L - 1) v = (vf)((vi)v & (v > 0.0f));
+                            for (int s = 0; s < S; s++) act[l + 1][s * po + o] = v[s];
+                        }
+                        continue;
+                    }
                     for (int64_t bk = 0; bk < nb; bk++) {
                         const float *restrict Wt = p + offW[l] + bk * VB;
                         const vf bias = LD(p + offb[l] + bk * VB);
@@ -245,6 +300,34 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                 for (int64_t l = L - 1; l >= 0; l--) {
                     const int64_t in = sz[l], out = sz[l + 1], pi = pad[l], po = pad[l + 1];
                     const int64_t nb = (out + VB - 1) / VB;
+                    if (omaj[l]) {  /* gradient rows along the inputs, one per output */
+                        const int64_t ni = (in + VB - 1) / VB;
+                        const float *restrict W = p + offW[l];
+                        float *gW = grad + offW[l], *gb = grad + offb[l];
+                        for (int64_t o = 0; o < out; o++) {
+                            float db = 0.0f;
+                            for (int s = 0; s < S; s++) db += dlt[l + 1][s * po + o];
+                            gb[o] += db;
+                            for (int64_t ib = 0; ib < ni; ib++) {
+                                vf gr = LD(gW + o * pi + ib * VB);
+                                for (int s = 0; s < S; s++) gr += dlt[l + 1][s * po + o] * LD(act[l] + s * pi + ib * VB);
+                                ST(gW + o * pi + ib * VB, gr);
+                            }
+                        }
+                        for (int64_t ib = 0; ib < ni; ib++) {  /* input deltas, through the ReLU */
+                            vf acc[S];
+                            for (int s = 0; s < S; s++) acc[s] = SPLAT(0.0f);
+                            for (int64_t o = 0; o < out; o++) {
+                                const vf row = LD(W + o * pi + ib * VB);
+                                for (int s = 0; s < S; s++) acc[s] += dlt[l + 1][s * po + o] * row;
+                            }
+                            for (int s = 0; s < S; s++) {
+                                const vf h = LD(act[l] + s * pi + ib * VB);
+                                ST(dlt[l] + s * pi + ib * VB, (vf)((vi)acc[s] & (h > 0.0f)));
+                            }
+                        }
+                        continue;
+                    }
                     for (int64_t bk = 0; bk < nb; bk++) {
                         vf d[S];
                         for (int s = 0; s < S; s++) d[s] = LD(dlt[l + 1] + s * po + bk * VB);
@@ -296,22 +379,28 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
             const float lr = (float)a->lr, wd = (float)a->wd, b1 = (float)a->beta1, b2 = (float)a->beta2;
             const float step_size = (float)(a->lr / bc1), inv_bc2s = (float)(1.0 / bc2s), eps = (float)a->eps;
             for (int64_t l = 0; l < L; l++) {
-                const int64_t in = sz[l], out = sz[l + 1], po = pad[l + 1];
-                for (int64_t i = 0; i <= in; i++) {  /* row `in` is the bias */
-                    const int64_t base = (i < in) ? offW[l] + i * po : offb[l];
-                    float *restrict pr = p + base;
-                    const float *restrict gr = grad + base, *restrict mr = mk + base;
-                    if (a->sgd) {
-                        for (int64_t o = 0; o < out; o++) pr[o] -= lr * (gr[o] * mr[o] + wd * pr[o]);
-                    } else {
-                        float *restrict ar = m1 + base, *restrict vr = m2 + base;
-                        for (int64_t o = 0; o < out; o++) {
-                            const float g = gr[o] * mr[o] + wd * pr[o];
-                            const float mo = ar[o] + (g - ar[o]) * (1.0f - b1);
-                            const float vo = b2 * vr[o] + (1.0f - b2) * g * g;
-                            ar[o] = mo;
-                            vr[o] = vo;
-                            pr[o] -= step_size * mo / (sqrtf(vo) * inv_bc2s + eps);
+                /* the true rows, VB lanes at a time: input-major, `in` rows along the
+                 * outputs; output-major, `out` rows along the inputs; then the bias.
+                 * A padded lane has mask 0 and parameter 0, so its gradient, moments
+                 * and update are exact zeros: it never moves. */
+                const int64_t rows = omaj[l] ? sz[l + 1] : sz[l];
+                const int64_t len = omaj[l] ? pad[l] : pad[l + 1], lenb = pad[l + 1];
+                for (int64_t i = 0; i <= rows; i++) {
+                    const int64_t base = (i < rows) ? offW[l] + i * len : offb[l];
+                    const int64_t nb = ((i < rows) ? len : lenb) / VB;
+                    for (int64_t bk = 0; bk < nb; bk++) {
+                        const int64_t q = base + bk * VB;
+                        const vf pv = LD(p + q), g = LD(grad + q) * LD(mk + q) + wd * pv;
+                        if (a->sgd) {
+                            ST(p + q, pv - lr * g);
+                        } else {
+                            const vf mo = LD(m1 + q) + (g - LD(m1 + q)) * (1.0f - b1);
+                            const vf vo = b2 * LD(m2 + q) + (1.0f - b2) * g * g;
+                            ST(m1 + q, mo);
+                            ST(m2 + q, vo);
+                            vf sq = SPLAT(0.0f);
+                            for (int j = 0; j < VB; j++) sq[j] = sqrtf(vo[j]);
+                            ST(p + q, pv - step_size * mo / (sq * inv_bc2s + eps));
                         }
                     }
                 }
@@ -327,7 +416,7 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
  * memory or the network is deeper than MAX_LAYERS. Safe to call from several
  * threads on disjoint model ranges. */
 int fci_fit(const fci_fit_args *a, int64_t m0, int64_t m1) {
-    if (a->L < 1 || a->L > MAX_LAYERS) return -1;
+    if (a->L < 1 || a->L > MAX_LAYERS || a->omaj[0]) return -1;
     float *work = (float *)malloc((size_t)(workspace(a) + 16) * sizeof(float));
     if (!work) return -1;
     for (int64_t m = m0; m < m1; m++) train_one(a, m, work);

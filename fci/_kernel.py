@@ -26,8 +26,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).with_name("_fitkernel.c")
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fPIC", "-shared"]
-_ABI = 1
+_FLAGS = ["-O3", "-g", "-march=native", "-fno-math-errno", "-fPIC", "-shared"]
+_ABI = 2
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _error: str | None = None
@@ -39,7 +39,7 @@ class FitArgs(ctypes.Structure):
     _fields_ = [
         ("n_models", ctypes.c_int64), ("L", ctypes.c_int64), ("P", ctypes.c_int64), ("N", ctypes.c_int64),
         ("n_in", ctypes.c_int64), ("E", ctypes.c_int64), ("B", ctypes.c_int64),
-        ("sizes", ctypes.c_void_p), ("pad", ctypes.c_void_p),
+        ("sizes", ctypes.c_void_p), ("pad", ctypes.c_void_p), ("omaj", ctypes.c_void_p),
         ("param", ctypes.c_void_p), ("mask", ctypes.c_void_p), ("m1", ctypes.c_void_p), ("m2", ctypes.c_void_p),
         ("x", ctypes.c_void_p), ("y", ctypes.c_void_p), ("perms", ctypes.c_void_p), ("losses", ctypes.c_void_p),
         ("loss_ce", ctypes.c_int32), ("sgd", ctypes.c_int32),
@@ -152,6 +152,8 @@ class KernelState:
         hidden = [w.shape[1] for w in stack.weights[:-1]]
         self.pad = torch.tensor([n_in] + [_round_up(h, VB) for h in hidden] + [_round_up(O, VB)], dtype=torch.int64)
         p = self.pad.tolist()
+        # narrow layers past the first (a single logit, say) are stored output-major (see _fitkernel.c)
+        self.omaj = torch.tensor([int(l >= 1 and w.shape[1] <= VB // 4) for l, w in enumerate(stack.weights)], dtype=torch.int32)
         self.blocks = []  # (offset of Wt, offset of b) per layer
         off = 0
         for l in range(len(p) - 1):
@@ -169,10 +171,18 @@ class KernelState:
         return self._stack() is stack and [tuple(w.shape) for w in stack.weights] == self.shapes
 
     def _views(self, t):
-        """Per layer: (Wt (M, pad_l, pad_l+1), b (M, pad_l+1)) views of a packed (M, P) tensor."""
+        """Per layer: (W, b) views of a packed (M, P) tensor, W as (M, in, out) whatever
+        the layer's layout (an output-major block is viewed transposed)."""
         p = self.pad.tolist()
         M = t.shape[0]
-        return [(t[:, a:b].view(M, p[l], p[l + 1]), t[:, b : b + p[l + 1]]) for l, (a, b) in enumerate(self.blocks)]
+        out = []
+        for l, (a, b) in enumerate(self.blocks):
+            if self.omaj[l]:
+                W = t[:, a:b].view(M, p[l + 1], p[l]).transpose(1, 2)
+            else:
+                W = t[:, a:b].view(M, p[l], p[l + 1])
+            out.append((W, t[:, b : b + p[l + 1]]))
+        return out
 
     def load(self, stack) -> None:
         """Copy the stack's masks and effective parameters in (masked raw
@@ -247,7 +257,7 @@ def run(state: KernelState, stack, x, y, cfg, perms, loss: str, workers: int, ba
     beta1, beta2 = 0.9, 0.999
     args = FitArgs(
         n_models=M, L=stack.n_layers, P=state.P, N=N, n_in=n_in, E=E, B=cfg.batch_size,
-        sizes=state.sizes.data_ptr(), pad=state.pad.data_ptr(), param=state.param.data_ptr(), mask=state.mask.data_ptr(),
+        sizes=state.sizes.data_ptr(), pad=state.pad.data_ptr(), omaj=state.omaj.data_ptr(), param=state.param.data_ptr(), mask=state.mask.data_ptr(),
         m1=state.m1.data_ptr(), m2=state.m2.data_ptr(), x=xs.data_ptr(), y=ys.data_ptr(), perms=perms.data_ptr(),
         losses=losses.data_ptr(), loss_ce=int(loss == "ce"), sgd=int(cfg.optimizer == "sgd"),
         lr=cfg.lr, beta1=beta1, beta2=beta2, eps=1e-8, wd=cfg.weight_decay, step0=state.step,
