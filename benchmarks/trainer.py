@@ -292,10 +292,12 @@ def point(spec: dict) -> dict:
     """One scaling point, meant for a fresh process: throughput and peak memory of fit().
 
     spec["workers"]: None keeps fci's own choice (`fci.train.CPU_WORKERS`: one
-    worker thread per torch thread, each training its own slices of the stack);
-    k sets k workers. spec["torch_threads"]: k trains the stack whole, unsliced,
-    on torch's k intra-op threads (the alternative fci's slicing replaces)."""
+    thread per torch thread); k sets k. spec["kernel"]: False trains through
+    fit's torch path instead of the C kernel. spec["torch_threads"]: k trains
+    the stack whole, unsliced, on torch's k intra-op threads (torch path)."""
     dev = _device(spec["device"])
+    if spec.get("kernel") is False or spec.get("torch_threads"):
+        train.KERNEL = False
     if spec.get("torch_threads"):
         torch.set_num_threads(spec["torch_threads"])
         train._MIN_SLICE = 1 << 30  # one slice
@@ -320,7 +322,7 @@ def point(spec: dict) -> dict:
         peak, exact = after - before, after > peak_before
     epochs = max(1, min(20, math.ceil(spec["seconds"] / max(t_first, 1e-3))))
     dt, work = _timed(b.run, epochs)
-    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else b.describe().split(",")[0].replace(" x 1 thread", "")
+    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else b.describe().split(", 2 width")[0].split(", 4 width")[0].replace(" x 1 thread", "")
     task = TaskConfig(n_clauses=8, clause_size=3, n_train=spec["n_train"])
     est = M * trial_bytes(FPESpec(task=task, hidden=H, expansions=())) - (x.numel() + y.numel()) * (1 + task.n_test / task.n_train)
     return {"rate": work / dt, "epochs": epochs, "peak": peak, "exact": exact, "threads": threads, "est": est}
@@ -343,11 +345,11 @@ def scaling(args) -> None:
                 ("against hidden width (256 models)", [(256, H, None) for H in hiddens])]
     if dev.type == "cpu" and (os.cpu_count() or 1) > 1:
         k = os.cpu_count()
-        sections.append((f"parallelism: fci's {k} workers vs 1 worker vs one stack on torch's {k} threads",
-                         [(p, H, t) for p, H in ((256, 16), (1024, 16), (256, 64)) for t in (None, {"workers": 1}, {"torch_threads": k})]))
+        sections.append((f"parallelism and path: the C kernel on {k} threads vs 1 thread vs fit's torch path ({k} workers)",
+                         [(p, H, t) for p, H in ((256, 16), (1024, 16), (256, 64)) for t in (None, {"workers": 1}, {"kernel": False})]))
     for title, points in sections:
         print(f"\n{title}")
-        print(f"{'models':>7}{'hidden':>7}{'parallelism':>14}{'model-epochs/s':>16}{'peak MiB':>10}{'MiB/model':>11}{'estimate MiB':>14}")
+        print(f"{'models':>7}{'hidden':>7}{'parallelism':>24}{'model-epochs/s':>16}{'peak MiB':>10}{'MiB/model':>11}{'estimate MiB':>14}")
         for M, H, par in points:
             spec = {"device": dev.type, "models": M, "hidden": H, "n_train": n_train, "seconds": seconds, **(par or {})}
             out = subprocess.run([sys.executable, "-m", "benchmarks.trainer", "--_point", json.dumps(spec)],
@@ -358,7 +360,7 @@ def scaling(args) -> None:
             res = json.loads(out.stdout.strip().splitlines()[-1])
             mib = res["peak"] / 2**20
             peak = f"{mib:.0f}" if res["exact"] else f"<={mib:.0f}"
-            print(f"{M:>7}{H:>7}{res['threads']:>14}{res['rate']:>16.1f}{peak:>10}{mib / M:>11.2f}{res['est'] / 2**20:>14.0f}", flush=True)
+            print(f"{M:>7}{H:>7}{res['threads']:>24}{res['rate']:>16.1f}{peak:>10}{mib / M:>11.2f}{res['est'] / 2**20:>14.0f}", flush=True)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
 
 

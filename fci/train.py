@@ -111,7 +111,11 @@ class TrainConfig:
 # ---------------------------------------------------------------------------
 # The stacked fit loop
 #
-# `fit` trains through a hand-written forward/backward over one flat buffer
+# On a CPU (float32) `fit` trains through fci's C kernel (`fci._kernel`,
+# `fci/_fitkernel.c`) when the machine can build it: each model start to finish
+# in one loop. Otherwise, and on a GPU, it takes the torch path below.
+#
+# The torch path trains through a hand-written forward/backward over one flat buffer
 # (no autograd graph, no per-model Python work): per minibatch a gather, two
 # batched matmuls per layer, an in-place ReLU, one mask multiply on the flat
 # gradient and one fused optimiser step. It computes exactly what autograd
