@@ -22,7 +22,8 @@ positions with the largest |dL/dW_eff| (the dense gradient with respect to the
 effective weight, on one minibatch, for the whole stack in one backward pass;
 `effective_weight_gradients`). The mask count of every layer is kept exactly;
 regrown weights start at 0. Every `fit` call reloads masks and effective
-weights from the stack (`_FlatStack.load`, for each slice of the stack), so a
+weights from the stack (`KernelState.load` on the C kernel's path, `_FlatStack.load`
+for each slice on the torch path), so a
 changed mask is honoured by the next chunk, and `fit` clears the optimiser's
 moments under every mask, so a dropped weight stays at zero and a regrown one
 starts from fresh moments.
