@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -115,7 +116,7 @@ class Batched:
             return "one stack"
         if self.opt is None:
             return "-"
-        w = self.workers or train.CPU_WORKERS or torch.get_num_threads()
+        w = self.workers or train._cpu_workers()
         if isinstance(self.opt, train._kernel.KernelState):
             return f"C kernel, {w} thread{'s' if w > 1 else ''}"
         n = len(self.opt.slices)
@@ -212,7 +213,7 @@ def compare(args) -> None:
     setup, _ = _timed(batched.run, 1)
     others = []  # (label, trainer): fit() held to one core, and fit()'s torch path
     if dev.type == "cpu":
-        cores = train.CPU_WORKERS or torch.get_num_threads()
+        cores = train._cpu_workers()
         if cores > 1:
             others.append(("    the same on one core (CPU_WORKERS=1)", Batched(models, x, y, cfg, dev, workers=1)))
         if isinstance(batched.opt, train._kernel.KernelState):
@@ -322,7 +323,7 @@ def point(spec: dict) -> dict:
         peak, exact = after - before, after > peak_before
     epochs = max(1, min(20, math.ceil(spec["seconds"] / max(t_first, 1e-3))))
     dt, work = _timed(b.run, epochs)
-    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else b.describe().split(", 2 width")[0].split(", 4 width")[0].replace(" x 1 thread", "")
+    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else re.sub(r", \d+ width-sorted slices?$", "", b.describe()).replace(" x 1 thread", "")
     task = TaskConfig(n_clauses=8, clause_size=3, n_train=spec["n_train"])
     est = M * trial_bytes(FPESpec(task=task, hidden=H, expansions=())) - (x.numel() + y.numel()) * (1 + task.n_test / task.n_train)
     return {"rate": work / dt, "epochs": epochs, "peak": peak, "exact": exact, "threads": threads, "est": est}

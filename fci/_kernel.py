@@ -21,7 +21,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +143,6 @@ class KernelState:
     the optimiser's step count. Passing it back to `fit` continues the run."""
 
     def __init__(self, stack, cfg):
-        import weakref
-
-        import torch
-
         self._stack = weakref.ref(stack)
         self.shapes = [tuple(w.shape) for w in stack.weights]
         self.cfg_key = (cfg.optimizer, cfg.lr, cfg.weight_decay)
@@ -188,8 +188,6 @@ class KernelState:
         """Copy the stack's masks and effective parameters in (masked raw
         weights become 0), and zero any optimiser moment under a mask: masks
         may have changed since the last call."""
-        import torch
-
         with torch.no_grad():
             for l, ((W, b), (mW, mb)) in enumerate(zip(self._views(self.param), self._views(self.mask))):
                 wm, bm = stack.weight_mask(l), stack.bias_mask(l)
@@ -204,8 +202,6 @@ class KernelState:
 
     def store(self, stack) -> None:
         """Copy the trained parameters back into the stack."""
-        import torch
-
         with torch.no_grad():
             for l, (W, b) in enumerate(self._views(self.param)):
                 o, i = stack.weights[l].shape[1:]
@@ -216,8 +212,6 @@ class KernelState:
         """x as float32 (M, N, n_in) and y as float32 (M, N, O) ('bce') or int64
         (M, N) ('ce'), contiguous; reused while the caller passes the same,
         unmodified tensors."""
-        import torch
-
         c = self._data
         if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
             return c[4]
@@ -229,8 +223,6 @@ class KernelState:
 
 def usable(stack) -> bool:
     """Whether the kernel can train this stack: CPU, float32, at most MAX_LAYERS layers."""
-    import torch
-
     w = stack.weights[0]
     return (w.device.type == "cpu" and w.dtype == torch.float32 and stack.n_layers <= MAX_LAYERS
             and all(t.dtype == torch.float32 for t in list(stack.weights) + list(stack.biases)) and available())
@@ -239,10 +231,6 @@ def usable(stack) -> bool:
 def run(state: KernelState, stack, x, y, cfg, perms, loss: str, workers: int, bar=None):
     """Train every model of the stack over the epochs whose minibatch orders are
     `perms` (E, N); returns the mean train loss per model and epoch, (M, E)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import torch
-
     lib = load()
     M, N = x.shape[:2]
     E = perms.shape[0]
@@ -268,7 +256,7 @@ def run(state: KernelState, stack, x, y, cfg, perms, loss: str, workers: int, ba
 
     def one(c):
         if lib.fci_fit(ctypes.byref(args), c[0], c[1]) != 0:
-            raise MemoryError("fci's training kernel could not allocate its workspace")
+            raise RuntimeError("fci's training kernel failed: out of memory for its workspace, or a layout it cannot train")
         if bar is not None:
             bar.update((c[1] - c[0]) * E)
 

@@ -292,6 +292,11 @@ KERNEL: bool = True
 #: puts a barrier after every small op). The results do not depend on it.
 CPU_WORKERS: int | None = None
 
+def _cpu_workers() -> int:
+    """Worker threads `fit` uses on a CPU: `CPU_WORKERS`, or torch's thread count."""
+    return max(1, CPU_WORKERS or torch.get_num_threads())
+
+
 #: Smallest slice worth its own buffers and per-step Python work.
 _MIN_SLICE = 16
 _SLICES: int | None = None
@@ -307,7 +312,7 @@ def _plan_slices(stack: MaskedMLPStack, batch: int) -> tuple[list[tuple[torch.Te
     dev = stack.weights[0].device
     full = [stack.weights[0].shape[2]] + [w.shape[1] for w in stack.weights]
     M = stack.n_models
-    workers = max(1, CPU_WORKERS or torch.get_num_threads())
+    workers = _cpu_workers()
     if dev.type != "cpu" or _threads(_step_flops(stack, batch)).n is None:
         return [(None, full)], workers
     widths = stack.widths.cpu()  # (M, hidden layers)
@@ -515,7 +520,7 @@ def fit(
         if progress:
             bar = tqdm(total=M * len(epochs), desc=progress if isinstance(progress, str) else "train",
                        unit="model-epoch", leave=False)
-        losses = _kernel.run(optimizer, stack, x, y, cfg, perms, loss, max(1, CPU_WORKERS or torch.get_num_threads()), bar)
+        losses = _kernel.run(optimizer, stack, x, y, cfg, perms, loss, _cpu_workers(), bar)
         if bar is not None:
             bar.close()
         return optimizer, losses
