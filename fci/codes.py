@@ -824,31 +824,31 @@ def decode(
 
 
 def ceiling_agreement(true_clauses: Sequence[Clause], network_output: Any, x: Any,
-                      readouts: Sequence[Sequence[int]] | None = None) -> float:
+                      groups: Sequence[Sequence[int]] | None = None) -> float:
     """The ceiling of clause-based decoding: the agreement with the network's
-    predictions ``network_output > 0`` (N, O) of the circuit made of the *true*
-    clauses on ``x`` (N, n). ``readouts``: the outputs of each clause (None: one
-    output reads the OR of all clauses when O == 1, output c reads clause c when
-    O == C). A decoder that matches this agrees with the network as well as the
-    task's own formula does."""
+    predictions ``network_output > 0`` (N, O) of the task's *true* formula on ``x``
+    (N, n): output o is the OR of the true clauses in ``groups[o]`` (``task.groups``;
+    None: every clause when O == 1, clause o when O == C). A decoder that reaches it
+    agrees with the network as well as the true clauses do."""
     y_net = _to_numpy(network_output, "network_output")
     if y_net.ndim != 2:
         raise ValueError(f"network_output must be 2-D (N, O), got shape {tuple(y_net.shape)}")
     O = y_net.shape[1]
     canon = _check_clauses(true_clauses, None)
-    if readouts is None:
+    if groups is None:
         if O == 1:
-            readouts = [[0] for _ in canon]
+            groups = [list(range(len(canon)))]
         elif O == len(canon):
-            readouts = [[c] for c in range(len(canon))]
+            groups = [[c] for c in range(len(canon))]
         else:
-            raise ValueError(f"readouts must be given when O={O} is neither 1 nor the clause count {len(canon)}")
-    if len(readouts) != len(canon):
-        raise ValueError(f"readouts must list the outputs of each of the {len(canon)} clauses, got {len(readouts)}")
+            raise ValueError(f"groups must be given when O={O} is neither 1 nor the clause count {len(canon)}")
+    if len(groups) != O or any(not 0 <= c < len(canon) for g in groups for c in g):
+        raise ValueError(f"groups must list, for each of the O={O} outputs, clause indices in [0, {len(canon)})")
     xa = _to_numpy(x, "x")
     if xa.ndim != 2:
         raise ValueError(f"x must have shape (N, n), got {tuple(xa.shape)}")
-    circuit = DecodedCircuit(clauses=canon, channels=[[] for _ in canon], readouts=[list(r) for r in readouts],
+    readouts = [[o for o, g in enumerate(groups) if c in g] for c in range(len(canon))]
+    circuit = DecodedCircuit(clauses=canon, channels=[[] for _ in canon], readouts=readouts,
                              votes=[[] for _ in canon], default=[False] * O, n_vars=xa.shape[1], n_outputs=O,
                              threshold=None, relative=None, similarity=None, method="true")
     return circuit_agreement(circuit, y_net, xa)
