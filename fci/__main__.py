@@ -62,8 +62,11 @@ def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
     W1 = model.effective_weights()[0][0]
     clauses = task.clauses
     y_net = network_predictions(model, x_test)
+    t0 = time.perf_counter()
     static = decode(model, threshold="auto" if threshold is None else threshold)
+    t1 = time.perf_counter()
     function = decode_function(model)
+    t2 = time.perf_counter()
     return {
         "capacity": clause_mean_capacity(feature_capacity(W1), clauses),
         "cosine": cosine_interference(W1),
@@ -72,6 +75,8 @@ def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
         "function_f1": clause_recovery(function.clauses, clauses)["f1"],
         "function_agreement": circuit_agreement(function, y_net, x_test),
         "ceiling": ceiling_agreement(clauses, y_net, x_test, task.groups),
+        "static_s": t1 - t0,
+        "function_s": t2 - t1,
     }
 
 
@@ -123,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name, res in rows]
     tables = (
         ("what the network computes (decode_function): clause F1, agreement with the network on the test set, "
-         "and the ceiling (the true clauses' agreement); mean ± s.e. over trials",
-         ("function_f1", "function_agreement", "ceiling"), ("function F1", "function agreement", "ceiling")),
+         "the ceiling (the true clauses' agreement), seconds per network; mean ± s.e. over trials",
+         ("function_f1", "function_agreement", "ceiling", "function_s"), ("function F1", "function agreement", "ceiling", "seconds")),
         (f"interference and static decoding (threshold {'auto' if args.threshold is None else args.threshold}, mean ± s.e. over trials)",
          ("capacity", "cosine", "f1", "agreement"), ("feature capacity", "cosine interf.", "decode F1", "circuit agreement")),
     )
