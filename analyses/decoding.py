@@ -41,7 +41,14 @@ from analyses._common import (
     style,
     superposition_points,
 )
-from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
+from fci.codes import (
+    ceiling_agreement,
+    circuit_agreement,
+    clause_recovery,
+    decode,
+    decode_function,
+    network_predictions,
+)
 from fci.train import FPEResult, ModelResult
 
 DEFAULT_SIMILARITY: float = inspect.signature(decode).parameters["similarity"].default
@@ -195,7 +202,7 @@ def figures(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict[str, go
 def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
     pooled = []
     for (cond, a), g in df.groupby(["condition", "alpha"]):
-        pooled.append({"condition": cond, "alpha": int(a), "models": int(len(g)),
+        pooled.append({"condition": cond, "alpha": int(a), "models": len(g),
                        **{f"{m}_mean": float(g[m].mean()) for m in METRICS}})
     a = ctx.args
     return {"decoding": {"threshold": a.threshold, "similarity": a.similarity, "max_literals": a.max_literals,

@@ -31,7 +31,14 @@ from contextlib import nullcontext
 import numpy as np
 
 from fci._decode import _neuron_terms
-from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
+from fci.codes import (
+    ceiling_agreement,
+    circuit_agreement,
+    clause_recovery,
+    decode,
+    decode_function,
+    network_predictions,
+)
 
 BUDGET_S = 30.0
 
@@ -81,8 +88,8 @@ def run(quick: bool, seed: int, repeat: int) -> list[dict]:
     rows = []
     for name, weights, clauses, groups in nets:
         y = network_predictions(weights, x)
-        t_static, static = timed(lambda: decode(weights), repeat)
-        t_fun, fun = timed(lambda: decode_function(weights, seed=seed), repeat)
+        t_static, static = timed(lambda w=weights: decode(w), repeat)
+        t_fun, fun = timed(lambda w=weights: decode_function(w, seed=seed), repeat)
         row = {"network": name, "n": n, "H": H, "O": weights[2].shape[0], "static_s": t_static, "function_s": t_fun,
                "candidates": len(_neuron_terms(weights[0], 8, 3)), "exhaustive": exhaustive, "terms": len(fun.clauses),
                "function_agreement": circuit_agreement(fun, y, x), "static_agreement": circuit_agreement(static, y, x)}

@@ -338,7 +338,7 @@ def _term_value_table(W1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Per literal l (rows 0..2n, row 2n padding = 0): its variable's column of W1
     times the literal's value (``fixed``), and what fixing it removes from the free
     lower / upper pre-activation sums (``lo`` / ``hi``). Shapes (2n + 1, H)."""
-    H, n = W1.shape
+    H = W1.shape[0]
     WT = W1.T  # (n, H)
     zero = np.zeros((1, H), dtype=W1.dtype)
     fixed = np.concatenate([WT, np.zeros_like(WT), zero])  # x_v = 1 adds W1[:, v]; ¬x_v (x_v = 0) adds 0
@@ -446,7 +446,7 @@ def decode_function(
     if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float)) or not 0 <= min_gain < 1:
         raise ValueError(f"min_gain must be a fraction in [0, 1), got {min_gain!r}")
     W1, b1, W2, b2 = _unpack_weights(model_or_weights, reader="decode_function")
-    H, n = W1.shape
+    n = W1.shape[1]
     O = W2.shape[0]
     if n == 0:
         raise ValueError("W1 must have at least one input column (n >= 1)")

@@ -190,7 +190,7 @@ def test_scaling_one_neuron_keeps_decode_and_the_function():
 def test_negated_literals_are_read_like_positive_ones(seed, data):
     # flipping input v (x_v -> 1 - x_v: W1[:, v] -> -W1[:, v], b1 += W1[:, v]) computes
     # the same function of the flipped input; the decoded clauses flip v's polarity
-    W1, b1, W2, b2, clauses = planted_superposition(seed % 50, noise=0.05)
+    W1, b1, W2, b2, _ = planted_superposition(seed % 50, noise=0.05)
     n = W1.shape[1]
     flip = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
     W1f = np.where(flip[None, :], -W1, W1)
