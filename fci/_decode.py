@@ -188,8 +188,9 @@ def _select(T: np.ndarray, ybits: np.ndarray, nbits: np.ndarray, min_gain: float
     Laplace-smoothed), which prefers precise terms over broad ones; then terms that no
     longer pay for themselves are dropped. The constant ⊤ replaces the OR when it
     agrees at least as well. The search runs over the ``shortlist`` candidates of
-    largest FOIL gain on the whole pool. Returns (chosen candidate rows, constant
-    true, FOIL gain of every candidate on the whole pool)."""
+    largest FOIL gain on the whole pool. Returns (the OR's candidate rows, whether
+    the constant ⊤ replaces it, FOIL gain of every candidate on the whole pool); the
+    OR is returned even when ⊤ wins, so that its terms can be planted."""
     P_all, N_all = int(_popcount(ybits)), int(_popcount(nbits))
     p = _popcount(T & ybits).astype(np.float64)  # (M,)
     q = _popcount(T & nbits).astype(np.float64)
@@ -219,7 +220,7 @@ def _select(T: np.ndarray, ybits: np.ndarray, nbits: np.ndarray, min_gain: float
     P_unc, N_unc = int(_popcount(ybits & ~cov)), int(_popcount(nbits & ~cov))
     # ⊤ agrees on P_all samples, the OR on P_all - P_unc + N_unc: ⊤ wins ties (simpler)
     constant = P_all > 0 and P_unc - N_unc >= -min_gain
-    return ([] if constant else [int(short[c]) for c in chosen]), constant, foil_all
+    return [int(short[c]) for c in chosen], constant, foil_all
 
 
 def _cover(T: np.ndarray, chosen: list[int], like: np.ndarray) -> np.ndarray:
@@ -395,7 +396,7 @@ def decode_function(
     seed: int = 0,
     *,
     n_samples: int = 4096,
-    rounds: int = 2,
+    rounds: int = 4,
     top_literals: int = 8,
     extend: int = 32,
     exact_vars: int = 14,
@@ -479,7 +480,7 @@ def decode_function(
                 grown.append(_best_extensions(cands[bases], T[bases], bits, ybits, nbits, keep=4))
         if r == rounds:
             break
-        found = _canonical(cands[sorted({c for ch, _ in result for c in ch})], n)
+        found = _canonical(cands[sorted({c for ch, _ in result for c in ch})], n)  # ⊤ outputs' ORs too
         if grown:
             cands = _canonical(np.concatenate([cands] + grown), n)
         if not exact:
@@ -488,6 +489,7 @@ def decode_function(
         log.debug("decode_function round %d: %d candidates, %d terms", r, len(cands), len(found))
 
     # Assemble: unique terms across outputs, in candidate order (shortest first).
+    result = [([] if constant else ch, constant) for ch, constant in result]
     used = sorted({c for ch, _ in result for c in ch})
     index = {c: d for d, c in enumerate(used)}
     terms = cands[used] if used else np.zeros((0, k), dtype=np.int64)
