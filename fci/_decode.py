@@ -235,8 +235,8 @@ def _local_search(T: np.ndarray, chosen: list[int], ybits: np.ndarray, nbits: np
     """Improve the pool agreement of an OR of terms by single moves: add the best
     term, or replace (or drop) a chosen term by the candidate that gains most over
     the samples the other chosen terms leave uncovered; each move must gain more
-    than ``min_gain`` samples. Stops after ``passes`` sweeps without a move or at
-    most ``passes`` sweeps."""
+    than ``min_gain`` samples. Stops at the first sweep without a move, or after
+    ``passes`` sweeps."""
     chosen = list(chosen)
     for _ in range(passes):
         moved = False
