@@ -20,6 +20,7 @@ from fci.codes import (
     circuit_agreement,
     clause_channels,
     clause_recovery,
+    clause_table,
     collision_graph,
     decode,
     decode_function,
@@ -280,6 +281,31 @@ def test_decode_function_per_output():
     x = all_inputs(AND_N)
     np.testing.assert_array_equal(circuit.evaluate(x), truth(AND_CLAUSES, x).astype(np.float32))
     assert ceiling_agreement(AND_CLAUSES, network_predictions(weights, x), x) == 1.0
+
+
+def test_decode_function_grouped_outputs():
+    # output 0 = clause 0 OR clause 1, output 1 = clause 2 OR clause 3
+    W1, b1, W2, b2 = and_network(AND_CLAUSES, AND_N)
+    W2 = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
+    weights = (W1, b1, W2, np.full(2, -0.5))
+    circuit = decode_function(weights)
+    assert sorted(circuit.terms(0)) == sorted(AND_CLAUSES[:2]) and sorted(circuit.terms(1)) == sorted(AND_CLAUSES[2:])
+    x = all_inputs(AND_N)
+    net = network_predictions(weights, x)
+    assert circuit_agreement(circuit, net, x) == 1.0
+    assert ceiling_agreement(AND_CLAUSES, net, x, groups=[[0, 1], [2, 3]]) == 1.0
+    static = decode(weights)
+    assert static.clauses == AND_CLAUSES and static.readouts == [[0], [0], [1], [1]]
+
+
+def test_clause_table_judges_readouts_by_contribution_with_biases():
+    # neuron 1 reads x1 but its bias -5 keeps it silent: with b1 it votes for nothing
+    W1 = np.array([[1.0, 0.0], [0.0, 1.0]])
+    W2 = np.array([[1.0, 1.0]])
+    rows = clause_table(W1, W2, [((0, True),), ((1, True),)], b1=np.array([0.0, -5.0]))
+    assert [r["readout"] for r in rows] == [[0], []]
+    rows = clause_table(W1, W2, [((0, True),), ((1, True),)])  # no b1: zero biases, both can fire
+    assert [r["readout"] for r in rows] == [[0], [0]]
 
 
 def test_decode_function_reads_what_the_network_computes_not_its_planted_code():
