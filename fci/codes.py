@@ -857,7 +857,7 @@ def ceiling_agreement(true_clauses: Sequence[Clause], network_output: Any, x: An
 def network_predictions(model_or_weights: Any, x: ArrayT) -> ArrayT:
     """(N, O) float32 0/1 predictions ``logit > 0`` of a one-hidden-layer network
     (model or ``(W1, b1, W2, b2)``) on ``x`` (N, n); same kind as x."""
-    W1, b1, W2, b2 = _unpack_weights(model_or_weights)
+    W1, b1, W2, b2 = _unpack_weights(model_or_weights, reader="network_predictions")
     xa = _to_numpy(x, "x").astype(W1.dtype)
     if xa.ndim != 2 or xa.shape[1] != W1.shape[1]:
         raise ValueError(f"x must have shape (N, n={W1.shape[1]}), got {tuple(xa.shape)}")
