@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from fci.codes import circuit_agreement, clause_recovery, decode, network_predictions
+from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
 from fci.expand import SPLITS
 from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity, trial_stats
 from fci.model import resolve_device
@@ -50,20 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="trial t uses seed + t")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--data", default="data", help="results store root")
-    r.add_argument("--threshold", type=float, default=0.1, help="relative sign threshold for the decoding columns")
+    r.add_argument("--threshold", type=float, default=None,
+                   help="per-neuron relative sign threshold for static decoding (default: data-driven, 'auto')")
     return ap
 
 
-def measure(model, clauses, x_test, threshold: float) -> dict[str, float]:
-    """Interference (SPEC §4) and static decoding (SPEC §5) of one trained model;
-    x_test: (N, n) inputs on which the decoded circuit is compared with the model."""
+def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
+    """Interference (SPEC §4) and both decodings (SPEC §5) of one trained model:
+    clause F1 and agreement with the model on x_test (N, n) of static `decode` and of
+    `decode_function`, beside the ceiling (agreement of the true formula)."""
     W1 = model.effective_weights()[0][0]
-    circuit = decode(model, threshold=threshold)
+    clauses = task.clauses
+    y_net = network_predictions(model, x_test)
+    t0 = time.perf_counter()
+    static = decode(model, threshold="auto" if threshold is None else threshold)
+    t1 = time.perf_counter()
+    function = decode_function(model)
+    t2 = time.perf_counter()
     return {
         "capacity": clause_mean_capacity(feature_capacity(W1), clauses),
         "cosine": cosine_interference(W1),
-        "f1": clause_recovery(circuit.clauses, clauses)["f1"],
-        "agreement": circuit_agreement(circuit, network_predictions(model, x_test), x_test),
+        "f1": clause_recovery(static.clauses, clauses)["f1"],
+        "agreement": circuit_agreement(static, y_net, x_test),
+        "function_f1": clause_recovery(function.clauses, clauses)["f1"],
+        "function_agreement": circuit_agreement(function, y_net, x_test),
+        "ceiling": ceiling_agreement(clauses, y_net, x_test, task.groups),
+        "static_s": t1 - t0,
+        "function_s": t2 - t1,
     }
 
 
@@ -110,13 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         nnz = sorted({m.nnz for m in res})
         nnz_s = str(nnz[0]) if len(nnz) == 1 else f"{min(nnz)}-{max(nnz)}"
         print(f"{name:<16}{_mean_sem([m.test_accuracy for m in res]):>30}{nnz_s:>14}")
-    print(f"\ninterference and static decoding (threshold {args.threshold}, mean ± s.e. over trials)")
-    cols = ("capacity", "cosine", "f1", "agreement")
-    print(f"{'condition':<16}" + "".join(f"{c:>18}" for c in ("feature capacity", "cosine interf.", "decode F1", "circuit agreement")))
     x_tests = [r.task.test_data()[0] for r in results]  # one draw per trial, shared by its conditions
-    for name, res in rows:
-        ms = [measure(m.model, r.task.clauses, x, args.threshold) for r, m, x in zip(results, res, x_tests)]
-        print(f"{name:<16}" + "".join(f"{_mean_sem([m[c] for m in ms]):>18}" for c in cols))
+    measured = [(name, [measure(m.model, r.task, x, args.threshold) for r, m, x in zip(results, res, x_tests)])
+                for name, res in rows]
+    tables = (
+        ("what the network computes (decode_function): clause F1, agreement with the network on the test set, "
+         "the ceiling (the true clauses' agreement), seconds per network; mean ± s.e. over trials",
+         ("function_f1", "function_agreement", "ceiling", "function_s"), ("function F1", "function agreement", "ceiling", "seconds")),
+        (f"interference and static decoding (threshold {'auto' if args.threshold is None else args.threshold}, mean ± s.e. over trials)",
+         ("capacity", "cosine", "f1", "agreement"), ("feature capacity", "cosine interf.", "decode F1", "circuit agreement")),
+    )
+    for title, cols, heads in tables:
+        print(f"\n{title}")
+        print(f"{'condition':<16}" + "".join(f"{h:>20}" for h in heads))
+        for name, ms in measured:
+            print(f"{name:<16}" + "".join(f"{_mean_sem([m[c] for m in ms]):>20}" for c in cols))
     print(f"{elapsed:.1f}s; models stored under {store.dir}")
     return 0
 

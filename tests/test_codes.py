@@ -152,10 +152,14 @@ class FakeModel:
 
 def test_sign_codes_threshold_boundaries_relative():
     W = np.array([[1.0, 0.1, -0.1, 0.1000001, -0.1000001, 0.0, -2.0]])
-    # relative: tau = 0.1 * 2 = 0.2
-    np.testing.assert_array_equal(sign_codes(W), [[1, 0, 0, 0, 0, 0, -1]])
+    # relative to the neuron's own max: tau = 0.1 * 2 = 0.2
+    np.testing.assert_array_equal(sign_codes(W, threshold=0.1), [[1, 0, 0, 0, 0, 0, -1]])
     W[0, 6] = -1.0  # tau = 0.1: +-0.1 exactly code 0, just above codes +-1
-    np.testing.assert_array_equal(sign_codes(W), [[1, 0, 0, 1, -1, 0, -1]])
+    np.testing.assert_array_equal(sign_codes(W, threshold=0.1), [[1, 0, 0, 1, -1, 0, -1]])
+    # per neuron vs the pre-amendment global rule: a small neuron keeps its code
+    W2 = np.array([[1.0, -0.5, 0.05], [0.01, -0.02, 0.0]])
+    np.testing.assert_array_equal(sign_codes(W2, threshold=0.1), [[1, -1, 0], [1, -1, 0]])
+    np.testing.assert_array_equal(sign_codes(W2, threshold=0.1, relative="global"), [[1, -1, 0], [0, 0, 0]])
 
 
 def test_sign_codes_threshold_boundaries_absolute_and_torch():
@@ -508,17 +512,17 @@ def test_decode_superposition_network_recovers_clauses():
     b2 = -np.ones(2)
     circuit = decode((W1, b1, W2, b2), similarity=1.0)
     # clause 10 has no channel: its literals split by excitation set ({5}, {0}, {5});
-    # ¬x31 alone cannot drive neuron 0 (bias 0, x31 = 0 adds nothing), so it is dropped
+    # every group is kept, whatever its polarity (¬x31 alone)
     assert circuit.clauses[:10] == clauses[:10]
-    assert circuit.clauses[10:] == [((30, True), (32, True))]
-    assert circuit.channels[10:] == [[5]]
+    assert circuit.clauses[10:] == [((30, True), (32, True)), ((31, False),)]
+    assert circuit.channels[10:] == [[5], [0]]
     found = {cl: ch for cl, ch in zip(circuit.clauses, circuit.channels)}
     for c in range(10):
         assert found[clauses[c]] == SUPER_CHANNELS[c]
     rec = clause_recovery(circuit.clauses, clauses)
-    # the partial clause matches clause 10 with Jaccard 2/3
+    # the partial clause matches clause 10 with Jaccard 2/3; ¬x31 matches nothing
     assert rec["n_exact"] == 10 and rec["n_matched"] == 11 and rec["recall"] == 1.0
-    assert rec["precision"] == 1.0
+    assert rec["precision"] == pytest.approx(11 / 12)
     idx = circuit.clauses.index(clauses[8])
     assert circuit.readouts[idx] == [1] and circuit.votes[idx] == [0, 2]
 
@@ -532,8 +536,8 @@ def test_decode_ignores_non_voting_neurons_and_picks_exciting_polarity():
     assert circuit.clauses == [((0, True), (1, True))] and circuit.channels == [[0]]
 
 
-def test_decode_drops_groups_that_cannot_drive_their_channel():
-    # neuron 1 is excited by x2 (weight 0.5) but its bias -1 keeps it silent
+def test_decode_neuron_that_can_never_fire_carries_no_clause():
+    # neuron 1 is excited by x2 (weight 0.5) but its bias -1 keeps it silent: peak 0
     W1 = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
     b1 = torch.tensor([-1.0, -1.0])
     W2 = torch.tensor([[1.0, 1.0]])

@@ -1,0 +1,393 @@
+"""Tests for the scale-free sign rules and the two readings of a network (SPEC §5):
+static `decode` (what the weights code) and `decode_function` (what it computes).
+Hand-built networks with known answers, planted families, and property tests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fci.codes import (
+    CollisionGraph,
+    DecodedCircuit,
+    ceiling_agreement,
+    circuit_agreement,
+    clause_channels,
+    clause_recovery,
+    clause_table,
+    collision_graph,
+    decode,
+    decode_function,
+    network_predictions,
+    neuron_peaks,
+    readout_votes,
+    sign_codes,
+)
+from fci.model import MaskedMLP
+
+# --------------------------------------------------------------------------- builders
+
+
+def planted_superposition(seed: int, C: int = 16, H: int = 8, k: int = 3, size: int = 3, noise: float = 0.1,
+                          distractors: int = 8):
+    """The issue's planted family: C clauses of k literals in H neurons, each clause's
+    channel a distinct ``size``-neuron subset; W1 = ±1 (sign by polarity) on channel
+    neurons plus N(0, noise) everywhere, zero biases, W2 = ones, b2 = -0.5. Literals
+    are negated at random and clause 0 is all-negated; ``distractors`` variables no
+    clause reads. Returns (W1, b1, W2, b2, sorted clauses)."""
+    rng = np.random.default_rng(seed)
+    subsets = list(itertools.combinations(range(H), size))
+    channels = [subsets[i] for i in rng.choice(len(subsets), C, replace=False)]
+    n = C * k + distractors
+    var = rng.permutation(n)[: C * k].reshape(C, k)
+    W1 = rng.normal(0.0, noise, (H, n)) if noise else np.zeros((H, n))
+    clauses = []
+    for c in range(C):
+        negated = rng.random(k) < 0.5
+        if c == 0:
+            negated[:] = True
+        clause = tuple(sorted((int(v), not bool(g)) for v, g in zip(var[c], negated)))
+        clauses.append(clause)
+        for v, positive in clause:
+            W1[list(channels[c]), v] += 1.0 if positive else -1.0
+    return W1, np.zeros(H), np.ones((1, H)), np.full(1, -0.5), sorted(clauses)
+
+
+def and_network(clauses, n: int, outputs: str = "dnf", scale: float = 1.0):
+    """Clean AND network: one neuron per clause, ±``scale`` per literal, bias
+    ``scale * (1 - #positive)`` (fires only when every literal holds), readout +1
+    (to one OR output, or to the clause's own output), b2 = -0.5·scale."""
+    C = len(clauses)
+    W1, b1 = np.zeros((C, n)), np.zeros(C)
+    W2 = np.zeros((1 if outputs == "dnf" else C, C))
+    for c, clause in enumerate(clauses):
+        for v, positive in clause:
+            W1[c, v] = scale if positive else -scale
+        b1[c] = scale * (1 - sum(p for _, p in clause))
+        W2[0 if outputs == "dnf" else c, c] = 1.0
+    return W1, b1, W2, np.full(W2.shape[0], -0.5 * scale)
+
+
+def all_inputs(n: int) -> np.ndarray:
+    return np.array(list(itertools.product([0.0, 1.0], repeat=n)), dtype=np.float32)
+
+
+def truth(clauses, x: np.ndarray) -> np.ndarray:
+    """(N, C) clause truth by direct evaluation."""
+    return np.stack([np.all([x[:, v] == (1.0 if p else 0.0) for v, p in cl], axis=0) for cl in clauses], 1)
+
+
+AND_CLAUSES = [((0, True), (1, False), (2, True)), ((3, False), (4, False)), ((5, True),), ((6, False), (7, True), (8, False))]
+AND_N = 10  # x9 is a distractor
+
+
+def transform(weights, perm: np.ndarray, scale: np.ndarray):
+    """Permute the hidden neurons and divide neuron i's incoming weights and bias by
+    scale[i] > 0 while multiplying its readouts by scale[i]: the same function."""
+    W1, b1, W2, b2 = weights
+    return (W1[perm] / scale[:, None], b1[perm] / scale, W2[:, perm] * scale[None, :], b2)
+
+
+# --------------------------------------------------------------------------- sign rules
+
+
+def test_auto_threshold_splits_each_neuron_into_strong_and_weak_weights():
+    W = np.array([
+        [0.02, -0.03, 1.0, -0.9, 0.01, 0.0],  # two strong weights among noise
+        [0.5, -0.5, 0.5, 0.0, 0.0, 0.0],  # all alike: every non-zero weight codes
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # nothing to code
+        [30.0, 0.2, -0.1, -28.0, 29.0, 0.0],  # a large neuron: its own scale
+    ])
+    np.testing.assert_array_equal(sign_codes(W), [[0, 0, 1, -1, 0, 0], [1, -1, 1, 0, 0, 0],
+                                                  [0, 0, 0, 0, 0, 0], [1, 0, 0, -1, 1, 0]])
+    # the pre-amendment global rule codes the small neurons to 0
+    glob = sign_codes(W, threshold=0.1, relative="global")
+    assert (glob[:3] == 0).all() and glob[3].tolist() == [1, 0, 0, -1, 1, 0]
+    # a row of pure noise has no two clear clusters and codes nothing
+    noise = np.random.default_rng(0).normal(0, 1, (1, 60))
+    assert (sign_codes(noise) == 0).all()
+
+
+def test_sign_rule_bad_input():
+    W = np.ones((2, 3))
+    with pytest.raises(ValueError, match="relative"):
+        sign_codes(W, relative="rows")
+    with pytest.raises(ValueError, match="auto"):
+        sign_codes(W, threshold="auto", relative=False)
+    with pytest.raises(ValueError, match="threshold"):
+        sign_codes(W, threshold="median")
+    with pytest.raises(ValueError, match="threshold"):
+        decode(and_network(AND_CLAUSES, AND_N), threshold=2.0)
+
+
+def test_readouts_are_judged_by_contribution():
+    # neuron 0 can reach activation 10, neuron 1 only 0.1: equal W2, unequal say
+    W1 = np.array([[10.0, 0.0], [0.0, 0.1]])
+    b1 = np.zeros(2)
+    peak = neuron_peaks(W1, b1)
+    np.testing.assert_allclose(peak, [10.0, 0.1])
+    W2 = np.array([[1.0, 1.0]])
+    assert readout_votes(W2, [[0], [1]], threshold=0.1, peak=peak).tolist() == [[1], [0]]
+    assert readout_votes(W2, [[0], [1]], threshold=0.1).tolist() == [[1], [1]]  # raw W2 (no peaks)
+    # a neuron that can never fire (bias -20) contributes nothing
+    assert neuron_peaks(W1, np.array([-20.0, 0.0])).tolist() == [0.0, pytest.approx(0.1)]
+    with pytest.raises(ValueError, match="peak"):
+        readout_votes(W2, [[0]], peak=np.ones(3))
+
+
+def _random_network(seed: int, H: int, n: int, O: int):
+    rng = np.random.default_rng(seed)
+    W1 = rng.normal(0, 0.05, (H, n))
+    strong = rng.random((H, n)) < 0.3
+    W1[strong] += rng.choice([-1.0, 1.0], size=strong.sum()) * rng.uniform(0.6, 1.4, size=strong.sum())
+    b1 = rng.normal(0, 0.5, H)
+    W2 = rng.normal(0, 1, (O, H))
+    b2 = rng.normal(0, 0.5, O)
+    clauses = [tuple(sorted((int(v), bool(rng.random() < 0.5)) for v in rng.choice(n, 2, replace=False)))
+               for _ in range(4)]
+    return (W1, b1, W2, b2), clauses
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 9), st.integers(3, 12), st.integers(1, 3), st.data())
+def test_codes_channels_and_decode_are_invariant_to_permutation_and_neuron_scale(seed, H, n, O, data):
+    weights, clauses = _random_network(seed, H, n, O)
+    perm = np.array(data.draw(st.permutations(range(H))))
+    scale = np.array(data.draw(st.lists(st.floats(0.1, 10.0), min_size=H, max_size=H)))
+    moved = transform(weights, perm, scale)
+    inv = np.argsort(perm)
+    for rule in ({}, {"threshold": 0.25}):
+        S, S2 = sign_codes(weights[0], **rule), sign_codes(moved[0], **rule)
+        np.testing.assert_array_equal(S2, S[perm])
+        ch, ch2 = clause_channels(weights[0], clauses, **rule), clause_channels(moved[0], clauses, **rule)
+        assert ch2 == [sorted(int(inv[i]) for i in c) for c in ch]
+        peak, peak2 = neuron_peaks(weights[0], weights[1]), neuron_peaks(moved[0], moved[1])
+        assert readout_votes(moved[2], ch2, peak=peak2, **rule).tolist() == readout_votes(weights[2], ch, peak=peak, **rule).tolist()
+        d, d2 = decode(weights, **rule), decode(moved, **rule)
+        assert d2.clauses == d.clauses and d2.readouts == d.readouts and d2.default == d.default
+        assert d2.channels == [sorted(int(inv[i]) for i in c) for c in d.channels]
+
+
+def test_scaling_one_neuron_keeps_decode_and_the_function():
+    # the issue's example: one neuron's weights and bias / 10, its readout x 10
+    weights = and_network(AND_CLAUSES, AND_N)
+    scale = np.ones(len(AND_CLAUSES))
+    scale[1] = 10.0
+    moved = transform(weights, np.arange(len(AND_CLAUSES)), scale)
+    x = all_inputs(AND_N)
+    np.testing.assert_array_equal(network_predictions(moved, x), network_predictions(weights, x))
+    assert decode(moved).clauses == decode(weights).clauses == AND_CLAUSES
+    assert clause_recovery(decode(moved).clauses, AND_CLAUSES)["f1"] == 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.data())
+def test_negated_literals_are_read_like_positive_ones(seed, data):
+    # flipping input v (x_v -> 1 - x_v: W1[:, v] -> -W1[:, v], b1 += W1[:, v]) computes
+    # the same function of the flipped input; the decoded clauses flip v's polarity
+    W1, b1, W2, b2, _ = planted_superposition(seed % 50, noise=0.05)
+    n = W1.shape[1]
+    flip = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    W1f = np.where(flip[None, :], -W1, W1)
+    b1f = b1 + (W1 * flip[None, :]).sum(axis=1)
+    d, df = decode((W1, b1, W2, b2)), decode((W1f, b1f, W2, b2))
+    flipped = [tuple((v, p != bool(flip[v])) for v, p in c) for c in d.clauses]
+    assert df.clauses == flipped
+
+
+def test_collision_graph_repr():
+    # three clauses; channels {0, 1}, {1}, {2}: one collision, two components
+    W1 = np.array([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    clauses = [((0, True), (1, True)), ((2, True),), ((3, True),)]
+    g = collision_graph(W1, clauses)
+    assert isinstance(g, CollisionGraph) and sorted(g.edges) == [(0, 1)]
+    assert repr(g) == str(g) == "CollisionGraph(3 clauses, 1 collision, 2 components)"
+    assert repr(collision_graph(np.zeros((2, 3)), [((0, True),)])) == "CollisionGraph(1 clause, 0 collisions, 1 component)"
+
+
+# --------------------------------------------------------------------------- static decoding
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01, 0.05, 0.1])
+@pytest.mark.parametrize("seed", range(12))
+def test_planted_superposition_decodes_exactly_at_defaults(seed, noise):
+    W1, b1, W2, b2, clauses = planted_superposition(seed, noise=noise)
+    assert len(clauses) > W1.shape[0]  # more clauses than neurons
+    assert any(not p for c in clauses for _, p in c) and any(all(not p for _, p in c) for c in clauses)
+    circuit = decode((W1, b1, W2, b2))
+    assert sorted(circuit.clauses) == clauses  # every clause, all-negated ones included, no extras
+    rec = clause_recovery(circuit.clauses, clauses)
+    assert rec["f1"] == 1.0 and rec["n_exact"] == len(clauses)
+    # each clause's channel is its planted neuron subset
+    assert [len(ch) for ch in circuit.channels] == [3] * len(clauses)
+    assert clause_channels(W1, circuit.clauses) == circuit.channels
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.01, 50.0])
+def test_clean_and_network_decodes_to_its_formula(scale):
+    weights = and_network(AND_CLAUSES, AND_N, scale=scale)
+    x = all_inputs(AND_N)
+    net = network_predictions(weights, x)
+    np.testing.assert_array_equal(net[:, 0], truth(AND_CLAUSES, x).any(axis=1))
+    circuit = decode(weights)
+    assert circuit.clauses == AND_CLAUSES and circuit.readouts == [[0]] * 4 and circuit.default == [False]
+    assert circuit_agreement(circuit, net, x) == 1.0
+    assert repr(circuit) == "DecodedCircuit[static](out0 = (x0 ∧ ¬x1 ∧ x2) ∨ (¬x3 ∧ ¬x4) ∨ (x5) ∨ … (+1))"
+
+
+# --------------------------------------------------------------------------- decode_function
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_decode_function_reads_a_clean_and_network_from_weights_alone(kind):
+    weights = and_network(AND_CLAUSES, AND_N)
+    if kind == "torch":
+        weights = tuple(torch.tensor(w, dtype=torch.float32) for w in weights)
+    circuit = decode_function(weights)  # a weight tuple: no task, no data
+    assert isinstance(circuit, DecodedCircuit) and circuit.method == "function"
+    assert sorted(circuit.clauses) == sorted(AND_CLAUSES)
+    x = all_inputs(AND_N)
+    assert circuit_agreement(circuit, network_predictions(weights, x), x) == 1.0
+    # n <= exact_vars: every input enumerated, so precisions are exact and certified
+    assert circuit.precision == [[1.0]] * 4 and circuit.certified == [[True]] * 4
+    assert circuit.uncovered == [0.0] and circuit.sample_agreement == [1.0]
+    assert circuit.positive_rate[0] == pytest.approx(truth(AND_CLAUSES, x).any(axis=1).mean())
+    json.dumps(circuit.to_dict())
+
+
+def test_decode_function_certifies_terms_by_interval_bounds_beyond_enumeration():
+    # 40 inputs: too many to enumerate; every planted AND is provably sufficient
+    clauses = [((4 * c, True), (4 * c + 1, False), (4 * c + 2, True)) for c in range(6)]
+    weights = and_network(clauses, 40)
+    circuit = decode_function(weights, seed=3)
+    assert sorted(circuit.clauses) == sorted(clauses)
+    assert all(c == [True] for c in circuit.certified)
+    assert all(p == [1.0] for p in circuit.precision)
+    assert circuit.uncovered[0] < 0.01
+
+
+def test_decode_function_per_output():
+    weights = and_network(AND_CLAUSES, AND_N, outputs="clauses")
+    circuit = decode_function(weights)
+    assert circuit.n_outputs == 4
+    for o, clause in enumerate(AND_CLAUSES):
+        assert circuit.terms(o) == [clause]
+    x = all_inputs(AND_N)
+    np.testing.assert_array_equal(circuit.evaluate(x), truth(AND_CLAUSES, x).astype(np.float32))
+    assert ceiling_agreement(AND_CLAUSES, network_predictions(weights, x), x) == 1.0
+
+
+def test_decode_function_grouped_outputs():
+    # output 0 = clause 0 OR clause 1, output 1 = clause 2 OR clause 3
+    W1, b1, W2, b2 = and_network(AND_CLAUSES, AND_N)
+    W2 = np.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
+    weights = (W1, b1, W2, np.full(2, -0.5))
+    circuit = decode_function(weights)
+    assert sorted(circuit.terms(0)) == sorted(AND_CLAUSES[:2]) and sorted(circuit.terms(1)) == sorted(AND_CLAUSES[2:])
+    x = all_inputs(AND_N)
+    net = network_predictions(weights, x)
+    assert circuit_agreement(circuit, net, x) == 1.0
+    assert ceiling_agreement(AND_CLAUSES, net, x, groups=[[0, 1], [2, 3]]) == 1.0
+    static = decode(weights)
+    assert static.clauses == AND_CLAUSES and static.readouts == [[0], [0], [1], [1]]
+
+
+def test_clause_table_judges_readouts_by_contribution_with_biases():
+    # neuron 1 reads x1 but its bias -5 keeps it silent: with b1 it votes for nothing
+    W1 = np.array([[1.0, 0.0], [0.0, 1.0]])
+    W2 = np.array([[1.0, 1.0]])
+    rows = clause_table(W1, W2, [((0, True),), ((1, True),)], b1=np.array([0.0, -5.0]))
+    assert [r["readout"] for r in rows] == [[0], []]
+    rows = clause_table(W1, W2, [((0, True),), ((1, True),)])  # no b1: zero biases, both can fire
+    assert [r["readout"] for r in rows] == [[0], [0]]
+
+
+def test_decode_function_reads_what_the_network_computes_not_its_planted_code():
+    # zero biases and all readouts positive: the network outputs 1 almost everywhere,
+    # whatever clauses its codes plant; it must read as (near-)constant true
+    W1, b1, W2, b2, clauses = planted_superposition(0, noise=0.01)
+    weights = (W1, b1, W2, b2)
+    x = (np.random.default_rng(9).random((4000, W1.shape[1])) < 0.5).astype(np.float32)
+    net = network_predictions(weights, x)
+    assert net.mean() > 0.85
+    assert sorted(decode(weights).clauses) == clauses  # the static code is the planted DNF
+    circuit = decode_function(weights)
+    y = circuit.evaluate(x)
+    assert y.mean() > 0.85 and circuit_agreement(circuit, net, x) >= net.mean()
+    assert clause_recovery(circuit.clauses, clauses)["f1"] < 0.5  # not the planted DNF
+    assert circuit_agreement(circuit, net, x) > ceiling_agreement(clauses, net, x)
+
+
+def test_decode_function_constant_outputs():
+    W1 = np.array([[1.0, -1.0, 0.0]])
+    b1 = np.zeros(1)
+    # output 0 always on, output 1 never on
+    W2 = np.array([[1.0], [1.0]])
+    b2 = np.array([0.5, -5.0])
+    circuit = decode_function((W1, b1, W2, b2))
+    assert circuit.default == [True, False] and circuit.formula() == ["⊤", "⊥"]
+    assert circuit.clauses == [] and circuit.uncovered == [0.0, 0.0]
+    assert repr(circuit) == "DecodedCircuit[function](out0 = ⊤; out1 = ⊥)"
+
+
+def test_decode_function_is_deterministic_for_a_seed():
+    rng = np.random.default_rng(5)
+    weights = (rng.normal(size=(12, 30)), rng.normal(size=12), rng.normal(size=(2, 12)), rng.normal(size=2))
+    a = decode_function(weights, seed=7)
+    b = decode_function(weights, seed=7)
+    assert a.to_dict() == b.to_dict()
+    c = decode_function(tuple(w.copy() for w in weights), seed=7)
+    assert c.clauses == a.clauses and c.precision == a.precision
+
+
+def test_decode_function_on_a_model():
+    model = MaskedMLP(6, 5, 1, seed=0)
+    circuit = decode_function(model, max_literals=2)
+    assert all(len(c) <= 2 for c in circuit.clauses)
+    x = all_inputs(6)
+    # exact enumeration: the reported agreement is the agreement on every input
+    assert circuit.sample_agreement[0] == pytest.approx(circuit_agreement(circuit, network_predictions(model, x), x))
+
+
+def test_decode_function_bad_input():
+    weights = and_network(AND_CLAUSES, AND_N)
+    W1, b1, W2, b2 = weights
+    with pytest.raises(ValueError, match="W2"):
+        decode_function((W1, b1, W2[:, :2], b2))
+    with pytest.raises(ValueError, match="b1"):
+        decode_function((W1, b1[:2], W2, b2))
+    with pytest.raises(ValueError, match="max_literals"):
+        decode_function(weights, max_literals=0)
+    with pytest.raises(ValueError, match="seed"):
+        decode_function(weights, seed=-1)
+    with pytest.raises(ValueError, match="n_samples"):
+        decode_function(weights, n_samples=10)
+    with pytest.raises(ValueError, match="min_gain"):
+        decode_function(weights, min_gain=1.5)
+    with pytest.raises(ValueError, match="one hidden layer"):
+        decode_function(MaskedMLP(4, [3, 3], 1, seed=0))
+    with pytest.raises(ValueError, match="one hidden layer"):
+        decode(MaskedMLP(4, [3, 3], 1, seed=0))
+    with pytest.raises(ValueError, match="tuple"):
+        decode_function((W1, b1))
+
+
+def test_ceiling_agreement_known_answer():
+    clauses = [((0, True), (1, True))]
+    x = all_inputs(3)
+    net = (x[:, :1] == 1).astype(np.float32)  # network: x0
+    # the true clause x0 ∧ x1 agrees except where x0 = 1, x1 = 0: 2 of 8 inputs differ
+    assert ceiling_agreement(clauses, net, x) == pytest.approx(6 / 8)
+    with pytest.raises(ValueError, match="groups"):
+        ceiling_agreement(clauses, np.zeros((8, 2)), x)
+    # grouped outputs: output 0 = clause 0, output 1 = clause 0 OR clause 1
+    two = [((0, True), (1, True)), ((2, False),)]
+    net2 = np.stack([truth(two[:1], x).any(1), truth(two, x).any(1)], 1).astype(np.float32)
+    assert ceiling_agreement(two, net2, x, groups=[[0], [0, 1]]) == 1.0
+    assert ceiling_agreement(two, net2, x, groups=[[0, 1], [0, 1]]) == pytest.approx(1 - 0.5 * 3 / 8)
