@@ -37,7 +37,7 @@ from app import create_app
 from app.callbacks import CONTROLS
 from app.state import ViewState
 
-__all__ = ["CallbackClient", "measure", "measure_browser", "main"]
+__all__ = ["CallbackClient", "main", "measure", "measure_browser"]
 
 
 class CallbackClient:
