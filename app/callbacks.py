@@ -87,7 +87,8 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         state = next_state(explorer, search, trigger, value)
         if state is None:
             return (no_update,) * len(outputs)
-        page = render_page(explorer, state.to_search())
+        # on a page load the URL as sent (its bad fields become messages), else the next state
+        page = render_page(explorer, search if trigger in (None, "url") else state.to_search())
         shown = page.state or state
         new_search = shown.to_search()
         if trigger in (None, "url") and page.url_problems:

@@ -476,11 +476,11 @@ def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None, la
     side = max(_PLOT_W, n * cell)
     cap = model.mean_capacity if layer == 0 else float(np.mean(model.capacity_of(layer)))
     what = "clause" if run.has_clauses and layer == 0 else "feature"
-    fig = _figure([trace], f"Gram W{layer + 1}ᵀW{layer + 1} · mean {what} capacity {cap:.3f}", side + 110,
+    fig = _figure([trace], f"Gram W{layer + 1}ᵀW{layer + 1} · mean {what} capacity {cap:.3f}", side + 140,
                   uirevision=run.info.id, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
                   margin={"l": 56, "r": 70, "t": 44, "b": 56})
     if n * cell > _PLOT_W:
-        fig["layout"]["width"] = side + 140
+        fig["layout"]["width"] = side + 180
     return fig
 
 

@@ -301,6 +301,27 @@ def next_state(explorer: Explorer, search: str | None, trigger: Any, value: Any)
         if state.run is None:
             state = state.with_(run=_landing(explorer.catalogue()))
         return state
+    nxt = _next(explorer, state, trigger, value)
+    return None if nxt is None else _in_range(explorer, nxt)
+
+
+def _in_range(explorer: Explorer, state: ViewState) -> ViewState:
+    """A state whose clause and layer exist in its run (after a control change the
+    URL is rewritten with valid values only)."""
+    try:
+        run = explorer.run(state.run) if state.run else None
+    except RunError:
+        return state
+    if run is None:
+        return state
+    if state.clause is not None and state.clause >= run.n_clauses:
+        state = state.with_(clause=None)
+    if state.layer >= run.n_hidden_layers:
+        state = state.with_(layer=0)
+    return state
+
+
+def _next(explorer: Explorer, state: ViewState, trigger: Any, value: Any) -> ViewState | None:
     if isinstance(trigger, dict):
         if trigger.get("type") == panels.ROW_TYPE and value:
             return state.with_(clause=int(trigger["index"]))
