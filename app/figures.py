@@ -503,7 +503,7 @@ def readout_heatmap(run: LoadedRun, model: ModelData, zmax: float | None = None)
              "hovertemplate": "output %{y} · %{x}<br>w = %{z:.3f}<extra></extra>"}
     row_h = max(16, _row_height(O))
     fig = _figure([trace], f"readout: {O} output{'s' if O != 1 else ''} × {n} neurons (layer {last + 1})",
-                  max(170, 110 + O * row_h), uirevision=run.info.id,
+                  max(210, 110 + O * row_h), uirevision=run.info.id,
                   xaxis=_column_axis(run, None, labels, clause_cols=False),
                   yaxis={"type": "category", "autorange": "reversed", "tickfont": {"size": 10}, "title": {"text": "class"
                          if O > 1 else ""}}, plot_bgcolor=MASK_COLOR, margin={"l": 56, "r": 70, "t": 44, "b": 56})
@@ -608,12 +608,14 @@ def collision_figure(run: LoadedRun, graph: nx.Graph, clause: int | None = None,
         "hovertext": hovers, "hoverinfo": "text", "showlegend": False, "name": "clauses",
         "marker": {"color": colors, "size": sizes, "symbol": symbols, "line": {"color": CLAUSE_COLOR, "width": widths}},
     })
-    sel = clause if clause is not None and clause in pos else None
-    partners = sorted(graph[sel]) if sel is not None else []
-    edges = "".join(f" M{pos[sel][0]:.4f},{pos[sel][1]:.4f} L{pos[o][0]:.4f},{pos[o][1]:.4f}" for o in partners)
-    shapes = [_hl_shape("selected-edges", partners, [], CHANNEL_COLOR, 3, extra_path=edges.strip()),
-              _hl_shape("selected-node", [] if sel is None else [sel], [], CLAUSE_COLOR, 3,
-                        extra_path=_ring(pos[sel]) if sel is not None else "")]
+    sel_edges, sel_node, sel_partners = "", "", []
+    if clause is not None and clause in pos:
+        x0, y0 = pos[clause]
+        sel_partners = sorted(graph[clause])
+        sel_edges = " ".join(f"M{x0:.4f},{y0:.4f} L{pos[o][0]:.4f},{pos[o][1]:.4f}" for o in sel_partners)
+        sel_node = _ring(pos[clause])
+    shapes = [_hl_shape("selected-edges", sel_partners, [], CHANNEL_COLOR, 3, extra_path=sel_edges),
+              _hl_shape("selected-node", [clause] if sel_node else [], [], CLAUSE_COLOR, 3, extra_path=sel_node)]
     n_edges = graph.number_of_edges()
     head = title + " · " if title else ""
     return _figure(data, f"{head}{n_edges} collision{'s' if n_edges != 1 else ''}, {len(comps)} entangled group"

@@ -106,7 +106,7 @@ def decoded_readings(analysis: RunAnalysis) -> list[Any]:
 
 
 def _carriers(analysis: RunAnalysis, c: int) -> str:
-    if not analysis.has_split:
+    if analysis.split is None:
         return "—"
     view = analysis.split[c]
     child = analysis.run.models["child"]
@@ -154,7 +154,7 @@ def clause_detail(analysis: RunAnalysis, clause: int | None) -> list[Any]:
         html.Table([html.Thead(html.Tr([html.Th(""), *(html.Th(run.models[n].title) for n in names)])),
                     html.Tbody(body)], className="detail"),
     ]
-    if analysis.has_split:
+    if analysis.split is not None:
         view = analysis.split[clause]
         child = run.models["child"]
         out += [html.H4("What splitting did"), html.Ul([

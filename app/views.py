@@ -114,6 +114,7 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
             msg = f"No runs in {explorer.store.dir}. Start `python -m app` on an empty store to train the demo."
             return page(errors=[("error", msg)], figures=_blank("no runs"))
         state = state.with_(run=_landing(cat))
+    assert state.run is not None
     try:
         analysis = explorer.analysis(state.run, state.threshold)
     except RunError as e:
@@ -373,8 +374,9 @@ def run_options(explorer: Explorer, filters: dict[str, Any], current: str | None
     always kept."""
     cat = explorer.catalogue()
     runs = cat.select(query, **filters)
-    if current and all(r.id != current for r in runs) and cat.get(current) is not None:
-        runs = [cat.get(current), *runs]
+    kept = cat.get(current)
+    if kept is not None and all(r.id != kept.id for r in runs):
+        runs = [kept, *runs]
     shown, more = runs[:limit], len(runs) - limit
     out: list[dict[str, Any]] = []
     group = None

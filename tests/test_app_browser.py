@@ -208,7 +208,7 @@ def test_one_colour_scale_per_row_and_a_legend_for_every_encoding(dash_duo, app_
     run = app.explorer.run(run_id)
     for kind, values in (("weights", [m.W1 for m in run.models.values()]),
                          ("gram", [m.gram for m in run.models.values()])):
-        scales = [_wait(lambda n=n: _scale(dash_duo, graph_id(n, kind)), what=f"{n} {kind}") for n in run.models]
+        scales = [_wait(lambda n=n, k=kind: _scale(dash_duo, graph_id(n, k)), what=f"{n} {kind}") for n in run.models]
         zmax = max(float(np.abs(v).max()) for v in values)
         for zmin_, zmax_, title in scales:
             assert zmax_ == pytest.approx(zmax, rel=1e-6) and zmin_ == -zmax_, f"{kind}: one symmetric scale per row"
