@@ -550,6 +550,12 @@ class ModelData:
             self._per_layer[("capacity", l)] = feature_capacity(self.layers[l][0])
         return self._per_layer[("capacity", l)]
 
+    def cosine_of(self, l: int) -> float:
+        """Cosine interference of layer l's neuron rows (cached)."""
+        if ("cosine", l) not in self._per_layer:
+            self._per_layer[("cosine", l)] = self.cosine if l == 0 else cosine_interference(self.layers[l][0])
+        return self._per_layer[("cosine", l)]
+
     def layer_rows(self, l: int) -> np.ndarray:
         """Display order of layer l's neurons (children grouped for l = 0)."""
         return self.row_order if l == 0 else np.arange(self.layers[l][0].shape[0])

@@ -16,7 +16,6 @@ from typing import Any
 from dash import html
 
 from app.data import ModelData, RunAnalysis
-from fci.metrics import cosine_interference
 
 __all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "messages", "metrics_table", "run_summary"]
 
@@ -72,7 +71,7 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
     ]
     for l in range(L):
         body.append(row(f"cosine interference, layer {l + 1}" if L > 1 else "cosine interference",
-                        [_fmt(cosine_interference(m[n].layers[l][0])) if l < m[n].n_hidden_layers else "—"
+                        [_fmt(m[n].cosine_of(l)) if l < m[n].n_hidden_layers else "—"
                          for n in names], "mean |cos| over pairs of non-zero neuron rows"))
     if run.has_clauses:
         c = analysis.codes

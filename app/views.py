@@ -203,6 +203,23 @@ def _data_digest(data: list[dict]) -> str:
     return h.hexdigest()
 
 
+_DIGESTS: dict[int, tuple[Any, str]] = {}
+
+
+def _digest_cached(value: Any) -> str:
+    """`_digest` of a component; memoised by identity for the memoised panels
+    (`_memo`), which are drawn once per analysis and sent many times."""
+    hit = _DIGESTS.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    d = _digest(value)
+    if hasattr(value, "to_plotly_json"):
+        if len(_DIGESTS) > 256:
+            _DIGESTS.clear()
+        _DIGESTS[id(value)] = (value, d)
+    return d
+
+
 def _digest(part: Any) -> str:
     return hashlib.sha1(json.dumps(part, separators=(",", ":"), default=_plain).encode()).hexdigest()
 
@@ -264,7 +281,7 @@ def part_updates(parts: dict[str, Any], drawn: dict[str, list[str]] | None
     drawn = drawn or {}
     out, digests = {}, {}
     for name, value in parts.items():
-        d = [_digest(value)]
+        d = [_digest_cached(value)]
         key = f"part:{name}"
         digests[key] = d
         out[name] = no_update if drawn.get(key) == d else value

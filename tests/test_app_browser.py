@@ -294,7 +294,10 @@ def test_compare_mode_shows_two_runs_on_one_scale(dash_duo, app_demo_dir):
     assert _highlight(dash_duo, "b-child-weights", "clause-var") == sorted(v for v, _ in rb.clauses[1])
     # Leaving compare mode hides the section.
     dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=a.id, clause=1).to_search())
-    _wait(lambda: not dash_duo.find_element("#compare-section").is_displayed(), what="the compare section hidden")
+    dash_duo.wait_for_contains_text("#clause-title", "Clause c1", timeout=30)
+    _wait(lambda: dash_duo.driver.execute_script(
+        "const e = document.getElementById('compare-section'); return e && getComputedStyle(e).display === 'none';"),
+        what="the compare section hidden")
 
 
 @pytest.fixture(scope="module")
