@@ -46,6 +46,13 @@ _HIDDEN = {"display": "none"}
 _seq = itertools.count(1)
 
 
+def _slots_class(titles: dict[str, str]) -> str:
+    """`slots-<present slots>`: the stylesheet hides the columns of networks a run
+    does not have (a single model gets the full width)."""
+    present = [n for n in MODELS if titles.get(n)]
+    return "slots-" + "-".join(present or list(MODELS))
+
+
 def register_callbacks(app: Dash, explorer: Explorer) -> None:
     outputs = [
         Output("url", "search"),
@@ -66,6 +73,8 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         Output("clauses-section", "style"),
         Output("network-graphs", "style"),
         Output("compare-section", "style"),
+        Output("run-rows", "className"),
+        Output("compare-section", "className"),
         Output("drawn", "data"),
         Output("highlight", "data"),
     ]
@@ -114,6 +123,7 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
             *(page.titles.get(n, "") or "—" for n in MODELS),
             *(page.compare_titles.get(n, "") or "—" for n in MODELS),
             clauses, clauses, {} if page.compare is not None else _HIDDEN,
+            _slots_class(page.titles), _slots_class(page.compare_titles),
             digests,
             {"seq": next(_seq), "graphs": highlights} if highlights else no_update,
         )
@@ -129,8 +139,8 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         Output("run-count", "children"),
         *(Input(filter_id(f), "value") for f in FILTERS),
         Input("run-search", "value"),
-        State("run", "value"),
-        State("compare", "value"),
+        Input("run", "value"),  # the current run is always listed, even beyond the first MAX_OPTIONS
+        Input("compare", "value"),
         prevent_initial_call=True,
     )
     def filter_runs(*args: Any):

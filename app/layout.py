@@ -150,7 +150,7 @@ def build_layout(explorer: Explorer) -> Any:
             html.H2("Network"),
             html.Div(id="metrics", className="table-wrap"),
             html.Div([_row("poly"), _row("collisions")], id="network-graphs"),
-        ]),
+        ], id="run-rows", className="slots-parent-child-dense"),
         html.Div([
             html.H2("Compared run"),
             html.Div(id="compare-summary", className="summary"),
@@ -159,5 +159,5 @@ def build_layout(explorer: Explorer) -> Any:
             _row("gram", True),
             _row("readout", True),
             html.Div(id="compare-metrics", className="table-wrap"),
-        ], id="compare-section", style={"display": "none"}),
+        ], id="compare-section", style={"display": "none"}, className="slots-parent-child-dense"),
     ], className="page")

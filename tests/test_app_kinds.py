@@ -227,6 +227,11 @@ def test_each_model_kind_in_the_browser(dash_duo, kinds, explorer, tmp_path):
         if view == "masks":
             assert scale[:2] == [0, 1]
         assert info.dataset in dash_duo.find_element("#run-summary").text
+        shown = {slot for slot, _ in info.refs}
+        for slot in ("parent", "child", "dense"):
+            visible = dash_duo.driver.execute_script(
+                f"return getComputedStyle(document.getElementById('col-title-{slot}')).display !== 'none';")
+            assert visible == (slot in shown), f"{study}: the {slot} column is shown iff the run has that network"
         if not explorer.run(info.id).has_clauses:
             assert not dash_duo.find_element("#clauses-section").is_displayed()
         time.sleep(0.5)
