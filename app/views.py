@@ -138,10 +138,13 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         notes.append(("info", "sign codes are defined on a Boolean task's first layer; showing weights"))
     other: RunAnalysis | None = None
     if state.compare:
-        try:
-            other = explorer.analysis(state.compare, state.threshold)
-        except RunError as e:
-            notes.append(("error", f"Cannot compare with run {state.compare!r}: {e}"))
+        if cat.get(state.compare) is None:
+            problems.append(url_problem("compare", state.compare, "no such run in the store", "no comparison"))
+        else:
+            try:
+                other = explorer.analysis(state.compare, state.threshold)
+            except RunError as e:
+                notes.append(("error", f"Cannot compare with run {state.compare!r}: {e}"))
     runs = [run] + ([other.run] if other else [])
     ranges = figures.shared_ranges(runs, layer)
     figs: dict[str, figures.Figure] = {g: figures.empty_figure("", 40) for g in RENDER_GRAPHS}

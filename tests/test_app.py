@@ -283,6 +283,32 @@ def test_bad_url_fields_warn_and_never_raise(demo, search):
         assert page.messages and all(level == "warning" for level, _ in page.messages)
 
 
+def test_bad_url_fields_name_field_sent_and_used(demo, run_id):
+    page = render_page(demo, f"?run={run_id}&clause=99&threshold=2&view=3d&layer=-1&compare=nope")
+    assert page.analysis is not None
+    assert page.url_problems == [
+        "URL field threshold: sent '2', not a number in [0, 1]; using 0.1 instead",
+        "URL field view: sent '3d', not one of weights, codes, masks; using weights instead",
+        "URL field layer: sent '-1', not a layer number (0 = first hidden layer); using layer 0 instead",
+        "URL field clause: sent '99', this task has clauses 0..7; using none instead",
+        "URL field compare: sent 'nope', no such run in the store; using no comparison instead",
+    ]
+    assert [level for level, _ in page.messages] == ["warning"] * 5
+    assert page.state.clause is None and page.state.threshold == 0.1 and page.compare is None
+
+
+def test_the_url_is_kept_as_sent_until_a_control_changes(demo, run_id):
+    app = create_app(demo.store.root)
+    client = CallbackClient(app)
+    sent = f"?run={run_id}&threshold=-1"
+    status, out = client.update(sent)
+    assert status == 200 and "url.search" not in out, "a page load with bad fields keeps the URL"
+    assert "URL field threshold: sent '-1'" in json.dumps(out["messages.children"], ensure_ascii=False)
+    status, out = client.update(sent, "view.value", "codes")
+    assert ViewState.from_search(out["url.search"]) == (ViewState(run=run_id, view="codes"), [])
+    assert "URL field" not in json.dumps(out["messages.children"])
+
+
 def test_view_state_round_trip():
     s = ViewState(run="abc", clause=3, threshold=0.25, view="codes")
     assert ViewState.from_search(s.to_search()) == (s, [])

@@ -244,3 +244,30 @@ def test_each_model_kind_in_the_browser(dash_duo, kinds, explorer, tmp_path):
     n = len(cat.select(q))
     _wait(lambda: f"{n} of {len(cat.runs)} match" in _text(dash_duo, "run-count"), what="narrowed list")
     assert not [e for e in dash_duo.get_logs() or [] if e.get("level") == "SEVERE"]
+
+
+def test_the_picker_scales_to_thousands_of_runs():
+    runs = [_info(f"{study}-{h}-{t}-{s}", study=study, hidden=str(h), trial=t, split=s)
+            for study in ("fpe", "wide_sparse", "real_data") for h in (2, 4, 8, 16, 32, 64) for t in range(50)
+            for s in ("clause", "random", "gram")]
+    cat = Catalogue(runs)
+    assert len(cat.runs) == 2700
+    found = cat.select("H=16 · trial 4")
+    assert found and {(r.hidden, r.trial) for r in found} == {("16", 4)}, "both fields narrow; trial 4 is not 40-49"
+    assert len(found) == 3 * 3
+    assert cat.select("h=16, TRIAL 4") == found, "case and separator do not matter"
+    assert {r.study for r in cat.select("wide_sparse · H=2 · random")} == {"wide_sparse"}
+    assert cat.values("hidden") == ["2", "4", "8", "16", "32", "64"]
+    assert cat.values("trial") == list(range(50))
+
+    class _Fake:
+        def catalogue(self):
+            return cat
+
+    opts = run_options(_Fake(), {"study": ["real_data"]}, runs[0].id, "trial 1")
+    listed = [o["value"] for o in opts if not o.get("disabled")]
+    assert listed[0] == runs[0].id, "the current run stays listed"
+    assert set(listed[1:]) == {r.id for r in cat.select("trial 1", study=["real_data"])}
+    big = run_options(_Fake(), {}, None, limit=400)
+    assert len([o for o in big if not o.get("disabled")]) == 400
+    assert big[-1]["label"] == "… 2300 more runs match: narrow the search"
