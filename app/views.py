@@ -6,8 +6,10 @@ their arguments, call these and return the result.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,9 +187,13 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
 
 
 def _memo(analysis: RunAnalysis, name: str, make) -> Any:
-    """A panel drawn once per analysis (it is cached with the analysis)."""
+    """A panel drawn once per analysis (it is cached with the analysis). Its
+    digest for `part_updates` is a token unique to this process and panel, so a
+    panel tens of kB large is not serialised twice to learn that it changed."""
     if name not in analysis.memo:
-        analysis.memo[name] = make()
+        value = make()
+        analysis.memo[name] = value
+        _remember(value, f"{_PROCESS}:{next(_TOKENS)}")
     return analysis.memo[name]
 
 
@@ -206,21 +212,23 @@ def _data_digest(data: list[dict]) -> str:
     return h.hexdigest()
 
 
+_PROCESS = uuid.uuid4().hex[:12]
+_TOKENS = itertools.count(1)
 _DIGESTS: dict[int, tuple[Any, str]] = {}
 
 
+def _remember(value: Any, digest: str) -> None:
+    if len(_DIGESTS) > 128:  # about the panels of the analyses the Explorer caches
+        _DIGESTS.clear()
+    _DIGESTS[id(value)] = (value, digest)
+
+
 def _digest_cached(value: Any) -> str:
-    """`_digest` of a component; memoised by identity for the memoised panels
-    (`_memo`), which are drawn once per analysis and sent many times."""
+    """`_digest` of a page part, or the token of a memoised panel (`_memo`)."""
     hit = _DIGESTS.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
-    d = _digest(value)
-    if hasattr(value, "to_plotly_json"):
-        if len(_DIGESTS) > 256:
-            _DIGESTS.clear()
-        _DIGESTS[id(value)] = (value, d)
-    return d
+    return _digest(value)
 
 
 def _digest(part: Any) -> str:
