@@ -2,8 +2,12 @@
 
 `python -m app [--data DIR]` serves it (training a small demo into an empty store
 first); `create_app(data_dir)` builds the app for other servers and tests.
-Data and analysis live in `app.data`, figures in `app.figures`, panels in
-`app.panels`, the URL state in `app.state`; `app.callbacks` only wires them.
+Data and analysis live in `app.data` (one scanner per stored model kind),
+figures in `app.figures`, panels in `app.panels`, the URL state in
+`app.state`, page and event logic in `app.views`; `app.callbacks` only wires
+them, and `assets/highlight.js` draws clause highlights in the browser.
+`python -m app.bench` times interactions; `python -m app.screens` draws the
+documentation's pictures.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ alpha-2 child has 128 neurons), trained briefly into a temporary store.
 
 With `--browser`, also the whole round trip a user sees in headless Chromium:
 from a click on a clause-table row until the detail panel and the heatmap
-highlight show the new clause (server, transfer, and plotly.js redrawing 13
-figures).
+highlight show the new clause (server, transfer, the browser drawing the
+highlight into the figures it shows and re-rendering the detail panel).
 
     python -m app.bench [--repeats 5] [--data DIR] [--browser]
 """
@@ -37,7 +37,7 @@ from app import create_app
 from app.callbacks import CONTROLS
 from app.state import ViewState
 
-__all__ = ["CallbackClient", "measure", "measure_browser", "main"]
+__all__ = ["CallbackClient", "main", "measure", "measure_browser"]
 
 
 class CallbackClient:
@@ -152,8 +152,8 @@ return el && el.layout && el.layout.shapes ? el.layout.shapes.filter(s => (s.nam
 
 #: In the page: a capturing click listener stamps `performance.now()` when a
 #: clause-table row is clicked, then checks once per animation frame whether the
-#: detail panel shows that clause and the child heatmap's clause highlight (the
-#: last of the 13 figures drawn) moved; the frame where both hold is the end stamp.
+#: detail panel shows that clause and the child heatmap's clause highlight
+#: moved; the frame where both hold is the end stamp.
 _STOPWATCH_JS = """
 const highlight = () => { const el = document.querySelector('#child-weights .js-plotly-plot');
   return el && el.layout && el.layout.shapes ? el.layout.shapes.filter(s => (s.name || '').startsWith('clause-var:'))

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-__all__ = ["chromium_available", "chrome_options"]
+__all__ = ["chrome_options", "chromium_available"]
 
 _FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
           "--disable-background-networking", "--disable-component-update", "--disable-sync")

@@ -3,31 +3,54 @@
 - `update`: any control, a click, or the URL itself (page load, back/forward)
   -> the next URL, the control values and the whole page, in one round trip.
   The URL is the single source of truth (`views.next_state` maps the event to the
-  next view, `views.render_page` draws it). Clicks are consumed by resetting the
+  next view, `views.render_page` draws it); while the URL has bad fields it is
+  kept as the user sent it (the page says which field, what was sent and what is
+  used instead) until a control changes. Clicks are consumed by resetting the
   graph's clickData, so clicking the same cell twice works. The clause dropdown
-  gets its options together with its value (a value set before its options would
-  be cleared by the dropdown). Figures go only as far as they changed
-  (`views.figure_updates`, with digests of what the browser draws kept in the
-  `drawn` store): selecting a clause sends the heatmaps' layout, not their data.
-- `filter_runs`: the picker's filters -> the run dropdown's options.
+  gets its options together with its value. Figures go only as far as they
+  changed (`views.figure_updates`, with digests of what the browser draws kept in
+  the `drawn` store): selecting a clause sends no figure, only the highlight
+  (the `highlight` store), which the clientside callback draws with
+  `Plotly.relayout` / `restyle` (assets/highlight.js); panels that did not
+  change (the clause table, the metrics) are not sent either
+  (`views.part_updates`), and the table's selected row is marked in the browser.
+- `filter_runs`: the picker's filters and search -> the run and compare options.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, ctx, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, no_update
 
 from app import panels
 from app.data import FILTERS, MODELS, Explorer
 from app.layout import filter_id
-from app.views import (CLICK_GRAPHS, GRAPH_KINDS, clause_options, figure_updates, graph_id, next_state, render_page,
-                       run_options)
+from app.views import (
+    CLICK_GRAPHS,
+    RENDER_GRAPHS,
+    clause_options,
+    figure_updates,
+    layer_options,
+    next_state,
+    part_updates,
+    render_page,
+    run_options,
+)
 
-__all__ = ["register_callbacks", "CONTROLS", "RENDER_GRAPHS"]
+__all__ = ["CONTROLS", "RENDER_GRAPHS", "register_callbacks"]
 
-CONTROLS = ("run", "clause", "threshold", "view")
-RENDER_GRAPHS = [graph_id(n, k) for n in MODELS for k in GRAPH_KINDS] + ["capacity"]
+CONTROLS = ("run", "clause", "threshold", "view", "layer", "compare")
+_HIDDEN = {"display": "none"}
+_seq = itertools.count(1)
+
+
+def _slots_class(titles: dict[str, str]) -> str:
+    """`slots-<present slots>`: the stylesheet hides the columns of networks a run
+    does not have (a single model gets the full width)."""
+    present = [n for n in MODELS if titles.get(n)]
+    return "slots-" + "-".join(present or list(MODELS))
 
 
 def register_callbacks(app: Dash, explorer: Explorer) -> None:
@@ -35,14 +58,25 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         Output("url", "search"),
         *(Output(c, "value") for c in CONTROLS),
         Output("clause", "options"),
+        Output("layer", "options"),
         *(Output(g, "clickData") for g in CLICK_GRAPHS),
         Output("messages", "children"),
         Output("run-summary", "children"),
+        Output("compare-summary", "children"),
         *(Output(g, "figure") for g in RENDER_GRAPHS),
         Output("metrics", "children"),
+        Output("compare-metrics", "children"),
         Output("clause-detail", "children"),
         Output("clause-table", "children"),
+        Output("decoded", "children"),
+        *(Output(f"{p}col-title-{n}", "children") for p in ("", "b-") for n in MODELS),
+        Output("clauses-section", "style"),
+        Output("network-graphs", "style"),
+        Output("compare-section", "style"),
+        Output("run-rows", "className"),
+        Output("compare-section", "className"),
         Output("drawn", "data"),
+        Output("highlight", "data"),
     ]
 
     @app.callback(
@@ -62,24 +96,57 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         state = next_state(explorer, search, trigger, value)
         if state is None:
             return (no_update,) * len(outputs)
-        new_search = state.to_search()
-        page = render_page(explorer, new_search)
-        figs, digests = figure_updates(page.figures, drawn)
+        # on a page load the URL as sent (its bad fields become messages), else the next state
+        page = render_page(explorer, search if trigger in (None, "url") else state.to_search())
+        shown = page.state or state
+        new_search = shown.to_search()
+        if trigger in (None, "url") and page.url_problems:
+            new_search = search  # keep what the user sent until they change a control
+        figs, highlights, digests = figure_updates(page.figures, drawn)
+        parts, part_digests = part_updates({
+            "clause-options": clause_options(explorer, shown.run), "layer-options": layer_options(page.n_layers),
+            "metrics": page.metrics, "compare-metrics": page.compare_metrics, "table": page.table,
+            "decoded": panels.decoded_readings(page.analysis) if page.analysis is not None else None,
+            "summary": page.summary, "compare-summary": page.compare_summary,
+        }, drawn)
+        digests.update(part_digests)
+        a = page.analysis
+        clauses = _HIDDEN if a is not None and not page.has_clauses else {}
         return (
             new_search if new_search != search else no_update,
-            state.run, state.clause, state.threshold, state.view, clause_options(explorer, state.run),
+            shown.run, shown.clause, shown.threshold, shown.view, shown.layer, shown.compare,
+            parts["clause-options"], parts["layer-options"],
             *(None if g == trigger else no_update for g in CLICK_GRAPHS),
-            panels.messages(page.messages), page.summary,
+            panels.messages(page.messages), parts["summary"], parts["compare-summary"],
             *(figs[g] for g in RENDER_GRAPHS),
-            page.metrics, page.detail, page.table, digests,
+            parts["metrics"], parts["compare-metrics"], page.detail, parts["table"], parts["decoded"],
+            *(page.titles.get(n, "") or "—" for n in MODELS),
+            *(page.compare_titles.get(n, "") or "—" for n in MODELS),
+            clauses, clauses, {} if page.compare is not None else _HIDDEN,
+            _slots_class(page.titles), _slots_class(page.compare_titles),
+            digests,
+            {"seq": next(_seq), "graphs": highlights} if highlights else no_update,
         )
+
+    app.clientside_callback(ClientsideFunction(namespace="fci", function_name="highlight"),
+                            Output("highlight-done", "data"), Input("highlight", "data"), prevent_initial_call=True)
+    app.clientside_callback(ClientsideFunction(namespace="fci", function_name="selectRow"),
+                            Output("row-selected", "data"), Input("clause", "value"), Input("clause-table", "children"))
 
     @app.callback(
         Output("run", "options"),
+        Output("compare", "options"),
+        Output("run-count", "children"),
         *(Input(filter_id(f), "value") for f in FILTERS),
-        State("run", "value"),
+        Input("run-search", "value"),
+        Input("run", "value"),  # the current run is always listed, even beyond the first MAX_OPTIONS
+        Input("compare", "value"),
         prevent_initial_call=True,
     )
     def filter_runs(*args: Any):
-        *values, current = args
-        return run_options(explorer, dict(zip(FILTERS, values)), current)
+        *values, query, current, other = args
+        filters = dict(zip(FILTERS, values))
+        cat = explorer.catalogue()
+        n = len(cat.select(query, **filters))
+        return (run_options(explorer, filters, current, query), run_options(explorer, filters, other, query),
+                f"run ({n} of {len(cat.runs)} match, grouped by study and dataset)")

@@ -1,15 +1,29 @@
 """What the explorer shows, as data: the run catalogue, loaded runs and their code
 analysis at a threshold.
 
-A **run** is one FPE child entry of the store with its paired dense baseline (the
-entry with the same config except ``condition``/``alpha``) and the parent at
-expansion (stored inside the child entry as ``parent.*`` tensors). Its id is the
-child entry's key, so a link to a run stays valid as long as the entry exists.
+A **run** is what one page shows side by side: up to three networks in the slots
+``parent`` / ``child`` / ``dense`` (`MODELS`). Every stored model kind becomes runs
+(`SCANNERS`, one scanner per store ``kind``):
 
-Nothing here draws; `app.figures` and `app.panels` turn these objects into
-figures and components. `Explorer` holds the caches: the catalogue (rescanned
-when the store directory changes), loaded runs and per-(run, threshold)
-analyses (LRU), so an interaction only recomputes what it has to.
+- ``boolean-fpe`` (`python -m fci`, the demo): an FPE child entry, its paired dense
+  baseline (the entry with the same config except ``condition``/``alpha``) and the
+  parent at expansion (``parent.*`` tensors of the child entry). Its id is the child
+  entry's key, so a link to it stays valid as long as the entry exists.
+- ``real_data-job`` (digits / embeddings) and ``structured_sparsity-job`` (clause,
+  random, N:M and dynamic children of one parent): one run per child of the job,
+  with the job's parent and dense baseline; id ``<key>/<child prefix>``.
+- ``wide_sparse-job`` (one dense, statically sparse or FPE model per entry) and
+  ``effective_density-job`` (a deep dense net, shown after training beside its
+  initialisation): one run per entry, id ``<key>``.
+- ``deep_fpe-job`` entries keep result rows only (no weights): they are counted in
+  a catalogue note, not listed.
+
+Networks on a Boolean task get the clause analysis (`fci.codes`); networks on
+other data (digits, embeddings) get weights, Gram, capacity, interference and
+the per-class readout, per layer. Nothing here draws; `app.figures` and
+`app.panels` turn these objects into figures and components. `Explorer` holds
+the caches: the catalogue (rescanned when the store directory changes), loaded
+runs and per-(run, threshold) analyses (LRU).
 """
 
 from __future__ import annotations
@@ -17,13 +31,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -39,34 +55,43 @@ from fci.codes import (
     sign_codes,
     split_view,
 )
-from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity, gram
+from fci.metrics import (
+    clause_mean_capacity,
+    cosine_interference,
+    feature_capacity,
+    gram,
+)
 from fci.model import MaskedMLP
 from fci.store import Store, StoreEntry, StoreError
 from fci.tasks import DNFTask, TaskConfig, format_clause
-from fci.train import FPESpec, split_tensors
+from fci.train import FPESpec
 
 __all__ = [
-    "MODELS",
     "FILTERS",
-    "RunInfo",
+    "HEADLINE",
+    "MODELS",
+    "SCANNERS",
     "Catalogue",
-    "ModelData",
+    "Explorer",
     "LoadedRun",
     "ModelCodes",
+    "ModelData",
+    "ModelRef",
     "RunAnalysis",
     "RunError",
+    "RunInfo",
     "UnknownRun",
-    "Explorer",
-    "scan_store",
-    "load_run",
     "analyse",
+    "load_run",
+    "natural_key",
+    "scan_store",
 ]
 
 log = logging.getLogger(__name__)
 
 Clause = tuple[tuple[int, bool], ...]
 
-#: The three networks of a run, in display order, with their column titles.
+#: The three slots of a run, in display order, with their default column titles.
 MODELS: dict[str, str] = {
     "parent": "Dense parent at expansion",
     "child": "FPE child after fine-tuning",
@@ -74,7 +99,11 @@ MODELS: dict[str, str] = {
 }
 
 #: Run fields the picker filters on.
-FILTERS = ("task", "hidden", "alpha", "split", "trial")
+FILTERS = ("study", "dataset", "task", "hidden", "alpha", "split", "trial")
+
+#: The headline configuration (SPEC: 8 clauses, 8 neurons, alpha 2, clause split):
+#: the landing run when it is stored.
+HEADLINE = {"study": "fpe", "dataset": "boolean", "n_clauses": 8, "hidden": "8", "alpha": 2, "split": "clause"}
 
 
 class RunError(RuntimeError):
@@ -85,33 +114,97 @@ class UnknownRun(RunError, LookupError):
     """No run with this id in the store."""
 
 
+def natural_key(v: Any) -> tuple:
+    """Sort key that orders numbers numerically, also inside strings
+    (`2 < 4 < 16`, `C=4 < C=16`, `8 < 8-8`)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v))
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(v))
+    return (1, tuple((1, float(p), "") if k % 2 else (0, 0.0, p.lower()) for k, p in enumerate(parts)))
+
+
 # --------------------------------------------------------------------------- catalogue
 
 
 @dataclass(frozen=True)
-class RunInfo:
-    """One run of the picker: an FPE child entry and its paired dense entry."""
+class ModelRef:
+    """Where one network of a run lives: the store entry `key`, the prefix of its
+    tensor names there ("" for the entry's own model, "parent.", "clause_nm." ...),
+    its column title and its test accuracy. `init_only`: only weight tensors
+    (`<prefix>W<l>`) are stored (an initialisation: no masks, zero biases)."""
 
-    id: str  # the child entry's store key
-    dense_key: str
-    task: str  # short task description, e.g. "C=8 k=3 n=24 disjoint dnf"
-    hidden: str  # parent width(s), e.g. "8" or "8-8"
+    key: str
+    prefix: str
+    title: str
+    accuracy: float
+    init_only: bool = False
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run of the picker.
+
+    study: the producing command ("fpe" for `python -m fci` / the demo, else the
+    analyses module); dataset: "boolean", "digits", ...; task: short task or data
+    description; hidden: parent width(s) ("8" or "8-8"); split: what the shown
+    child is (an FPE split, "sparse", "clause_nm", "dense", ...); refs: (slot,
+    ModelRef) per network shown; task_config: the Boolean task's TaskConfig dict
+    as JSON ("" for other data), its task seed deriving from `trial` as in
+    `FPESpec.make_task`."""
+
+    id: str
+    task: str
+    hidden: str
     alpha: int
     split: str
-    trial: int  # the trial seed
-    epochs: tuple[int, int]  # (warmup, finetune)
+    trial: int
+    epochs: tuple[int, int]
     child_accuracy: float
     dense_accuracy: float
+    dense_key: str = ""
+    study: str = "fpe"
+    dataset: str = "boolean"
+    refs: tuple[tuple[str, ModelRef], ...] = ()
+    task_config: str = ""
+    n_clauses: int = 0
 
     @property
     def label(self) -> str:
-        return (f"{self.split} α={self.alpha} · {self.task} · H={self.hidden} · trial {self.trial} · "
-                f"acc {self.child_accuracy:.3f} vs dense {self.dense_accuracy:.3f}")
+        acc = f"acc {self.child_accuracy:.3f}"
+        if not math.isnan(self.dense_accuracy) and len(self.refs) > 1:
+            acc += f" vs dense {self.dense_accuracy:.3f}"
+        what = f"{self.split} α={self.alpha}" if self.alpha > 1 else self.split
+        return f"{self.study} · {self.dataset} · {what} · {self.task} · H={self.hidden} · trial {self.trial} · {acc}"
+
+    @property
+    def group(self) -> str:
+        """The picker group: study and dataset."""
+        return f"{self.study} · {self.dataset}"
+
+    @property
+    def has_clauses(self) -> bool:
+        return bool(self.task_config)
 
     def field(self, name: str) -> Any:
         if name not in FILTERS:
             raise ValueError(f"unknown run filter {name!r}; expected one of {FILTERS}")
         return getattr(self, name)
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("·", " ").lower()).strip()
+
+
+def _token_pattern(token: str) -> re.Pattern:
+    """A search token as a whole-word pattern ("trial 4" does not match "trial 42")."""
+    words = [re.escape(w) for w in token.split()]
+    return re.compile(r"(?<![\w.])" + r"\s+".join(words) + r"(?![\w.])")
+
+
+def search_tokens(query: str | None) -> list[str]:
+    """The tokens of a picker search: split at `·`, `,`, `;` or `|`; each token
+    must match the run label as a whole word sequence (case-insensitive)."""
+    return [t for t in (_normalise(p) for p in re.split(r"[·,;|]", query or "")) if t]
 
 
 @dataclass
@@ -120,24 +213,66 @@ class Catalogue:
 
     runs: list[RunInfo]
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def _by_id(self) -> dict[str, RunInfo]:
+        return {r.id: r for r in self.runs}
 
     def get(self, run_id: str | None) -> RunInfo | None:
-        return next((r for r in self.runs if r.id == run_id), None)
+        return self._by_id.get(run_id) if run_id is not None else None
 
     def values(self, name: str) -> list[Any]:
-        """Distinct values of filter `name`, sorted."""
-        return sorted({r.field(name) for r in self.runs}, key=lambda v: (str(type(v)), v))
+        """Distinct values of filter `name`, in natural (numeric) order."""
+        return sorted({r.field(name) for r in self.runs}, key=natural_key)
 
-    def select(self, **filters: Sequence[Any] | None) -> list[RunInfo]:
-        """Runs whose fields lie in the given value lists (None or empty: any value)."""
+    def select(self, query: str | None = None, **filters: Sequence[Any] | None) -> list[RunInfo]:
+        """Runs whose fields lie in the given value lists (None or empty: any value)
+        and whose label matches every token of `query` (`search_tokens`)."""
         keep = {k: set(v) for k, v in filters.items() if v}
-        return [r for r in self.runs if all(r.field(k) in vs for k, vs in keep.items())]
+        runs = [r for r in self.runs if all(r.field(k) in vs for k, vs in keep.items())]
+        pats = [_token_pattern(t) for t in search_tokens(query)]
+        if pats:
+            runs = [r for r in runs if all(p.search(_normalise(r.label)) for p in pats)]
+        return runs
+
+    def landing(self) -> RunInfo | None:
+        """The run a page without `run=` opens: the headline configuration (8
+        clauses, 8 neurons, alpha 2, clause split) when stored, else the most
+        informative run (`_informative`)."""
+        if not self.runs:
+            return None
+        head = [r for r in self.runs if all(getattr(r, k) == v for k, v in HEADLINE.items())]
+        if head:
+            return min(head, key=lambda r: r.trial)
+        return max(self.runs, key=_informative)
+
+
+def _informative(r: RunInfo) -> tuple:
+    """How much a run shows: the clause analysis, all three networks, an FPE child,
+    then a readable size (hidden width and clause count near 8), then trial 0."""
+    try:
+        h = float(r.hidden.split("-")[0])
+    except ValueError:
+        h = 0.0
+    size = -abs(math.log2(max(h, 1) / 8)) - (abs(math.log2(max(r.n_clauses, 1) / 8)) if r.has_clauses else 0)
+    return (r.has_clauses, len(r.refs), r.split in ("clause", "random", "gram"), r.alpha == 2, size, -r.trial)
 
 
 def _task_label(task_cfg: dict[str, Any]) -> str:
-    tc = TaskConfig.from_dict(task_cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tc = TaskConfig.from_dict(task_cfg)
     outputs = tc.outputs if isinstance(tc.outputs, str) else f"{len(tc.outputs)} groups"
     return f"C={tc.n_clauses} k={tc.clause_size} n={tc.resolved_n_vars} {tc.layout} {outputs}"
+
+
+def _n_clauses(task_cfg: dict[str, Any]) -> int:
+    return int(task_cfg.get("n_clauses", 0))
+
+
+def _hidden(h: Any) -> str:
+    return str(h) if isinstance(h, int) else "-".join(map(str, h))
 
 
 def _pair_key(cfg: dict[str, Any]) -> str:
@@ -147,26 +282,20 @@ def _pair_key(cfg: dict[str, Any]) -> str:
     return json.dumps(rest, sort_keys=True)
 
 
-def scan_store(store: Store) -> Catalogue:
-    """List the runs of `store`. Unreadable entries and children without their dense
-    baseline are left out with a warning each (never an exception)."""
-    notes: list[str] = []
-    entries: dict[str, StoreEntry] = {}
-    for key in store.keys():
-        try:
-            entries[key] = store.load(key)
-        except StoreError as e:
-            notes.append(f"skipped a corrupt store entry: {e}")
-            log.warning("skipping %s", e)
+def _epochs(cfg: dict[str, Any]) -> tuple[int, int]:
+    t = cfg.get("train", {})
+    return int(t.get("warmup", 0)), int(t.get("finetune", 0))
+
+
+Scanned = tuple[list[RunInfo], list[str]]
+
+
+def _scan_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
     dense: dict[str, StoreEntry] = {}
     children: list[StoreEntry] = []
-    for e in entries.values():
-        if e.config.get("kind") != "boolean-fpe":
-            continue
-        if e.config.get("condition") == "dense":
-            dense[_pair_key(e.config)] = e
-        else:
-            children.append(e)
+    notes: list[str] = []
+    for e in entries:
+        (dense.__setitem__(_pair_key(e.config), e) if e.config.get("condition") == "dense" else children.append(e))
     runs = []
     for e in children:
         try:
@@ -175,26 +304,181 @@ def scan_store(store: Store) -> Catalogue:
             if base is None:
                 notes.append(f"skipped run {e.key}: its paired dense baseline is not in the store")
                 continue
-            hidden = cfg["hidden"]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                task = _task_label(cfg["task"])
+            alpha, split = int(cfg["alpha"]), str(cfg["condition"])
             runs.append(RunInfo(
-                id=e.key,
-                dense_key=base.key,
-                task=task,
-                hidden=str(hidden) if isinstance(hidden, int) else "-".join(map(str, hidden)),
-                alpha=int(cfg["alpha"]),
-                split=str(cfg["condition"]),
-                trial=int(cfg["seed"]),
-                epochs=(int(cfg["train"]["warmup"]), int(cfg["train"]["finetune"])),
-                child_accuracy=float(m["test_accuracy"]),
-                dense_accuracy=float(base.metrics["test_accuracy"]),
+                id=e.key, dense_key=base.key, task=_task_label(cfg["task"]), hidden=_hidden(cfg["hidden"]),
+                alpha=alpha, split=split, trial=int(cfg["seed"]), epochs=_epochs(cfg),
+                child_accuracy=float(m["test_accuracy"]), dense_accuracy=float(base.metrics["test_accuracy"]),
+                study="fpe", dataset="boolean", task_config=json.dumps(cfg["task"], sort_keys=True),
+                n_clauses=_n_clauses(cfg["task"]),
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"],
+                                          float(m.get("parent", {}).get("test_accuracy", math.nan)))),
+                      ("child", ModelRef(e.key, "", f"FPE child ({split} split, α={alpha}) after fine-tuning",
+                                         float(m["test_accuracy"]))),
+                      ("dense", ModelRef(base.key, "", MODELS["dense"], float(base.metrics["test_accuracy"])))),
             ))
         except (KeyError, TypeError, ValueError) as err:
             notes.append(f"skipped run {e.key}: malformed config or metrics ({type(err).__name__}: {err})")
-    runs.sort(key=lambda r: (r.task, len(r.hidden), r.hidden, r.trial, r.split, r.alpha))
-    return Catalogue(runs=runs, warnings=notes)
+    return runs, notes
+
+
+def _scan_real_data(entries: list[StoreEntry]) -> Scanned:
+    """One run per FPE child of a real-data trial (α=1: the restart control)."""
+    runs: list[RunInfo] = []
+    for e in entries:
+        cfg, rows = e.config, e.metrics["rows"]
+        acc = {(r["split"], int(r["alpha"])): float(r["accuracy"]) for r in rows}
+        parent_acc = float(rows[0].get("parent_accuracy", math.nan))
+        dense_acc = acc.get(("none", 1), math.nan)
+        dataset = str(cfg["dataset"])
+        for split, alpha in cfg["expansions"]:
+            alpha = int(alpha)
+            what = "restart control (α=1)" if alpha == 1 else f"{split} split, α={alpha}"
+            runs.append(RunInfo(
+                id=f"{e.key}/{split}-{alpha}", task=f"{dataset} {_data_text(cfg)}", hidden=_hidden(cfg["hidden"]),
+                alpha=alpha, split="restart" if alpha == 1 else str(split), trial=int(cfg["seed"]),
+                epochs=_epochs(cfg), child_accuracy=acc.get((split, alpha), math.nan), dense_accuracy=dense_acc,
+                study="real_data", dataset=dataset.split("-")[0],
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"], parent_acc)),
+                      ("child", ModelRef(e.key, f"{split}-{alpha}.", f"FPE child ({what}) after fine-tuning",
+                                         acc.get((split, alpha), math.nan))),
+                      ("dense", ModelRef(e.key, "dense.", MODELS["dense"], dense_acc))),
+            ))
+    return runs, []
+
+
+def _data_text(cfg: dict[str, Any]) -> str:
+    d = cfg.get("data", {})
+    if "source" in d:
+        return f"({d['source']}, test {d.get('test_fraction', '?')})"
+    return ""
+
+
+_STRUCTURED_TITLES = {"clause": "clause-split child", "random": "random-split child",
+                      "clause_nm": "clause-split child, N:M mask", "random_nm": "random-split child, N:M mask",
+                      "random_dynamic": "random-split child, prune-and-regrow mask"}
+
+
+def _scan_structured(entries: list[StoreEntry]) -> Scanned:
+    """One run per child condition of a structured-sparsity job (all at one nnz)."""
+    runs: list[RunInfo] = []
+    for e in entries:
+        cfg = e.config
+        models = {r["condition"]: r for r in e.metrics["rows"] if r.get("record") == "model"}
+        dense_acc = float(models.get("dense", {}).get("accuracy", math.nan))
+        alpha = int(cfg["alpha"])
+        for cond, title in _STRUCTURED_TITLES.items():
+            if cond not in models:
+                continue
+            nm = f" ({cfg['nm']})" if cond.endswith("_nm") else ""
+            runs.append(RunInfo(
+                id=f"{e.key}/{cond}", task=_task_label(cfg["task"]), hidden=_hidden(cfg["hidden"]), alpha=alpha,
+                split=cond, trial=int(cfg["seed"]), epochs=_epochs(cfg), child_accuracy=float(models[cond]["accuracy"]),
+                dense_accuracy=dense_acc, study="structured_sparsity", dataset="boolean",
+                task_config=json.dumps(cfg["task"], sort_keys=True), n_clauses=_n_clauses(cfg["task"]),
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"], math.nan)),
+                      ("child", ModelRef(e.key, f"{cond}.", f"{title}{nm}, α={alpha}, after fine-tuning",
+                                         float(models[cond]["accuracy"]))),
+                      ("dense", ModelRef(e.key, "dense.", "Dense baseline pruned to the same nnz", dense_acc))),
+            ))
+    return runs, []
+
+
+def _dataset_of(spec: Any) -> tuple[str, dict[str, Any] | None]:
+    """(dataset name, Boolean task config or None) of a job's dataset field."""
+    if isinstance(spec, dict):
+        return str(spec.get("name", "?")), spec.get("task") if spec.get("name") == "boolean" else None
+    return str(spec), None
+
+
+def _scan_wide_sparse(entries: list[StoreEntry]) -> Scanned:
+    """One run per model: dense, statically sparse (its mask) or FPE child."""
+    runs: list[RunInfo] = []
+    for e in entries:
+        cfg, row = e.config, e.metrics["rows"][0]
+        name, task = _dataset_of(cfg["dataset"])
+        cond = str(cfg["condition"])
+        alpha = int(cfg.get("alpha", 1)) if cond != "dense" else 1
+        title = {"dense": f"Dense model, width {cfg['width']}",
+                 "sparse": f"Statically sparse model, width {cfg['width']} (random mask, {row.get('nnz')} nnz)",
+                 "fpe": f"FPE child ({cfg.get('split', '?')} split, α={alpha}, {row.get('nnz')} nnz)"}.get(cond, cond)
+        runs.append(RunInfo(
+            id=e.key, task=_task_label(task) if task else name, hidden=_hidden(cfg["width"]), alpha=alpha,
+            split=cond if cond != "fpe" else f"fpe-{cfg.get('split', '?')}", trial=int(cfg["seed"]), epochs=_epochs(cfg),
+            child_accuracy=float(row["test_accuracy"]), dense_accuracy=float(row.get("fpe_baseline_accuracy", math.nan)),
+            study="wide_sparse", dataset=name, task_config=json.dumps(task, sort_keys=True) if task else "",
+            n_clauses=_n_clauses(task) if task else 0,
+            refs=(("child", ModelRef(e.key, "", title, float(row["test_accuracy"]))),),
+        ))
+    return runs, []
+
+
+def _scan_effective_density(entries: list[StoreEntry]) -> Scanned:
+    """One run per deep dense model, after training beside its initialisation."""
+    runs: list[RunInfo] = []
+    for e in entries:
+        cfg = e.config
+        row = next(r for r in e.metrics["rows"] if r.get("row") == "model")
+        name, task = _dataset_of(cfg["dataset"])
+        task = cfg.get("data", {}).get("task") if name == "boolean" else None
+        acc = float(row["test_accuracy"])
+        runs.append(RunInfo(
+            id=e.key, task=_task_label(task) if task else name, hidden=_hidden(cfg["hidden"]), alpha=1,
+            split=f"dense x{cfg.get('multiplier', '?')}", trial=int(cfg["seed"]), epochs=(int(cfg.get("epochs", 0)), 0),
+            child_accuracy=acc, dense_accuracy=math.nan, study="effective_density", dataset=name,
+            task_config=json.dumps(task, sort_keys=True) if task else "", n_clauses=_n_clauses(task) if task else 0,
+            refs=(("parent", ModelRef(e.key, "init.", "The same network at initialisation", math.nan, init_only=True)),
+                  ("child", ModelRef(e.key, "", f"Deep dense net {_hidden(cfg['hidden'])} after training", acc))),
+        ))
+    return runs, []
+
+
+def _scan_rows_only(entries: list[StoreEntry]) -> Scanned:
+    note = f"{len(entries)} deep_fpe entries hold result rows only (the study stores no weights); they are not listed"
+    return [], [note] if entries else []
+
+
+#: store kind -> scanner(entries of that kind) -> (runs, notes).
+SCANNERS: dict[str, Callable[[list[StoreEntry]], Scanned]] = {
+    "boolean-fpe": _scan_boolean_fpe,
+    "real_data-job": _scan_real_data,
+    "structured_sparsity-job": _scan_structured,
+    "wide_sparse-job": _scan_wide_sparse,
+    "effective_density-job": _scan_effective_density,
+    "deep_fpe-job": _scan_rows_only,
+}
+
+
+def scan_store(store: Store) -> Catalogue:
+    """List the runs of `store`. Unreadable entries and runs without their paired
+    baseline are left out with a warning each (never an exception)."""
+    warns: list[str] = []
+    notes: list[str] = []
+    by_kind: dict[str, list[StoreEntry]] = {}
+    for key in store.keys():
+        try:
+            e = store.load(key)
+        except StoreError as err:
+            warns.append(f"skipped a corrupt store entry: {err}")
+            log.warning("skipping %s", err)
+            continue
+        by_kind.setdefault(str(e.config.get("kind")), []).append(e)
+    runs: list[RunInfo] = []
+    for kind, entries in by_kind.items():
+        scanner = SCANNERS.get(kind)
+        if scanner is None:
+            notes.append(f"{len(entries)} store entries of kind {kind!r} have no explorer view")
+            continue
+        try:
+            found, msgs = scanner(entries)
+        except (KeyError, TypeError, ValueError, StopIteration) as err:
+            warns.append(f"skipped the {kind} entries: malformed config or metrics ({type(err).__name__}: {err})")
+            continue
+        runs += found
+        (warns if kind == "boolean-fpe" else notes).extend(msgs)
+    runs.sort(key=lambda r: (natural_key(r.study != "fpe"), natural_key(r.group), natural_key(r.task),
+                             natural_key(r.hidden), r.trial, natural_key(r.split), r.alpha))
+    return Catalogue(runs=runs, warnings=warns, notes=notes)
 
 
 # --------------------------------------------------------------------------- loaded runs
@@ -204,66 +488,132 @@ def scan_store(store: Store) -> Catalogue:
 class ModelData:
     """One network of a run, with everything that does not depend on the threshold.
 
-    W1: (H, n) effective first-layer weights; M1: (H, n) its 0/1 mask; W2: (O, H)
-    effective next-layer weights; row_order: (H,) neurons in display order (children
-    grouped under their parent); parent_index: (H,) parent neuron of each child
-    (None for a dense network); gram: (n, n); capacity: (n,) feature capacity."""
+    layers: per layer l, (W_l (out, in) effective weights, M_l its 0/1 mask); W1/M1
+    (H, n) the first layer, W2 (O or H2, H) the next; row_order: (H,) first-layer
+    neurons in display order (children grouped under their parent);
+    parent_index: (H,) parent neuron of each child (None otherwise); gram: (n, n)
+    first-layer Gram; capacity: (n,) first-layer feature capacity."""
 
     name: str
     title: str
-    model: MaskedMLP
-    W1: np.ndarray
-    M1: np.ndarray
-    W2: np.ndarray
+    model: MaskedMLP | None
+    layers: list[tuple[np.ndarray, np.ndarray]]
     parent_index: np.ndarray | None
     row_order: np.ndarray
-    gram: np.ndarray
-    capacity: np.ndarray
     mean_capacity: float
     cosine: float
     accuracy: float
     nnz: int
-    predictions: np.ndarray  # (N_test, O) 0/1, the network's own outputs on the test set
+    predictions: np.ndarray | None  # (N_test, O) 0/1, the network's own outputs on the test set
+
+    @property
+    def W1(self) -> np.ndarray:
+        return self.layers[0][0]
+
+    @property
+    def M1(self) -> np.ndarray:
+        return self.layers[0][1]
+
+    @property
+    def W2(self) -> np.ndarray:
+        return self.layers[1][0]
 
     @property
     def H(self) -> int:
         return self.W1.shape[0]
 
-    def neuron_label(self, i: int) -> str:
-        """`h5`, or `h5·p2` for a child of parent neuron 2."""
+    @property
+    def n_hidden_layers(self) -> int:
+        return len(self.layers) - 1
+
+    @cached_property
+    def gram(self) -> np.ndarray:
+        return self.gram_of(0)
+
+    @cached_property
+    def capacity(self) -> np.ndarray:
+        return self.capacity_of(0)
+
+    @cached_property
+    def _per_layer(self) -> dict[tuple[str, int], np.ndarray]:
+        return {}
+
+    def gram_of(self, l: int) -> np.ndarray:
+        """(in_l, in_l) Gram matrix W_lᵀW_l of layer l (cached)."""
+        if ("gram", l) not in self._per_layer:
+            self._per_layer[("gram", l)] = gram(self.layers[l][0])
+        return self._per_layer[("gram", l)]
+
+    def capacity_of(self, l: int) -> np.ndarray:
+        """(in_l,) feature capacity of layer l's inputs (cached)."""
+        if ("capacity", l) not in self._per_layer:
+            self._per_layer[("capacity", l)] = feature_capacity(self.layers[l][0])
+        return self._per_layer[("capacity", l)]
+
+    def cosine_of(self, l: int) -> float:
+        """Cosine interference of layer l's neuron rows (cached)."""
+        if ("cosine", l) not in self._per_layer:
+            self._per_layer[("cosine", l)] = self.cosine if l == 0 else cosine_interference(self.layers[l][0])
+        return self._per_layer[("cosine", l)]
+
+    def layer_rows(self, l: int) -> np.ndarray:
+        """Display order of layer l's neurons (children grouped for l = 0)."""
+        return self.row_order if l == 0 else np.arange(self.layers[l][0].shape[0])
+
+    def neuron_label(self, i: int, l: int = 0) -> str:
+        """`h5`, or `h5·p2` for a child of parent neuron 2; `L2·h5` in layer 2."""
+        if l > 0:
+            return f"L{l + 1}·h{i}"
         return f"h{i}" if self.parent_index is None else f"h{i}·p{int(self.parent_index[i])}"
+
+    def layer_labels(self, l: int) -> list[str]:
+        return [self.neuron_label(int(i), l) for i in self.layer_rows(l)]
 
     @cached_property
     def labels(self) -> list[str]:
-        """Neuron labels in display order."""
-        return [self.neuron_label(int(i)) for i in self.row_order]
+        """First-layer neuron labels in display order."""
+        return self.layer_labels(0)
 
 
 @dataclass
 class LoadedRun:
-    """A run's three networks and its task, in display terms.
+    """A run's networks and its task or data, in display terms.
 
-    order: (n,) variables ordered by clause (`task.variable_order()`); col_clause:
-    (n,) the clause of each displayed column (first clause reading the variable, -1
-    for distractors); polarity: (n,) +1, or -1 where that clause negates the
-    variable; x_test: (N, n) the task's test inputs."""
+    task: the Boolean task (None for other data); order: (n,) inputs in display
+    order (by clause on a Boolean task); col_clause: (n,) the clause of each
+    displayed column (first clause reading the variable, -1 for distractors and
+    for non-Boolean data); polarity: (n,) +1, or -1 where that clause negates the
+    variable; x_test: (N, n) the task's test inputs (None without a task);
+    out_labels: names of the outputs (`y0`, or the class `0`..`9`)."""
 
     info: RunInfo
-    task: DNFTask
+    task: DNFTask | None
     clauses: list[Clause]
     order: np.ndarray
     col_clause: np.ndarray
     polarity: np.ndarray
     models: dict[str, ModelData]
-    x_test: np.ndarray
+    x_test: np.ndarray | None
+    input_names: list[str] = field(default_factory=list)
+    out_labels: list[str] = field(default_factory=list)
 
     @property
     def n_clauses(self) -> int:
         return len(self.clauses)
 
+    @property
+    def has_clauses(self) -> bool:
+        return bool(self.clauses)
+
+    @property
+    def n_hidden_layers(self) -> int:
+        return min(m.n_hidden_layers for m in self.models.values())
+
     @cached_property
     def labels(self) -> list[str]:
-        """`x3` / `¬x3` per displayed column (the literal its clause reads)."""
+        """Column labels: `x3` / `¬x3` (the literal its clause reads), or the input's name."""
+        if not self.has_clauses:
+            return [self.input_names[int(v)] for v in self.order]
         return [("¬" if p < 0 else "") + f"x{v}" for v, p in zip(self.order.tolist(), self.polarity[self.order].tolist())]
 
     def clause_label(self, c: int) -> str:
@@ -290,34 +640,21 @@ def _dense_columns(clauses: Sequence[Clause], order: Sequence[int], n: int) -> t
     return first_clause[np.asarray(order)], polarity
 
 
-def _model_data(name: str, model: MaskedMLP, accuracy: float, x_test: torch.Tensor, clauses: list[Clause],
-                parent_index: np.ndarray | None) -> ModelData:
-    (W1, _), (W2, _) = model.effective_weights()[:2]
-    W1n, W2n = W1.numpy(), W2.numpy()
-    H = W1n.shape[0]
-    if parent_index is None:
-        row_order = np.arange(H)
-    else:
-        row_order = np.argsort(parent_index, kind="stable")
-    cap = feature_capacity(W1n)
-    with torch.no_grad():
-        preds = (model(x_test) > 0).to(torch.float32).numpy()
+def _model_data(name: str, title: str, model: MaskedMLP, accuracy: float, x_test: torch.Tensor | None,
+                clauses: list[Clause], parent_index: np.ndarray | None) -> ModelData:
+    layers = [(W.numpy(), model.weight_mask(l).detach().numpy()) for l, (W, _) in enumerate(model.effective_weights())]
+    W1 = layers[0][0]
+    H = W1.shape[0]
+    row_order = np.arange(H) if parent_index is None else np.argsort(parent_index, kind="stable")
+    cap = feature_capacity(W1)
+    preds = None
+    if x_test is not None:
+        with torch.no_grad():
+            preds = (model(x_test) > 0).to(torch.float32).numpy()
     return ModelData(
-        name=name,
-        title=MODELS[name],
-        model=model,
-        W1=W1n,
-        M1=model.weight_mask(0).detach().numpy(),
-        W2=W2n,
-        parent_index=parent_index,
-        row_order=row_order,
-        gram=gram(W1n),
-        capacity=cap,
-        mean_capacity=clause_mean_capacity(cap, clauses),
-        cosine=cosine_interference(W1n),
-        accuracy=accuracy,
-        nnz=model.nnz(),
-        predictions=preds,
+        name=name, title=title, model=model, layers=layers, parent_index=parent_index, row_order=row_order,
+        mean_capacity=clause_mean_capacity(cap, clauses) if clauses else float(np.mean(cap)),
+        cosine=cosine_interference(W1), accuracy=accuracy, nnz=model.nnz(), predictions=preds,
     )
 
 
@@ -330,53 +667,90 @@ def _model(tensors: dict[str, torch.Tensor], what: str, key: str) -> MaskedMLP:
         raise RunError(f"store entry {key}: the {what} cannot be rebuilt ({e})") from None
 
 
-def load_run(store: Store, info: RunInfo) -> LoadedRun:
-    """Load a run's three networks and rebuild its task; raises RunError (with a
-    message for the page) when an entry is corrupt or inconsistent."""
-    try:
-        child_e, dense_e = store.load(info.id), store.load(info.dense_key)
-        own, parent_t = split_tensors(child_e.tensors)
-        dense_t, _ = split_tensors(dense_e.tensors)
-    except StoreError as e:
-        raise RunError(str(e)) from None
-    parent = _model(parent_t, "parent at expansion", info.id)
-    child = _model(own, "FPE child", info.id)
-    dense = _model(dense_t, "dense baseline", info.dense_key)
-    cfg = child_e.config
+def _ref_tensors(tensors: dict[str, torch.Tensor], ref: ModelRef) -> dict[str, torch.Tensor]:
+    """A network's own tensors of an entry, prefix stripped (an initialisation
+    gets full masks and zero biases)."""
+    n = len(ref.prefix)
+    own = {k[n:]: v for k, v in tensors.items() if k.startswith(ref.prefix) and "." not in k[n:]}
+    if ref.init_only:
+        for l in range(sum(1 for k in own if re.fullmatch(r"W\d+", k))):
+            W = own[f"W{l}"]
+            own.update({f"b{l}": torch.zeros(W.shape[0]), f"M{l}": torch.ones_like(W), f"m{l}": torch.ones(W.shape[0])})
+    return own
+
+
+def _make_task(info: RunInfo) -> DNFTask:
+    """The run's Boolean task, redrawn as every study draws it (`FPESpec.make_task`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            spec = FPESpec.from_entry_config(cfg)
-        except ValueError as e:
+            spec = FPESpec(task=TaskConfig.from_dict(json.loads(info.task_config)), hidden=1, seed=info.trial,
+                           expansions=())
+        except (ValueError, TypeError) as e:
             raise RunError(f"run {info.id}: {e}") from None
-    task = spec.make_task()
-    stored = child_e.metrics.get("clauses")
-    if stored is not None and [tuple((int(v), bool(p)) for v, p in c) for c in stored] != task.clauses:
-        raise RunError(f"run {info.id}: the clauses stored with the run differ from those regenerated from its "
-                       "config; the task generator changed since it was trained")
-    Hp, Hc = parent.hidden[0], child.hidden[0]
-    if child.parent_index is not None:
-        pidx = child.parent_index.numpy().astype(np.int64)
-    elif Hc == Hp * info.alpha:  # SPEC §3: parent i owns children i*alpha .. i*alpha + alpha - 1
-        pidx = np.arange(Hc) // info.alpha
+    return spec.make_task()
+
+
+def _input_names(info: RunInfo, n: int) -> list[str]:
+    if info.dataset.startswith("digits") and n == 64:
+        return [f"r{i // 8}c{i % 8}" for i in range(64)]  # the 8x8 image, row-major
+    return [f"i{i}" for i in range(n)]
+
+
+def load_run(store: Store, info: RunInfo) -> LoadedRun:
+    """Load a run's networks and rebuild its task; raises RunError (with a
+    message for the page) when an entry is corrupt or inconsistent."""
+    entries: dict[str, StoreEntry] = {}
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    try:
+        for _, ref in info.refs:
+            if ref.key not in entries:
+                entries[ref.key] = store.load(ref.key)
+                tensors[ref.key] = entries[ref.key].tensors
+    except StoreError as e:
+        raise RunError(str(e)) from None
+    nets = {slot: (_model(_ref_tensors(tensors[ref.key], ref), ref.title, ref.key), ref) for slot, ref in info.refs}
+    task = _make_task(info) if info.has_clauses else None
+    if task is not None and info.study == "fpe":
+        stored = entries[info.id].metrics.get("clauses")
+        if stored is not None and [tuple((int(v), bool(p)) for v, p in c) for c in stored] != task.clauses:
+            raise RunError(f"run {info.id}: the clauses stored with the run differ from those regenerated from its "
+                           "config; the task generator changed since it was trained")
+    pidx = None
+    if "child" in nets and "parent" in nets and not nets["parent"][1].init_only:
+        child, parent = nets["child"][0], nets["parent"][0]
+        Hp, Hc = parent.hidden[0], child.hidden[0]
+        if child.parent_index is not None:
+            pidx = child.parent_index.numpy().astype(np.int64)
+        elif Hc == Hp * info.alpha:  # SPEC §3: parent i owns children i*alpha .. i*alpha + alpha - 1
+            pidx = np.arange(Hc) // info.alpha
+        elif info.study == "fpe":
+            raise RunError(f"run {info.id}: the child has {Hc} neurons and no parent_index; "
+                           f"cannot map it to a parent of {Hp} neurons at alpha={info.alpha}")
+        if pidx is not None and (pidx.shape != (Hc,) or (pidx.size and (pidx.min() < 0 or pidx.max() >= Hp))):
+            raise RunError(f"run {info.id}: parent_index does not map {Hc} children to {Hp} parent neurons")
+    elif "child" in nets and nets["child"][0].parent_index is not None:
+        pidx = nets["child"][0].parent_index.numpy().astype(np.int64)
+    n_in = next(iter(nets.values()))[0].sizes[0]
+    if task is not None:
+        if task.n_vars != n_in:
+            raise RunError(f"run {info.id}: the regenerated task has {task.n_vars} variables, the stored models "
+                           f"{n_in} inputs")
+        x_test_t, _ = task.test_data()
+        clauses = task.clauses
+        order = np.asarray(task.variable_order(), dtype=np.int64)
+        col_clause, polarity = _dense_columns(clauses, order, task.n_vars)
     else:
-        raise RunError(f"run {info.id}: the child has {Hc} neurons and no parent_index; "
-                       f"cannot map it to a parent of {Hp} neurons at alpha={info.alpha}")
-    if pidx.shape != (Hc,) or (pidx.size and (pidx.min() < 0 or pidx.max() >= Hp)):
-        raise RunError(f"run {info.id}: parent_index does not map {Hc} children to {Hp} parent neurons")
-    x_test, _ = task.test_data()
-    clauses = task.clauses
-    order = np.asarray(task.variable_order(), dtype=np.int64)
-    col_clause, polarity = _dense_columns(clauses, order, task.n_vars)
-    accuracy = {
-        "parent": child_e.metrics.get("parent", {}).get("test_accuracy", math.nan),
-        "child": child_e.metrics.get("test_accuracy", math.nan),
-        "dense": dense_e.metrics.get("test_accuracy", math.nan),
-    }
-    nets = {"parent": (parent, None), "child": (child, pidx), "dense": (dense, None)}
-    models = {name: _model_data(name, m, float(accuracy[name]), x_test, clauses, p) for name, (m, p) in nets.items()}
+        x_test_t, clauses = None, []
+        order, col_clause, polarity = np.arange(n_in), np.full(n_in, -1), np.ones(n_in, dtype=np.int64)
+    models = {slot: _model_data(slot, ref.title, m, float(ref.accuracy), x_test_t, clauses,
+                                pidx if slot == "child" else None)
+              for slot, (m, ref) in sorted(nets.items(), key=lambda kv: list(MODELS).index(kv[0]))}
+    n_out = next(iter(nets.values()))[0].sizes[-1]
+    out_labels = ([str(k) for k in range(n_out)] if info.dataset.startswith("digits") else [f"y{o}" for o in range(n_out)])
     return LoadedRun(info=info, task=task, clauses=clauses, order=order, col_clause=col_clause, polarity=polarity,
-                     models=models, x_test=x_test.numpy())
+                     models=models, x_test=None if x_test_t is None else x_test_t.numpy(),
+                     input_names=_input_names(info, n_in), out_labels=out_labels)
 
 
 # --------------------------------------------------------------------------- code analysis
@@ -412,7 +786,12 @@ class RunAnalysis:
     run: LoadedRun
     threshold: float
     codes: dict[str, ModelCodes]
-    split: list[ClauseSplitView]
+    split: list[ClauseSplitView] | None
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # panels drawn from it (app.views)
+
+    @property
+    def has_split(self) -> bool:
+        return self.split is not None
 
 
 def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: float) -> ModelCodes:
@@ -440,11 +819,17 @@ def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: f
 
 
 def analyse(run: LoadedRun, threshold: float) -> RunAnalysis:
-    """The code analysis of every network of `run` at a relative threshold."""
+    """The code analysis of every network of `run` at a relative threshold (none
+    without clauses); the before/after split view when the run has a parent and a
+    child mapped onto it."""
+    if not run.has_clauses:
+        return RunAnalysis(run=run, threshold=threshold, codes={}, split=None)
     codes = {name: _codes(m, run.clauses, run.x_test, threshold) for name, m in run.models.items()}
-    child = run.models["child"]
-    views = split_view(run.models["parent"].W1, child.W1, child.parent_index, run.clauses,
-                       threshold=threshold, child_mask=child.M1)
+    child, parent = run.models.get("child"), run.models.get("parent")
+    views = None
+    if child is not None and parent is not None and child.parent_index is not None:
+        views = split_view(parent.W1, child.W1, child.parent_index, run.clauses, threshold=threshold,
+                           child_mask=child.M1)
     return RunAnalysis(run=run, threshold=threshold, codes=codes, split=views)
 
 

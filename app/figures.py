@@ -1,14 +1,26 @@
 """Figure builders: pure functions from explorer data (`app.data`) to plotly figures.
 
 Conventions shared by every view of a network:
-- columns are input variables ordered by clause (`task.variable_order()`), labelled
-  with the literal their clause reads (`x3`, `¬x3`), with dotted clause boundaries;
+- columns are inputs in display order: on a Boolean task the variables ordered by
+  clause (`task.variable_order()`), labelled with the literal their clause reads
+  (`x3`, `¬x3`), with dotted clause boundaries; deeper layers read the previous
+  layer's neurons;
 - rows are neurons in display order, children grouped under their parent (labels
   `h5·p2`), with dotted lines between parent groups;
 - masked weights are NaN and show in the distinct `MASK_COLOR`;
+- one colour scale per row of the page: `row_range` gives the symmetric range
+  shared by the networks side by side, stated on every colour bar;
+- cells keep a minimum size (`MIN_CELL` px): a wide matrix gets a fixed width and
+  its column scrolls; labels are thinned to one per `LABEL_PX` px;
 - the selected clause's literals are outlined (shapes named `clause-var:<v>`) and its
   channel neurons are outlined in `CHANNEL_COLOR` (shapes named
   `channel-neuron:<i>`), so tests and the browser can read the highlight back.
+
+Everything that depends on the selected clause is the figure's **highlight**:
+layout shapes, annotations and tick labels, and the trace properties a trace
+lists in ``meta.hl``. `split_highlight` separates it from the rest, so a clause
+change travels as a small highlight update that the browser applies with
+`Plotly.relayout` / `Plotly.restyle` (`assets/highlight.js`), not as new figures.
 
 Figures are plain plotly dicts (`{"data": [...], "layout": {...}}`), not
 `go.Figure` objects: plotly's per-property validation cost ~30 ms a figure, more
@@ -20,28 +32,35 @@ natively); `array_of` reads one back.
 from __future__ import annotations
 
 import base64
+import copy
 import math
-from typing import Any, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
 
-from app.data import MODELS, LoadedRun, ModelCodes, ModelData, RunAnalysis
+from app.data import LoadedRun, ModelCodes, ModelData, RunAnalysis
 
 __all__ = [
-    "MASK_COLOR",
     "CHANNEL_COLOR",
     "CLAUSE_COLOR",
+    "MASK_COLOR",
+    "MIN_CELL",
     "MODEL_COLORS",
-    "empty_figure",
-    "weight_heatmap",
-    "gram_heatmap",
-    "polysemanticity_bar",
-    "collision_figure",
-    "capacity_figure",
-    "model_figures",
-    "highlighted",
     "array_of",
+    "capacity_figure",
+    "collision_figure",
+    "empty_figure",
+    "gram_heatmap",
+    "highlighted",
+    "model_figures",
+    "polysemanticity_bar",
+    "readout_heatmap",
+    "row_range",
+    "shared_ranges",
+    "split_highlight",
+    "weight_heatmap",
 ]
 
 Figure = dict[str, Any]
@@ -49,6 +68,7 @@ Figure = dict[str, Any]
 MASK_COLOR = "#a9a9a9"
 CHANNEL_COLOR = "#00a651"
 CLAUSE_COLOR = "#111111"
+NONE_COLOR = "#888888"
 BOUNDARY_COLOR = "rgba(60,60,60,0.55)"
 MODEL_COLORS = {"parent": "#7f7f7f", "child": "#d95f02", "dense": "#1f78b4"}
 _COMPONENT_COLORS = ["#e41a1c", "#377eb8", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#4daf4a", "#999900"]
@@ -56,8 +76,16 @@ _COMPONENT_COLORS = ["#e41a1c", "#377eb8", "#984ea3", "#ff7f00", "#a65628", "#f7
 _DIVERGING = [[0.0, "#2166ac"], [1 / 6, "#67a9cf"], [2 / 6, "#d1e5f0"], [0.5, "#f7f7f7"], [4 / 6, "#fddbc7"],
               [5 / 6, "#ef8a62"], [1.0, "#b2182b"]]
 _CODE_SCALE = [[0.0, "#2166ac"], [1 / 3, "#2166ac"], [1 / 3, "#f7f7f7"], [2 / 3, "#f7f7f7"], [2 / 3, "#b2182b"], [1.0, "#b2182b"]]
+_MASK_SCALE = [[0.0, MASK_COLOR], [0.5, MASK_COLOR], [0.5, "#3b3b3b"], [1.0, "#3b3b3b"]]
 
 _FONT = {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 11, "color": "#222"}
+
+#: Minimum cell size (px) of a heatmap; the plot width a column offers before it
+#: scrolls; the least space (px) between two axis labels.
+MIN_CELL = 6
+_PLOT_W = 330
+LABEL_PX = 12
+_MIN_ROW, _MAX_ROW = 7, 22
 
 
 def array_of(a: Any) -> np.ndarray:
@@ -86,6 +114,8 @@ def _figure(data: list[dict], title: str, height: int, uirevision: str | None = 
         "margin": {"l": 60, "r": 10, "t": 40, "b": 40},
         "hoverlabel": {"font": {"size": 11}},
         "uirevision": uirevision,
+        "shapes": [],
+        "annotations": [],
     }
     base.update(layout)
     return {"data": data, "layout": base}
@@ -99,10 +129,78 @@ def empty_figure(message: str = "", height: int = 200) -> Figure:
 
 
 def highlighted(fig: Figure, kind: str) -> list[int]:
-    """The ids a figure highlights: kind "clause-var" (variables) or "channel-neuron"."""
+    """The ids a figure highlights: kind "clause-var" (variables), "channel-neuron"
+    or "clause" (read from the names of its highlight shapes, `kind:3,5,7`)."""
     prefix = kind + ":"
-    names = (s.get("name") or "" for s in fig["layout"].get("shapes", []))
-    return sorted({int(n[len(prefix):]) for n in names if n.startswith(prefix)})
+    out: set[int] = set()
+    for sh in fig["layout"].get("shapes", []):
+        name = sh.get("name") or ""
+        if name.startswith(prefix) and sh.get("visible", True):
+            out |= {int(x) for x in name[len(prefix):].split(",") if x}
+    return sorted(out)
+
+
+#: Names of highlight shapes start with one of these (then ":" and the ids).
+HL_KINDS = ("clause-var", "channel-neuron", "clause", "selected-edges", "selected-node")
+_HL_AXIS: tuple[str, ...] = ()  # tick labels do not depend on the selection (the outlines show it)
+_HL_SHAPE = ("path", "name", "visible")
+
+
+def _is_hl(shape: dict) -> bool:
+    return (shape.get("name") or "").split(":")[0] in HL_KINDS
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part, {}) if isinstance(d, dict) else {}
+    return d
+
+
+def _pop(d: dict, dotted: str) -> None:
+    *path, last = dotted.split(".")
+    for part in path:
+        d = d.get(part)
+        if not isinstance(d, dict):
+            return
+    d.pop(last, None)
+
+
+def split_highlight(fig: Figure) -> tuple[Figure, dict[str, Any]]:
+    """(the figure without its highlight, the highlight) of a figure.
+
+    Highlight shapes sit at fixed indices whatever the clause (one path shape per
+    kind, hidden when empty), so the highlight is a set of attribute edits:
+    {"layout": {"shapes[2].path": ..., "shapes[2].name": ..., "xaxis.ticktext": ...},
+    "traces": [[index, {"marker.color": [...]}], ...]}: the arguments of
+    `Plotly.relayout` and `Plotly.restyle`, which redraw only the shapes, the ticks
+    and the restyled trace (no new plot)."""
+    layout = fig["layout"]
+    hl_layout: dict[str, Any] = {}
+    shapes = []
+    for i, sh in enumerate(layout.get("shapes", [])):
+        if _is_hl(sh):
+            for k in _HL_SHAPE:
+                hl_layout[f"shapes[{i}].{k}"] = sh.get(k, True if k == "visible" else None)
+            sh = {k: v for k, v in sh.items() if k not in _HL_SHAPE}
+        shapes.append(sh)
+    for ax in ("xaxis", "yaxis"):
+        for k in _HL_AXIS:
+            if k in layout.get(ax, {}):
+                hl_layout[f"{ax}.{k}"] = layout[ax][k]
+    base_layout = {**layout, "shapes": shapes}
+    for ax in ("xaxis", "yaxis"):
+        if ax in base_layout:
+            base_layout[ax] = {k: v for k, v in base_layout[ax].items() if k not in _HL_AXIS}
+    traces, base_data = [], []
+    for i, t in enumerate(fig["data"]):
+        keys = (t.get("meta") or {}).get("hl", [])
+        if keys:
+            traces.append([i, {k: _get(t, k) for k in keys}])
+            t = copy.deepcopy(t)
+            for k in keys:
+                _pop(t, k)
+        base_data.append(t)
+    return {"data": base_data, "layout": base_layout}, {"layout": hl_layout, "traces": traces}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -110,6 +208,10 @@ def highlighted(fig: Figure, kind: str) -> list[int]:
 
 def _mark(label: str, color: str) -> str:
     return f'<span style="color:{color}"><b>{label}</b></span>'
+
+
+def _swatch(color: str, text: str, symbol: str = "■") -> str:
+    return f'<span style="color:{color}">{symbol}</span> {text}'
 
 
 def _boundaries(keys: np.ndarray) -> list[int]:
@@ -122,13 +224,19 @@ def _line(x0, y0, x1, y1, **kw) -> dict:
             "line": {"color": BOUNDARY_COLOR, "width": 1, "dash": "dot"}, **kw}
 
 
-def _rect(name: str, x0, x1, y0, y1, color: str, width: float = 2.0) -> dict:
-    return {"type": "rect", "name": name, "x0": x0, "x1": x1, "y0": y0, "y1": y1, "layer": "above",
-            "line": {"color": color, "width": width}, "fillcolor": "rgba(0,0,0,0)"}
+def _hl_shape(kind: str, ids: Sequence[int], rects: Sequence[tuple[float, float, float, float]], color: str,
+              width: float = 2.0, yref: str = "y", fill: str = "rgba(0,0,0,0)", extra_path: str = "") -> dict:
+    """A highlight slot: one path shape outlining `rects` ((x0, x1, y0, y1) each),
+    named `kind:<ids>`; present (hidden) even when nothing is highlighted, so its
+    index does not depend on the selection."""
+    path = " ".join(f"M{x0:g},{y0:g} H{x1:g} V{y1:g} H{x0:g} Z" for x0, x1, y0, y1 in rects) + extra_path
+    return {"type": "path", "name": f"{kind}:{','.join(str(int(i)) for i in ids)}", "path": path or "M0,0",
+            "visible": True, "xref": "x", "yref": yref, "layer": "above" if fill.endswith("0)") else "below",
+            "line": {"color": color, "width": width if fill.endswith("0)") else 0}, "fillcolor": fill}
 
 
 def _clause_vars(run: LoadedRun, clause: int | None) -> list[int]:
-    return [] if clause is None else [v for v, _ in run.clauses[clause]]
+    return [] if clause is None or not run.has_clauses else [v for v, _ in run.clauses[clause]]
 
 
 def _clause_columns(run: LoadedRun, clause: int | None) -> list[int]:
@@ -141,155 +249,267 @@ def _channel(codes: ModelCodes | None, clause: int | None) -> list[int]:
     return [] if codes is None or clause is None else list(codes.rows[clause]["channel"])
 
 
-#: Above these sizes, axes label only the selection (and every few clauses) and
-#: boundary lines are left out: a label or a line per 4-pixel cell is noise.
-_ALL_LABELS = 48
-_MAX_BLOCKS = 32
+def _plot_width(n: int, min_cell: int = MIN_CELL) -> float:
+    """The plot area's width in px: the column's, or wider for a wide matrix."""
+    return max(_PLOT_W, n * min_cell)
 
 
-def _column_axis(run: LoadedRun, clause: int | None) -> dict:
-    """Category axis over the displayed variables: every literal label when there
-    are few columns, else the name of every few clauses; the selected clause's
-    literals in bold either way."""
-    labels = run.labels
-    sel = set(_clause_columns(run, clause))
+def _fig_width(n: int, extra: int, min_cell: int = MIN_CELL) -> int | None:
+    """A fixed figure width when the matrix needs more than the column (it scrolls)."""
+    return int(n * min_cell + extra) if n * min_cell > _PLOT_W else None
+
+
+def _thin(n: int, px: float) -> int:
+    """Label every k-th of n positions on an axis of `px` pixels (k >= 1)."""
+    return max(1, math.ceil(LABEL_PX / max(px / max(n, 1), 1e-9)))
+
+
+def row_range(values: Iterable[np.ndarray]) -> float:
+    """The symmetric colour range shared by a row of matrices: max |value| (NaN
+    ignored), 1 when every value is 0."""
+    m = 0.0
+    for v in values:
+        v = np.asarray(v, dtype=np.float64)
+        if v.size and np.isfinite(v).any():
+            m = max(m, float(np.nanmax(np.abs(v))))
+    return m or 1.0
+
+
+def _range_text(z: float) -> str:
+    return f"±{z:.3g}"
+
+
+def _column_axis(run: LoadedRun, clause: int | None, labels: Sequence[str] | None = None, clause_cols: bool = True,
+                 min_cell: int = MIN_CELL) -> dict:
+    """Category axis over the displayed columns: labels thinned to one per
+    `LABEL_PX` px (clause names `c<j>` at block starts when the literals do not
+    fit), the selected clause's literals always, in bold."""
+    labels = list(run.labels if labels is None else labels)
     n = len(labels)
-    if n <= _ALL_LABELS:
-        vals = labels
-        text = [_mark(l, CLAUSE_COLOR) if p in sel else l for p, l in enumerate(labels)]
-    else:
+    step = _thin(n, _plot_width(n, min_cell))
+    if step == 1:
+        marks = {p: labels[p] for p in range(n)}
+    elif clause_cols and run.has_clauses:
         starts = [0, *_boundaries(run.col_clause)]
-        step = max(1, math.ceil(len(starts) / 16))
-        marks = {p: (f"c{int(run.col_clause[p])}" if run.col_clause[p] >= 0 else "—") for p in starts[::step]}
-        marks.update({p: _mark(labels[p], CLAUSE_COLOR) for p in sel})
-        vals = [labels[p] for p in sorted(marks)]
-        text = [marks[p] for p in sorted(marks)]
+        block_px = _plot_width(n, min_cell) / max(len(starts), 1)
+        every = max(1, math.ceil(LABEL_PX * 2.5 / block_px))
+        marks = {p: (f"c{int(run.col_clause[p])}" if run.col_clause[p] >= 0 else "—") for p in starts[::every]}
+    else:
+        marks = {p: labels[p] for p in range(0, n, step)}
+    vals = [labels[p] for p in sorted(marks)]
+    text = [marks[p] for p in sorted(marks)]
     return {"type": "category", "tickmode": "array", "tickvals": vals, "ticktext": text,
-            "tickangle": -90 if n > 16 else 0, "tickfont": {"size": 9 if n > 24 else 10}, "showgrid": False,
-            "zeroline": False, "constrain": "domain"}
+            "tickangle": -90 if n > 12 else 0, "tickfont": {"size": 9 if n > 24 else 10}, "showgrid": False,
+            "zeroline": False}
 
 
-def _row_axis(model: ModelData, channel: Sequence[int]) -> dict:
-    """Category axis over neurons in display order: every label when there are few,
-    else only the highlighted channel's; channel neurons in CHANNEL_COLOR."""
-    labels = model.labels
-    ch = {int(i) for i in channel}
+def _row_axis(labels: Sequence[str], ids: Sequence[int], channel: Sequence[int], px: float) -> dict:
+    """Category axis over neurons in display order, thinned to one label per
+    `LABEL_PX` px; the highlighted channel's labels always, in CHANNEL_COLOR."""
     H = len(labels)
-    keep = [r for r, i in enumerate(model.row_order) if H <= _ALL_LABELS or int(i) in ch]
+    step = _thin(H, px)
+    keep = [r for r in range(H) if r % step == 0]
     return {"type": "category", "tickmode": "array", "tickvals": [labels[r] for r in keep],
-            "ticktext": [_mark(labels[r], CHANNEL_COLOR) if int(model.row_order[r]) in ch else labels[r] for r in keep],
+            "ticktext": [labels[r] for r in keep],
             "autorange": "reversed", "tickfont": {"size": 9 if H > 24 else 10}, "showgrid": False, "zeroline": False}
 
 
 def _row_height(H: int) -> int:
-    return int(min(22, max(4, 420 / max(H, 1))))
+    return int(min(_MAX_ROW, max(_MIN_ROW, 420 / max(H, 1))))
+
+
+#: Above this many blocks, boundary lines are left out (a line per few pixels is noise).
+_MAX_BLOCKS = 32
 
 
 def _clause_lines(run: LoadedRun) -> list[int]:
     """Columns where a clause block starts, when there are few enough to draw."""
-    return _boundaries(run.col_clause) if run.n_clauses <= _MAX_BLOCKS else []
+    return _boundaries(run.col_clause) if run.has_clauses and run.n_clauses <= _MAX_BLOCKS else []
 
 
-def _grid_shapes(run: LoadedRun, model: ModelData | None, n_rows: int) -> list[dict]:
-    """Dotted clause boundaries (vertical) and, for a child, parent-group boundaries."""
-    shapes = [_line(b - 0.5, -0.5, b - 0.5, n_rows - 0.5) for b in _clause_lines(run)]
-    if model is not None and model.parent_index is not None:
+def _grid_shapes(run: LoadedRun, model: ModelData | None, n_rows: int, n_cols: int, layer: int) -> list[dict]:
+    """Dotted clause boundaries (vertical, first layer) and, for a child, parent-group boundaries."""
+    shapes = [_line(b - 0.5, -0.5, b - 0.5, n_rows - 0.5) for b in _clause_lines(run)] if layer == 0 else []
+    if model is not None and model.parent_index is not None and layer == 0:
         groups = model.parent_index[model.row_order]
         if len(set(groups.tolist())) <= _MAX_BLOCKS:
-            n = len(run.order)
-            shapes += [_line(-0.5, b - 0.5, n - 0.5, b - 0.5) for b in _boundaries(groups)]
+            shapes += [_line(-0.5, b - 0.5, n_cols - 0.5, b - 0.5) for b in _boundaries(groups)]
     return shapes
 
 
-def _clause_annotations(run: LoadedRun, clause: int | None) -> list[dict]:
-    """Clause names above their column blocks (when there are few clauses)."""
-    if run.n_clauses > _MAX_BLOCKS:
+def _clause_annotations(run: LoadedRun, clause: int | None, n: int) -> list[dict]:
+    """Clause names above their column blocks, thinned so they never overlap."""
+    if not run.has_clauses:
         return []
-    out = []
     cc = run.col_clause
+    px = _plot_width(n) / max(n, 1)
+    out, last = [], -1e9
     for c in range(run.n_clauses):
         cols = np.flatnonzero(cc == c)
         if not len(cols):
             continue
+        x = float(cols.mean())
+        if c != clause and (x - last) * px < 2.2 * LABEL_PX:
+            continue
+        if c == clause:
+            out = [a for a in out if abs(a["x"] - x) * px >= 2.2 * LABEL_PX]
         text = _mark(f"c{c}", CLAUSE_COLOR) if c == clause else f"c{c}"
-        out.append(dict(x=float(cols.mean()), y=1.0, xref="x", yref="paper", yanchor="bottom", text=text,
-                        showarrow=False, font=dict(size=9, color="#555")))
+        out.append({"x": x, "y": 1.0, "xref": "x", "yref": "paper", "yanchor": "bottom", "text": text,
+                    "showarrow": False, "font": {"size": 9, "color": "#555"}})
+        last = x
     return out
 
 
-# --------------------------------------------------------------------------- first-layer weights
+def _layer_columns(run: LoadedRun, model: ModelData, layer: int) -> tuple[np.ndarray, list[str]]:
+    """(input indices of layer `layer` in display order, their labels)."""
+    if layer == 0:
+        return run.order, run.labels
+    return model.layer_rows(layer - 1), model.layer_labels(layer - 1)
+
+
+# --------------------------------------------------------------------------- weights
 
 
 def weight_heatmap(run: LoadedRun, model: ModelData, codes: ModelCodes | None = None, clause: int | None = None,
-                   view: str = "weights") -> Figure:
-    """The first-layer weights of one network: rows = neurons (children under their
-    parent), columns = variables by clause, masked weights in MASK_COLOR.
+                   view: str = "weights", layer: int = 0, zmax: float | None = None) -> Figure:
+    """One layer's weights of one network: rows = neurons (children under their
+    parent), columns = inputs (variables by clause), masked weights in MASK_COLOR.
 
-    view "weights": effective weights W1 (diverging scale, symmetric about 0);
-    view "codes": literal codes (the sign code, negated for a negated literal, so
-    +1 = the literal excites the neuron; needs `codes`). The selected clause's
-    columns and its channel neurons in this network are outlined."""
-    if view not in ("weights", "codes"):
-        raise ValueError(f"view must be 'weights' or 'codes', got {view!r}")
-    rows, cols = model.row_order, run.order
-    masked = model.M1[np.ix_(rows, cols)] == 0  # (H, n) display order
+    view "weights": effective weights (diverging scale, symmetric, ±`zmax`: pass
+    the row's `row_range` so the networks side by side share it); "codes": literal
+    codes (the sign code, negated for a negated literal, so +1 = the literal
+    excites the neuron; needs `codes`, first layer); "masks": the 0/1 mask. The
+    selected clause's columns and its channel neurons are outlined."""
+    if view not in ("weights", "codes", "masks"):
+        raise ValueError(f"view must be 'weights', 'codes' or 'masks', got {view!r}")
+    if not 0 <= layer < model.n_hidden_layers:
+        raise ValueError(f"layer must be in 0..{model.n_hidden_layers - 1}, got {layer}")
+    W, M = model.layers[layer]
+    rows = model.layer_rows(layer)
+    cols, col_labels = _layer_columns(run, model, layer)
+    masked = M[np.ix_(rows, cols)] == 0  # (H, n) display order
     if view == "weights":
-        z = model.W1[np.ix_(rows, cols)].astype(np.float32)
-        zmax = float(np.abs(model.W1).max()) or 1.0
+        z = W[np.ix_(rows, cols)].astype(np.float32)
+        zmax = float(zmax) if zmax else row_range([W])
         scale = {"colorscale": _DIVERGING, "zmin": -zmax, "zmax": zmax,
-                 "colorbar": {"title": {"text": "w", "side": "right"}, "thickness": 10, "len": 0.8}}
+                 "colorbar": {"title": {"text": f"w<br>{_range_text(zmax)}", "side": "top"}, "thickness": 10,
+                              "len": 1, "tickvals": [-zmax, 0, zmax], "ticktext": [f"{-zmax:.2g}", "0", f"{zmax:.2g}"]}}
         hover = "%{y} · %{x}<br>w = %{z:.3f}<extra></extra>"
-    else:
-        if codes is None:
-            raise ValueError("view='codes' needs the network's codes")
+    elif view == "codes":
+        if codes is None or layer != 0:
+            raise ValueError("view='codes' needs the network's codes (first layer of a Boolean task)")
         z = (codes.signs[np.ix_(rows, cols)] * run.polarity[cols][None, :]).astype(np.float32)
         scale = {"colorscale": _CODE_SCALE, "zmin": -1.5, "zmax": 1.5,
-                 "colorbar": {"tickvals": [-1, 0, 1], "ticktext": ["−1", "0", "+1 excites"], "thickness": 10, "len": 0.8}}
+                 "colorbar": {"tickvals": [-1, 0, 1], "ticktext": ["−1 inhibits", "0", "+1 excites"], "thickness": 10,
+                              "len": 1, "title": {"text": "code", "side": "top"}}}
         hover = "%{y} · %{x}<br>literal code %{z}<extra></extra>"
-    z[masked] = np.nan
-    H = len(rows)
-    channel = _channel(codes, clause)
-    trace = {"type": "heatmap", "z": _typed(z), "x": run.labels, "y": model.labels,
-             "hoverongaps": False, "hovertemplate": hover, **scale}
-    shapes = _grid_shapes(run, model, H)
-    for p in _clause_columns(run, clause):
-        shapes.append(_rect(f"clause-var:{int(cols[p])}", p - 0.5, p + 0.5, -0.5, H - 0.5, CLAUSE_COLOR))
-    row_pos = {int(i): r for r, i in enumerate(rows)}
-    for i in channel:
-        r = row_pos[int(i)]
-        shapes.append(_rect(f"channel-neuron:{int(i)}", -0.5, len(cols) - 0.5, r - 0.5, r + 0.5, CHANNEL_COLOR, 2.5))
-    title = f"{H} neurons · test acc {model.accuracy:.3f} · nnz {model.nnz}"
-    if masked.any():
-        title += f' · <span style="color:{MASK_COLOR}">■</span> masked'
-    return _figure([trace], title, 110 + H * _row_height(H), uirevision=run.info.id,
-                   xaxis=_column_axis(run, clause), yaxis=_row_axis(model, channel), shapes=shapes,
-                   annotations=_clause_annotations(run, clause), plot_bgcolor=MASK_COLOR,
-                   margin={"l": 70, "r": 10, "t": 48, "b": 50})
+    else:
+        z = (M[np.ix_(rows, cols)] != 0).astype(np.float32)
+        scale = {"colorscale": _MASK_SCALE, "zmin": 0, "zmax": 1,
+                 "colorbar": {"tickvals": [0.25, 0.75], "ticktext": ["masked", "kept"], "thickness": 10, "len": 1,
+                              "title": {"text": "mask", "side": "top"}}}
+        hover = "%{y} · %{x}<br>mask %{z}<extra></extra>"
+    if view != "masks":
+        z[masked] = np.nan
+    H, n = len(rows), len(cols)
+    channel = _channel(codes, clause) if layer == 0 else []
+    row_labels = model.layer_labels(layer)
+    trace = {"type": "heatmap", "z": _typed(z), "x": list(col_labels), "y": row_labels,
+             "hoverongaps": False, "hovertemplate": hover, "xgap": 0, "ygap": 0, **scale}
+    shapes = _grid_shapes(run, model, H, n, layer)
+    if layer == 0 and run.has_clauses:
+        ps = _clause_columns(run, clause)
+        shapes.append(_hl_shape("clause-var", [int(cols[p]) for p in ps], [(p - 0.5, p + 0.5, -0.5, H - 0.5) for p in ps],
+                                CLAUSE_COLOR))
+        row_pos = {int(i): r for r, i in enumerate(rows)}
+        rs = [row_pos[int(i)] for i in channel]
+        shapes.append(_hl_shape("channel-neuron", channel, [(-0.5, n - 0.5, r - 0.5, r + 0.5) for r in rs],
+                                CHANNEL_COLOR, 2.5))
+    layer_text = f"layer {layer + 1} · " if model.n_hidden_layers > 1 else ""
+    possible = int(M.size)
+    kept = int((M != 0).sum())
+    title = f"{layer_text}{H} neurons · acc {_acc(model.accuracy)} · nnz {model.nnz}"
+    if view == "masks" or masked.any():
+        title += f' · <span style="color:{MASK_COLOR}">■</span> masked ({possible - kept} of {possible})'
+    row_h = _row_height(H)
+    width = _fig_width(n, 150)
+    fig = _figure([trace], title, 118 + H * row_h, uirevision=run.info.id,
+                  xaxis=_column_axis(run, clause, col_labels, clause_cols=layer == 0),
+                  yaxis=_row_axis(row_labels, rows, channel, H * row_h), shapes=shapes,
+                  annotations=_clause_annotations(run, None, n) if layer == 0 else [], plot_bgcolor=MASK_COLOR,
+                  margin={"l": 70, "r": 70, "t": 52, "b": 56})
+    if width:
+        fig["layout"]["width"] = width
+    return fig
 
 
-def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None) -> Figure:
-    """The Gram matrix G = W1ᵀW1 of one network, variables by clause; the selected
+def _acc(a: float) -> str:
+    return "—" if a is None or math.isnan(a) else f"{a:.3f}"
+
+
+def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None, layer: int = 0,
+                 zmax: float | None = None) -> Figure:
+    """The Gram matrix G = W_lᵀW_l of one layer of a network, inputs in display
+    order, on the symmetric range ±`zmax` (the row's shared range); the selected
     clause's rows and columns are outlined."""
-    cols = run.order
-    z = model.gram[np.ix_(cols, cols)].astype(np.float32)
-    zmax = float(np.abs(z).max()) or 1.0
-    labels = run.labels
+    cols, labels = _layer_columns(run, model, layer)
+    G = model.gram_of(layer)
+    z = G[np.ix_(cols, cols)].astype(np.float32)
+    zmax = float(zmax) if zmax else row_range([G])
     n = len(cols)
-    trace = {"type": "heatmap", "z": _typed(z), "x": labels, "y": labels, "colorscale": _DIVERGING,
+    trace = {"type": "heatmap", "z": _typed(z), "x": list(labels), "y": list(labels), "colorscale": _DIVERGING,
              "zmin": -zmax, "zmax": zmax,
-             "colorbar": {"title": {"text": "G", "side": "right"}, "thickness": 10, "len": 0.8},
+             "colorbar": {"title": {"text": f"G<br>{_range_text(zmax)}", "side": "top"}, "thickness": 10, "len": 1,
+                          "tickvals": [-zmax, 0, zmax], "ticktext": [f"{-zmax:.2g}", "0", f"{zmax:.2g}"]},
              "hovertemplate": "%{y} · %{x}<br>G = %{z:.3f}<extra></extra>"}
-    bounds = _clause_lines(run)
+    bounds = _clause_lines(run) if layer == 0 else []
     shapes = [_line(b - 0.5, -0.5, b - 0.5, n - 0.5) for b in bounds]
     shapes += [_line(-0.5, b - 0.5, n - 0.5, b - 0.5) for b in bounds]
-    for p in _clause_columns(run, clause):
-        v = int(cols[p])
-        shapes.append(_rect(f"clause-var:{v}", p - 0.5, p + 0.5, -0.5, n - 0.5, CLAUSE_COLOR, 1.5))
-        shapes.append(_rect(f"clause-var:{v}", -0.5, n - 0.5, p - 0.5, p + 0.5, CLAUSE_COLOR, 1.5))
-    yaxis = {**_column_axis(run, clause), "autorange": "reversed", "tickangle": 0, "scaleanchor": "x"}
-    return _figure([trace], f"Gram matrix W1ᵀW1 · mean clause capacity {model.mean_capacity:.3f}", 380,
-                   uirevision=run.info.id, xaxis=_column_axis(run, clause), yaxis=yaxis, shapes=shapes,
-                   margin={"l": 50, "r": 10, "t": 40, "b": 50})
+    if layer == 0 and run.has_clauses:
+        ps = _clause_columns(run, clause)
+        rects = [(p - 0.5, p + 0.5, -0.5, n - 0.5) for p in ps] + [(-0.5, n - 0.5, p - 0.5, p + 0.5) for p in ps]
+        shapes.append(_hl_shape("clause-var", [int(cols[p]) for p in ps], rects, CLAUSE_COLOR, 1.5))
+    cell = max(MIN_CELL - 2, 4)
+    xaxis = _column_axis(run, clause, labels, clause_cols=layer == 0, min_cell=cell)
+    yaxis = {**_column_axis(run, clause, labels, clause_cols=layer == 0, min_cell=cell), "autorange": "reversed",
+             "tickangle": 0, "scaleanchor": "x"}
+    side = max(_PLOT_W, n * cell)
+    cap = model.mean_capacity if layer == 0 else float(np.mean(model.capacity_of(layer)))
+    what = "clause" if run.has_clauses and layer == 0 else "feature"
+    fig = _figure([trace], f"Gram W{layer + 1}ᵀW{layer + 1} · mean {what} capacity {cap:.3f}", side + 140,
+                  uirevision=run.info.id, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
+                  margin={"l": 56, "r": 70, "t": 44, "b": 56})
+    if n * cell > _PLOT_W:
+        fig["layout"]["width"] = side + 180
+    return fig
+
+
+def readout_heatmap(run: LoadedRun, model: ModelData, zmax: float | None = None) -> Figure:
+    """The readout: last-layer weights, one row per output (class), one column per
+    last hidden neuron, on the row's shared range ±`zmax`."""
+    last = model.n_hidden_layers
+    W, M = model.layers[last]
+    cols = model.layer_rows(last - 1)
+    labels = model.layer_labels(last - 1)
+    z = W[:, cols].astype(np.float32)
+    z[M[:, cols] == 0] = np.nan
+    zmax = float(zmax) if zmax else row_range([W])
+    O, n = z.shape
+    outs = run.out_labels or [f"y{o}" for o in range(O)]
+    trace = {"type": "heatmap", "z": _typed(z), "x": labels, "y": outs, "colorscale": _DIVERGING,
+             "zmin": -zmax, "zmax": zmax, "hoverongaps": False,
+             "colorbar": {"title": {"text": f"w<br>{_range_text(zmax)}", "side": "top"}, "thickness": 10, "len": 1,
+                          "tickvals": [-zmax, 0, zmax], "ticktext": [f"{-zmax:.2g}", "0", f"{zmax:.2g}"]},
+             "hovertemplate": "output %{y} · %{x}<br>w = %{z:.3f}<extra></extra>"}
+    row_h = max(16, _row_height(O))
+    fig = _figure([trace], f"readout: {O} output{'s' if O != 1 else ''} × {n} neurons (layer {last + 1})",
+                  max(210, 110 + O * row_h), uirevision=run.info.id,
+                  xaxis=_column_axis(run, None, labels, clause_cols=False),
+                  yaxis={"type": "category", "autorange": "reversed", "tickfont": {"size": 10}, "title": {"text": "class"
+                         if O > 1 else ""}}, plot_bgcolor=MASK_COLOR, margin={"l": 56, "r": 70, "t": 44, "b": 56})
+    if _fig_width(n, 150):
+        fig["layout"]["width"] = _fig_width(n, 150)
+    return fig
 
 
 # --------------------------------------------------------------------------- network-level panels
@@ -297,21 +517,36 @@ def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None) ->
 
 def polysemanticity_bar(run: LoadedRun, model: ModelData, codes: ModelCodes, clause: int | None = None) -> Figure:
     """Clauses per neuron (in display order); the selected clause's channel in
-    CHANNEL_COLOR."""
+    CHANNEL_COLOR. The title is the legend."""
     rows = model.row_order
     channel = set(_channel(codes, clause))
     colors = [CHANNEL_COLOR if int(i) in channel else MODEL_COLORS[model.name] for i in rows]
-    trace = {"type": "bar", "x": model.labels, "y": codes.polysemanticity[rows].tolist(),
-             "marker": {"color": colors}, "hovertemplate": "%{x}: in %{y} clause channels<extra></extra>"}
+    trace = {"type": "bar", "x": model.labels, "y": codes.polysemanticity[rows].tolist(), "name": "neurons",
+             "marker": {"color": colors}, "meta": {"hl": ["marker.color"]},
+             "hovertemplate": "%{x}: in %{y} clause channels<extra></extra>"}
     shapes = []
     if model.parent_index is not None and len(set(model.parent_index.tolist())) <= _MAX_BLOCKS:
         shapes = [_line(b - 0.5, 0, b - 0.5, 1, yref="paper") for b in _boundaries(model.parent_index[rows])]
     mean = float(codes.polysemanticity.mean()) if len(rows) else math.nan
-    return _figure([trace], f"{model.title}: polysemanticity · mean {mean:.2f} clauses/neuron", 220,
-                   uirevision=run.info.id,
-                   xaxis={"type": "category", "tickangle": -90, "tickfont": {"size": 9}, "showticklabels": len(rows) <= _ALL_LABELS},
-                   yaxis={"title": {"text": "clauses"}, "dtick": 1, "rangemode": "tozero", "gridcolor": "#eee"},
-                   shapes=shapes, bargap=0.15, margin={"l": 50, "r": 10, "t": 36, "b": 50})
+    legend = (f"{_swatch(MODEL_COLORS[model.name], 'neuron (bar: clause channels it is in)')} · "
+              f"{_swatch(CHANNEL_COLOR, 'in the selected clause’s channel')}")
+    H = len(rows)
+    width = _fig_width(H, 110, 8)
+    fig = _figure([trace], f"polysemanticity · mean {mean:.2f} clauses/neuron<br><span style='font-size:10px'>"
+                           f"{legend}</span>", 240, uirevision=run.info.id,
+                  xaxis={"type": "category", "tickangle": -90, "tickfont": {"size": 9}, "tickmode": "array",
+                         "tickvals": model.labels[::_thin(H, _plot_width(H, 8))]},
+                  yaxis={"title": {"text": "clauses"}, "dtick": 1, "rangemode": "tozero", "gridcolor": "#eee"},
+                  shapes=shapes, bargap=0.15, margin={"l": 50, "r": 10, "t": 52, "b": 56})
+    if width:
+        fig["layout"]["width"] = width
+    return fig
+
+
+def _ring(xy: tuple[float, float], r: float = 0.13) -> str:
+    """A closed 24-gon path around a node (the selected clause)."""
+    pts = [(xy[0] + r * math.cos(2 * math.pi * k / 24), xy[1] + r * math.sin(2 * math.pi * k / 24)) for k in range(24)]
+    return "M" + " L".join(f"{x:.4f},{y:.4f}" for x, y in pts) + " Z"
 
 
 def _circle(nodes: list[int]) -> dict[int, tuple[float, float]]:
@@ -320,87 +555,140 @@ def _circle(nodes: list[int]) -> dict[int, tuple[float, float]]:
     return {c: (math.sin(2 * math.pi * k / n), math.cos(2 * math.pi * k / n)) for k, c in enumerate(nodes)}
 
 
+_COLLISION_LEGEND = ("<span style='font-size:10px'>node = clause · colour: entangled group · "
+                     "<span style='color:#9e9e9e'>●</span> no collision · ○ no channel<br>"
+                     "edge = channels sharing neurons (width: how many) · "
+                     f"<span style='color:{CHANNEL_COLOR}'>━</span> the selected clause’s</span>")
+
+
 def collision_figure(run: LoadedRun, graph: nx.Graph, clause: int | None = None, title: str = "") -> Figure:
     """The collision graph (networkx): clauses on a circle, an edge per pair of
     colliding channels (width = shared neurons), nodes coloured by entangled group
     (connected component with an edge; grey when alone), hollow when the clause has
-    no channel. The selected clause and its edges stand out. Node customdata is the
-    clause index, for click-to-select."""
+    no channel. The selected clause's edges are drawn on top in CHANNEL_COLOR
+    (highlight shape `selected-edges:<partners>`) and its node is ringed
+    (`selected-node:<c>`). Node customdata is the clause index, for click-to-select."""
     nodes = sorted(graph.nodes)
     pos = _circle(nodes)
     comps = sorted((sorted(c) for c in nx.connected_components(graph) if len(c) > 1), key=lambda c: c[0])
     comp_of = {c: k for k, comp in enumerate(comps) for c in comp}
-    by_weight: dict[tuple[bool, int], list[tuple[int, int]]] = {}
+    by_weight: dict[int, list[tuple[int, int]]] = {}
     for a, b, d in graph.edges(data=True):
-        sel = clause is not None and clause in (a, b)
-        by_weight.setdefault((sel, int(d.get("weight", 1))), []).append((a, b))
-    data = []
-    for (sel, w), edges in sorted(by_weight.items()):
+        by_weight.setdefault(int(d.get("weight", 1)), []).append((a, b))
+
+    def segments(edges):
         xs: list[float | None] = []
         ys: list[float | None] = []
         for a, b in edges:
             xs += [pos[a][0], pos[b][0], None]
             ys += [pos[a][1], pos[b][1], None]
+        return xs, ys
+
+    data = []
+    for w, edges in sorted(by_weight.items()):
+        xs, ys = segments(edges)
         data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "hoverinfo": "skip", "showlegend": False,
-                     "name": f"{'selected ' if sel else ''}collisions sharing {w}",
-                     "line": {"width": 1 + 1.5 * min(w, 4), "color": CHANNEL_COLOR if sel else "rgba(90,90,90,0.45)"}})
-    colors, sizes, symbols, widths, texts, hovers = [], [], [], [], [], []
+                     "name": f"collisions sharing {w}",
+                     "line": {"width": 1 + 1.5 * min(w, 4), "color": "rgba(90,90,90,0.45)"}})
+    colors, sizes, symbols, widths, hovers = [], [], [], [], []
     for c in nodes:
         d = graph.nodes[c]
         k = comp_of.get(c)
         colors.append(_COMPONENT_COLORS[k % len(_COMPONENT_COLORS)] if k is not None else "#9e9e9e")
         size = int(d.get("size", 0))
-        sizes.append(14 + 3 * min(size, 6) + (8 if c == clause else 0))
+        sizes.append(14 + 3 * min(size, 6))
         symbols.append("circle" if size else "circle-open")
-        widths.append(3 if c == clause else (0.5 if size else 1.5))
-        texts.append(_mark(f"c{c}", CLAUSE_COLOR) if c == clause else f"c{c}")
+        widths.append(0.5 if size else 1.5)
         partners = ", ".join(f"c{o} ({graph[c][o].get('weight', 1)})" for o in sorted(graph[c])) or "none"
         hovers.append(f"c{c}: {d.get('label', '')}<br>channel {d.get('channel', [])}<br>collides with {partners}")
     data.append({
         "type": "scatter", "x": [pos[c][0] for c in nodes], "y": [pos[c][1] for c in nodes],
-        "mode": "markers+text", "text": texts, "textposition": "middle center",
-        "textfont": {"size": 9, "color": "#111"}, "customdata": nodes, "hovertext": hovers, "hoverinfo": "text",
-        "showlegend": False, "name": "clauses",
+        "mode": "markers+text" if len(nodes) <= 40 else "markers", "text": [f"c{c}" for c in nodes],
+        "textposition": "middle center", "textfont": {"size": 9, "color": "#111"}, "customdata": nodes,
+        "hovertext": hovers, "hoverinfo": "text", "showlegend": False, "name": "clauses",
         "marker": {"color": colors, "size": sizes, "symbol": symbols, "line": {"color": CLAUSE_COLOR, "width": widths}},
     })
+    sel_edges, sel_node, sel_partners = "", "", []
+    if clause is not None and clause in pos:
+        x0, y0 = pos[clause]
+        sel_partners = sorted(graph[clause])
+        sel_edges = " ".join(f"M{x0:.4f},{y0:.4f} L{pos[o][0]:.4f},{pos[o][1]:.4f}" for o in sel_partners)
+        sel_node = _ring(pos[clause])
+    shapes = [_hl_shape("selected-edges", sel_partners, [], CHANNEL_COLOR, 3, extra_path=sel_edges),
+              _hl_shape("selected-node", [clause] if sel_node else [], [], CLAUSE_COLOR, 3, extra_path=sel_node)]
     n_edges = graph.number_of_edges()
     head = title + " · " if title else ""
     return _figure(data, f"{head}{n_edges} collision{'s' if n_edges != 1 else ''}, {len(comps)} entangled group"
-                         f"{'s' if len(comps) != 1 else ''}", 320, uirevision=run.info.id,
-                   xaxis={"visible": False, "range": [-1.3, 1.3]},
+                         f"{'s' if len(comps) != 1 else ''}<br>{_COLLISION_LEGEND}", 380, uirevision=run.info.id,
+                   xaxis={"visible": False, "range": [-1.3, 1.3]}, shapes=shapes,
                    yaxis={"visible": False, "range": [-1.3, 1.3], "scaleanchor": "x"},
-                   margin={"l": 10, "r": 10, "t": 36, "b": 10})
+                   margin={"l": 10, "r": 10, "t": 72, "b": 10})
 
 
-def capacity_figure(analysis: RunAnalysis, clause: int | None = None) -> Figure:
-    """Feature capacity per clause (mean over its variables) in each network; the
-    selected clause is shaded. Bars' x is the clause name `c<j>`."""
+def capacity_figure(analysis: RunAnalysis, clause: int | None = None, layer: int = 0) -> Figure:
+    """Feature capacity of every network: per clause (mean over its variables) on
+    a Boolean task's first layer, the selected clause shaded; otherwise per input
+    of the layer. Bars' x is the clause name `c<j>` (or the input's label)."""
     run = analysis.run
-    names = [f"c{c}" for c in range(run.n_clauses)]
-    data = [{"type": "bar", "x": names, "y": [r["capacity"] for r in codes.rows], "name": MODELS[name],
+    per_clause = run.has_clauses and layer == 0 and analysis.codes
+    if per_clause:
+        names = [f"c{c}" for c in range(run.n_clauses)]
+        ys = {name: [r["capacity"] for r in codes.rows] for name, codes in analysis.codes.items()}
+        title = "Feature capacity per clause (mean over its variables)"
+    else:
+        first = next(iter(run.models.values()))
+        cols, names = _layer_columns(run, first, layer)
+        names = list(names)
+        ys = {name: m.capacity_of(layer)[cols].tolist() for name, m in run.models.items()}
+        title = f"Feature capacity per input of layer {layer + 1}"
+    data = [{"type": "bar", "x": names, "y": y, "name": run.models[name].title,
              "marker": {"color": MODEL_COLORS[name]},
-             "hovertemplate": "%{x}: capacity %{y:.3f}<extra>" + MODELS[name] + "</extra>"}
-            for name, codes in analysis.codes.items()]
+             "hovertemplate": "%{x}: capacity %{y:.3f}<extra>" + run.models[name].title + "</extra>"}
+            for name, y in ys.items()]
     shapes = []
-    if clause is not None:
-        shapes.append({"type": "rect", "name": f"clause:{clause}", "xref": "x", "yref": "paper", "x0": clause - 0.5,
-                       "x1": clause + 0.5, "y0": 0, "y1": 1, "layer": "below", "line": {"width": 0},
-                       "fillcolor": "rgba(0,166,81,0.15)"})
-    return _figure(data, "Feature capacity per clause (mean over its variables)", 260, uirevision=run.info.id,
-                   barmode="group", xaxis={"type": "category"}, yaxis={"range": [0, 1.05], "gridcolor": "#eee"},
-                   shapes=shapes, legend={"orientation": "h", "y": -0.2}, margin={"l": 40, "r": 10, "t": 36, "b": 40})
+    if per_clause:
+        sel = [] if clause is None else [clause]
+        shapes.append(_hl_shape("clause", sel, [(c - 0.5, c + 0.5, 0, 1) for c in sel], CHANNEL_COLOR, yref="paper",
+                                fill="rgba(0,166,81,0.15)"))
+    n = len(names)
+    fig = _figure(data, title, 280, uirevision=run.info.id, barmode="group",
+                  xaxis={"type": "category", "tickmode": "array", "tickvals": names[::_thin(n, _plot_width(n, 6) * 1.5)],
+                         "tickfont": {"size": 9}},
+                  yaxis={"range": [0, 1.05], "gridcolor": "#eee", "title": {"text": "capacity"}},
+                  shapes=shapes, legend={"orientation": "h", "y": -0.3}, margin={"l": 50, "r": 10, "t": 36, "b": 50})
+    return fig
 
 
-def model_figures(analysis: RunAnalysis, clause: int | None, view: str) -> dict[str, dict[str, Figure]]:
-    """Every per-network figure: {network: {"weights", "gram", "poly", "collisions"}}."""
+def model_figures(analysis: RunAnalysis, clause: int | None, view: str, layer: int = 0,
+                  ranges: dict[str, float] | None = None) -> dict[str, dict[str, Figure]]:
+    """Every per-network figure: {network: {"weights", "gram", "readout"[, "poly",
+    "collisions"]}}, on the shared row ranges `ranges` ({"weights", "gram",
+    "readout"} -> zmax; computed from this run's networks when not given)."""
     run = analysis.run
+    ranges = ranges or shared_ranges([run], layer)
     out = {}
     for name, model in run.models.items():
-        codes = analysis.codes[name]
-        out[name] = {
-            "weights": weight_heatmap(run, model, codes, clause, view),
-            "gram": gram_heatmap(run, model, clause),
-            "poly": polysemanticity_bar(run, model, codes, clause),
-            "collisions": collision_figure(run, codes.graph, clause, title=MODELS[name]),
+        codes = analysis.codes.get(name)
+        v = view if (view != "codes" or (codes is not None and layer == 0)) else "weights"
+        figs = {
+            "weights": weight_heatmap(run, model, codes, clause, v, layer, ranges["weights"]),
+            "gram": gram_heatmap(run, model, clause, layer, ranges["gram"]),
+            "readout": readout_heatmap(run, model, ranges["readout"]),
         }
+        if codes is not None:
+            figs["poly"] = polysemanticity_bar(run, model, codes, clause)
+            figs["collisions"] = collision_figure(run, codes.graph, clause, title=model.title.split(" (")[0])
+        out[name] = figs
     return out
+
+
+def shared_ranges(runs: Sequence[LoadedRun], layer: int = 0) -> dict[str, float]:
+    """The symmetric colour ranges of the weights, Gram and readout rows, shared
+    by every network of `runs` (one scale per row, also across compared runs)."""
+    models = [m for r in runs for m in r.models.values()]
+    lay = [min(layer, m.n_hidden_layers - 1) for m in models]
+    return {
+        "weights": row_range(m.layers[l][0] for m, l in zip(models, lay)),
+        "gram": row_range(m.gram_of(l) for m, l in zip(models, lay)),
+        "readout": row_range(m.layers[-1][0] for m in models),
+    }

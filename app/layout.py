@@ -9,13 +9,15 @@ from dash import dcc, html
 
 from app import panels
 from app.data import FILTERS, MODELS, Catalogue, Explorer
+from app.figures import CHANNEL_COLOR, CLAUSE_COLOR, MASK_COLOR
 from app.state import DEFAULT_THRESHOLD, THRESHOLD_MAX
-from app.views import graph_id
+from app.views import graph_id, run_options
 
 __all__ = ["build_layout", "filter_id"]
 
 _GRAPH_CONFIG = {"displayModeBar": False}
-_FILTER_NAMES = {"task": "task", "hidden": "hidden width", "alpha": "alpha", "split": "split", "trial": "trial"}
+_FILTER_NAMES = {"study": "study", "dataset": "dataset", "task": "task", "hidden": "hidden width", "alpha": "alpha",
+                 "split": "split / kind", "trial": "trial"}
 
 
 def filter_id(name: str) -> str:
@@ -26,7 +28,29 @@ def _graph(gid: str) -> dcc.Graph:
     return dcc.Graph(id=gid, config=_GRAPH_CONFIG, className="graph")
 
 
-def _picker(cat: Catalogue) -> html.Div:
+def _swatch(color: str, text: str, symbol: str = "■", outline: bool = False) -> html.Span:
+    style = {"color": color} if not outline else {"border": f"2px solid {color}", "padding": "0 5px", "color": "white"}
+    return html.Span([html.Span(symbol, style=style, className="swatch"), " " + text], className="legend-item")
+
+
+def _legend(*items: Any, lid: str = "") -> html.Div:
+    return html.Div(list(items), className="legend", id=lid or None)
+
+
+def _weights_legend() -> html.Div:
+    return _legend(
+        html.Span("colour: ", className="legend-key"),
+        _swatch("#b2182b", "positive"), _swatch("#f7f7f7", "0", "□"), _swatch("#2166ac", "negative weight"),
+        html.Span("(one symmetric scale per row, shared by every network in it; its range is on the colour bar)"),
+        _swatch(MASK_COLOR, "masked: not a parameter"),
+        _swatch(CLAUSE_COLOR, "selected clause's literals", "▯"),
+        _swatch(CHANNEL_COLOR, "its channel neurons", "▭"),
+        html.Span("· dotted lines: clause blocks (columns), parent groups (rows) · sign codes: +1 = the literal "
+                  "excites the neuron"),
+        lid="legend-weights")
+
+
+def _picker(explorer: Explorer, cat: Catalogue) -> html.Div:
     filters = [
         html.Div([
             html.Label(_FILTER_NAMES[f]),
@@ -36,34 +60,54 @@ def _picker(cat: Catalogue) -> html.Div:
         for f in FILTERS
     ]
     marks = {round(t / 10, 1): f"{t / 10:g}" for t in range(0, int(THRESHOLD_MAX * 10) + 1, 2)}
+    options = run_options(explorer, {}, None)
     return html.Div([
         html.Div(filters, className="filters"),
         html.Div([
-            html.Label(f"run ({len(cat.runs)} stored)"),
-            dcc.Dropdown(id="run", options=[{"label": r.label, "value": r.id} for r in cat.runs],
-                         clearable=False, placeholder="pick a run"),
-        ], className="run-picker"),
+            html.Div([
+                html.Label(["search runs (fields separated by ·  or commas, e.g. ", html.Code("H=16 · trial 4"), ")"]),
+                dcc.Input(id="run-search", type="search", debounce=0.25, placeholder="H=16 · trial 4",
+                          className="search"),
+            ], className="search-box"),
+            html.Div([
+                html.Label(f"run ({len(cat.runs)} stored, grouped by study and dataset)", id="run-count"),
+                dcc.Dropdown(id="run", options=options, clearable=False, placeholder="pick a run",
+                             optionHeight=28, maxHeight=420),
+            ], className="run-picker"),
+        ], className="run-row"),
         html.Div([
             html.Div([html.Label("clause"), dcc.Dropdown(id="clause", options=[], placeholder="no clause")],
                      className="control clause-control"),
             html.Div([
                 html.Label("sign threshold (fraction of max|W|)"),
                 dcc.Slider(id="threshold", min=0, max=THRESHOLD_MAX, step=0.01, value=DEFAULT_THRESHOLD, marks=marks,
-                           updatemode="mouseup", tooltip={"placement": "bottom", "always_visible": False}),
+                           updatemode="mouseup", tooltip={"placement": "top", "always_visible": False}),
             ], className="control threshold-control"),
             html.Div([
                 html.Label("heatmaps show"),
                 dcc.RadioItems(id="view", options=[{"label": " weights", "value": "weights"},
-                                                   {"label": " literal sign codes", "value": "codes"}],
+                                                   {"label": " literal sign codes", "value": "codes"},
+                                                   {"label": " masks", "value": "masks"}],
                                value="weights", inline=True),
             ], className="control"),
+            html.Div([html.Label("layer"), dcc.Dropdown(id="layer", options=[{"label": "hidden layer 1", "value": 0}],
+                                                        value=0, clearable=False)], className="control"),
+            html.Div([html.Label("compare with (second run, with its own baseline)"),
+                      dcc.Dropdown(id="compare", options=options, placeholder="no comparison", optionHeight=28)],
+                     className="control compare-control"),
         ], className="controls"),
     ], className="picker")
 
 
-def _row(kind: str) -> html.Div:
-    """One graph of each network, side by side."""
-    return html.Div([html.Div(_graph(graph_id(n, kind)), className="column") for n in MODELS], className="columns")
+def _titles(prefix: str = "") -> html.Div:
+    return html.Div([html.H3(MODELS[n], id=f"{prefix}col-title-{n}", className=f"col-title col-{n}") for n in MODELS],
+                    className="columns")
+
+
+def _row(kind: str, compare: bool = False) -> html.Div:
+    """One graph of each network, side by side (each column scrolls when its matrix is wide)."""
+    return html.Div([html.Div(_graph(graph_id(n, kind, compare)), className="column") for n in MODELS],
+                    className="columns")
 
 
 def build_layout(explorer: Explorer) -> Any:
@@ -72,30 +116,48 @@ def build_layout(explorer: Explorer) -> Any:
     return html.Div([
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="drawn", storage_type="memory"),  # digests of the figure data the browser draws
+        dcc.Store(id="highlight", storage_type="memory"),  # clause highlights to apply in the browser
+        dcc.Store(id="highlight-done", storage_type="memory"),
+        dcc.Store(id="row-selected", storage_type="memory"),
         html.Header([
             html.H1("fci explorer"),
             html.Span("feature channels clause by clause, before and after Fixed Parameter Expansion",
                       className="subtitle"),
         ]),
-        _picker(cat),
-        html.Div(panels.messages([("warning", w) for w in cat.warnings]), id="catalogue-warnings"),
+        _picker(explorer, cat),
+        html.Div(panels.messages([("warning", w) for w in cat.warnings] + [("info", n) for n in cat.notes]),
+                 id="catalogue-warnings"),
         html.Div(id="messages"),
         html.Div(id="run-summary", className="summary"),
         html.Div([
-            html.H2("Before / after: first-layer weights and Gram matrix"),
-            html.Div([html.H3(MODELS[n], className=f"col-title col-{n}") for n in MODELS], className="columns"),
+            html.H2("Before / after: weights, Gram matrix and readout"),
+            _weights_legend(),
+            _titles(),
             _row("weights"),
             _row("gram"),
-            html.H2("Selected clause"),
+            _row("readout"),
             html.Div([
+                html.H2("Selected clause"),
                 html.Div(id="clause-detail", className="detail-panel"),
-                html.Div(_graph("capacity"), className="capacity-panel"),
-            ], className="clause-row-panels"),
-            html.H2("All clauses"),
-            html.Div(id="clause-table", className="table-wrap"),
+            ], id="clause-section"),
+            html.Div(_graph("capacity"), className="capacity-panel"),
+            html.Div([
+                html.H2("Decoded readings"),
+                html.Div(id="decoded", className="detail-panel"),
+                html.H2("All clauses"),
+                html.Div(id="clause-table", className="table-wrap"),
+            ], id="clauses-section"),
             html.H2("Network"),
             html.Div(id="metrics", className="table-wrap"),
-            _row("poly"),
-            _row("collisions"),
-        ]),
+            html.Div([_row("poly"), _row("collisions")], id="network-graphs"),
+        ], id="run-rows", className="slots-parent-child-dense"),
+        html.Div([
+            html.H2("Compared run"),
+            html.Div(id="compare-summary", className="summary"),
+            _titles("b-"),
+            _row("weights", True),
+            _row("gram", True),
+            _row("readout", True),
+            html.Div(id="compare-metrics", className="table-wrap"),
+        ], id="compare-section", style={"display": "none"}, className="slots-parent-child-dense"),
     ], className="page")

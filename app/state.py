@@ -1,7 +1,10 @@
-"""The explorer's view state and its URL form: `/?run=<key>&clause=3&threshold=0.1&view=weights`.
+"""The explorer's view state and its URL form:
+`/?run=<key>&clause=3&threshold=0.1&view=weights&layer=0&compare=<key>`.
 
 The URL is the single source of truth: every control writes into it, and the page
-is drawn from it, so a view can be shared as a link.
+is drawn from it, so a view can be shared as a link. A bad field is never fatal:
+`ViewState.from_search` keeps the default for it and returns a message naming
+the field, the value sent and the value used instead.
 """
 
 from __future__ import annotations
@@ -11,31 +14,39 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-__all__ = ["ViewState", "VIEWS", "DEFAULT_THRESHOLD", "THRESHOLD_MAX"]
+__all__ = ["DEFAULT_THRESHOLD", "THRESHOLD_MAX", "VIEWS", "ViewState", "url_problem"]
 
-#: What the weight heatmaps show: raw effective weights, or literal sign codes.
-VIEWS = ("weights", "codes")
+#: What the weight heatmaps show: raw effective weights, literal sign codes, or the 0/1 masks.
+VIEWS = ("weights", "codes", "masks")
 DEFAULT_THRESHOLD = 0.1
 THRESHOLD_MAX = 1.0
 
 
+def url_problem(name: str, sent: str, why: str, used: str) -> str:
+    """The message for a bad URL field: what was sent, why it is not used, what is."""
+    return f"URL field {name}: sent {sent!r}, {why}; using {used} instead"
+
+
 @dataclass(frozen=True)
 class ViewState:
-    """run: a run id (child store key) or None; clause: selected clause or None;
-    threshold: relative sign threshold in [0, 1]; view: one of VIEWS."""
+    """run: a run id or None; clause: selected clause or None; threshold: relative
+    sign threshold in [0, 1]; view: one of VIEWS; layer: the hidden layer the
+    weights and Gram rows show (0 = first); compare: a second run shown below, or None."""
 
     run: str | None = None
     clause: int | None = 0
     threshold: float = DEFAULT_THRESHOLD
     view: str = "weights"
+    layer: int = 0
+    compare: str | None = None
 
     @classmethod
-    def from_search(cls, search: str | None) -> tuple["ViewState", list[str]]:
+    def from_search(cls, search: str | None) -> tuple[ViewState, list[str]]:
         """Parse a URL query string; returns the state and a message per bad field
         (a bad field keeps its default)."""
         q = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?"), keep_blank_values=True).items()}
         problems: list[str] = []
-        state = cls(run=q.get("run") or None)
+        state = cls(run=q.get("run") or None, compare=q.get("compare") or None)
         if "clause" in q:
             raw = q["clause"]
             if raw in ("", "none"):
@@ -47,7 +58,7 @@ class ViewState:
                         raise ValueError
                     state = replace(state, clause=c)
                 except ValueError:
-                    problems.append(f"clause={raw!r} in the URL is not a clause number; showing clause 0")
+                    problems.append(url_problem("clause", raw, "not a clause number (0, 1, ... or none)", "clause 0"))
         if "threshold" in q:
             raw = q["threshold"]
             try:
@@ -56,13 +67,19 @@ class ViewState:
                     raise ValueError
                 state = replace(state, threshold=t)
             except ValueError:
-                problems.append(f"threshold={raw!r} in the URL is not a number in [0, {THRESHOLD_MAX:g}]; "
-                                f"using {DEFAULT_THRESHOLD}")
+                problems.append(url_problem("threshold", raw, f"not a number in [0, {THRESHOLD_MAX:g}]",
+                                            f"{DEFAULT_THRESHOLD:g}"))
         if "view" in q:
             if q["view"] in VIEWS:
                 state = replace(state, view=q["view"])
             else:
-                problems.append(f"view={q['view']!r} in the URL is not one of {VIEWS}; showing weights")
+                problems.append(url_problem("view", q["view"], f"not one of {', '.join(VIEWS)}", "weights"))
+        if "layer" in q:
+            raw = q["layer"]
+            if raw.isdigit():
+                state = replace(state, layer=int(raw))
+            else:
+                problems.append(url_problem("layer", raw, "not a layer number (0 = first hidden layer)", "layer 0"))
         return state, problems
 
     def to_search(self) -> str:
@@ -72,7 +89,11 @@ class ViewState:
         q["clause"] = "none" if self.clause is None else self.clause
         q["threshold"] = f"{self.threshold:g}"
         q["view"] = self.view
+        if self.layer:
+            q["layer"] = self.layer
+        if self.compare:
+            q["compare"] = self.compare
         return "?" + urlencode(q)
 
-    def with_(self, **changes: Any) -> "ViewState":
+    def with_(self, **changes: Any) -> ViewState:
         return replace(self, **changes)

@@ -187,14 +187,18 @@ def test_polysemanticity_and_collision_graph_match_fci_codes(demo, run_id):
             assert nodes["customdata"] == list(range(len(clauses)))
             n_edges = sum(t["x"].count(None) for t in fig["data"][:-1])
             assert n_edges == g.number_of_edges()
-            selected = [t for t in fig["data"][:-1] if t["name"].startswith("selected")]
-            assert sum(t["x"].count(None) for t in selected) == g.degree(0)
+            # The selected clause's edges: one highlight path, a segment per partner.
+            edges = next(sh for sh in fig["layout"]["shapes"] if sh["name"].startswith("selected-edges:"))
+            assert edges["path"].count("M") == g.degree(0) or (g.degree(0) == 0 and edges["path"] == "M0,0")
+            assert figures.highlighted(fig, "selected-edges") == sorted(g[0])
+            assert figures.highlighted(fig, "selected-node") == [0]
 
 
 def test_capacity_figure_and_panels(demo, run_id):
     analysis = demo.analysis(run_id, 0.1)
     fig = figures.capacity_figure(analysis, 3)
-    assert [t["name"] for t in fig["data"]] == ["Dense parent at expansion", "FPE child after fine-tuning",
+    assert [t["name"] for t in fig["data"]] == ["Dense parent at expansion",
+                                                "FPE child (clause split, α=2) after fine-tuning",
                                                 "Paired dense baseline"]
     for trace, name in zip(fig["data"], ("parent", "child", "dense")):
         assert trace["y"] == [r["capacity"] for r in analysis.codes[name].rows]
@@ -227,23 +231,41 @@ def test_figures_are_sent_only_as_far_as_they_changed(demo, run_id):
     channels = demo.analysis(run_id, 0.1).codes["child"].channels
     a, b = next((a, b) for a in range(len(channels)) for b in range(len(channels)) if channels[a] != channels[b])
     first = render_page(demo, ViewState(run=run_id, clause=a).to_search())
-    sent, drawn = figure_updates(first.figures, None)
-    assert all(isinstance(f, dict) for f in sent.values())
+    sent, hl, drawn = figure_updates(first.figures, None)
+    assert all(isinstance(f, dict) for f in sent.values()) and hl == {}
     second = render_page(demo, ViewState(run=run_id, clause=b).to_search())
-    sent, _ = figure_updates(second.figures, drawn)
-    # Heatmap data do not depend on the clause: only their layout (the highlight) is sent.
+    sent, hl, _ = figure_updates(second.figures, drawn)
+    # Another clause sends no figure, only the highlight edits (applied in the browser).
+    assert all(f is no_update for f in sent.values())
     for gid in ("parent-weights", "child-weights", "dense-gram"):
-        ops = sent[gid].to_plotly_json()["operations"]
-        assert [op["location"] for op in ops] == [["layout"]]
-        assert figures.highlighted({"layout": ops[0]["params"]["value"]}, "clause-var") == \
+        fig = second.figures[gid]
+        edits = hl[gid]["layout"]
+        # Applying the edits to the first page's figure gives the second page's highlight.
+        shapes = [dict(sh) for sh in first.figures[gid]["layout"]["shapes"]]
+        for key, value in edits.items():
+            i, attr = key[len("shapes["):].split("].")
+            shapes[int(i)][attr] = value
+        assert shapes == fig["layout"]["shapes"]
+        assert figures.highlighted({"layout": {"shapes": shapes}}, "clause-var") == \
             sorted(v for v, _ in demo.run(run_id).clauses[b])
-    # The polysemanticity bars recolour: their data change, so they go whole.
-    assert isinstance(sent["child-poly"], dict)
+    # The polysemanticity bars recolour through a restyle of marker.color.
+    [[i, props]] = hl["child-poly"]["traces"]
+    assert props["marker.color"] == second.figures["child-poly"]["data"][i]["marker"]["color"]
+    # Another view changes the heatmap data: the figure goes whole.
     third = render_page(demo, ViewState(run=run_id, clause=b, view="codes").to_search())
     assert isinstance(figure_updates(third.figures, drawn)[0]["child-weights"], dict)
     # What the browser already draws is not sent again.
-    sent, _ = figure_updates(first.figures, drawn)
-    assert all(f is no_update for f in sent.values())
+    sent, hl, _ = figure_updates(first.figures, drawn)
+    assert all(f is no_update for f in sent.values()) and hl == {}
+
+
+def test_split_highlight_separates_exactly_the_selection(demo, run_id):
+    """The figure less its highlight is the same for every clause."""
+    bases = set()
+    for c in (None, 0, 3, 5):
+        page = render_page(demo, ViewState(run=run_id, clause=c).to_search())
+        bases.add(json.dumps({g: figures.split_highlight(f)[0] for g, f in page.figures.items()}, sort_keys=True))
+    assert len(bases) == 1
 
 
 def test_unknown_run_in_the_url_renders_a_message(demo):
@@ -259,6 +281,32 @@ def test_bad_url_fields_warn_and_never_raise(demo, search):
     assert page.analysis is not None, page.messages
     if search not in (None, "?run=&clause=", "?%%%"):
         assert page.messages and all(level == "warning" for level, _ in page.messages)
+
+
+def test_bad_url_fields_name_field_sent_and_used(demo, run_id):
+    page = render_page(demo, f"?run={run_id}&clause=99&threshold=2&view=3d&layer=-1&compare=nope")
+    assert page.analysis is not None
+    assert page.url_problems == [
+        "URL field threshold: sent '2', not a number in [0, 1]; using 0.1 instead",
+        "URL field view: sent '3d', not one of weights, codes, masks; using weights instead",
+        "URL field layer: sent '-1', not a layer number (0 = first hidden layer); using layer 0 instead",
+        "URL field clause: sent '99', this task has clauses 0..7; using none instead",
+        "URL field compare: sent 'nope', no such run in the store; using no comparison instead",
+    ]
+    assert [level for level, _ in page.messages] == ["warning"] * 5
+    assert page.state.clause is None and page.state.threshold == 0.1 and page.compare is None
+
+
+def test_the_url_is_kept_as_sent_until_a_control_changes(demo, run_id):
+    app = create_app(demo.store.root)
+    client = CallbackClient(app)
+    sent = f"?run={run_id}&threshold=-1"
+    status, out = client.update(sent)
+    assert status == 200 and "url.search" not in out, "a page load with bad fields keeps the URL"
+    assert "URL field threshold: sent '-1'" in json.dumps(out["messages.children"], ensure_ascii=False)
+    status, out = client.update(sent, "view.value", "codes")
+    assert ViewState.from_search(out["url.search"]) == (ViewState(run=run_id, view="codes"), [])
+    assert "URL field" not in json.dumps(out["messages.children"])
 
 
 def test_view_state_round_trip():
@@ -285,13 +333,16 @@ def test_next_state_maps_events_to_clauses(demo, run_id):
     assert next_state(demo, "", None, None).run == demo.catalogue().runs[0].id
 
 
+def _runs(options):
+    return [o["value"] for o in options if not o.get("disabled")]
+
+
 def test_run_filters(demo):
     cat = demo.catalogue()
-    assert {o["value"] for o in run_options(demo, {"split": ["random"]}, None)} == {
-        r.id for r in cat.runs if r.split == "random"}
-    assert len(run_options(demo, {"alpha": [2], "trial": [0], "hidden": ["8"]}, None)) == 2
+    assert set(_runs(run_options(demo, {"split": ["random"]}, None))) == {r.id for r in cat.runs if r.split == "random"}
+    assert len(_runs(run_options(demo, {"alpha": [2], "trial": [0], "hidden": ["8"]}, None))) == 2
     keep = next(r.id for r in cat.runs if r.split == "clause")
-    assert [o["value"] for o in run_options(demo, {"split": ["random"]}, keep)][0] == keep
+    assert _runs(run_options(demo, {"split": ["random"]}, keep))[0] == keep
 
 
 # --------------------------------------------------------------------------- the server

@@ -1,0 +1,114 @@
+"""`python -m app.screens --data DIR [--out docs]`: the documentation's screenshots of
+the explorer, one per model kind in the store, taken in headless Chromium.
+
+    <out>/explorer/<study>.png   one page per study found (fpe, real_data, ...)
+    <out>/explorer-digits.png    the digits run the README shows
+
+Each page is the run a reader would pick first for its kind (`KIND_PAGES`): the
+widest parent of trial 0, in the view that shows what is special about it
+(masks for the sparse kinds, the second layer for deep nets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from app.data import Explorer, RunInfo
+from app.state import ViewState
+
+__all__ = ["KIND_PAGES", "Page", "pick", "shoot", "main"]
+
+#: study -> (which runs qualify, view, layer, text the child column's title must show).
+Page = tuple[Callable[[RunInfo], bool], str, int, str]
+KIND_PAGES: dict[str, Page] = {
+    "fpe": (lambda r: r.study == "fpe" and r.split == "clause", "weights", 0, "FPE child"),
+    "real_data": (lambda r: r.study == "real_data" and r.split == "gram" and r.alpha == 2, "weights", 0, "gram split"),
+    "structured_sparsity": (lambda r: r.study == "structured_sparsity" and r.split == "clause_nm", "masks", 0, "N:M"),
+    "wide_sparse": (lambda r: r.study == "wide_sparse" and r.split == "sparse", "masks", 0, "Statically sparse"),
+    "effective_density": (lambda r: r.study == "effective_density" and r.dataset == "digits", "weights", 1,
+                          "Deep dense"),
+}
+
+
+def pick(runs: list[RunInfo], study: str) -> RunInfo | None:
+    """The run shown for `study`: the headline for fpe, else a mid-width parent
+    (8 to 32 neurons when there is one) of the lowest trial."""
+    choose = KIND_PAGES[study][0]
+    cands = [r for r in runs if choose(r)]
+    if not cands:
+        return None
+
+    def width(r: RunInfo) -> float:
+        return float(r.hidden.split("-")[0])
+
+    return min(cands, key=lambda r: (not 8 <= width(r) <= 32, r.trial, -width(r)))
+
+
+def shoot(data_dir: str | Path, out: str | Path, width: int = 1600, height: int = 1750) -> list[Path]:
+    """Serve the explorer over `data_dir`, save one screenshot per kind found;
+    returns the files written."""
+    from selenium import webdriver
+    from werkzeug.serving import make_server
+
+    from app import create_app
+    from app.browser import chrome_options
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    out = Path(out)
+    (out / "explorer").mkdir(parents=True, exist_ok=True)
+    explorer = Explorer(data_dir)
+    app = create_app(data_dir, explorer=explorer)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver = webdriver.Chrome(options=chrome_options(width, height))
+    text = "const e = document.getElementById(arguments[0]); return e ? e.textContent : '';"
+    written = []
+    try:
+        runs = explorer.catalogue().runs
+        for study, (_, view, layer, says) in KIND_PAGES.items():
+            info = pick(runs, study)
+            if info is None:
+                continue
+            run = explorer.run(info.id)
+            codes = explorer.analysis(info.id, 0.1).codes.get("child")
+            clause = next((c for c in range(run.n_clauses) if codes and codes.rows[c]["channel"]), None)
+            driver.get(f"http://127.0.0.1:{port}/" + ViewState(run=info.id, view=view, layer=layer, clause=clause)
+                       .to_search())
+            end = time.monotonic() + 60
+            while says not in driver.execute_script(text, "col-title-child"):
+                if time.monotonic() > end:
+                    raise TimeoutError(f"the {study} page did not draw")
+                time.sleep(0.1)
+            time.sleep(2.0)  # let every figure draw
+            for path in [out / "explorer" / f"{study}.png"] + ([out / "explorer-digits.png"] if study == "real_data" else []):
+                driver.save_screenshot(str(path))
+                written.append(path)
+    finally:
+        driver.quit()
+        server.shutdown()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m app.screens", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="results store root (runs under DIR/store/)")
+    ap.add_argument("--out", default="docs", help="folder for the pictures")
+    args = ap.parse_args(argv)
+    for path in shoot(args.data, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
