@@ -29,16 +29,52 @@
 #include <string.h>
 
 #define MAX_LAYERS 16
-#define VB 16 /* outputs per block: every pad[l >= 1] is a multiple of VB */
 
-/* VB floats as one value: GCC/Clang lower it to whatever vectors the CPU has
- * (one AVX-512 register, two AVX2 registers, ...). vf_u is its unaligned form. */
+/* Vector block VB (outputs per block: every pad[l >= 1] is a multiple of VB)
+ * and sample group S (samples that share each weight row loaded), chosen at
+ * build time from the CPU's features so that the S accumulators of a block
+ * and the row they share stay in registers:
+ *   AVX-512 (32 zmm): one 16-lane register per accumulator, 8 samples;
+ *   AVX2 (16 ymm): 8-lane blocks, 8 samples (8 accumulators, a row, a broadcast);
+ *   NEON (32 q) and anything else: 8-lane blocks (two q registers), 8 / 4 samples.
+ * FCI_VB / FCI_S override both (tests and benchmarks build variants). */
+#if defined(FCI_VB)
+#define VB FCI_VB
+#define ISA "custom"
+#elif defined(__AVX512F__)
+#define VB 16
+#define ISA "avx512"
+#elif defined(__AVX2__)
+#define VB 8
+#define ISA "avx2"
+#elif defined(__ARM_NEON) || defined(__aarch64__)
+#define VB 8
+#define ISA "neon"
+#else
+#define VB 8
+#define ISA "generic"
+#endif
+#if defined(FCI_S)
+#define S FCI_S
+#elif defined(__AVX512F__) || defined(__AVX2__) || defined(__ARM_NEON) || defined(__aarch64__)
+#define S 8
+#else
+#define S 4
+#endif
+#if VB != 4 && VB != 8 && VB != 16
+#error "VB must be 4, 8 or 16"
+#endif
+#if S < 1 || S > VB || S > 8
+#error "S must lie in [1, min(VB, 8)]"
+#endif
+
+/* VB floats as one value: GCC/Clang lower it to the CPU's vectors. vf_u is its unaligned form. */
 typedef float vf __attribute__((vector_size(VB * 4)));
 typedef float vf_u __attribute__((vector_size(VB * 4), aligned(4)));
 typedef int32_t vi __attribute__((vector_size(VB * 4)));
-#ifndef S
-#define S 8 /* samples per group (at most VB) */
-#endif
+/* 32 bytes at a time, for the per-input sample masks of 0/1 data */
+typedef uint8_t vb32 __attribute__((vector_size(32)));
+typedef uint8_t vb32_u __attribute__((vector_size(32), aligned(1)));
 #define LD(p) (*(const vf_u *)(p))
 #define ST(p, v) (*(vf_u *)(p) = (v))
 
@@ -57,9 +93,43 @@ typedef struct {
     int32_t loss_ce, sgd;
     double lr, beta1, beta2, eps, wd;
     int64_t step0;         /* optimiser steps already taken (Adam's bias correction) */
+    int32_t binary;        /* 1: every x is 0 or 1 (layer 0 then adds table entries instead of multiplying) */
+    int32_t pad_;
+    /* element counts of the buffers above, as allocated by the caller: fci_fit refuses a call they cannot hold */
+    int64_t len_sizes, len_pad, len_omaj, len_param, len_mask, len_m1, len_m2, len_x, len_y, len_perms, len_losses;
 } fci_fit_args;
 
-int fci_fit_abi(void) { return 2; }
+int fci_fit_abi(void) { return 3; }
+
+/* The build's constants, for the caller to read instead of repeating them:
+ * key 0 ABI, 1 VB, 2 S, 3 MAX_LAYERS, 4 sizeof(fci_fit_args); -1 for an unknown key. */
+int64_t fci_fit_const(int64_t key) {
+    switch (key) {
+    case 0: return 3;
+    case 1: return VB;
+    case 2: return S;
+    case 3: return MAX_LAYERS;
+    case 4: return (int64_t)sizeof(fci_fit_args);
+    default: return -1;
+    }
+}
+const char *fci_fit_isa(void) { return ISA; }
+
+/* Byte offsets of fci_fit_args' fields, in declaration order (the caller checks its mirror). */
+#include <stddef.h>
+#define OFF(f) (int64_t) offsetof(fci_fit_args, f)
+static const int64_t FIELD_OFFSETS[] = {
+    OFF(n_models), OFF(L), OFF(P), OFF(N), OFF(n_in), OFF(E), OFF(B), OFF(sizes), OFF(pad), OFF(omaj),
+    OFF(param), OFF(mask), OFF(m1), OFF(m2), OFF(x), OFF(y), OFF(perms), OFF(losses), OFF(loss_ce), OFF(sgd),
+    OFF(lr), OFF(beta1), OFF(beta2), OFF(eps), OFF(wd), OFF(step0), OFF(binary), OFF(pad_),
+    OFF(len_sizes), OFF(len_pad), OFF(len_omaj), OFF(len_param), OFF(len_mask), OFF(len_m1), OFF(len_m2),
+    OFF(len_x), OFF(len_y), OFF(len_perms), OFF(len_losses)};
+#undef OFF
+int64_t fci_fit_layout(int64_t *out, int64_t n) {
+    const int64_t k = (int64_t)(sizeof FIELD_OFFSETS / sizeof FIELD_OFFSETS[0]);
+    for (int64_t i = 0; i < k && i < n; i++) out[i] = FIELD_OFFSETS[i];
+    return k;
+}
 
 #define SPLAT(c) ((vf){0} + (c))
 static inline vf vabs(vf x) { return (vf)((vi)x & 0x7fffffff); }
@@ -72,7 +142,7 @@ static inline float hsum(vf v) {
         for (int j = 0; j < w; j++) t[j] += t[j + w];
     return t[0];
 }
-/* hsum of each of S = 8 vectors at once: lane s of the result is the sum of
+/* hsum of each of S vectors at once: lane s of the result is the sum of
  * v[s]'s lanes (a fixed pairwise order). Halving shuffles share the work
  * that eight separate reductions would repeat. */
 #if S == 8 && VB == 16 && (defined(__clang__) || __GNUC__ >= 12)
@@ -98,7 +168,13 @@ static inline vf hsum8(const vf *v) {
 }
 #endif
 
+#if VB == 16
 static const vi LANES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#elif VB == 8
+static const vi LANES = {0, 1, 2, 3, 4, 5, 6, 7};
+#else
+static const vi LANES = {0, 1, 2, 3};
+#endif
 
 /* exp(x) for x <= 0, lane-wise (Cephes' expf: range reduction by ln 2 in two
  * parts, degree-5 polynomial; within 2 ulp of expf). Below -87.3 it returns
@@ -139,10 +215,27 @@ static inline vf vlog1p_unit(vf e) {
 }
 
 /* Workspace floats train_one needs for a model of padded sizes pad[0..L]. */
+/* 0/1 data (binary): layer 0's forward pass adds, per group of four inputs, one
+ * of 16 precomputed sums of weight rows (the table T, rebuilt after every
+ * step: 15 additions per group and block), instead of four multiply-adds per
+ * sample; its weight gradient adds, per input, one of 16 precomputed sums of
+ * four samples' deltas (the table U, per sample group) instead of S
+ * multiply-adds. Both are exact sums of the same terms, in a fixed order. */
+#define NG(n_in) (((n_in) + 3) / 4)          /* input nibbles per sample */
+#define XBS(n_in) (((n_in) + 31) / 32 * 32)  /* bytes per sample of the 0/1 inputs */
+#define NU ((S + 3) / 4)                     /* sample nibbles per group */
+
+/* Workspace floats train_one needs for a model of padded sizes pad[0..L]. */
 static int64_t workspace(const fci_fit_args *a) {
     int64_t w = a->P + a->n_in;  /* gradient; a zero input row */
     for (int64_t l = 1; l < a->L; l++) w += a->pad[l + 1] * a->pad[l];  /* W_l out-major, l >= 1 */
     for (int64_t l = 1; l <= a->L; l++) w += 2 * S * a->pad[l];  /* activations and their gradients */
+    if (a->binary) {
+        const int64_t n_in = a->n_in;
+        w += (a->pad[1] / VB) * NG(n_in) * 16 * VB + NU * 16 * VB;  /* tables T and U */
+        const int64_t bytes = a->N * NG(n_in) + (a->N + 1) * XBS(n_in) + NG(n_in) + 2 * XBS(n_in) + 64;
+        w += (bytes + 3) / 4;  /* input codes, 0/1 bytes, a zero row of each, the group's masks */
+    }
     return w;
 }
 
@@ -179,6 +272,52 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
         dlt[l] = w;
         w += S * pad[l];
     }
+    /* 0/1 data: nibble codes and bytes of every sample's inputs, built once per call */
+    const int bin = a->binary;
+    const int64_t ng = NG(n_in), xbs = XBS(n_in), nb0 = pad[1] / VB;
+    float *tab = NULL, *utab = NULL;
+    uint8_t *codes = NULL, *xbytes = NULL, *zero_codes = NULL, *zero_bytes = NULL, *gmask = NULL;
+    if (bin) {
+        tab = w;
+        w += nb0 * ng * 16 * VB;
+        utab = w;
+        w += NU * 16 * VB;
+        uint8_t *bw = (uint8_t *)w;
+        codes = bw;
+        bw += N * ng;
+        zero_codes = bw;
+        bw += ng;
+        xbytes = bw;
+        bw += N * xbs;
+        zero_bytes = bw;
+        bw += xbs;
+        gmask = bw;
+        memset(zero_codes, 0, (size_t)ng);
+        memset(zero_bytes, 0, (size_t)xbs);
+        for (int64_t n = 0; n < N; n++) {
+            const float *xr = xm + n * n_in;
+            uint8_t *cr = codes + n * ng, *br = xbytes + n * xbs;
+            memset(cr, 0, (size_t)ng);
+            memset(br, 0, (size_t)xbs);
+            for (int64_t i = 0; i < n_in; i++) {
+                const uint8_t bit = xr[i] != 0.0f;
+                br[i] = bit;
+                cr[i >> 2] |= (uint8_t)(bit << (i & 3));
+            }
+        }
+    }
+    /* T[bk][g][c] = sum of the rows 4g + j of layer 0's block bk over the bits j of c */
+#define REFRESH_TAB()                                                                  \
+    if (bin) for (int64_t bk = 0; bk < nb0; bk++)                                      \
+        for (int64_t g = 0; g < ng; g++) {                                             \
+            float *T = tab + (bk * ng + g) * 16 * VB;                                   \
+            ST(T, SPLAT(0.0f));                                                        \
+            for (int c = 1; c < 16; c++) {                                             \
+                const int64_t i = 4 * g + __builtin_ctz(c);                            \
+                const vf r = i < n_in ? LD(p + offW[0] + i * pad[1] + bk * VB) : SPLAT(0.0f); \
+                ST(T + c * VB, LD(T + (c & (c - 1)) * VB) + r);                         \
+            }                                                                          \
+        }
     /* wn[l] = W_l output-major, for the input deltas of an input-major layer
      * l >= 1 (an output-major layer is its own); padded entries are zero, as in p */
 #define REFRESH_WN()                                                          \
@@ -187,10 +326,11 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
             for (int64_t i = 0; i < pad[l]; i++)                              \
                 wn[l][o * pad[l] + i] = p[offW[l] + i * pad[l + 1] + o];
     REFRESH_WN();
+    REFRESH_TAB();
 
     int64_t step = a->step0;
     const int64_t n_batches = (N + B - 1) / B;
-    const float *in0[S];
+    const float *in0[S] = {0};
     for (int64_t e = 0; e < a->E; e++) {
         const int64_t *perm = a->perms + e * N;
         double epoch_loss = 0.0;
@@ -204,12 +344,22 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                  * independent accumulators. Past the batch's end, a zero row
                  * with a zero loss gradient stands in (it adds exact zeros). */
                 const int ns = (Bb - k < S) ? (int)(Bb - k) : S;
-                for (int s = 0; s < S; s++) in0[s] = s < ns ? xm + perm[s0 + k + s] * n_in : zero_row;
+                const uint8_t *cs[S] = {0};
+                if (bin) {
+                    for (int s = 0; s < S; s++) cs[s] = s < ns ? codes + perm[s0 + k + s] * ng : zero_codes;
+                } else {
+                    for (int s = 0; s < S; s++) in0[s] = s < ns ? xm + perm[s0 + k + s] * n_in : zero_row;
+                }
                 /* the next group's rows are scattered over the model's data: fetch them now */
                 for (int64_t t = k + S; t < k + 2 * S && t < Bb; t++) {
-                    const float *nx = xm + perm[s0 + t] * n_in;
-                    __builtin_prefetch(nx);
-                    __builtin_prefetch(nx + n_in - 1);
+                    if (bin) {
+                        __builtin_prefetch(codes + perm[s0 + t] * ng);
+                        __builtin_prefetch(xbytes + perm[s0 + t] * xbs);
+                    } else {
+                        const float *nx = xm + perm[s0 + t] * n_in;
+                        __builtin_prefetch(nx);
+                        __builtin_prefetch(nx + n_in - 1);
+                    }
                     if (!a->loss_ce) __builtin_prefetch((const float *)a->y + (m * N + perm[s0 + t]) * O);
                 }
                 /* forward */
@@ -237,7 +387,13 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                         const vf bias = LD(p + offb[l] + bk * VB);
                         vf acc[S];
                         for (int s = 0; s < S; s++) acc[s] = bias;
-                        if (l == 0) {
+                        if (l == 0 && bin) {
+                            const float *Tb = tab + bk * ng * 16 * VB;
+                            for (int64_t g = 0; g < ng; g++) {
+                                const float *Tg = Tb + g * 16 * VB;
+                                for (int s = 0; s < S; s++) acc[s] += LD(Tg + cs[s][g] * VB);
+                            }
+                        } else if (l == 0) {
                             for (int64_t i = 0; i < in; i++) {
                                 const vf row = LD(Wt + i * po);
                                 for (int s = 0; s < S; s++) acc[s] += in0[s][i] * row;
@@ -296,6 +452,17 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                         dz[c] -= scale;
                     }
                 }
+                /* 0/1 data: bit s of gmask[i] is input i of the group's sample s */
+                if (bin) {
+                    for (int64_t c = 0; c < xbs; c += 32) {
+                        vb32 mb = {0};
+                        for (int s = 0; s < S; s++) {
+                            const uint8_t *br = s < ns ? xbytes + perm[s0 + k + s] * xbs : zero_bytes;
+                            mb |= *(const vb32_u *)(br + c) << (uint8_t)s;
+                        }
+                        *(vb32_u *)(gmask + c) = mb;
+                    }
+                }
                 /* backward */
                 for (int64_t l = L - 1; l >= 0; l--) {
                     const int64_t in = sz[l], out = sz[l + 1], pi = pad[l], po = pad[l + 1];
@@ -336,7 +503,25 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                         for (int s = 0; s < S; s++) g += d[s];
                         ST(gb, g);
                         float *gW = grad + offW[l] + bk * VB;
-                        if (l == 0) {
+                        if (l == 0 && bin) {
+                            /* U[t][c] = sum of the deltas of samples 4t + j over the bits j of c */
+                            for (int t = 0; t < NU; t++) {
+                                float *U = utab + t * 16 * VB;
+                                ST(U, SPLAT(0.0f));
+                                for (int c = 1; c < 16; c++) {
+                                    const int sj = 4 * t + __builtin_ctz(c);
+                                    ST(U + c * VB, LD(U + (c & (c - 1)) * VB) + (sj < S ? d[sj] : SPLAT(0.0f)));
+                                }
+                            }
+                            for (int64_t i = 0; i < in; i++) {
+                                const int mi = gmask[i];
+                                vf gr = LD(gW + i * po) + LD(utab + (mi & 15) * VB);
+#if NU > 1
+                                gr += LD(utab + 16 * VB + (mi >> 4) * VB);
+#endif
+                                ST(gW + i * po, gr);
+                            }
+                        } else if (l == 0) {
                             for (int64_t i = 0; i < in; i++) {
                                 vf gr = LD(gW + i * po);
                                 for (int s = 0; s < S; s++) gr += in0[s][i] * d[s];
@@ -406,19 +591,87 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                 }
             }
             REFRESH_WN();
+            REFRESH_TAB();
         }
         a->losses[m * a->E + e] = (float)(epoch_loss / (double)n_batches);
     }
 #undef REFRESH_WN
+#undef REFRESH_TAB
 }
 
-/* Train models [m0, m1) of the call's arrays; returns 0, or -1 when out of
- * memory or the network is deeper than MAX_LAYERS. Safe to call from several
- * threads on disjoint model ranges. */
+/* Why a call cannot run: the caller's buffers or layout do not match what
+ * train_one reads and writes. Checked before any model trains. */
+static const char *const ERRORS[] = {
+    "ok",
+    "layer count L outside [1, MAX_LAYERS]",
+    "the first layer cannot be stored output-major",
+    "a padded size is not the layout's (pad[0] != n_in, or pad[l >= 1] not a positive multiple of VB)",
+    "P is not the sum of the padded layers' sizes",
+    "a model's true layer size is out of range (sizes[0] != n_in, or sizes[l] not in [1, pad[l]])",
+    "N, E or B is not positive (or E negative), or n_models is negative",
+    "the model range [m0, m1) lies outside [0, n_models)",
+    "a buffer is shorter than the call needs (sizes, pad, omaj, param, mask, x, y, perms or losses)",
+    "the Adam moments are shorter than the call needs (were they allocated for SGD?)",
+    "a minibatch order holds an index outside [0, N)",
+    "a class id lies outside [0, n_out)",
+    "out of memory for the workspace",
+    "a required pointer is NULL",
+};
+const char *fci_fit_error(int code) {
+    const int n = (int)(sizeof ERRORS / sizeof ERRORS[0]);
+    return (code < 0 && -code < n) ? ERRORS[-code] : "unknown error";
+}
+
+static int check(const fci_fit_args *a, int64_t m0, int64_t m1) {
+    const int64_t L = a->L;
+    if (L < 1 || L > MAX_LAYERS) return -1;
+    if (!a->pad || !a->omaj || !a->sizes || !a->param || !a->mask || !a->x || !a->y || !a->perms || !a->losses)
+        return -13;
+    if (a->len_pad < L + 1 || a->len_omaj < L) return -8;
+    if (a->omaj[0]) return -2;
+    if (a->pad[0] != a->n_in || a->n_in < 1) return -3;
+    int64_t P = 0;
+    for (int64_t l = 1; l <= L; l++)
+        if (a->pad[l] < VB || a->pad[l] % VB) return -3;
+    for (int64_t l = 0; l < L; l++) P += a->pad[l] * a->pad[l + 1] + a->pad[l + 1];
+    if (P != a->P) return -4;
+    if (a->n_models < 0 || a->N < 1 || a->E < 0 || a->B < 1) return -6;
+    if (m0 < 0 || m1 > a->n_models || m0 > m1) return -7;
+    const int64_t M = a->n_models, O = a->pad[L];
+    if (a->len_sizes < M * (L + 1) || a->len_param < M * P || a->len_mask < M * P || a->len_x < M * a->N * a->n_in ||
+        a->len_perms < a->E * a->N || a->len_losses < M * a->E)
+        return -8;
+    if (a->len_y < (a->loss_ce ? M * a->N : 0)) return -8;
+    for (int64_t m = m0; m < m1; m++) {
+        const int64_t *sz = a->sizes + m * (L + 1);
+        if (sz[0] != a->n_in) return -5;
+        for (int64_t l = 1; l <= L; l++)
+            if (sz[l] < 1 || sz[l] > a->pad[l]) return -5;
+        if (!a->loss_ce && a->len_y < M * a->N * sz[L]) return -8;
+    }
+    (void)O;
+    if (!a->sgd && (!a->m1 || !a->m2 || a->len_m1 < M * P || a->len_m2 < M * P)) return -9;
+    for (int64_t k = 0; k < a->E * a->N; k++)
+        if (a->perms[k] < 0 || a->perms[k] >= a->N) return -10;
+    if (a->loss_ce)
+        for (int64_t m = m0; m < m1; m++) {
+            const int64_t O_m = a->sizes[m * (L + 1) + L];
+            const int64_t *y = (const int64_t *)a->y + m * a->N;
+            for (int64_t n = 0; n < a->N; n++)
+                if (y[n] < 0 || y[n] >= O_m) return -11;
+        }
+    return 0;
+}
+
+/* Train models [m0, m1) of the call's arrays; returns 0, or a negative code
+ * (fci_fit_error names it) before anything is written. Safe to call from
+ * several threads on disjoint model ranges. */
 int fci_fit(const fci_fit_args *a, int64_t m0, int64_t m1) {
-    if (a->L < 1 || a->L > MAX_LAYERS || a->omaj[0]) return -1;
+    if (!a) return -13;
+    const int rc = check(a, m0, m1);
+    if (rc) return rc;
     float *work = (float *)malloc((size_t)(workspace(a) + 16) * sizeof(float));
-    if (!work) return -1;
+    if (!work) return -12;
     for (int64_t m = m0; m < m1; m++) train_one(a, m, work);
     free(work);
     return 0;
