@@ -193,7 +193,7 @@ def test_sliced_parallel_fit_equals_one_stack(workers, loss, n_out, hidden):
 
     sliced = MaskedMLPStack.from_models(models)
     opt, l_a = fit(sliced, x, y, cfg, range(3), loss=loss, backend=TorchBackend(min_slice=1), workers=workers)
-    assert 1 < len(opt.slices) <= 2 * workers
+    assert 1 < len(opt.slices) <= 4  # a fixed count, whatever the workers
     rows = sorted(r for flat, _ in opt.slices for r in flat.rows.tolist())
     assert rows == list(range(len(models)))  # the slices partition the stack
     for flat, _ in opt.slices:  # each slice is only as wide as its widest model

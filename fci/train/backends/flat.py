@@ -141,7 +141,7 @@ def _plan_slices(stack: MaskedMLPStack, batch: int, workers: int, backend: "Torc
     On a GPU, or when one step is so large that torch's own threads pay off,
     the stack trains whole. Otherwise models are ordered by width and cut into
     contiguous slices of near-equal work (less padding: each slice is only as
-    wide as its widest model), two per worker when widths differ."""
+    wide as its widest model); the slice count does not depend on `workers`."""
     dev = stack.weights[0].device
     full = [stack.weights[0].shape[2]] + [w.shape[1] for w in stack.weights]
     M = stack.n_models
@@ -149,7 +149,7 @@ def _plan_slices(stack: MaskedMLPStack, batch: int, workers: int, backend: "Torc
         return [(None, full)]
     widths = stack.widths.cpu()  # (M, hidden layers)
     mixed = bool((widths != widths[:1]).any())
-    n_slices = min(backend.slices or workers * (2 if mixed else 1), max(1, M // backend.min_slice))
+    n_slices = min(backend.slices or (4 if mixed else 2), max(1, M // backend.min_slice))
     if n_slices == 1 and not mixed:
         return [(None, full)]
     n, O = full[0], full[-1]
@@ -331,7 +331,8 @@ class FlatState(FitState):
 
 class TorchBackend(Backend):
     """The torch backend. `min_slice`: smallest slice worth its own buffers;
-    `slices`: a fixed slice count (None: two per worker when widths differ);
+    `slices`: the slice count (None: 4 when widths differ, else 2; never the
+    worker count, so that results do not depend on it);
     `thread_threshold`: step FLOPs above which a CPU stack trains whole on
     torch's own intra-op threads."""
 
