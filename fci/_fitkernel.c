@@ -34,13 +34,19 @@
  * and sample group S (samples that share each weight row loaded), chosen at
  * build time from the CPU's features so that the S accumulators of a block
  * and the row they share stay in registers:
- *   AVX-512 (32 zmm): one 16-lane register per accumulator, 8 samples;
+ *   AVX-512 (32 zmm): one 16-lane register per accumulator, 8 samples; but on
+ *     AMD Zen 4 (GCC's znver3/znver4 targets with AVX-512), which runs a 512-bit
+ *     operation as two 256-bit halves, 8-lane blocks: the same arithmetic rate,
+ *     and no work on the padding of hidden widths <= 8 (measured faster there);
  *   AVX2 (16 ymm): 8-lane blocks, 8 samples (8 accumulators, a row, a broadcast);
  *   NEON (32 q) and anything else: 8-lane blocks (two q registers), 8 / 4 samples.
  * FCI_VB / FCI_S override both (tests and benchmarks build variants). */
 #if defined(FCI_VB)
 #define VB FCI_VB
 #define ISA "custom"
+#elif defined(__AVX512F__) && (defined(__znver3__) || defined(__znver4__))
+#define VB 8
+#define ISA "avx512-zen4"
 #elif defined(__AVX512F__)
 #define VB 16
 #define ISA "avx512"
@@ -160,6 +166,16 @@ static inline vf hsum8(const vf *v) {
     return SHUF(d, d, 0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14) +
            SHUF(d, d, 1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15);
 }
+#elif S == 8 && VB == 8 && (defined(__clang__) || __GNUC__ >= 12)
+#define SHUF __builtin_shufflevector
+static inline vf hsum8(const vf *v) {
+    vf b[4], c[2];
+    for (int j = 0; j < 4; j++)
+        b[j] = SHUF(v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(v[2 * j], v[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+    for (int j = 0; j < 2; j++)
+        c[j] = SHUF(b[2 * j], b[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13) + SHUF(b[2 * j], b[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
+    return SHUF(c[0], c[1], 0, 2, 4, 6, 8, 10, 12, 14) + SHUF(c[0], c[1], 1, 3, 5, 7, 9, 11, 13, 15);
+}
 #else
 static inline vf hsum8(const vf *v) {
     vf r = SPLAT(0.0f);
@@ -214,10 +230,9 @@ static inline vf vlog1p_unit(vf e) {
     return 2.0f * t * q;
 }
 
-/* Workspace floats train_one needs for a model of padded sizes pad[0..L]. */
 /* 0/1 data (binary): layer 0's forward pass adds, per group of four inputs, one
  * of 16 precomputed sums of weight rows (the table T, rebuilt after every
- * step: 15 additions per group and block), instead of four multiply-adds per
+ * step: 11 additions per group and block), instead of four multiply-adds per
  * sample; its weight gradient adds, per input, one of 16 precomputed sums of
  * four samples' deltas (the table U, per sample group) instead of S
  * multiply-adds. Both are exact sums of the same terms, in a fixed order. */
@@ -225,14 +240,27 @@ static inline vf vlog1p_unit(vf e) {
 #define XBS(n_in) (((n_in) + 31) / 32 * 32)  /* bytes per sample of the 0/1 inputs */
 #define NU ((S + 3) / 4)                     /* sample nibbles per group */
 
+/* T[c] = sum of v[j] over the bits j of c, for the 16 values of c: 11 additions
+ * of values held in registers (a table built by reloading its own entries would
+ * wait on store-to-load forwarding at every step). The order of each sum is
+ * fixed, so results are reproducible. */
+static inline void subset_sums4(vf v0, vf v1, vf v2, vf v3, float *T) {
+    const vf z = SPLAT(0.0f), s01 = v0 + v1, s02 = v0 + v2, s12 = v1 + v2, s23 = v2 + v3, s012 = s01 + v2;
+    ST(T + 0 * VB, z);           ST(T + 1 * VB, v0);          ST(T + 2 * VB, v1);          ST(T + 3 * VB, s01);
+    ST(T + 4 * VB, v2);          ST(T + 5 * VB, s02);         ST(T + 6 * VB, s12);         ST(T + 7 * VB, s012);
+    ST(T + 8 * VB, v3);          ST(T + 9 * VB, v0 + v3);     ST(T + 10 * VB, v1 + v3);    ST(T + 11 * VB, s01 + v3);
+    ST(T + 12 * VB, s23);        ST(T + 13 * VB, s02 + v3);   ST(T + 14 * VB, s12 + v3);   ST(T + 15 * VB, s012 + v3);
+}
+
 /* Workspace floats train_one needs for a model of padded sizes pad[0..L]. */
+#define A16(n) (((n) + 15) / 16 * 16)  /* every workspace section starts on a 64-byte line */
 static int64_t workspace(const fci_fit_args *a) {
-    int64_t w = a->P + a->n_in;  /* gradient; a zero input row */
-    for (int64_t l = 1; l < a->L; l++) w += a->pad[l + 1] * a->pad[l];  /* W_l out-major, l >= 1 */
-    for (int64_t l = 1; l <= a->L; l++) w += 2 * S * a->pad[l];  /* activations and their gradients */
+    int64_t w = A16(a->P) + A16(a->n_in);  /* gradient; a zero input row */
+    for (int64_t l = 1; l < a->L; l++) w += A16(a->pad[l + 1] * a->pad[l]);  /* W_l out-major, l >= 1 */
+    for (int64_t l = 1; l <= a->L; l++) w += 2 * A16(S * a->pad[l]);  /* activations and their gradients */
     if (a->binary) {
         const int64_t n_in = a->n_in;
-        w += (a->pad[1] / VB) * NG(n_in) * 16 * VB + NU * 16 * VB;  /* tables T and U */
+        w += A16((a->pad[1] / VB) * NG(n_in) * 16 * VB) + A16(NU * 16 * VB);  /* tables T and U */
         const int64_t bytes = a->N * NG(n_in) + (a->N + 1) * XBS(n_in) + NG(n_in) + 2 * XBS(n_in) + 64;
         w += (bytes + 3) / 4;  /* input codes, 0/1 bytes, a zero row of each, the group's masks */
     }
@@ -258,19 +286,19 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
         offb[l] = off;
         off += pad[l + 1];
     }
-    float *grad = work, *w = work + P;
+    float *grad = work, *w = work + A16(P);
     float *zero_row = w;
     memset(zero_row, 0, (size_t)n_in * sizeof(float));
-    w += n_in;
+    w += A16(n_in);
     for (int64_t l = 1; l < L; l++) {
         wn[l] = w;
-        w += pad[l + 1] * pad[l];
+        w += A16(pad[l + 1] * pad[l]);
     }
     for (int64_t l = 1; l <= L; l++) {
         act[l] = w;
-        w += S * pad[l];
+        w += A16(S * pad[l]);
         dlt[l] = w;
-        w += S * pad[l];
+        w += A16(S * pad[l]);
     }
     /* 0/1 data: nibble codes and bytes of every sample's inputs, built once per call */
     const int bin = a->binary;
@@ -279,9 +307,9 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
     uint8_t *codes = NULL, *xbytes = NULL, *zero_codes = NULL, *zero_bytes = NULL, *gmask = NULL;
     if (bin) {
         tab = w;
-        w += nb0 * ng * 16 * VB;
+        w += A16(nb0 * ng * 16 * VB);
         utab = w;
-        w += NU * 16 * VB;
+        w += A16(NU * 16 * VB);
         uint8_t *bw = (uint8_t *)w;
         codes = bw;
         bw += N * ng;
@@ -301,23 +329,18 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
             memset(br, 0, (size_t)xbs);
             for (int64_t i = 0; i < n_in; i++) {
                 const uint8_t bit = xr[i] != 0.0f;
-                br[i] = bit;
+                br[i] = bit ? 0xff : 0;  /* all ones: the group's masks are then ANDs and ORs */
                 cr[i >> 2] |= (uint8_t)(bit << (i & 3));
             }
         }
     }
     /* T[bk][g][c] = sum of the rows 4g + j of layer 0's block bk over the bits j of c */
+#define ROW0(i, bk) ((i) < n_in ? LD(p + offW[0] + (i) * pad[1] + (bk) * VB) : SPLAT(0.0f))
 #define REFRESH_TAB()                                                                  \
     if (bin) for (int64_t bk = 0; bk < nb0; bk++)                                      \
-        for (int64_t g = 0; g < ng; g++) {                                             \
-            float *T = tab + (bk * ng + g) * 16 * VB;                                   \
-            ST(T, SPLAT(0.0f));                                                        \
-            for (int c = 1; c < 16; c++) {                                             \
-                const int64_t i = 4 * g + __builtin_ctz(c);                            \
-                const vf r = i < n_in ? LD(p + offW[0] + i * pad[1] + bk * VB) : SPLAT(0.0f); \
-                ST(T + c * VB, LD(T + (c & (c - 1)) * VB) + r);                         \
-            }                                                                          \
-        }
+        for (int64_t g = 0; g < ng; g++)                                               \
+            subset_sums4(ROW0(4 * g, bk), ROW0(4 * g + 1, bk), ROW0(4 * g + 2, bk),      \
+                         ROW0(4 * g + 3, bk), tab + (bk * ng + g) * 16 * VB);
     /* wn[l] = W_l output-major, for the input deltas of an input-major layer
      * l >= 1 (an output-major layer is its own); padded entries are zero, as in p */
 #define REFRESH_WN()                                                          \
@@ -458,7 +481,7 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                         vb32 mb = {0};
                         for (int s = 0; s < S; s++) {
                             const uint8_t *br = s < ns ? xbytes + perm[s0 + k + s] * xbs : zero_bytes;
-                            mb |= *(const vb32_u *)(br + c) << (uint8_t)s;
+                            mb |= *(const vb32_u *)(br + c) & (uint8_t)(1u << s);
                         }
                         *(vb32_u *)(gmask + c) = mb;
                     }
@@ -506,12 +529,9 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                         if (l == 0 && bin) {
                             /* U[t][c] = sum of the deltas of samples 4t + j over the bits j of c */
                             for (int t = 0; t < NU; t++) {
-                                float *U = utab + t * 16 * VB;
-                                ST(U, SPLAT(0.0f));
-                                for (int c = 1; c < 16; c++) {
-                                    const int sj = 4 * t + __builtin_ctz(c);
-                                    ST(U + c * VB, LD(U + (c & (c - 1)) * VB) + (sj < S ? d[sj] : SPLAT(0.0f)));
-                                }
+#define DS(j) (4 * t + (j) < S ? d[4 * t + (j)] : SPLAT(0.0f))
+                                subset_sums4(DS(0), DS(1), DS(2), DS(3), utab + t * 16 * VB);
+#undef DS
                             }
                             for (int64_t i = 0; i < in; i++) {
                                 const int mi = gmask[i];
@@ -597,6 +617,7 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
     }
 #undef REFRESH_WN
 #undef REFRESH_TAB
+#undef ROW0
 }
 
 /* Why a call cannot run: the caller's buffers or layout do not match what
@@ -670,7 +691,7 @@ int fci_fit(const fci_fit_args *a, int64_t m0, int64_t m1) {
     if (!a) return -13;
     const int rc = check(a, m0, m1);
     if (rc) return rc;
-    float *work = (float *)malloc((size_t)(workspace(a) + 16) * sizeof(float));
+    float *work = (float *)aligned_alloc(64, (size_t)A16(workspace(a) + 16) * sizeof(float));
     if (!work) return -12;
     for (int64_t m = m0; m < m1; m++) train_one(a, m, work);
     free(work);

@@ -117,14 +117,15 @@ class Library:
     flags: tuple[str, ...]
 
 
-def build(march: str = "native", extra_flags: tuple[str, ...] = (), tag: str = "") -> Library:
+def build(march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = "") -> Library:
     """Build (or find in the cache) and load a kernel variant. `march`: the
-    target CPU (`native`, or e.g. `znver3` for an AVX2 build on any x86);
-    `extra_flags`, e.g. sanitizers or `-DFCI_VB=8`. Raises RuntimeError saying why."""
+    target CPU (`native`, or e.g. `znver3` for an AVX2 build on any x86;
+    None: the compiler's baseline); `extra_flags`, e.g. sanitizers or
+    `-DFCI_VB=8`. Raises RuntimeError saying why."""
     cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set FCI_CC, or install cc)")
-    flags = [*_BASE_FLAGS, f"-march={march}", *extra_flags]
+    flags = [*_BASE_FLAGS, *([f"-march={march}"] if march else []), *extra_flags]
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     src = SOURCE.read_bytes()
     key = hashlib.sha256(src + version.encode() + _cpu_id().encode() + " ".join(flags).encode()).hexdigest()[:16]

@@ -174,7 +174,7 @@ def test_class_ids_out_of_range_are_named(backend):
 def test_kernel_constants_come_from_the_library():
     lib = kernel.load()
     assert lib.vb in (4, 8, 16) and 1 <= lib.s <= min(lib.vb, 8) and lib.max_layers >= 2
-    assert lib.isa in ("avx512", "avx2", "neon", "generic", "custom")
+    assert lib.isa in ("avx512", "avx512-zen4", "avx2", "neon", "generic", "custom")
     stack = MaskedMLPStack.from_models(_models(7, (3, 11), 1))
     state, _ = fit(stack, *_data(2, 30, 7, 1, "bce"), TrainConfig(batch_size=8), range(1), backend="kernel")
     assert all(p % lib.vb == 0 for p in state.pad.tolist()[1:])
@@ -238,3 +238,35 @@ def test_continuing_with_other_settings_or_backend_raises(backend):
     with pytest.raises(ValueError, match=f"from the '{backend}' backend; it cannot continue on '{other_backend}'"):
         fit(stack, x, y, sgd, range(1, 2), optimizer=state, backend=other_backend)
     fit(stack, x, y, TrainConfig(batch_size=16, optimizer="sgd", lr=0.05), range(1, 2), optimizer=state)  # batch size may change
+
+
+VARIANTS = {  # every vector width and sample group the build can select, on this machine
+    "vb16-s8": (None, ("-DFCI_VB=16", "-DFCI_S=8")),
+    "vb8-s8": (None, ("-DFCI_VB=8", "-DFCI_S=8")),
+    "vb4-s4": (None, ("-DFCI_VB=4", "-DFCI_S=4")),
+    "baseline": (None, ()),  # the compiler's default target: the generic path
+    "native-no-avx512": ("native", ("-mno-avx512f",)),  # x86 with AVX-512: the AVX2 path
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_kernel_variant_trains_like_the_reference(variant):
+    """Builds selected by other CPUs (block widths, sample groups, ISAs) compute
+    the same step: checked here on this CPU against the reference backend,
+    0/1 and real inputs, BCE and CE, narrow output-major and wide layers."""
+    from fci.train import KernelBackend
+
+    march, flags = VARIANTS[variant]
+    backend = KernelBackend(march=march, extra_flags=flags, tag=variant)
+    probe = MaskedMLPStack.from_models(_models(5, (3,), 1))
+    why = backend.why_not(probe, TrainConfig(), "bce")
+    if why is not None:
+        pytest.skip(f"the {variant} build is not possible here: {why[:200]}")
+    for n_in, hidden, n_out, loss, cfg in (CASES["wide-bce"], CASES["deep-narrow"], CASES["ce-many-classes"]):
+        models = _models(n_in, hidden, n_out)
+        x, y = _data(len(models), 57, n_in, n_out, loss, binary=loss == "bce")
+        k, lk = _train(models, x, y, cfg, loss, True, backend=backend)
+        r, lr = _train(models, x, y, cfg, loss, False, backend="reference")
+        assert torch.allclose(lk, lr, atol=3e-5), (variant, (lk - lr).abs().max())
+        for l in range(k.n_layers):
+            assert torch.allclose(k.weights[l], r.weights[l], atol=3e-4), (variant, l)

@@ -112,7 +112,7 @@ class KernelBackend(Backend):
 
     name = "kernel"
 
-    def __init__(self, march: str = "native", extra_flags: tuple[str, ...] = (), tag: str = ""):
+    def __init__(self, march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = ""):
         self.march, self.extra_flags, self.tag = march, tuple(extra_flags), tag
         self._lib: _kernel.Library | None = None
         self._error: str | None = None
