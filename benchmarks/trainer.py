@@ -327,19 +327,22 @@ def machine_label(dev: torch.device, lib) -> str:
     return f"{_kernel.cpu_model()}, {isa}"
 
 
-def _probe_threads(make, dev) -> int | None:
-    """1 or torch's default thread count, whichever trains `make()` faster (one short epoch each)."""
+def _probe_threads(make, dev, rounds: int = 3) -> int | None:
+    """1 or torch's default thread count, whichever trains `make()` faster
+    (median of `rounds` alternating one-epoch runs each)."""
     if dev.type != "cpu" or torch.get_num_threads() == 1:
         return None
-    best, pick = float("inf"), None
+    trainers = {}
     for threads in (1, None):
         t = make()
         t.threads = threads
         t.run(1)
-        dt, _ = _timed(t.run, 1)
-        if dt < best:
-            best, pick = dt, threads
-    return pick
+        trainers[threads] = t
+    times: dict[int | None, list[float]] = {1: [], None: []}
+    for _ in range(rounds):
+        for threads, t in trainers.items():
+            times[threads].append(_timed(t.run, 1)[0])
+    return min(times, key=lambda k: statistics.median(times[k]))
 
 
 def compare(args) -> None:
@@ -398,36 +401,41 @@ def compare(args) -> None:
     rows += [(lab, p, peer_epochs) for lab, p in peers]
     rows += [("(3) per-model loop (nn.Sequential + Adam)", loop, 1)]
     rates: list[list[float]] = [[] for _ in rows]
+    cpu_rates: list[list[float]] = [[] for _ in rows]  # per CPU-second of this process (all its threads)
     for r in range(rounds):
         for k, (_, trainer, e) in enumerate(rows):
+            c = time.process_time()
             dt, work = _timed(trainer.run, e)
             rates[k].append(work / dt)
-        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{statistics.median(v) if False else v[-1]:.0f}" for v in rates)
-              + "  model-epochs/s", flush=True)
+            cpu_rates[k].append(work / max(time.process_time() - c, 1e-9))
+        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{v[-1]:.0f}" for v in rates) + "  model-epochs/s", flush=True)
     med = [statistics.median(v) for v in rates]
+    cpu_med = [statistics.median(v) for v in cpu_rates]
+    ratio = [statistics.median(a_ / b_ for a_, b_ in zip(rates[0], v)) for v in rates]  # auto / row, per round
     a = med[0]
     print()
-    print(f"{'trainer':<48}{'model-epochs/s':>16}{'min':>10}{'max':>10}   notes")
+    print("model-epochs/s: median over rounds of wall-clock rates; per CPU-s: the same per CPU-second the process used "
+          "(less sensitive to other load on a shared machine); auto/row: median of the per-round ratios")
+    print(f"{'trainer':<48}{'model-epochs/s':>16}{'min':>10}{'max':>10}{'per CPU-s':>11}{'auto/row':>10}   notes")
     for k, (label, trainer, e) in enumerate(rows):
         if isinstance(trainer, Batched):
             note = f"{trainer.describe()}; {e} epochs per fit() call"
         elif isinstance(trainer, _Peer):
-            note = f"threads {trainer.threads or torch.get_num_threads()}; auto is {a / med[k]:.1f}x this"
+            note = f"threads {trainer.threads or torch.get_num_threads()}"
         else:
             note = f"{loop_models} models x 1 epoch per round; threads {loop_threads or torch.get_num_threads()}"
-        print(f"{label:<48}{med[k]:>16.1f}{min(rates[k]):>10.1f}{max(rates[k]):>10.1f}   {note}")
+        print(f"{label:<48}{med[k]:>16.1f}{min(rates[k]):>10.1f}{max(rates[k]):>10.1f}{cpu_med[k]:>11.0f}{ratio[k]:>9.2f}x   {note}")
     n_fci = 1 + len(fci_others)
-    best_peer = max(range(n_fci, n_fci + len(peers)), key=lambda k: med[k])
-    loop_rate = med[-1]
+    best_peer = min(range(n_fci, n_fci + len(peers)), key=lambda k: ratio[k])  # the fastest peer against auto
     flops = flops_per_model_epoch(models, n_train)
     print(f"fit() set-up (first call: one epoch plus data layout and buffers, untimed above): {setup:.2f} s")
     print(f"sgemm 2048^2 on {torch.get_num_threads()} threads: {sgemm / 1e9:.1f} GFLOP/s; the workload is {flops / 1e6:.2f} MFLOP "
           f"per model-epoch, so auto runs at {a * flops / 1e9:.1f} GFLOP/s = {100 * a * flops / sgemm:.0f}% of sgemm "
           f"(dense ceiling {sgemm / flops:.0f} model-epochs/s)")
-    slower = [rows[k][0].strip() for k in range(1, n_fci) if med[k] > a]
+    slower = [f"{rows[k][0].strip()} ({1 / ratio[k]:.2f}x auto in the median round)" for k in range(1, n_fci) if ratio[k] < 1]
     print(f"auto ({auto_backend}) is {'slower than ' + ', '.join(slower) if slower else 'the fastest fci backend here'}; "
           f"rounds {rounds}, medians; wall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
-    print(f"speedup: {a / med[best_peer]:.1f}x best peer ({a / loop_rate:.0f}x per-model loop, {auto.describe()}, "
+    print(f"speedup: {ratio[best_peer]:.1f}x best peer ({ratio[-1]:.0f}x per-model loop, {auto.describe()}, "
           f"{machine_label(dev, lib)}, {name})")
 
 
