@@ -153,7 +153,7 @@ def build(march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: 
     lib.fci_fit_layout.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     lib.fci_fit_layout.restype = ctypes.c_int64
     n = lib.fci_fit_layout(offsets, 64)
-    mine = [getattr(FitArgs, name).offset for name, _ in FitArgs._fields_]
+    mine = [getattr(FitArgs, f[0]).offset for f in FitArgs._fields_]
     if list(offsets[:n]) != mine:
         raise RuntimeError(f"{out}: argument struct layout {list(offsets[:n])} differs from the ctypes mirror {mine}")
     lib.fci_fit.argtypes = [ctypes.POINTER(FitArgs), ctypes.c_int64, ctypes.c_int64]

@@ -168,3 +168,19 @@ def test_results_print_one_line_per_model():
     assert len(lines) == 1 + 4  # header, parent, dense, two children
     assert "random x2" in lines[-1] and f"nnz {res.children[('random', 2)].nnz:>6}" in lines[-1]
     assert f"test acc {res.dense.test_accuracy:.4f}" in lines[2]
+
+
+def test_off_the_cpu_auto_picks_the_torch_backend_and_the_kernel_says_why_not():
+    """The GPU's choice, checked without a GPU: a stack on another device (meta
+    here) gets the torch backend, which trains the whole stack as one slice
+    there; the kernel refuses, naming the device."""
+    stack = MaskedMLPStack.from_models(_models(6, (4, 5), 1)).to("meta")
+    cfg = TrainConfig(batch_size=8)
+    assert auto_backend(stack, cfg).name == "torch"
+    from fci.train import KernelBackend
+    from fci.train.backends.flat import _plan_slices
+
+    assert "it trains on the CPU, the stack is on meta" in KernelBackend().why_not(stack, cfg, "bce")
+    from fci.train import TorchBackend
+
+    assert _plan_slices(stack, 8, 4, TorchBackend(min_slice=1)) == [(None, [6, 5, 1])]

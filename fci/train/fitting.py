@@ -126,12 +126,13 @@ def train_models(
     epochs: int | range,
     loss: str = "bce",
     device: str | torch.device = "auto",
-    progress: bool | str = False,
+    progress: bool | str = True,
     backend: str | Backend = "auto",
     workers: int | None = None,
 ) -> list[ModelResult]:
     """Train independent models (same n_in, n_out, depth; same sample counts) as
-    one stack. data[i] = (x_train, y_train, x_test, y_test) for model i."""
+    one stack. data[i] = (x_train, y_train, x_test, y_test) for model i.
+    `progress`: a tqdm bar over model-epochs (a string labels it)."""
     dev = resolve_device(device)
     epochs = range(epochs) if isinstance(epochs, int) else epochs
     stack = MaskedMLPStack.from_models(list(models)).to(dev)

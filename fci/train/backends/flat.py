@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -194,8 +194,8 @@ class _FlatAdam(torch.optim.Adam):
 
 def _flat_optimizer(flat: _FlatStack, cfg: TrainConfig) -> torch.optim.Optimizer:
     """torch's Adam (or SGD) over the flat buffer, fused where the build supports it."""
-    kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
-    akw = dict(kw, betas=ADAM_BETAS, eps=ADAM_EPS)
+    kw: dict[str, Any] = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    akw: dict[str, Any] = dict(kw, betas=ADAM_BETAS, eps=ADAM_EPS)
     if cfg.optimizer == "adam" and hasattr(torch, "_fused_adam_"):
         try:
             return _FlatAdam([flat.param], fused=True, **akw)

@@ -9,6 +9,8 @@ in any stack, on any number of threads.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from tqdm.auto import tqdm
 
@@ -52,7 +54,7 @@ class KernelState(FitState):
         self.m1 = torch.zeros(M, self.P) if adam else None
         self.m2 = torch.zeros(M, self.P) if adam else None
         self.step = 0
-        self._data = None
+        self._data: Any = None  # (x, y, their versions, loss, (xs, ys, binary)) of the last call
 
     def _views(self, t):
         """Per layer: (W, b) views of a packed (M, P) tensor, W as (M, in, out) whatever
@@ -80,7 +82,7 @@ class KernelState(FitState):
             mb[:, :o].copy_(bm)
             W[:, :i, :o].copy_((stack.weights[l] * wm).transpose(1, 2))
             b[:, :o].copy_(stack.biases[l] * bm)
-        if self.m1 is not None:
+        if self.m1 is not None and self.m2 is not None:
             self.m1.mul_(self.mask)
             self.m2.mul_(self.mask)
 
@@ -166,7 +168,8 @@ class KernelBackend(Backend):
     def start(self, stack, cfg, loss, workers) -> KernelState:
         return KernelState(self, stack, cfg, workers)
 
-    def run(self, state: KernelState, stack, x, y, cfg, perms, loss, workers, progress) -> torch.Tensor:
+    def run(self, state, stack, x, y, cfg, perms, loss, workers, progress) -> torch.Tensor:
+        assert isinstance(state, KernelState)
         lib = self.library()
         if lib.build_id != state.build_id:
             raise ValueError("optimizer was made by another build of the kernel")
