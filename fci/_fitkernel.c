@@ -373,18 +373,15 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
                 } else {
                     for (int s = 0; s < S; s++) in0[s] = s < ns ? xm + perm[s0 + k + s] * n_in : zero_row;
                 }
-                /* the next group's rows are scattered over the model's data: fetch them now */
-                for (int64_t t = k + S; t < k + 2 * S && t < Bb; t++) {
-                    if (bin) {
-                        __builtin_prefetch(codes + perm[s0 + t] * ng);
-                        __builtin_prefetch(xbytes + perm[s0 + t] * xbs);
-                    } else {
+                /* the next group's rows are scattered over the model's data: fetch them now
+                 * (float rows only: 0/1 data is a few dozen bytes a sample, and stays in L2) */
+                if (!bin)
+                    for (int64_t t = k + S; t < k + 2 * S && t < Bb; t++) {
                         const float *nx = xm + perm[s0 + t] * n_in;
                         __builtin_prefetch(nx);
                         __builtin_prefetch(nx + n_in - 1);
+                        if (!a->loss_ce) __builtin_prefetch((const float *)a->y + (m * N + perm[s0 + t]) * O);
                     }
-                    if (!a->loss_ce) __builtin_prefetch((const float *)a->y + (m * N + perm[s0 + t]) * O);
-                }
                 /* forward */
                 for (int64_t l = 0; l < L; l++) {
                     const int64_t in = sz[l], pi = pad[l], po = pad[l + 1], nb = (sz[l + 1] + VB - 1) / VB;
