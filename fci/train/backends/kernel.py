@@ -24,6 +24,16 @@ def _round_up(n: int, k: int) -> int:
     return -(-n // k) * k
 
 
+def _is_binary(x: torch.Tensor, chunk: int = 1 << 22) -> bool:
+    """Whether every entry of x is 0 or 1, without a full-size temporary."""
+    if x.numel() == 0:
+        return True
+    if not x.dtype.is_floating_point:
+        return int(x.min()) >= 0 and int(x.max()) <= 1
+    flat = x.reshape(-1)
+    return all(bool(((c == 0) | (c == 1)).all()) for c in flat.split(chunk))
+
+
 class KernelState(FitState):
     """Every model's parameters, mask and optimiser moments in the kernel's
     packed layout (`_fitkernel.c`), and the optimiser's step count."""
@@ -101,9 +111,9 @@ class KernelState(FitState):
         c = self._data
         if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
             return c[4]
+        binary = _is_binary(x)
         xs = x.to(torch.float32).contiguous()
         ys = y.to(torch.float32 if loss == "bce" else torch.int64).contiguous()
-        binary = bool(((xs == 0) | (xs == 1)).all())
         self._data = (x, y, (x._version, y._version), loss, (xs, ys, binary))
         return xs, ys, binary
 
