@@ -103,6 +103,18 @@ def test_kernel_results_are_bit_identical_across_stack_mates():
             assert torch.allclose(p, q, atol=1e-6)
 
 
+def test_a_run_continues_only_on_its_own_backend_instance():
+    from fci.train import TorchBackend
+
+    stack = MaskedMLPStack.from_models(_models(6, (4, 5), 1))
+    x, y = _data(2, 20, 6, 1, "bce")
+    mine = TorchBackend(min_slice=1)
+    state, _ = fit(stack, x, y, TrainConfig(batch_size=8), range(1), backend=mine)
+    fit(stack, x, y, TrainConfig(batch_size=8), range(1, 2), optimizer=state, backend=mine)
+    with pytest.raises(ValueError, match="another 'torch' backend instance"):
+        fit(stack, x, y, TrainConfig(batch_size=8), range(2, 3), optimizer=state, backend=TorchBackend())
+
+
 def test_auto_is_a_pure_function_of_the_machine_and_the_stack():
     stack = MaskedMLPStack.from_models(_models(6, (4, 5), 1))
     cfg = TrainConfig(batch_size=8)

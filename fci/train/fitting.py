@@ -69,6 +69,9 @@ def fit(
         ref = _backends.get("reference")
         state: FitState = ref.wrap(stack, cfg, optimizer, n_workers)  # type: ignore[attr-defined]
     elif isinstance(optimizer, FitState):
+        if isinstance(backend, Backend) and backend is not optimizer.backend:
+            raise ValueError(f"optimizer comes from another {optimizer.backend.name!r} backend instance "
+                             "(another build or setting); continue with backend='auto' or that instance")
         optimizer.check(stack, cfg, backend if isinstance(backend, str) else backend.name)
         state = optimizer
     elif optimizer is None:
