@@ -92,7 +92,7 @@ typedef struct {
     float *param;          /* (n_models, P) */
     const float *mask;     /* (n_models, P) */
     float *m1, *m2;        /* (n_models, P) Adam moments; unused for SGD */
-    const float *x;        /* (n_models, N, n_in) */
+    const float *x;        /* (n_models, N, n_in); may be NULL when binary */
     const void *y;         /* (n_models, N, O) float for bce; (n_models, N) int64 class ids for ce */
     const int64_t *perms;  /* (E, N) minibatch orders */
     float *losses;         /* (n_models, E) out: mean train loss per epoch */
@@ -103,15 +103,20 @@ typedef struct {
     int32_t pad_;
     /* element counts of the buffers above, as allocated by the caller: fci_fit refuses a call they cannot hold */
     int64_t len_sizes, len_pad, len_omaj, len_param, len_mask, len_m1, len_m2, len_x, len_y, len_perms, len_losses;
+    /* 0/1 data, laid out by the caller (binary only):
+     * codes (n_models, N, NG(n_in)): bit j of byte g is x[4g + j];
+     * xbytes (n_models, N, XBS(n_in)): 0xff where x is 1, else 0 (zero past n_in) */
+    const uint8_t *codes, *xbytes;
+    int64_t len_codes, len_xbytes;
 } fci_fit_args;
 
-int fci_fit_abi(void) { return 3; }
+int fci_fit_abi(void) { return 4; }
 
 /* The build's constants, for the caller to read instead of repeating them:
  * key 0 ABI, 1 VB, 2 S, 3 MAX_LAYERS, 4 sizeof(fci_fit_args); -1 for an unknown key. */
 int64_t fci_fit_const(int64_t key) {
     switch (key) {
-    case 0: return 3;
+    case 0: return 4;
     case 1: return VB;
     case 2: return S;
     case 3: return MAX_LAYERS;
@@ -129,7 +134,8 @@ static const int64_t FIELD_OFFSETS[] = {
     OFF(param), OFF(mask), OFF(m1), OFF(m2), OFF(x), OFF(y), OFF(perms), OFF(losses), OFF(loss_ce), OFF(sgd),
     OFF(lr), OFF(beta1), OFF(beta2), OFF(eps), OFF(wd), OFF(step0), OFF(binary), OFF(pad_),
     OFF(len_sizes), OFF(len_pad), OFF(len_omaj), OFF(len_param), OFF(len_mask), OFF(len_m1), OFF(len_m2),
-    OFF(len_x), OFF(len_y), OFF(len_perms), OFF(len_losses)};
+    OFF(len_x), OFF(len_y), OFF(len_perms), OFF(len_losses), OFF(codes), OFF(xbytes), OFF(len_codes),
+    OFF(len_xbytes)};
 #undef OFF
 int64_t fci_fit_layout(int64_t *out, int64_t n) {
     const int64_t k = (int64_t)(sizeof FIELD_OFFSETS / sizeof FIELD_OFFSETS[0]);
@@ -261,8 +267,8 @@ static int64_t workspace(const fci_fit_args *a) {
     if (a->binary) {
         const int64_t n_in = a->n_in;
         w += A16((a->pad[1] / VB) * NG(n_in) * 16 * VB) + A16(NU * 16 * VB);  /* tables T and U */
-        const int64_t bytes = a->N * NG(n_in) + (a->N + 1) * XBS(n_in) + NG(n_in) + 2 * XBS(n_in) + 64;
-        w += (bytes + 3) / 4;  /* input codes, 0/1 bytes, a zero row of each, the group's masks */
+        const int64_t bytes = NG(n_in) + 2 * XBS(n_in) + 64;
+        w += (bytes + 3) / 4;  /* a zero row of codes and of bytes, the group's masks */
     }
     return w;
 }
@@ -275,7 +281,7 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
     const float *restrict mk = a->mask + m * P;
     float *restrict m1 = a->sgd ? NULL : a->m1 + m * P;
     float *restrict m2 = a->sgd ? NULL : a->m2 + m * P;
-    const float *xm = a->x + m * N * n_in;
+    const float *xm = a->x ? a->x + m * N * n_in : NULL;  /* NULL on the 0/1 path: codes and xbytes stand in */
     const int64_t O = sz[L];
     int64_t offW[MAX_LAYERS], offb[MAX_LAYERS];
     float *wn[MAX_LAYERS], *act[MAX_LAYERS + 1], *dlt[MAX_LAYERS + 1];
@@ -300,39 +306,27 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
         dlt[l] = w;
         w += A16(S * pad[l]);
     }
-    /* 0/1 data: nibble codes and bytes of every sample's inputs, built once per call */
+    /* 0/1 data: the caller's nibble codes and bytes of this model's samples */
     const int bin = a->binary;
     const int64_t ng = NG(n_in), xbs = XBS(n_in), nb0 = pad[1] / VB;
     float *tab = NULL, *utab = NULL;
-    uint8_t *codes = NULL, *xbytes = NULL, *zero_codes = NULL, *zero_bytes = NULL, *gmask = NULL;
+    const uint8_t *codes = NULL, *xbytes = NULL;
+    uint8_t *zero_codes = NULL, *zero_bytes = NULL, *gmask = NULL;
     if (bin) {
         tab = w;
         w += A16(nb0 * ng * 16 * VB);
         utab = w;
         w += A16(NU * 16 * VB);
         uint8_t *bw = (uint8_t *)w;
-        codes = bw;
-        bw += N * ng;
         zero_codes = bw;
         bw += ng;
-        xbytes = bw;
-        bw += N * xbs;
         zero_bytes = bw;
         bw += xbs;
         gmask = bw;
         memset(zero_codes, 0, (size_t)ng);
         memset(zero_bytes, 0, (size_t)xbs);
-        for (int64_t n = 0; n < N; n++) {
-            const float *xr = xm + n * n_in;
-            uint8_t *cr = codes + n * ng, *br = xbytes + n * xbs;
-            memset(cr, 0, (size_t)ng);
-            memset(br, 0, (size_t)xbs);
-            for (int64_t i = 0; i < n_in; i++) {
-                const uint8_t bit = xr[i] != 0.0f;
-                br[i] = bit ? 0xff : 0;  /* all ones: the group's masks are then ANDs and ORs */
-                cr[i >> 2] |= (uint8_t)(bit << (i & 3));
-            }
-        }
+        codes = a->codes + m * N * ng;
+        xbytes = a->xbytes + m * N * xbs;
     }
     /* T[bk][g][c] = sum of the rows 4g + j of layer 0's block bk over the bits j of c */
 #define ROW0(i, bk) ((i) < n_in ? LD(p + offW[0] + (i) * pad[1] + (bk) * VB) : SPLAT(0.0f))
@@ -628,7 +622,7 @@ static const char *const ERRORS[] = {
     "a model's true layer size is out of range (sizes[0] != n_in, or sizes[l] not in [1, pad[l]])",
     "N, E or B is not positive (or E negative), or n_models is negative",
     "the model range [m0, m1) lies outside [0, n_models)",
-    "a buffer is shorter than the call needs (sizes, pad, omaj, param, mask, x, y, perms or losses)",
+    "a buffer is shorter than the call needs (sizes, pad, omaj, param, mask, x, y, perms, losses, codes or xbytes)",
     "the Adam moments are shorter than the call needs (were they allocated for SGD?)",
     "a minibatch order holds an index outside [0, N)",
     "a class id lies outside [0, n_out)",
@@ -643,8 +637,9 @@ const char *fci_fit_error(int code) {
 static int check(const fci_fit_args *a, int64_t m0, int64_t m1) {
     const int64_t L = a->L;
     if (L < 1 || L > MAX_LAYERS) return -1;
-    if (!a->pad || !a->omaj || !a->sizes || !a->param || !a->mask || !a->x || !a->y || !a->perms || !a->losses)
+    if (!a->pad || !a->omaj || !a->sizes || !a->param || !a->mask || !a->y || !a->perms || !a->losses)
         return -13;
+    if (a->binary ? (!a->codes || !a->xbytes) : !a->x) return -13;
     if (a->len_pad < L + 1 || a->len_omaj < L) return -8;
     if (a->omaj[0]) return -2;
     if (a->pad[0] != a->n_in || a->n_in < 1) return -3;
@@ -656,9 +651,10 @@ static int check(const fci_fit_args *a, int64_t m0, int64_t m1) {
     if (a->n_models < 0 || a->N < 1 || a->E < 0 || a->B < 1) return -6;
     if (m0 < 0 || m1 > a->n_models || m0 > m1) return -7;
     const int64_t M = a->n_models, O = a->pad[L];
-    if (a->len_sizes < M * (L + 1) || a->len_param < M * P || a->len_mask < M * P || a->len_x < M * a->N * a->n_in ||
-        a->len_perms < a->E * a->N || a->len_losses < M * a->E)
+    if (a->len_sizes < M * (L + 1) || a->len_param < M * P || a->len_mask < M * P ||
+        (!a->binary && a->len_x < M * a->N * a->n_in) || a->len_perms < a->E * a->N || a->len_losses < M * a->E)
         return -8;
+    if (a->binary && (a->len_codes < M * a->N * NG(a->n_in) || a->len_xbytes < M * a->N * XBS(a->n_in))) return -8;
     if (a->len_y < (a->loss_ce ? M * a->N : 0)) return -8;
     for (int64_t m = m0; m < m1; m++) {
         const int64_t *sz = a->sizes + m * (L + 1);

@@ -270,3 +270,22 @@ def test_every_kernel_variant_trains_like_the_reference(variant):
         assert torch.allclose(lk, lr, atol=3e-5), (variant, (lk - lr).abs().max())
         for l in range(k.n_layers):
             assert torch.allclose(k.weights[l], r.weights[l], atol=3e-4), (variant, l)
+
+
+def test_binary_layout_by_hand_and_its_buffers_are_checked():
+    """0/1 data reaches the kernel as nibble codes (bit j of byte g = x[4g + j])
+    and 0xff bytes, never as a float copy; the kernel refuses short ones."""
+    x = torch.tensor([[[1, 0, 1, 1, 0, 1]], [[0, 0, 0, 0, 1, 1]]], dtype=torch.uint8)  # (M=2, N=1, n=6)
+    codes, xbytes = kernel.binary_layout(x)
+    assert codes.tolist() == [[[0b1101, 0b10]], [[0, 0b11]]]
+    assert xbytes.shape == (2, 1, 32) and xbytes[0, 0, :7].tolist() == [255, 0, 255, 255, 0, 255, 0]
+    lib = kernel.load()
+    stack = MaskedMLPStack.from_models(_models(6, (4, 5), 1))
+    xb, yb = _data(2, 24, 6, 1, "bce")
+    state, _ = fit(stack, xb, yb, TrainConfig(batch_size=8), range(1), backend="kernel")
+    assert state._data[4][0] is None  # no float copy of 0/1 data
+    codes, xbytes = kernel.binary_layout(xb)
+    args = _call_args(state, None, yb.float().contiguous(), torch.stack([torch.randperm(24)]))
+    kernel.call(lib, **{**args, "binary": True, "codes": codes, "xbytes": xbytes, "n_samples": 24})
+    with pytest.raises(ValueError, match="kernel buffer codes"):
+        kernel.call(lib, **{**args, "binary": True, "codes": codes[:, :10], "xbytes": xbytes, "n_samples": 24})

@@ -105,17 +105,23 @@ class KernelState(FitState):
             stack.biases[l].copy_(b[:, :o])
 
     def data_for(self, x, y, loss: str):
-        """x as float32 (M, N, n_in) and y as float32 (M, N, O) ('bce') or int64
-        (M, N) ('ce'), contiguous, and whether every x is 0 or 1; reused while
-        the caller passes the same, unmodified tensors."""
+        """The kernel's layout of the data, reused while the caller passes the
+        same, unmodified tensors: (xs, ys, binary, codes, xbytes). 0/1 data
+        (binary) comes as nibble codes and bytes (`fci._kernel.binary_layout`)
+        and xs is None; other data as float32 xs (M, N, n_in). ys: float32
+        (M, N, O) for 'bce', int64 (M, N) for 'ce'."""
         c = self._data
         if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
             return c[4]
         binary = _is_binary(x)
-        xs = x.to(torch.float32).contiguous()
+        if binary:
+            xs = None
+            codes, xbytes = _kernel.binary_layout(x)
+        else:
+            xs, codes, xbytes = x.to(torch.float32).contiguous(), None, None
         ys = y.to(torch.float32 if loss == "bce" else torch.int64).contiguous()
-        self._data = (x, y, (x._version, y._version), loss, (xs, ys, binary))
-        return xs, ys, binary
+        self._data = (x, y, (x._version, y._version), loss, (xs, ys, binary, codes, xbytes))
+        return xs, ys, binary, codes, xbytes
 
 
 class KernelBackend(Backend):
@@ -186,7 +192,7 @@ class KernelBackend(Backend):
         M, N = x.shape[:2]
         E = perms.shape[0]
         state.load(stack)
-        xs, ys, binary = state.data_for(x, y, loss)
+        xs, ys, binary, codes, xbytes = state.data_for(x, y, loss)
         perms = perms.to(torch.int64).contiguous()
         losses = torch.zeros(M, E)
         if E == 0 or M == 0:
@@ -201,7 +207,8 @@ class KernelBackend(Backend):
                          m1=state.m1, m2=state.m2, x=xs, y=ys, perms=perms, losses=losses, loss=loss,
                          sgd=cfg.optimizer == "sgd", lr=cfg.lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS,
                          wd=cfg.weight_decay, step0=state.step, binary=binary, batch=cfg.batch_size, chunks=chunks,
-                         workers=workers, done=(lambda c: bar.update((c[1] - c[0]) * E)) if bar is not None else None)
+                         workers=workers, done=(lambda c: bar.update((c[1] - c[0]) * E)) if bar is not None else None,
+                         codes=codes, xbytes=xbytes, n_samples=N)
         finally:
             if bar is not None:
                 bar.close()
