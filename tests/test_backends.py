@@ -196,3 +196,26 @@ def test_off_the_cpu_auto_picks_the_torch_backend_and_the_kernel_says_why_not():
     from fci.train import TorchBackend
 
     assert _plan_slices(stack, 8, 4, TorchBackend(min_slice=1)) == [(None, [6, 5, 1])]
+
+
+def test_a_study_whose_models_mix_backends_says_so(tmp_path, capsys):
+    """summary.json lists the backends that made the study's models and flags a
+    mix; the console warns. One stored entry is re-labelled as made by another
+    backend, then the study reruns from the store."""
+    import json
+
+    from analyses.superposition_sweep import main
+
+    args = ["--tiny", "--device", "cpu", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data")]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["run"]["mixed_backends"] is False and len(summary["run"]["backends"]) == 1
+    entry = sorted((tmp_path / "data" / "store").iterdir())[0] / "metrics.json"
+    m = json.loads(entry.read_text())
+    m["provenance"] = {**m["provenance"], "backend": "reference", "kernel_isa": None}
+    entry.write_text(json.dumps(m))
+    capsys.readouterr()
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["run"]["mixed_backends"] is True and "reference" in summary["run"]["backends"]
+    assert "trained by different backends" in capsys.readouterr().out
