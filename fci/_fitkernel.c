@@ -37,28 +37,37 @@
  *   AVX-512 (32 zmm): one 16-lane register per accumulator, 8 samples; but on
  *     AMD Zen 4 (GCC's znver3/znver4 targets with AVX-512), which runs a 512-bit
  *     operation as two 256-bit halves, 8-lane blocks: the same arithmetic rate,
- *     and no work on the padding of hidden widths <= 8 (measured faster there);
+ *     and no work on the padding of hidden widths <= 8 (measured faster there on
+ *     stacks with narrow models; fci's Python side also builds the 16-lane
+ *     variant there and uses it for stacks without them);
  *   AVX2 (16 ymm): 8-lane blocks, 8 samples (8 accumulators, a row, a broadcast);
  *   NEON (32 q) and anything else: 8-lane blocks (two q registers), 8 / 4 samples.
- * FCI_VB / FCI_S override both (tests and benchmarks build variants). */
-#if defined(FCI_VB)
-#define VB FCI_VB
-#define ISA "custom"
-#elif defined(__AVX512F__) && (defined(__znver3__) || defined(__znver4__))
-#define VB 8
-#define ISA "avx512-zen4"
+ * FCI_VB / FCI_S override both (tests, benchmarks and that variant); ISA then
+ * names the override, e.g. "avx512-zen4-vb16". */
+#if defined(__AVX512F__) && (defined(__znver3__) || defined(__znver4__))
+#define VB_ISA 8
+#define ISA_NAME "avx512-zen4"
 #elif defined(__AVX512F__)
-#define VB 16
-#define ISA "avx512"
+#define VB_ISA 16
+#define ISA_NAME "avx512"
 #elif defined(__AVX2__)
-#define VB 8
-#define ISA "avx2"
+#define VB_ISA 8
+#define ISA_NAME "avx2"
 #elif defined(__ARM_NEON) || defined(__aarch64__)
-#define VB 8
-#define ISA "neon"
+#define VB_ISA 8
+#define ISA_NAME "neon"
 #else
-#define VB 8
-#define ISA "generic"
+#define VB_ISA 8
+#define ISA_NAME "generic"
+#endif
+#define STR2_(x) #x
+#define STR_(x) STR2_(x)
+#if defined(FCI_VB) && FCI_VB != VB_ISA
+#define VB FCI_VB
+#define ISA ISA_NAME "-vb" STR_(FCI_VB)
+#else
+#define VB VB_ISA
+#define ISA ISA_NAME
 #endif
 #if defined(FCI_S)
 #define S FCI_S

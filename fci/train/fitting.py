@@ -77,11 +77,11 @@ def fit(
     elif optimizer is None:
         chosen = _backends.resolve(backend, stack, cfg, loss)
         state = chosen.start(stack, cfg, loss, n_workers)
-        state.provenance = provenance(chosen, stack.weights[0].device, n_workers)
+        state.provenance = provenance(chosen, stack.weights[0].device, n_workers, state)
     else:
         raise ValueError(f"optimizer must be a state returned by fit(), a torch optimizer or None, got {type(optimizer).__name__}")
     if not state.provenance:
-        state.provenance = provenance(state.backend, stack.weights[0].device, n_workers)
+        state.provenance = provenance(state.backend, stack.weights[0].device, n_workers, state)
     perms = epoch_perms(cfg.shuffle_seed, epochs, x.shape[1], x.device)
     label = (progress if isinstance(progress, str) else "train") if progress else None
     losses = state.backend.run(state, stack, x, y, cfg, perms, loss, n_workers, label)

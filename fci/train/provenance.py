@@ -29,12 +29,12 @@ def machine(device: torch.device) -> dict[str, Any]:
     return out
 
 
-def provenance(backend, device: torch.device, workers: int) -> dict[str, Any]:
+def provenance(backend, device: torch.device, workers: int, state=None) -> dict[str, Any]:
     """What `fit` records for the models it trains: backend name, torch version,
     kernel build id (kernel backend) and the machine. Results depend on the
     backend and, through float rounding, on the kernel's vector variant;
     never on `workers`, which is kept for the record."""
-    return {"backend": backend.name, "torch": torch.__version__, "kernel_build": None, **backend.describe(),
+    return {"backend": backend.name, "torch": torch.__version__, "kernel_build": None, **backend.describe(state),
             **machine(device), "workers": workers}
 
 

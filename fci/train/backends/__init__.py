@@ -84,8 +84,8 @@ class Backend:
         -> mean train loss per model and epoch, (M, E) on CPU."""
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
-        """Provenance: what built this backend (versions, build ids)."""
+    def describe(self, state: FitState | None = None) -> dict[str, Any]:
+        """Provenance: what built this backend (versions, build ids), for the run `state`."""
         return {}
 
     def __repr__(self) -> str:

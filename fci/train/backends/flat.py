@@ -346,7 +346,7 @@ class TorchBackend(Backend):
             return f"needs floating-point parameters, got {stack.weights[0].dtype}"
         return None
 
-    def describe(self) -> dict:
+    def describe(self, state=None) -> dict:
         return {}
 
     def _work(self, stack, batch) -> float:

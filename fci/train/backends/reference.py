@@ -38,7 +38,7 @@ class ReferenceBackend(Backend):
     def wrap(self, stack: MaskedMLPStack, cfg: TrainConfig, optimizer: torch.optim.Optimizer, workers: int) -> ReferenceState:
         return ReferenceState(self, stack, cfg, workers, optimizer)
 
-    def describe(self) -> dict:
+    def describe(self, state=None) -> dict:
         return {}
 
     @torch.no_grad()
