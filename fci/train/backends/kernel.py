@@ -9,6 +9,7 @@ in any stack, on any number of threads.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -181,8 +182,6 @@ class KernelBackend(Backend):
         return self._wide if isinstance(self._wide, _kernel.Library) else lib
 
     def why_not(self, stack, cfg, loss) -> str | None:
-        import os
-
         if self.native and os.environ.get("FCI_KERNEL", "1") == "0":
             return "FCI_KERNEL=0 turns the kernel off on this machine"
         w = stack.weights[0]
