@@ -65,7 +65,7 @@ from fci.model import resolve_device
 from fci.sharding import parse_shard, shard_items
 from fci.store import Store, config_key
 from fci.tasks import TaskConfig
-from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
+from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe
 
 __all__ = [
     "Level",
@@ -786,6 +786,9 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
     summary: dict[str, Any] = {"config": config, "environment": environment(device)}
     summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": len(specs) - done, "loaded_trials": done,
                       "train_seconds": round(train_s, 2)}
+    summary["run"]["backends"] = backends_of([r.provenance for res, _ in pairs for _, _, r in _conditions(res)] +
+                                             [res.parent.provenance for res, _ in pairs])
+    summary["run"]["mixed_backends"] = len(summary["run"]["backends"]) > 1
     if shard:
         csv = write_shard(df, summary, out, shard, t_start)
         print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({len(specs) - done} trained) -> {csv} "
@@ -821,6 +824,9 @@ def _print_table(study: Study, summary: dict[str, Any], out: Path, files: list[P
     run = summary["run"]
     print(f"\n{study.name}: {run['trials']} trials ({run['trained_trials']} trained, {run['loaded_trials']} from the store), "
           f"{run['total_seconds']:.0f}s")
+    if run.get("mixed_backends"):
+        print(f"warning: the models of this study were trained by different backends ({', '.join(run['backends'])}); "
+              "they agree to float rounding, not bit for bit")
     print(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
     for r in summary["pooled"]:
         print(f"{label(r['condition'], r['alpha']):<14}{r['n_pairs']:>8}{r['accuracy_mean']:>11.4f} ± {r['accuracy_sem']:.4f}"

@@ -1,26 +1,41 @@
-"""Throughput of the batched trainer (`fci.train.fit`) beside a straightforward
-per-model PyTorch loop, and how it scales.
+"""Throughput of fci's trainer (`fci.train.fit`) beside what a competent PyTorch
+user writes, and how it scales.
 
     python -m benchmarks.trainer [--device cpu|cuda] [--quick]
     python -m benchmarks.trainer --scaling [--device cpu|cuda] [--quick]
     python -m benchmarks.trainer --probe
 
 Reference workload: 256 models of the Boolean DNF task (8 clauses of 3 literals,
-n = 24 inputs, one output), hidden widths 4-16 mixed in one padded stack, each
-model with its own 4096 training samples (32 distinct tasks, dealt round-robin:
-drawing a task costs ~0.1 s, and what the samples say does not change the
-timing), minibatch 256, Adam (lr 0.01).
+n = 24 inputs, one output), hidden widths 4-16 mixed in one stack, each model
+with its own 4096 training samples (32 distinct tasks, dealt round-robin),
+minibatch 256, Adam (lr 0.01).
 
-(a) `fit` trains all models as one stack; (b) the loop trains each model alone:
-`nn.Sequential(Linear, ReLU, Linear)`, `torch.optim.Adam` with its defaults,
-data resident on the device, a fresh `randperm` per epoch, no DataLoader. Both
-run the same epochs, batch size and data. The loop is timed on a subset of the
-models and reported per model-epoch. On a CPU the loop runs on one intra-op
-thread (its fastest setting for tiny models; the default thread count is also
-timed, once, and printed). Rounds of (a) and (b) alternate, so both see the
-same machine load; rates are medians over rounds. The last line is
+Trainers, in one alternating run (every round times each once, so all see the
+same machine load; rates are medians over rounds):
 
-    speedup: <ratio>x (batched <a> model-epochs/s, loop <b> model-epochs/s, <workload>)
+- fci `fit` with `backend="auto"`, and every other fci backend that can run
+  here (the kernel on one thread, the torch backend, the reference; on an x86
+  CPU with AVX-512, the kernel's AVX2 build too, `-mno-avx512f`: the other
+  ISA, measured on this machine; on Zen 4, the 16-lane AVX-512 build that the
+  kernel does not choose there);
+- peer (1), a padded bmm stack: all models' weights in (M, n, H) tensors padded
+  to the widest model and masked, one autograd forward/backward per minibatch
+  and one fused `torch.optim.Adam` step over the stacked tensors;
+- peer (2), `torch.func`: `vmap(grad(loss))` over stacked module state
+  (`stack_module_state` of padded, masked `nn.Sequential`s), fused Adam;
+- peer (3), the per-model loop: `nn.Sequential` + `torch.optim.Adam` per model,
+  data resident, a fresh `randperm` per epoch, one intra-op thread (its fastest
+  setting for tiny models); timed on a subset and reported per model-epoch.
+
+Peers (1) and (2) run at whichever of 1 or torch's default thread count was
+faster in a short probe before the timed rounds. The benchmark also measures
+this machine's sgemm rate (2048 x 2048, torch's threads) and prints the fraction
+of it that `auto` reaches, counting 2 FLOP per multiply-add of the forward
+pass, the weight gradients and the input gradients of layers >= 1 at each
+model's own widths (~4.2 MFLOP per model-epoch on the reference workload).
+The last line is
+
+    speedup: <x>x best peer (<y>x per-model loop, <backend>, <cpu model and vector ISA>, <workload>)
 
 `--scaling` prints throughput and peak memory against stack size (16 -> 4096
 models) and hidden width, each point in a fresh subprocess. Peak memory is what
@@ -36,7 +51,6 @@ import json
 import math
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -46,10 +60,11 @@ import time
 import torch
 from torch import nn
 
+from fci import _kernel
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.tasks import DNFTask, TaskConfig
-import fci.train as train
-from fci.train import TrainConfig, fit, trial_bytes, FPESpec
+from fci.train import FPESpec, KernelBackend, TorchBackend, TrainConfig, fit, trial_bytes
+from fci.train.backends.flat import FlatState
 
 N_TASKS = 32  # distinct tasks dealt round-robin over the models
 
@@ -99,45 +114,135 @@ def workload_name(n_models: int, widths: list[int], n_train: int, batch: int) ->
 
 
 class Batched:
-    """`fci.train.fit` on one stack, continued round after round. `workers`
-    overrides `fci.train.CPU_WORKERS` and `kernel` overrides `fci.train.KERNEL`
-    (None: fci's own choice) for this stack's fit() calls."""
+    """`fci.train.fit` on one stack through `backend`, continued round after round."""
 
-    def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device, workers: int | None = None,
-                 kernel: bool | None = None):
+    def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device, backend="auto", workers: int | None = None):
         self.stack = MaskedMLPStack.from_models(models).to(device)
         self.x, self.y, self.cfg, self.dev = x, y, cfg, device
         self.opt, self.epoch, self.last_loss = None, 0, None
-        self.workers, self.kernel = workers, kernel
+        self.backend, self.workers = backend, workers
 
     def describe(self) -> str:
-        """How fit() runs this stack: the C kernel on k threads, or the torch path's worker threads and slices."""
-        if self.dev.type != "cpu":
-            return "one stack"
+        """How fit() runs this stack: the backend, its build and threads."""
         if self.opt is None:
             return "-"
-        w = self.workers or train._cpu_workers()
-        if isinstance(self.opt, train._kernel.KernelState):
-            return f"C kernel, {w} thread{'s' if w > 1 else ''}"
-        n = len(self.opt.slices)
-        w = min(self.opt.workers, n)
-        return f"torch path, {w} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
+        p = self.opt.provenance
+        w = p.get("workers", 1)
+        if p["backend"] == "kernel":
+            return f"C kernel ({p['kernel_isa']}, {p['kernel_vb']}-lane blocks x {p['kernel_s']} samples), {w} thread{'s' if w > 1 else ''}"
+        if isinstance(self.opt, FlatState) and self.dev.type == "cpu":
+            n = len(self.opt.slices)
+            return f"torch backend, {min(w, n)} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
+        return f"{p['backend']} backend"
 
     def run(self, epochs: int) -> int:
         _sync(self.dev)
-        old = train.CPU_WORKERS, train.KERNEL
-        if self.workers is not None:
-            train.CPU_WORKERS = self.workers
-        if self.kernel is not None:
-            train.KERNEL = self.kernel
-        try:
-            self.opt, losses = fit(self.stack, self.x, self.y, self.cfg, range(self.epoch, self.epoch + epochs), optimizer=self.opt)
-        finally:
-            train.CPU_WORKERS, train.KERNEL = old
+        backend = "auto" if self.opt is not None else self.backend
+        self.opt, losses = fit(self.stack, self.x, self.y, self.cfg, range(self.epoch, self.epoch + epochs), optimizer=self.opt,
+                               backend=backend, workers=self.workers)
         _sync(self.dev)
         self.epoch += epochs
         self.last_loss = losses[:, -1]
         return self.stack.n_models * epochs
+
+
+def _padded_init(models, H: int, device):
+    """The models' own initial weights, padded to width H: (W1 (M, n, H), b1 (M, 1, H),
+    W2 (M, H, 1), b2 (M, 1, 1)) and the 0/1 padding masks of W1, b1 and W2."""
+    M, n = len(models), models[0].n_in
+    W1, b1, W2, b2 = torch.zeros(M, n, H), torch.zeros(M, 1, H), torch.zeros(M, H, 1), torch.zeros(M, 1, 1)
+    m1, mb1, m2 = torch.zeros(M, n, H), torch.zeros(M, 1, H), torch.zeros(M, H, 1)
+    for i, m in enumerate(models):
+        h = m.hidden[0]
+        W1[i, :, :h], b1[i, 0, :h] = m.weights[0].detach().t(), m.biases[0].detach()
+        W2[i, :h, 0], b2[i, 0, 0] = m.weights[1].detach()[0], m.biases[1].detach()[0]
+        m1[i, :, :h], mb1[i, 0, :h], m2[i, :h, 0] = 1, 1, 1
+    return [t.to(device) for t in (W1, b1, W2, b2)], [t.to(device) for t in (m1, mb1, m2)]
+
+
+class _Peer:
+    """A stacked peer trainer: data (M, N, n) as floats, a shared randperm per epoch."""
+
+    threads: int | None = None
+
+    def __init__(self, models, x, y, cfg: TrainConfig, device):
+        self.x, self.y = x.float(), y.float()
+        self.B, self.dev, self.M = cfg.batch_size, device, len(models)
+        self.H = max(m.hidden[0] for m in models)
+        self.last_loss = torch.full((self.M,), float("nan"))
+
+    def run(self, epochs: int) -> int:
+        old = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            _sync(self.dev)
+            N = self.x.shape[1]
+            for _ in range(epochs):
+                perm = torch.randperm(N, device=self.dev)
+                for s in range(0, N, self.B):
+                    idx = perm[s : s + self.B]
+                    self.step(self.x[:, idx], self.y[:, idx])
+            _sync(self.dev)
+        finally:
+            torch.set_num_threads(old)
+        return self.M * epochs
+
+
+class BmmPeer(_Peer):
+    """Peer (1): a padded bmm stack, autograd, one fused Adam over the stacked tensors."""
+
+    def __init__(self, models, x, y, cfg, device):
+        super().__init__(models, x, y, cfg, device)
+        params, self.masks = _padded_init(models, self.H, device)
+        self.params = [p.requires_grad_() for p in params]
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, fused=True)
+
+    def step(self, xb, yb):
+        W1, b1, W2, b2 = self.params
+        m1, mb1, m2 = self.masks
+        h = torch.relu(torch.baddbmm(b1 * mb1, xb, W1 * m1))
+        z = torch.baddbmm(b2, h, W2 * m2)
+        per_model = nn.functional.binary_cross_entropy_with_logits(z, yb, reduction="none").mean((1, 2))
+        self.opt.zero_grad(set_to_none=True)
+        per_model.sum().backward()
+        self.opt.step()
+        self.last_loss = per_model.detach().cpu()
+
+
+class VmapPeer(_Peer):
+    """Peer (2): torch.func vmap(grad) over stacked module state, fused Adam."""
+
+    def __init__(self, models, x, y, cfg, device):
+        super().__init__(models, x, y, cfg, device)
+        from torch.func import functional_call, grad, stack_module_state, vmap
+
+        (W1, b1, W2, b2), (m1, mb1, m2) = _padded_init(models, self.H, device)
+        n = models[0].n_in
+        nets = [nn.Sequential(nn.Linear(n, self.H), nn.ReLU(), nn.Linear(self.H, 1)).to(device) for _ in models]
+        params, _ = stack_module_state(nets)
+        with torch.no_grad():
+            params["0.weight"].copy_(W1.transpose(1, 2))
+            params["0.bias"].copy_(b1[:, 0])
+            params["2.weight"].copy_(W2.transpose(1, 2))
+            params["2.bias"].copy_(b2[:, 0])
+        self.params = params
+        self.masks = {"0.weight": m1.transpose(1, 2).contiguous(), "0.bias": mb1[:, 0].contiguous(),
+                      "2.weight": m2.transpose(1, 2).contiguous()}
+        base = nets[0].to("meta")
+
+        def loss(p, mask, xb, yb):
+            eff = {k: v * mask[k] if k in mask else v for k, v in p.items()}
+            return nn.functional.binary_cross_entropy_with_logits(functional_call(base, eff, (xb,)), yb)
+
+        self.grad = vmap(grad(loss, has_aux=False))
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=cfg.lr, fused=True)
+
+    def step(self, xb, yb):
+        grads = self.grad(self.params, self.masks, xb, yb)
+        for k, p in self.params.items():
+            p.grad = grads[k]
+        self.opt.step()
 
 
 class Loop:
@@ -188,15 +293,67 @@ def _timed(fn, *args) -> tuple[float, int]:
 # --------------------------------------------------------------------------- comparison
 
 
+def sgemm_rate(dev: torch.device, n: int = 2048, reps: int = 7) -> float:
+    """This machine's float32 matmul rate (FLOP/s, median of `reps`), at torch's thread count."""
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    a @ b
+    times = []
+    for _ in range(reps):
+        _sync(dev)
+        t = time.perf_counter()
+        a @ b
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times)
+
+
+def flops_per_model_epoch(models, n_train: int) -> float:
+    """2 FLOP per multiply-add of the forward pass, the weight gradients and
+    the input gradients of layers >= 1, at each model's own widths; mean over models."""
+    total = 0.0
+    for m in models:
+        sizes = m.sizes
+        macs = [i * o for i, o in zip(sizes[:-1], sizes[1:])]
+        total += 2 * (2 * sum(macs) + sum(macs[1:])) * n_train
+    return total / len(models)
+
+
+def machine_label(dev: torch.device, lib) -> str:
+    """The CPU model and the vector ISA the kernel was built for (or the GPU)."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    feats = _kernel.cpu_features()
+    isa = lib.isa if lib is not None else next((f for f in ("avx512f", "avx2", "asimd", "neon") if f in feats), "scalar")
+    return f"{_kernel.cpu_model()}, {isa}"
+
+
+def _probe_threads(make, dev, rounds: int = 3) -> int | None:
+    """1 or torch's default thread count, whichever trains `make()` faster
+    (median of `rounds` alternating one-epoch runs each)."""
+    if dev.type != "cpu" or torch.get_num_threads() == 1:
+        return None
+    trainers = {}
+    for threads in (1, None):
+        t = make()
+        t.threads = threads
+        t.run(1)
+        trainers[threads] = t
+    times: dict[int | None, list[float]] = {1: [], None: []}
+    for _ in range(rounds):
+        for threads, t in trainers.items():
+            times[threads].append(_timed(t.run, 1)[0])
+    return min(times, key=lambda k: statistics.median(times[k]))
+
+
 def compare(args) -> None:
     dev = _device(args.device)
     quick = args.quick
     M = args.models or (64 if quick else 256)
     widths = list(range(4, 17))
     n_train, cfg = 4096, TrainConfig(lr=0.01, batch_size=256)
-    epochs = args.epochs or (2 if quick else 6)  # per batched round: one fit() call continuing the run
+    epochs = args.epochs or (4 if quick else 12)  # per fci round: one fit() call continuing the run
+    peer_epochs = max(1, epochs // 6)
     loop_models = args.loop_models or (2 if quick else 8)
-    loop_epochs = 1
     rounds = args.rounds or (3 if quick else 9)
     loop_threads = None if args.loop_threads == 0 or dev.type != "cpu" else args.loop_threads
     name = workload_name(M, widths, n_train, cfg.batch_size)
@@ -206,62 +363,80 @@ def compare(args) -> None:
     print(f"device {dev.type} ({_describe(dev)}), torch {torch.__version__}, python {platform.python_version()}, "
           f"load average {_load()}")
     models, x, y = build_workload(M, widths, n_train, dev)
-    batched = Batched(models, x, y, cfg, dev)
-    loop = Loop(widths, x, y, loop_models, cfg, dev, loop_threads)
-    # warm-up, not timed: first-call costs, and fit()'s one-time set-up (flat buffers and the
-    # sample-major float copy of the data), which later calls continuing the run reuse
-    setup, _ = _timed(batched.run, 1)
-    others = []  # (label, trainer): fit() held to one core, and fit()'s torch path
-    if dev.type == "cpu":
-        cores = train._cpu_workers()
+    auto = Batched(models, x, y, cfg, dev)
+    setup, _ = _timed(auto.run, 1)  # warm-up, not timed: first-call costs and fit's one-time set-up
+    auto_backend = auto.opt.provenance["backend"]
+    lib = _kernel.load() if auto_backend == "kernel" else None
+    fci_others: list[tuple[str, Batched]] = []
+    cores = torch.get_num_threads()
+    if dev.type == "cpu" and auto_backend == "kernel":
         if cores > 1:
-            others.append(("    the same on one core (CPU_WORKERS=1)", Batched(models, x, y, cfg, dev, workers=1)))
-        if isinstance(batched.opt, train._kernel.KernelState):
-            others.append(("    fit()'s torch path (fci.train.KERNEL=False)", Batched(models, x, y, cfg, dev, kernel=False)))
-    for _, t in others:
+            fci_others.append(("    the same on one thread (workers=1)", Batched(models, x, y, cfg, dev, "kernel", workers=1)))
+        variants = []
+        if lib is not None and lib.isa.startswith("avx512") and platform.machine() in ("x86_64", "AMD64"):
+            variants.append(("    kernel, AVX2 build (-mno-avx512f)", KernelBackend(extra_flags=("-mno-avx512f",), tag="avx2")))
+        if lib is not None and lib.isa == "avx512-zen4":
+            variants.append(("    kernel, 16-lane AVX-512 build", KernelBackend(extra_flags=("-DFCI_VB=16",), tag="vb16")))
+        for label, variant in variants:
+            if variant.why_not(auto.stack, cfg, "bce") is None:
+                fci_others.append((label, Batched(models, x, y, cfg, dev, variant)))
+    for label, backend in (("    fci torch backend", "torch"), ("    fci reference backend (autograd)", "reference")):
+        if backend != auto_backend:
+            fci_others.append((label, Batched(models, x, y, cfg, dev, backend)))
+    for _, t in fci_others:
         t.run(1)
+    peers: list[tuple[str, _Peer]] = []
+    for label, cls in (("(1) padded bmm stack + fused Adam", BmmPeer), ("(2) torch.func vmap(grad) + fused Adam", VmapPeer)):
+        threads = _probe_threads(lambda cls=cls: cls(models, x, y, cfg, dev), dev)
+        p = cls(models, x, y, cfg, dev)
+        p.threads = threads
+        p.run(1)
+        peers.append((label, p))
+    loop = Loop(widths, x, y, loop_models, cfg, dev, loop_threads)
     loop.run(1, n_models=1)
+    sgemm = sgemm_rate(dev)
 
-    b_rates, l_rates = [], []
-    o_rates: list[list[float]] = [[] for _ in others]
+    rows: list[tuple[str, object, int]] = [("fci auto: fit(), one stack of " + str(M), auto, epochs)]
+    rows += [(lab, t, epochs) for lab, t in fci_others]
+    rows += [(lab, p, peer_epochs) for lab, p in peers]
+    rows += [("(3) per-model loop (nn.Sequential + Adam)", loop, 1)]
+    rates: list[list[float]] = [[] for _ in rows]
+    cpu_rates: list[list[float]] = [[] for _ in rows]  # per CPU-second of this process (all its threads)
     for r in range(rounds):
-        dt, work = _timed(batched.run, epochs)
-        b_rates.append(work / dt)
-        for rates, (_, t) in zip(o_rates, others):
-            dt, work = _timed(t.run, epochs)
-            rates.append(work / dt)
-        dt, work = _timed(loop.run, loop_epochs)
-        l_rates.append(work / dt)
-        more = "".join(f"  {lab.split('(')[0].strip().replace('the same ', '')} {rates[-1]:8.1f}" for rates, (lab, _) in zip(o_rates, others))
-        print(f"  round {r + 1}/{rounds}: batched {b_rates[-1]:9.1f}{more}  loop {l_rates[-1]:7.2f} model-epochs/s  "
-              f"(ratio {b_rates[-1] / l_rates[-1]:.0f}x)", flush=True)
-    default_rate = None
-    if dev.type == "cpu" and loop_threads and torch.get_num_threads() != loop_threads:
-        probe = Loop(widths, x, y, 1, cfg, dev, threads=None)
-        dt, work = _timed(probe.run, 1)
-        default_rate = work / dt
-
-    a, b = statistics.median(b_rates), statistics.median(l_rates)
-    ratios = [p / q for p, q in zip(b_rates, l_rates)]
+        for k, (_, trainer, e) in enumerate(rows):
+            c = time.process_time()
+            dt, work = _timed(trainer.run, e)
+            rates[k].append(work / dt)
+            cpu_rates[k].append(work / max(time.process_time() - c, 1e-9))
+        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{v[-1]:.0f}" for v in rates) + "  model-epochs/s", flush=True)
+    med = [statistics.median(v) for v in rates]
+    cpu_med = [statistics.median(v) for v in cpu_rates]
+    ratio = [statistics.median(a_ / b_ for a_, b_ in zip(rates[0], v)) for v in rates]  # auto / row, per round
+    a = med[0]
     print()
-    print(f"{'trainer':<44}{'model-epochs/s':>16}{'min':>10}{'max':>10}   notes")
-    print(f"{'(a) fci batched: fit(), one stack of ' + str(M):<44}{a:>16.1f}{min(b_rates):>10.1f}{max(b_rates):>10.1f}"
-          f"   {epochs} epochs per fit() call; {batched.describe()}")
-    for rates, (lab, t) in zip(o_rates, others):
-        c = statistics.median(rates)
-        print(f"{lab:<44}{c:>16.1f}{min(rates):>10.1f}{max(rates):>10.1f}   {t.describe()}; {c / b:.0f}x the loop")
-    lt = loop_threads or torch.get_num_threads() if dev.type == "cpu" else "-"
-    print(f"{'(b) per-model loop (nn.Sequential + Adam)':<44}{b:>16.2f}{min(l_rates):>10.2f}{max(l_rates):>10.2f}"
-          f"   {loop_models} models x {loop_epochs} epoch per round; threads {lt}")
-    if default_rate is not None:
-        print(f"{'    loop at the default thread count':<44}{default_rate:>16.2f}{'':>20}"
-              f"   1 model x 1 epoch; threads {torch.get_num_threads()}")
+    print("model-epochs/s: median over rounds of wall-clock rates; per CPU-s: the same per CPU-second the process used "
+          "(less sensitive to other load on a shared machine); auto/row: median of the per-round ratios")
+    print(f"{'trainer':<48}{'model-epochs/s':>16}{'min':>10}{'max':>10}{'per CPU-s':>11}{'auto/row':>10}   notes")
+    for k, (label, trainer, e) in enumerate(rows):
+        if isinstance(trainer, Batched):
+            note = f"{trainer.describe()}; {e} epochs per fit() call"
+        elif isinstance(trainer, _Peer):
+            note = f"threads {trainer.threads or torch.get_num_threads()}"
+        else:
+            note = f"{loop_models} models x 1 epoch per round; threads {loop_threads or torch.get_num_threads()}"
+        print(f"{label:<48}{med[k]:>16.1f}{min(rates[k]):>10.1f}{max(rates[k]):>10.1f}{cpu_med[k]:>11.0f}{ratio[k]:>9.2f}x   {note}")
+    n_fci = 1 + len(fci_others)
+    best_peer = min(range(n_fci, n_fci + len(peers)), key=lambda k: ratio[k])  # the fastest peer against auto
+    flops = flops_per_model_epoch(models, n_train)
     print(f"fit() set-up (first call: one epoch plus data layout and buffers, untimed above): {setup:.2f} s")
-    print(f"rounds {rounds}, medians; per-round ratio {min(ratios):.0f}x-{max(ratios):.0f}x; "
-          f"last-epoch train loss, mean over the loop's {loop_models} models: batched {batched.last_loss[:loop_models].mean():.3f} "
-          f"after {batched.epoch} epochs, loop {sum(loop.last_loss) / loop_models:.3f} after {rounds * loop_epochs}")
-    print(f"wall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
-    print(f"speedup: {a / b:.0f}x (batched {a:.0f} model-epochs/s, loop {b:.2f} model-epochs/s, {name}, {dev.type})")
+    print(f"sgemm 2048^2 on {torch.get_num_threads()} threads: {sgemm / 1e9:.1f} GFLOP/s; the workload is {flops / 1e6:.2f} MFLOP "
+          f"per model-epoch, so auto runs at {a * flops / 1e9:.1f} GFLOP/s = {100 * a * flops / sgemm:.0f}% of sgemm "
+          f"(dense ceiling {sgemm / flops:.0f} model-epochs/s)")
+    slower = [f"{rows[k][0].strip()} ({1 / ratio[k]:.2f}x auto in the median round)" for k in range(1, n_fci) if ratio[k] < 1]
+    print(f"auto ({auto_backend}) is {'slower than ' + ', '.join(slower) if slower else 'the fastest fci backend here'}; "
+          f"rounds {rounds}, medians; wall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
+    print(f"speedup: {ratio[best_peer]:.1f}x best peer ({ratio[-1]:.0f}x per-model loop, {auto.describe()}, "
+          f"{machine_label(dev, lib)}, {name})")
 
 
 def _describe(dev: torch.device) -> str:
@@ -292,22 +467,18 @@ def _maxrss() -> int:
 def point(spec: dict) -> dict:
     """One scaling point, meant for a fresh process: throughput and peak memory of fit().
 
-    spec["workers"]: None keeps fci's own choice (`fci.train.CPU_WORKERS`: one
-    thread per torch thread); k sets k. spec["kernel"]: False trains through
-    fit's torch path instead of the C kernel. spec["torch_threads"]: k trains
-    the stack whole, unsliced, on torch's k intra-op threads (torch path)."""
+    spec["workers"]: None keeps fit's default (torch's thread count); k sets k.
+    spec["backend"]: fit's backend (default auto). spec["torch_threads"]: k
+    trains the stack whole, unsliced, on torch's k intra-op threads (torch backend)."""
     dev = _device(spec["device"])
-    if spec.get("kernel") is False or spec.get("torch_threads"):
-        train.KERNEL = False
+    backend = spec.get("backend", "auto")
     if spec.get("torch_threads"):
         torch.set_num_threads(spec["torch_threads"])
-        train._MIN_SLICE = 1 << 30  # one slice
-        orig = train._threads
-        train._threads = lambda work, threshold=0.0: orig(work, threshold=0.0)  # let torch's setting apply
+        backend = TorchBackend(min_slice=1 << 30, thread_threshold=0.0)  # one slice, torch's own threads
     M, H = spec["models"], spec["hidden"]
     cfg = TrainConfig(lr=0.01, batch_size=256)
     models, x, y = build_workload(M, [H], spec["n_train"], dev, n_tasks=8)
-    b = Batched(models, x, y, cfg, dev, workers=spec.get("workers"))
+    b = Batched(models, x, y, cfg, dev, backend, workers=spec.get("workers"))
     del models
     if dev.type == "cuda":
         _sync(dev)
@@ -323,7 +494,9 @@ def point(spec: dict) -> dict:
         peak, exact = after - before, after > peak_before
     epochs = max(1, min(20, math.ceil(spec["seconds"] / max(t_first, 1e-3))))
     dt, work = _timed(b.run, epochs)
-    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else re.sub(r", \d+ width-sorted slices?$", "", b.describe()).replace(" x 1 thread", "")
+    w = b.opt.provenance["workers"]
+    threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else \
+        f"{b.opt.provenance['backend']}, {w} thread{'s' if w > 1 else ''}"
     task = TaskConfig(n_clauses=8, clause_size=3, n_train=spec["n_train"])
     est = M * trial_bytes(FPESpec(task=task, hidden=H, expansions=())) - (x.numel() + y.numel()) * (1 + task.n_test / task.n_train)
     return {"rate": work / dt, "epochs": epochs, "peak": peak, "exact": exact, "threads": threads, "est": est}
@@ -346,8 +519,8 @@ def scaling(args) -> None:
                 ("against hidden width (256 models)", [(256, H, None) for H in hiddens])]
     if dev.type == "cpu" and (os.cpu_count() or 1) > 1:
         k = os.cpu_count()
-        sections.append((f"parallelism and path: the C kernel on {k} threads vs 1 thread vs fit's torch path ({k} workers)",
-                         [(p, H, t) for p, H in ((256, 16), (1024, 16), (256, 64)) for t in (None, {"workers": 1}, {"kernel": False})]))
+        sections.append((f"parallelism and backend: auto on {k} threads vs 1 thread vs the torch backend ({k} workers)",
+                         [(p, H, t) for p, H in ((256, 16), (1024, 16), (256, 64)) for t in (None, {"workers": 1}, {"backend": "torch"})]))
     for title, points in sections:
         print(f"\n{title}")
         print(f"{'models':>7}{'hidden':>7}{'parallelism':>24}{'model-epochs/s':>16}{'peak MiB':>10}{'MiB/model':>11}{'estimate MiB':>14}")

@@ -1,13 +1,16 @@
 """The CPU training kernel (`_fitkernel.c`): built on first use, loaded with ctypes.
 
-`fit` trains CPU float32 stacks through it whenever it is available: each model
-is trained start to finish in a tight C loop, its parameters and optimiser
-moments in L1 and its data in L2, at its own layer sizes (no padding). The
-kernel is compiled once per machine with the system C compiler (`cc`, or
-`$FCI_CC`) into `$FCI_CACHE` or `~/.cache/fci/kernels`, keyed by the source,
-the compiler and the CPU, and built for the CPU it runs on (`-march=native`).
-Without a compiler, or with `FCI_KERNEL=0`, fit uses its torch path instead:
-the same computation, up to float rounding, and slower on a CPU.
+The kernel is compiled once per machine and variant with the system C compiler
+(`cc`, or `$FCI_CC`) into `$FCI_CACHE` or `~/.cache/fci/kernels`, keyed by the
+source, the compiler, the flags and the CPU. The default variant is built for
+the CPU it runs on (`-march=native`); its vector width and sample grouping
+follow the CPU's features (AVX-512, AVX2, NEON or generic), chosen by the C
+preprocessor. Every constant the Python side needs (vector block, sample group,
+maximum depth, the argument struct's size and field offsets, the ISA) is read
+from the built library, and every buffer is checked at this boundary (and again
+by the kernel) before the kernel touches it.
+
+`FCI_KERNEL=0` makes `auto` leave the kernel alone on this machine.
 """
 
 from __future__ import annotations
@@ -21,24 +24,21 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import weakref
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).with_name("_fitkernel.c")
-_FLAGS = ["-O3", "-g", "-march=native", "-fno-math-errno", "-fPIC", "-shared"]
-_ABI = 2
+SOURCE = Path(__file__).with_name("_fitkernel.c")
+_BASE_FLAGS = ["-O3", "-g", "-fno-math-errno", "-fPIC", "-shared"]
+ABI = 4
 _lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_error: str | None = None
 
 
 class FitArgs(ctypes.Structure):
-    """Mirror of `fci_fit_args` in _fitkernel.c (same field order)."""
+    """Mirror of `fci_fit_args` in _fitkernel.c; checked against the library's own offsets on load."""
 
     _fields_ = [
         ("n_models", ctypes.c_int64), ("L", ctypes.c_int64), ("P", ctypes.c_int64), ("N", ctypes.c_int64),
@@ -49,8 +49,39 @@ class FitArgs(ctypes.Structure):
         ("loss_ce", ctypes.c_int32), ("sgd", ctypes.c_int32),
         ("lr", ctypes.c_double), ("beta1", ctypes.c_double), ("beta2", ctypes.c_double),
         ("eps", ctypes.c_double), ("wd", ctypes.c_double),
-        ("step0", ctypes.c_int64),
+        ("step0", ctypes.c_int64), ("binary", ctypes.c_int32), ("pad_", ctypes.c_int32),
+        ("len_sizes", ctypes.c_int64), ("len_pad", ctypes.c_int64), ("len_omaj", ctypes.c_int64),
+        ("len_param", ctypes.c_int64), ("len_mask", ctypes.c_int64), ("len_m1", ctypes.c_int64),
+        ("len_m2", ctypes.c_int64), ("len_x", ctypes.c_int64), ("len_y", ctypes.c_int64),
+        ("len_perms", ctypes.c_int64), ("len_losses", ctypes.c_int64),
+        ("codes", ctypes.c_void_p), ("xbytes", ctypes.c_void_p), ("len_codes", ctypes.c_int64), ("len_xbytes", ctypes.c_int64),
     ]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (or the platform's description)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name") or ln.startswith("Model"):
+                    return ln.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """The vector features that decide the kernel's variant, as the OS reports them."""
+    want = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4_2", "neon", "asimd", "sve")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set()
+            for ln in f:
+                if ln.startswith(("flags", "Features")):
+                    flags |= set(ln.split(":", 1)[1].split())
+        return [w for w in want if w in flags]
+    except OSError:
+        return []
 
 
 def _cpu_id() -> str:
@@ -63,7 +94,7 @@ def _cpu_id() -> str:
         return platform.processor() or platform.machine()
 
 
-def _compiler() -> str | None:
+def compiler() -> str | None:
     cc = os.environ.get("FCI_CC") or os.environ.get("CC") or "cc"
     return shutil.which(cc)
 
@@ -73,199 +104,192 @@ def _cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def _build() -> ctypes.CDLL:
-    cc = _compiler()
+@dataclass(frozen=True)
+class Library:
+    """A built kernel and the constants read from it."""
+
+    lib: ctypes.CDLL
+    path: Path
+    build_id: str  # hash of source, compiler, flags and CPU
+    isa: str       # the variant's vector ISA: avx512, avx2, neon, generic or custom
+    vb: int        # outputs per vector block: padded sizes of layers >= 1 are multiples of it
+    s: int         # samples per group
+    max_layers: int
+    flags: tuple[str, ...]
+
+
+def build(march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = "") -> Library:
+    """Build (or find in the cache) and load a kernel variant. `march`: the
+    target CPU (`native`, or e.g. `znver3` for an AVX2 build on any x86;
+    None: the compiler's baseline); `extra_flags`, e.g. sanitizers or
+    `-DFCI_VB=8`. Raises RuntimeError saying why."""
+    cc = compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set FCI_CC, or install cc)")
+    flags = [*_BASE_FLAGS, *([f"-march={march}"] if march else []), *extra_flags]
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    src = _SOURCE.read_bytes()
-    key = hashlib.sha256(src + version.encode() + _cpu_id().encode() + " ".join(_FLAGS).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"fitkernel-{key}.so"
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(src + version.encode() + _cpu_id().encode() + " ".join(flags).encode()).hexdigest()[:16]
+    out = _cache_dir() / f"fitkernel-{tag + '-' if tag else ''}{key}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
         try:
-            r = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, text=True, timeout=300)
+            r = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300)
             if r.returncode != 0:
-                raise RuntimeError(f"{cc} failed to build {_SOURCE.name}: {r.stderr.strip()[-2000:]}")
+                raise RuntimeError(f"{cc} failed to build {SOURCE.name}: {r.stderr.strip()[-2000:]}")
             os.replace(tmp, out)  # atomic: concurrent builds each land a whole file
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     lib = ctypes.CDLL(str(out))
-    if lib.fci_fit_abi() != _ABI:
-        raise RuntimeError(f"{out} is a different kernel version")
+    lib.fci_fit_const.argtypes = [ctypes.c_int64]
+    lib.fci_fit_const.restype = ctypes.c_int64
+    if lib.fci_fit_const(0) != ABI:
+        raise RuntimeError(f"{out} is kernel ABI {lib.fci_fit_const(0)}, this fci needs {ABI}")
+    if lib.fci_fit_const(4) != ctypes.sizeof(FitArgs):
+        raise RuntimeError(f"{out}: argument struct is {lib.fci_fit_const(4)} bytes, the ctypes mirror {ctypes.sizeof(FitArgs)}")
+    offsets = (ctypes.c_int64 * 64)()
+    lib.fci_fit_layout.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.fci_fit_layout.restype = ctypes.c_int64
+    n = lib.fci_fit_layout(offsets, 64)
+    mine = [getattr(FitArgs, f[0]).offset for f in FitArgs._fields_]
+    if list(offsets[:n]) != mine:
+        raise RuntimeError(f"{out}: argument struct layout {list(offsets[:n])} differs from the ctypes mirror {mine}")
     lib.fci_fit.argtypes = [ctypes.POINTER(FitArgs), ctypes.c_int64, ctypes.c_int64]
     lib.fci_fit.restype = ctypes.c_int
-    return lib
+    lib.fci_fit_error.argtypes = [ctypes.c_int]
+    lib.fci_fit_error.restype = ctypes.c_char_p
+    lib.fci_fit_isa.restype = ctypes.c_char_p
+    return Library(lib=lib, path=out, build_id=key, isa=lib.fci_fit_isa().decode(), vb=int(lib.fci_fit_const(1)),
+                   s=int(lib.fci_fit_const(2)), max_layers=int(lib.fci_fit_const(3)), flags=tuple(flags))
 
 
-def load() -> ctypes.CDLL | None:
-    """The kernel library, built on first use; None (and one warning saying why)
-    when it cannot be built or `FCI_KERNEL=0`."""
-    global _lib, _error
-    if os.environ.get("FCI_KERNEL", "1") == "0":
-        return None
+_native: Library | None = None
+_error: str | None = None
+
+
+def load() -> Library | None:
+    """The native kernel, built on first use; None (and one warning saying why)
+    when it cannot be built. The outcome is remembered for the process."""
+    global _native, _error
     with _lock:
-        if _lib is None and _error is None:
+        if _native is None and _error is None:
             try:
-                _lib = _build()
+                _native = build()
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                 _error = str(e)
                 log.warning("fci's CPU training kernel is unavailable (%s); training uses the slower torch path", _error)
-        return _lib
-
-
-def available() -> bool:
-    """Whether `fit` trains CPU float32 stacks through the kernel."""
-    return load() is not None
+        return _native
 
 
 def unavailable_reason() -> str | None:
+    """Why the native kernel cannot run here (None when it can)."""
+    if os.environ.get("FCI_KERNEL", "1") == "0":
+        return "FCI_KERNEL=0 turns the kernel off on this machine"
     load()
-    return _error if _lib is None else None
+    return _error if _native is None else None
 
 
-# --------------------------------------------------------------------------- training through the kernel
-
-VB = 16  # the kernel's output block (VB in _fitkernel.c): padded sizes of layers >= 1 are multiples of it
-MAX_LAYERS = 16
+def available() -> bool:
+    return unavailable_reason() is None
 
 
-def _round_up(n: int, k: int) -> int:
-    return -(-n // k) * k
+# --------------------------------------------------------------------------- the call, checked
 
 
-class KernelState:
-    """What `fit` returns as its optimiser on the kernel path: every model's
-    parameters, mask and optimiser moments in the kernel's packed layout, and
-    the optimiser's step count. Passing it back to `fit` continues the run."""
-
-    def __init__(self, stack, cfg):
-        self._stack = weakref.ref(stack)
-        self.shapes = [tuple(w.shape) for w in stack.weights]
-        self.cfg_key = (cfg.optimizer, cfg.lr, cfg.weight_decay)
-        M = stack.n_models
-        n_in, O = stack.weights[0].shape[2], stack.weights[-1].shape[1]
-        self.sizes = torch.cat([torch.full((M, 1), n_in), stack.widths.cpu().to(torch.int64), torch.full((M, 1), O)], 1).contiguous()
-        hidden = [w.shape[1] for w in stack.weights[:-1]]
-        self.pad = torch.tensor([n_in] + [_round_up(h, VB) for h in hidden] + [_round_up(O, VB)], dtype=torch.int64)
-        p = self.pad.tolist()
-        # narrow layers past the first (a single logit, say) are stored output-major (see _fitkernel.c)
-        self.omaj = torch.tensor([int(l >= 1 and w.shape[1] <= VB // 4) for l, w in enumerate(stack.weights)], dtype=torch.int32)
-        self.blocks = []  # (offset of Wt, offset of b) per layer
-        off = 0
-        for l in range(len(p) - 1):
-            self.blocks.append((off, off + p[l] * p[l + 1]))
-            off += p[l] * p[l + 1] + p[l + 1]
-        self.P = off
-        self.param = torch.zeros(M, self.P)
-        self.mask = torch.zeros(M, self.P)
-        self.m1 = torch.zeros(M, self.P) if cfg.optimizer == "adam" else torch.zeros(1)
-        self.m2 = torch.zeros_like(self.m1)
-        self.step = 0
-        self._data = None
-
-    def matches(self, stack) -> bool:
-        return self._stack() is stack and [tuple(w.shape) for w in stack.weights] == self.shapes
-
-    def _views(self, t):
-        """Per layer: (W, b) views of a packed (M, P) tensor, W as (M, in, out) whatever
-        the layer's layout (an output-major block is viewed transposed)."""
-        p = self.pad.tolist()
-        M = t.shape[0]
-        out = []
-        for l, (a, b) in enumerate(self.blocks):
-            if self.omaj[l]:
-                W = t[:, a:b].view(M, p[l + 1], p[l]).transpose(1, 2)
-            else:
-                W = t[:, a:b].view(M, p[l], p[l + 1])
-            out.append((W, t[:, b : b + p[l + 1]]))
-        return out
-
-    def load(self, stack) -> None:
-        """Copy the stack's masks and effective parameters in (masked raw
-        weights become 0), and zero any optimiser moment under a mask: masks
-        may have changed since the last call."""
-        with torch.no_grad():
-            for l, ((W, b), (mW, mb)) in enumerate(zip(self._views(self.param), self._views(self.mask))):
-                wm, bm = stack.weight_mask(l), stack.bias_mask(l)
-                o, i = wm.shape[1:]
-                mW[:, :i, :o].copy_(wm.transpose(1, 2))
-                mb[:, :o].copy_(bm)
-                W[:, :i, :o].copy_((stack.weights[l] * wm).transpose(1, 2))
-                b[:, :o].copy_(stack.biases[l] * bm)
-            if self.m1.shape == self.param.shape:
-                self.m1.mul_(self.mask)
-                self.m2.mul_(self.mask)
-
-    def store(self, stack) -> None:
-        """Copy the trained parameters back into the stack."""
-        with torch.no_grad():
-            for l, (W, b) in enumerate(self._views(self.param)):
-                o, i = stack.weights[l].shape[1:]
-                stack.weights[l].copy_(W[:, :i, :o].transpose(1, 2))
-                stack.biases[l].copy_(b[:, :o])
-
-    def data_for(self, x, y, loss: str):
-        """x as float32 (M, N, n_in) and y as float32 (M, N, O) ('bce') or int64
-        (M, N) ('ce'), contiguous; reused while the caller passes the same,
-        unmodified tensors."""
-        c = self._data
-        if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
-            return c[4]
-        xs = x.to(torch.float32).contiguous()
-        ys = y.to(torch.float32 if loss == "bce" else torch.int64).contiguous()
-        self._data = (x, y, (x._version, y._version), loss, (xs, ys))
-        return xs, ys
+def _check(name: str, t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...]) -> int:
+    """t's element count, after checking that it is a contiguous CPU tensor of
+    this dtype and shape (the kernel reads and writes exactly that)."""
+    if not isinstance(t, torch.Tensor) or t.device.type != "cpu" or t.dtype != dtype or tuple(t.shape) != shape \
+            or not t.is_contiguous():
+        got = f"{t.dtype} {tuple(t.shape)} on {t.device}, contiguous={t.is_contiguous()}" if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"kernel buffer {name}: expected a contiguous CPU {dtype} {shape}, got {got}")
+    return t.numel()
 
 
-def usable(stack) -> bool:
-    """Whether the kernel can train this stack: CPU, float32, at most MAX_LAYERS layers."""
-    w = stack.weights[0]
-    return (w.device.type == "cpu" and w.dtype == torch.float32 and stack.n_layers <= MAX_LAYERS
-            and all(t.dtype == torch.float32 for t in list(stack.weights) + list(stack.biases)) and available())
+def binary_layout(x: torch.Tensor, chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel's layout of 0/1 data x (M, N, n): nibble codes (M, N, ceil(n/4))
+    uint8, bit j of byte g = x[..., 4g + j]; and bytes (M, N, n rounded up to 32)
+    uint8, 0xff where x is 1. Built `chunk` models at a time, without a float copy."""
+    M, N, n = x.shape
+    ng, xbs = -(-n // 4), -(-n // 32) * 32
+    codes = torch.zeros(M, N, ng, dtype=torch.uint8)
+    xbytes = torch.zeros(M, N, xbs, dtype=torch.uint8)
+    for a in range(0, M, chunk):
+        x8 = x[a : a + chunk].to(torch.uint8)
+        for j in range(4):
+            bits = x8[..., j::4]  # inputs 4g + j, g < ceil((n - j) / 4)
+            codes[a : a + chunk, :, : bits.shape[2]] |= bits << j
+        xbytes[a : a + chunk, :, :n] = x8 * 255
+    return codes, xbytes
 
 
-def run(state: KernelState, stack, x, y, cfg, perms, loss: str, workers: int, bar=None):
-    """Train every model of the stack over the epochs whose minibatch orders are
-    `perms` (E, N); returns the mean train loss per model and epoch, (M, E)."""
-    lib = load()
-    M, N = x.shape[:2]
-    E = perms.shape[0]
-    state.load(stack)
-    xs, ys = state.data_for(x, y, loss)
-    perms = perms.to(torch.int64).contiguous()
-    losses = torch.zeros(M, E)
-    if E == 0 or M == 0:
-        state.store(stack)
-        return losses
-    n_in = xs.shape[2]
-    beta1, beta2 = 0.9, 0.999
+def call(lib: Library, *, sizes, pad, omaj, param, mask, m1, m2, x, y, perms, losses, loss: str, sgd: bool,
+         lr: float, beta1: float, beta2: float, eps: float, wd: float, step0: int, binary: bool, batch: int,
+         chunks: list[tuple[int, int]], workers: int, done=None, codes=None, xbytes=None, n_samples: int | None = None) -> None:
+    """Run fci_fit on model ranges `chunks` (on `workers` threads), after checking
+    every buffer's dtype, shape and contiguity against the layout. With
+    `binary`, `codes` and `xbytes` (`binary_layout`) replace x (which may be None)."""
+    M, Lp1 = sizes.shape
+    L = Lp1 - 1
+    P = param.shape[1] if param.dim() == 2 else -1
+    E = perms.shape[0] if perms.dim() == 2 else -1
+    if n_samples is not None:
+        N = n_samples
+    elif x is not None:
+        N = x.shape[1] if x.dim() == 3 else -1
+    else:
+        raise ValueError("kernel: give x or n_samples")
+    n_in = int(pad[0])
+    O = int(pad[-1])
+    lens = {
+        "sizes": _check("sizes", sizes, torch.int64, (M, L + 1)),
+        "pad": _check("pad", pad, torch.int64, (L + 1,)),
+        "omaj": _check("omaj", omaj, torch.int32, (L,)),
+        "param": _check("param", param, torch.float32, (M, P)),
+        "mask": _check("mask", mask, torch.float32, (M, P)),
+        "x": 0 if binary and x is None else _check("x", x, torch.float32, (M, N, n_in)),
+        "y": _check("y", y, torch.int64, (M, N)) if loss == "ce" else _check("y", y, torch.float32, (M, N, int(sizes[0, -1]) if M else O)),
+        "perms": _check("perms", perms, torch.int64, (E, N)),
+        "losses": _check("losses", losses, torch.float32, (M, E)),
+    }
+    if binary:
+        lens["codes"] = _check("codes", codes, torch.uint8, (M, N, -(-n_in // 4)))
+        lens["xbytes"] = _check("xbytes", xbytes, torch.uint8, (M, N, -(-n_in // 32) * 32))
+    else:
+        lens["codes"] = lens["xbytes"] = 0
+    if sgd:
+        m1 = m2 = None
+        lens["m1"] = lens["m2"] = 0
+    else:
+        lens["m1"] = _check("m1 (Adam moment)", m1, torch.float32, (M, P))
+        lens["m2"] = _check("m2 (Adam moment)", m2, torch.float32, (M, P))
+    if M and not bool((sizes[:, -1] == sizes[0, -1]).all()):
+        raise ValueError("kernel: every model of a call needs the same output count")
     args = FitArgs(
-        n_models=M, L=stack.n_layers, P=state.P, N=N, n_in=n_in, E=E, B=cfg.batch_size,
-        sizes=state.sizes.data_ptr(), pad=state.pad.data_ptr(), omaj=state.omaj.data_ptr(), param=state.param.data_ptr(), mask=state.mask.data_ptr(),
-        m1=state.m1.data_ptr(), m2=state.m2.data_ptr(), x=xs.data_ptr(), y=ys.data_ptr(), perms=perms.data_ptr(),
-        losses=losses.data_ptr(), loss_ce=int(loss == "ce"), sgd=int(cfg.optimizer == "sgd"),
-        lr=cfg.lr, beta1=beta1, beta2=beta2, eps=1e-8, wd=cfg.weight_decay, step0=state.step,
+        n_models=M, L=L, P=P, N=N, n_in=n_in, E=E, B=batch,
+        sizes=sizes.data_ptr(), pad=pad.data_ptr(), omaj=omaj.data_ptr(), param=param.data_ptr(), mask=mask.data_ptr(),
+        m1=m1.data_ptr() if m1 is not None else None, m2=m2.data_ptr() if m2 is not None else None,
+        x=x.data_ptr() if x is not None else None, y=y.data_ptr(), perms=perms.data_ptr(), losses=losses.data_ptr(),
+        codes=codes.data_ptr() if binary else None, xbytes=xbytes.data_ptr() if binary else None,
+        loss_ce=int(loss == "ce"), sgd=int(sgd), lr=lr, beta1=beta1, beta2=beta2, eps=eps, wd=wd, step0=step0,
+        binary=int(binary), pad_=0, **{f"len_{k}": v for k, v in lens.items()},
     )
-    # small chunks, handed out in turn: threads stay busy whatever the models' widths
-    size = max(1, min(64, M // (8 * max(1, workers))))
-    chunks = [(a, min(M, a + size)) for a in range(0, M, size)]
 
     def one(c):
-        if lib.fci_fit(ctypes.byref(args), c[0], c[1]) != 0:
-            raise RuntimeError("fci's training kernel failed: out of memory for its workspace, or a layout it cannot train")
-        if bar is not None:
-            bar.update((c[1] - c[0]) * E)
+        rc = lib.lib.fci_fit(ctypes.byref(args), c[0], c[1])
+        if rc != 0:
+            raise RuntimeError(f"fci's training kernel refused the call: {lib.lib.fci_fit_error(rc).decode()}")
+        if done is not None:
+            done(c)
 
     if workers > 1 and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             list(pool.map(one, chunks))
     else:
         for c in chunks:
             one(c)
-    state.step += E * ((N + cfg.batch_size - 1) // cfg.batch_size)
-    state.store(stack)
-    return losses

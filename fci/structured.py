@@ -49,7 +49,7 @@ from fci._fields import known_fields
 from fci.expand import expand, split_groups
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.seeding import generator
-from fci.train import TrainConfig, per_model_loss, evaluate, fit
+from fci.train import FitState, TrainConfig, per_model_loss, evaluate, fit
 
 __all__ = [
     "parse_nm",
@@ -434,7 +434,7 @@ class DynamicFit:
     rounds: [{"offset", "epoch", "fraction", "swapped": {layer: (M,)}, "mask_nnz": {layer: (M,)}}].
     """
 
-    optimizer: torch.optim.Optimizer
+    optimizer: FitState
     losses: torch.Tensor
     curve: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
@@ -449,7 +449,7 @@ def fit_dynamic(
     dynamic: DynamicSparsity | None = None,
     models: Sequence[int] | None = None,
     loss: str = "bce",
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: FitState | torch.optim.Optimizer | None = None,
     eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     eval_every: int | None = None,
 ) -> DynamicFit:

@@ -27,7 +27,7 @@ def test_round_trip(tmp_path):
 def test_rerun_loads_instead_of_training(tmp_path, monkeypatch):
     store = Store(tmp_path)
     run_fpe([tiny_spec()], device="cpu", store=store)
-    import fci.train as train
+    import fci.train.schedule as train
 
     def boom(*a, **k):
         raise AssertionError("should not train")
@@ -41,7 +41,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     """Trial 0 finishes and is stored; the run dies on trial 1; rerunning trains only trial 1."""
     store = Store(tmp_path)
     specs = [tiny_spec(seed=0), tiny_spec(seed=1, n_clauses=5)]  # different n_vars: separate stacks
-    import fci.train as train
+    import fci.train.schedule as train
 
     real = train._run_fpe_chunk
     calls = []
@@ -151,7 +151,7 @@ def test_adding_an_expansion_trains_only_the_new_children(tmp_path, monkeypatch)
     store = Store(tmp_path)
     run_fpe([tiny_spec(expansions=(("clause", 2),))], device="cpu", store=store)
     before = set(store.keys())
-    import fci.train as train
+    import fci.train.schedule as train
 
     fits = []
     real_fit = train.fit

@@ -232,25 +232,23 @@ def test_pruned_weights_of_a_training_stack_stay_at_zero():
 
 
 @pytest.mark.parametrize("kernel", [False, True])
-def test_pruning_and_rewiring_hold_in_every_slice_of_a_sliced_stack(monkeypatch, kernel):
+def test_pruning_and_rewiring_hold_in_every_slice_of_a_sliced_stack(kernel):
     """fit may cut a CPU stack into width-sorted slices with their own optimisers
     (torch path), or train each model in the C kernel; pruned and dropped weights
     must stay at zero in every slice and every model."""
     import fci._kernel
-    import fci.train as train
+    from fci.train import TorchBackend
 
     if kernel and not fci._kernel.available():
         pytest.skip("the C kernel is unavailable here")
-    monkeypatch.setattr(train, "KERNEL", kernel)
-    monkeypatch.setattr(train, "_MIN_SLICE", 1)
-    monkeypatch.setattr(train, "CPU_WORKERS", 2)
+    backend = "kernel" if kernel else TorchBackend(min_slice=1)
     kids2, x, y, xt, yt = _tiny_children(n=3, alpha=2)
     kids4, *_ = _tiny_children(n=3, alpha=4)
     kids = [kids4[0], kids2[0], kids4[1], kids2[1], kids2[2], kids4[2]]  # mixed widths, interleaved
     x, y, xt, yt = (torch.cat([t, t]) for t in (x, y, xt, yt))
     stack = MaskedMLPStack.from_models(kids)
     cfg = TrainConfig(batch_size=64, lr=0.02)
-    opt, _ = fit(stack, x, y, cfg, range(2))
+    opt, _ = fit(stack, x, y, cfg, range(2), backend=backend, workers=2)
     if not kernel:
         assert len(opt.slices) > 1 and all(flat.rows is not None for flat, _ in opt.slices)
     before = [stack.weight_mask(l).clone() for l in range(2)]

@@ -1,5 +1,5 @@
-"""The optimised trainer (`fci.train.fit`: flat buffers, hand-written backward,
-fused optimiser step) against the plainest reference there is: each model alone,
+"""Every backend of `fci.train.fit` (the C kernel, the torch path, the autograd
+reference) against the plainest reference there is: each model alone,
 `MaskedMLP.forward` through autograd, a torch optimiser, and the same minibatch
 order (`_epoch_perms`). Speed is measured by `python -m benchmarks.trainer`, not here."""
 
@@ -9,20 +9,18 @@ import pytest
 import torch
 
 from fci.model import MaskedMLP, MaskedMLPStack
-from fci.train import TrainConfig, _epoch_perms, _make_optimizer, fit, run_fpe
+from fci.train import TorchBackend, TrainConfig, _epoch_perms, _make_optimizer, fit, run_fpe
 
 from conftest import random_masks, tiny_spec
 
 
-@pytest.fixture(params=["kernel", "torch"])
-def path(request, monkeypatch):
-    """Run a test on both of fit's CPU paths: fci's C kernel and the torch path."""
+@pytest.fixture(params=["kernel", "torch", "reference"])
+def path(request):
+    """Run a test on every backend (the kernel where it builds)."""
     import fci._kernel as kernel
-    import fci.train as train
 
     if request.param == "kernel" and not kernel.available():
         pytest.skip(f"the C kernel is unavailable here: {kernel.unavailable_reason()}")
-    monkeypatch.setattr(train, "KERNEL", request.param == "kernel")
     return request.param
 
 
@@ -87,7 +85,7 @@ def test_fit_matches_the_per_model_reference(hidden, n_out, loss, cfg, path):
     x, y = _data(len(models), n, n_out, loss=loss)
     stack = MaskedMLPStack.from_models(models)
     epochs = range(4)
-    _, losses = fit(stack, x, y, cfg, epochs, loss=loss)
+    _, losses = fit(stack, x, y, cfg, epochs, loss=loss, backend=path)
     for i, (m, trained) in enumerate(zip(models, stack.to_models())):
         ref, curve = _reference(m, x[i], y[i], cfg, epochs, loss)
         _assert_close(trained, ref)
@@ -104,9 +102,9 @@ def test_continuing_with_the_returned_optimizer_equals_one_run(path):
     x, y = _data(2, 8, 1, N=96)
     cfg = TrainConfig(lr=0.02, batch_size=32)
     one = MaskedMLPStack.from_models(models)
-    _, l_one = fit(one, x, y, cfg, range(6))
+    _, l_one = fit(one, x, y, cfg, range(6), backend=path)
     two = MaskedMLPStack.from_models(models)
-    opt, l_a = fit(two, x, y, cfg, range(3))
+    opt, l_a = fit(two, x, y, cfg, range(3), backend=path)
     _, l_b = fit(two, x, y, cfg, range(3, 6), optimizer=opt)
     for a, b in zip(one.parameters(), two.parameters()):
         assert torch.equal(a, b)
@@ -131,8 +129,8 @@ def test_uint8_and_float_data_train_identically(path):
     x, y = _data(2, 8, 1)
     cfg = TrainConfig(lr=0.02, batch_size=32)
     a, b = MaskedMLPStack.from_models(models), MaskedMLPStack.from_models(models)
-    fit(a, x, y, cfg, range(2))
-    fit(b, x.float(), y.float(), cfg, range(2))
+    fit(a, x, y, cfg, range(2), backend=path)
+    fit(b, x.float(), y.float(), cfg, range(2), backend=path)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
 
@@ -155,12 +153,12 @@ def test_continued_fit_sees_data_changed_in_place(path):
     x2[0, :32] = 1 - x2[0, :32]
     cfg = TrainConfig(lr=0.02, batch_size=32)
     a = MaskedMLPStack.from_models(models)
-    opt, _ = fit(a, x, y, cfg, range(2))
+    opt, _ = fit(a, x, y, cfg, range(2), backend=path)
     x[0, :32] = 1 - x[0, :32]  # in place: now equal to x2
     fit(a, x, y, cfg, range(2, 4), optimizer=opt)
     b = MaskedMLPStack.from_models(models)
     x, _ = _data(1, 8, 1, N=64)
-    opt, _ = fit(b, x, y, cfg, range(2))
+    opt, _ = fit(b, x, y, cfg, range(2), backend=path)
     fit(b, x2, y, cfg, range(2, 4), optimizer=opt)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
@@ -181,31 +179,26 @@ def test_chunks_are_balanced_and_auto_stack_size_follows_memory():
 
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("loss,n_out,hidden", [("bce", 1, (3, 9, 5, 7, 4, 8)), ("ce", 4, ((4, 3), (6, 2), (2, 5), (5, 5)))])
-def test_sliced_parallel_fit_equals_one_stack(monkeypatch, workers, loss, n_out, hidden):
-    """fit cuts a CPU stack into width-sorted slices trained on worker threads;
-    every model must come out as the one-stack run has it (and as the reference)."""
-    import fci.train as train
-
-    monkeypatch.setattr(train, "KERNEL", False)  # slices are the torch path's way to use several cores
+def test_sliced_parallel_fit_equals_one_stack(workers, loss, n_out, hidden):
+    """The torch backend cuts a CPU stack into width-sorted slices trained on
+    worker threads; every model must come out as the one-stack run has it."""
     models = [_random_masks(MaskedMLP(9, h, n_out, seed=i), seed=20 + i) for i, h in enumerate(hidden)]
     x, y = _data(len(models), 9, n_out, loss=loss)
     cfg = TrainConfig(lr=0.03, batch_size=24)
     whole = MaskedMLPStack.from_models(models)
-    monkeypatch.setattr(train, "_MIN_SLICE", 10_000)  # one slice
-    opt, l_whole = fit(whole, x, y, cfg, range(3), loss=loss)
+    one_slice = TorchBackend(min_slice=10_000)
+    opt, l_whole = fit(whole, x, y, cfg, range(3), loss=loss, backend=one_slice)
     assert len(opt.slices) == 1
     fit(whole, x, y, cfg, range(3, 5), loss=loss, optimizer=opt)
 
-    monkeypatch.setattr(train, "_MIN_SLICE", 1)
-    monkeypatch.setattr(train, "CPU_WORKERS", workers)
     sliced = MaskedMLPStack.from_models(models)
-    opt, l_a = fit(sliced, x, y, cfg, range(3), loss=loss)
-    assert 1 < len(opt.slices) <= 2 * workers
+    opt, l_a = fit(sliced, x, y, cfg, range(3), loss=loss, backend=TorchBackend(min_slice=1), workers=workers)
+    assert 1 < len(opt.slices) <= 4  # a fixed count, whatever the workers
     rows = sorted(r for flat, _ in opt.slices for r in flat.rows.tolist())
     assert rows == list(range(len(models)))  # the slices partition the stack
     for flat, _ in opt.slices:  # each slice is only as wide as its widest model
         assert flat.sizes[1:-1] == [max(models[r].hidden[l] for r in flat.rows.tolist()) for l in range(len(flat.sizes) - 2)]
-    _, l_b = fit(sliced, x, y, cfg, range(3, 5), loss=loss, optimizer=opt)  # continuing a sliced run
+    _, l_b = fit(sliced, x, y, cfg, range(3, 5), loss=loss, optimizer=opt, workers=workers)  # continuing a sliced run
     assert torch.allclose(torch.cat([l_a, l_b], 1)[:, :3], l_whole, atol=1e-6)
     for a, b in zip(whole.to_models(), sliced.to_models()):
         _assert_close(a, b, atol=1e-6)
@@ -222,7 +215,7 @@ def test_a_mask_changed_between_fits_holds_despite_optimizer_moments(path):
     x, y = _data(2, 8, 1, N=96)
     cfg = TrainConfig(lr=0.05, batch_size=32)
     stack = MaskedMLPStack.from_models(models)
-    opt, _ = fit(stack, x, y, cfg, range(3))
+    opt, _ = fit(stack, x, y, cfg, range(3), backend=path)
     with torch.no_grad():
         drop = torch.zeros_like(stack.weight_mask(0), dtype=torch.bool)
         drop[:, :2, :3] = True  # trained weights with non-zero moments

@@ -1,0 +1,59 @@
+"""The batched trainer (SPEC §2–3, §7).
+
+- `fci.train.config`: `TrainConfig` (how models train) and `FPESpec` (one trial);
+- `fci.train.maths`: the specified training step, once, and its shared pieces;
+- `fci.train.backends`: the ways to run it (`kernel`, `torch`, `reference`), by name;
+- `fci.train.fitting`: `fit`, `evaluate`, `train_models`;
+- `fci.train.schedule`: the FPE schedule (`run_fpe`, `run_fpe_data`);
+- `fci.train.persistence`: one store entry per model;
+- `fci.train.results`, `fci.train.provenance`: what comes back, and how it was made.
+
+    from fci.train import FPESpec, TrainConfig, run_fpe, fit
+"""
+
+from fci.train.backends import Backend, BackendUnavailable, FitState, auto_backend
+from fci.train.backends import names as backend_names
+from fci.train.backends.flat import TorchBackend
+from fci.train.backends.flat import _FlatAdam as _FlatAdam  # tests reach these private names
+from fci.train.backends.kernel import KernelBackend
+from fci.train.backends.reference import ReferenceBackend
+from fci.train.config import FPESpec, TrainConfig
+from fci.train.fitting import evaluate, fit, train_models
+from fci.train.maths import epoch_perms as _epoch_perms  # noqa: F401
+from fci.train.maths import make_optimizer as _make_optimizer  # noqa: F401
+from fci.train.maths import per_model_loss
+from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors
+from fci.train.provenance import backends_of, provenance
+from fci.train.results import DataFPEResult, FPEResult, ModelResult
+from fci.train.schedule import _chunks as _chunks
+from fci.train.schedule import auto_max_stack, run_fpe, run_fpe_data, trial_bytes
+
+__all__ = [
+    "TrainConfig",
+    "FPESpec",
+    "ModelResult",
+    "FPEResult",
+    "DataFPEResult",
+    "fit",
+    "evaluate",
+    "per_model_loss",
+    "train_models",
+    "run_fpe",
+    "run_fpe_data",
+    "auto_max_stack",
+    "trial_bytes",
+    "entry_configs",
+    "save_fpe_result",
+    "load_fpe_result",
+    "split_tensors",
+    "Backend",
+    "BackendUnavailable",
+    "FitState",
+    "KernelBackend",
+    "TorchBackend",
+    "ReferenceBackend",
+    "auto_backend",
+    "backend_names",
+    "backends_of",
+    "provenance",
+]

@@ -1,0 +1,163 @@
+"""`fit`: train a stack in place through a backend; `evaluate`; `train_models`.
+
+Every model trains inside a `MaskedMLPStack`. The stack's loss is the *sum* of
+each model's own mean loss, so every model receives exactly the gradient it
+would receive alone, and the optimiser (elementwise) updates it exactly as it
+would alone. Minibatch order is a fixed function of `(TrainConfig.shuffle_seed,
+epoch)`, shared by all models of a stack, so a model's training does not depend
+on which stack it lands in.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
+from fci.train import backends as _backends
+from fci.train.backends import Backend, FitState
+from fci.train.config import TrainConfig
+from fci.train.maths import check_fit_inputs, epoch_perms, one_thread_unless, per_model_loss, step_flops
+from fci.train.provenance import provenance
+from fci.train.results import ModelResult
+
+__all__ = ["fit", "evaluate", "train_models", "default_workers"]
+
+
+def default_workers(workers: int | None = None) -> int:
+    """CPU worker threads: `workers`, or torch's intra-op thread count."""
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1 or None, got {workers!r}")
+    return max(1, workers or torch.get_num_threads())
+
+
+def fit(
+    stack: MaskedMLPStack,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    epochs: range,
+    loss: str = "bce",
+    optimizer: FitState | torch.optim.Optimizer | None = None,
+    progress: bool | str = False,
+    backend: str | Backend = "auto",
+    workers: int | None = None,
+) -> tuple[FitState, torch.Tensor]:
+    """Train a stack in place over the given epoch indices, by the specified
+    step (`fci.train.maths`).
+
+    x: (M, N, n_in) on the stack's device (any dtype; 0/1 uint8 is fine);
+    y: (M, N, O) for 'bce' or (M, N) class ids for 'ce'. `epochs` are absolute
+    epoch indices (they pick the minibatch orders), so a run is continued by
+    passing back the returned state as `optimizer`; the state refuses another
+    stack, other optimiser settings or another backend. A torch optimiser built
+    elsewhere over `stack.parameters()` is stepped through autograd
+    (`reference`). `backend`: 'auto' (the kernel on a CPU where it builds, else
+    'torch'; a continued run keeps its backend), 'kernel', 'torch',
+    'reference', or a Backend instance; one named that cannot train this stack
+    raises BackendUnavailable saying why. `workers`: CPU threads (default
+    torch's thread count); results do not depend on it.
+    Returns the run's state and the mean train loss per model and epoch,
+    (M, len(epochs)), on CPU.
+    """
+    check_fit_inputs(stack, x, y, loss)
+    n_workers = default_workers(workers)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        if backend not in ("auto", "reference"):
+            raise ValueError(f"a torch optimizer trains through the 'reference' backend, not {backend!r}")
+        ref = _backends.get("reference")
+        state: FitState = ref.wrap(stack, cfg, optimizer, n_workers)  # type: ignore[attr-defined]
+    elif isinstance(optimizer, FitState):
+        if isinstance(backend, Backend) and backend is not optimizer.backend:
+            raise ValueError(f"optimizer comes from another {optimizer.backend.name!r} backend instance "
+                             "(another build or setting); continue with backend='auto' or that instance")
+        optimizer.check(stack, cfg, backend if isinstance(backend, str) else backend.name)
+        state = optimizer
+    elif optimizer is None:
+        chosen = _backends.resolve(backend, stack, cfg, loss)
+        state = chosen.start(stack, cfg, loss, n_workers)
+        state.provenance = provenance(chosen, stack.weights[0].device, n_workers, state)
+    else:
+        raise ValueError(f"optimizer must be a state returned by fit(), a torch optimizer or None, got {type(optimizer).__name__}")
+    if not state.provenance:
+        state.provenance = provenance(state.backend, stack.weights[0].device, n_workers, state)
+    perms = epoch_perms(cfg.shuffle_seed, epochs, x.shape[1], x.device)
+    label = (progress if isinstance(progress, str) else "train") if progress else None
+    losses = state.backend.run(state, stack, x, y, cfg, perms, loss, n_workers, label)
+    return state, losses
+
+
+@torch.no_grad()
+def evaluate(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str = "bce", chunk: int | None = None) -> dict[str, torch.Tensor]:
+    """Accuracy (mean over samples and outputs of (logit > 0) == y, or argmax for
+    'ce'), exact match (all outputs right) and mean loss per model; each (M,) on CPU.
+    `chunk` samples per forward pass (default: about 2**24 hidden activations)."""
+    if chunk is None:
+        width = max(w.shape[1] for w in stack.weights)
+        chunk = max(256, (1 << 24) // max(1, stack.n_models * width))
+    with one_thread_unless(step_flops(stack, chunk) / 3 if x.device.type == "cpu" else float("inf")):
+        return _evaluate(stack, x, y, loss, chunk)
+
+
+def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
+    dtype = stack.weights[0].dtype
+    M, N = x.shape[:2]
+    correct = torch.zeros(M, device=x.device)
+    exact = torch.zeros(M, device=x.device)
+    total_loss = torch.zeros(M, device=x.device)
+    for s in range(0, N, chunk):
+        xb, yb = x[:, s : s + chunk].to(dtype), y[:, s : s + chunk]
+        logits = stack(xb)
+        n = xb.shape[1]
+        total_loss += per_model_loss(logits, yb, loss) * n
+        if loss == "bce":
+            right = (logits > 0) == (yb > 0.5)
+            correct += right.float().mean(2).sum(1)
+            exact += right.all(2).float().sum(1)
+        else:
+            right = (logits.argmax(2) == yb.long()).float()
+            correct += right.sum(1)
+            exact += right.sum(1)
+    return {"accuracy": (correct / N).cpu(), "exact_match": (exact / N).cpu(), "loss": (total_loss / N).cpu()}
+
+
+def train_models(
+    models: Sequence[MaskedMLP],
+    data: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    cfg: TrainConfig,
+    epochs: int | range,
+    loss: str = "bce",
+    device: str | torch.device = "auto",
+    progress: bool | str = True,
+    backend: str | Backend = "auto",
+    workers: int | None = None,
+) -> list[ModelResult]:
+    """Train independent models (same n_in, n_out, depth; same sample counts) as
+    one stack. data[i] = (x_train, y_train, x_test, y_test) for model i.
+    `progress`: a tqdm bar over model-epochs (a string labels it)."""
+    dev = resolve_device(device)
+    epochs = range(epochs) if isinstance(epochs, int) else epochs
+    stack = MaskedMLPStack.from_models(list(models)).to(dev)
+    xtr, ytr, xte, yte = (torch.stack([d[j] for d in data]).to(dev) for j in range(4))
+    state, losses = fit(stack, xtr, ytr, cfg, epochs, loss=loss, progress=progress, backend=backend, workers=workers)
+    return results(stack, (xtr, ytr, xte, yte), losses, loss, state.provenance)
+
+
+def results(stack, data, losses, loss, prov: dict | None = None) -> list[ModelResult]:
+    """One ModelResult per model of a trained stack (measured on its train and test data)."""
+    xtr, ytr, xte, yte = data
+    tr = evaluate(stack, xtr, ytr, loss)
+    te = evaluate(stack, xte, yte, loss)
+    return [
+        ModelResult(
+            model=m,
+            train_accuracy=float(tr["accuracy"][i]),
+            test_accuracy=float(te["accuracy"][i]),
+            test_exact_match=float(te["exact_match"][i]),
+            test_loss=float(te["loss"][i]),
+            train_loss=[float(v) for v in losses[i]],
+            provenance=dict(prov or {}),
+        )
+        for i, m in enumerate(stack.to_models())
+    ]

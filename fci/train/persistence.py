@@ -1,0 +1,92 @@
+"""Persistence of trials: one store entry per model (config, metrics with
+provenance, tensors; the parent at expansion rides along in every entry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fci.model import MaskedMLP
+from fci.store import Store, config_key
+from fci.train.config import FPESpec
+from fci.train.results import FPEResult, ModelResult
+
+__all__ = ["entry_configs", "save_fpe_result", "load_fpe_result", "split_tensors"]
+
+
+def entry_configs(spec: FPESpec) -> dict[tuple[str, int], dict[str, Any]]:
+    """The store config of every model of a trial: ("dense", 1) and each (split, alpha).
+
+    `expansions` is left out of the shared part, so adding an expansion to a
+    sweep leaves the keys of models already trained unchanged."""
+    base = {
+        "kind": "boolean-fpe",
+        "task": spec.task.to_dict(),
+        "hidden": spec.hidden if isinstance(spec.hidden, int) else list(spec.hidden),
+        "seed": spec.seed,
+        "train": spec.train.to_dict(),
+    }
+    out = {("dense", 1): {**base, "condition": "dense", "alpha": 1}}
+    for split, alpha in spec.expansions:
+        out[(split, alpha)] = {**base, "condition": split, "alpha": alpha}
+    return out
+
+
+def save_fpe_result(store: Store, result: FPEResult) -> dict[tuple[str, int], str]:
+    """Store every model of a trial; each entry carries the parent at expansion
+    (tensors prefixed `parent.`) so it can be reopened on its own."""
+    parent_tensors = {f"parent.{k}": v for k, v in result.parent.model.tensors().items()}
+    parent_metrics = result.parent.metrics()
+    keys = {}
+    for cond, cfg in entry_configs(result.spec).items():
+        res = result.dense if cond == ("dense", 1) else result.children[cond]
+        metrics = {**res.metrics(), "parent": parent_metrics, "clauses": [list(map(list, c)) for c in result.task.clauses]}
+        keys[cond] = store.save(cfg, metrics, {**res.model.tensors(), **parent_tensors})
+    return keys
+
+
+def _model_result(model: MaskedMLP, m: dict[str, Any]) -> ModelResult:
+    return ModelResult(
+        model=model,
+        train_accuracy=m["train_accuracy"],
+        test_accuracy=m["test_accuracy"],
+        test_exact_match=m["test_exact_match"],
+        test_loss=m["test_loss"],
+        train_loss=list(m.get("train_loss", [])),
+        provenance=dict(m.get("provenance") or {}),
+    )
+
+
+def split_tensors(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(model tensors, parent tensors) of a store entry."""
+    own = {k: v for k, v in tensors.items() if not k.startswith("parent.")}
+    parent = {k[len("parent."):]: v for k, v in tensors.items() if k.startswith("parent.")}
+    return own, parent
+
+
+def load_fpe_result(store: Store, spec: FPESpec, missing_ok: bool = False) -> FPEResult:
+    """Reopen a stored trial; raises StoreError naming a missing or corrupt file.
+    With `missing_ok`, children not in the store are left out of `children`
+    (the dense entry, which carries the parent, must exist)."""
+    entries = {
+        cond: store.load(config_key(cfg))
+        for cond, cfg in entry_configs(spec).items()
+        if not missing_ok or cond == ("dense", 1) or store.has(config_key(cfg))
+    }
+    dense = entries[("dense", 1)]
+    own, parent = split_tensors(dense.tensors)
+    return FPEResult(
+        spec=spec,
+        task=spec.make_task(),
+        parent=_model_result(MaskedMLP.from_tensors(parent), dense.metrics["parent"]),
+        dense=_model_result(MaskedMLP.from_tensors(own), dense.metrics),
+        children={
+            cond: _model_result(MaskedMLP.from_tensors(split_tensors(e.tensors)[0]), e.metrics)
+            for cond, e in entries.items()
+            if cond != ("dense", 1)
+        },
+    )
+
+
+# ---------------------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""What training returns: one `ModelResult` per model, grouped per trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fci.model import MaskedMLP
+from fci.tasks import DNFTask
+from fci.train.config import FPESpec
+
+__all__ = ["ModelResult", "FPEResult", "DataFPEResult"]
+
+
+@dataclass
+class ModelResult:
+    """One trained model and its measurements. `provenance`: how it was made
+    (backend, torch version, kernel build, CPU; see `fci.train.provenance`)."""
+
+    model: MaskedMLP
+    train_accuracy: float
+    test_accuracy: float
+    test_exact_match: float
+    test_loss: float
+    train_loss: list[float] = field(default_factory=list)  # per epoch, this model's phase(s)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nnz(self) -> int:
+        return self.model.nnz()
+
+    def metrics(self) -> dict[str, Any]:
+        split = self.model.nnz_split()
+        return {
+            "train_accuracy": self.train_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "test_exact_match": self.test_exact_match,
+            "test_loss": self.test_loss,
+            "nnz": split["total"],
+            "nnz_weights": split["weights"],
+            "nnz_biases": split["biases"],
+            "train_loss": self.train_loss,
+            "provenance": self.provenance,
+        }
+
+    def line(self, name: str) -> str:
+        return f"  {name:<14} hidden {str(self.model.hidden):<10} nnz {self.nnz:>6}  test acc {self.test_accuracy:.4f}"
+
+    def __repr__(self) -> str:
+        return (f"ModelResult(hidden={self.model.hidden}, nnz={self.nnz}, test_accuracy={self.test_accuracy:.4f}, "
+                f"backend={self.provenance.get('backend', '?')})")
+
+
+def _lines(head: str, parent: ModelResult, dense: ModelResult, children: dict[tuple[str, int], ModelResult]) -> str:
+    rows = [head, parent.line("parent"), dense.line("dense")]
+    rows += [r.line(f"{split} x{alpha}") for (split, alpha), r in children.items()]
+    return "\n".join(rows)
+
+
+@dataclass(repr=False)
+class FPEResult:
+    """What one trial produced: the parent at expansion, the paired dense baseline
+    (warmup + finetune epochs) and one child per expansion."""
+
+    spec: FPESpec
+    task: DNFTask
+    parent: ModelResult
+    dense: ModelResult
+    children: dict[tuple[str, int], ModelResult]
+
+    def __repr__(self) -> str:
+        t = self.spec.task
+        return _lines(f"FPEResult(seed {self.spec.seed}, DNF {t.n_clauses}x{t.clause_size}, n={self.task.n_vars}):",
+                      self.parent, self.dense, self.children)
+
+
+@dataclass(repr=False)
+class DataFPEResult:
+    """One trial of `run_fpe_data`: the parent at expansion, the paired dense
+    baseline (warmup + finetune epochs, same init and data) and the children."""
+
+    dataset: str
+    hidden: int | tuple[int, ...]
+    seed: int
+    parent: ModelResult
+    dense: ModelResult
+    children: dict[tuple[str, int], ModelResult]
+
+    def __repr__(self) -> str:
+        return _lines(f"DataFPEResult({self.dataset}, hidden {self.hidden}, seed {self.seed}):", self.parent, self.dense, self.children)
