@@ -82,6 +82,8 @@ __all__ = [
     "CONFIG_KEYS",
     "default_train",
     "make_specs",
+    "trial_keys",
+    "train_shared",
     "model_row",
     "condition_stats",
     "pooled_stats",
@@ -216,6 +218,24 @@ def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int) ->
         for t in range(trials):
             out.append((FPESpec(task=task, hidden=p.hidden, seed=seed + t, expansions=p.expansions, train=level.train), t))
     return out
+
+
+def trial_keys(specs: Sequence[FPESpec]) -> list[list[str]]:
+    """The store keys of every model of each trial (dense first)."""
+    return [[config_key(c) for c in entry_configs(s).values()] for s in specs]
+
+
+def train_shared(specs: Sequence[FPESpec], store: Store, device: torch.device | str = "auto", progress: bool = True) -> int:
+    """Train the trials of `specs` that are not stored, splitting the work with
+    any other process on the same store (`Store.share`: a claim per model, a
+    crashed owner's claims expire and are taken over). Returns how many trials
+    this process trained; afterwards every model is in the store."""
+    specs = list(specs)
+
+    def run(idx: list[int]) -> None:
+        run_fpe([specs[i] for i in idx], device=device, progress=progress, store=store)
+
+    return len(store.share(trial_keys(specs), run))
 
 
 def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
@@ -748,12 +768,15 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
     items = make_specs(points, level, args.trials, args.seed)
     items = shard_items(items, shard, key=_shard_key)
     specs = [s for s, _ in items]
-    done = sum(all(store.has(config_key(c)) for c in entry_configs(s).values()) for s in specs)
+    groups = trial_keys(specs)
+    store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and retrained
+    done = sum(all(store.has(k) for k in g) for g in groups)
     n_models = sum(1 + len(s.expansions) for s in specs)
     log.info("%s: %d configurations x %d trials%s -> %d trials (%d models); %d trials already in %s",
              study.name, len(points), args.trials, f" (shard {args.shard})" if shard else "", len(specs), n_models, done, store.dir)
     t0 = time.perf_counter()
-    results = run_fpe(specs, device=device, progress=True, store=store)
+    trained = train_shared(specs, store, device)
+    results = run_fpe(specs, device=device, store=store)  # every model is stored now: this loads them
     train_s = time.perf_counter() - t0
     pairs = list(zip(results, [t for _, t in items]))
 
@@ -784,11 +807,11 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
         df = df.reset_index(drop=True)
 
     summary: dict[str, Any] = {"config": config, "environment": environment(device)}
-    summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": len(specs) - done, "loaded_trials": done,
+    summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": trained, "loaded_trials": len(specs) - trained,
                       "train_seconds": round(train_s, 2)}
     if shard:
         csv = write_shard(df, summary, out, shard, t_start)
-        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({len(specs) - done} trained) -> {csv} "
+        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({trained} trained) -> {csv} "
               "(partial; run without --shard to write the figures)")
         return 0
 

@@ -199,16 +199,20 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     jobs = study.jobs(ctx)
     jobs = shard_items(jobs, shard, key=study.job_config)
     keys = [config_key(study.job_config(j)) for j in jobs]
+    store.heal(keys)  # a corrupt entry is quarantined (one warning) and rerun
     todo = [j for j, k in zip(jobs, keys) if not store.has(k)]
     log.info("%s: %d jobs%s; %d already in %s", study.name, len(jobs), f" (shard {args.shard})" if shard else "",
              len(jobs) - len(todo), store.dir)
     t0 = time.perf_counter()
-    if todo:
-        bar = tqdm(total=len(todo), desc=study.name, unit="job")
-        for job, rows, tensors in study.run(todo, ctx):
+    bar = tqdm(total=len(todo), desc=study.name, unit="job", disable=not todo)
+
+    def run(idx: list[int]) -> None:
+        for job, rows, tensors in study.run([jobs[i] for i in idx], ctx):
             store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
             bar.update(1)
-        bar.close()
+
+    ran = store.share([[k] for k in keys], run)  # claims split the jobs with other processes on this store
+    bar.close()
     train_s = time.perf_counter() - t0
     missing = [j for j, k in zip(jobs, keys) if not store.has(k)]
     if missing:
@@ -227,11 +231,11 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
         "caption": ctx.caption,
     }
     summary: dict[str, Any] = {"config": ctx.config, "environment": environment(device)}
-    summary["run"] = {"jobs": len(jobs), "trained_jobs": len(todo), "loaded_jobs": len(jobs) - len(todo),
+    summary["run"] = {"jobs": len(jobs), "trained_jobs": len(ran), "loaded_jobs": len(jobs) - len(ran),
                       "train_seconds": round(train_s, 2)}
     if shard:
         csv = write_shard(df, summary, out, shard, t_start)
-        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(todo)} run) -> {csv} "
+        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(ran)} run) -> {csv} "
               "(partial; run without --shard to write the figures)")
         return 0
 
