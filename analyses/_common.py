@@ -50,6 +50,7 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
+from fci._cli import OneLineParser, check_writable, mean_sem_text
 from fci.codes import clause_channels
 from fci.metrics import (
     accuracy_per_parameter,
@@ -667,7 +668,7 @@ class Study:
 
 def contract_parser(name: str, description: str, epilog: str, quick_help: str, units: str) -> argparse.ArgumentParser:
     """The options every study takes (`units`: what --shard slices, e.g. "trials")."""
-    ap = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description,
+    ap = OneLineParser(prog=f"python -m analyses.{name}", description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
@@ -738,13 +739,7 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Stud
         study.validate(ap, args)
     out = Path(args.out) if args.out is not None else Path(args.data) / "results" / study.name
     for flag, folder in (("--out", out), ("--data", Path(args.data))):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            ap.error(f"{flag} {str(folder)!r} is not a writable folder ({e.strerror or e})")
+        check_writable(ap, flag, folder)
     return level, device, out, Store(args.data), shard
 
 
@@ -846,6 +841,9 @@ def _print_table(study: Study, summary: dict[str, Any], out: Path, files: list[P
           f"{run['total_seconds']:.0f}s")
     print(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
     for r in summary["pooled"]:
-        print(f"{label(r['condition'], r['alpha']):<14}{r['n_pairs']:>8}{r['accuracy_mean']:>11.4f} ± {r['accuracy_sem']:.4f}"
-              f"{100 * r['rel_improvement_mean']:>+13.2f}% ± {100 * r['rel_improvement_sem']:.2f}%{r['p']:>10.2g}")
+        n = r["n_pairs"]
+        acc = mean_sem_text(r["accuracy_mean"], r["accuracy_sem"], n)
+        rel = mean_sem_text(r["rel_improvement_mean"], r["rel_improvement_sem"], n, digits=2, scale=100, unit="%", sign=True)
+        p = f"{r['p']:.2g}" if np.isfinite(r["p"]) else "n/a"  # a paired t-test needs 2 pairs
+        print(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p:>10}")
     print(f"wrote {', '.join(p.name for p in files)} to {out}")
