@@ -90,6 +90,11 @@ class Dataset:
             out.append(t.unsqueeze(0).expand(n_models, *t.shape))
         return tuple(out)
 
+    def __repr__(self) -> str:
+        kind = "classes" if self.loss == "ce" else "outputs"
+        return (f"Dataset({self.name!r}: {self.n_train} train / {self.n_test} test, {self.n_in} inputs, "
+                f"{self.n_out} {kind}, loss {self.loss!r})")
+
     def describe(self) -> str:
         return (f"{self.name}: {self.n_train} train / {self.n_test} test samples, {self.n_in} inputs, "
                 f"{self.n_out} {'classes' if self.loss == 'ce' else 'outputs'}")

@@ -236,3 +236,19 @@ def test_share_waits_for_the_owner_and_takes_over_after_a_crash(tmp_path):
     assert b.share([[key1]], lambda idx: [_entry(b, 1) for _ in idx]) == [0]
     with pytest.raises(RuntimeError, match="did not store"):
         b.share([[config_key({"unit": 2})]], lambda idx: None)
+
+
+def test_run_fpe_retrains_a_corrupt_entry_with_one_warning(tmp_path, caplog):
+    from conftest import tiny_spec
+    from fci.train import entry_configs, run_fpe
+
+    store = Store(tmp_path)
+    spec = tiny_spec()
+    (first,) = run_fpe([spec], device="cpu", store=store)
+    key = config_key(entry_configs(spec)[("random", 2)])
+    CORRUPTIONS["garbage JSON"](store.path(key))
+    with caplog.at_level("WARNING", logger="fci.store"):
+        (again,) = run_fpe([spec], device="cpu", store=store)
+    assert len([r for r in caplog.records if key in r.getMessage()]) == 1
+    assert store.has(key) and len(store.quarantined()) == 1
+    assert again.children[("random", 2)].test_accuracy == first.children[("random", 2)].test_accuracy
