@@ -247,6 +247,13 @@ def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- per-model rows
 
 
+def _width(spec: FPESpec) -> int:
+    """The hidden width of a one-hidden-layer trial (every sweep of these studies)."""
+    if not isinstance(spec.hidden, int):
+        raise ValueError(f"these studies train one hidden layer, got hidden={spec.hidden!r}")
+    return spec.hidden
+
+
 def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: ModelResult,
               channel_threshold: float = 0.1) -> dict[str, Any]:
     """One results.csv row: what the model is and what it measures.
@@ -269,11 +276,11 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     return {
         "condition": condition,
         "alpha": int(alpha),
-        "hidden": int(spec.hidden),
+        "hidden": _width(spec),
         "width": int(res.model.hidden[0]),
         "n_clauses": task.n_clauses,
         "clause_size": task.clause_size,
-        "n_vars": task.n_vars,
+        "n_vars": task.n_vars,  # type: ignore[has-type]  # fci.tasks does not type-check yet
         "trial": int(trial),
         "seed": int(spec.seed),
         "accuracy": float(res.test_accuracy),
@@ -392,7 +399,7 @@ def loss_curves(results: Iterable[tuple[FPEResult, int]]) -> pd.DataFrame:
     for res, _ in results:
         t = res.task
         for cond, alpha, mr in _conditions(res):
-            key = (t.n_clauses, t.clause_size, int(res.spec.hidden), cond, int(alpha))
+            key = (t.n_clauses, t.clause_size, _width(res.spec), cond, int(alpha))
             curves.setdefault(key, []).append(list(mr.train_loss))
             offsets[key] = 0 if cond == "dense" else res.spec.train.warmup
     out = []
@@ -444,7 +451,7 @@ def convergence(curves: pd.DataFrame, window: float = 0.1) -> dict[str, Any]:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Package versions, interpreter, machine, device and the code's commit."""
-    pkgs = {}
+    pkgs: dict[str, str | None] = {}
     for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
         try:
             pkgs[name] = importlib.metadata.version(name)
@@ -501,7 +508,7 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Write through a temporary file beside `path`, then rename into place."""
     path = Path(path)
     tmp = _tmp(path)

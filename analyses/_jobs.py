@@ -206,12 +206,12 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     bar = tqdm(total=len(todo), desc=study.name, unit="job", disable=not todo)
 
-    def run(idx: list[int]) -> None:
+    def produce(idx: list[int]) -> None:
         for job, rows, tensors in study.run([jobs[i] for i in idx], ctx):
             store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
             bar.update(1)
 
-    ran = store.share([[k] for k in keys], run)  # claims split the jobs with other processes on this store
+    ran = store.share([[k] for k in keys], produce)  # claims split the jobs with other processes on this store
     bar.close()
     train_s = time.perf_counter() - t0
     missing = [j for j, k in zip(jobs, keys) if not store.has(k)]

@@ -50,14 +50,14 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from fci.codes import clause_channels, collision_graph, collision_matrix, decode, sign_codes
-    from fci.data import Dataset, boolean, digits, load_embeddings
-    from fci.expand import expand
-    from fci.metrics import cosine_interference, feature_capacity, gram
-    from fci.model import MaskedMLP
-    from fci.store import Store
-    from fci.tasks import DNFTask, TaskConfig
-    from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data
+    from fci.codes import clause_channels, collision_graph, collision_matrix, decode, sign_codes  # noqa: F401
+    from fci.data import Dataset, boolean, digits, load_embeddings  # noqa: F401
+    from fci.expand import expand  # noqa: F401
+    from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401
+    from fci.model import MaskedMLP  # noqa: F401
+    from fci.store import Store  # noqa: F401
+    from fci.tasks import DNFTask, TaskConfig  # noqa: F401
+    from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -591,7 +591,7 @@ class Store:
                 return False
             time.sleep(poll)
 
-    def share(self, groups: Sequence[Sequence[str]], run: Callable[[list[int]], None], batch: int | None = None,
+    def share(self, groups: Sequence[Sequence[str]], run: Callable[[list[int]], object], batch: int | None = None,
               poll: float | None = None) -> list[int]:
         """Do the work of `groups` together with any other process on this store.
 
