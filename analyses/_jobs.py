@@ -42,7 +42,7 @@ from analyses._common import (Level, _validate, contract_parser, environment, js
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 
-__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list"]
+__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list", "check_alphas"]
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,15 @@ def comma_list(ap: argparse.ArgumentParser, flag: str, text, kind=int, low=None,
     if choices is not None:
         return tuple(c for c in choices if c in vals)
     return tuple(vals)
+
+
+def check_alphas(ap: argparse.ArgumentParser, flag: str, alphas: Iterable[int], n_in: int, what: str) -> None:
+    """Refuse an expansion factor above the inputs a first-layer neuron has (`n_in`):
+    its children would be inert and the metrics undefined (NaN)."""
+    big = [a for a in alphas if a > n_in]
+    if big:
+        ap.error(f"{flag} values must be <= {n_in}, the inputs a first-layer neuron of {what} deals to its alpha "
+                 f"children (more children than inputs are always empty), got {', '.join(map(str, big))}")
 
 
 def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:

@@ -110,3 +110,15 @@ def test_real_data_refuses_test_labels_unseen_in_training_before_any_work(tmp_pa
     err = capsys.readouterr().err
     assert e.value.code == 2 and "y_test holds labels that y_train never shows: [5, 6, 7]" in err
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("study, limit", [("structured_sparsity", 24), ("deep_fpe", 24), ("real_data", 64)])
+def test_studies_refuse_an_alpha_above_the_inputs_before_any_work(tmp_path, capsys, study, limit):
+    import importlib
+
+    main_ = importlib.import_module(f"analyses.{study}").main
+    with pytest.raises(SystemExit) as e:
+        main_(["--tiny", "--alphas", f"2,{limit + 1}", "--data", str(tmp_path / "data")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--alphas values must be <= {limit}" in err and f"got {limit + 1}" in err
+    assert not (tmp_path / "data").exists()
