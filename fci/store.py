@@ -189,6 +189,14 @@ def _read_entry(p: Path, key: str) -> StoreEntry:
     return StoreEntry(key=key, path=p, config=config, metrics=metrics, verified=verified)
 
 
+def _signature(p: Path) -> tuple | None:
+    """(name, size, mtime_ns) of an entry's files, or None when one is missing."""
+    try:
+        return tuple((n, (st := (p / n).stat()).st_size, st.st_mtime_ns) for n in (*_FILES, _CHECKSUMS))
+    except OSError:
+        return None
+
+
 _HOST = socket.gethostname()
 
 
@@ -239,6 +247,7 @@ class Store:
         self.dir = self.root / "store"
         self.claim_ttl = float(claim_ttl)
         self._held: dict[str, str] = {}  # key -> token of a claim this object holds
+        self._intact: dict[str, tuple] = {}  # key -> file signature when last verified intact
         self._lock = threading.Lock()
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()
@@ -258,10 +267,16 @@ class Store:
         p = self.path(key)
         if not p.is_dir():
             return None
+        sig = _signature(p)
+        if sig is not None and self._intact.get(key) == sig:
+            return None  # verified by this Store and unchanged since (same sizes and mtimes)
         try:
             self._read(key)
         except StoreError as e:
+            self._intact.pop(key, None)
             return str(e)
+        if sig is not None:
+            self._intact[key] = sig
         return None
 
     def _read(self, key: str) -> StoreEntry:
