@@ -3,9 +3,10 @@ time ends with a results.csv byte-identical to an uninterrupted run's (up to
 float32 rounding in the columns of STACK_DEPENDENT, see there).
 
 `python -m analyses.decoding --quick` (15 trials, 75 models, ~4 s) is killed 10
-times: five kills fall a random 0-0.5 s after the run starts claiming work (so
-inside training and store writes), five at a random point of the whole run
-(start-up, loading, measuring, writing outputs). Each kill leaves whatever a
+times: five kills fall inside training, once the run holds claims and has stored
+a random number (1-25) of further models, so points are random in progress rather
+than in time and survive a loaded machine; five at a random moment of the whole
+run (start-up, loading, measuring, writing outputs). Each kill leaves whatever a
 SIGKILL leaves (temporary folders, claims of a dead process); the next run
 resumes. Byte identity needs training that does not depend on which trials
 share a stack, which the C kernel guarantees (the torch path does not), so the
@@ -102,10 +103,13 @@ def test_a_study_killed_at_random_points_resumes_to_identical_results(tmp_path):
     for k in range(KILLS):
         p = _start(data, out)
         t_start = time.monotonic()
-        if k < KILLS // 2:  # a random moment after the run starts claiming (training, saving)
-            while p.poll() is None and not _claims_work(data, p.pid) and time.monotonic() - t_start < 60:
-                time.sleep(0.01)
-            delay = rng.uniform(0, 0.5)
+        start_entries = len(store.keys())
+        if k < KILLS // 2:  # at a random point of its training: after it has stored a random number of models
+            target = start_entries + rng.randint(1, 25)
+            while (p.poll() is None and not (_claims_work(data, p.pid) and len(store.keys()) >= target)
+                   and time.monotonic() - t_start < 120):
+                time.sleep(0.005)
+            delay = rng.uniform(0, 0.05)
         else:  # a random moment of the whole run
             delay = rng.uniform(0, full)
         time.sleep(delay)
