@@ -50,6 +50,7 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
+from fci._cli import OneLineParser, check_writable, mean_sem_text
 from fci.codes import clause_channels
 from fci.metrics import (
     accuracy_per_parameter,
@@ -82,6 +83,8 @@ __all__ = [
     "CONFIG_KEYS",
     "default_train",
     "make_specs",
+    "trial_keys",
+    "train_shared",
     "model_row",
     "condition_stats",
     "pooled_stats",
@@ -218,12 +221,37 @@ def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int) ->
     return out
 
 
+def trial_keys(specs: Sequence[FPESpec]) -> list[list[str]]:
+    """The store keys of every model of each trial (dense first)."""
+    return [[config_key(c) for c in entry_configs(s).values()] for s in specs]
+
+
+def train_shared(specs: Sequence[FPESpec], store: Store, device: torch.device | str = "auto", progress: bool = True) -> int:
+    """Train the trials of `specs` that are not stored, splitting the work with
+    any other process on the same store (`Store.share`: a claim per model, a
+    crashed owner's claims expire and are taken over). Returns how many trials
+    this process trained; afterwards every model is in the store."""
+    specs = list(specs)
+
+    def run(idx: list[int]) -> None:
+        run_fpe([specs[i] for i in idx], device=device, progress=progress, store=store)
+
+    return len(store.share(trial_keys(specs), run))
+
+
 def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
     """A trial's identity for sharding: its dense model's store config."""
     return entry_configs(item[0])[("dense", 1)]
 
 
 # --------------------------------------------------------------------------- per-model rows
+
+
+def _width(spec: FPESpec) -> int:
+    """The hidden width of a one-hidden-layer trial (every sweep of these studies)."""
+    if not isinstance(spec.hidden, int):
+        raise ValueError(f"these studies train one hidden layer, got hidden={spec.hidden!r}")
+    return spec.hidden
 
 
 def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: ModelResult,
@@ -248,11 +276,11 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     return {
         "condition": condition,
         "alpha": int(alpha),
-        "hidden": int(spec.hidden),
+        "hidden": _width(spec),
         "width": int(res.model.hidden[0]),
         "n_clauses": task.n_clauses,
         "clause_size": task.clause_size,
-        "n_vars": task.n_vars,
+        "n_vars": task.n_vars,  # type: ignore[has-type]  # fci.tasks does not type-check yet
         "trial": int(trial),
         "seed": int(spec.seed),
         "accuracy": float(res.test_accuracy),
@@ -371,7 +399,7 @@ def loss_curves(results: Iterable[tuple[FPEResult, int]]) -> pd.DataFrame:
     for res, _ in results:
         t = res.task
         for cond, alpha, mr in _conditions(res):
-            key = (t.n_clauses, t.clause_size, int(res.spec.hidden), cond, int(alpha))
+            key = (t.n_clauses, t.clause_size, _width(res.spec), cond, int(alpha))
             curves.setdefault(key, []).append(list(mr.train_loss))
             offsets[key] = 0 if cond == "dense" else res.spec.train.warmup
     out = []
@@ -423,7 +451,7 @@ def convergence(curves: pd.DataFrame, window: float = 0.1) -> dict[str, Any]:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Package versions, interpreter, machine, device and the code's commit."""
-    pkgs = {}
+    pkgs: dict[str, str | None] = {}
     for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
         try:
             pkgs[name] = importlib.metadata.version(name)
@@ -480,7 +508,7 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
     """Write through a temporary file beside `path`, then rename into place."""
     path = Path(path)
     tmp = _tmp(path)
@@ -647,7 +675,7 @@ class Study:
 
 def contract_parser(name: str, description: str, epilog: str, quick_help: str, units: str) -> argparse.ArgumentParser:
     """The options every study takes (`units`: what --shard slices, e.g. "trials")."""
-    ap = argparse.ArgumentParser(prog=f"python -m analyses.{name}", description=description,
+    ap = OneLineParser(prog=f"python -m analyses.{name}", description=description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
@@ -718,13 +746,7 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Stud
         study.validate(ap, args)
     out = Path(args.out) if args.out is not None else Path(args.data) / "results" / study.name
     for flag, folder in (("--out", out), ("--data", Path(args.data))):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            ap.error(f"{flag} {str(folder)!r} is not a writable folder ({e.strerror or e})")
+        check_writable(ap, flag, folder)
     return level, device, out, Store(args.data), shard
 
 
@@ -748,12 +770,15 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
     items = make_specs(points, level, args.trials, args.seed)
     items = shard_items(items, shard, key=_shard_key)
     specs = [s for s, _ in items]
-    done = sum(all(store.has(config_key(c)) for c in entry_configs(s).values()) for s in specs)
+    groups = trial_keys(specs)
+    store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and retrained
+    done = sum(all(store.has(k) for k in g) for g in groups)
     n_models = sum(1 + len(s.expansions) for s in specs)
     log.info("%s: %d configurations x %d trials%s -> %d trials (%d models); %d trials already in %s",
              study.name, len(points), args.trials, f" (shard {args.shard})" if shard else "", len(specs), n_models, done, store.dir)
     t0 = time.perf_counter()
-    results = run_fpe(specs, device=device, progress=True, store=store)
+    trained = train_shared(specs, store, device)
+    results = run_fpe(specs, device=device, store=store)  # every model is stored now: this loads them
     train_s = time.perf_counter() - t0
     pairs = list(zip(results, [t for _, t in items]))
 
@@ -784,14 +809,14 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
         df = df.reset_index(drop=True)
 
     summary: dict[str, Any] = {"config": config, "environment": environment(device)}
-    summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": len(specs) - done, "loaded_trials": done,
+    summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": trained, "loaded_trials": len(specs) - trained,
                       "train_seconds": round(train_s, 2)}
     summary["run"]["backends"] = backends_of([r.provenance for res, _ in pairs for _, _, r in _conditions(res)] +
                                              [res.parent.provenance for res, _ in pairs])
     summary["run"]["mixed_backends"] = len(summary["run"]["backends"]) > 1
     if shard:
         csv = write_shard(df, summary, out, shard, t_start)
-        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({len(specs) - done} trained) -> {csv} "
+        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({trained} trained) -> {csv} "
               "(partial; run without --shard to write the figures)")
         return 0
 
@@ -829,6 +854,9 @@ def _print_table(study: Study, summary: dict[str, Any], out: Path, files: list[P
               "they agree to float rounding, not bit for bit")
     print(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
     for r in summary["pooled"]:
-        print(f"{label(r['condition'], r['alpha']):<14}{r['n_pairs']:>8}{r['accuracy_mean']:>11.4f} ± {r['accuracy_sem']:.4f}"
-              f"{100 * r['rel_improvement_mean']:>+13.2f}% ± {100 * r['rel_improvement_sem']:.2f}%{r['p']:>10.2g}")
+        n = r["n_pairs"]
+        acc = mean_sem_text(r["accuracy_mean"], r["accuracy_sem"], n)
+        rel = mean_sem_text(r["rel_improvement_mean"], r["rel_improvement_sem"], n, digits=2, scale=100, unit="%", sign=True)
+        p = f"{r['p']:.2g}" if np.isfinite(r["p"]) else "n/a"  # a paired t-test needs 2 pairs
+        print(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p:>10}")
     print(f"wrote {', '.join(p.name for p in files)} to {out}")

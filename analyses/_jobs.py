@@ -42,7 +42,7 @@ from analyses._common import (Level, _validate, contract_parser, environment, js
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 
-__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list"]
+__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list", "check_alphas"]
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,15 @@ def comma_list(ap: argparse.ArgumentParser, flag: str, text, kind=int, low=None,
     return tuple(vals)
 
 
+def check_alphas(ap: argparse.ArgumentParser, flag: str, alphas: Iterable[int], n_in: int, what: str) -> None:
+    """Refuse an expansion factor above the inputs a first-layer neuron has (`n_in`):
+    its children would be inert and the metrics undefined (NaN)."""
+    big = [a for a in alphas if a > n_in]
+    if big:
+        ap.error(f"{flag} values must be <= {n_in}, the inputs a first-layer neuron of {what} deals to its alpha "
+                 f"children (more children than inputs are always empty), got {', '.join(map(str, big))}")
+
+
 def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:
     ap = contract_parser(
         study.name, study.description,
@@ -199,16 +208,20 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     jobs = study.jobs(ctx)
     jobs = shard_items(jobs, shard, key=study.job_config)
     keys = [config_key(study.job_config(j)) for j in jobs]
+    store.heal(keys)  # a corrupt entry is quarantined (one warning) and rerun
     todo = [j for j, k in zip(jobs, keys) if not store.has(k)]
     log.info("%s: %d jobs%s; %d already in %s", study.name, len(jobs), f" (shard {args.shard})" if shard else "",
              len(jobs) - len(todo), store.dir)
     t0 = time.perf_counter()
-    if todo:
-        bar = tqdm(total=len(todo), desc=study.name, unit="job")
-        for job, rows, tensors in study.run(todo, ctx):
+    bar = tqdm(total=len(todo), desc=study.name, unit="job", disable=not todo)
+
+    def produce(idx: list[int]) -> None:
+        for job, rows, tensors in study.run([jobs[i] for i in idx], ctx):
             store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
             bar.update(1)
-        bar.close()
+
+    ran = store.share([[k] for k in keys], produce)  # claims split the jobs with other processes on this store
+    bar.close()
     train_s = time.perf_counter() - t0
     missing = [j for j, k in zip(jobs, keys) if not store.has(k)]
     if missing:
@@ -227,11 +240,11 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
         "caption": ctx.caption,
     }
     summary: dict[str, Any] = {"config": ctx.config, "environment": environment(device)}
-    summary["run"] = {"jobs": len(jobs), "trained_jobs": len(todo), "loaded_jobs": len(jobs) - len(todo),
+    summary["run"] = {"jobs": len(jobs), "trained_jobs": len(ran), "loaded_jobs": len(jobs) - len(ran),
                       "train_seconds": round(train_s, 2)}
     if shard:
         csv = write_shard(df, summary, out, shard, t_start)
-        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(todo)} run) -> {csv} "
+        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(ran)} run) -> {csv} "
               "(partial; run without --shard to write the figures)")
         return 0
 

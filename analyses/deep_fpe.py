@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, comma_list, run_job_study
+from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, run_job_study
 from fci.data import Dataset, boolean, digits
 from fci.expand import expand_layers
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
@@ -639,6 +639,9 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.width < 1:
         ap.error(f"--width must be >= 1, got {args.width}")
     args.alphas = list(comma_list(ap, "--alphas", args.alphas, kind=int, low=2))
+    n_in = {"boolean": BOOLEAN_TASK["n_clauses"] * BOOLEAN_TASK["clause_size"], "digits": 64}
+    for name in args.datasets:
+        check_alphas(ap, "--alphas", args.alphas, n_in[name], f"the {name} task")
 
 
 def jobs_hook(ctx: JobContext) -> list[dict[str, Any]]:

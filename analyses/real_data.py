@@ -55,7 +55,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import add_caption, add_metric_traces, label, style
-from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
+from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
 from fci.data import Dataset, digits, load_embeddings
 from fci.metrics import (
     accuracy_per_parameter,
@@ -251,6 +251,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         data = load_dataset(args)
     except ValueError as e:
         ap.error(str(e))
+    check_alphas(ap, "--alphas", _alphas(args), data.n_in, data.name)
     if data.loss != "ce":  # pragma: no cover - both sources are multi-class
         ap.error(f"{data.name}: this study trains multi-class softmax classifiers, got loss {data.loss!r}")
 

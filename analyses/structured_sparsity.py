@@ -35,7 +35,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import LEVELS, add_caption
-from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
+from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
 from fci.data import boolean
 from fci.expand import expand
 from fci.metrics import (
@@ -100,6 +100,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     except ValueError as e:
         ap.error(f"--nm: {e}")
     args.alphas = list(comma_list(ap, "--alphas", args.alphas, kind=int, low=2))
+    check_alphas(ap, "--alphas", args.alphas, N_CLAUSES * CLAUSE_SIZE, "the headline task")
     if args.every is not None and args.every < 1:
         ap.error(f"--every must be >= 1 (epochs), got {args.every}")
     if not 0 < args.fraction < 1:

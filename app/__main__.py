@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 from app.data import Explorer
+from fci._cli import OneLineParser, check_writable
 
 __all__ = ["main", "prepare"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m app", description=__doc__,
+    ap = OneLineParser(prog="python -m app", description=__doc__,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--data", default="data", help="results store root (runs live under DIR/store/)")
     ap.add_argument("--host", default="127.0.0.1")
@@ -44,7 +45,11 @@ def prepare(data_dir: str | Path, progress: bool = True) -> tuple[Explorer, bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        ap.error(f"--port must lie in [1, 65535], got {args.port}")
+    check_writable(ap, "--data", args.data)  # the demo is trained into it: refuse before training
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from app import create_app
 

@@ -5,26 +5,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 
 import numpy as np
 
+from fci._cli import OneLineParser, check_writable, flag_error, mean_sem_text
 from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
 from fci.expand import SPLITS
 from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity, trial_stats
 from fci.model import resolve_device
-from fci.store import Store
+from fci.store import Store, config_key
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, TrainConfig, run_fpe
+from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe
 
 
 def _p(value: str) -> float | str:
-    return value if value == "balanced" else float(value)
+    if value == "balanced":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] or 'balanced', got {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m fci", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = OneLineParser(prog="python -m fci", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = ap.add_argument_group("task (SPEC §1)")
     t.add_argument("--clauses", type=int, default=8, help="number of clauses C")
     t.add_argument("--clause-size", type=int, default=3, help="literals per clause k")
@@ -81,37 +88,67 @@ def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
 
 
 def _mean_sem(values) -> str:
-    s = trial_stats(np.asarray(values, dtype=float))
-    return f"{s['mean']:.4f} ± {s['sem']:.4f}"
+    """`mean ± s.e.` over trials; `mean (n=1)` for one trial, `n/a` where the
+    metric is undefined (cosine interference of a layer with < 2 non-zero neurons)."""
+    v = np.asarray(values, dtype=float)
+    s = trial_stats(v[np.isfinite(v)])
+    return mean_sem_text(s["mean"], s["sem"], int(s["n"]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[str], list[FPESpec]]:
+    """Check every option before any work; a bad one exits (status 2) with one line naming it."""
+    for flag, value, low in (("--clauses", args.clauses, 1), ("--clause-size", args.clause_size, 1),
+                             ("--hidden", args.hidden, 1), ("--alpha", args.alpha, 1), ("--trials", args.trials, 1),
+                             ("--train-samples", args.train_samples, 1), ("--test-samples", args.test_samples, 1),
+                             ("--batch-size", args.batch_size, 1), ("--warmup", args.warmup, 0),
+                             ("--finetune", args.finetune, 0)):
+        if value < low:
+            ap.error(f"{flag} must be an integer >= {low}, got {value}")
+    if args.vars is not None and args.vars < 1:
+        ap.error(f"--vars must be an integer >= 1, got {args.vars}")
+    if args.threshold is not None and not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
+        ap.error(f"--threshold is a fraction of each neuron's max|w| in [0, 1] (omit it for 'auto'), got {args.threshold}")
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
+        ap.error(f"--splits takes distinct names from {','.join(SPLITS)}, got {args.splits!r}")
     try:
-        splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-        bad = [s for s in splits if s not in SPLITS]
-        if bad or not splits:
-            raise ValueError(f"--splits must name some of {SPLITS}, got {args.splits!r}")
-        if args.trials < 1:
-            raise ValueError(f"--trials must be >= 1, got {args.trials}")
-        device = resolve_device(args.device)
         task = TaskConfig(
             n_clauses=args.clauses, clause_size=args.clause_size, n_vars=args.vars, layout=args.layout,
             negation_prob=args.negation_prob, outputs=args.outputs, p=args.p,
             n_train=args.train_samples, n_test=args.test_samples,
         )
-        train = TrainConfig(lr=args.lr, batch_size=args.batch_size, warmup=args.warmup, finetune=args.finetune, weight_decay=args.weight_decay)
-        specs = [
-            FPESpec(task=task, hidden=args.hidden, seed=args.seed + t, expansions=tuple((s, args.alpha) for s in splits), train=train)
-            for t in range(args.trials)
-        ]
+        train = TrainConfig(lr=args.lr, batch_size=args.batch_size, warmup=args.warmup, finetune=args.finetune,
+                            weight_decay=args.weight_decay)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        flag_error(ap, e)
+    n_vars = task.resolved_n_vars
+    if args.alpha > n_vars:
+        ap.error(f"--alpha must lie in [1, n={n_vars}] (a parent neuron has n inputs to deal to its alpha children; "
+                 f"with more children than inputs some are always empty), got {args.alpha}")
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"--device: {e}")
+    check_writable(ap, "--data", args.data)
+    specs = [
+        FPESpec(task=task, hidden=args.hidden, seed=args.seed + t, expansions=tuple((s, args.alpha) for s in splits), train=train)
+        for t in range(args.trials)
+    ]
+    return splits, specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    splits, specs = validate(ap, args)
+    device = args.device
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = Store(args.data)
     t0 = time.perf_counter()
-    results = run_fpe(specs, device=device, progress=True, store=store)
+    groups = [[config_key(c) for c in entry_configs(s).values()] for s in specs]
+    store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and retrained
+    store.share(groups, lambda idx: run_fpe([specs[i] for i in idx], device=device, progress=True, store=store))
+    results = run_fpe(specs, device=device, store=store)  # everything is stored now: this loads
     elapsed = time.perf_counter() - t0
 
     rows = [("dense", [r.dense for r in results])]

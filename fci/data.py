@@ -90,6 +90,11 @@ class Dataset:
             out.append(t.unsqueeze(0).expand(n_models, *t.shape))
         return tuple(out)
 
+    def __repr__(self) -> str:
+        kind = "classes" if self.loss == "ce" else "outputs"
+        return (f"Dataset({self.name!r}: {self.n_train} train / {self.n_test} test, {self.n_in} inputs, "
+                f"{self.n_out} {kind}, loss {self.loss!r})")
+
     def describe(self) -> str:
         return (f"{self.name}: {self.n_train} train / {self.n_test} test samples, {self.n_in} inputs, "
                 f"{self.n_out} {'classes' if self.loss == 'ce' else 'outputs'}")
@@ -125,8 +130,9 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
 def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Dataset:
     """Embeddings from an `.npz` with `X_train`, `y_train`, `X_test`, `y_test`.
 
-    Labels may be any integers or strings; they are mapped to class ids
-    0..K-1 in sorted order over both splits. With `standardize`, features are
+    Labels are integers (integral floats such as 1.0 count) or strings; the
+    training labels are mapped to class ids 0..K-1 in sorted order, and every
+    test label must be one of them. With `standardize`, features are
     centred and scaled by the training split's mean and standard deviation.
     Raises ValueError naming the file and the missing or malformed key."""
     path = os.fspath(path)
@@ -158,10 +164,19 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
             raise ValueError(f"{path}: X_{part} has {len(arrays[f'X_{part}'])} rows but y_{part} has {len(arrays[f'y_{part}'])}")
     if arrays["X_train"].shape[1] != arrays["X_test"].shape[1]:
         raise ValueError(f"{path}: X_train has {arrays['X_train'].shape[1]} features but X_test has {arrays['X_test'].shape[1]}")
-    classes, ids = np.unique(np.concatenate([arrays["y_train"], arrays["y_test"]]), return_inverse=True)
+    ytr, yte = (_labels(path, k, arrays[k]) for k in ("y_train", "y_test"))
+    if (ytr.dtype.kind in "US") != (yte.dtype.kind in "US"):
+        raise ValueError(f"{path}: y_train holds {_kind(ytr)} but y_test holds {_kind(yte)}; labels must be of one kind")
+    classes = np.unique(ytr)
     if len(classes) < 2:
-        raise ValueError(f"{path}: the labels hold a single class ({classes.tolist()}); need at least 2")
-    n_tr = len(arrays["y_train"])
+        raise ValueError(f"{path}: y_train holds a single class ({classes.tolist()}); need at least 2")
+    unseen = np.setdiff1d(np.unique(yte), classes)
+    if len(unseen):
+        shown = unseen[:10].tolist()
+        raise ValueError(f"{path}: y_test holds labels that y_train never shows: {shown}{' ...' if len(unseen) > 10 else ''} "
+                         f"(allowed: the training labels {classes[:10].tolist()}{' ...' if len(classes) > 10 else ''})")
+    ids = np.concatenate([np.searchsorted(classes, ytr), np.searchsorted(classes, yte)])
+    n_tr = len(ytr)
     xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
     if standardize:
         mu, sd = xtr.mean(0), xtr.std(0)
@@ -175,6 +190,26 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
         loss="ce",
         info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize},
     )
+
+
+def _kind(y: np.ndarray) -> str:
+    return "strings" if y.dtype.kind in "US" else "numbers"
+
+
+def _labels(path: str, key: str, y: np.ndarray) -> np.ndarray:
+    """Class labels as integers or strings; integral floats (1.0) become integers,
+    anything else (0.5, NaN, complex, bytes of other kinds) is refused naming `key`."""
+    if y.dtype.kind in "US":
+        return y.astype(str)
+    if y.dtype.kind in "biu":
+        return y.astype(np.int64)
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ValueError(f"{path}: {key} must hold class labels, integers or strings; got non-integral "
+                             f"numbers such as {y[bad][:3].tolist()}")
+        return y.astype(np.int64)
+    raise ValueError(f"{path}: {key} must hold class labels, integers or strings; got dtype {y.dtype}")
 
 
 def boolean(config: TaskConfig | None = None, seed: int = 0) -> Dataset:

@@ -8,6 +8,8 @@ by global magnitude so the non-zero parameter count is unchanged.
 from __future__ import annotations
 
 import logging
+import sys
+import types
 from typing import Sequence
 
 import numpy as np
@@ -284,3 +286,16 @@ def expand_layers(
     out.expansion_info = {"alpha": alpha, "split": splits[0] if len(splits) == 1 else "+".join(splits), "layers": infos,
                           "pruned": sum(i["pruned"] for i in infos)}
     return out
+
+
+class _CallableModule(types.ModuleType):
+    """`fci.expand` is both this module and, called, its `expand` function. The
+    import system binds the submodule to the package attribute `fci.expand`, which
+    the top-level notebook name `fci.expand(model, ...)` shares; so the module
+    itself forwards calls, whatever was imported first."""
+
+    def __call__(self, *args, **kwargs):
+        return expand(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -383,15 +383,18 @@ def test_corrupt_entries_are_skipped_with_a_visible_warning(app_demo_dir, tmp_pa
     (store.path(clause_run.id) / "weights.safetensors").write_bytes(b"garbage")
     explorer = Explorer(tmp_path)
     cat = explorer.catalogue()
-    assert [r.id for r in cat.runs] == [clause_run.id]
-    assert len(cat.warnings) == 1 and random_run.id in cat.warnings[0] and "metrics.json" in cat.warnings[0]
+    # The store verifies checksums on load, so corrupt weights are caught when listing, like corrupt metrics.
+    assert cat.runs == []
+    assert len(cat.warnings) == 2
+    assert any(random_run.id in w and "metrics.json" in w for w in cat.warnings)
+    assert any(clause_run.id in w and "weights.safetensors" in w for w in cat.warnings)
     app = create_app(tmp_path, explorer=explorer)
     layout = json.dumps(app.layout().to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     assert "skipped a corrupt store entry" in layout
-    # The listed run whose weights are corrupt renders a message, not an exception.
+    # A link to the corrupt run renders a message, not an exception.
     page = render_page(explorer, ViewState(run=clause_run.id).to_search())
     assert page.analysis is None
-    assert any(level == "error" and "weights.safetensors" in text for level, text in page.messages)
+    assert any(level == "error" and clause_run.id in text for level, text in page.messages)
     status, _ = CallbackClient(app).update(ViewState(run=clause_run.id).to_search())
     assert status == 200
 

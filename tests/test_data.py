@@ -43,11 +43,11 @@ def _npz(path, **arrays):
 def test_embeddings_map_labels_and_standardise(tmp_path):
     rng = np.random.default_rng(0)
     xtr, xte = rng.normal(3, 2, (40, 5)), rng.normal(3, 2, (10, 5))
-    ytr = np.array(["cat", "dog"] * 20)
+    ytr = np.array(["cat", "dog", "eel", "dog"] * 10)
     yte = np.array(["dog", "cat", "eel", "cat", "dog", "cat", "dog", "cat", "dog", "cat"])
     d = load_embeddings(_npz(tmp_path / "emb.npz", X_train=xtr, y_train=ytr, X_test=xte, y_test=yte))
     assert d.info["classes"] == ["cat", "dog", "eel"] and d.n_out == 3
-    assert d.y_train[:2].tolist() == [0, 1] and d.y_test[2] == 2
+    assert d.y_train[:3].tolist() == [0, 1, 2] and d.y_test[:3].tolist() == [1, 0, 2]
     assert torch.allclose(d.x_train.mean(0), torch.zeros(5), atol=1e-5)
     assert torch.allclose(d.x_train.std(0, unbiased=False), torch.ones(5), atol=1e-4)
     # the test split uses the training statistics
@@ -73,6 +73,30 @@ def test_embeddings_missing_key_is_named(tmp_path, drop):
 def test_embeddings_malformed_arrays(tmp_path, arrays, match):
     with pytest.raises(ValueError, match=match):
         load_embeddings(_npz(tmp_path / "bad.npz", **arrays))
+
+
+def _labelled(tmp_path, ytr, yte):
+    return _npz(tmp_path / "emb.npz", X_train=np.zeros((len(ytr), 3)), y_train=np.asarray(ytr),
+                X_test=np.zeros((len(yte), 3)), y_test=np.asarray(yte))
+
+
+def test_embeddings_test_labels_must_be_training_labels(tmp_path):
+    """Train labels 0-2 and test labels 5-7 once ran and reported '6 classes'."""
+    with pytest.raises(ValueError, match=r"y_test holds labels that y_train never shows: \[5, 6, 7\].*\[0, 1, 2\]"):
+        load_embeddings(_labelled(tmp_path, [0, 1, 2] * 4, [5, 6, 7]))
+    with pytest.raises(ValueError, match=r"never shows: \['emu'\]"):
+        load_embeddings(_labelled(tmp_path, ["cat", "dog"] * 2, ["dog", "emu"]))
+
+
+def test_embeddings_labels_must_be_integral_or_strings(tmp_path):
+    with pytest.raises(ValueError, match=r"y_train must hold class labels, integers or strings; got non-integral numbers such as \[0.5"):
+        load_embeddings(_labelled(tmp_path, [0.5, 1.0, 0.5, 1.0], [1.0]))
+    with pytest.raises(ValueError, match="y_test must hold class labels.*nan"):
+        load_embeddings(_labelled(tmp_path, [0.0, 1.0], [np.nan]))
+    with pytest.raises(ValueError, match="y_train holds numbers but y_test holds strings"):
+        load_embeddings(_labelled(tmp_path, [0, 1], ["0"]))
+    d = load_embeddings(_labelled(tmp_path, [2.0, 7.0, 2.0], [7.0]))  # integral floats are integers
+    assert d.info["classes"] == ["2", "7"] and d.y_test.tolist() == [1] and d.n_out == 2
 
 
 def test_embeddings_missing_or_unreadable_file(tmp_path):

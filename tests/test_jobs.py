@@ -88,10 +88,13 @@ def test_an_interrupted_run_keeps_finished_jobs(tmp_path):
     study = _study(calls)
     boom = dict(study.__dict__)
 
-    def run(todo, ctx):
-        for k, out in enumerate(study.run(todo, ctx)):
-            if k == 5:
+    done = []
+
+    def run(todo, ctx):  # dies after 5 jobs (the runner may call it once per claimed batch)
+        for out in study.run(todo, ctx):
+            if len(done) == 5:
                 raise KeyboardInterrupt
+            done.append(out)
             yield out
 
     with pytest.raises(KeyboardInterrupt):
@@ -102,13 +105,22 @@ def test_an_interrupted_run_keeps_finished_jobs(tmp_path):
     assert sum(calls) == 7  # only the jobs that had not finished
 
 
-def test_a_corrupt_entry_is_named(tmp_path):
-    study = _study([])
+def test_a_corrupt_entry_is_named_quarantined_and_rerun(tmp_path, caplog):
+    calls = []
+    study = _study(calls)
     assert run_job_study(study, _args(tmp_path)) == 0
+    before = pd.read_csv(tmp_path / "out" / "results.csv")
     key = config_key(study.job_config({"x": 1, "seed": 0}))
     (tmp_path / "data" / "store" / key / "metrics.json").write_text("{not json")
-    with pytest.raises(Exception, match=rf"{key}.*metrics.json"):
-        run_job_study(study, _args(tmp_path))
+    calls.clear()
+    with caplog.at_level("WARNING", logger="fci.store"):
+        assert run_job_study(study, _args(tmp_path)) == 0
+    named = [r for r in caplog.records if key in r.getMessage()]
+    assert len(named) == 1 and "metrics.json" in named[0].getMessage() and "quarantine" in named[0].getMessage()
+    assert calls == [1]  # only that job ran again
+    (moved,) = Store(tmp_path / "data").quarantined()
+    assert (moved / "metrics.json").read_text() == "{not json"
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "results.csv"), before)
 
 
 # --------------------------------------------------------------------------- comma_list

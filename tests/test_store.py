@@ -64,7 +64,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     assert len(store.keys()) == 6
 
 
-def test_truncated_file_raises_error_naming_it(tmp_path):
+def test_truncated_file_raises_error_naming_it(tmp_path, caplog):
     store = Store(tmp_path)
     spec = tiny_spec()
     run_fpe([spec], device="cpu", store=store)
@@ -77,9 +77,15 @@ def test_truncated_file_raises_error_naming_it(tmp_path):
     mfile.write_text('{"test_accuracy": 0.')
     with pytest.raises(StoreError, match="metrics.json"):
         store.load(key)
-    with pytest.warns(UserWarning, match="metrics.json"):
-        listed = list(store.entries())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one message through logging, not a second one through warnings
+        with caplog.at_level("WARNING", logger="fci.store"):
+            listed = list(store.entries())
     assert len(listed) == 2 and key not in {e.key for e in listed}
+    skipped = [r for r in caplog.records if "metrics.json" in r.getMessage()]
+    assert len(skipped) == 1 and skipped[0].getMessage().startswith("skipping")
 
 
 def test_missing_entry_and_file(tmp_path):
@@ -134,14 +140,17 @@ def test_concurrent_writer_finishing_first_is_kept(tmp_path, monkeypatch):
     assert [p.name for p in store.dir.iterdir()] == [key]
 
 
-def test_incomplete_leftover_is_replaced(tmp_path):
+def test_incomplete_leftover_is_quarantined_and_replaced(tmp_path):
     store = Store(tmp_path)
     key = config_key({"a": 1})
     (store.dir / key).mkdir(parents=True)
     (store.dir / key / "config.json").write_text("{}")
     store.save({"a": 1}, {"m": 1}, {"w": torch.ones(1)})
     assert store.load(key).metrics == {"m": 1}
-    assert [p.name for p in store.dir.iterdir()] == [key]
+    assert sorted(p.name for p in store.dir.iterdir()) == [".quarantine", key]
+    (moved,) = store.quarantined()
+    assert moved.name.startswith(key) and (moved / "config.json").read_text() == "{}"
+    assert "metrics.json is missing" in (moved / "reason.txt").read_text()
 
 
 def test_adding_an_expansion_trains_only_the_new_children(tmp_path, monkeypatch):

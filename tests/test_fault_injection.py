@@ -1,0 +1,128 @@
+"""Fault injection: a study killed with SIGKILL at random points and resumed each
+time ends with a results.csv byte-identical to an uninterrupted run's (up to
+float32 rounding in the columns of STACK_DEPENDENT, see there).
+
+`python -m analyses.decoding --quick` (15 trials, 75 models, ~4 s) is killed 10
+times: five kills fall inside training, once the run holds claims and has stored
+a random number (1-25) of further models, so points are random in progress rather
+than in time and survive a loaded machine; five at a random moment of the whole
+run (start-up, loading, measuring, writing outputs). Each kill leaves whatever a
+SIGKILL leaves (temporary folders, claims of a dead process); the next run
+resumes. Byte identity needs training that does not depend on which trials
+share a stack, which the C kernel guarantees (the torch path does not), so the
+test needs the kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fci import _kernel
+from fci.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+KILLS = 10
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals"),
+]
+
+
+def _start(data: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "analyses.decoding", "--quick", "--device", "cpu",
+                             "--data", str(data), "--out", str(out)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(p: subprocess.Popen) -> None:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+
+
+#: Columns whose value depends, in the last float32 bit, on which models shared the
+#: evaluation stack: fci.train's `_evaluate` reduces the loss in float32 over an
+#: (M, B, O) tensor, and the reduction order changes with M. A resumed run stacks the
+#: remaining models differently, so these may differ by a few float32 ulps (seen: 2;
+#: allowed: 1e-5 relative, while a model trained differently moves them far more). The fix (reduce in
+#: float64, round once) is written up for the lead in the issue 15 note; with it,
+#: set this to () and the whole file must be byte-identical.
+STACK_DEPENDENT = ("test_loss",)
+
+
+def _assert_identical(got: bytes, want: bytes, log) -> None:
+    if got == want:
+        return
+    g, w = got.decode().splitlines(), want.decode().splitlines()
+    assert len(g) == len(w) and g[0] == w[0], log
+    cols = w[0].split(",")
+    for i, (a, b) in enumerate(zip(g[1:], w[1:]), 1):
+        ra, rb = a.split(","), b.split(",")
+        for c, va, vb in zip(cols, ra, rb):
+            if va == vb:
+                continue
+            assert c in STACK_DEPENDENT, f"row {i}, column {c}: {va} != {vb} ({log})"
+            fa, fb = float(va), float(vb)
+            assert abs(fa - fb) <= 1e-5 * abs(fb), f"row {i}, column {c}: {va} and {vb} differ beyond float32 rounding"
+
+
+def _claims_work(data: Path, pid: int) -> bool:
+    """Whether process `pid` holds a claim on the store (it has started training)."""
+    claims = data / "store" / ".claims"
+    for f in claims.glob("*") if claims.is_dir() else []:
+        try:
+            if json.loads(f.read_text()).get("pid") == pid:
+                return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def test_a_study_killed_at_random_points_resumes_to_identical_results(tmp_path):
+    if not _kernel.available():
+        pytest.skip("byte identity across different stackings needs the C training kernel (no compiler here)")
+    t0 = time.monotonic()
+    p = _start(tmp_path / "ref-data", tmp_path / "ref")
+    _finish(p)
+    full = time.monotonic() - t0
+    reference = (tmp_path / "ref" / "results.csv").read_bytes()
+
+    rng = random.Random(15)
+    data, out = tmp_path / "data", tmp_path / "out"
+    store = Store(data)
+    log = []
+    for k in range(KILLS):
+        p = _start(data, out)
+        t_start = time.monotonic()
+        start_entries = len(store.keys())
+        if k < KILLS // 2:  # at a random point of its training: after it has stored a random number of models
+            target = start_entries + rng.randint(1, 25)
+            while (p.poll() is None and not (_claims_work(data, p.pid) and len(store.keys()) >= target)
+                   and time.monotonic() - t_start < 120):
+                time.sleep(0.005)
+            delay = rng.uniform(0, 0.05)
+        else:  # a random moment of the whole run
+            delay = rng.uniform(0, full)
+        time.sleep(delay)
+        before = len(store.keys())
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=60)
+        log.append((k, round(delay, 2), p.returncode, before, len(store.keys())))
+    killed = [e for e in log if e[2] == -signal.SIGKILL]
+    assert len(killed) >= KILLS // 2, log  # most runs really died
+    assert any(0 < e[4] < 75 for e in killed), log  # at least one died with the store half-filled
+
+    _finish(_start(data, out))
+    _assert_identical((out / "results.csv").read_bytes(), reference, log)
+    assert store.verify() == {} or all(k.startswith(".") for k in store.verify())  # only dead writers' temp folders
+    assert len(store.keys()) == 75 and not store.quarantined()
