@@ -1,6 +1,5 @@
 """Fault injection: a study killed with SIGKILL at random points and resumed each
-time ends with a results.csv byte-identical to an uninterrupted run's (up to
-float32 rounding in the columns of STACK_DEPENDENT, see there).
+time ends with a results.csv byte-identical to an uninterrupted run's.
 
 `python -m analyses.decoding --quick` (15 trials, 75 models, ~4 s) is killed 10
 times: five kills fall inside training, once the run holds claims and has stored
@@ -49,14 +48,10 @@ def _finish(p: subprocess.Popen) -> None:
     assert p.returncode == 0, err[-3000:]
 
 
-#: Columns whose value depends, in the last float32 bit, on which models shared the
-#: evaluation stack: fci.train's `_evaluate` reduces the loss in float32 over an
-#: (M, B, O) tensor, and the reduction order changes with M. A resumed run stacks the
-#: remaining models differently, so these may differ by a few float32 ulps (seen: 2;
-#: allowed: 1e-5 relative, while a model trained differently moves them far more). The fix (reduce in
-#: float64, round once) is written up for the lead in the issue 15 note; with it,
-#: set this to () and the whole file must be byte-identical.
-STACK_DEPENDENT = ("test_loss",)
+#: Columns allowed to differ in the last float32 bits between a resumed and an
+#: uninterrupted run: none. (The test loss used to, when `_evaluate` reduced it in
+#: float32 over a stack whose size a resume changes; it now reduces in float64.)
+STACK_DEPENDENT: tuple[str, ...] = ()
 
 
 def _assert_identical(got: bytes, want: bytes, log) -> None:

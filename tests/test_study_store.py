@@ -13,7 +13,7 @@ import pytest
 
 from analyses import decoding
 from fci.store import Store
-from test_fault_injection import _assert_identical  # byte identity, up to fci.train's stack-dependent test_loss rounding
+from test_fault_injection import _assert_identical  # byte identity, with a per-cell message
 from test_store_heal import CORRUPTIONS, NAMED
 
 ROOT = Path(__file__).resolve().parents[1]

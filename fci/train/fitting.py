@@ -100,17 +100,30 @@ def evaluate(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str 
         return _evaluate(stack, x, y, loss, chunk)
 
 
+def _summed_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """(M,) each model's loss summed over the batch (mean over outputs for BCE),
+    reduced in float64 so that its value does not depend on how many models share
+    the stack: float32 reductions over (M, B, O) change their order with M, and a
+    resumed or sharded study would then differ from an uninterrupted one."""
+    if loss == "bce":
+        terms = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
+        return terms.double().sum((1, 2)) / terms.shape[2]
+    M, B, O = logits.shape
+    terms = torch.nn.functional.cross_entropy(logits.reshape(M * B, O), y.reshape(M * B).long(),
+                                              reduction="none").view(M, B)
+    return terms.double().sum(1)
+
+
 def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
     dtype = stack.weights[0].dtype
     M, N = x.shape[:2]
     correct = torch.zeros(M, device=x.device)
     exact = torch.zeros(M, device=x.device)
-    total_loss = torch.zeros(M, device=x.device)
+    total_loss = torch.zeros(M, device=x.device, dtype=torch.float64)
     for s in range(0, N, chunk):
         xb, yb = x[:, s : s + chunk].to(dtype), y[:, s : s + chunk]
         logits = stack(xb)
-        n = xb.shape[1]
-        total_loss += per_model_loss(logits, yb, loss) * n
+        total_loss += _summed_loss(logits, yb, loss)
         if loss == "bce":
             right = (logits > 0) == (yb > 0.5)
             correct += right.float().mean(2).sum(1)
@@ -119,7 +132,7 @@ def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
             right = (logits.argmax(2) == yb.long()).float()
             correct += right.sum(1)
             exact += right.sum(1)
-    return {"accuracy": (correct / N).cpu(), "exact_match": (exact / N).cpu(), "loss": (total_loss / N).cpu()}
+    return {"accuracy": (correct / N).cpu(), "exact_match": (exact / N).cpu(), "loss": (total_loss / N).float().cpu()}
 
 
 def train_models(
