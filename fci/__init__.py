@@ -33,6 +33,11 @@ _EXPORTS: dict[str, str] = {
     "collision_matrix": "fci.codes",
     "collision_graph": "fci.codes",
     "decode": "fci.codes",
+    "decode_function": "fci.codes",
+    "network_predictions": "fci.codes",
+    "clause_recovery": "fci.codes",
+    "circuit_agreement": "fci.codes",
+    "ceiling_agreement": "fci.codes",
     # the FPE schedule
     "TrainConfig": "fci.train",
     "FPESpec": "fci.train",
@@ -50,7 +55,18 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from fci.codes import clause_channels, collision_graph, collision_matrix, decode, sign_codes  # noqa: F401
+    from fci.codes import (  # noqa: F401
+        ceiling_agreement,
+        circuit_agreement,
+        clause_channels,
+        clause_recovery,
+        collision_graph,
+        collision_matrix,
+        decode,
+        decode_function,
+        network_predictions,
+        sign_codes,
+    )
     from fci.data import Dataset, boolean, digits, load_embeddings  # noqa: F401
     from fci.expand import expand  # noqa: F401
     from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401

@@ -18,7 +18,7 @@ from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
 from fci.train import backends as _backends
 from fci.train.backends import Backend, FitState
 from fci.train.config import TrainConfig
-from fci.train.maths import check_fit_inputs, epoch_perms, one_thread_unless, per_model_loss, step_flops
+from fci.train.maths import check_fit_inputs, epoch_perms, one_thread_unless, step_flops
 from fci.train.provenance import provenance
 from fci.train.results import ModelResult
 
