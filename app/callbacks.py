@@ -27,6 +27,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, no_up
 from app import panels
 from app.data import FILTERS, MODELS, Explorer
 from app.layout import filter_id
+from app.state import AUTO
 from app.views import (
     CLICK_GRAPHS,
     RENDER_GRAPHS,
@@ -57,6 +58,8 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
     outputs = [
         Output("url", "search"),
         *(Output(c, "value") for c in CONTROLS),
+        Output("threshold-auto", "value"),
+        Output("threshold", "disabled"),
         Output("clause", "options"),
         Output("layer", "options"),
         *(Output(g, "clickData") for g in CLICK_GRAPHS),
@@ -83,6 +86,7 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         *outputs,
         Input("url", "search"),
         *(Input(c, "value") for c in CONTROLS),
+        Input("threshold-auto", "value"),
         *(Input(g, "clickData") for g in CLICK_GRAPHS),
         Input({"type": panels.ROW_TYPE, "index": ALL}, "n_clicks"),
         State("drawn", "data"),
@@ -106,15 +110,17 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         parts, part_digests = part_updates({
             "clause-options": clause_options(explorer, shown.run), "layer-options": layer_options(page.n_layers),
             "metrics": page.metrics, "compare-metrics": page.compare_metrics, "table": page.table,
-            "decoded": panels.decoded_readings(page.analysis) if page.analysis is not None else None,
+            "decoded": page.decoded,
             "summary": page.summary, "compare-summary": page.compare_summary,
         }, drawn)
         digests.update(part_digests)
+        auto = shown.threshold == AUTO  # the slider keeps its last fraction, greyed out
         a = page.analysis
         clauses = _HIDDEN if a is not None and not page.has_clauses else {}
         return (
             new_search if new_search != search else no_update,
-            shown.run, shown.clause, shown.threshold, shown.view, shown.layer, shown.compare,
+            shown.run, shown.clause, no_update if auto else shown.threshold, shown.view, shown.layer, shown.compare,
+            [AUTO] if auto else [], auto,
             parts["clause-options"], parts["layer-options"],
             *(None if g == trigger else no_update for g in CLICK_GRAPHS),
             panels.messages(page.messages), parts["summary"], parts["compare-summary"],
