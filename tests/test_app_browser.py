@@ -219,6 +219,13 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
                                                                                 for t in reading.outputs[0].terms]
         missed = dash_duo.find_element(f"#decoded-missed-{slot}-0").text
         assert missed.endswith(", ".join(f"c{c}" for c in reading.outputs[0].missed) or "none")
+    # The documentation's picture of the decoded readings (docs/explorer/decoded.png).
+    dash_duo.driver.set_window_size(1600, 2000)
+    panel = dash_duo.find_element("#decoded")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", panel)
+    time.sleep(0.3)
+    (DOCS / "explorer").mkdir(parents=True, exist_ok=True)
+    assert panel.screenshot(str(DOCS / "explorer" / "decoded.png"))
     metrics = dash_duo.find_element("#metrics-table").text
     assert "ceiling: OR of the true clauses" in metrics and f"{run.reading('child').ceiling:.3f}" in metrics
     # The threshold defaults to auto (the slider greyed out); unticking it gives a fraction.
