@@ -616,6 +616,7 @@ class LoadedRun:
     input_names: list[str] = field(default_factory=list)
     out_labels: list[str] = field(default_factory=list)
     _readings: dict[str, NetworkReading] = field(default_factory=dict, repr=False, compare=False)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # panels of the run (app.views)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property

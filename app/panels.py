@@ -15,7 +15,7 @@ from typing import Any
 
 from dash import html
 
-from app.data import ModelData, OutputReading, RunAnalysis, TermReading
+from app.data import LoadedRun, ModelData, OutputReading, RunAnalysis, TermReading
 
 __all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "messages", "metrics_table", "run_summary"]
 
@@ -81,8 +81,8 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
         body += [
             row("agreement, decoded function", [_fmt(readings[n].agreement) for n in names],
                 "decode_function's circuit (what the network computes) vs the network's own test-set outputs"),
-            row("agreement, static decode", [_fmt(c[n].agreement) for n in names],
-                f"the circuit the weights code (decode, {_threshold_text(analysis)}) vs the network's test-set outputs"),
+            row(f"agreement, static decode ({_threshold_text(analysis)})", [_fmt(c[n].agreement) for n in names],
+                "the circuit the weights code (fci.codes.decode) vs the network's own test-set outputs"),
             row("ceiling: OR of the true clauses", [_fmt(readings[n].ceiling) for n in names],
                 "the task's true formula vs the network's own test-set outputs"),
             row("decoded terms, function (recovery F1)",
@@ -133,23 +133,23 @@ def _output_reading(out: OutputReading, slot: str, many: bool) -> list[Any]:
         items.append(html.Table([html.Thead(head), html.Tbody(rows)], className="terms",
                                 id=f"decoded-terms-{slot}-{out.output}"))
     items.append(html.P([
-        html.Span(f"uncovered positive mass {_fmt(out.uncovered)}", title="fraction of the network's positive inputs "
-                  "(uniform inputs; all 2^n when n ≤ 14) that no term covers"),
-        f" · network positive rate {_fmt(out.positive_rate)} · agreement on the decoder's inputs "
-        f"{_fmt(out.sample_agreement)}"]))
+        html.Span(f"uncovered positive mass {_fmt(out.uncovered)}", className="uncovered"),
+        " (of the inputs where the network outputs 1, the fraction no term covers; uniform inputs, all 2ⁿ when "
+        f"n ≤ 14) · network positive rate {_fmt(out.positive_rate)} · circuit agreement on those inputs "
+        f"{_fmt(out.sample_agreement)}"], id=f"decoded-uncovered-{slot}-{out.output}"))
     missed = ", ".join(f"c{c}" for c in out.missed)
     items.append(html.P(["true clauses no term fires on: ", html.Span(missed, className="missed") if missed else "none"],
                         id=f"decoded-missed-{slot}-{out.output}"))
     return items
 
 
-def decoded_readings(analysis: RunAnalysis) -> list[Any]:
+def decoded_readings(run: LoadedRun) -> list[Any]:
     """Per network, what it computes (`fci.codes.decode_function`): per output its
     decoded terms with their precision and certificates, which true clause each term
     is, which true clauses no term fires on, the uncovered positive mass; and the
-    circuit's test-set agreement with the network beside the static decode's and the
-    ceiling (the OR of the true clauses)."""
-    run = analysis.run
+    circuit's test-set agreement with the network beside the ceiling (the OR of the
+    true clauses). Independent of the sign threshold: the static decode's agreement
+    is in `metrics_table`."""
     if not run.has_clauses:
         return [html.P(f"Decoding reads Boolean tasks: the {run.info.dataset} data have no clauses to read the "
                        "networks against.", className="note", id="decoded-none")]
@@ -158,12 +158,11 @@ def decoded_readings(analysis: RunAnalysis) -> list[Any]:
         reading = run.reading(slot)
         assert reading is not None
         body: list[Any] = [html.H3(m.title)]
-        static = analysis.codes[slot]
         body.append(html.P([
             "agreement with the network (test set): ",
             html.B(f"decoded function {_fmt(reading.agreement)}"),
-            f" · static decode {_fmt(static.agreement)} ({_threshold_text(analysis)}) · ",
-            html.Span(f"ceiling {_fmt(reading.ceiling)}", title="the OR of the true clauses against the network"),
+            " beside the ",
+            html.B(f"ceiling {_fmt(reading.ceiling)}"),
             " (the OR of the true clauses)"], id=f"decoded-agreement-{slot}"))
         if reading.circuit is None:
             body.append(html.P(f"decode_function cannot read this network: {reading.reason}", className="note"))
@@ -174,9 +173,10 @@ def decoded_readings(analysis: RunAnalysis) -> list[Any]:
             for out in reading.outputs:
                 body += _output_reading(out, slot, len(reading.outputs) > 1)
         blocks.append(html.Div(body, className=f"decoded-net col-{slot}", id=f"decoded-{slot}"))
-    return [html.P("Each network read as what it computes: per output an OR of short terms, from inputs the decoder "
-                   "draws itself (never the task's data). Precision: P(output 1 | term), the other inputs uniform.",
-                   className="note"),
+    return [html.P("Each network read as what it computes (fci.codes.decode_function): per output an OR of terms of "
+                   "at most 3 literals, from inputs the decoder draws itself, never the task's data. Precision: "
+                   "P(output 1 | term), the other inputs uniform. What the weights code (the static decode, at the "
+                   "sign threshold) is in the table above and per clause.", className="note"),
             html.Div(blocks, className="decoded-grid")]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from dash import Patch, no_update
 
 from app import figures, panels
-from app.data import MODELS, Catalogue, Explorer, RunAnalysis, RunError
+from app.data import MODELS, Catalogue, Explorer, LoadedRun, RunAnalysis, RunError
 from app.state import AUTO, DEFAULT_FRACTION, THRESHOLD_MAX, VIEWS, ViewState, url_problem
 
 __all__ = [
@@ -177,7 +177,7 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         detail=panels.clause_detail(analysis, clause),
         # the browser marks the selected row (assets/highlight.js), so the table does not depend on the clause
         table=_memo(analysis, "table", lambda: panels.clause_table(analysis, None)),
-        decoded=_memo(analysis, "decoded", lambda: panels.decoded_readings(analysis)),
+        decoded=_memo(run, "decoded", lambda: panels.decoded_readings(run)),  # the same at every threshold
         titles={n: (run.models[n].title if n in run.models else "") for n in MODELS},
         compare_titles=compare_titles,
         has_clauses=run.has_clauses,
@@ -188,8 +188,8 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
     )
 
 
-def _memo(analysis: RunAnalysis, name: str, make) -> Any:
-    """A panel drawn once per analysis (it is cached with the analysis). Its
+def _memo(analysis: RunAnalysis | LoadedRun, name: str, make) -> Any:
+    """A panel drawn once per analysis or run (it is cached with it). Its
     digest for `part_updates` is a token unique to this process and panel, so a
     panel tens of kB large is not serialised twice to learn that it changed."""
     if name not in analysis.memo:

@@ -513,7 +513,7 @@ def test_demo_readings_are_the_fci_numbers_and_decoded_once(demo, run_id):
 
 def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_id):
     analysis = demo.analysis(run_id, "auto")
-    text = json.dumps(panels.decoded_readings(analysis), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     run = analysis.run
     for slot in run.models:
         reading = run.reading(slot)
@@ -521,6 +521,8 @@ def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_
         assert f"decoded-terms-{slot}-0" in text
         for t in reading.outputs[0].terms:
             assert t.text in text
+    for slot in run.models:
+        assert f"uncovered positive mass {run.reading(slot).outputs[0].uncovered:.3f}" in text
     child = run.reading("child").outputs[0]
     matched = [t for t in child.terms if t.matches is not None]
     assert matched and f"= c{matched[0].matches}" in text
@@ -541,3 +543,24 @@ def test_clause_table_readouts_use_the_biases(demo, run_id):
     rows = demo.analysis(run_id, "auto").codes["child"].rows
     assert rows == clause_table(m.W1, m.W2, run.clauses, threshold="auto", b1=m.b1)
     assert np.array_equal(m.b1, m.model.effective_weights()[0][1].numpy())
+
+
+def test_per_clause_outputs_are_read_per_output(tmp_path):
+    """A task with one output per clause: the panel reads each output apart, each
+    against its own true clause, and the ceiling is ceiling_agreement's."""
+    from fci.codes import ceiling_agreement
+
+    run_fpe([tiny_spec(hidden=4, expansions=(("clause", 2),), outputs="clauses")], device="cpu", store=Store(tmp_path))
+    explorer = Explorer(tmp_path)
+    (info,) = explorer.catalogue().runs
+    analysis = explorer.analysis(info.id, "auto")
+    run = analysis.run
+    assert run.task.n_outputs == run.n_clauses > 1
+    text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    for slot, m in run.models.items():
+        reading = run.reading(slot)
+        assert [o.true_clauses for o in reading.outputs] == [(c,) for c in range(run.n_clauses)]
+        assert reading.ceiling == ceiling_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+        for o in reading.outputs:
+            assert f"output y{o.output} (true: OR of c{o.output})" in text
+            assert all(t.matches in (None, o.output) for t in o.terms), "a term matches only its output's clause"

@@ -237,9 +237,12 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
     dash_duo.driver.find_element("css selector", "#threshold-auto input").click()
     _wait(lambda: f"threshold={DEFAULT_FRACTION:g}" in dash_duo.driver.current_url, what="a numeric threshold")
     _wait(lambda: not dash_duo.driver.execute_script(disabled), what="the slider enabled")
-    _wait(lambda: f"({DEFAULT_FRACTION:g} of each neuron's max|w|)" in dash_duo.find_element("#decoded-child").text
-          or f"threshold {DEFAULT_FRACTION:g} of each neuron" in dash_duo.find_element("#decoded-child").text,
-          what="the static decode at the new threshold")
+    codes = app.explorer.analysis(run_id, DEFAULT_FRACTION).codes
+    label = f"agreement, static decode (threshold {DEFAULT_FRACTION:g} of each neuron's max|w|)"
+    rows_js = ("return Array.from(document.querySelectorAll('#metrics-table tr'))"
+               ".map(r => Array.from(r.children).map(c => c.textContent));")
+    _wait(lambda: [label, *(f"{codes[n].agreement:.3f}" for n in run.models)]
+          in dash_duo.driver.execute_script(rows_js), what="the static decode's agreement at the new threshold")
     _no_severe(dash_duo)
 
 
