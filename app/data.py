@@ -657,6 +657,8 @@ class LoadedRun:
                 m = self.models[slot]
                 assert m.predictions is not None
                 try:
+                    if m.model is None:
+                        raise ValueError("the network's model is not loaded")
                     circuit, seconds = _decoded(m.model)
                 except ValueError as e:  # e.g. a deep net: decode_function reads one hidden layer
                     self._readings[slot] = NetworkReading(

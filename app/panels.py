@@ -15,7 +15,7 @@ from typing import Any
 
 from dash import html
 
-from app.data import LoadedRun, ModelData, OutputReading, RunAnalysis, TermReading
+from app.data import LoadedRun, ModelData, NetworkReading, OutputReading, RunAnalysis, TermReading
 
 __all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "messages", "metrics_table", "run_summary"]
 
@@ -77,7 +77,7 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
     if run.has_clauses:
         c = analysis.codes
         C = run.n_clauses
-        readings = {n: run.reading(n) for n in names}
+        readings = {n: _reading(run, n) for n in names}
         body += [
             row("agreement, decoded function", [_fmt(readings[n].agreement) for n in names],
                 "decode_function's circuit (what the network computes) vs the network's own test-set outputs"),
@@ -86,8 +86,8 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
             row("ceiling: OR of the true clauses", [_fmt(readings[n].ceiling) for n in names],
                 "the task's true formula vs the network's own test-set outputs"),
             row("decoded terms, function (recovery F1)",
-                [f"{len(readings[n].circuit.clauses)} ({_fmt(readings[n].recovery_f1, 2)})"
-                 if readings[n].circuit is not None else "—" for n in names]),
+                [f"{len(circuit.clauses)} ({_fmt(readings[n].recovery_f1, 2)})"
+                 if (circuit := readings[n].circuit) is not None else "—" for n in names]),
             row("decoded clauses, static (recovery F1)",
                 [f"{c[n].n_decoded} ({_fmt(c[n].recovery_f1, 2)})" for n in names]),
             row("clauses with a channel", [f"{sum(1 for r in c[n].rows if r['channel'])} / {C}" for n in names]),
@@ -96,6 +96,13 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
         ]
     head = html.Tr([html.Th(""), *(html.Th(m[n].title) for n in names)])
     return html.Table([html.Thead(head), html.Tbody(body)], className="metrics", id=table_id)
+
+
+def _reading(run: LoadedRun, slot: str) -> NetworkReading:
+    """A network's functional reading (the run has clauses)."""
+    reading = run.reading(slot)
+    assert reading is not None, "decoding reads Boolean tasks"
+    return reading
 
 
 def _threshold_text(analysis: RunAnalysis) -> str:
@@ -134,9 +141,9 @@ def _output_reading(out: OutputReading, slot: str, many: bool) -> list[Any]:
                                 id=f"decoded-terms-{slot}-{out.output}"))
     items.append(html.P([
         html.Span(f"uncovered positive mass {_fmt(out.uncovered)}", className="uncovered"),
-        " (of the inputs where the network outputs 1, the fraction no term covers; uniform inputs, all 2ⁿ when "
-        f"n ≤ 14) · network positive rate {_fmt(out.positive_rate)} · circuit agreement on those inputs "
-        f"{_fmt(out.sample_agreement)}"], id=f"decoded-uncovered-{slot}-{out.output}"))
+        (" (of the inputs where the network outputs 1, the fraction no term covers; uniform inputs, all 2ⁿ when "
+         f"n ≤ 14) · network positive rate {_fmt(out.positive_rate)} · circuit agreement on those inputs "
+         f"{_fmt(out.sample_agreement)}")], id=f"decoded-uncovered-{slot}-{out.output}"))
     missed = ", ".join(f"c{c}" for c in out.missed)
     items.append(html.P(["true clauses no term fires on: ", html.Span(missed, className="missed") if missed else "none"],
                         id=f"decoded-missed-{slot}-{out.output}"))
@@ -155,8 +162,7 @@ def decoded_readings(run: LoadedRun) -> list[Any]:
                        "networks against.", className="note", id="decoded-none")]
     blocks = []
     for slot, m in run.models.items():
-        reading = run.reading(slot)
-        assert reading is not None
+        reading = _reading(run, slot)
         body: list[Any] = [html.H3(m.title)]
         body.append(html.P([
             "agreement with the network (test set): ",
