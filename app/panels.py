@@ -188,7 +188,8 @@ def decoded_readings(run: LoadedRun) -> list[Any]:
 
 def _clause_term(analysis: RunAnalysis, slot: str, c: int, short: bool = False) -> str:
     """How the decoded function reads true clause c: the term equal to it, or the
-    terms that fire on it, or none."""
+    terms that fire on it (fewer literals; `short`: without their precisions), or
+    none."""
     reading = analysis.run.reading(slot)
     if reading is None or reading.circuit is None:
         return "—"
@@ -204,10 +205,9 @@ def _clause_term(analysis: RunAnalysis, slot: str, c: int, short: bool = False) 
         where = f"{out.label}: " if len(reading.outputs) > 1 else ""
         if exact:
             t = exact[0]
-            parts.append(f"{where}= term, precision {_fmt(t.precision, 2)}{' certified' if t.certified else ''}"
-                         if not short else f"{where}= ({_fmt(t.precision, 2)})")
+            parts.append(f"{where}exact term, precision {_fmt(t.precision, 2)}{', certified' if t.certified else ''}")
         elif wider:
-            parts.append(where + ("fired on by " if not short else "⊂ ")
+            parts.append(where + "fired on by "
                          + "; ".join(t.text + ("" if short else f" ({_fmt(t.precision, 2)})") for t in wider))
         else:
             parts.append(f"{where}no term")
@@ -223,7 +223,7 @@ def _static_reads(analysis: RunAnalysis, slot: str, c: int) -> str:
 
 
 def _term_cell(text: str) -> html.Td:
-    return html.Td(text, className="term-match" if text.startswith("=") else
+    return html.Td(text, className="term-match" if "exact term" in text else
                    "missed" if text.endswith("no term") else "")
 
 

@@ -531,7 +531,7 @@ def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_
     assert f"{run.reading('child').ceiling:.3f}" in metrics
     detail = json.dumps(panels.clause_detail(analysis, matched[0].matches), default=lambda o: o.to_plotly_json(),
                         ensure_ascii=False)
-    assert f"= term, precision {matched[0].precision:.2f}" in detail
+    assert f"exact term, precision {matched[0].precision:.2f}" in detail
 
 
 def test_clause_table_readouts_use_the_biases(demo, run_id):
