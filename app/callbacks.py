@@ -106,21 +106,25 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         new_search = shown.to_search()
         if trigger in (None, "url") and page.url_problems:
             new_search = search  # keep what the user sent until they change a control
+        auto = shown.threshold == AUTO  # the slider keeps its last fraction, greyed out
         figs, highlights, digests = figure_updates(page.figures, drawn)
         parts, part_digests = part_updates({
             "clause-options": clause_options(explorer, shown.run), "layer-options": layer_options(page.n_layers),
             "metrics": page.metrics, "compare-metrics": page.compare_metrics, "table": page.table,
             "decoded": page.decoded,
             "summary": page.summary, "compare-summary": page.compare_summary,
+            # control values go only when they change: each one sent re-renders its component
+            **{f"value:{c}": getattr(shown, c) for c in CONTROLS if c != "threshold"},
+            "value:threshold": no_update if auto else shown.threshold,
+            "threshold-auto": [AUTO] if auto else [], "threshold-disabled": auto,
         }, drawn)
         digests.update(part_digests)
-        auto = shown.threshold == AUTO  # the slider keeps its last fraction, greyed out
         a = page.analysis
         clauses = _HIDDEN if a is not None and not page.has_clauses else {}
         return (
             new_search if new_search != search else no_update,
-            shown.run, shown.clause, no_update if auto else shown.threshold, shown.view, shown.layer, shown.compare,
-            [AUTO] if auto else [], auto,
+            *(parts[f"value:{c}"] for c in CONTROLS),
+            parts["threshold-auto"], parts["threshold-disabled"],
             parts["clause-options"], parts["layer-options"],
             *(None if g == trigger else no_update for g in CLICK_GRAPHS),
             panels.messages(page.messages), parts["summary"], parts["compare-summary"],
