@@ -6,6 +6,12 @@ Data and analysis live in `app.data` (one scanner per stored model kind),
 figures in `app.figures`, panels in `app.panels`, the URL state in
 `app.state`, page and event logic in `app.views`; `app.callbacks` only wires
 them, and `assets/highlight.js` draws clause highlights in the browser.
+Two readings of each network on a Boolean task sit side by side: what the
+weights code (channels and the static `fci.codes.decode`, at the sign threshold:
+"auto" or a fraction of each neuron's max|w|) and what the network computes
+(`fci.codes.decode_function`, decoded once per network and process:
+`LoadedRun.reading`), each with its test-set agreement beside the ceiling (the
+OR of the true clauses).
 `python -m app.bench` times interactions; `python -m app.screens` draws the
 documentation's pictures.
 """

@@ -4,7 +4,8 @@ Every interaction is timed end to end on the server: the HTTP request to Dash's
 callback endpoint (Flask test client, no browser), dispatch, the page callback
 (event -> URL -> figures and panels), JSON encoding of the response; the client
 keeps the digests of what it draws, as the browser does, so unchanged figure
-data are not sent again.
+data are not sent again. The first view of a run includes decoding each of its
+networks once (`fci.codes.decode_function`, cached for the process).
 Two models are measured: the built-in demo (8 clauses, 8 -> 16 neurons, 24
 variables) and a 64-neuron parent over 256 variables (64 clauses of 4; its
 alpha-2 child has 128 neurons), trained briefly into a temporary store.
@@ -119,7 +120,7 @@ def measure(data_dir: str | Path, run_id: str, repeats: int = 5) -> list[tuple[s
     out = []
     t0 = time.perf_counter()
     client.interact(base)
-    out.append(("first view of the run (load + analysis + draw)", (time.perf_counter() - t0) * 1000, float("nan")))
+    out.append(("first view of the run (load + decode_function + draw)", (time.perf_counter() - t0) * 1000, float("nan")))
     run = app.explorer.run(run_id)
     C, label = run.n_clauses, run.labels[1]
     clauses = iter(k % C for k in range(1, 10 * repeats))

@@ -27,6 +27,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, no_up
 from app import panels
 from app.data import FILTERS, MODELS, Explorer
 from app.layout import filter_id
+from app.state import AUTO
 from app.views import (
     CLICK_GRAPHS,
     RENDER_GRAPHS,
@@ -57,6 +58,8 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
     outputs = [
         Output("url", "search"),
         *(Output(c, "value") for c in CONTROLS),
+        Output("threshold-auto", "value"),
+        Output("threshold", "disabled"),
         Output("clause", "options"),
         Output("layer", "options"),
         *(Output(g, "clickData") for g in CLICK_GRAPHS),
@@ -83,6 +86,7 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         *outputs,
         Input("url", "search"),
         *(Input(c, "value") for c in CONTROLS),
+        Input("threshold-auto", "value"),
         *(Input(g, "clickData") for g in CLICK_GRAPHS),
         Input({"type": panels.ROW_TYPE, "index": ALL}, "n_clicks"),
         State("drawn", "data"),
@@ -102,19 +106,25 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         new_search = shown.to_search()
         if trigger in (None, "url") and page.url_problems:
             new_search = search  # keep what the user sent until they change a control
+        auto = shown.threshold == AUTO  # the slider keeps its last fraction, greyed out
         figs, highlights, digests = figure_updates(page.figures, drawn)
         parts, part_digests = part_updates({
             "clause-options": clause_options(explorer, shown.run), "layer-options": layer_options(page.n_layers),
             "metrics": page.metrics, "compare-metrics": page.compare_metrics, "table": page.table,
-            "decoded": panels.decoded_readings(page.analysis) if page.analysis is not None else None,
+            "decoded": page.decoded,
             "summary": page.summary, "compare-summary": page.compare_summary,
+            # control values go only when they change: each one sent re-renders its component
+            **{f"value:{c}": getattr(shown, c) for c in CONTROLS if c != "threshold"},
+            "value:threshold": no_update if auto else shown.threshold,
+            "threshold-auto": [AUTO] if auto else [], "threshold-disabled": auto,
         }, drawn)
         digests.update(part_digests)
         a = page.analysis
         clauses = _HIDDEN if a is not None and not page.has_clauses else {}
         return (
             new_search if new_search != search else no_update,
-            shown.run, shown.clause, shown.threshold, shown.view, shown.layer, shown.compare,
+            *(parts[f"value:{c}"] for c in CONTROLS),
+            parts["threshold-auto"], parts["threshold-disabled"],
             parts["clause-options"], parts["layer-options"],
             *(None if g == trigger else no_update for g in CLICK_GRAPHS),
             panels.messages(page.messages), parts["summary"], parts["compare-summary"],

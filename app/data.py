@@ -28,11 +28,13 @@ runs and per-(run, threshold) analyses (LRU).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import re
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -47,11 +49,14 @@ import torch
 
 from fci.codes import (
     ClauseSplitView,
+    DecodedCircuit,
+    ceiling_agreement,
     circuit_agreement,
     clause_recovery,
     clause_table,
     collision_graph,
     decode,
+    decode_function,
     sign_codes,
     split_view,
 )
@@ -77,19 +82,27 @@ __all__ = [
     "ModelCodes",
     "ModelData",
     "ModelRef",
+    "NetworkReading",
+    "OutputReading",
     "RunAnalysis",
     "RunError",
     "RunInfo",
+    "TermReading",
+    "Threshold",
     "UnknownRun",
     "analyse",
     "load_run",
     "natural_key",
+    "read_network",
     "scan_store",
 ]
 
 log = logging.getLogger(__name__)
 
 Clause = tuple[tuple[int, bool], ...]
+#: A sign threshold: "auto" (each neuron's two-cluster split of |w|, `fci.codes`'
+#: default) or a fraction of each neuron's own max|w|.
+Threshold = float | str
 
 #: The three slots of a run, in display order, with their default column titles.
 MODELS: dict[str, str] = {
@@ -505,10 +518,16 @@ class ModelData:
     accuracy: float
     nnz: int
     predictions: np.ndarray | None  # (N_test, O) 0/1, the network's own outputs on the test set
+    biases: list[np.ndarray] = field(default_factory=list)  # per layer l, (out_l,) effective biases
 
     @property
     def W1(self) -> np.ndarray:
         return self.layers[0][0]
+
+    @property
+    def b1(self) -> np.ndarray | None:
+        """(H,) first-layer biases (None when not known)."""
+        return self.biases[0] if self.biases else None
 
     @property
     def M1(self) -> np.ndarray:
@@ -596,6 +615,9 @@ class LoadedRun:
     x_test: np.ndarray | None
     input_names: list[str] = field(default_factory=list)
     out_labels: list[str] = field(default_factory=list)
+    _readings: dict[str, NetworkReading] = field(default_factory=dict, repr=False, compare=False)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # panels of the run (app.views)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def n_clauses(self) -> int:
@@ -618,6 +640,34 @@ class LoadedRun:
 
     def clause_label(self, c: int) -> str:
         return format_clause(self.clauses[c])
+
+    @property
+    def groups(self) -> list[tuple[int, ...]]:
+        """Per output, the clauses it ORs (`task.groups`; empty without a task)."""
+        return list(self.task.groups) if self.task is not None else []
+
+    def reading(self, slot: str) -> NetworkReading | None:
+        """What network `slot` computes (`read_network`; decoded once per network and
+        process, whatever the threshold); None without clauses (decoding reads
+        Boolean tasks)."""
+        if not self.has_clauses or self.x_test is None:
+            return None
+        with self._lock:
+            if slot not in self._readings:
+                m = self.models[slot]
+                assert m.predictions is not None
+                try:
+                    if m.model is None:
+                        raise ValueError("the network's model is not loaded")
+                    circuit, seconds = _decoded(m.model)
+                except ValueError as e:  # e.g. a deep net: decode_function reads one hidden layer
+                    self._readings[slot] = NetworkReading(
+                        None, (), math.nan, ceiling_agreement(self.clauses, m.predictions, self.x_test, self.groups),
+                        math.nan, math.nan, reason=str(e))
+                else:
+                    self._readings[slot] = read_network(m.model, self.clauses, self.groups, self.x_test,
+                                                        m.predictions, self.out_labels, circuit, seconds)
+            return self._readings[slot]
 
     def clause_at_column(self, label: str) -> int | None:
         """The clause shown at a column label (`x3`, `¬x3`), or None (distractor/unknown)."""
@@ -642,7 +692,8 @@ def _dense_columns(clauses: Sequence[Clause], order: Sequence[int], n: int) -> t
 
 def _model_data(name: str, title: str, model: MaskedMLP, accuracy: float, x_test: torch.Tensor | None,
                 clauses: list[Clause], parent_index: np.ndarray | None) -> ModelData:
-    layers = [(W.numpy(), model.weight_mask(l).detach().numpy()) for l, (W, _) in enumerate(model.effective_weights())]
+    eff = model.effective_weights()
+    layers = [(W.numpy(), model.weight_mask(l).detach().numpy()) for l, (W, _) in enumerate(eff)]
     W1 = layers[0][0]
     H = W1.shape[0]
     row_order = np.arange(H) if parent_index is None else np.argsort(parent_index, kind="stable")
@@ -655,6 +706,7 @@ def _model_data(name: str, title: str, model: MaskedMLP, accuracy: float, x_test
         name=name, title=title, model=model, layers=layers, parent_index=parent_index, row_order=row_order,
         mean_capacity=clause_mean_capacity(cap, clauses) if clauses else float(np.mean(cap)),
         cosine=cosine_interference(W1), accuracy=accuracy, nnz=model.nnz(), predictions=preds,
+        biases=[b.numpy() for _, b in eff],
     )
 
 
@@ -753,6 +805,156 @@ def load_run(store: Store, info: RunInfo) -> LoadedRun:
                      input_names=_input_names(info, n_in), out_labels=out_labels)
 
 
+# --------------------------------------------------------------------------- what the networks compute
+
+
+@dataclass(frozen=True)
+class TermReading:
+    """One decoded term of one output (`fci.codes.decode_function`).
+
+    precision: P(the output is 1 | the term holds), other inputs uniform;
+    certified: proved 1 on every input where the term holds (interval bounds or
+    enumeration); matches: the true clause of this output with exactly the term's
+    literals (None if none); broader: true clauses of this output whose literals
+    include all of the term's (the term fires wherever they hold), the match included."""
+
+    clause: Clause
+    text: str
+    precision: float
+    certified: bool
+    matches: int | None
+    broader: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutputReading:
+    """What one output computes, read by `decode_function`.
+
+    constant: the output reads as ⊤ (the constant agrees at least as well as any OR
+    of terms); true_clauses: the task's clauses OR'ed into this output
+    (`task.groups`); missed: those no decoded term fires on (no term's literals are a
+    subset of theirs); uncovered: the fraction of the network's positive inputs
+    (uniform inputs; all 2^n when n <= 14) that no term covers; positive_rate: the
+    network's positive rate there; sample_agreement: the circuit's agreement with
+    the network on those inputs."""
+
+    output: int
+    label: str
+    constant: bool
+    terms: tuple[TermReading, ...]
+    true_clauses: tuple[int, ...]
+    missed: tuple[int, ...]
+    uncovered: float
+    positive_rate: float
+    sample_agreement: float
+
+
+@dataclass(frozen=True)
+class NetworkReading:
+    """One network's functional reading, independent of the sign threshold.
+
+    circuit: `decode_function(model)` (None with `reason` when it cannot read the
+    network, e.g. more than one hidden layer); agreement: the circuit vs the
+    network's own test-set outputs; ceiling: the OR of the true clauses vs the same
+    outputs (`fci.codes.ceiling_agreement`); recovery_f1: the terms against the
+    true clauses (`fci.codes.clause_recovery`); seconds: decoding time."""
+
+    circuit: DecodedCircuit | None
+    outputs: tuple[OutputReading, ...]
+    agreement: float
+    ceiling: float
+    recovery_f1: float
+    seconds: float
+    reason: str = ""
+
+
+def _literal_set(clause: Sequence[tuple[int, bool]]) -> frozenset[tuple[int, bool]]:
+    return frozenset((int(v), bool(p)) for v, p in clause)
+
+
+def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequence[int]], x_test: np.ndarray,
+                 predictions: np.ndarray, out_labels: Sequence[str] | None = None,
+                 circuit: DecodedCircuit | None = None, seconds: float = math.nan) -> NetworkReading:
+    """The functional reading of a one-hidden-layer network on a Boolean task.
+
+    model: a model or (W1, b1, W2, b2) tuple; clauses: the task's true clauses;
+    groups: per output, the clause indices it ORs (`task.groups`); x_test (N, n),
+    predictions (N, O) 0/1: the test inputs and the network's outputs on them;
+    circuit: an already decoded `decode_function(model)` (decoded here if None).
+    The ceiling is computed even when the network cannot be decoded."""
+    ceiling = ceiling_agreement(clauses, predictions, x_test, groups)
+    if circuit is None:
+        t0 = time.perf_counter()
+        try:
+            circuit = decode_function(model)
+        except ValueError as e:  # e.g. a deep model: decode_function reads one hidden layer
+            return NetworkReading(None, (), math.nan, ceiling, math.nan, math.nan, reason=str(e))
+        seconds = time.perf_counter() - t0
+    truth = [_literal_set(c) for c in clauses]
+    outputs = []
+    for o in range(circuit.n_outputs):
+        own = tuple(int(c) for c in groups[o])
+        terms = []
+        for d, (clause, outs) in enumerate(zip(circuit.clauses, circuit.readouts)):
+            if o not in outs:
+                continue
+            j = outs.index(o)
+            lits = _literal_set(clause)
+            terms.append(TermReading(
+                clause=clause, text=format_clause(clause),
+                precision=float(circuit.precision[d][j]) if circuit.precision else math.nan,
+                certified=bool(circuit.certified[d][j]) if circuit.certified else False,
+                matches=next((c for c in own if truth[c] == lits), None),
+                broader=tuple(c for c in own if lits <= truth[c])))
+        constant = bool(circuit.default[o])
+        fired = {c for t in terms for c in t.broader}
+        outputs.append(OutputReading(
+            output=o, label=out_labels[o] if out_labels else f"y{o}", constant=constant, terms=tuple(terms),
+            true_clauses=own, missed=() if constant else tuple(c for c in own if c not in fired),
+            uncovered=float(circuit.uncovered[o]) if circuit.uncovered else math.nan,
+            positive_rate=float(circuit.positive_rate[o]) if circuit.positive_rate else math.nan,
+            sample_agreement=float(circuit.sample_agreement[o]) if circuit.sample_agreement else math.nan))
+    return NetworkReading(
+        circuit=circuit, outputs=tuple(outputs), agreement=circuit_agreement(circuit, predictions, x_test),
+        ceiling=ceiling, recovery_f1=float(clause_recovery(circuit.clauses, clauses)["f1"]), seconds=seconds)
+
+
+def _weights_digest(model: MaskedMLP) -> str:
+    """The content of a network's effective weights: equal networks (a parent or a
+    baseline shown in several runs) share one decoding."""
+    h = hashlib.sha1()
+    for W, b in model.effective_weights():
+        for t in (W, b):
+            a = np.ascontiguousarray(t.numpy())
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+#: decode_function's circuits (and seconds) by weights digest: ~0.2-0.9 s a small
+#: network, several seconds at 128 x 256, so each network is decoded once per process.
+_CIRCUITS: OrderedDict[str, tuple[DecodedCircuit, float]] = OrderedDict()
+_CIRCUITS_LOCK = threading.Lock()
+_CIRCUITS_SIZE = 64
+
+
+def _decoded(model: MaskedMLP) -> tuple[DecodedCircuit, float]:
+    key = _weights_digest(model)
+    with _CIRCUITS_LOCK:
+        if key in _CIRCUITS:
+            _CIRCUITS.move_to_end(key)
+            return _CIRCUITS[key]
+    t0 = time.perf_counter()
+    circuit = decode_function(model)  # ValueError for a deep model: not cached, the caller says why
+    value = (circuit, time.perf_counter() - t0)
+    with _CIRCUITS_LOCK:
+        _CIRCUITS[key] = value
+        while len(_CIRCUITS) > _CIRCUITS_SIZE:
+            _CIRCUITS.popitem(last=False)
+    return value
+
+
+
 # --------------------------------------------------------------------------- code analysis
 
 
@@ -762,8 +964,10 @@ class ModelCodes:
 
     signs: (H, n) sign categories of W1; rows: `fci.codes.clause_table` rows (channel,
     readout, votes, collisions, polysemantic, capacity per clause); polysemanticity:
-    (H,) clauses per neuron; graph: the collision graph; agreement: decoded-circuit
-    agreement with the network's own test-set outputs."""
+    (H,) clauses per neuron; graph: the collision graph; static: the circuit the
+    static `fci.codes.decode` reads from the weights at this threshold (None when
+    it cannot read the network); agreement: its agreement with the network's own
+    test-set outputs; recovery_f1: its clauses against the true ones."""
 
     signs: np.ndarray
     rows: list[dict[str, Any]]
@@ -772,6 +976,7 @@ class ModelCodes:
     agreement: float
     n_decoded: int
     recovery_f1: float
+    static: DecodedCircuit | None = None
 
     @property
     def channels(self) -> list[list[int]]:
@@ -780,11 +985,12 @@ class ModelCodes:
 
 @dataclass
 class RunAnalysis:
-    """A run's codes at one relative threshold: per network, and the per-clause
-    before/after view of the split (parent -> child)."""
+    """A run's codes at one sign threshold ("auto" or a fraction of each neuron's
+    max|w|): per network, and the per-clause before/after view of the split
+    (parent -> child)."""
 
     run: LoadedRun
-    threshold: float
+    threshold: Threshold
     codes: dict[str, ModelCodes]
     split: list[ClauseSplitView] | None
     memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # panels drawn from it (app.views)
@@ -794,11 +1000,12 @@ class RunAnalysis:
         return self.split is not None
 
 
-def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: float) -> ModelCodes:
-    rows = clause_table(m.W1, m.W2, clauses, threshold=threshold)
+def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: Threshold) -> ModelCodes:
+    rows = clause_table(m.W1, m.W2, clauses, threshold=threshold, b1=m.b1)
     poly = np.zeros(m.H, dtype=np.int64)
     for r in rows:
         poly[r["channel"]] += 1
+    circuit: DecodedCircuit | None
     try:
         circuit = decode(m.model, threshold=threshold)
         agreement = circuit_agreement(circuit, m.predictions, x_test)
@@ -806,7 +1013,7 @@ def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: f
         f1 = clause_recovery(circuit.clauses, clauses)["f1"]
     except ValueError as e:  # e.g. more than one hidden layer: decode reads one
         log.info("decode skipped for the %s: %s", m.name, e)
-        agreement, n_decoded, f1 = math.nan, 0, math.nan
+        circuit, agreement, n_decoded, f1 = None, math.nan, 0, math.nan
     return ModelCodes(
         signs=sign_codes(m.W1, threshold=threshold),
         rows=rows,
@@ -815,11 +1022,13 @@ def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: f
         agreement=agreement,
         n_decoded=n_decoded,
         recovery_f1=f1,
+        static=circuit,
     )
 
 
-def analyse(run: LoadedRun, threshold: float) -> RunAnalysis:
-    """The code analysis of every network of `run` at a relative threshold (none
+def analyse(run: LoadedRun, threshold: Threshold) -> RunAnalysis:
+    """The code analysis of every network of `run` at a sign threshold ("auto" or
+    a fraction of each neuron's max|w|; none
     without clauses); the before/after split view when the run has a parent and a
     child mapped onto it."""
     if not run.has_clauses:
@@ -894,6 +1103,6 @@ class Explorer:
             raise UnknownRun(f"unknown run {run_id!r}: no such run in {self.store.dir}")
         return self._runs.get(run_id, lambda: load_run(self.store, info))
 
-    def analysis(self, run_id: str, threshold: float) -> RunAnalysis:
-        t = round(float(threshold), 6)
+    def analysis(self, run_id: str, threshold: Threshold) -> RunAnalysis:
+        t = threshold if isinstance(threshold, str) else round(float(threshold), 6)
         return self._analyses.get((run_id, t), lambda: analyse(self.run(run_id), t))

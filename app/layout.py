@@ -10,7 +10,7 @@ from dash import dcc, html
 from app import panels
 from app.data import FILTERS, MODELS, Catalogue, Explorer
 from app.figures import CHANNEL_COLOR, CLAUSE_COLOR, MASK_COLOR
-from app.state import DEFAULT_THRESHOLD, THRESHOLD_MAX
+from app.state import AUTO, DEFAULT_FRACTION, DEFAULT_THRESHOLD, THRESHOLD_MAX
 from app.views import graph_id, run_options
 
 __all__ = ["build_layout", "filter_id"]
@@ -79,9 +79,18 @@ def _picker(explorer: Explorer, cat: Catalogue) -> html.Div:
             html.Div([html.Label("clause"), dcc.Dropdown(id="clause", options=[], placeholder="no clause")],
                      className="control clause-control"),
             html.Div([
-                html.Label("sign threshold (fraction of max|W|)"),
-                dcc.Slider(id="threshold", min=0, max=THRESHOLD_MAX, step=0.01, value=DEFAULT_THRESHOLD, marks=marks,
-                           updatemode="mouseup", tooltip={"placement": "top", "always_visible": False}),
+                html.Label("sign threshold: auto (each neuron's own split of |w|) or a fraction of each neuron's "
+                           "max|w|", id="threshold-label",
+                           title="auto: per neuron, a two-cluster split of |w| (fci.codes' default); untick it to "
+                                 "set a fraction of each neuron's own largest |w| with the slider"),
+                html.Div([
+                    dcc.Checklist(id="threshold-auto", options=[{"label": " auto", "value": AUTO}],
+                                  value=[AUTO] if DEFAULT_THRESHOLD == AUTO else [], className="threshold-auto"),
+                    html.Div(dcc.Slider(id="threshold", min=0, max=THRESHOLD_MAX, step=0.01, value=DEFAULT_FRACTION,
+                                        marks=marks, updatemode="mouseup", disabled=DEFAULT_THRESHOLD == AUTO,
+                                        tooltip={"placement": "top", "always_visible": False}),
+                             className="threshold-slider"),
+                ], className="threshold-row"),
             ], className="control threshold-control"),
             html.Div([
                 html.Label("heatmaps show"),
@@ -142,13 +151,13 @@ def build_layout(explorer: Explorer) -> Any:
             ], id="clause-section"),
             html.Div(_graph("capacity"), className="capacity-panel"),
             html.Div([
-                html.H2("Decoded readings"),
-                html.Div(id="decoded", className="detail-panel"),
                 html.H2("All clauses"),
                 html.Div(id="clause-table", className="table-wrap"),
             ], id="clauses-section"),
             html.H2("Network"),
             html.Div(id="metrics", className="table-wrap"),
+            html.H2("What each network computes: decoded terms"),
+            html.Div(id="decoded", className="detail-panel"),
             html.Div([_row("poly"), _row("collisions")], id="network-graphs"),
         ], id="run-rows", className="slots-parent-child-dense"),
         html.Div([

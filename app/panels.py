@@ -15,7 +15,7 @@ from typing import Any
 
 from dash import html
 
-from app.data import ModelData, RunAnalysis
+from app.data import LoadedRun, ModelData, NetworkReading, OutputReading, RunAnalysis, TermReading
 
 __all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "messages", "metrics_table", "run_summary"]
 
@@ -53,8 +53,9 @@ def run_summary(analysis: RunAnalysis) -> str:
 
 def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> html.Table:
     """Accuracy, nnz, feature capacity and cosine interference (per layer) of each
-    network of the run, and on a Boolean task the decoded-circuit agreement, the
-    decoded clauses and the channel counts."""
+    network of the run, and on a Boolean task the test-set agreement with the
+    network of the decoded function and of the static decode beside the ceiling
+    (the OR of the true clauses), the decoded terms and the channel counts."""
     run = analysis.run
     names = list(run.models)
     m = run.models
@@ -76,10 +77,19 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
     if run.has_clauses:
         c = analysis.codes
         C = run.n_clauses
+        readings = {n: _reading(run, n) for n in names}
         body += [
-            row("decoded-circuit agreement", [_fmt(c[n].agreement) for n in names],
-                "the circuit decoded from the weights alone vs the network's own test-set outputs"),
-            row("decoded clauses (recovery F1)", [f"{c[n].n_decoded} ({_fmt(c[n].recovery_f1, 2)})" for n in names]),
+            row("agreement, decoded function", [_fmt(readings[n].agreement) for n in names],
+                "decode_function's circuit (what the network computes) vs the network's own test-set outputs"),
+            row(f"agreement, static decode ({_threshold_text(analysis)})", [_fmt(c[n].agreement) for n in names],
+                "the circuit the weights code (fci.codes.decode) vs the network's own test-set outputs"),
+            row("ceiling: OR of the true clauses", [_fmt(readings[n].ceiling) for n in names],
+                "the task's true formula vs the network's own test-set outputs"),
+            row("decoded terms, function (recovery F1)",
+                [f"{len(circuit.clauses)} ({_fmt(readings[n].recovery_f1, 2)})"
+                 if (circuit := readings[n].circuit) is not None else "—" for n in names]),
+            row("decoded clauses, static (recovery F1)",
+                [f"{c[n].n_decoded} ({_fmt(c[n].recovery_f1, 2)})" for n in names]),
             row("clauses with a channel", [f"{sum(1 for r in c[n].rows if r['channel'])} / {C}" for n in names]),
             row("collisions", [str(c[n].graph.number_of_edges()) for n in names],
                 "pairs of clauses whose channels share a neuron"),
@@ -88,20 +98,133 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
     return html.Table([html.Thead(head), html.Tbody(body)], className="metrics", id=table_id)
 
 
-def decoded_readings(analysis: RunAnalysis) -> list[Any]:
-    """The place of the decoded readings (per clause: its channel's decoded term;
-    per network: the decoded terms with their precision; the circuit's agreement
-    beside the ceiling). For now the numbers of the current `fci.codes` decoding;
-    the per-clause decoded terms come with the decoding issue."""
-    run = analysis.run
+def _reading(run: LoadedRun, slot: str) -> NetworkReading:
+    """A network's functional reading (the run has clauses)."""
+    reading = run.reading(slot)
+    assert reading is not None, "decoding reads Boolean tasks"
+    return reading
+
+
+def _threshold_text(analysis: RunAnalysis) -> str:
+    t = analysis.threshold
+    return "auto threshold" if isinstance(t, str) else f"threshold {t:g} of each neuron's max|w|"
+
+
+def _term_relation(term: TermReading) -> html.Td:
+    """The true clause a decoded term is (= c3), or fires on (a subset of c3's literals)."""
+    if term.matches is not None:
+        return html.Td(f"= c{term.matches}", className="term-match", title="exactly the true clause's literals")
+    if term.broader:
+        return html.Td("fires on " + ", ".join(f"c{c}" for c in term.broader),
+                       title="fewer literals than these true clauses: it holds wherever they do")
+    return html.Td("no true clause", className="term-other",
+                   title="not a subset of any true clause of this output's literals")
+
+
+def _output_reading(out: OutputReading, slot: str, many: bool) -> list[Any]:
+    items: list[Any] = []
+    group = ", ".join(f"c{c}" for c in out.true_clauses) or "no clause"
+    if many:
+        items.append(html.H4(f"output {out.label} (true: OR of {group})"))
+    if out.constant:
+        items.append(html.P("reads as ⊤: the constant true agrees with the network at least as well as any OR of "
+                            "terms", className="note"))
+    elif not out.terms:
+        items.append(html.P("no term: reads as ⊥ (constant false)", className="note"))
+    else:
+        head = html.Tr([html.Th("term"), html.Th("precision", title="P(output 1 | term), the other inputs uniform"),
+                        html.Th("certified", title="proved 1 wherever the term holds (interval bounds or all inputs)"),
+                        html.Th("true clause")])
+        rows = [html.Tr([html.Td(t.text, className="term"), html.Td(_fmt(t.precision)),
+                         html.Td("✓" if t.certified else "—"), _term_relation(t)]) for t in out.terms]
+        items.append(html.Table([html.Thead(head), html.Tbody(rows)], className="terms",
+                                id=f"decoded-terms-{slot}-{out.output}"))
+    items.append(html.P([
+        html.Span(f"uncovered positive mass {_fmt(out.uncovered)}", className="uncovered"),
+        (" (of the inputs where the network outputs 1, the fraction no term covers; uniform inputs, all 2ⁿ when "
+         f"n ≤ 14) · network positive rate {_fmt(out.positive_rate)} · circuit agreement on those inputs "
+         f"{_fmt(out.sample_agreement)}")], id=f"decoded-uncovered-{slot}-{out.output}"))
+    missed = ", ".join(f"c{c}" for c in out.missed)
+    items.append(html.P(["true clauses no term fires on: ", html.Span(missed, className="missed") if missed else "none"],
+                        id=f"decoded-missed-{slot}-{out.output}"))
+    return items
+
+
+def decoded_readings(run: LoadedRun) -> list[Any]:
+    """Per network, what it computes (`fci.codes.decode_function`): per output its
+    decoded terms with their precision and certificates, which true clause each term
+    is, which true clauses no term fires on, the uncovered positive mass; and the
+    circuit's test-set agreement with the network beside the ceiling (the OR of the
+    true clauses). Independent of the sign threshold: the static decode's agreement
+    is in `metrics_table`."""
     if not run.has_clauses:
-        return [html.P("No clauses on this dataset: decoding reads Boolean tasks only.", className="note")]
-    c = analysis.codes
-    items = [html.Li(f"{run.models[n].title}: {c[n].n_decoded} decoded clauses, recovery F1 "
-                     f"{_fmt(c[n].recovery_f1, 2)}, circuit agreement {_fmt(c[n].agreement)}") for n in run.models]
-    return [html.Ul(items), html.P("Per-clause decoded terms and their precision, and the agreement ceiling (the OR "
-                                   "of the true clauses): pending the decoding issue.", className="note",
-                                   id="decoded-terms-pending")]
+        return [html.P(f"Decoding reads Boolean tasks: the {run.info.dataset} data have no clauses to read the "
+                       "networks against.", className="note", id="decoded-none")]
+    blocks = []
+    for slot, m in run.models.items():
+        reading = _reading(run, slot)
+        body: list[Any] = [html.H3(m.title)]
+        body.append(html.P([
+            "agreement with the network (test set): ",
+            html.B(f"decoded function {_fmt(reading.agreement)}"),
+            " beside the ",
+            html.B(f"ceiling {_fmt(reading.ceiling)}"),
+            " (the OR of the true clauses)"], id=f"decoded-agreement-{slot}"))
+        if reading.circuit is None:
+            body.append(html.P(f"decode_function cannot read this network: {reading.reason}", className="note"))
+        else:
+            body.append(html.P(f"{len(reading.circuit.clauses)} terms of ≤ {reading.circuit.max_literals} literals, "
+                               f"recovery F1 {_fmt(reading.recovery_f1, 2)} against the true clauses · decoded in "
+                               f"{reading.seconds:.2f} s", className="note"))
+            for out in reading.outputs:
+                body += _output_reading(out, slot, len(reading.outputs) > 1)
+        blocks.append(html.Div(body, className=f"decoded-net col-{slot}", id=f"decoded-{slot}"))
+    return [html.P("Each network read as what it computes (fci.codes.decode_function): per output an OR of terms of "
+                   "at most 3 literals, from inputs the decoder draws itself, never the task's data. Precision: "
+                   "P(output 1 | term), the other inputs uniform. What the weights code (the static decode, at the "
+                   "sign threshold) is in the table above and per clause.", className="note"),
+            html.Div(blocks, className="decoded-grid")]
+
+
+def _clause_term(analysis: RunAnalysis, slot: str, c: int, short: bool = False) -> str:
+    """How the decoded function reads true clause c: the term equal to it, or the
+    terms that fire on it (fewer literals; `short`: without their precisions), or
+    none."""
+    reading = analysis.run.reading(slot)
+    if reading is None or reading.circuit is None:
+        return "—"
+    parts = []
+    for out in reading.outputs:
+        if c not in out.true_clauses:
+            continue
+        if out.constant:
+            parts.append(f"{out.label} ⊤")
+            continue
+        exact = [t for t in out.terms if t.matches == c]
+        wider = [t for t in out.terms if c in t.broader and t.matches != c]
+        where = f"{out.label}: " if len(reading.outputs) > 1 else ""
+        if exact:
+            t = exact[0]
+            parts.append(f"{where}exact term, precision {_fmt(t.precision, 2)}{', certified' if t.certified else ''}")
+        elif wider:
+            parts.append(where + "fired on by "
+                         + "; ".join(t.text + ("" if short else f" ({_fmt(t.precision, 2)})") for t in wider))
+        else:
+            parts.append(f"{where}no term")
+    return ", ".join(parts) or "—"
+
+
+def _static_reads(analysis: RunAnalysis, slot: str, c: int) -> str:
+    static = analysis.codes[slot].static
+    if static is None:
+        return "—"
+    want = frozenset(analysis.run.clauses[c])
+    return "reads it exactly" if any(frozenset(d) == want for d in static.clauses) else "not as one clause"
+
+
+def _term_cell(text: str) -> html.Td:
+    return html.Td(text, className="term-match" if "exact term" in text else
+                   "missed" if text.endswith("no term") else "")
 
 
 def _carriers(analysis: RunAnalysis, c: int) -> str:
@@ -143,7 +266,9 @@ def clause_detail(analysis: RunAnalysis, clause: int | None) -> list[Any]:
 
     channels = [_channel_cell(_neurons(run.models[n], analysis.codes[n].rows[clause]["channel"])) for n in names]
     body = [
-        row("channel", channels),
+        row("channel (what the weights code)", channels),
+        row("static decode", [html.Td(_static_reads(analysis, n, clause)) for n in names]),
+        row("decoded function (what it computes)", [html.Td(_clause_term(analysis, n, clause)) for n in names]),
         row("collisions", [html.Td(_collisions(analysis, n, clause)) for n in names]),
         row("feature capacity", [html.Td(_fmt(analysis.codes[n].rows[clause]["capacity"])) for n in names]),
         row("readout", [html.Td(_readout(analysis, n, clause)) for n in names]),
@@ -176,7 +301,8 @@ def clause_table(analysis: RunAnalysis, clause: int | None) -> html.Table:
     main = "child" if "child" in m else names[0]
     head = html.Tr([html.Th(h) for h in (
         "clause", "literals", *(f"channel: {n}" for n in names), "carried whole by",
-        f"collisions ({main})", "capacity " + " / ".join(n[0] for n in names), f"readout ({main})")])
+        f"collisions ({main})", "capacity " + " / ".join(n[0] for n in names), f"readout ({main})",
+        f"decoded term ({main})")])
     rows = []
     for j in range(run.n_clauses):
         cells = [
@@ -187,6 +313,7 @@ def clause_table(analysis: RunAnalysis, clause: int | None) -> html.Table:
             html.Td(", ".join(f"c{o}" for o in c[main].rows[j]["collisions"]) or "none"),
             html.Td(" / ".join(_fmt(c[n].rows[j]["capacity"], 2) for n in names)),
             html.Td(_readout(analysis, main, j)),
+            _term_cell(_clause_term(analysis, main, j, short=True)),
         ]
         rows.append(html.Tr(cells, id={"type": ROW_TYPE, "index": j}, n_clicks=0,
                             className="selected" if j == clause else ""))

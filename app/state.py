@@ -1,5 +1,6 @@
 """The explorer's view state and its URL form:
-`/?run=<key>&clause=3&threshold=0.1&view=weights&layer=0&compare=<key>`.
+`/?run=<key>&clause=3&threshold=auto&view=weights&layer=0&compare=<key>`
+(`threshold`: "auto", or a fraction of each neuron's max|w|).
 
 The URL is the single source of truth: every control writes into it, and the page
 is drawn from it, so a view can be shared as a link. A bad field is never fatal:
@@ -14,11 +15,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-__all__ = ["DEFAULT_THRESHOLD", "THRESHOLD_MAX", "VIEWS", "ViewState", "url_problem"]
+__all__ = ["AUTO", "DEFAULT_FRACTION", "DEFAULT_THRESHOLD", "THRESHOLD_MAX", "VIEWS", "ViewState", "url_problem"]
 
 #: What the weight heatmaps show: raw effective weights, literal sign codes, or the 0/1 masks.
 VIEWS = ("weights", "codes", "masks")
-DEFAULT_THRESHOLD = 0.1
+#: The sign threshold's data-driven default (`fci.codes`: each neuron's own
+#: two-cluster split of |w|); a number is a fraction of each neuron's max|w|.
+AUTO = "auto"
+DEFAULT_THRESHOLD: float | str = AUTO
+#: The fraction the slider starts from when "auto" is switched off.
+DEFAULT_FRACTION = 0.1
 THRESHOLD_MAX = 1.0
 
 
@@ -27,15 +33,24 @@ def url_problem(name: str, sent: str, why: str, used: str) -> str:
     return f"URL field {name}: sent {sent!r}, {why}; using {used} instead"
 
 
+def _fraction(raw: str) -> float | None:
+    """A threshold fraction in [0, THRESHOLD_MAX], or None."""
+    try:
+        t = float(raw)
+    except ValueError:
+        return None
+    return t if math.isfinite(t) and 0 <= t <= THRESHOLD_MAX else None
+
+
 @dataclass(frozen=True)
 class ViewState:
-    """run: a run id or None; clause: selected clause or None; threshold: relative
-    sign threshold in [0, 1]; view: one of VIEWS; layer: the hidden layer the
+    """run: a run id or None; clause: selected clause or None; threshold: the sign
+    threshold, "auto" or a fraction in [0, 1] of each neuron's max|w|; view: one of VIEWS; layer: the hidden layer the
     weights and Gram rows show (0 = first); compare: a second run shown below, or None."""
 
     run: str | None = None
     clause: int | None = 0
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | str = DEFAULT_THRESHOLD
     view: str = "weights"
     layer: int = 0
     compare: str | None = None
@@ -61,14 +76,12 @@ class ViewState:
                     problems.append(url_problem("clause", raw, "not a clause number (0, 1, ... or none)", "clause 0"))
         if "threshold" in q:
             raw = q["threshold"]
-            try:
-                t = float(raw)
-                if not (math.isfinite(t) and 0 <= t <= THRESHOLD_MAX):
-                    raise ValueError
+            t = AUTO if raw == AUTO else _fraction(raw)
+            if t is None:
+                problems.append(url_problem("threshold", raw, f"neither auto nor a number in [0, {THRESHOLD_MAX:g}]",
+                                            str(DEFAULT_THRESHOLD)))
+            else:
                 state = replace(state, threshold=t)
-            except ValueError:
-                problems.append(url_problem("threshold", raw, f"not a number in [0, {THRESHOLD_MAX:g}]",
-                                            f"{DEFAULT_THRESHOLD:g}"))
         if "view" in q:
             if q["view"] in VIEWS:
                 state = replace(state, view=q["view"])
@@ -87,7 +100,7 @@ class ViewState:
         if self.run is not None:
             q["run"] = self.run
         q["clause"] = "none" if self.clause is None else self.clause
-        q["threshold"] = f"{self.threshold:g}"
+        q["threshold"] = self.threshold if isinstance(self.threshold, str) else f"{self.threshold:g}"
         q["view"] = self.view
         if self.layer:
             q["layer"] = self.layer

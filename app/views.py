@@ -16,8 +16,8 @@ from typing import Any
 from dash import Patch, no_update
 
 from app import figures, panels
-from app.data import MODELS, Catalogue, Explorer, RunAnalysis, RunError
-from app.state import THRESHOLD_MAX, VIEWS, ViewState, url_problem
+from app.data import MODELS, Catalogue, Explorer, LoadedRun, RunAnalysis, RunError
+from app.state import AUTO, DEFAULT_FRACTION, THRESHOLD_MAX, VIEWS, ViewState, url_problem
 
 __all__ = [
     "CLICK_GRAPHS",
@@ -70,6 +70,7 @@ class Page:
     compare_metrics: Any = None
     detail: Any = None
     table: Any = None
+    decoded: Any = None
     titles: dict[str, str] = field(default_factory=dict)  # slot -> column title ("" hides the column)
     compare_titles: dict[str, str] = field(default_factory=dict)
     has_clauses: bool = False
@@ -176,6 +177,7 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         detail=panels.clause_detail(analysis, clause),
         # the browser marks the selected row (assets/highlight.js), so the table does not depend on the clause
         table=_memo(analysis, "table", lambda: panels.clause_table(analysis, None)),
+        decoded=_memo(run, "decoded", lambda: panels.decoded_readings(run)),  # the same at every threshold
         titles={n: (run.models[n].title if n in run.models else "") for n in MODELS},
         compare_titles=compare_titles,
         has_clauses=run.has_clauses,
@@ -186,8 +188,8 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
     )
 
 
-def _memo(analysis: RunAnalysis, name: str, make) -> Any:
-    """A panel drawn once per analysis (it is cached with the analysis). Its
+def _memo(analysis: RunAnalysis | LoadedRun, name: str, make) -> Any:
+    """A panel drawn once per analysis or run (it is cached with it). Its
     digest for `part_updates` is a token unique to this process and panel, so a
     panel tens of kB large is not serialised twice to learn that it changed."""
     if name not in analysis.memo:
@@ -362,6 +364,8 @@ def _next(explorer: Explorer, state: ViewState, trigger: Any, value: Any) -> Vie
         return state.with_(compare=value) if value != state.compare else None
     if trigger == "clause":
         return state.with_(clause=None if value is None else int(value))
+    if trigger == "threshold-auto":
+        return state.with_(threshold=AUTO if AUTO in (value or []) else DEFAULT_FRACTION)
     if trigger == "threshold":
         try:
             t = min(max(float(value), 0.0), THRESHOLD_MAX)

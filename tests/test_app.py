@@ -20,7 +20,7 @@ from app.__main__ import prepare
 from app.bench import CallbackClient
 from app.data import Explorer, scan_store
 from app.demo import DEMO_SPEC
-from app.state import DEFAULT_THRESHOLD, ViewState
+from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState
 from app.views import figure_updates, next_state, render_page, run_options
 from fci.codes import clause_channels, collision_graph, polysemanticity, sign_codes
 from fci.metrics import gram
@@ -211,7 +211,8 @@ def test_capacity_figure_and_panels(demo, run_id):
     text = json.dumps(panels.clause_detail(analysis, 3), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     assert analysis.run.clause_label(3) in text
     metrics = json.dumps(panels.metrics_table(analysis).to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
-    for label in ("test accuracy", "nnz", "mean feature capacity", "cosine interference", "decoded-circuit agreement"):
+    for label in ("test accuracy", "nnz", "mean feature capacity", "cosine interference", "agreement, decoded function",
+                  "agreement, static decode", "ceiling: OR of the true clauses"):
         assert label in metrics
 
 
@@ -287,14 +288,14 @@ def test_bad_url_fields_name_field_sent_and_used(demo, run_id):
     page = render_page(demo, f"?run={run_id}&clause=99&threshold=2&view=3d&layer=-1&compare=nope")
     assert page.analysis is not None
     assert page.url_problems == [
-        "URL field threshold: sent '2', not a number in [0, 1]; using 0.1 instead",
+        "URL field threshold: sent '2', neither auto nor a number in [0, 1]; using auto instead",
         "URL field view: sent '3d', not one of weights, codes, masks; using weights instead",
         "URL field layer: sent '-1', not a layer number (0 = first hidden layer); using layer 0 instead",
         "URL field clause: sent '99', this task has clauses 0..7; using none instead",
         "URL field compare: sent 'nope', no such run in the store; using no comparison instead",
     ]
     assert [level for level, _ in page.messages] == ["warning"] * 5
-    assert page.state.clause is None and page.state.threshold == 0.1 and page.compare is None
+    assert page.state.clause is None and page.state.threshold == "auto" and page.compare is None
 
 
 def test_the_url_is_kept_as_sent_until_a_control_changes(demo, run_id):
@@ -314,6 +315,9 @@ def test_view_state_round_trip():
     assert ViewState.from_search(s.to_search()) == (s, [])
     assert ViewState.from_search(ViewState(run="abc", clause=None).to_search())[0].clause is None
     assert ViewState.from_search("") == (ViewState(), [])
+    assert ViewState().threshold == "auto", "the data-driven per-neuron split is the default"
+    assert ViewState.from_search("?threshold=auto") == (ViewState(threshold="auto"), [])
+    assert "threshold=auto" in ViewState().to_search()
 
 
 def test_next_state_maps_events_to_clauses(demo, run_id):
@@ -329,6 +333,8 @@ def test_next_state_maps_events_to_clauses(demo, run_id):
     assert next_state(demo, search, {"type": panels.ROW_TYPE, "index": 2}, 0) is None  # a re-rendered row
     assert next_state(demo, search, "child-weights", {"points": [{"x": "nonsense"}]}) is None
     assert next_state(demo, search, "threshold", 0.35).threshold == 0.35
+    assert next_state(demo, search, "threshold-auto", []).threshold == DEFAULT_FRACTION, "untick auto: a fraction"
+    assert next_state(demo, "?threshold=0.3", "threshold-auto", ["auto"]).threshold == "auto"
     assert next_state(demo, search, "view", "codes").view == "codes"
     assert next_state(demo, "", None, None).run == demo.catalogue().runs[0].id
 
@@ -358,7 +364,7 @@ def test_callbacks_through_http_never_crash(demo, run_id):
     status, out = client.update(ViewState(run=run_id).to_search(), "clause.value", 5)
     assert status == 200 and "clause=5" in out["url.search"] and out["clause.value"] == 5
     assert figures.highlighted(out["child-weights.figure"], "channel-neuron") == \
-        demo.analysis(run_id, 0.1).codes["child"].channels[5]
+        demo.analysis(run_id, DEFAULT_THRESHOLD).codes["child"].channels[5]
     status, out = client.update(ViewState(run=run_id).to_search(), "child-weights.clickData",
                                 {"points": [{"x": "x999", "y": "h0"}]})
     assert status in (200, 204) and out == {}  # a click on nothing changes nothing
@@ -406,3 +412,158 @@ def test_the_catalogue_sees_runs_stored_while_serving(tmp_path):
     assert page.analysis is None and "No runs" in page.messages[0][1]
     run_fpe([tiny_spec()], device="cpu", store=Store(tmp_path))
     assert len(explorer.catalogue().runs) == 2
+
+
+# --------------------------------------------------------------------------- decoded readings
+
+
+def _and_network(clauses, groups, n: int, scale: float = 1.0) -> MaskedMLP:
+    """A clean AND network: one neuron per clause, +scale on its positive literals,
+    -scale on its negated ones, bias -(positives - 1/2)·scale, so it fires (at
+    scale/2) exactly when all its literals hold; output o sums the neurons of
+    groups[o] with bias -scale/4: output o is the OR of its clauses."""
+    H, O = len(clauses), len(groups)
+    W1, b1 = torch.zeros(H, n), torch.zeros(H)
+    for j, clause in enumerate(clauses):
+        for v, positive in clause:
+            W1[j, v] = scale if positive else -scale
+        b1[j] = -(sum(p for _, p in clause) - 0.5) * scale
+    W2 = torch.zeros(O, H)
+    for o, g in enumerate(groups):
+        W2[o, list(g)] = 1.0
+    return MaskedMLP.from_tensors({"W0": W1, "b0": b1, "M0": torch.ones(H, n), "m0": torch.ones(H),
+                                   "W1": W2, "b1": torch.full((O,), -scale / 4), "M1": torch.ones(O, H),
+                                   "m1": torch.ones(O)})
+
+
+def _all_inputs(n: int) -> np.ndarray:
+    return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1).astype(np.float32)
+
+
+def _predictions(model: MaskedMLP, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return (model(torch.from_numpy(x)) > 0).float().numpy()
+
+
+CLEAN = [((0, True), (1, True)), ((2, False), (3, True)), ((4, True), (5, False), (6, True))]
+
+
+@pytest.mark.parametrize("scale", [0.05, 1.0, 20.0])
+def test_a_clean_and_network_reads_as_exactly_its_clauses(scale):
+    from app.data import read_network
+
+    model = _and_network(CLEAN, [(0, 1, 2)], n=8, scale=scale)
+    x = _all_inputs(8)
+    reading = read_network(model, CLEAN, [(0, 1, 2)], x, _predictions(model, x))
+    (out,) = reading.outputs
+    assert not out.constant
+    assert sorted(t.clause for t in out.terms) == sorted(CLEAN), "the terms are exactly the clauses"
+    assert [t.matches for t in sorted(out.terms, key=lambda t: CLEAN.index(t.clause))] == [0, 1, 2]
+    assert all(t.precision == 1.0 and t.certified for t in out.terms)
+    assert out.missed == () and out.uncovered == 0.0 and out.sample_agreement == 1.0
+    # 1 - P(no clause) over uniform inputs: (1 - 1/4)(1 - 1/4)(1 - 1/8)
+    assert out.positive_rate == pytest.approx(1 - 0.75 * 0.75 * 0.875)
+    assert reading.agreement == 1.0 and reading.ceiling == 1.0 and reading.recovery_f1 == 1.0
+
+
+def test_grouped_outputs_read_per_output_and_name_the_clause_no_term_covers():
+    """y0 = c0 ∨ c1, y1 = c2 by the task, but the network has no neuron for c1: y0
+    reads as c0 alone, c1 is missed, and the ceiling (the true formula against the
+    network) falls by exactly the inputs where c1 holds and c0 does not."""
+    from app.data import read_network
+
+    groups = [(0, 1), (2,)]
+    model = _and_network([CLEAN[0], CLEAN[2]], [(0,), (1,)], n=8)
+    x = _all_inputs(8)
+    reading = read_network(model, CLEAN, groups, x, _predictions(model, x), ["y0", "y1"])
+    y0, y1 = reading.outputs
+    assert [t.clause for t in y0.terms] == [CLEAN[0]] and y0.terms[0].matches == 0
+    assert y0.true_clauses == (0, 1) and y0.missed == (1,)
+    assert [t.clause for t in y1.terms] == [CLEAN[2]] and y1.terms[0].matches == 2 and y1.missed == ()
+    assert reading.agreement == 1.0
+    # y0 disagrees where c1 holds (1/4) and c0 does not (3/4); y1 agrees: mean over both outputs
+    assert reading.ceiling == pytest.approx((1 - 0.25 * 0.75 + 1) / 2)
+
+
+def test_a_broader_term_fires_on_its_true_clause():
+    """A neuron for x0 alone, under a task whose clause is x0 ∧ x1: the term x0 is no
+    match, but it fires wherever the clause holds, so the clause is not missed."""
+    from app.data import read_network
+
+    model = _and_network([((0, True),)], [(0,)], n=4)
+    x = _all_inputs(4)
+    reading = read_network(model, [CLEAN[0]], [(0,)], x, _predictions(model, x))
+    (term,) = reading.outputs[0].terms
+    assert term.clause == ((0, True),) and term.matches is None and term.broader == (0,)
+    assert reading.outputs[0].missed == ()
+    assert reading.ceiling == 0.75  # x0 ∧ x1 against x0: they differ where x0 holds and x1 does not
+
+
+def test_demo_readings_are_the_fci_numbers_and_decoded_once(demo, run_id):
+    from fci.codes import ceiling_agreement, circuit_agreement, decode_function
+
+    run = demo.run(run_id)
+    for slot, m in run.models.items():
+        reading = run.reading(slot)
+        assert run.reading(slot) is reading, "decoded once per network"
+        circuit = decode_function(m.model)
+        assert circuit.clauses == reading.circuit.clauses, "decode_function at its defaults (seed 0)"
+        assert reading.agreement == circuit_agreement(circuit, m.predictions, run.x_test)
+        assert reading.ceiling == ceiling_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+    a, b = demo.analysis(run_id, 0.1), demo.analysis(run_id, "auto")
+    assert a is not b and a.run is b.run, "a new threshold does not decode again"
+
+
+def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_id):
+    analysis = demo.analysis(run_id, "auto")
+    text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    run = analysis.run
+    for slot in run.models:
+        reading = run.reading(slot)
+        assert f"ceiling {reading.ceiling:.3f}" in text and f"decoded function {reading.agreement:.3f}" in text
+        assert f"decoded-terms-{slot}-0" in text
+        for t in reading.outputs[0].terms:
+            assert t.text in text
+    for slot in run.models:
+        assert f"uncovered positive mass {run.reading(slot).outputs[0].uncovered:.3f}" in text
+    child = run.reading("child").outputs[0]
+    matched = [t for t in child.terms if t.matches is not None]
+    assert matched and f"= c{matched[0].matches}" in text
+    metrics = json.dumps(panels.metrics_table(analysis).to_plotly_json(), default=lambda o: o.to_plotly_json(),
+                         ensure_ascii=False)
+    assert f"{run.reading('child').ceiling:.3f}" in metrics
+    detail = json.dumps(panels.clause_detail(analysis, matched[0].matches), default=lambda o: o.to_plotly_json(),
+                        ensure_ascii=False)
+    assert f"exact term, precision {matched[0].precision:.2f}" in detail
+
+
+def test_clause_table_readouts_use_the_biases(demo, run_id):
+    """The explorer passes b1 to clause_table: readouts by exact contribution."""
+    from fci.codes import clause_table
+
+    run = demo.run(run_id)
+    m = run.models["child"]
+    rows = demo.analysis(run_id, "auto").codes["child"].rows
+    assert rows == clause_table(m.W1, m.W2, run.clauses, threshold="auto", b1=m.b1)
+    assert np.array_equal(m.b1, m.model.effective_weights()[0][1].numpy())
+
+
+def test_per_clause_outputs_are_read_per_output(tmp_path):
+    """A task with one output per clause: the panel reads each output apart, each
+    against its own true clause, and the ceiling is ceiling_agreement's."""
+    from fci.codes import ceiling_agreement
+
+    run_fpe([tiny_spec(hidden=4, expansions=(("clause", 2),), outputs="clauses")], device="cpu", store=Store(tmp_path))
+    explorer = Explorer(tmp_path)
+    (info,) = explorer.catalogue().runs
+    analysis = explorer.analysis(info.id, "auto")
+    run = analysis.run
+    assert run.task.n_outputs == run.n_clauses > 1
+    text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+    for slot, m in run.models.items():
+        reading = run.reading(slot)
+        assert [o.true_clauses for o in reading.outputs] == [(c,) for c in range(run.n_clauses)]
+        assert reading.ceiling == ceiling_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+        for o in reading.outputs:
+            assert f"output y{o.output} (true: OR of c{o.output})" in text
+            assert all(t.matches in (None, o.output) for t in o.terms), "a term matches only its output's clause"

@@ -28,7 +28,7 @@ from conftest import tiny_spec  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.figures import CHANNEL_COLOR, MIN_CELL  # noqa: E402
-from app.state import ViewState  # noqa: E402
+from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState  # noqa: E402
 from app.views import graph_id  # noqa: E402
 from fci.store import Store  # noqa: E402
 from fci.train import run_fpe  # noqa: E402
@@ -129,7 +129,7 @@ def test_explorer_end_to_end(dash_duo, app_demo_dir):
     # The page loads on the headline run, fills the URL and highlights clause 0.
     dash_duo.wait_for_contains_text("#clause-title", "Clause c0", timeout=30)
     _wait(lambda: f"run={run_id}" in dash_duo.driver.current_url, what="the run id in the URL")
-    analysis = explorer.analysis(run_id, 0.1)
+    analysis = explorer.analysis(run_id, DEFAULT_THRESHOLD)
     child_channel = lambda c: analysis.codes["child"].rows[c]["channel"]  # noqa: E731
     assert _wait(lambda: _highlight(dash_duo, graph_id("child", "weights"), "channel-neuron") is not None,
                  what="the child heatmap") is not None
@@ -184,7 +184,7 @@ def test_explorer_end_to_end(dash_duo, app_demo_dir):
     # The README screenshot: weights view, a clause whose channel survives the split.
     shown = next((c for c in range(analysis.run.n_clauses) if child_channel(c)), 0)
     dash_duo.driver.set_window_size(1600, 1750)
-    dash_duo.driver.get(dash_duo.server_url + f"/?run={run_id}&clause={shown}&threshold=0.1&view=weights")
+    dash_duo.driver.get(dash_duo.server_url + f"/?run={run_id}&clause={shown}&view=weights")
     dash_duo.wait_for_contains_text("#clause-title", f"Clause c{shown}", timeout=30)
     _wait(lambda: _highlight(dash_duo, graph_id("dense", "weights"), "clause-var"), what="figures drawn")
     time.sleep(0.5)
@@ -197,6 +197,52 @@ def test_explorer_end_to_end(dash_duo, app_demo_dir):
     dash_duo.wait_for_contains_text("#messages", "unknown run 'no-such-run'", timeout=30)
     dash_duo.driver.get(dash_duo.server_url + f"/?run={run_id}&clause=1")
     dash_duo.wait_for_contains_text("#clause-title", "Clause c1", timeout=30)
+    _no_severe(dash_duo)
+
+
+def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_default(dash_duo, app_demo_dir):
+    app = _start(dash_duo, app_demo_dir[0])
+    run_id = app.explorer.catalogue().landing().id
+    run = app.explorer.run(run_id)
+    dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=run_id, clause=0).to_search())
+    dash_duo.wait_for_contains_text("#clause-title", "Clause c0", timeout=60)
+    # Per network: the decoded terms with their precision, the agreement beside the ceiling.
+    for slot in run.models:
+        reading = run.reading(slot)
+        block = _wait(lambda s=slot: dash_duo.driver.find_elements("css selector", f"#decoded-{s}"),
+                      what=f"the decoded terms of the {slot}")[0]
+        text = block.text
+        assert f"decoded function {reading.agreement:.3f}" in text and f"ceiling {reading.ceiling:.3f}" in text
+        rows = block.find_elements("css selector", f"#decoded-terms-{slot}-0 tbody tr")
+        assert [r.find_elements("css selector", "td")[0].text for r in rows] == [t.text for t in reading.outputs[0].terms]
+        assert [r.find_elements("css selector", "td")[1].text for r in rows] == [f"{t.precision:.3f}"
+                                                                                for t in reading.outputs[0].terms]
+        missed = dash_duo.find_element(f"#decoded-missed-{slot}-0").text
+        assert missed.endswith(", ".join(f"c{c}" for c in reading.outputs[0].missed) or "none")
+    # The documentation's picture of the decoded readings (docs/explorer/decoded.png).
+    dash_duo.driver.set_window_size(1600, 2000)
+    panel = dash_duo.find_element("#decoded")
+    dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", panel)
+    time.sleep(0.3)
+    (DOCS / "explorer").mkdir(parents=True, exist_ok=True)
+    assert panel.screenshot(str(DOCS / "explorer" / "decoded.png"))
+    metrics = dash_duo.find_element("#metrics-table").text
+    assert "ceiling: OR of the true clauses" in metrics and f"{run.reading('child').ceiling:.3f}" in metrics
+    # The threshold defaults to auto (the slider greyed out); unticking it gives a fraction.
+    assert "threshold=auto" in dash_duo.driver.current_url
+    disabled = "return document.querySelector('#threshold [data-disabled], #threshold [aria-disabled=\"true\"]') !== null;"
+    _wait(lambda: dash_duo.driver.execute_script(disabled), what="the slider disabled under auto")
+    label = dash_duo.find_element("#threshold-label").text
+    assert "each neuron" in label and "max|w|" in label
+    dash_duo.driver.find_element("css selector", "#threshold-auto input").click()
+    _wait(lambda: f"threshold={DEFAULT_FRACTION:g}" in dash_duo.driver.current_url, what="a numeric threshold")
+    _wait(lambda: not dash_duo.driver.execute_script(disabled), what="the slider enabled")
+    codes = app.explorer.analysis(run_id, DEFAULT_FRACTION).codes
+    label = f"agreement, static decode (threshold {DEFAULT_FRACTION:g} of each neuron's max|w|)"
+    rows_js = ("return Array.from(document.querySelectorAll('#metrics-table tr'))"
+               ".map(r => Array.from(r.children).map(c => c.textContent));")
+    _wait(lambda: [label, *(f"{codes[n].agreement:.3f}" for n in run.models)]
+          in dash_duo.driver.execute_script(rows_js), what="the static decode's agreement at the new threshold")
     _no_severe(dash_duo)
 
 
@@ -238,7 +284,9 @@ def test_one_colour_scale_per_row_and_a_legend_for_every_encoding(dash_duo, app_
 def test_slider_tooltip_leaves_the_run_summary_visible(dash_duo, app_demo_dir):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    _start(dash_duo, app_demo_dir[0])
+    app = _start(dash_duo, app_demo_dir[0])
+    run_id = app.explorer.catalogue().landing().id
+    dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=run_id, threshold=0.1).to_search())
     dash_duo.wait_for_contains_text("#clause-title", "Clause c0", timeout=30)
     handle = dash_duo.driver.find_element("css selector", "#threshold [role='slider']")
     ActionChains(dash_duo.driver).move_to_element(handle).click_and_hold().perform()
@@ -261,7 +309,7 @@ def test_bad_url_fields_are_named_and_the_url_is_kept(dash_duo, app_demo_dir):
     dash_duo.driver.get(dash_duo.server_url + "/" + sent)
     dash_duo.wait_for_contains_text("#messages", "URL field threshold", timeout=30)
     text = dash_duo.find_element("#messages").text
-    for expected in ("URL field threshold: sent '-1', not a number in [0, 1]; using 0.1 instead",
+    for expected in ("URL field threshold: sent '-1', neither auto nor a number in [0, 1]; using auto instead",
                      "URL field view: sent 'xyz', not one of weights, codes, masks; using weights instead",
                      "URL field clause: sent '99', this task has clauses 0..7; using none instead",
                      "URL field layer: sent 'x', not a layer number (0 = first hidden layer); using layer 0 instead"):
@@ -271,7 +319,7 @@ def test_bad_url_fields_are_named_and_the_url_is_kept(dash_duo, app_demo_dir):
     # A control change rewrites the URL with valid values; the messages go.
     dash_duo.driver.find_element("css selector", "#view input[value='codes']").click()
     _wait(lambda: "view=codes" in dash_duo.driver.current_url, what="the URL rewritten")
-    assert "threshold=0.1" in dash_duo.driver.current_url and "xyz" not in dash_duo.driver.current_url
+    assert "threshold=auto" in dash_duo.driver.current_url and "xyz" not in dash_duo.driver.current_url
     _wait(lambda: "URL field" not in dash_duo.find_element("#messages").text, what="the messages cleared")
 
 

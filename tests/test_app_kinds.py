@@ -150,6 +150,16 @@ def test_every_run_renders_through_http(kinds, explorer):
                 assert "URL field layer" in text
             else:
                 assert "URL field" not in text
+            if view == "weights" and layer == 0:
+                decoded = json.dumps(out["decoded.children"], ensure_ascii=False)
+                run = explorer.run(r.id)
+                if not run.has_clauses:
+                    assert "Decoding reads Boolean tasks" in decoded, r.id
+                elif run.n_hidden_layers > 1:
+                    assert "decode_function cannot read this network" in decoded and "hidden layer" in decoded
+                    assert "ceiling" in decoded, "the ceiling needs no decoding"
+                else:
+                    assert all(f"decoded-{slot}" in decoded for slot in run.models) and "ceiling" in decoded
 
 
 def _info(run_id, **kw) -> RunInfo:
@@ -234,6 +244,8 @@ def test_each_model_kind_in_the_browser(dash_duo, kinds, explorer, tmp_path):
             assert visible == (slot in shown), f"{study}: the {slot} column is shown iff the run has that network"
         if not explorer.run(info.id).has_clauses:
             assert not dash_duo.find_element("#clauses-section").is_displayed()
+            note = _wait(lambda: dash_duo.driver.find_elements("css selector", "#decoded-none"), what="decoding note")
+            assert note[0].is_displayed() and "Decoding reads Boolean tasks" in note[0].text
         time.sleep(0.5)
         assert dash_duo.driver.save_screenshot(str(tmp_path / f"{study}.png"))
     # The picker's search narrows the list as the user types two fields.
