@@ -56,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ from torch import nn
 from fci import _kernel
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.tasks import DNFTask, TaskConfig
-from fci.train import FPESpec, KernelBackend, TorchBackend, TrainConfig, fit, trial_bytes
+from fci.train import FitState, FPESpec, KernelBackend, TorchBackend, TrainConfig, fit, trial_bytes
 from fci.train.backends.flat import FlatState
 
 N_TASKS = 32  # distinct tasks dealt round-robin over the models
@@ -119,7 +120,9 @@ class Batched:
     def __init__(self, models, x, y, cfg: TrainConfig, device: torch.device, backend="auto", workers: int | None = None):
         self.stack = MaskedMLPStack.from_models(models).to(device)
         self.x, self.y, self.cfg, self.dev = x, y, cfg, device
-        self.opt, self.epoch, self.last_loss = None, 0, None
+        self.opt: FitState | None = None  # the run's state, once `run` has trained
+        self.epoch = 0
+        self.last_loss: torch.Tensor | None = None
         self.backend, self.workers = backend, workers
 
     def describe(self) -> str:
@@ -170,6 +173,10 @@ class _Peer:
         self.B, self.dev, self.M = cfg.batch_size, device, len(models)
         self.H = max(m.hidden[0] for m in models)
         self.last_loss = torch.full((self.M,), float("nan"))
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+        """One optimiser step of every model on its minibatch, xb: (M, B, n), yb: (M, B, 1)."""
+        raise NotImplementedError
 
     def run(self, epochs: int) -> int:
         old = torch.get_num_threads()
@@ -365,6 +372,7 @@ def compare(args) -> None:
     models, x, y = build_workload(M, widths, n_train, dev)
     auto = Batched(models, x, y, cfg, dev)
     setup, _ = _timed(auto.run, 1)  # warm-up, not timed: first-call costs and fit's one-time set-up
+    assert auto.opt is not None  # run() trained it
     auto_backend = auto.opt.provenance["backend"]
     lib = _kernel.load() if auto_backend == "kernel" else None
     fci_others: list[tuple[str, Batched]] = []
@@ -396,7 +404,7 @@ def compare(args) -> None:
     loop.run(1, n_models=1)
     sgemm = sgemm_rate(dev)
 
-    rows: list[tuple[str, object, int]] = [("fci auto: fit(), one stack of " + str(M), auto, epochs)]
+    rows: list[tuple[str, Batched | _Peer | Loop, int]] = [("fci auto: fit(), one stack of " + str(M), auto, epochs)]
     rows += [(lab, t, epochs) for lab, t in fci_others]
     rows += [(lab, p, peer_epochs) for lab, p in peers]
     rows += [("(3) per-model loop (nn.Sequential + Adam)", loop, 1)]
@@ -494,6 +502,7 @@ def point(spec: dict) -> dict:
         peak, exact = after - before, after > peak_before
     epochs = max(1, min(20, math.ceil(spec["seconds"] / max(t_first, 1e-3))))
     dt, work = _timed(b.run, epochs)
+    assert b.opt is not None  # run() trained it
     w = b.opt.provenance["workers"]
     threads = "-" if dev.type == "cuda" else f"{spec['torch_threads']} torch" if spec.get("torch_threads") else \
         f"{b.opt.provenance['backend']}, {w} thread{'s' if w > 1 else ''}"
@@ -515,8 +524,11 @@ def scaling(args) -> None:
     print("peak MiB: what one fit() adds over the model and data already resident "
           f"({'torch.cuda.max_memory_allocated' if dev.type == 'cuda' else 'rise of the peak RSS, fresh process per row'}); "
           "estimate: the same from fci.train.trial_bytes")
-    sections = [("against stack size (hidden 16)", [(M, 16, None) for M in sizes]),
-                ("against hidden width (256 models)", [(256, H, None) for H in hiddens])]
+    # (title, [(models, hidden, parallelism: extra --_point settings or None)])
+    sections: list[tuple[str, list[tuple[int, int, dict[str, Any] | None]]]] = [
+        ("against stack size (hidden 16)", [(M, 16, None) for M in sizes]),
+        ("against hidden width (256 models)", [(256, H, None) for H in hiddens]),
+    ]
     if dev.type == "cpu" and (os.cpu_count() or 1) > 1:
         k = os.cpu_count()
         sections.append((f"parallelism and backend: auto on {k} threads vs 1 thread vs the torch backend ({k} workers)",

@@ -260,10 +260,9 @@ def _vector(values: Any, name: str) -> np.ndarray:
     v = _to_numpy(values, name)
     if v.dtype == object:
         raise ValueError(f"{name} must be numeric")
-    v = v.astype(np.float64).reshape(-1) if v.ndim <= 1 else None
-    if v is None:
+    if v.ndim > 1:
         raise ValueError(f"{name} must be 1-D (one value per trial)")
-    return v
+    return v.astype(np.float64).reshape(-1)
 
 
 def trial_stats(values: Any) -> dict[str, float | int]:

@@ -14,7 +14,7 @@ lossless.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -62,7 +62,13 @@ class MaskedMLP(nn.Module):
         weights[l]: (out_l, in_l) raw weights; biases[l]: (out_l,).
         parent_index: for an FPE child, (H1,) the parent neuron of each first-layer
             hidden unit (children of parent i are contiguous); None otherwise.
+        expansion_info: set by `fci.expand` and `fci.structured` on the models they
+            make (alpha, split, pruned count, ...); absent on a freshly built model.
     """
+
+    # Set outside __init__; declared so that mypy types it as the dict it holds,
+    # not as what nn.Module.__getattr__/__setattr__ allow (Tensor | Module).
+    expansion_info: dict[str, Any]
 
     def __init__(self, n_in: int, hidden: int | Sequence[int], n_out: int, seed: int = 0):
         super().__init__()
@@ -211,6 +217,8 @@ class MaskedMLPStack(nn.Module):
     `widths: (M, L-1)` records each model's true hidden widths (its neurons are
     the first `widths[m, l]` of layer l; the rest are masked-off padding).
     """
+
+    widths: torch.Tensor  # (M, L-1) int64 buffer, declared so that reads are typed as a Tensor
 
     def __init__(self, sizes: Sequence[int], n_models: int):
         super().__init__()

@@ -166,15 +166,15 @@ def prune(model: MaskedMLP | MaskedMLPStack, steps: int, fraction: float = 0.02)
         for l, (w, m) in enumerate(zip(ws, ms)):
             out.set_masks(l, step_masks(w, m, [int(steps)], fraction)[0, 0])
         return out
-    out = MaskedMLPStack([model.weights[0].shape[2], *(w.shape[1] for w in model.weights)], model.n_models).to(ws[0].device)
-    out.load_state_dict(model.state_dict())
-    out.parent_indices = [None if p is None else p.clone() for p in model.parent_indices]
+    stack = MaskedMLPStack([model.weights[0].shape[2], *(w.shape[1] for w in model.weights)], model.n_models).to(ws[0].device)
+    stack.load_state_dict(model.state_dict())
+    stack.parent_indices = [None if p is None else p.clone() for p in model.parent_indices]
     with torch.no_grad():
         for l, (w, m) in enumerate(zip(ws, ms)):
             new = step_masks(w, m, [int(steps)], fraction)[:, 0]
-            out.weight_mask(l).copy_(new)
-            out.weights[l].mul_(new)
-    return out
+            stack.weight_mask(l).copy_(new)
+            stack.weights[l].mul_(new)
+    return stack
 
 
 def pruned_copies(model: MaskedMLP, steps: Sequence[int], fraction: float = 0.02) -> MaskedMLPStack:

@@ -408,8 +408,9 @@ def prune_and_regrow(
             raise ValueError(f"grads[{l}] must have shape {tuple(W.shape)}, got {tuple(g.shape)}")
         active = mask != 0
         region = _true_region(stack, l)
-        if allowed is not None and allowed[l] is not None:
-            region = region & allowed[l].to(dev).bool()
+        allow = None if allowed is None else allowed[l]
+        if allow is not None:
+            region = region & allow.to(dev).bool()
         regrowable = ~active & region & (g != 0)
         n_active = active.flatten(1).sum(1)
         k = torch.minimum(torch.floor(fraction * n_active.double()).long(), regrowable.flatten(1).sum(1))
@@ -427,14 +428,15 @@ def prune_and_regrow(
 class DynamicFit:
     """What `fit_dynamic` returns.
 
-    optimizer: to continue training (pass back to `fit` / `fit_dynamic`);
+    optimizer: to continue training (pass back to `fit` / `fit_dynamic`): the
+        state `fit` returned, or the optimizer passed in when `epochs` is empty;
     losses: (M, epochs) mean train loss per model and epoch, on CPU;
     curve: [(offset, (M,) test accuracy)] at offsets 0, every `eval_every`
         epochs (before that offset's round) and the end, when eval data was given;
     rounds: [{"offset", "epoch", "fraction", "swapped": {layer: (M,)}, "mask_nnz": {layer: (M,)}}].
     """
 
-    optimizer: FitState
+    optimizer: FitState | torch.optim.Optimizer
     losses: torch.Tensor
     curve: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
@@ -476,29 +478,36 @@ def fit_dynamic(
     every = eval_every or (dynamic.every if dynamic is not None else E or 1)
     evals = set(range(0, E, every)) | {E} if eval_data is not None else set()
     cuts = sorted(set(rounds) | evals | {0, E})
-    out = DynamicFit(optimizer=optimizer, losses=torch.zeros(stack.n_models, 0))  # type: ignore[arg-type]
+    opt = optimizer
+    curve: list[tuple[int, torch.Tensor]] = []
+    round_log: list[dict[str, Any]] = []
     chunks = []
     N = x.shape[1]
     for a, b in zip(cuts, cuts[1:] + [None]):
         if a in evals:
-            out.curve.append((a, evaluate(stack, eval_data[0], eval_data[1], loss)["accuracy"]))
+            assert eval_data is not None  # evals is empty without it
+            curve.append((a, evaluate(stack, eval_data[0], eval_data[1], loss)["accuracy"]))
         if a in rounds:
+            assert dynamic is not None  # rounds is empty without it
             e = epochs.start + a
             B = min(dynamic.grad_batch, N)
             idx = torch.randperm(N, generator=generator(cfg.shuffle_seed, "regrow", e))[:B].to(x.device)
             grads = effective_weight_gradients(stack, x.index_select(1, idx), y.index_select(1, idx), loss)
             swapped = prune_and_regrow(stack, grads, rounds[a], layers=dynamic.layers, models=models)
-            out.rounds.append({"offset": a, "epoch": e, "fraction": rounds[a], "swapped": swapped,
-                               "mask_nnz": {l: (stack.weight_mask(l) != 0).flatten(1).sum(1).cpu() for l in dynamic.layers}})
+            round_log.append({"offset": a, "epoch": e, "fraction": rounds[a], "swapped": swapped,
+                              "mask_nnz": {l: (stack.weight_mask(l) != 0).flatten(1).sum(1).cpu() for l in dynamic.layers}})
         if b is None:
             break
-        out.optimizer, losses = fit(stack, x, y, cfg, range(epochs.start + a, epochs.start + b), loss=loss, optimizer=out.optimizer)
+        opt, losses = fit(stack, x, y, cfg, range(epochs.start + a, epochs.start + b), loss=loss, optimizer=opt)
         chunks.append(losses)
     if chunks:
-        out.losses = torch.cat(chunks, 1)
-    elif out.optimizer is None:  # an empty phase: an optimiser for the caller to continue with
-        out.optimizer, out.losses = fit(stack, x, y, cfg, range(epochs.start, epochs.start), loss=loss)
-    return out
+        losses = torch.cat(chunks, 1)
+    elif opt is None:  # an empty phase: an optimiser for the caller to continue with
+        opt, losses = fit(stack, x, y, cfg, range(epochs.start, epochs.start), loss=loss)
+    else:
+        losses = torch.zeros(stack.n_models, 0)
+    assert opt is not None  # fit ran at least once, or the caller passed one
+    return DynamicFit(optimizer=opt, losses=losses, curve=curve, rounds=round_log)
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
 from fci.train import backends as _backends
 from fci.train.backends import Backend, FitState
+from fci.train.backends.reference import ReferenceBackend
 from fci.train.config import TrainConfig
 from fci.train.maths import check_fit_inputs, epoch_perms, one_thread_unless, step_flops
 from fci.train.provenance import provenance
@@ -67,7 +68,8 @@ def fit(
         if backend not in ("auto", "reference"):
             raise ValueError(f"a torch optimizer trains through the 'reference' backend, not {backend!r}")
         ref = _backends.get("reference")
-        state: FitState = ref.wrap(stack, cfg, optimizer, n_workers)  # type: ignore[attr-defined]
+        assert isinstance(ref, ReferenceBackend)  # registered under that name by fci.train.backends
+        state: FitState = ref.wrap(stack, cfg, optimizer, n_workers)
     elif isinstance(optimizer, FitState):
         if isinstance(backend, Backend) and backend is not optimizer.backend:
             raise ValueError(f"optimizer comes from another {optimizer.backend.name!r} backend instance "

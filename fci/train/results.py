@@ -70,7 +70,7 @@ class FPEResult:
 
     def __repr__(self) -> str:
         t = self.spec.task
-        return _lines(f"FPEResult(seed {self.spec.seed}, DNF {t.n_clauses}x{t.clause_size}, n={self.task.n_vars}):",
+        return _lines(f"FPEResult(seed {self.spec.seed}, DNF {t.n_clauses}x{t.clause_size}, n={t.resolved_n_vars}):",
                       self.parent, self.dense, self.children)
 
 

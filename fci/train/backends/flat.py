@@ -56,10 +56,11 @@ class _FlatStack:
             self.offsets.append(self.offsets[-1] + k)
         size = self.offsets[-1]
         self.param = torch.zeros(size, device=self.device, dtype=self.dtype)
-        self.param.grad = torch.zeros_like(self.param)
+        # param's gradient, never replaced: gA0, gW and gb are views into it
+        self.grad = self.param.grad = torch.zeros_like(self.param)
         self.mask = torch.zeros_like(self.param)
         self.A0, self.W, self.b = self._views(self.param)
-        self.gA0, self.gW, self.gb = self._views(self.param.grad)
+        self.gA0, self.gW, self.gb = self._views(self.grad)
         self.mA0, self.mW, self.mb = self._views(self.mask)
         self._data: tuple | None = None  # (x, y, their versions, loss, _TrainData) of the last fit
         self._buffers: dict[tuple, _StepBuffers] = {}
@@ -160,7 +161,7 @@ def _plan_slices(stack: MaskedMLPStack, batch: int, workers: int, backend: "Torc
     total = float(cum[-1])
     cuts = [0] + [int(torch.searchsorted(cum, total * k / n_slices)) + 1 for k in range(1, n_slices)] + [M]
     cuts = sorted(set(min(M, max(0, c)) for c in cuts))
-    slices = []
+    slices: list[tuple[torch.Tensor | None, list[int]]] = []
     for a, b in zip(cuts[:-1], cuts[1:]):
         if b <= a:
             continue
@@ -281,7 +282,7 @@ def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str, 
         back = torch.bmm(back, flat.W[l], out=backs[l - 1])
         torch.ops.aten.threshold_backward.grad_input(back, h, 0, grad_input=back)
     torch.bmm(back.transpose(1, 2), xb, out=flat.gA0)
-    flat.param.grad.mul_(flat.mask)
+    flat.grad.mul_(flat.mask)
     return per_model
 
 
