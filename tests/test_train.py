@@ -93,3 +93,22 @@ def test_bad_spec_raises():
         FPESpec(expansions=(("banana", 2),))
     with pytest.raises(ValueError, match="alpha"):
         FPESpec(expansions=(("random", 0),))
+
+
+@pytest.mark.parametrize("loss,n_out", [("bce", 3), ("ce", 5)])
+def test_a_models_evaluation_does_not_depend_on_its_stack_mates(loss, n_out):
+    """Accuracy, exact match and loss of a model come out bit for bit the same
+    alone and in a stack with wider mates (a padded stack's float32 sums would
+    otherwise change with the padding: a resumed study evaluates differently)."""
+    from fci.train import evaluate
+
+    models = [MaskedMLP(24, h, n_out, seed=i) for i, h in enumerate((5, 40, 5, 17, 64))]
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(len(models), 300, 24, generator=g) < 0.5).float()
+    y = ((torch.rand(len(models), 300, n_out, generator=g) < 0.5).float() if loss == "bce"
+         else torch.randint(0, n_out, (len(models), 300), generator=g))
+    together = evaluate(MaskedMLPStack.from_models(models), x, y, loss)
+    for i, m in enumerate(models):
+        alone = evaluate(MaskedMLPStack.from_models([m]), x[i:i + 1], y[i:i + 1], loss)
+        for k in ("accuracy", "exact_match", "loss"):
+            assert torch.equal(alone[k][0], together[k][i]), (k, i)

@@ -104,16 +104,19 @@ def evaluate(stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, loss: str 
 
 def _summed_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     """(M,) each model's loss summed over the batch (mean over outputs for BCE),
-    reduced in float64 so that its value does not depend on how many models share
-    the stack: float32 reductions over (M, B, O) change their order with M, and a
-    resumed or sharded study would then differ from an uninterrupted one."""
+    computed from the logits in float64 and rounded once by the caller, so that its
+    value does not depend on how many models share the stack: in float32 both the
+    reduction order over (M, B, O) and the vectorised-or-scalar path an element's
+    exp/log1p takes change with M, and a resumed or sharded study would then
+    differ from an uninterrupted one in the last bit."""
+    logits = logits.double()
     if loss == "bce":
         terms = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), reduction="none")
-        return terms.double().sum((1, 2)) / terms.shape[2]
+        return terms.sum((1, 2)) / terms.shape[2]
     M, B, O = logits.shape
     terms = torch.nn.functional.cross_entropy(logits.reshape(M * B, O), y.reshape(M * B).long(),
                                               reduction="none").view(M, B)
-    return terms.double().sum(1)
+    return terms.sum(1)
 
 
 def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
