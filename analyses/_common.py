@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ from tqdm.auto import tqdm
 
 from fci._cli import OneLineParser, check_writable, mean_sem_text
 from fci.codes import clause_channels
+from fci.expand import SPLITS, split_info
 from fci.metrics import (
     accuracy_per_parameter,
     clause_mean_capacity,
@@ -300,7 +301,13 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     }
 
 
-_CONDITION_ORDER = {"dense": 0, "clause": 1, "random": 2, "gram": 3}
+def condition_order(condition: str) -> int:
+    """Where a condition goes in tables and legends: dense, the alpha = 1 restart
+    control, then the registered splits in registration order (fci.expand.SPLITS)."""
+    fixed = {"dense": 0, "restart": 1}
+    if condition in fixed:
+        return fixed[condition]
+    return 2 + (list(SPLITS).index(condition) if condition in SPLITS else len(SPLITS))
 
 
 def _conditions(result: FPEResult) -> list[tuple[str, int, ModelResult]]:
@@ -541,7 +548,27 @@ def write_figure(fig: go.Figure, path: Path) -> Path:
 
 # --------------------------------------------------------------------------- figure helpers
 
-COLORS = {"dense": "#222222", "clause": "#1f77b4", "random": "#ff7f0e", "gram": "#2ca02c"}
+class _Colors(Mapping[str, str]):
+    """Condition -> colour: dense black, the restart control purple, each split the
+    colour it was registered with (`fci.expand.register_split`); a live view."""
+
+    FIXED = {"dense": "#222222", "restart": "#9467bd"}
+
+    def __getitem__(self, key: str) -> str:
+        if key in self.FIXED:
+            return self.FIXED[key]
+        if key in SPLITS:
+            return split_info(key).color
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.FIXED, *SPLITS])
+
+    def __len__(self) -> int:
+        return len(self.FIXED) + len(SPLITS)
+
+
+COLORS: Mapping[str, str] = _Colors()
 DASHES = {1: "solid", 2: "dot", 4: "solid", 8: "dash", 16: "dashdot"}
 SYMBOLS = {1: "circle", 2: "circle-open", 4: "circle", 8: "diamond", 16: "square"}
 
@@ -804,7 +831,7 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
             rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        order = df.condition.map(_CONDITION_ORDER).fillna(len(_CONDITION_ORDER))
+        order = df.condition.map(condition_order)
         df = df.assign(_order=order).sort_values(CONFIG_KEYS + ["_order", "alpha", "trial"]).drop(columns="_order")
         df = df.reset_index(drop=True)
 
