@@ -209,11 +209,17 @@ def test_a_study_whose_models_mix_backends_says_so(tmp_path, capsys):
     args = ["--tiny", "--device", "cpu", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data")]
     assert main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["run"]["mixed_backends"] is False and len(summary["run"]["backends"]) == 1
-    entry = sorted((tmp_path / "data" / "store").iterdir())[0] / "metrics.json"
+    assert summary["run"]["mixed_backends"] is False and len({b.split(" ")[0] for b in summary["run"]["backends"]}) == 1
+    entry = sorted(p for p in (tmp_path / "data" / "store").iterdir() if not p.name.startswith("."))[0] / "metrics.json"
     m = json.loads(entry.read_text())
     m["provenance"] = {**m["provenance"], "backend": "reference", "kernel_isa": None}
     entry.write_text(json.dumps(m))
+    sums_path = entry.parent / "checksums.json"  # a deliberate relabel, not damage: record its checksum
+    sums = json.loads(sums_path.read_text())
+    import hashlib
+
+    sums["files"]["metrics.json"] = {"bytes": entry.stat().st_size, "sha256": hashlib.sha256(entry.read_bytes()).hexdigest()}
+    sums_path.write_text(json.dumps(sums))
     capsys.readouterr()
     assert main(args) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -184,6 +184,8 @@ class KernelBackend(Backend):
     def why_not(self, stack, cfg, loss) -> str | None:
         if self.native and os.environ.get("FCI_KERNEL", "1") == "0":
             return "FCI_KERNEL=0 turns the kernel off on this machine"
+        if cfg.momentum:
+            return "it trains Adam and plain SGD; SGD with momentum runs on the torch backend"
         w = stack.weights[0]
         if w.device.type != "cpu":
             return f"it trains on the CPU, the stack is on {w.device}"
