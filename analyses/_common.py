@@ -821,7 +821,8 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Stud
         shard = parse_shard(args.shard)
     except ValueError as e:
         ap.error(str(e))
-    level = apply_regime(ap, args, level, study.points(level.name))
+    if isinstance(study, Study) and hasattr(args, "optimizer"):  # the Boolean FPE studies take the regime options
+        level = apply_regime(ap, args, level, study.points(level.name))
     if study.validate:
         study.validate(ap, args)
     out = Path(args.out) if args.out is not None else Path(args.data) / "results" / study.name
