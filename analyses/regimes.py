@@ -162,7 +162,8 @@ def heatmap_figure(st: pd.DataFrame, caption: str) -> go.Figure:
         cols = sorted(set(s.warmup))
         z, text = [], []
         for o, opt, C in rows:
-            zr, tr = [], []
+            zr: list[float | None] = []
+            tr: list[str] = []
             for L in cols:
                 r = s[(s.outputs == o) & (s.optimizer == opt) & (s.n_clauses == C) & (s.warmup == L)]
                 if r.empty:
