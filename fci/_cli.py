@@ -105,27 +105,33 @@ def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, A
             return None
         return source.get(field) if isinstance(source, dict) else getattr(source, field)
 
+    def h(text: str, default: str | None = None) -> str:
+        """Help text; with no defaults given, say what None means (else argparse shows the default)."""
+        if task_defaults or train_defaults is not None:
+            return text
+        return f"{text} (default: {default})" if default else f"{text}{note}"
+
     t = ap.add_argument_group("task options (SPEC §1)")
-    t.add_argument("--vars", type=int, default=d("n_vars", td), help="input variables n (default: C*k)")
+    t.add_argument("--vars", type=int, default=d("n_vars", td), help=h("input variables n (None: C*k)", "C*k"))
     t.add_argument("--layout", choices=["disjoint", "shared"], default=d("layout", td) if td else None,
-                   help=f"variable layout{note or ' (default: disjoint)'}")
+                   help=h("variable layout", "disjoint"))
     t.add_argument("--outputs", choices=["dnf", "clauses"], default=d("outputs", td) if td else None,
-                   help=f"one OR output, or one output per clause{note or ' (default: dnf)'}")
+                   help=h("one OR output, or one output per clause", "dnf"))
     t.add_argument("--p", type=parse_p, default=d("p", td) if td else None,
-                   help="planting probability in [0, 1], 'balanced' (OR true half the time) or 'uniform' "
-                        "(fair coins, no planting) (default: balanced)")
+                   help=h("planting probability in [0, 1], 'balanced' (OR true half the time) or 'uniform' "
+                          "(fair coins, no planting)", "balanced"))
     t.add_argument("--negation-prob", type=float, default=d("negation_prob", td) if td else None,
-                   help="probability that a literal is negated (default: 0.5)")
+                   help=h("probability that a literal is negated", "0.5"))
     t.add_argument("--train-samples", type=int, default=d("n_train", td) if td else None,
-                   help=f"training samples per task{note}")
+                   help=h("training samples per task"))
     g = ap.add_argument_group("training options")
-    g.add_argument("--optimizer", choices=["adam", "sgd"], default=d("optimizer", tr), help=f"optimiser{note}")
-    g.add_argument("--lr", type=float, default=d("lr", tr), help=f"learning rate{note}")
-    g.add_argument("--momentum", type=float, default=d("momentum", tr), help="SGD momentum in [0, 1) (default: 0)")
-    g.add_argument("--weight-decay", type=float, default=d("weight_decay", tr), help=f"L2 penalty{note or ' (default: 0)'}")
-    g.add_argument("--batch-size", type=int, default=d("batch_size", tr), help=f"minibatch size{note}")
-    g.add_argument("--warmup", type=int, default=d("warmup", tr), help=f"dense epochs before expansion{note}")
-    g.add_argument("--finetune", type=int, default=d("finetune", tr), help=f"epochs after expansion{note}")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], default=d("optimizer", tr), help=h("optimiser"))
+    g.add_argument("--lr", type=float, default=d("lr", tr), help=h("learning rate"))
+    g.add_argument("--momentum", type=float, default=d("momentum", tr), help=h("SGD momentum in [0, 1)", "0"))
+    g.add_argument("--weight-decay", type=float, default=d("weight_decay", tr), help=h("L2 penalty", "0"))
+    g.add_argument("--batch-size", type=int, default=d("batch_size", tr), help=h("minibatch size"))
+    g.add_argument("--warmup", type=int, default=d("warmup", tr), help=h("dense epochs before expansion"))
+    g.add_argument("--finetune", type=int, default=d("finetune", tr), help=h("epochs after expansion"))
 
 
 def regime_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
