@@ -298,10 +298,12 @@ def test_the_build_that_trains_a_stack_follows_its_widths_only_on_zen4():
     the run records the build it used."""
     from fci.train import KernelBackend
 
-    backend = KernelBackend()
+    default = KernelBackend()
+    backend = KernelBackend(wide_lanes=True)
     narrow = MaskedMLPStack.from_models(_models(6, (4, 20, 5, 30), 1))  # half the models <= 8
     wide = MaskedMLPStack.from_models(_models(6, (20, 32, 17, 9), 1))
     native = kernel.load()
+    assert default.library_for(wide) is native  # by default: one build, whatever the stack mix
     assert backend.library_for(narrow) is native
     picked = backend.library_for(wide)
     assert backend.library_for(wide) is picked

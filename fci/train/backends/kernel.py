@@ -132,11 +132,16 @@ class KernelBackend(Backend):
 
     name = "kernel"
 
-    def __init__(self, march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = ""):
+    def __init__(self, march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = "",
+                 wide_lanes: bool = False):
         self.march, self.extra_flags, self.tag = march, tuple(extra_flags), tag
         self._lib: _kernel.Library | None = None
         self._error: str | None = None
         self._wide: _kernel.Library | None | bool = None  # Zen 4's 16-lane build (False: it did not build)
+        # Off by default: the choice follows the stack's mix of widths, so a model's last float bits
+        # would depend on its stack mates (an FPE trial with its alpha = 1 restart control trains
+        # 8-lane, the same trial resumed without its stored narrow models 16-lane).
+        self.wide_lanes = bool(wide_lanes)
 
     @property
     def native(self) -> bool:
@@ -165,9 +170,11 @@ class KernelBackend(Backend):
         (native build `avx512-zen4`, 8-lane blocks), where a stack with few
         narrow models (under a quarter with every hidden layer <= 8) trains in
         the 16-lane build, 3-23% faster there at uniform widths 16-128. A pure
-        function of the machine and the stack's widths."""
+        function of the machine and the stack's widths. Only with `wide_lanes=True`
+        (opt-in): otherwise every stack trains in the native build, so each model's
+        result depends on its own widths alone, whatever it is stacked with."""
         lib = self.library()
-        if not self.native or lib.isa != "avx512-zen4":
+        if not self.wide_lanes or not self.native or lib.isa != "avx512-zen4":
             return lib
         widths = stack.widths.detach().cpu()
         narrow = int((widths <= 8).all(1).sum()) if widths.numel() else stack.n_models
