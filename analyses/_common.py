@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,8 +50,10 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from fci._cli import OneLineParser, check_writable, mean_sem_text
+from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, OneLineParser, add_regime_arguments, build_train, check_writable, flag_error,
+                      mean_sem_text, parse_splits, regime_overrides, regime_record, regime_text)
 from fci.codes import clause_channels
+from fci.expand import SPLITS, split_info
 from fci.metrics import (
     accuracy_per_parameter,
     clause_mean_capacity,
@@ -119,10 +121,13 @@ class Level:
     Attributes:
         name: "full" (the default run), "quick" (--quick) or "tiny" (tests only).
         trials: default number of trials (--trials overrides).
-        n_train: training samples per task.
+        n_train: training samples per task (--train-samples overrides).
         n_test: test samples per task.
         train: the training schedule, shared by every study at this level so
-            that identical (task, width, seed) trials are trained once.
+            that identical (task, width, seed) trials are trained once (the
+            training options override its fields).
+        task: TaskConfig fields beyond the point's C and k and the sample sizes
+            (--vars, --layout, --outputs, --p, --negation-prob); empty = defaults.
     """
 
     name: str
@@ -130,6 +135,7 @@ class Level:
     n_train: int
     n_test: int
     train: TrainConfig
+    task: dict[str, Any] = field(default_factory=dict)  # TaskConfig fields set by the task options (--p, ...)
 
 
 LEVELS: dict[str, Level] = {
@@ -211,13 +217,38 @@ GROUP_KEYS = CONFIG_KEYS + ["condition", "alpha"]
 """Columns that name one condition of one configuration."""
 
 
-def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int) -> list[tuple[FPESpec, int]]:
+RESTART: tuple[str, int] = ("random", 1)
+"""The alpha = 1 restart control: the parent at the end of warm-up, copied unchanged
+and fine-tuned with a fresh optimiser, like every child (condition 'restart')."""
+
+
+def point_task(point: Point, level: Level) -> TaskConfig:
+    """The task family of a point at a level (its C and k, the level's sizes and task options)."""
+    return TaskConfig(n_clauses=point.n_clauses, clause_size=point.clause_size, n_train=level.n_train,
+                      n_test=level.n_test, **level.task)
+
+
+def point_expansions(point: Point, splits: Sequence[str] | None = None, restart: bool = True) -> tuple[tuple[str, int], ...]:
+    """The point's (split, alpha) children; with `splits`, those splits at each of the
+    point's alphas instead; with `restart`, the alpha = 1 restart control too."""
+    exps = tuple(point.expansions)
+    if splits is not None:
+        alphas = list(dict.fromkeys(a for _, a in exps if a > 1))
+        exps = tuple((s, a) for a in alphas for s in splits)
+    if restart and RESTART not in exps:
+        exps = exps + (RESTART,)
+    return exps
+
+
+def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int, splits: Sequence[str] | None = None,
+               restart: bool = True) -> list[tuple[FPESpec, int]]:
     """(spec, trial) for every point and trial; trial t uses seed `seed + t`."""
     out = []
     for p in points:
-        task = TaskConfig(n_clauses=p.n_clauses, clause_size=p.clause_size, n_train=level.n_train, n_test=level.n_test)
+        task = point_task(p, level)
+        exps = point_expansions(p, splits, restart)
         for t in range(trials):
-            out.append((FPESpec(task=task, hidden=p.hidden, seed=seed + t, expansions=p.expansions, train=level.train), t))
+            out.append((FPESpec(task=task, hidden=p.hidden, seed=seed + t, expansions=exps, train=level.train), t))
     return out
 
 
@@ -254,15 +285,25 @@ def _width(spec: FPESpec) -> int:
     return spec.hidden
 
 
+def dead_units(model, x: torch.Tensor) -> int:
+    """First-hidden-layer units that never fire on x (N, n): pre-activation <= 0 on
+    every input (inert FPE children included). Their gradient is zero, so they stay dead."""
+    W, b = model.effective_weights()[0]  # (H, n), (H,)
+    pre = x.to(W.dtype) @ W.T + b  # (N, H)
+    return int((pre <= 0).all(0).sum())
+
+
 def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: ModelResult,
-              channel_threshold: float = 0.1) -> dict[str, Any]:
+              channel_threshold: float = 0.1, x_test: torch.Tensor | None = None) -> dict[str, Any]:
     """One results.csv row: what the model is and what it measures.
 
     feature_capacity is the mean capacity over clause variables and
     cosine_interference the mean |cos| between non-zero neuron rows, both on the
     effective first-layer weights (SPEC §4); clauses_with_channel counts clauses
     whose feature channel (SPEC §5, relative threshold `channel_threshold`) is
-    non-empty.
+    non-empty; dead_units counts first-layer units that never fire on the test
+    inputs `x_test` (drawn from the task when not given). Condition 'restart' is
+    the alpha = 1 control (stored as the split `RESTART`).
     """
     spec, task = result.spec, result.task
     W1 = res.model.effective_weights()[0][0]  # (H', n)
@@ -272,7 +313,9 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     channels = clause_channels(W1, clauses, threshold=channel_threshold)
     split = res.model.nnz_split()
     loss = res.train_loss
-    cfg = entry_configs(spec)[(condition, alpha)]
+    cfg = entry_configs(spec)[RESTART if condition == "restart" else (condition, alpha)]
+    if x_test is None:
+        x_test = task.test_data()[0]
     return {
         "condition": condition,
         "alpha": int(alpha),
@@ -295,22 +338,31 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
         "cosine_interference": float(cos["abs_mean"]),
         "cosine_signed": float(cos["signed_mean"]),
         "active_neurons": int((W1 != 0).any(1).sum()),
+        "dead_units": dead_units(res.model, x_test),
         "clauses_with_channel": int(sum(1 for ch in channels if ch)),
         "store_key": config_key(cfg),
     }
 
 
-_CONDITION_ORDER = {"dense": 0, "clause": 1, "random": 2, "gram": 3}
+def condition_order(condition: str) -> int:
+    """Where a condition goes in tables and legends: dense, the alpha = 1 restart
+    control, then the registered splits in registration order (fci.expand.SPLITS)."""
+    fixed = {"dense": 0, "restart": 1}
+    if condition in fixed:
+        return fixed[condition]
+    return 2 + (list(SPLITS).index(condition) if condition in SPLITS else len(SPLITS))
 
 
 def _conditions(result: FPEResult) -> list[tuple[str, int, ModelResult]]:
-    return [("dense", 1, result.dense)] + [(s, a, r) for (s, a), r in result.children.items()]
+    """(condition, alpha, model) of a trial: dense, each child, the restart control as 'restart'."""
+    return [("dense", 1, result.dense)] + [("restart" if (s, a) == RESTART else s, a, r)
+                                           for (s, a), r in result.children.items()]
 
 
 # --------------------------------------------------------------------------- statistics
 
 BASE_METRICS = ("accuracy", "acc_per_param", "feature_capacity", "cosine_interference", "nnz",
-                "clauses_with_channel", "train_accuracy", "final_train_loss")
+                "clauses_with_channel", "train_accuracy", "final_train_loss", "dead_units")
 FOLD_METRICS = ("feature_capacity", "cosine_interference")
 
 
@@ -541,7 +593,27 @@ def write_figure(fig: go.Figure, path: Path) -> Path:
 
 # --------------------------------------------------------------------------- figure helpers
 
-COLORS = {"dense": "#222222", "clause": "#1f77b4", "random": "#ff7f0e", "gram": "#2ca02c"}
+class _Colors(Mapping[str, str]):
+    """Condition -> colour: dense black, the restart control purple, each split the
+    colour it was registered with (`fci.expand.register_split`); a live view."""
+
+    FIXED = {"dense": "#222222", "restart": "#9467bd"}
+
+    def __getitem__(self, key: str) -> str:
+        if key in self.FIXED:
+            return self.FIXED[key]
+        if key in SPLITS:
+            return split_info(key).color
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.FIXED, *SPLITS])
+
+    def __len__(self) -> int:
+        return len(self.FIXED) + len(SPLITS)
+
+
+COLORS: Mapping[str, str] = _Colors()
 DASHES = {1: "solid", 2: "dot", 4: "solid", 8: "dash", 16: "dashdot"}
 SYMBOLS = {1: "circle", 2: "circle-open", 4: "circle", 8: "diamond", 16: "square"}
 
@@ -554,7 +626,9 @@ def style(condition: str, alpha: int) -> dict[str, Any]:
 
 
 def label(condition: str, alpha: int) -> str:
-    return "dense" if condition == "dense" else f"{condition} α={int(alpha)}"
+    if condition in ("dense", "restart"):
+        return condition if condition == "dense" else "restart (α=1)"
+    return f"{condition} α={int(alpha)}"
 
 
 def significance_text(p: Iterable[float], alpha_level: float = 0.05) -> list[str]:
@@ -702,13 +776,18 @@ def build_parser(study: Study) -> argparse.ArgumentParser:
                     f"{LEVELS['quick'].train.warmup}+{LEVELS['quick'].train.finetune} epochs)"),
         units="trials",
     )
+    add_regime_arguments(ap, default_note="the run level's")
+    ap.add_argument("--splits", default=None,
+                    help=f"FPE splits at each of the study's alphas, comma-separated from the registered splits "
+                         f"({','.join(SPLITS)}) (default: the study's; the alpha = 1 restart control always runs)")
     if study.add_arguments:
         study.add_arguments(ap)
     return ap
 
 
 #: The options every study takes; the rest are the study's own (recorded in summary.json).
-CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data"})
+CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits",
+                              *(f[2:].replace("-", "_") for f in (*TASK_OPTIONS, *TRAIN_OPTIONS))})
 
 
 def study_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -742,6 +821,8 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Stud
         shard = parse_shard(args.shard)
     except ValueError as e:
         ap.error(str(e))
+    if isinstance(study, Study) and hasattr(args, "optimizer"):  # the Boolean FPE studies take the regime options
+        level = apply_regime(ap, args, level, study.points(level.name))
     if study.validate:
         study.validate(ap, args)
     out = Path(args.out) if args.out is not None else Path(args.data) / "results" / study.name
@@ -750,12 +831,35 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Stud
     return level, device, out, Store(args.data), shard
 
 
+def apply_regime(ap: argparse.ArgumentParser, args: argparse.Namespace, level: Level, points: Sequence[Point]) -> Level:
+    """The level with the task and training options applied, every point's task
+    checked (a bad value exits naming its flag, before any work); `args.splits`
+    becomes a list of registered names (or None: the study's own)."""
+    task_set, train_set = regime_overrides(args)
+    n_train = task_set.pop("n_train", level.n_train)
+    lv = dataclasses.replace(level, n_train=n_train, train=build_train(ap, level.train, train_set), task={**level.task, **task_set})
+    for p in points:
+        try:
+            point_task(p, lv)
+        except ValueError as e:
+            flag_error(ap, e)
+    args.splits = parse_splits(ap, args.splits) if args.splits is not None else None
+    return lv
+
+
+def level_regime(level: Level) -> dict[str, Any]:
+    """The regime options' values at a level (summary.json's `config.regime`)."""
+    task = {**TaskConfig().to_dict(), "n_vars": None, **level.task, "n_train": level.n_train}
+    return regime_record(task, level.train)
+
+
 def caption_for(study: Study, level: Level, args: argparse.Namespace, device: torch.device) -> str:
     t = level.train
+    task = {**TaskConfig().to_dict(), "n_vars": None, **level.task, "n_train": level.n_train}
     return (f"{study.name} · level={level.name} · trials={args.trials} (seeds {args.seed}..{args.seed + args.trials - 1}) · "
-            f"k=3 disjoint DNF, balanced planting · {level.n_train} train / {level.n_test} test samples<br>"
-            f"Adam lr={t.lr}, batch {t.batch_size}, {t.warmup} dense warm-up + {t.finetune} fine-tuning epochs "
-            f"(dense baseline {t.epochs}) · device={device.type} · error bars: ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
+            f"k-literal DNF, {level.n_test} test samples<br>{regime_text(task, t)} "
+            f"(dense baseline {t.epochs}) · device={device.type} · α=1 restart control · "
+            f"error bars: ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
 
 
 def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
@@ -767,7 +871,7 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
 
     points = study.points(level.name)
-    items = make_specs(points, level, args.trials, args.seed)
+    items = make_specs(points, level, args.trials, args.seed, splits=args.splits)
     items = shard_items(items, shard, key=_shard_key)
     specs = [s for s, _ in items]
     groups = trial_keys(specs)
@@ -788,8 +892,11 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
         "trials": args.trials, "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)],
         "shard": args.shard, "device": str(device), "data": str(args.data), "out": str(out),
         "points": [p.to_dict() for p in points],
-        "task": {**TaskConfig(n_train=level.n_train, n_test=level.n_test).to_dict(), "n_clauses": "per point", "clause_size": "per point"},
+        "task": {**TaskConfig().to_dict(), **level.task, "n_train": level.n_train, "n_test": level.n_test,
+                 "n_clauses": "per point", "clause_size": "per point", **({} if "n_vars" in level.task else {"n_vars": "C*k"})},
         "train": level.train.to_dict(),
+        "regime": level_regime(level),
+        "splits": args.splits or "the study's",
         "channel_threshold": 0.1,
         "study_options": study_options(args),
     }
@@ -797,14 +904,15 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
 
     rows = []
     for res, trial in tqdm(pairs, desc="measure", unit="trial", leave=False):
+        x_test = res.task.test_data()[0]  # one draw per trial, shared by its conditions
         for cond, alpha, mr in _conditions(res):
-            row = model_row(res, trial, cond, alpha, mr)
+            row = model_row(res, trial, cond, alpha, mr, x_test=x_test)
             if study.extra_columns:
                 row.update(study.extra_columns(res, trial, cond, alpha, mr, ctx))
             rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        order = df.condition.map(_CONDITION_ORDER).fillna(len(_CONDITION_ORDER))
+        order = df.condition.map(condition_order)
         df = df.assign(_order=order).sort_values(CONFIG_KEYS + ["_order", "alpha", "trial"]).drop(columns="_order")
         df = df.reset_index(drop=True)
 
@@ -813,7 +921,9 @@ def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
                       "train_seconds": round(train_s, 2)}
     summary["run"]["backends"] = backends_of([r.provenance for res, _ in pairs for _, _, r in _conditions(res)] +
                                              [res.parent.provenance for res, _ in pairs])
-    summary["run"]["mixed_backends"] = len(summary["run"]["backends"]) > 1
+    # Kernel builds (8- and 16-lane) are chosen per stack by its widths, so a sweep with mixed
+    # widths (the restart control) uses both; a mix means two backends (kernel, torch, reference).
+    summary["run"]["mixed_backends"] = len({b.split(" ")[0] for b in summary["run"]["backends"]}) > 1
     if shard:
         csv = write_shard(df, summary, out, shard, t_start)
         print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({trained} trained) -> {csv} "

@@ -195,6 +195,11 @@ def _load_rows(store: Store, key: str) -> list[dict[str, Any]]:
     return rows
 
 
+#: Where each study's `paper` entries point: the regime map says in which regimes FPE beats dense.
+REGIME_MAP = ("python -m analyses.regimes (summary.json `answer`; docs/analyses/regimes.png): the regimes (output mode, "
+              "training length, optimiser, load) in which random- and clause-split FPE beat dense, with p")
+
+
 def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     """Parse, validate, run (or load) every job, tabulate and write; returns 0."""
     ap = build_job_parser(study)
@@ -253,6 +258,10 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     summary["stats"] = stats.to_dict("records")
     if study.summarise:
         summary.update(study.summarise(df, stats, ctx))
+    for claim in summary.get("paper") or []:  # every claim names the regime it was checked in, and the map
+        if isinstance(claim, dict):
+            claim.setdefault("regime", " · ".join(t.strip() for t in ctx.caption.replace("<br>", " · ").split(" · ")))
+            claim.setdefault("regime_map", REGIME_MAP)
     files = [write_csv(df, out / "results.csv"), write_csv(stats, out / "stats.csv")]
     figs = study.figures(df, stats, ctx)
     for name, fig in tqdm(figs.items(), desc="figures", unit="fig", leave=False):

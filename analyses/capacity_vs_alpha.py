@@ -200,7 +200,7 @@ def collision_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per split and alpha (pooled over widths and trials): measured fractions and expectations."""
     cols = ["whole_frac", "pair_frac", "expected_whole", "expected_pair", "theory_whole", "theory_pair",
             "whole_after_prune_frac", "pruned_clause_frac"]
-    ch = df[(df.condition != "dense")]
+    ch = df[~df.condition.isin(["dense", "restart"])]
     if "whole_frac" not in ch:
         return pd.DataFrame()
     rows = []

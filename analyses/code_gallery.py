@@ -160,7 +160,7 @@ def _gallery(ctx: Context) -> dict[str, Any]:
 
     dense = panel(f"dense (H={res.spec.hidden}, acc {res.dense.test_accuracy:.3f})", res.dense)
     by_alpha: dict[int, list] = {}
-    for (sp, a), mr in sorted(res.children.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (sp, a), mr in sorted(((k, v) for k, v in res.children.items() if k[1] > 1), key=lambda kv: (kv[0][1], kv[0][0])):
         by_alpha.setdefault(a, []).append(panel(f"{sp} split α={a} (acc {mr.test_accuracy:.3f})", mr))
     return {"trial": trial, "seed": res.spec.seed, "n_clauses": task.n_clauses, "clause_size": task.clause_size,
             "clauses": [format_clause(c) for c in task.clauses], "var_order": order, "var_labels": labels,

@@ -98,7 +98,7 @@ def regressions(df: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
     pr = paired_rows(df)
     rows = []
     for sweep, _ in SWEEPS:
-        for (sp, a), g in _sweep(stats[stats.condition != "dense"], sweep).groupby(["condition", "alpha"]):
+        for (sp, a), g in _sweep(stats[~stats.condition.isin(["dense", "restart"])], sweep).groupby(["condition", "alpha"]):
             t = _sweep(pr[(pr.condition == sp) & (pr.alpha == a)], sweep)
             for m, _ in FOLDS:
                 base = {"sweep": sweep, "condition": sp, "alpha": int(a), "fold": m}
@@ -116,7 +116,7 @@ def regression_figure(stats: pd.DataFrame, reg: pd.DataFrame, caption: str = "")
     fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.08, vertical_spacing=0.12,
                         subplot_titles=[f"{_SWEEP_TITLE[s]}: vs {t} fold change" for s, _ in SWEEPS for _, t in FOLDS])
     for row, (sweep, _) in enumerate(SWEEPS, start=1):
-        sub = _sweep(stats[stats.condition != "dense"], sweep)
+        sub = _sweep(stats[~stats.condition.isin(["dense", "restart"])], sweep)
         for col, (m, title) in enumerate(FOLDS, start=1):
             for sp, a in CHILDREN:
                 g = sub[(sub.condition == sp) & (sub.alpha == a)]
@@ -156,7 +156,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
     """The regressions, and the direction of the fold changes: how many FPE
     configurations raise capacity / lower cosine interference significantly."""
     reg = regressions(df, stats)
-    s = stats[stats.condition != "dense"]
+    s = stats[~stats.condition.isin(["dense", "restart"])]
     direction = []
     for (sp, a), g in s.groupby(["condition", "alpha"]):
         direction.append({

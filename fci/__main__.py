@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from fci._cli import OneLineParser, check_writable, flag_error, mean_sem_text
+from fci._cli import (OneLineParser, add_regime_arguments, build_task, build_train, check_writable, mean_sem_text,
+                      parse_splits, regime_overrides, regime_text)
 from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
 from fci.expand import SPLITS
 from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity, trial_stats
@@ -21,37 +22,17 @@ from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe
 
 
-def _p(value: str) -> float | str:
-    if value == "balanced":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1] or 'balanced', got {value!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="python -m fci", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t = ap.add_argument_group("task (SPEC §1)")
     t.add_argument("--clauses", type=int, default=8, help="number of clauses C")
     t.add_argument("--clause-size", type=int, default=3, help="literals per clause k")
-    t.add_argument("--vars", type=int, default=None, help="input variables n (default C*k)")
-    t.add_argument("--layout", default="disjoint", choices=["disjoint", "shared"])
-    t.add_argument("--negation-prob", type=float, default=0.5)
-    t.add_argument("--outputs", default="dnf", choices=["dnf", "clauses"])
-    t.add_argument("--p", type=_p, default="balanced", help="planting probability, or 'balanced'")
-    t.add_argument("--train-samples", type=int, default=4096)
     t.add_argument("--test-samples", type=int, default=2048)
+    add_regime_arguments(ap, task_defaults=TaskConfig().to_dict(), train_defaults=TrainConfig())
     m = ap.add_argument_group("model and FPE (SPEC §2-3)")
     m.add_argument("--hidden", type=int, default=8, help="hidden neurons of the dense parent")
     m.add_argument("--alpha", type=int, default=2, help="expansion factor")
     m.add_argument("--splits", default="clause,random", help=f"comma-separated, from {','.join(SPLITS)}")
-    tr = ap.add_argument_group("training")
-    tr.add_argument("--warmup", type=int, default=TrainConfig.warmup, help="dense epochs before expansion")
-    tr.add_argument("--finetune", type=int, default=TrainConfig.finetune, help="epochs after expansion")
-    tr.add_argument("--lr", type=float, default=TrainConfig.lr)
-    tr.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    tr.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
     r = ap.add_argument_group("run")
     r.add_argument("--trials", type=int, default=5)
     r.add_argument("--seed", type=int, default=0, help="trial t uses seed + t")
@@ -108,19 +89,10 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
         ap.error(f"--vars must be an integer >= 1, got {args.vars}")
     if args.threshold is not None and not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
         ap.error(f"--threshold is a fraction of each neuron's max|w| in [0, 1] (omit it for 'auto'), got {args.threshold}")
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
-        ap.error(f"--splits takes distinct names from {','.join(SPLITS)}, got {args.splits!r}")
-    try:
-        task = TaskConfig(
-            n_clauses=args.clauses, clause_size=args.clause_size, n_vars=args.vars, layout=args.layout,
-            negation_prob=args.negation_prob, outputs=args.outputs, p=args.p,
-            n_train=args.train_samples, n_test=args.test_samples,
-        )
-        train = TrainConfig(lr=args.lr, batch_size=args.batch_size, warmup=args.warmup, finetune=args.finetune,
-                            weight_decay=args.weight_decay)
-    except ValueError as e:
-        flag_error(ap, e)
+    splits = parse_splits(ap, args.splits)
+    task_set, train_set = regime_overrides(args)
+    task = build_task(ap, n_clauses=args.clauses, clause_size=args.clause_size, n_test=args.test_samples, **task_set)
+    train = build_train(ap, TrainConfig(), train_set)
     n_vars = task.resolved_n_vars
     if args.alpha > n_vars:
         ap.error(f"--alpha must lie in [1, n={n_vars}] (a parent neuron has n inputs to deal to its alpha children; "
@@ -154,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [("dense", [r.dense for r in results])]
     rows += [(f"{s} α={args.alpha}", [r.children[(s, args.alpha)] for r in results]) for s in splits]
     print(f"\nC={args.clauses} k={args.clause_size} hidden={args.hidden} alpha={args.alpha} trials={args.trials} "
-          f"warmup={args.warmup} finetune={args.finetune} device={device.type}")
+          f"device={device.type}\n{regime_text(specs[0].task, specs[0].train)}")
     print(f"{'condition':<16}{'test accuracy (mean ± s.e.)':>30}{'nnz':>14}")
     for name, res in rows:
         nnz = sorted({m.nnz for m in res})

@@ -8,9 +8,11 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-__all__ = ["OneLineParser", "check_writable", "mean_sem_text", "CONFIG_FLAGS", "flag_error"]
+__all__ = ["OneLineParser", "check_writable", "mean_sem_text", "CONFIG_FLAGS", "flag_error", "parse_p",
+           "TASK_OPTIONS", "TRAIN_OPTIONS", "add_regime_arguments", "regime_overrides", "build_train", "build_task",
+           "regime_record", "regime_text", "parse_splits"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,7 +41,7 @@ CONFIG_FLAGS = {
     "n_clauses": "--clauses", "clause_size": "--clause-size", "n_vars": "--vars", "layout": "--layout",
     "negation_prob": "--negation-prob", "outputs": "--outputs", "p": "--p", "n_train": "--train-samples",
     "n_test": "--test-samples", "lr": "--lr", "batch_size": "--batch-size", "warmup": "--warmup",
-    "finetune": "--finetune", "weight_decay": "--weight-decay",
+    "finetune": "--finetune", "weight_decay": "--weight-decay", "optimizer": "--optimizer", "momentum": "--momentum",
 }
 
 
@@ -61,3 +63,132 @@ def mean_sem_text(mean: float, sem: float, n: int, digits: int = 4, scale: float
     if n < 2 or sem is None or not math.isfinite(sem):
         return f"{m} (n={n})"
     return f"{m} ± {scale * sem:.{digits}f}{unit}"
+
+
+# --------------------------------------------------------------------------- the regime options
+# One definition of the task and training options shared by `python -m fci` and every
+# Boolean study (analyses._common): the flag, the config field it sets, and its parser.
+
+#: flag -> TaskConfig field, for the task options every Boolean command takes.
+TASK_OPTIONS = {"--vars": "n_vars", "--layout": "layout", "--outputs": "outputs", "--p": "p",
+                "--negation-prob": "negation_prob", "--train-samples": "n_train"}
+#: flag -> TrainConfig field, for the training options.
+TRAIN_OPTIONS = {"--optimizer": "optimizer", "--lr": "lr", "--momentum": "momentum", "--weight-decay": "weight_decay",
+                 "--batch-size": "batch_size", "--warmup": "warmup", "--finetune": "finetune"}
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def parse_p(value: str) -> float | str:
+    """`--p`: a number in [0, 1] (checked by TaskConfig), 'balanced' or 'uniform'."""
+    if value in ("balanced", "uniform"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], 'balanced' or 'uniform', got {value!r}") from None
+
+
+def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, Any] | None = None,
+                         train_defaults: Any = None, default_note: str = "") -> None:
+    """Add the task and training options. With no defaults given, every option
+    defaults to None, meaning "the command's own value" (`default_note` says what
+    that is in --help); `regime_overrides` then returns only what was set."""
+    td = task_defaults or {}
+    tr = train_defaults
+    note = f" (default: {default_note})" if default_note and tr is None else ""
+
+    def d(field: str, source: Any) -> Any:
+        if source is None:
+            return None
+        return source.get(field) if isinstance(source, dict) else getattr(source, field)
+
+    def h(text: str, default: str | None = None) -> str:
+        """Help text; with no defaults given, say what None means (else argparse shows the default)."""
+        if task_defaults or train_defaults is not None:
+            return text
+        return f"{text} (default: {default})" if default else f"{text}{note}"
+
+    t = ap.add_argument_group("task options (SPEC §1)")
+    t.add_argument("--vars", type=int, default=d("n_vars", td), help=h("input variables n (None: C*k)", "C*k"))
+    t.add_argument("--layout", choices=["disjoint", "shared"], default=d("layout", td) if td else None,
+                   help=h("variable layout", "disjoint"))
+    t.add_argument("--outputs", choices=["dnf", "clauses"], default=d("outputs", td) if td else None,
+                   help=h("one OR output, or one output per clause", "dnf"))
+    t.add_argument("--p", type=parse_p, default=d("p", td) if td else None,
+                   help=h("planting probability in [0, 1], 'balanced' (OR true half the time) or 'uniform' "
+                          "(fair coins, no planting)", "balanced"))
+    t.add_argument("--negation-prob", type=float, default=d("negation_prob", td) if td else None,
+                   help=h("probability that a literal is negated", "0.5"))
+    t.add_argument("--train-samples", type=int, default=d("n_train", td) if td else None,
+                   help=h("training samples per task"))
+    g = ap.add_argument_group("training options")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], default=d("optimizer", tr), help=h("optimiser"))
+    g.add_argument("--lr", type=float, default=d("lr", tr), help=h("learning rate"))
+    g.add_argument("--momentum", type=float, default=d("momentum", tr), help=h("SGD momentum in [0, 1)", "0"))
+    g.add_argument("--weight-decay", type=float, default=d("weight_decay", tr), help=h("L2 penalty", "0"))
+    g.add_argument("--batch-size", type=int, default=d("batch_size", tr), help=h("minibatch size"))
+    g.add_argument("--warmup", type=int, default=d("warmup", tr), help=h("dense epochs before expansion"))
+    g.add_argument("--finetune", type=int, default=d("finetune", tr), help=h("epochs after expansion"))
+
+
+def regime_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(task fields, train fields) set on the command line (None = not set)."""
+    task = {f: getattr(args, _dest(fl)) for fl, f in TASK_OPTIONS.items()}
+    train = {f: getattr(args, _dest(fl)) for fl, f in TRAIN_OPTIONS.items()}
+    return {k: v for k, v in task.items() if v is not None}, {k: v for k, v in train.items() if v is not None}
+
+
+def build_train(ap: argparse.ArgumentParser, base: Any, overrides: dict[str, Any]) -> Any:
+    """`base` (a TrainConfig) with the overrides, validated; a bad value exits naming its flag."""
+    import dataclasses
+
+    try:
+        return dataclasses.replace(base, **overrides)
+    except ValueError as e:
+        flag_error(ap, e)
+
+
+def build_task(ap: argparse.ArgumentParser, **fields: Any) -> Any:
+    """A TaskConfig from fields, validated; a bad value exits naming its flag."""
+    from fci.tasks import TaskConfig
+
+    try:
+        return TaskConfig(**fields)
+    except ValueError as e:
+        flag_error(ap, e)
+
+
+def regime_record(task: Any, train: Any) -> dict[str, Any]:
+    """Every regime option's value, keyed by its flag without dashes (summary.json)."""
+    t = task if isinstance(task, dict) else task.to_dict()
+    r = train if isinstance(train, dict) else {**train.to_dict(), "momentum": train.momentum}
+    out = {_dest(fl): t.get(f) for fl, f in TASK_OPTIONS.items()}
+    out.update({_dest(fl): r.get(f, 0.0 if f == "momentum" else None) for fl, f in TRAIN_OPTIONS.items()})
+    return out
+
+
+def regime_text(task: Any, train: Any) -> str:
+    """One line for figure captions and printed tables: the task and training regime."""
+    rec = regime_record(task, train)
+    p = rec["p"]
+    p_s = f"p={p:.3g}" if isinstance(p, float) else f"p={p}"
+    n = "n=C·k" if rec["vars"] is None else f"n={rec['vars']}"
+    opt = rec["optimizer"]
+    opt_s = f"{opt} lr={rec['lr']:g}" + (f" momentum={rec['momentum']:g}" if rec["momentum"] else "")
+    wd = f" wd={rec['weight_decay']:g}" if rec["weight_decay"] else ""
+    return (f"{rec['layout']} {rec['outputs']} outputs, {p_s}, negation {rec['negation_prob']:g}, {n}, "
+            f"{rec['train_samples']} train samples · {opt_s}{wd}, batch {rec['batch_size']}, "
+            f"{rec['warmup']}+{rec['finetune']} epochs")
+
+
+def parse_splits(ap: argparse.ArgumentParser, text: str, flag: str = "--splits") -> list[str]:
+    """Comma-separated distinct registered split names (fci.expand.SPLITS), or exit naming the flag."""
+    from fci.expand import SPLITS
+
+    splits = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
+        ap.error(f"{flag} takes distinct names from {','.join(SPLITS)}, got {text!r}")
+    return splits

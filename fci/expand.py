@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import sys
 import types
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,12 +19,98 @@ import torch
 from fci.model import MaskedMLP
 from fci.seeding import derive_seed, generator
 
-__all__ = ["expand", "expand_layers", "split_groups", "gram_clusters", "SPLITS"]
+__all__ = ["expand", "expand_layers", "split_groups", "gram_clusters", "SPLITS", "Split", "register_split",
+           "unregister_split", "split_info"]
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("clause", "random", "gram")
 Clause = Sequence[tuple[int, bool]]
+
+SplitFn = Callable[..., "np.ndarray | torch.Tensor"]
+"""`fn(W, M, alpha, gen, *, clauses, seed, n_clusters) -> (H, n)` child ids in [0, alpha):
+W, M are a layer's (H, n) raw weights and mask, `gen` a torch.Generator seeded for this
+(split, alpha); entries of inactive inputs are ignored (set to -1 afterwards)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A registered FPE split: how to partition a neuron's inputs, and how to show it.
+
+    Attributes:
+        name: the name `expand(..., split=name)`, the CLIs and the studies use.
+        fn: the partition (see `SplitFn`).
+        needs_clauses: the split reads the task's clauses (so: first hidden layer only).
+        color: its colour in every figure.
+        description: one line, for --help and the README.
+    """
+
+    name: str
+    fn: SplitFn
+    needs_clauses: bool = False
+    color: str = "#7f7f7f"
+    description: str = ""
+
+
+_REGISTRY: dict[str, Split] = {}
+
+
+class _SplitNames(Sequence[str]):
+    """The registered split names, in registration order: a live view, so a module
+    that imported `SPLITS` sees splits registered later (the figure order too)."""
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return tuple(_REGISTRY)[i]
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(_REGISTRY))
+
+    def __contains__(self, name: object) -> bool:
+        return name in _REGISTRY
+
+    def __repr__(self) -> str:
+        return repr(tuple(_REGISTRY))
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == (tuple(other) if isinstance(other, (tuple, list, _SplitNames)) else other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+
+SPLITS: Sequence[str] = _SplitNames()
+"""Every registered split name (live)."""
+
+
+def register_split(name: str, fn: SplitFn, *, needs_clauses: bool = False, color: str = "#7f7f7f",
+                   description: str = "") -> Split:
+    """Add a split: `expand`, `FPESpec`, `python -m fci --splits`, the studies' `--splits`
+    and the figures (colour, order) all read this registry. Refuses a name already taken."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"split name must be an identifier-like string, got {name!r}")
+    if name in _REGISTRY or name in ("dense", "restart"):
+        raise ValueError(f"split {name!r} is already registered (or reserved); registered: {tuple(_REGISTRY)}")
+    if not callable(fn):
+        raise ValueError(f"split fn must be callable, got {fn!r}")
+    _REGISTRY[name] = spec = Split(name, fn, bool(needs_clauses), color, description)
+    return spec
+
+
+def unregister_split(name: str) -> None:
+    """Remove a split registered by `register_split` (for tests and notebooks)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"split {name!r} is not registered; registered: {tuple(_REGISTRY)}")
+    del _REGISTRY[name]
+
+
+def split_info(name: str) -> Split:
+    """The registered `Split` called `name`; a ValueError naming the choices otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"split must be one of {tuple(_REGISTRY)}, got {name!r}") from None
 
 
 def _check_alpha(alpha) -> int:
@@ -103,37 +190,72 @@ def split_groups(
     [0, alpha) for active inputs and -1 elsewhere.
     """
     alpha = _check_alpha(alpha)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    spec = split_info(split)
+    if spec.needs_clauses and not clauses:
+        raise ValueError(f"split={split!r} needs the task's clauses (clauses=task.clauses)")
     H, n = W.shape
     active = ((M != 0) & (W != 0)).cpu().numpy()
     gen = generator(seed, "split", split, alpha)
+    ids = spec.fn(W, M, alpha, gen, clauses=clauses, seed=seed, n_clusters=n_clusters)
+    out = np.array(torch.as_tensor(ids).cpu().numpy(), dtype=np.int64, copy=True)
+    if out.shape != (H, n):
+        raise ValueError(f"split {split!r} returned child ids of shape {out.shape}, expected {(H, n)}")
+    out[~active] = -1
+    if ((out[active] < 0) | (out[active] >= alpha)).any():
+        raise ValueError(f"split {split!r} returned a child id outside [0, alpha={alpha}) for an active input")
+    return torch.from_numpy(out)
+
+
+def _deal(units: list[list[int]], W: torch.Tensor, M: torch.Tensor, alpha: int, gen: torch.Generator) -> np.ndarray:
+    """Per neuron with an active input, deal `units` whole to the children (`_deal_units`)."""
+    H, n = W.shape
+    active = ((M != 0) & (W != 0)).cpu().numpy()
     out = np.full((H, n), -1, dtype=np.int64)
-    if split == "clause":
-        if not clauses:
-            raise ValueError("split='clause' needs the task's clauses (clauses=task.clauses)")
-        units = []
-        for c, clause in enumerate(clauses):
-            vars_ = [int(v) for v, _ in clause]
-            if not vars_:
-                raise ValueError(f"clause {c} is empty")
-            if min(vars_) < 0 or max(vars_) >= n:
-                raise ValueError(f"clause {c} names a variable outside 0..{n - 1}: {vars_}")
-            units.append(vars_)
-    elif split == "gram":
-        labels = gram_clusters(W * M, n_clusters=n_clusters, seed=seed)
-        units = [np.flatnonzero(labels == k).tolist() for k in range(int(labels.max()) + 1)] if labels.max() >= 0 else []
     for i in range(H):
         act = np.flatnonzero(active[i])
-        if len(act) == 0:
-            continue
-        if split == "random":
+        if len(act):
+            out[i, act] = _deal_units(units, n, alpha, gen)[act]
+    return out
+
+
+def _clause_split(W, M, alpha, gen, *, clauses=None, **_: Any) -> np.ndarray:
+    """Whole clauses dealt round-robin to the children; variables in no clause at random."""
+    n = W.shape[1]
+    units = []
+    for c, clause in enumerate(clauses or ()):
+        vars_ = [int(v) for v, _ in clause]
+        if not vars_:
+            raise ValueError(f"clause {c} is empty")
+        if min(vars_) < 0 or max(vars_) >= n:
+            raise ValueError(f"clause {c} names a variable outside 0..{n - 1}: {vars_}")
+        units.append(vars_)
+    return _deal(units, W, M, alpha, gen)
+
+
+def _random_split(W, M, alpha, gen, **_: Any) -> np.ndarray:
+    """A uniformly random balanced partition of each neuron's active inputs."""
+    H, n = W.shape
+    active = ((M != 0) & (W != 0)).cpu().numpy()
+    out = np.full((H, n), -1, dtype=np.int64)
+    for i in range(H):
+        act = np.flatnonzero(active[i])
+        if len(act):
             perm = act[torch.randperm(len(act), generator=gen).numpy()]
             out[i, perm] = np.arange(len(perm)) % alpha
-        else:
-            assign = _deal_units(units, n, alpha, gen)
-            out[i, act] = assign[act]
-    return torch.from_numpy(out)
+    return out
+
+
+def _gram_split(W, M, alpha, gen, *, seed=0, n_clusters=None, **_: Any) -> np.ndarray:
+    """Spectral clusters of |WᵀW| (pseudo-features) dealt whole, like clauses."""
+    labels = gram_clusters(W * M, n_clusters=n_clusters, seed=seed)
+    units = [np.flatnonzero(labels == k).tolist() for k in range(int(labels.max()) + 1)] if labels.max() >= 0 else []
+    return _deal(units, W, M, alpha, gen)
+
+
+register_split("clause", _clause_split, needs_clauses=True, color="#1f77b4",
+               description="whole clauses dealt to the children (needs the task's clauses)")
+register_split("random", _random_split, color="#ff7f0e", description="a uniformly random balanced partition")
+register_split("gram", _gram_split, color="#2ca02c", description="spectral clusters of |WᵀW| dealt whole")
 
 
 def expand(
@@ -156,14 +278,13 @@ def expand(
     matrices, so `child.nnz() == model.nnz()`. `alpha=1` returns an equal copy.
     """
     alpha = _check_alpha(alpha)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    spec = split_info(split)
     if not 0 <= layer < model.n_layers - 1:
         raise ValueError(f"layer must index a hidden layer, 0..{model.n_layers - 2}, got {layer}")
-    if split == "clause" and not clauses:
-        raise ValueError("split='clause' needs the task's clauses (clauses=task.clauses)")
-    if split == "clause" and layer != 0:
-        raise ValueError("split='clause' applies to the first hidden layer only (clauses are over inputs)")
+    if spec.needs_clauses and not clauses:
+        raise ValueError(f"split={split!r} needs the task's clauses (clauses=task.clauses)")
+    if spec.needs_clauses and layer != 0:
+        raise ValueError(f"split={split!r} applies to the first hidden layer only (clauses are over inputs)")
     parent = model.copy()
     if alpha == 1:
         parent.parent_index = torch.arange(parent.hidden[layer])
@@ -274,8 +395,8 @@ def expand_layers(
         raise ValueError(f"layers must index hidden layers 0..{n_hidden - 1}, got {bad}")
     out, infos, first_index = model, [], None
     for l in todo:
-        s = split if (split != "clause" or l == 0) else "random"
-        out = expand(out, alpha, s, clauses=clauses if s == "clause" else None, seed=derive_seed(seed, "layer", l),
+        s = split if (not split_info(split).needs_clauses or l == 0) else "random"
+        out = expand(out, alpha, s, clauses=clauses if split_info(s).needs_clauses else None, seed=derive_seed(seed, "layer", l),
                      layer=l, n_clusters=n_clusters)
         infos.append(out.expansion_info)
         if l == 0:

@@ -38,6 +38,7 @@ Clause = tuple[Literal, ...]
 
 _LAYOUTS = ("disjoint", "shared")
 _OUTPUT_MODES = ("dnf", "clauses")
+P_MODES = ("balanced", "uniform")  # the named planting modes beside a number in [0, 1]
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
@@ -81,9 +82,11 @@ class TaskConfig:
             output per clause), or explicit groups of clause indices (one output per
             group, the OR of its clauses). Groups are stored as a tuple of tuples so
             the config stays hashable.
-        p: probability that the sampler plants each clause, in [0, 1], or
+        p: probability that the sampler plants each clause, in [0, 1];
             ``"balanced"`` for ``1 - 2**(-1/C)`` (the OR of all clauses is then true
-            with probability 1/2).
+            with probability 1/2); or ``"uniform"``: no planting, every variable a
+            fair coin and labels from the formula (disjoint layout: positive rate
+            exactly ``1 - (1 - 2**-k)**C``).
         n_train: size of the training set (>= 1).
         n_test: size of the test set (>= 1).
     """
@@ -128,8 +131,8 @@ class TaskConfig:
             )
 
         if isinstance(self.p, str):
-            if self.p != "balanced":
-                raise ValueError(f"p must be a number in [0, 1] or 'balanced', got {self.p!r}")
+            if self.p not in P_MODES:
+                raise ValueError(f"p must be a number in [0, 1], 'balanced' or 'uniform', got {self.p!r}")
         else:
             set_("p", _check_prob("p", self.p))
 
@@ -178,9 +181,13 @@ class TaskConfig:
 
     @property
     def resolved_p(self) -> float:
-        """``p``, with ``"balanced"`` resolved to ``1 - 2**(-1/C)``."""
+        """The probability that each clause is true: ``p``, with ``"balanced"``
+        resolved to ``1 - 2**(-1/C)`` and ``"uniform"`` to ``2**-k`` (a clause of k
+        fair coins; in the shared layout clauses are then not independent)."""
         if self.p == "balanced":
             return 1.0 - 2.0 ** (-1.0 / self.n_clauses)
+        if self.p == "uniform":
+            return 2.0 ** -self.clause_size
         return float(self.p)
 
     def to_dict(self) -> dict[str, Any]:
@@ -403,12 +410,15 @@ class DNFTask:
     # ----------------------------------------------------------------- sampling
 
     def sample(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` samples from the planted sampler (SPEC §1): ``x`` ``(n, n_vars)`` and
+        """``n`` samples from the task's sampler (SPEC §1; planted, or fair coins
+        with ``p="uniform"``): ``x`` ``(n, n_vars)`` and
         ``y`` ``(n, n_outputs)``, float32 0/1 on the CPU. ``y`` is always
         ``evaluate(x)``. A pure function of ``(task, n, seed)``."""
         n = _check_int("n", n, minimum=0)
         g = generator(seed, "sample")
-        if self.layout == "disjoint":
+        if self.config.p == "uniform":
+            x = torch.randint(0, 2, (n, self.n_vars), generator=g).to(torch.float32)
+        elif self.layout == "disjoint":
             x = self._sample_disjoint(n, g)
         else:
             x = self._sample_shared(n, g)

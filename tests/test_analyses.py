@@ -136,8 +136,10 @@ def test_study_writes_its_outputs(runs, name):
     o = out[name]
     df = pd.read_csv(o / "results.csv")
     assert set(REQUIRED + SPECIFIC[name][1]) <= set(df.columns)
-    assert set(df.condition) <= {"dense", "clause", "random", "gram"} and "dense" in set(df.condition)
-    assert (df[df.condition == "dense"].alpha == 1).all()
+    assert set(df.condition) <= {"dense", "restart", "clause", "random", "gram"} and {"dense", "restart"} <= set(df.condition)
+    assert (df[df.condition.isin(["dense", "restart"])].alpha == 1).all()
+    # dead units: a count of first-layer units, at most the layer's width
+    assert df.dead_units.between(0, df.width).all()
     # FPE keeps the budget: one nnz per trial across all its conditions
     assert (df.groupby(["n_clauses", "hidden", "trial"]).nnz.nunique() == 1).all()
     assert df.accuracy.between(0, 1).all() and df.feature_capacity.between(0, 1).all()
@@ -172,7 +174,7 @@ def test_study_writes_its_outputs(runs, name):
 def test_capacity_collision_check(runs):
     _, out = runs
     df = pd.read_csv(out["capacity_vs_alpha"] / "results.csv")
-    ch = df[df.condition != "dense"]
+    ch = df[~df.condition.isin(["dense", "restart"])]
     assert (ch.mask_mismatch == 0).all()  # the recomputed split agrees with the trained masks
     assert (ch[ch.condition == "clause"].whole_frac == 1).all()  # clause split never cuts a clause
     rnd = ch[ch.condition == "random"]

@@ -40,7 +40,7 @@ BAD = [
     (["--clause-size", "0"], "--clause-size must be an integer >= 1"),
     (["--vars", "3"], "--vars: n_vars must be >= n_clauses * clause_size"),
     (["--p", "2"], "--p: p must be a number in [0, 1]"),
-    (["--p", "often"], "--p: must be a number in [0, 1] or 'balanced'"),
+    (["--p", "often"], "--p: must be a number in [0, 1], 'balanced' or 'uniform'"),
     (["--lr", "0"], "--lr: lr must be > 0"),
     (["--negation-prob", "1.5"], "--negation-prob: negation_prob must be a number in [0, 1]"),
     (["--device", "tpu"], "--device"),

@@ -64,6 +64,5 @@ def test_two_concurrent_study_processes_train_each_model_once(tmp_path):
     store = Store(tmp_path / "data")
     writers = {json.loads((store.path(k) / "checksums.json").read_text())["writer"]["pid"] for k in store.keys()}
     assert writers <= {p.pid for p in procs}
-    _assert_identical((tmp_path / "out0" / "results.csv").read_bytes(), (tmp_path / "out1" / "results.csv").read_bytes(),
-                      "two concurrent processes")
+    _assert_identical((tmp_path / "out0" / "results.csv").read_bytes(), (tmp_path / "out1" / "results.csv").read_bytes(), "concurrent")
     assert not list((store.dir / ".claims").iterdir())  # every claim released

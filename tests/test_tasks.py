@@ -381,3 +381,47 @@ def test_property_labels_equal_formula(cfg, seed, data_seed):
 def test_config_knows_its_output_count(outputs, expected):
     config = TaskConfig(n_clauses=5, outputs=outputs)
     assert config.n_outputs == expected == DNFTask.from_config(config, seed=0).n_outputs
+
+
+# --------------------------------------------------------------------------- p = "uniform"
+
+
+def _formula(task, x: torch.Tensor) -> torch.Tensor:
+    """The formula written out literal by literal (independent of the task's matrices): (N, O)."""
+    truth = torch.ones(x.shape[0], task.n_clauses, dtype=torch.bool)
+    for c, clause in enumerate(task.clauses):
+        for v, positive in clause:
+            truth[:, c] &= (x[:, v] == 1) if positive else (x[:, v] == 0)
+    return torch.stack([truth[:, list(g)].any(1) for g in task.groups], 1).float()
+
+
+@pytest.mark.parametrize("C,k", [(8, 3), (4, 2), (16, 3)])
+def test_uniform_disjoint_positive_rate_is_exact(C, k):
+    task = DNFTask.generate(n_clauses=C, clause_size=k, n_vars=C * k + 4, p="uniform", seed=2)
+    n = 40_000
+    x, y = task.sample(n, seed=1)
+    assert task.p == pytest.approx(2.0 ** -k)
+    assert _within(y.mean().item(), 1 - (1 - 2.0 ** -k) ** C, n)
+    # every variable, clause or distractor, is a fair coin, and independent of its neighbour
+    assert all(_within(m, 0.5, n) for m in x.mean(0).tolist())
+    assert _within((x[:, 0] * x[:, 1]).mean().item(), 0.25, n)
+
+
+@pytest.mark.parametrize("layout,outputs", [("disjoint", "dnf"), ("disjoint", "clauses"), ("shared", "dnf"),
+                                            ("shared", "clauses"), ("shared", [[0, 2], [1]])])
+def test_uniform_labels_are_the_formula_in_both_layouts(layout, outputs):
+    n_vars = 9 if layout == "disjoint" else 6
+    task = DNFTask.generate(n_clauses=3, clause_size=3, n_vars=n_vars, layout=layout, outputs=outputs, p="uniform", seed=3)
+    x, y = task.sample(4096, seed=0)
+    assert torch.equal(y, _formula(task, x))
+    # fair coins: all 2^n inputs appear about equally often
+    codes = (x * (2 ** torch.arange(n_vars)).float()).sum(1).long()
+    counts = torch.bincount(codes, minlength=2 ** n_vars)
+    assert (counts > 0).float().mean() > 0.95
+
+
+def test_uniform_is_a_config_value_that_round_trips():
+    cfg = TaskConfig(p="uniform")
+    assert TaskConfig.from_dict(cfg.to_dict()) == cfg and cfg.resolved_p == 2.0 ** -3
+    with pytest.raises(ValueError, match="'balanced' or 'uniform'"):
+        TaskConfig(p="often")

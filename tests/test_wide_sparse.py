@@ -276,7 +276,7 @@ def test_tiny_run_writes_everything(tiny):
     assert summary["budget_check"]["sparse_nnz_equals_budget"] and summary["budget_check"]["fpe_nnz_equals_budget"]
     assert len(summary["paper"]) == 5
     for c in summary["paper"]:
-        assert set(c) == {"claim", "measured", "agrees", "note"} and c["agrees"] in (True, False, None)
+        assert set(c) == {"claim", "measured", "agrees", "note", "regime", "regime_map"} and "analyses.regimes" in c["regime_map"] and c["agrees"] in (True, False, None)
     assert {o["base_width"] for o in summary["optima"]} == {2, 4}
     assert "slope" in summary["np_check"]["fit_width"]
     st = pd.read_csv(out / "stats.csv")

@@ -29,6 +29,9 @@ class TrainConfig:
         finetune: epochs after expansion; the dense baseline trains warmup + finetune (>= 0).
         weight_decay: L2 penalty added to the gradient, as torch.optim.Adam does (>= 0).
         optimizer: "adam" (default) or "sgd".
+        momentum: SGD momentum in [0, 1), as torch.optim.SGD's (0 = plain SGD; "sgd" only).
+            Left out of `to_dict` when 0, so the store keys of momentum-free runs
+            are those they had before the field existed.
         shuffle_seed: seed of the minibatch order, shared by every model of a stack.
     """
 
@@ -39,6 +42,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adam"
     shuffle_seed: int = 0
+    momentum: float = 0.0
 
     def __post_init__(self):
         if not self.lr > 0:
@@ -53,6 +57,11 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum applies to optimizer 'sgd' only, got momentum={self.momentum} with {self.optimizer!r}")
+        object.__setattr__(self, "momentum", float(self.momentum))
 
     @property
     def epochs(self) -> int:
@@ -64,10 +73,15 @@ class TrainConfig:
         out: dict[str, Any] = {"optimizer": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer == "adam":
             out.update(betas=ADAM_BETAS, eps=ADAM_EPS)
+        elif self.momentum:
+            out["momentum"] = self.momentum
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.momentum:
+            del d["momentum"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

@@ -9,7 +9,7 @@ its own, with its own data `(x, y)` of N samples:
             loss = mean over the batch (and outputs) of BCE-with-logits, or CE
             g    = d loss / d W  for the effective weights W * M  (so g = 0 under a mask)
             g   += weight_decay * W
-            SGD:  W -= lr * g
+            SGD:  W -= lr * g   (with momentum m: v = m v + g, W -= lr v; v starts at g)
             Adam: torch.optim.Adam's update (betas ADAM_BETAS, eps ADAM_EPS,
                   bias correction by the run's global step count)
         report the epoch's loss: the mean over its minibatches of each batch's mean loss
@@ -58,7 +58,7 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> to
     params = list(params)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=cfg.weight_decay, foreach=True)
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def step_flops(stack: MaskedMLPStack, batch: int) -> float:

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fci.data import Dataset
-from fci.expand import SPLITS, expand, expand_layers
+from fci.expand import SPLITS, expand, expand_layers, split_info
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
 from fci.seeding import derive_seed
 from fci.store import Store, config_key
@@ -283,8 +283,8 @@ def run_fpe_data(
     for split, alpha in expansions:
         if split not in SPLITS:
             raise ValueError(f"expansions: split must be one of {SPLITS}, got {split!r}")
-        if split == "clause" and not data.info.get("clauses"):
-            raise ValueError(f"the clause split needs clauses; dataset {data.name!r} has none (use random or gram)")
+        if split_info(split).needs_clauses and not data.info.get("clauses"):
+            raise ValueError(f"the {split} split needs clauses; dataset {data.name!r} has none (use random or gram)")
     widths = [(h,) if isinstance(h, int) else h for h, _ in trials]  # 8 and (8,) stack together
     groups: dict[int, list[int]] = {}
     for i, w in enumerate(widths):

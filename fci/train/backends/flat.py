@@ -202,7 +202,7 @@ def _flat_optimizer(flat: _FlatStack, cfg: TrainConfig) -> torch.optim.Optimizer
             return _FlatAdam([flat.param], fused=True, **akw)
         except (RuntimeError, ValueError):
             pass
-    cls, kws = (torch.optim.Adam, akw) if cfg.optimizer == "adam" else (torch.optim.SGD, kw)
+    cls, kws = (torch.optim.Adam, akw) if cfg.optimizer == "adam" else (torch.optim.SGD, dict(kw, momentum=cfg.momentum))
     try:
         return cls([flat.param], fused=True, **kws)
     except (RuntimeError, ValueError):  # no fused kernel for this device / dtype
