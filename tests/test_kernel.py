@@ -318,3 +318,16 @@ def test_the_build_that_trains_a_stack_follows_its_widths_only_on_zen4():
     k, _ = _train(_models(6, (20, 32, 17, 9), 1), x, y, TrainConfig(batch_size=8), "bce", True, backend=backend)
     for l in range(k.n_layers):
         assert torch.allclose(k.weights[l], r.weights[l], atol=3e-4)
+
+
+def test_by_default_a_wide_model_trains_the_same_alone_and_among_narrow_mates():
+    """Alone, a width-20 model is a stack without narrow models; among these mates
+    most are narrow. A build chosen by the stack's widths would train it in two
+    builds; the default backend uses one, so it comes out bit for bit the same."""
+    models = _models(6, (20, 4, 5, 8, 6, 7), 1, seed=2)
+    x, y = _data(len(models), 40, 6, 1, "bce", seed=3)
+    cfg = TrainConfig(lr=0.03, batch_size=8)
+    alone, _ = _train(models[:1], x[:1], y[:1], cfg, "bce", True)
+    mixed, _ = _train(models, x, y, cfg, "bce", True)
+    for (w, b), (w2, b2) in zip(alone.to_models()[0].effective_weights(), mixed.to_models()[0].effective_weights()):
+        assert torch.equal(w, w2) and torch.equal(b, b2)
