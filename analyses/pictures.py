@@ -27,6 +27,7 @@ PICTURES = {
     "real_data": "real_data",
     "deep_fpe": "deep_fpe",
     "structured_sparsity": "structured_sparsity",
+    "cnn_fpe": "cnn_fpe",
 }
 
 
