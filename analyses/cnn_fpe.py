@@ -267,6 +267,7 @@ def train_trials(data: ImageDataset, trials: Sequence[tuple[int, int, int]], exp
         cstack = MaskedCNNStack.from_models([children[j] for j in shape_jobs]).to(device)
         _, closs = fit_cnn(cstack, xtr, ytr, cfg, fine_range, progress="FPE finetune" if progress else False)
         for j, r in zip(shape_jobs, _results(cstack, data, device, closs)):
+            r["model"].expansion_info = children[j].expansion_info  # unstacking keeps tensors only
             child_res[j] = r
     return [{"parent": parent_res[i], "dense": dense_res[i], "children": {(s, a): child_res[(i, s, a)] for s, a in exps}}
             for i in range(len(trials))]
