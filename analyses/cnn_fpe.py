@@ -529,6 +529,7 @@ def figure(st: pd.DataFrame, dataset: str, caption: str = "") -> go.Figure:
                 fig.add_trace(go.Scatter(
                     x=g.filters, y=g[f"{metric}_mean"], error_y={"type": "data", "array": g[f"{metric}_sem"].fillna(0), "visible": True},
                     mode="lines+markers+text" if text else "lines+markers", text=text, textposition="top center",
+                    textfont={"size": 18, "color": COLORS.get(cond, "#7f7f7f")},
                     name=_label(cond, a), legendgroup=_label(cond, a), showlegend=(r == 1 and c == 1) or (cond == "dense" and r == 2 and c == 1),
                     line={"color": COLORS.get(cond, "#7f7f7f"), "dash": {1: "dash", 2: "dot", 4: "solid"}.get(int(a), "dashdot")},
                     marker={"color": COLORS.get(cond, "#7f7f7f"), "symbol": "circle-open" if int(a) == 2 else "circle", "size": 7},
