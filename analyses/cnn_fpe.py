@@ -48,7 +48,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
-from fci.conv import (CONV_SPLITS, MaskedCNN, MaskedCNNStack, evaluate_cnn, expand_cnn_layers, first_layer_filters,
+from fci.conv import (CONV_SPLITS, HEADS, MaskedCNN, MaskedCNNStack, evaluate_cnn, expand_cnn_layers, first_layer_filters,
                       fit_cnn)
 from fci.images import ImageDataset, digit_images, load_images
 from fci.metrics import accuracy_per_parameter, cosine_interference, feature_capacity, paired_ttest, relative_improvement, trial_stats
@@ -155,6 +155,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--filters", default=None, help="filters per conv layer before expansion, 1-64 (default: 4,8,16 at depth 1; 4,8 at depth 2)")
     g.add_argument("--alphas", default=None, help="expansion factors >= 2 (default: 2,4); an alpha = 1 restart control always runs")
     g.add_argument("--splits", default=None, help=f"conv splits from {','.join(SPLITS)} (default: all)")
+    g.add_argument("--head", default="flatten", choices=HEADS,
+                   help="what the linear head reads: 'flatten' (every pooled position; each child then costs the head "
+                        "P*O replicated weights) or 'gap' (global average pooling: O weights per child) (default: flatten)")
     g = ap.add_argument_group("schedule (default: Adam lr 0.01, batch 64, 15 + 15 epochs)")
     g.add_argument("--warmup", type=int, default=None, help="dense pre-training epochs before expansion")
     g.add_argument("--finetune", type=int, default=None, help="fine-tuning epochs after expansion (baseline: warmup + finetune)")
@@ -193,7 +196,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     check_alphas(ap, "--alphas", _alphas(args), c * KERNEL * KERNEL, f"{data.name} ({c} channel(s) x {KERNEL}x{KERNEL})")
     for depth, fs in _archs(args):
         try:
-            MaskedCNN(data.shape, [fs[0]] * depth, data.n_out, KERNEL, POOL)
+            MaskedCNN(data.shape, [fs[0]] * depth, data.n_out, KERNEL, POOL, head=args.head)
         except ValueError as e:
             ap.error(f"--conv-layers {depth} on {data.name}: {e}")
 
@@ -218,7 +221,7 @@ def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     baseline, restart control and every child."""
     args = ctx.args
     base = {"dataset": _dataset_name(args), "data": dataset_id(args), "train": schedule(args, ctx.level.name).to_dict(),
-            "kernel": KERNEL, "pool": POOL, "expansions": [list(e) for e in expansions(_splits(args), _alphas(args))]}
+            "kernel": KERNEL, "pool": POOL, "head": args.head, "expansions": [list(e) for e in expansions(_splits(args), _alphas(args))]}
     out = [{**base, "conv_layers": d, "filters": f, "seed": args.seed + t}
            for d, fs in _archs(args) for f in fs for t in range(args.trials)]
     return out
@@ -241,7 +244,7 @@ def _results(stack: MaskedCNNStack, data: ImageDataset, dev, losses: torch.Tenso
 
 
 def train_trials(data: ImageDataset, trials: Sequence[tuple[int, int, int]], exps: Sequence[tuple[str, int]], cfg: TrainConfig,
-                 device: torch.device, progress: bool = False) -> list[dict[str, Any]]:
+                 device: torch.device, progress: bool = False, head: str = "flatten") -> list[dict[str, Any]]:
     """The FPE schedule for trials (conv layers, filters, seed) of one
     architecture: dense parents train `cfg.warmup` epochs in one stack, go on
     `cfg.finetune` epochs as the paired baselines; each parent is expanded
@@ -249,7 +252,7 @@ def train_trials(data: ImageDataset, trials: Sequence[tuple[int, int, int]], exp
     and the children (stacked per shape) fine-tune with a fresh optimiser.
     Returns per trial {"parent", "dense", "children": {(split, alpha): result}}."""
     xtr, ytr = data.x_train.to(device), data.y_train.to(device)
-    parents = [MaskedCNN(data.shape, [f] * d, data.n_out, KERNEL, POOL, seed=derive_seed(s, "init")) for d, f, s in trials]
+    parents = [MaskedCNN(data.shape, [f] * d, data.n_out, KERNEL, POOL, seed=derive_seed(s, "init"), head=head) for d, f, s in trials]
     stack = MaskedCNNStack.from_models(parents).to(device)
     warm_range, fine_range = range(cfg.warmup), range(cfg.warmup, cfg.epochs)
     opt, warm = fit_cnn(stack, xtr, ytr, cfg, warm_range, progress="dense warmup" if progress else False)
@@ -312,13 +315,13 @@ def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
     data = load_dataset(ctx.args)
     groups: dict[str, list[dict[str, Any]]] = {}
     for j in todo:
-        groups.setdefault(json.dumps([j["train"], j["expansions"], j["conv_layers"], j["filters"]], sort_keys=True), []).append(j)
+        groups.setdefault(json.dumps([j["train"], j["expansions"], j["conv_layers"], j["filters"], j["head"]], sort_keys=True), []).append(j)
     for group in groups.values():
         cfg = TrainConfig.from_dict(group[0]["train"])
         exps = [(str(s), int(a)) for s, a in group[0]["expansions"]]
         for chunk in chunked(group, MAX_TRIALS_PER_CALL):
             results = train_trials(data, [(j["conv_layers"], j["filters"], j["seed"]) for j in chunk], exps, cfg, ctx.device,
-                                   progress=ctx.level.name != "tiny")
+                                   progress=ctx.level.name != "tiny", head=group[0]["head"])
             for j, r in zip(chunk, results):
                 yield j, model_rows(r, j["filters"], j["conv_layers"]), _tensors(r)
 
@@ -457,7 +460,7 @@ def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, 
     data = load_dataset(ctx.args)
     cfg = schedule(ctx.args, ctx.level.name)
     regime = (f"Regime: {data.describe()}; CNNs of {', '.join(f'{d} conv layer(s) at {fs} filters' for d, fs in _archs(ctx.args))}, "
-              f"3x3 'same' convolutions, ReLU, 2x2 max pooling, linear softmax head; every conv layer expanded; Adam lr {cfg.lr}, "
+              f"3x3 'same' convolutions, ReLU, 2x2 max pooling, linear softmax head on the {'flattened maps' if ctx.args.head == 'flatten' else 'globally averaged maps'}; every conv layer expanded; Adam lr {cfg.lr}, "
               f"batch {cfg.batch_size}, {cfg.warmup} dense + {cfg.finetune} fine-tuning epochs; {ctx.args.trials} trials. "
               "The paper's CNN datasets are not bundled (nothing is downloaded).")
     inert = {}
@@ -548,7 +551,7 @@ def figure(st: pd.DataFrame, dataset: str, caption: str = "") -> go.Figure:
 
 
 def figures(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, go.Figure]:
-    return {"cnn_fpe": figure(st, _dataset_name(ctx.args), ctx.caption)}
+    return {"cnn_fpe": figure(st, f"{_dataset_name(ctx.args)}, {ctx.args.head} head", ctx.caption)}
 
 
 def caption(ctx: JobContext) -> str:
@@ -557,7 +560,7 @@ def caption(ctx: JobContext) -> str:
     t = schedule(a, ctx.level.name)
     return (f"cnn_fpe · level={ctx.level.name} · {data.describe()} · archs {_archs(a)} (conv layers, filters) · splits {a.splits}, "
             f"α {a.alphas} (+ α=1 restart) · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1})<br>"
-            f"3x3 conv + ReLU + 2x2 max pool, linear softmax head; every conv layer expanded; Adam lr={t.lr}, batch {t.batch_size}, "
+            f"3x3 conv + ReLU + 2x2 max pool, linear softmax head ({a.head}); every conv layer expanded; Adam lr={t.lr}, batch {t.batch_size}, "
             f"{t.warmup} dense + {t.finetune} fine-tuning epochs (baseline {t.epochs}) · device={ctx.device.type} · ±1 s.e.m.; * p<0.05")
 
 

@@ -45,7 +45,14 @@ __all__ = [
 ]
 
 
-def _check_arch(in_shape: Sequence[int], channels: Sequence[int], n_out: int, kernel_size: int, pool: bool) -> tuple:
+HEADS = ("flatten", "gap")
+
+
+def _check_arch(in_shape: Sequence[int], channels: Sequence[int], n_out: int, kernel_size: int, pool: bool,
+                head: str = "flatten") -> tuple:
+    """Checked (in_shape, channels, positions per filter the head reads: (H_L, W_L) or (1, 1) for 'gap')."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     if len(in_shape) != 3 or any(not isinstance(v, int) or v < 1 for v in in_shape):
         raise ValueError(f"in_shape must be (C, H, W) of positive ints, got {tuple(in_shape)!r}")
     if not channels or any(not isinstance(v, int) or v < 1 for v in channels):
@@ -60,6 +67,8 @@ def _check_arch(in_shape: Sequence[int], channels: Sequence[int], n_out: int, ke
             h, w = h // 2, w // 2
     if h < 1 or w < 1:
         raise ValueError(f"{len(channels)} pooled conv layers shrink a {in_shape[1]}x{in_shape[2]} image to nothing")
+    if head == "gap":
+        h, w = 1, 1
     return (int(in_shape[0]), int(in_shape[1]), int(in_shape[2])), [int(c) for c in channels], (h, w)
 
 
@@ -72,6 +81,8 @@ class MaskedCNN(nn.Module):
         n_out: classes (softmax head) or outputs.
         kernel_size: odd; stride 1, padding kernel_size // 2 ("same").
         pool: a 2x2 max pool after every conv layer.
+        head: 'flatten' (the head reads every position of the last maps) or
+            'gap' (global average pooling first: one input per filter).
         seed: initialisation seed, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
             weights and biases (fan_in = C * kh * kw for a conv layer).
 
@@ -83,10 +94,10 @@ class MaskedCNN(nn.Module):
     """
 
     def __init__(self, in_shape: Sequence[int], channels: Sequence[int], n_out: int, kernel_size: int = 3,
-                 pool: bool = True, seed: int = 0):
+                 pool: bool = True, seed: int = 0, head: str = "flatten"):
         super().__init__()
-        in_shape, channels, (h, w) = _check_arch(in_shape, channels, n_out, kernel_size, pool)
-        self.in_shape, self.channels, self.kernel_size, self.pool = in_shape, channels, kernel_size, bool(pool)
+        in_shape, channels, (h, w) = _check_arch(in_shape, channels, n_out, kernel_size, pool, head)
+        self.in_shape, self.channels, self.kernel_size, self.pool, self.head = in_shape, channels, kernel_size, bool(pool), head
         self.out_hw = (h, w)
         gen = generator(seed, "init")
         shapes: list[tuple[int, ...]] = [(c_out, c_in, kernel_size, kernel_size) for c_in, c_out in zip([in_shape[0], *channels[:-1]], channels)]
@@ -118,7 +129,7 @@ class MaskedCNN(nn.Module):
 
     def arch(self) -> dict[str, Any]:
         return {"in_shape": list(self.in_shape), "channels": list(self.channels), "n_out": self.n_out,
-                "kernel_size": self.kernel_size, "pool": self.pool}
+                "kernel_size": self.kernel_size, "pool": self.pool, "head": self.head}
 
     def weight_mask(self, l: int) -> torch.Tensor:
         return getattr(self, f"weight_mask_{l}")
@@ -152,7 +163,8 @@ class MaskedCNN(nn.Module):
                                     padding=self.kernel_size // 2))
             if self.pool:
                 h = F.max_pool2d(h, 2)
-        return F.linear(h.flatten(1), self.weights[-1] * self.weight_mask(self.n_conv),
+        h = h.mean((2, 3)) if self.head == "gap" else h.flatten(1)
+        return F.linear(h, self.weights[-1] * self.weight_mask(self.n_conv),
                         self.biases[-1] * self.bias_mask(self.n_conv))
 
     def nnz_split(self) -> dict[str, int]:
@@ -196,13 +208,13 @@ class MaskedCNN(nn.Module):
     def copy(self) -> "MaskedCNN":
         """An independent deep copy (on CPU)."""
         a = self.arch()
-        m = MaskedCNN(a["in_shape"], a["channels"], a["n_out"], a["kernel_size"], a["pool"])
+        m = MaskedCNN(a["in_shape"], a["channels"], a["n_out"], a["kernel_size"], a["pool"], head=a["head"])
         m.load_tensors({k: v.clone() for k, v in self.tensors().items()})
         m.expansion_info = dict(self.expansion_info)
         return m
 
     def extra_repr(self) -> str:
-        return f"in={list(self.in_shape)}, channels={self.channels}, out={self.n_out}, k={self.kernel_size}, pool={self.pool}, nnz={self.nnz()}"
+        return f"in={list(self.in_shape)}, channels={self.channels}, out={self.n_out}, k={self.kernel_size}, pool={self.pool}, head={self.head}, nnz={self.nnz()}"
 
 
 class MaskedCNNStack(nn.Module):
@@ -218,10 +230,10 @@ class MaskedCNNStack(nn.Module):
     channels: torch.Tensor
 
     def __init__(self, in_shape: Sequence[int], channels: Sequence[int], n_out: int, n_models: int, kernel_size: int = 3,
-                 pool: bool = True):
+                 pool: bool = True, head: str = "flatten"):
         super().__init__()
-        in_shape, channels, (h, w) = _check_arch(in_shape, channels, n_out, kernel_size, pool)
-        self.in_shape, self.kernel_size, self.pool, self.out_hw = in_shape, kernel_size, bool(pool), (h, w)
+        in_shape, channels, (h, w) = _check_arch(in_shape, channels, n_out, kernel_size, pool, head)
+        self.in_shape, self.kernel_size, self.pool, self.out_hw, self.head = in_shape, kernel_size, bool(pool), (h, w), head
         shapes: list[tuple[int, ...]] = [(c_out, c_in, kernel_size, kernel_size) for c_in, c_out in zip([in_shape[0], *channels[:-1]], channels)]
         shapes.append((n_out, channels[-1] * h * w))
         self.weights = nn.ParameterList(nn.Parameter(torch.zeros(n_models, *s)) for s in shapes)
@@ -256,12 +268,12 @@ class MaskedCNNStack(nn.Module):
         if not models:
             raise ValueError("cannot stack an empty list of models")
         first = models[0]
-        sig = lambda m: (tuple(m.in_shape), m.n_conv, m.n_out, m.kernel_size, m.pool)  # noqa: E731
+        sig = lambda m: (tuple(m.in_shape), m.n_conv, m.n_out, m.kernel_size, m.pool, m.head)  # noqa: E731
         for m in models:
             if sig(m) != sig(first):
-                raise ValueError(f"stacked CNNs need the same input shape, depth, outputs, kernel and pooling; got {sig(m)} and {sig(first)}")
+                raise ValueError(f"stacked CNNs need the same input shape, depth, outputs, kernel, pooling and head; got {sig(m)} and {sig(first)}")
         widest = [max(m.channels[l] for m in models) for l in range(first.n_conv)]
-        stack = cls(first.in_shape, widest, first.n_out, len(models), first.kernel_size, first.pool)
+        stack = cls(first.in_shape, widest, first.n_out, len(models), first.kernel_size, first.pool, first.head)
         stack.to(first.weights[0].device)
         P = first.out_hw[0] * first.out_hw[1]
         with torch.no_grad():
@@ -282,7 +294,7 @@ class MaskedCNNStack(nn.Module):
         out = []
         O = int(self.weights[-1].shape[1])
         for i, ch in enumerate(self.channels.cpu().tolist()):
-            m = MaskedCNN(self.in_shape, ch, O, self.kernel_size, self.pool)
+            m = MaskedCNN(self.in_shape, ch, O, self.kernel_size, self.pool, head=self.head)
             with torch.no_grad():
                 for l in range(self.n_layers):
                     idx = (i,) + tuple(slice(0, s) for s in m.weights[l].shape)
@@ -320,7 +332,9 @@ class MaskedCNNStack(nn.Module):
             h = torch.relu(F.conv2d(h, wl, (self.biases[l] * self.bias_mask(l)).flatten(), padding=pad, groups=M))
             if self.pool:
                 h = F.max_pool2d(h, 2)
-        flat = h.reshape(N, M, -1).transpose(0, 1)  # (M, N, F_L * P), filter-major per model
+        if self.head == "gap":
+            h = h.mean((2, 3))
+        flat = h.reshape(N, M, -1).transpose(0, 1)  # (M, N, F_L * P), filter-major per model (P = 1 for 'gap')
         wh = self.weights[-1] * self.weight_mask(self.n_conv)
         bh = self.biases[-1] * self.bias_mask(self.n_conv)
         return torch.baddbmm(bh.unsqueeze(1), flat, wh.transpose(1, 2))
@@ -614,7 +628,7 @@ def expand_cnn(model: MaskedCNN, alpha: int, split: str = "random", seed: int = 
     if layer + 1 < model.n_conv:  # conv -> conv: input-channel slices
         Wnc = Wn[:, parent_of] * alive.view(1, -1, 1, 1)
         Mnc = Mn[:, parent_of] * alive.view(1, -1, 1, 1)
-    else:  # conv -> flatten -> linear: the columns of every spatial position
+    else:  # conv -> flatten -> linear: the columns of every spatial position (one for 'gap')
         P = model.out_hw[0] * model.out_hw[1]
         O = Wn.shape[0]
         Wnc = (Wn.view(O, Fn, P)[:, parent_of] * alive.view(1, -1, 1)).reshape(O, Fc * P)
@@ -641,7 +655,7 @@ def expand_cnn(model: MaskedCNN, alpha: int, split: str = "random", seed: int = 
     a = parent.arch()
     channels = list(a["channels"])
     channels[layer] = Fc
-    child = MaskedCNN(a["in_shape"], channels, a["n_out"], a["kernel_size"], a["pool"])
+    child = MaskedCNN(a["in_shape"], channels, a["n_out"], a["kernel_size"], a["pool"], head=a["head"])
     with torch.no_grad():
         for l in range(parent.n_layers):
             if l == layer:

@@ -79,6 +79,7 @@ def test_the_command_refuses_a_bad_images_file_before_any_work(tmp_path, capsys)
     (["--conv-layers", "3"], "--conv-layers takes depths 1 and 2"),
     (["--images", "x.npz", "--split-seed", "1"], "--split-seed splits digits"),
     (["--warmup", "-1"], "warmup must be an integer >= 0"),
+    (["--head", "avg"], "--head: invalid choice: 'avg'"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -129,3 +130,12 @@ def test_tiny_run_on_a_user_images_file_with_two_channels(tmp_path):
     # two input channels: the channel split really splits the first layer
     ch = df[(df.condition == "channel") & (df.conv_layers == 1)]
     assert (ch.active_filters > ch.filters).any()
+
+
+def test_gap_head_replicates_one_column_per_child(tmp_path):
+    out = tmp_path / "out"
+    assert cnn_fpe.main(["--tiny", "--head", "gap", "--out", str(out), "--data", str(tmp_path / "data")]) == 0
+    df = pd.read_csv(out / "results.csv")
+    assert (df.nnz == df.parent_nnz).all()
+    # a 4-filter parent with a GAP head: 4*9 + 4 conv, 10*4 + 10 head = 90 non-zeros
+    assert (df.parent_nnz == 90).all()

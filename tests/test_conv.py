@@ -25,13 +25,15 @@ def _per_model_conv(m: MaskedCNN, x: torch.Tensor) -> torch.Tensor:
     h = x
     for l in range(m.n_conv):
         h = F.max_pool2d(torch.relu(F.conv2d(h, m.weights[l] * m.weight_mask(l), m.biases[l] * m.bias_mask(l), padding=1)), 2)
-    return h.flatten(1) @ (m.weights[-1] * m.weight_mask(m.n_conv)).T + m.biases[-1] * m.bias_mask(m.n_conv)
+    h = h.mean((2, 3)) if m.head == "gap" else h.flatten(1)
+    return h @ (m.weights[-1] * m.weight_mask(m.n_conv)).T + m.biases[-1] * m.bias_mask(m.n_conv)
 
 
-def test_grouped_convolution_forward_equals_per_model_conv2d():
-    models = [_random_masks(MaskedCNN((2, 8, 8), ch, 5, seed=i), 0.3, i) for i, ch in enumerate([[3, 4], [6, 2], [1, 5], [6, 5]])]
+@pytest.mark.parametrize("head", ["flatten", "gap"])
+def test_grouped_convolution_forward_equals_per_model_conv2d(head):
+    models = [_random_masks(MaskedCNN((2, 8, 8), ch, 5, seed=i, head=head), 0.3, i) for i, ch in enumerate([[3, 4], [6, 2], [1, 5], [6, 5]])]
     stack = MaskedCNNStack.from_models(models)
-    assert stack.weights[0].shape == (4, 6, 2, 3, 3) and stack.weights[-1].shape == (4, 5, 5 * 4)
+    assert stack.weights[0].shape == (4, 6, 2, 3, 3) and stack.weights[-1].shape == (4, 5, 5 * (4 if head == "flatten" else 1))
     x = torch.randn(7, 2, 8, 8, generator=torch.Generator().manual_seed(0))
     shared = stack(x)
     own = stack(torch.stack([x + i for i in range(4)]))  # one batch per model
@@ -146,9 +148,9 @@ def _check_children(parent: MaskedCNN, child: MaskedCNN, alpha: int, split: str,
 
 @pytest.mark.parametrize("split", sorted(CONV_SPLITS))
 @pytest.mark.parametrize("alpha", [2, 3])
-@pytest.mark.parametrize("layer", [0, 1])
-def test_children_partition_the_parent_filter_with_its_exact_weights(split, alpha, layer):
-    parent = _random_masks(MaskedCNN((3, 8, 8), [5, 4], 6, seed=4), 0.2, 5)
+@pytest.mark.parametrize("layer, head", [(0, "flatten"), (1, "flatten"), (1, "gap")])
+def test_children_partition_the_parent_filter_with_its_exact_weights(split, alpha, layer, head):
+    parent = _random_masks(MaskedCNN((3, 8, 8), [5, 4], 6, seed=4, head=head), 0.2, 5)
     child = expand_cnn(parent, alpha, split, seed=7, layer=layer)
     assert child.channels[layer] == parent.channels[layer] * alpha
     assert child.nnz() == parent.nnz()
@@ -209,6 +211,8 @@ def test_alpha_one_is_an_equal_copy_and_bad_inputs_fail():
         register_conv_split("random", CONV_SPLITS["random"])
     with pytest.raises(ValueError, match="kernel_size must be an odd"):
         MaskedCNN((1, 8, 8), [3], 2, kernel_size=2)
+    with pytest.raises(ValueError, match="head must be one of"):
+        MaskedCNN((1, 8, 8), [3], 2, head="avg")
     with pytest.raises(ValueError, match="shrink"):
         MaskedCNN((1, 2, 2), [3, 3], 2, pool=True)
 
@@ -216,11 +220,11 @@ def test_alpha_one_is_an_equal_copy_and_bad_inputs_fail():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(c=st.integers(1, 3), hw=st.integers(2, 7), ch=st.lists(st.integers(1, 5), min_size=1, max_size=2), k=st.sampled_from([1, 3]),
        pool=st.booleans(), alpha=st.integers(1, 4), split=st.sampled_from(sorted(CONV_SPLITS)), p=st.sampled_from([0.0, 0.3, 0.8]),
-       seed=st.integers(0, 10), layer=st.integers(0, 1), out=st.integers(1, 4))
-def test_conv_fpe_budget_is_exact(c, hw, ch, k, pool, alpha, split, p, seed, layer, out):
+       seed=st.integers(0, 10), layer=st.integers(0, 1), out=st.integers(1, 4), head=st.sampled_from(["flatten", "gap"]))
+def test_conv_fpe_budget_is_exact(c, hw, ch, k, pool, alpha, split, p, seed, layer, out, head):
     if pool and hw >> len(ch) < 1:
         return
-    m = _random_masks(MaskedCNN((c, hw, hw), ch, out, kernel_size=k, pool=pool, seed=seed), p, seed)
+    m = _random_masks(MaskedCNN((c, hw, hw), ch, out, kernel_size=k, pool=pool, seed=seed, head=head), p, seed)
     layer = min(layer, len(ch) - 1)
     try:
         child = expand_cnn(m, alpha, split, seed=seed, layer=layer)
