@@ -20,7 +20,7 @@ hash of its contents go into every job's key.
     python -m analyses.cnn_fpe [--quick] [--out DIR] [--device auto|cpu|cuda]
                                [--trials N] [--seed S] [--shard I/N] [--data DIR]
                                [--images FILE.npz | --split-seed S] [--conv-layers 1,2] [--filters 4,8,16]
-                               [--alphas 2,4] [--splits random,channel,spatial,gram]
+                               [--head flatten|gap] [--alphas 2,4] [--splits random,channel,spatial,gram]
                                [--warmup E] [--finetune E] [--batch-size B] [--lr LR]
 
 Default schedule: Adam lr 0.01, batch 64 (21 steps per epoch on digits), 15
