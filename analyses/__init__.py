@@ -7,7 +7,7 @@ summary.json and self-contained plotly figures. See analyses/README.md."""
 STUDIES = ("capacity_vs_alpha", "superposition_sweep", "interference_regression", "code_gallery", "decoding")
 
 #: Studies whose unit of work is another kind of job (`analyses._jobs.run_job_study`).
-JOB_STUDIES = ("effective_density", "wide_sparse", "real_data", "deep_fpe", "structured_sparsity")
+JOB_STUDIES = ("effective_density", "wide_sparse", "real_data", "deep_fpe", "structured_sparsity", "cnn_fpe")
 
 ALL_STUDIES = STUDIES + JOB_STUDIES
 

@@ -28,6 +28,7 @@ PICTURES = {
     "deep_fpe": "deep_fpe",
     "structured_sparsity": "structured_sparsity",
     "regimes": "regime_map",
+    "cnn_fpe": "cnn_fpe",
 }
 
 
