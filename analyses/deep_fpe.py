@@ -65,7 +65,7 @@ DATASETS: dict[str, tuple[str, ...]] = {"boolean": ("clause", "random"), "digits
 #: Hidden-layer counts per run level.
 DEPTHS: dict[str, tuple[int, ...]] = {"full": (2, 3, 4, 5), "quick": (2, 3, 4, 5), "tiny": (2, 3)}
 #: The Boolean task family (SPEC §1 defaults otherwise: disjoint, balanced planting, one DNF output).
-BOOLEAN_TASK = {"n_clauses": 8, "clause_size": 3}
+BOOLEAN_TASK: dict[str, Any] = {"n_clauses": 8, "clause_size": 3}
 DIGITS_TEST_FRACTION = 0.25
 LAYERS_ORDER = {"none": 0, "all": 1, "first": 2}
 LAYERS_LABEL = {"all": "all layers", "first": "layer 0 only"}
@@ -376,7 +376,7 @@ def paper_comparison(stats: pd.DataFrame, pooled_rows: list[dict[str, Any]]) -> 
     (paired t-test, p < 0.05; 5 trials per depth give little power at a single
     depth); it disagrees when it is significantly negative pooled or at some
     depth; otherwise the comparison is inconclusive (null)."""
-    claims = []
+    claims: list[dict[str, Any]] = []
     if stats.empty:
         return claims
     ch = stats[(stats.condition != "dense") & (stats.layers == "all")]
@@ -386,10 +386,13 @@ def paper_comparison(stats: pd.DataFrame, pooled_rows: list[dict[str, Any]]) -> 
         ps = g.p.to_numpy(float)
         ri = g.rel_improvement_mean.to_numpy(float)
         sig = np.isfinite(ps) & (ps < 0.05)
-        pool_sig = pool is not None and np.isfinite(pool["p"]) and pool["p"] < 0.05
-        if (ri > 0).all() and pool_sig and pool["rel_improvement_mean"] > 0:
+        pool_sig, pool_rel = False, math.nan  # no pooled row: not significant
+        if pool is not None:
+            pool_sig = bool(np.isfinite(pool["p"]) and pool["p"] < 0.05)
+            pool_rel = pool["rel_improvement_mean"]
+        if (ri > 0).all() and pool_sig and pool_rel > 0:
             agrees = True
-        elif (sig & (ri < 0)).any() or (pool_sig and pool["rel_improvement_mean"] < 0):
+        elif (sig & (ri < 0)).any() or (pool_sig and pool_rel < 0):
             agrees = False
         else:
             agrees = None
@@ -415,14 +418,15 @@ def paper_comparison(stats: pd.DataFrame, pooled_rows: list[dict[str, Any]]) -> 
             continue
         pr = {c: next((r for r in pooled_rows if (r["dataset"], r["layers"], r["condition"], r["alpha"]) == (ds, "all", c, alpha)), None)
               for c in ("clause", "random")}
-        if not all(pr.values()):
+        p_clause, p_random = pr["clause"], pr["random"]
+        if p_clause is None or p_random is None:
             continue
-        rc, rr = pr["clause"]["rel_improvement_mean"], pr["random"]["rel_improvement_mean"]
+        rc, rr = p_clause["rel_improvement_mean"], p_random["rel_improvement_mean"]
         agrees = bool(rr > 0 and rc > 0 and rr >= 0.5 * rc) if np.isfinite(rc) and np.isfinite(rr) else None
         claims.append({
             "claim": "Abstract: random splits of neuron weights approximate the gains of clause-aligned splits",
-            "measured": (f"{ds}, α={int(alpha)}, all layers, pooled over depths: random {_fmt(pr['random'])} vs "
-                         f"clause {_fmt(pr['clause'])}"),
+            "measured": (f"{ds}, α={int(alpha)}, all layers, pooled over depths: random {_fmt(p_random)} vs "
+                         f"clause {_fmt(p_clause)}"),
             "agrees": agrees,
             "note": "agrees = random's pooled gain is positive and at least half the clause split's",
         })

@@ -414,9 +414,9 @@ def _fpe_conditions(st: pd.DataFrame) -> list[tuple[str, int]]:
 
 def paper_comparison(st: pd.DataFrame, dataset_note: str) -> list[dict[str, Any]]:
     """The paper's Figure 5 claims against our statistics (stats_table output)."""
-    out = []
+    out: list[dict[str, Any]] = []
     conds = _fpe_conditions(st)
-    per = {}
+    per: dict[str, dict[Any, Any]] = {}  # per condition, plus the dense train accuracy by width
     for s, a in conds:
         g = st[(st.condition == s) & (st.alpha == a)].sort_values("hidden")
         per[f"{s}-{a}"] = {
@@ -453,7 +453,7 @@ def paper_comparison(st: pd.DataFrame, dataset_note: str) -> list[dict[str, Any]
                 "dense_train_accuracy_by_width shows where the dense baseline is capacity-bound (train accuracy < 1): "
                 "where it already fits the training set, extra neurons have little left to fix.",
     })
-    trend = {}
+    trend: dict[str, dict[str, Any]] = {}
     for s, a in conds:
         g = st[(st.condition == s) & (st.alpha == a)].sort_values("hidden")
         if len(g) >= 2:
@@ -466,14 +466,14 @@ def paper_comparison(st: pd.DataFrame, dataset_note: str) -> list[dict[str, Any]
         "agrees": (all(v["rel_pct_smallest"] > v["rel_pct_largest"] for v in trend.values()) if trend else None),
         "note": "Compares the mean relative improvement at the smallest and the largest width of the sweep.",
     })
-    app = {}
+    app: dict[str, dict[int, dict[str, float]]] = {}
     for s, a in conds:
         g = st[(st.condition == s) & (st.alpha == a)].set_index("hidden")
         d = st[st.condition == "dense"].set_index("hidden")
         common = sorted(set(g.index) & set(d.index))
         app[f"{s}-{a}"] = {int(h): {"fpe": float(g.acc_per_param_mean[h]), "dense": float(d.acc_per_param_mean[h])} for h in common}
     higher = [v["fpe"] > v["dense"] for c in app.values() for v in c.values()]
-    falls = {}
+    falls: dict[str, bool] = {}
     for (cond, a), g in st.groupby(["condition", "alpha"]):
         y = g.sort_values("hidden").acc_per_param_mean.to_numpy(float)
         falls[label(cond, int(a))] = bool(len(y) < 2 or (np.diff(y) < 0).all())

@@ -235,13 +235,15 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
     out = []
     for i, j in enumerate(jobs):
         inf, clauses = info[i], datas[i].info["clauses"]
-        entries = [("dense", dense_models[i], d_tr[i], d_te[i], d_loss[i], int(pruned[i]), None, [(o, a[i]) for o, a in dres.curve])]
+        # (condition, model, train acc, test acc, test loss, pruned, index in cstack or None, curve)
+        entries: list[tuple[str, MaskedMLP, Any, Any, Any, int, int | None, list[tuple[int, Any]]]] = [
+            ("dense", dense_models[i], d_tr[i], d_te[i], d_loss[i], int(pruned[i]), None, [(o, a[i]) for o, a in dres.curve])]
         for k, (ji, c) in enumerate(order):
             if ji == i:
                 entries.append((c, child_models[k], c_tr[k], c_te[k], c_loss[k], inf["natural"][c] - inf["target"], k,
                                 [(o, a[k]) for o, a in cres.curve]))
         rows, tensors = [], {f"parent.{n}": t for n, t in parents[i].tensors().items()}
-        for c, m, tr, te, loss, n_pruned, k, curve in entries:
+        for c, m, tr, te, loss, n_pruned, stack_k, curve in entries:
             split = m.nnz_split()
             if split["total"] != inf["target"]:  # the study's invariant: every condition at the same nnz
                 raise AssertionError(f"seed {j['seed']} alpha {j['alpha']}: {c} has nnz {split['total']}, "
@@ -253,8 +255,8 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
                 "budget": inf["budget"], "target_nnz": inf["target"], "natural_nnz": inf["natural"][c],
                 "pruned_to_target": n_pruned, "nm_removed": inf["nm_removed"].get(c, 0),
                 "rounds": len(cres.rounds) if dynamic else 0,
-                "swapped": int(swapped[k]) if dynamic else 0,
-                "mask_changed": float(changed[k] / start_active[k]) if dynamic else 0.0,
+                "swapped": int(swapped[stack_k]) if dynamic else 0,
+                "mask_changed": float(changed[stack_k] / start_active[stack_k]) if dynamic else 0.0,
                 **_model_measures(m, clauses, n_keep, group),
             })
             rows += [{"record": "curve", "condition": c, "epoch": int(o), "accuracy": float(acc)} for o, acc in curve]

@@ -261,13 +261,14 @@ def _run_fpe(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
             for (s, h0), js in by_trial.items():
                 sets.setdefault((h0, tuple(sorted(j["alpha"] for j in js))), []).append((s, js))
             for (h0, alphas), trials in sets.items():
-                results = run_fpe_data(data, [(h0, s) for s, _ in trials], [(SPLIT, a) for a in alphas], cfg, device=ctx.device)
-                for (s, js), res in zip(trials, results):
+                data_results = run_fpe_data(data, [(h0, s) for s, _ in trials], [(SPLIT, a) for a in alphas], cfg,
+                                            device=ctx.device)
+                for (s, js), dres in zip(trials, data_results):
                     for j in js:
-                        child = res.children[(SPLIT, j["alpha"])]
+                        child = dres.children[(SPLIT, j["alpha"])]
                         yield j, [model_row(child.model, child, data.info.get("clauses"), dataset=data.name,
-                                            fpe_parent_accuracy=res.parent.test_accuracy,
-                                            fpe_baseline_accuracy=res.dense.test_accuracy)], child.model.tensors()
+                                            fpe_parent_accuracy=dres.parent.test_accuracy,
+                                            fpe_baseline_accuracy=dres.dense.test_accuracy)], child.model.tensors()
 
 
 # --------------------------------------------------------------------------- statistics

@@ -26,17 +26,25 @@ from app.callbacks import register_callbacks
 from app.data import Explorer
 from app.layout import build_layout
 
-__all__ = ["create_app"]
+__all__ = ["ExplorerApp", "create_app"]
 
 
-def create_app(data_dir: str | Path = "data", explorer: Explorer | None = None) -> Dash:
+class ExplorerApp(Dash):
+    """The explorer's Dash app; `explorer` is the Explorer its callbacks read
+    (exposed for tests and benchmarks)."""
+
+    explorer: Explorer
+
+
+def create_app(data_dir: str | Path = "data", explorer: Explorer | None = None) -> ExplorerApp:
     """A Dash app exploring the results store under `data_dir` (`<data_dir>/store/`).
 
     The catalogue is read per page load, so runs stored while the server runs
     appear on the next load. Pass `explorer` to share its caches (benchmarks)."""
     explorer = explorer or Explorer(data_dir)
-    app = Dash(__name__, title="fci explorer", assets_folder=str(Path(__file__).parent / "assets"),
-               update_title=None)
+    # Dash documents update_title=None as "leave document.title alone"; its annotation says only str.
+    app = ExplorerApp(__name__, title="fci explorer", assets_folder=str(Path(__file__).parent / "assets"),
+                      update_title=None)  # type: ignore[arg-type]
     app.layout = lambda: build_layout(explorer)
     register_callbacks(app, explorer)
     app.explorer = explorer  # for tests and benchmarks

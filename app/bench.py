@@ -132,12 +132,16 @@ def measure(data_dir: str | Path, run_id: str, repeats: int = 5) -> list[tuple[s
         shown["view"] = views[shown["view"]]
         client.interact(search, "view.value", shown["view"])
 
+    def reload():
+        client.drawn = None
+        client.interact(base)
+
     steps = {
         "select a clause (dropdown)": lambda: client.interact(base, "clause.value", next(clauses)),
         "click a heatmap cell": lambda: client.interact(base, "child-weights.clickData", {"points": [{"x": label, "y": "h0"}]}),
         "click a table row / graph node": lambda: client.interact(base, "child-collisions.clickData", {"points": [{"customdata": C - 1}]}),
         "toggle weights / sign codes": lambda: toggle(),
-        "reload the page (cached run)": lambda: (setattr(client, "drawn", None), client.interact(base)),
+        "reload the page (cached run)": reload,
     }
     for name, fn in steps.items():
         out.append((name, *_time(fn, repeats)))

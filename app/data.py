@@ -554,7 +554,7 @@ class ModelData:
         return self.capacity_of(0)
 
     @cached_property
-    def _per_layer(self) -> dict[tuple[str, int], np.ndarray]:
+    def _per_layer(self) -> dict[tuple[str, int], Any]:  # arrays (gram, capacity) and floats (cosine)
         return {}
 
     def gram_of(self, l: int) -> np.ndarray:
@@ -679,7 +679,7 @@ class LoadedRun:
         return c if c >= 0 else None
 
 
-def _dense_columns(clauses: Sequence[Clause], order: Sequence[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _dense_columns(clauses: Sequence[Clause], order: Sequence[int] | np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     first_clause = np.full(n, -1, dtype=np.int64)
     polarity = np.ones(n, dtype=np.int64)
     for c, clause in enumerate(clauses):
@@ -1033,6 +1033,7 @@ def analyse(run: LoadedRun, threshold: Threshold) -> RunAnalysis:
     child mapped onto it."""
     if not run.has_clauses:
         return RunAnalysis(run=run, threshold=threshold, codes={}, split=None)
+    assert run.x_test is not None  # load_run sets x_test whenever the run has clauses (both come from the task)
     codes = {name: _codes(m, run.clauses, run.x_test, threshold) for name, m in run.models.items()}
     child, parent = run.models.get("child"), run.models.get("parent")
     views = None

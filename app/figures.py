@@ -158,11 +158,12 @@ def _get(d: dict, dotted: str) -> Any:
 
 def _pop(d: dict, dotted: str) -> None:
     *path, last = dotted.split(".")
+    node: Any = d
     for part in path:
-        d = d.get(part)
-        if not isinstance(d, dict):
+        node = node.get(part)
+        if not isinstance(node, dict):
             return
-    d.pop(last, None)
+    node.pop(last, None)
 
 
 def split_highlight(fig: Figure) -> tuple[Figure, dict[str, Any]]:
@@ -303,7 +304,7 @@ def _column_axis(run: LoadedRun, clause: int | None, labels: Sequence[str] | Non
             "zeroline": False}
 
 
-def _row_axis(labels: Sequence[str], ids: Sequence[int], channel: Sequence[int], px: float) -> dict:
+def _row_axis(labels: Sequence[str], ids: Sequence[int] | np.ndarray, channel: Sequence[int], px: float) -> dict:
     """Category axis over neurons in display order, thinned to one label per
     `LABEL_PX` px; the highlighted channel's labels always, in CHANNEL_COLOR."""
     H = len(labels)
@@ -343,7 +344,8 @@ def _clause_annotations(run: LoadedRun, clause: int | None, n: int) -> list[dict
         return []
     cc = run.col_clause
     px = _plot_width(n) / max(n, 1)
-    out, last = [], -1e9
+    out: list[dict] = []
+    last = -1e9
     for c in range(run.n_clauses):
         cols = np.flatnonzero(cc == c)
         if not len(cols):
@@ -615,7 +617,7 @@ def collision_figure(run: LoadedRun, graph: nx.Graph, clause: int | None = None,
         sel_edges = " ".join(f"M{x0:.4f},{y0:.4f} L{pos[o][0]:.4f},{pos[o][1]:.4f}" for o in sel_partners)
         sel_node = _ring(pos[clause])
     shapes = [_hl_shape("selected-edges", sel_partners, [], CHANNEL_COLOR, 3, extra_path=sel_edges),
-              _hl_shape("selected-node", [clause] if sel_node else [], [], CLAUSE_COLOR, 3, extra_path=sel_node)]
+              _hl_shape("selected-node", [clause] if clause is not None and sel_node else [], [], CLAUSE_COLOR, 3, extra_path=sel_node)]
     n_edges = graph.number_of_edges()
     head = title + " · " if title else ""
     return _figure(data, f"{head}{n_edges} collision{'s' if n_edges != 1 else ''}, {len(comps)} entangled group"

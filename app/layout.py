@@ -15,7 +15,7 @@ from app.views import graph_id, run_options
 
 __all__ = ["build_layout", "filter_id"]
 
-_GRAPH_CONFIG = {"displayModeBar": False}
+_GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False}
 _FILTER_NAMES = {"study": "study", "dataset": "dataset", "task": "task", "hidden": "hidden width", "alpha": "alpha",
                  "split": "split / kind", "trial": "trial"}
 

@@ -162,7 +162,7 @@ class TaskConfig:
             for c in group:
                 if isinstance(c, bool) or not isinstance(c, numbers.Integral):
                     raise ValueError(f"outputs group {i} holds a non-integer clause index {c!r}")
-                if not 0 <= c < n_clauses:
+                if not 0 <= int(c) < n_clauses:
                     raise ValueError(
                         f"outputs group {i} names clause {c}, outside [0, n_clauses={n_clauses})"
                     )
@@ -237,12 +237,13 @@ def _draw_clauses(config: TaskConfig, seed: int) -> list[Clause]:
     return clauses
 
 
-def _resolve_groups(outputs: str | tuple[tuple[int, ...], ...], n_clauses: int) -> list[tuple[int, ...]]:
-    """Clause indices read by each output."""
+def _resolve_groups(outputs: str | Sequence[Sequence[int]], n_clauses: int) -> list[tuple[int, ...]]:
+    """Clause indices read by each output (``outputs`` as normalised by ``TaskConfig``)."""
     if outputs == "dnf":
         return [tuple(range(n_clauses))]
     if outputs == "clauses":
         return [(c,) for c in range(n_clauses)]
+    assert not isinstance(outputs, str)  # TaskConfig admits only the two modes above
     return [tuple(group) for group in outputs]
 
 
@@ -264,25 +265,25 @@ class DNFTask:
             raise TypeError(f"config must be a TaskConfig, got {type(config).__name__}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.config = config
-        self.seed = int(seed)
-        self.n_vars = config.resolved_n_vars
-        self.p = config.resolved_p
+        self.config: TaskConfig = config
+        self.seed: int = int(seed)
+        self.n_vars: int = config.resolved_n_vars
+        self.p: float = config.resolved_p
         self.clauses: list[Clause] = _draw_clauses(config, self.seed)
         self.groups: list[tuple[int, ...]] = _resolve_groups(config.outputs, config.n_clauses)
-        self.n_outputs = len(self.groups)
+        self.n_outputs: int = len(self.groups)
 
         C, k, n = self.n_clauses, self.clause_size, self.n_vars
         # Literal tables, (C, k): variable index and sign of each literal.
-        self._vars = torch.tensor([[v for v, _ in c] for c in self.clauses], dtype=torch.long)
-        self._signs = torch.tensor([[s for _, s in c] for c in self.clauses], dtype=torch.bool)
+        self._vars: torch.Tensor = torch.tensor([[v for v, _ in c] for c in self.clauses], dtype=torch.long)
+        self._signs: torch.Tensor = torch.tensor([[s for _, s in c] for c in self.clauses], dtype=torch.bool)
         # Literal matrix, (C, n): +1 for a positive literal, -1 for a negated one, so the
         # number of true literals of clause c is x @ lit[c] + n_negated[c].
-        self._lit = torch.zeros(C, n)
+        self._lit: torch.Tensor = torch.zeros(C, n)
         self._lit[torch.arange(C).unsqueeze(1).expand(C, k), self._vars] = self._signs.float() * 2 - 1
-        self._n_negated = (~self._signs).sum(dim=1).to(torch.float32)  # (C,)
+        self._n_negated: torch.Tensor = (~self._signs).sum(dim=1).to(torch.float32)  # (C,)
         # Output matrix, (O, C): 1 where output o reads clause c.
-        self._group_matrix = torch.zeros(self.n_outputs, C)
+        self._group_matrix: torch.Tensor = torch.zeros(self.n_outputs, C)
         for o, group in enumerate(self.groups):
             self._group_matrix[o, list(group)] = 1.0
 
@@ -375,7 +376,10 @@ class DNFTask:
     def _as_binary_tensor(self, x: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
         """``x`` as a float32 ``(N, n)`` tensor, and whether it came as numpy."""
         is_numpy = not isinstance(x, torch.Tensor)
-        xt = torch.from_numpy(np.asarray(x, dtype=np.float32)) if is_numpy else x.to(torch.float32)
+        if isinstance(x, torch.Tensor):
+            xt = x.to(torch.float32)
+        else:
+            xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
         if xt.ndim != 2 or xt.shape[1] != self.n_vars:
             raise ValueError(f"x must have shape (N, n_vars={self.n_vars}), got {tuple(xt.shape)}")
         if not ((xt == 0) | (xt == 1)).all():
@@ -391,9 +395,11 @@ class DNFTask:
     def clause_truth(self, x: ArrayT) -> ArrayT:
         """``(N, C)`` bool: which clauses ``x`` ``(N, n)`` satisfies. Torch in, torch out;
         numpy in, numpy out."""
-        xt, is_numpy = self._as_binary_tensor(x)
+        xt, _ = self._as_binary_tensor(x)
         truth = self._clause_truth(xt)
-        return truth.cpu().numpy() if is_numpy else truth
+        if isinstance(x, torch.Tensor):
+            return truth
+        return truth.cpu().numpy()
 
     def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, O)`` float32 labels; ``x`` a float 0/1 ``(N, n)`` tensor."""
@@ -403,9 +409,11 @@ class DNFTask:
     def evaluate(self, x: ArrayT) -> ArrayT:
         """``(N, O)`` float32 0/1 labels of ``x`` ``(N, n)``, computed from the formula.
         Torch in, torch out (same device); numpy in, numpy out."""
-        xt, is_numpy = self._as_binary_tensor(x)
+        xt, _ = self._as_binary_tensor(x)
         y = self._evaluate(xt)
-        return y.cpu().numpy() if is_numpy else y
+        if isinstance(x, torch.Tensor):
+            return y
+        return y.cpu().numpy()
 
     # ----------------------------------------------------------------- sampling
 

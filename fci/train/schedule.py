@@ -218,16 +218,20 @@ def _run_fpe_chunk(
         for i, r in zip(fresh, _results(dense, ddata, torch.cat([warm_losses, fine_losses], 1), "bce", opt.provenance)):
             dense_results[i] = r
         del dense, opt, ddata
+    # Every trial now has its parent and baseline, stored or just trained.
+    parents_done = [r for r in parent_results if r is not None]
+    dense_done = [r for r in dense_results if r is not None]
+    assert len(parents_done) == len(dense_done) == len(specs)
 
     # Children of every trial and expansion share stacks, grouped by layout.
     jobs = [
         (i, split, alpha)
-        for i, s in enumerate(specs)
+        for i, (s, k) in enumerate(zip(specs, known))
         for split, alpha in s.expansions
-        if known[i] is None or (split, alpha) not in known[i].children
+        if k is None or (split, alpha) not in k.children
     ]
     children = [
-        expand(parent_results[i].model, alpha, split, clauses=tasks[i].clauses, seed=specs[i].split_seed(split, alpha))
+        expand(parents_done[i].model, alpha, split, clauses=tasks[i].clauses, seed=specs[i].split_seed(split, alpha))
         for i, split, alpha in jobs
     ]
     child_results: dict[tuple[int, str, int], ModelResult] = {
@@ -244,8 +248,8 @@ def _run_fpe_chunk(
         FPEResult(
             spec=s,
             task=tasks[i],
-            parent=parent_results[i],
-            dense=dense_results[i],
+            parent=parents_done[i],
+            dense=dense_done[i],
             children={(sp, a): child_results[(i, sp, a)] for sp, a in s.expansions},
         )
         for i, s in enumerate(specs)
