@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -127,6 +127,26 @@ def digits(seed: int = 0, test_fraction: float = 0.25) -> Dataset:
     )
 
 
+def _read_npz(path: str, keys: Sequence[str], flag: str, what: str) -> dict[str, np.ndarray]:
+    """The named arrays `keys` of the .npz at `path` (no pickles). Raises
+    ValueError naming `flag` for a missing file, or the file and the missing
+    keys, before any array is used."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{flag}: no such file {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("it holds a single array, not named arrays")
+            files = list(f.files)
+            arrays = {k: np.asarray(f[k]) for k in keys if k in files}
+    except Exception as e:  # zipfile.BadZipFile, OSError, a pickle it refuses to load, ...
+        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {missing}; {what} holds {list(keys)} (found {sorted(files)})")
+    return arrays
+
+
 def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Dataset:
     """Embeddings from an `.npz` with `X_train`, `y_train`, `X_test`, `y_test`.
 
@@ -136,20 +156,7 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
     centred and scaled by the training split's mean and standard deviation.
     Raises ValueError naming the file and the missing or malformed key."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"--embeddings: no such file {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("it holds a single array, not named arrays")
-            files = list(f.files)
-            arrays = {k: np.asarray(f[k]) for k in EMBEDDING_KEYS if k in files}
-    except Exception as e:  # zipfile.BadZipFile, OSError, a pickle it refuses to load, ...
-        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    missing = [k for k in EMBEDDING_KEYS if k not in arrays]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; an embeddings file holds {list(EMBEDDING_KEYS)} "
-                         f"(found {sorted(files)})")
+    arrays = _read_npz(path, EMBEDDING_KEYS, "--embeddings", "an embeddings file")
     for k in ("X_train", "X_test"):
         a = arrays[k]
         if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):

@@ -85,22 +85,10 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
     must be one of them. With `standardize`, each channel is centred and scaled
     by the training split's mean and standard deviation. Raises ValueError
     naming the file and the missing or malformed key."""
-    from fci.data import _labels
+    from fci.data import _labels, _read_npz
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"--images: no such file {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("it holds a single array, not named arrays")
-            files = list(f.files)
-            arrays = {k: np.asarray(f[k]) for k in IMAGE_KEYS if k in files}
-    except Exception as e:  # zipfile.BadZipFile, OSError, a pickle it refuses to load, ...
-        raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    missing = [k for k in IMAGE_KEYS if k not in arrays]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {missing}; an images file holds {list(IMAGE_KEYS)} (found {sorted(files)})")
+    arrays = _read_npz(path, IMAGE_KEYS, "--images", "an images file")
     for k in ("X_train", "X_test"):
         a = arrays[k]
         if a.ndim != 4 or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
