@@ -15,6 +15,7 @@ takes a `Dataset`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -242,6 +243,13 @@ def boolean(config: TaskConfig | None = None, seed: int = 0) -> Dataset:
 
 
 def _file_sha256(path: str) -> str:
+    """A file's sha256, cached per (path, size, mtime): a spec built again for the same file reads it once."""
+    st = os.stat(path)
+    return _sha256_at(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
