@@ -64,7 +64,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.store import Store, config_key
-from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
+from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
 __all__ = [
     "ALPHAS",
@@ -368,7 +368,9 @@ def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
             specs = [FPESpec(data=spec, hidden=j["hidden"], seed=j["seed"], expansions=exps, train=cfg) for j in chunk]
             results = run_fpe(specs, device=ctx.device, progress=ctx.level.name != "tiny", store=ctx.store)
             for j, r in zip(chunk, results):
-                yield j, model_rows(r), _tensors(r)
+                keys = {cond: config_key(c) for cond, c in entry_configs(r.spec).items()}  # the models' own entries
+                order = [keys[("dense", 1)]] + [keys[cond] for cond in r.children]  # model_rows' row order
+                yield j, [{**row, "store_key": k} for row, k in zip(model_rows(r), order)], _tensors(r)
 
 
 # --------------------------------------------------------------------------- statistics

@@ -49,7 +49,8 @@ from fci.model import MaskedMLP
 from fci.seeding import derive_seed
 from fci.sparsity import connectivity, dense_nnz, possible_weights, sparse_mlp, weight_budget
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, ModelResult, TrainConfig, run_fpe, train_models
+from fci.store import config_key
+from fci.train import FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe, train_models
 
 __all__ = [
     "STUDY",
@@ -255,11 +256,13 @@ def _run_fpe(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         results = run_fpe(specs, device=ctx.device, store=ctx.store)  # stored per model: shared with every study
         for ((s, h0), js), res in zip(by_trial.items(), results):
             clauses = res.task.clauses if res.task is not None else None
+            keys = entry_configs(res.spec)
             for j in js:
                 child = res.children[(SPLIT, j["alpha"])]
-                yield j, [model_row(child.model, child, clauses, dataset=_data(ctx, spec, s).name,
-                                    fpe_parent_accuracy=res.parent.test_accuracy,
-                                    fpe_baseline_accuracy=res.dense.test_accuracy)], child.model.tensors()
+                row = model_row(child.model, child, clauses, dataset=_data(ctx, spec, s).name,
+                                fpe_parent_accuracy=res.parent.test_accuracy, fpe_baseline_accuracy=res.dense.test_accuracy)
+                row["store_key"] = config_key(keys[(SPLIT, j["alpha"])])  # the model's own entry
+                yield j, [row], child.model.tensors()
 
 
 # --------------------------------------------------------------------------- statistics
