@@ -295,7 +295,7 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     inputs `x_test` (drawn from the task when not given). Condition 'restart' is
     the alpha = 1 control (stored as the split `RESTART`).
     """
-    spec, task = result.spec, result.task
+    spec, task = result.spec, result.boolean_task
     W1 = res.model.effective_weights()[0][0]  # (H', n)
     clauses = task.clauses
     cap = clause_mean_capacity(feature_capacity(W1), clauses)
@@ -439,7 +439,7 @@ def loss_curves(results: Iterable[tuple[FPEResult, int]]) -> pd.DataFrame:
     curves: dict[tuple, list[list[float]]] = {}
     offsets: dict[tuple, int] = {}
     for res, _ in results:
-        t = res.task
+        t = res.boolean_task
         for cond, alpha, mr in _conditions(res):
             key = (t.n_clauses, t.clause_size, _width(res.spec), cond, int(alpha))
             curves.setdefault(key, []).append(list(mr.train_loss))

@@ -70,6 +70,13 @@ class FPEResult:
     children: dict[tuple[str, int], ModelResult]
 
     @property
+    def boolean_task(self) -> DNFTask:
+        """The trial's Boolean task; ValueError for a trial on other data."""
+        if self.task is None:
+            raise ValueError(f"trial seed {self.spec.seed} trains on {self.spec.dataset_spec!r}, not a Boolean task")
+        return self.task
+
+    @property
     def hidden(self) -> int | tuple[int, ...]:
         return self.spec.hidden
 
