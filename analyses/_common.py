@@ -68,7 +68,7 @@ from fci.model import resolve_device
 from fci.sharding import parse_shard, shard_items
 from fci.store import Store, config_key
 from fci.tasks import TaskConfig
-from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe
+from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe, trial_keys
 
 __all__ = [
     "Level",
@@ -252,22 +252,12 @@ def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int, sp
     return out
 
 
-def trial_keys(specs: Sequence[FPESpec]) -> list[list[str]]:
-    """The store keys of every model of each trial (dense first)."""
-    return [[config_key(c) for c in entry_configs(s).values()] for s in specs]
-
-
 def train_shared(specs: Sequence[FPESpec], store: Store, device: torch.device | str = "auto", progress: bool = True) -> int:
     """Train the trials of `specs` that are not stored, splitting the work with
     any other process on the same store (`Store.share`: a claim per model, a
     crashed owner's claims expire and are taken over). Returns how many trials
     this process trained; afterwards every model is in the store."""
-    specs = list(specs)
-
-    def run(idx: list[int]) -> None:
-        run_fpe([specs[i] for i in idx], device=device, progress=progress, store=store)
-
-    return len(store.share(trial_keys(specs), run))
+    return len(run_fpe(list(specs), device=device, progress=progress, store=store).trained)  # claims inside run_fpe
 
 
 def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
@@ -305,7 +295,7 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     inputs `x_test` (drawn from the task when not given). Condition 'restart' is
     the alpha = 1 control (stored as the split `RESTART`).
     """
-    spec, task = result.spec, result.task
+    spec, task = result.spec, result.boolean_task
     W1 = res.model.effective_weights()[0][0]  # (H', n)
     clauses = task.clauses
     cap = clause_mean_capacity(feature_capacity(W1), clauses)
@@ -449,7 +439,7 @@ def loss_curves(results: Iterable[tuple[FPEResult, int]]) -> pd.DataFrame:
     curves: dict[tuple, list[list[float]]] = {}
     offsets: dict[tuple, int] = {}
     for res, _ in results:
-        t = res.task
+        t = res.boolean_task
         for cond, alpha, mr in _conditions(res):
             key = (t.n_clauses, t.clause_size, _width(res.spec), cond, int(alpha))
             curves.setdefault(key, []).append(list(mr.train_loss))

@@ -50,11 +50,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class JobContext:
     """What a JobStudy's hooks get: the parsed options, the run level, the
-    device, a caption line stating the run's config, and a scratch cache."""
+    device, the results store (jobs that train FPE trials store their models
+    there through `fci.train.run_fpe`, shared with every other study), a
+    caption line stating the run's config, and a scratch cache."""
 
     args: argparse.Namespace
     level: Level
     device: torch.device
+    store: Store | None = None
     caption: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
@@ -207,7 +210,7 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     level, device, out, store, shard = _validate(ap, args, study)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t_start = time.perf_counter()
-    ctx = JobContext(args=args, level=level, device=device)
+    ctx = JobContext(args=args, level=level, device=device, store=store)
     ctx.caption = study.caption(ctx) if study.caption else f"{study.name} · level={level.name} · trials={args.trials}"
 
     jobs = study.jobs(ctx)

@@ -93,7 +93,7 @@ def collision_measures(result: FPEResult, split: str, alpha: int, child: ModelRe
     `whole_after_prune_frac` (some child's pruned mask still holds the whole
     clause), `pruned_clause_frac` (clause weights the budget pruning removed) and
     `mask_mismatch` (split entries the child's mask contradicts; 0 expected)."""
-    spec, task = result.spec, result.task
+    spec, task = result.spec, result.boolean_task
     parent = result.parent.model
     W, M = parent.weights[0].detach(), parent.weight_mask(0)  # (H, n)
     groups = split_groups(W, M, alpha, split, clauses=task.clauses, seed=spec.split_seed(split, alpha)).numpy()

@@ -147,7 +147,7 @@ def _gallery(ctx: Context) -> dict[str, Any]:
     if not pick:
         return {}
     res, trial = pick[0]
-    task = res.task
+    task = res.boolean_task
     order = task.variable_order()
     pol = {v: p for c in task.clauses for v, p in c}
     labels = [(f"x{v}" if pol[v] else f"¬x{v}") if v in pol else f"x{v}·" for v in order]

@@ -131,9 +131,9 @@ def decode_measures(model, task, x_test, y_test, threshold: float | str = DEFAUL
 
 
 def extra_columns(result: FPEResult, trial: int, condition: str, alpha: int, mr: ModelResult, ctx: Context) -> dict:
-    key = (result.spec.seed, result.task.config)
+    key = (result.spec.seed, result.boolean_task.config)
     if ctx.cache.get("test_key") != key:  # one task's test set at a time
-        ctx.cache["test_key"], ctx.cache["test_data"] = key, result.task.test_data()
+        ctx.cache["test_key"], ctx.cache["test_data"] = key, result.boolean_task.test_data()
     x, y = ctx.cache["test_data"]
     a = ctx.args
     return decode_measures(mr.model, result.task, x, y, a.threshold, a.similarity, a.max_literals, a.decode_seed)

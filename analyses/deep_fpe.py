@@ -6,7 +6,7 @@ train dense; at the expansion point every hidden layer is split in turn
 into alpha children, replicates the next layer's incoming columns and prunes the
 excess by magnitude), so the whole network keeps exactly its dense parent's
 non-zero parameter count (asserted for every model); children and the paired
-dense baseline then train on (`fci.train.run_fpe_data`). Datasets: the Boolean
+dense baseline then train on (`fci.train.run_fpe`, models stored per trial). Datasets: the Boolean
 task (8 clauses x 3 literals; clause split on layer 0, deeper layers split at
 random, and random split throughout) and scikit-learn's digits (random and Gram
 splits). The first-layer-only expansion (layers=(0,), same parent, same layer-0
@@ -39,23 +39,14 @@ from plotly.subplots import make_subplots
 
 from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, run_job_study
-from fci.data import Dataset, boolean, digits
-from fci.expand import expand_layers
+from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
-from fci.model import MaskedMLPStack, resolve_device
 from fci.seeding import derive_seed
 from fci.tasks import TaskConfig
-from fci.train import (
-    DataFPEResult,
-    ModelResult,
-    TrainConfig,
-    evaluate,
-    fit,
-    run_fpe_data,
-)
+from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
 
 __all__ = [
-    "STUDY", "main", "DATASETS", "DEPTHS", "make_dataset", "study_jobs", "first_layer_children", "model_rows",
+    "STUDY", "main", "DATASETS", "DEPTHS", "dataset_spec", "make_dataset", "trial_specs", "study_jobs", "model_rows",
     "check_budget", "convergence_drop", "converged", "loss_curve", "depth_stats", "depth_trends", "pooled",
     "layer_comparison", "paper_comparison", "depth_figure", "curve_table", "loss_figure",
 ]
@@ -77,14 +68,27 @@ CURVE_POINTS = 20  # loss-curve resolution kept per model
 # --------------------------------------------------------------------------- data and jobs
 
 
-def make_dataset(job: dict[str, Any]) -> Dataset:
-    """The Dataset a job trains on (a pure function of `job["data"]`)."""
+def dataset_spec(job: dict[str, Any]) -> DatasetSpec:
+    """The data a job trains on, as a spec (a pure function of `job["data"]`)."""
     d = job["data"]
     if job["dataset"] == "boolean":
-        return boolean(TaskConfig.from_dict(d["task"]), seed=int(d["task_seed"]))
+        return DatasetSpec.boolean(TaskConfig.from_dict(d["task"]), seed=int(d["task_seed"]))
     if job["dataset"] == "digits":
-        return digits(seed=int(d["split_seed"]), test_fraction=float(d["test_fraction"]))
+        return DatasetSpec.digits(seed=int(d["split_seed"]), test_fraction=float(d["test_fraction"]))
     raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {job['dataset']!r}")
+
+
+def make_dataset(job: dict[str, Any]) -> Dataset:
+    """The Dataset a job trains on."""
+    return dataset_spec(job).build()
+
+
+def trial_specs(job: dict[str, Any], layers: tuple[int, ...] | str = "all") -> FPESpec:
+    """The job's FPE trial, expanding `layers` ("all", or (0,): the first layer only).
+    Both share the dense parent and baseline (their dense store key is the same)."""
+    return FPESpec(data=dataset_spec(job), hidden=tuple(job["hidden"]), seed=int(job["seed"]),
+                   expansions=tuple((str(s), int(a)) for s, a in job["expansions"]),
+                   train=TrainConfig.from_dict(job["train"]), layers=layers)
 
 
 def study_jobs(datasets: Sequence[str], depths: Sequence[int], width: int, alphas: Sequence[int], trials: int,
@@ -112,39 +116,6 @@ def study_jobs(datasets: Sequence[str], depths: Sequence[int], width: int, alpha
 
 
 # --------------------------------------------------------------------------- training
-
-
-def first_layer_children(data: Dataset, results: Sequence[DataFPEResult], expansions: Sequence[tuple[str, int]],
-                         cfg: TrainConfig, device="auto") -> list[dict[tuple[str, int], ModelResult]]:
-    """First-layer-only FPE (layers=(0,)) of each trial's parent, fine-tuned in one stack.
-
-    Exactly what `run_fpe_data(..., layers=(0,))` trains for the same trials (same
-    parent, split seed `derive_seed(seed, "split", split, alpha)`, minibatch
-    order and `cfg.finetune` epochs), without retraining the dense parents. The
-    layer-0 split equals that of the all-layer child of the same trial.
-    Returns one {(split, alpha): ModelResult} per result, in order.
-    """
-    dev = resolve_device(device)
-    todo = [(i, s, int(a)) for i in range(len(results)) for s, a in expansions]
-    if not todo:
-        return [{} for _ in results]
-    children = []
-    for i, s, a in todo:
-        parent = results[i].parent.model
-        child = expand_layers(parent, a, s, layers=(0,), clauses=data.info.get("clauses"),
-                              seed=derive_seed(results[i].seed, "split", s, a))
-        check_budget(child.nnz(), parent.nnz(), f"{data.name} trial seed {results[i].seed} {s} α={a} (layer 0, at expansion)")
-        children.append(child)
-    xtr, ytr, xte, yte = data.stacked(len(children), dev)
-    stack = MaskedMLPStack.from_models(children).to(dev)
-    _, losses = fit(stack, xtr, ytr, cfg, range(cfg.warmup, cfg.epochs), loss=data.loss)
-    tr, te = evaluate(stack, xtr, ytr, data.loss), evaluate(stack, xte, yte, data.loss)
-    out: list[dict[tuple[str, int], ModelResult]] = [{} for _ in results]
-    for k, ((i, s, a), m) in enumerate(zip(todo, stack.to_models())):
-        out[i][(s, a)] = ModelResult(model=m, train_accuracy=float(tr["accuracy"][k]), test_accuracy=float(te["accuracy"][k]),
-                                     test_exact_match=float(te["exact_match"][k]), test_loss=float(te["loss"][k]),
-                                     train_loss=[float(v) for v in losses[k]])
-    return out
 
 
 def check_budget(child_nnz: int, parent_nnz: int, what: str) -> None:
@@ -231,25 +202,24 @@ def _group_key(job: dict[str, Any]) -> tuple:
 
 
 def run(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
-    """Per dataset and depth: every trial in one `run_fpe_data` stack (layers="all"),
-    then the first-layer-only children of the same parents in one more stack."""
+    """Per dataset and depth: every trial through `fci.train.run_fpe` (stacked,
+    stored), layers="all"; then the first-layer-only trials of the same jobs,
+    which find their dense parents and baselines in the store and train only
+    their layer-0 children (whose split equals the all-layer child's layer 0)."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for j in jobs:
         groups.setdefault(_group_key(j), []).append(j)
-    datasets: dict[tuple, Dataset] = {}
     for key in sorted(groups, key=lambda k: (k[0], k[-1])):
         group = groups[key]
-        head = group[0]
-        dkey = (head["dataset"], repr(head["data"]))
-        if dkey not in datasets:
-            datasets[dkey] = make_dataset(head)
-        data = datasets[dkey]
-        cfg = TrainConfig.from_dict(head["train"])
-        expansions = [(str(s), int(a)) for s, a in head["expansions"]]
-        results = run_fpe_data(data, [(tuple(j["hidden"]), j["seed"]) for j in group], expansions, cfg, layers="all",
-                               device=ctx.device)
-        first = first_layer_children(data, results, expansions, cfg, ctx.device) if head["first_layer"] else [{}] * len(group)
+        cfg = TrainConfig.from_dict(group[0]["train"])
+        results = run_fpe([trial_specs(j, "all") for j in group], device=ctx.device, store=ctx.store)
+        if group[0]["first_layer"]:
+            first = [r.children for r in run_fpe([trial_specs(j, (0,)) for j in group], device=ctx.device, store=ctx.store)]
+        else:
+            first = [{} for _ in group]
         for job, res, fl in zip(group, results, first):
+            for (s, a), child in fl.items():
+                check_budget(child.nnz, res.parent.nnz, f"{res.dataset} trial seed {res.seed} {s} α={a} (layer 0)")
             yield job, model_rows(res, fl, cfg.warmup), {}
 
 

@@ -47,7 +47,7 @@ from plotly.subplots import make_subplots
 
 from analyses._common import add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, comma_list, run_job_study
-from fci.data import Dataset, boolean, digits
+from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, trial_stats
 from fci.model import MaskedMLP
 from fci.prune import DROP_MODES, effective_density, layer_overlaps, null_density, pruning_trajectory
@@ -168,11 +168,16 @@ def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     return out
 
 
-def _dataset(job: dict[str, Any]) -> Dataset:
-    """The job's data: its own Boolean task, or its own digits split, both from its seed."""
+def data_spec(job: dict[str, Any]) -> DatasetSpec:
+    """The job's data as a spec: its own Boolean task (drawn from its seed, as every
+    FPE trial's is), or its own digits split, both from its seed."""
     if job["dataset"] == "boolean":
-        return boolean(TaskConfig.from_dict(job["data"]["task"]), seed=derive_seed(job["seed"], "task"))
-    return digits(seed=derive_seed(job["seed"], "data") % (2 ** 32), test_fraction=job["data"]["test_fraction"])
+        return DatasetSpec.boolean(TaskConfig.from_dict(job["data"]["task"]), seed=derive_seed(job["seed"], "task"))
+    return DatasetSpec.digits(seed=derive_seed(job["seed"], "data") % (2 ** 32), test_fraction=job["data"]["test_fraction"])
+
+
+def _dataset(job: dict[str, Any]) -> Dataset:
+    return data_spec(job).build()
 
 
 def _n_weights(n_in: int, hidden: Sequence[int], n_out: int) -> int:

@@ -56,7 +56,7 @@ from plotly.subplots import make_subplots
 
 from analyses._common import add_caption, add_metric_traces, label, style
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
-from fci.data import Dataset, digits, load_embeddings
+from fci.data import Dataset, DatasetSpec, digits, load_embeddings
 from fci.metrics import (
     accuracy_per_parameter,
     paired_ttest,
@@ -64,7 +64,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.store import Store, config_key
-from fci.train import DataFPEResult, ModelResult, TrainConfig, run_fpe_data
+from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
 __all__ = [
     "ALPHAS",
@@ -74,6 +74,7 @@ __all__ = [
     "WIDTHS",
     "condition_name",
     "dataset_id",
+    "dataset_spec",
     "expansions",
     "figure5",
     "file_sha256",
@@ -113,7 +114,7 @@ RESTART = "restart"
 fine-tuned with a fresh optimiser, exactly as the FPE children are."""
 
 RESTART_STYLE = {"color": "#9467bd", "dash": "dash"}  # the control stands apart from dense (black) and the splits
-MAX_TRIALS_PER_CALL = 256  # trials per run_fpe_data call: the unit of resume
+MAX_TRIALS_PER_CALL = 256  # trials per run_fpe call: the unit of a job entry's resume (models resume one by one)
 CONDITION_ORDER = {"dense": 0, RESTART: 1, "random": 2, "gram": 3, "clause": 4}
 METRICS = ("accuracy", "train_accuracy", "acc_per_param", "test_loss", "train_loss_end", "train_loss_late_drop",
            "nnz", "active_neurons")
@@ -152,14 +153,24 @@ def _digits(split_seed: int) -> Dataset:
     return digits(seed=split_seed)
 
 
-def load_dataset(args: argparse.Namespace) -> Dataset:
-    """The run's dataset: the embeddings file if given, else digits split with
-    `--split-seed`. Raises ValueError (from `fci.data.load_embeddings`) naming a
-    missing file or a missing or malformed key."""
+def dataset_spec(args: argparse.Namespace) -> DatasetSpec:
+    """The run's data as a spec: the embeddings file if given, else digits split
+    with `--split-seed` (the spec every study uses for digits with that seed).
+    Raises ValueError naming a missing file."""
     if args.embeddings:
         path = os.path.realpath(args.embeddings)
         if not os.path.isfile(path):
             raise ValueError(f"--embeddings: no such file {args.embeddings!r}")
+        return DatasetSpec.embeddings(path)
+    return DatasetSpec.digits(seed=args.split_seed)
+
+
+def load_dataset(args: argparse.Namespace) -> Dataset:
+    """The run's dataset (`dataset_spec(args).build()`). Raises ValueError (from
+    `fci.data.load_embeddings`) naming a missing file or a missing or malformed key."""
+    spec = dataset_spec(args)
+    if spec.kind == "embeddings":
+        path = spec.options["path"]
         return _embeddings(path, *_stat(path))
     return _digits(args.split_seed)
 
@@ -342,20 +353,24 @@ def _tensors(result: DataFPEResult) -> dict[str, torch.Tensor]:
 
 
 def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
-    """Train the jobs' trials with `run_fpe_data`: every width and seed that
-    share a schedule in one call (stacked, narrower models padded)."""
-    data = load_dataset(ctx.args)
+    """Train the jobs' trials with `fci.train.run_fpe` on the run's `DatasetSpec`:
+    every width and seed that share a schedule in one call (stacked, narrower
+    models padded). The models go to the store under their FPE keys, so another
+    study training the same spec, widths, seeds and schedule loads them."""
+    spec = dataset_spec(ctx.args)
     groups: dict[str, list[dict[str, Any]]] = {}
     for j in todo:
         groups.setdefault(json.dumps([j["train"], j["expansions"]], sort_keys=True), []).append(j)
     for group in groups.values():
         cfg = TrainConfig.from_dict(group[0]["train"])
-        exps = [(str(s), int(a)) for s, a in group[0]["expansions"]]
+        exps = tuple((str(s), int(a)) for s, a in group[0]["expansions"])
         for chunk in chunked(group, MAX_TRIALS_PER_CALL):
-            results = run_fpe_data(data, [(j["hidden"], j["seed"]) for j in chunk], exps, cfg, device=ctx.device,
-                                   progress=ctx.level.name != "tiny")
+            specs = [FPESpec(data=spec, hidden=j["hidden"], seed=j["seed"], expansions=exps, train=cfg) for j in chunk]
+            results = run_fpe(specs, device=ctx.device, progress=ctx.level.name != "tiny", store=ctx.store)
             for j, r in zip(chunk, results):
-                yield j, model_rows(r), _tensors(r)
+                keys = {cond: config_key(c) for cond, c in entry_configs(r.spec).items()}  # the models' own entries
+                order = [keys[("dense", 1)]] + [keys[cond] for cond in r.children]  # model_rows' row order
+                yield j, [{**row, "store_key": k} for row, k in zip(model_rows(r), order)], _tensors(r)
 
 
 # --------------------------------------------------------------------------- statistics

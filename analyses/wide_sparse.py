@@ -43,13 +43,14 @@ from plotly.subplots import make_subplots
 
 from analyses._common import LEVELS, add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
-from fci.data import Dataset, boolean, digits
+from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.model import MaskedMLP
 from fci.seeding import derive_seed
 from fci.sparsity import connectivity, dense_nnz, possible_weights, sparse_mlp, weight_budget
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, ModelResult, TrainConfig, run_fpe, run_fpe_data, train_models
+from fci.store import config_key
+from fci.train import FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe, train_models
 
 __all__ = [
     "STUDY",
@@ -99,15 +100,20 @@ def dataset_spec(args: argparse.Namespace, level_name: str) -> dict[str, Any]:
     return {"name": "digits", "split_seed": int(args.seed), "test_fraction": 0.25}
 
 
-def make_dataset(spec: dict[str, Any], seed: int) -> Dataset:
-    """The Dataset of trial `seed`: for the Boolean task, trial seed s trains on
-    the task `FPESpec(seed=s).make_task()` (its own clauses and samples), the one
-    `run_fpe` draws; digits has one stratified split for every trial."""
+def data_spec(spec: dict[str, Any]) -> DatasetSpec:
+    """The run's data as a `DatasetSpec`: the Boolean task family, drawn per trial
+    (trial seed s trains on `FPESpec(seed=s).make_task()`, its own clauses and
+    samples), or digits with one stratified split for every trial."""
     if spec["name"] == "boolean":
-        return boolean(TaskConfig.from_dict(spec["task"]), derive_seed(seed, "task"))
+        return DatasetSpec.boolean(TaskConfig.from_dict(spec["task"]))
     if spec["name"] == "digits":
-        return digits(seed=int(spec["split_seed"]), test_fraction=float(spec["test_fraction"]))
+        return DatasetSpec.digits(seed=int(spec["split_seed"]), test_fraction=float(spec["test_fraction"]))
     raise ValueError(f"dataset must be 'boolean' or 'digits', got {spec['name']!r}")
+
+
+def make_dataset(spec: dict[str, Any], seed: int) -> Dataset:
+    """The Dataset of trial `seed` (the same for every trial on digits)."""
+    return data_spec(spec).build(trial_seed=seed)
 
 
 def _shape(spec: dict[str, Any]) -> tuple[int, int]:
@@ -208,7 +214,7 @@ def _data(ctx: JobContext, spec: dict[str, Any], seed: int) -> Dataset:
 
 
 def _init_model(job: dict[str, Any], n_in: int, n_out: int) -> MaskedMLP:
-    init = derive_seed(job["seed"], "init")  # the FPE parent's initialisation (run_fpe, run_fpe_data)
+    init = derive_seed(job["seed"], "init")  # the FPE parent's initialisation (run_fpe)
     if job["condition"] == "dense":
         return MaskedMLP(n_in, job["width"], n_out, seed=init)
     return sparse_mlp(n_in, job["width"], n_out, job["budget"], seed=init,
@@ -217,7 +223,7 @@ def _init_model(job: dict[str, Any], n_in: int, n_out: int) -> MaskedMLP:
 
 def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
     """Dense and sparse jobs in stacks of similar width (all trials and budgets
-    together); FPE jobs through run_fpe (Boolean) or run_fpe_data (digits),
+    together); FPE jobs through run_fpe on the run's DatasetSpec,
     grouped by child width."""
     models = sorted((j for j in todo if j["condition"] in ("dense", "sparse")), key=lambda j: (j["width"], j["seed"]))
     groups: dict[tuple, list] = {}
@@ -244,31 +250,19 @@ def _run_fpe(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         by_trial: dict[tuple[int, int], list] = {}
         for j in batch:
             by_trial.setdefault((j["seed"], j["base_width"]), []).append(j)
-        if spec["name"] == "boolean":
-            task = TaskConfig.from_dict(spec["task"])
-            specs = [FPESpec(task=task, hidden=h0, seed=s, expansions=tuple((SPLIT, j["alpha"]) for j in js), train=cfg)
-                     for (s, h0), js in by_trial.items()]
-            results = run_fpe(specs, device=ctx.device)
-            for ((s, h0), js), res in zip(by_trial.items(), results):
-                for j in js:
-                    child = res.children[(SPLIT, j["alpha"])]
-                    yield j, [model_row(child.model, child, res.task.clauses, dataset=_data(ctx, spec, s).name,
-                                        fpe_parent_accuracy=res.parent.test_accuracy,
-                                        fpe_baseline_accuracy=res.dense.test_accuracy)], child.model.tensors()
-        else:  # one dataset for every trial: run_fpe_data, per (base width, alphas)
-            data = _data(ctx, spec, batch[0]["seed"])
-            sets: dict[tuple, list] = {}
-            for (s, h0), js in by_trial.items():
-                sets.setdefault((h0, tuple(sorted(j["alpha"] for j in js))), []).append((s, js))
-            for (h0, alphas), trials in sets.items():
-                data_results = run_fpe_data(data, [(h0, s) for s, _ in trials], [(SPLIT, a) for a in alphas], cfg,
-                                            device=ctx.device)
-                for (s, js), dres in zip(trials, data_results):
-                    for j in js:
-                        child = dres.children[(SPLIT, j["alpha"])]
-                        yield j, [model_row(child.model, child, data.info.get("clauses"), dataset=data.name,
-                                            fpe_parent_accuracy=dres.parent.test_accuracy,
-                                            fpe_baseline_accuracy=dres.dense.test_accuracy)], child.model.tensors()
+        data = data_spec(spec)
+        specs = [FPESpec(data=data, hidden=h0, seed=s, expansions=tuple((SPLIT, j["alpha"]) for j in js), train=cfg)
+                 for (s, h0), js in by_trial.items()]
+        results = run_fpe(specs, device=ctx.device, store=ctx.store)  # stored per model: shared with every study
+        for ((s, h0), js), res in zip(by_trial.items(), results):
+            clauses = res.task.clauses if res.task is not None else None
+            keys = entry_configs(res.spec)
+            for j in js:
+                child = res.children[(SPLIT, j["alpha"])]
+                row = model_row(child.model, child, clauses, dataset=_data(ctx, spec, s).name,
+                                fpe_parent_accuracy=res.parent.test_accuracy, fpe_baseline_accuracy=res.dense.test_accuracy)
+                row["store_key"] = config_key(keys[(SPLIT, j["alpha"])])  # the model's own entry
+                yield j, [row], child.model.tensors()
 
 
 # --------------------------------------------------------------------------- statistics

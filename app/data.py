@@ -15,8 +15,11 @@ A **run** is what one page shows side by side: up to three networks in the slots
 - ``wide_sparse-job`` (one dense, statically sparse or FPE model per entry) and
   ``effective_density-job`` (a deep dense net, shown after training beside its
   initialisation): one run per entry, id ``<key>``.
-- ``deep_fpe-job`` entries keep result rows only (no weights): they are counted in
-  a catalogue note, not listed.
+- ``fpe`` (`fci.train.run_fpe` on a `DatasetSpec`: digits, embeddings, a fixed
+  Boolean task; what deep_fpe, real_data and wide_sparse train): like
+  ``boolean-fpe``, one run per child entry with its dense baseline and parent.
+- ``deep_fpe-job`` entries keep result rows only (their models are ``fpe``
+  entries): they are counted in a catalogue note, not listed.
 
 Networks on a Boolean task get the clause analysis (`fci.codes`); networks on
 other data (digits, embeddings) get weights, Gram, capacity, interference and
@@ -162,8 +165,8 @@ class RunInfo:
     description; hidden: parent width(s) ("8" or "8-8"); split: what the shown
     child is (an FPE split, "sparse", "clause_nm", "dense", ...); refs: (slot,
     ModelRef) per network shown; task_config: the Boolean task's TaskConfig dict
-    as JSON ("" for other data), its task seed deriving from `trial` as in
-    `FPESpec.make_task`."""
+    as JSON ("" for other data), its task seed `task_seed`, or deriving from
+    `trial` as in `FPESpec.make_task`."""
 
     id: str
     task: str
@@ -180,6 +183,7 @@ class RunInfo:
     refs: tuple[tuple[str, ModelRef], ...] = ()
     task_config: str = ""
     n_clauses: int = 0
+    task_seed: int | None = None  # a fixed task's seed (a DatasetSpec's); None: derived from `trial`
 
     @property
     def label(self) -> str:
@@ -290,8 +294,8 @@ def _hidden(h: Any) -> str:
 
 def _pair_key(cfg: dict[str, Any]) -> str:
     """What a child and its dense baseline share: the config less format, key,
-    condition and alpha."""
-    rest = {k: v for k, v in cfg.items() if k not in ("format", "key", "condition", "alpha")}
+    condition, alpha and the expanded layers."""
+    rest = {k: v for k, v in cfg.items() if k not in ("format", "key", "condition", "alpha", "layers")}
     return json.dumps(rest, sort_keys=True)
 
 
@@ -328,6 +332,45 @@ def _scan_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
                                           float(m.get("parent", {}).get("test_accuracy", math.nan)))),
                       ("child", ModelRef(e.key, "", f"FPE child ({split} split, α={alpha}) after fine-tuning",
                                          float(m["test_accuracy"]))),
+                      ("dense", ModelRef(base.key, "", MODELS["dense"], float(base.metrics["test_accuracy"])))),
+            ))
+        except (KeyError, TypeError, ValueError) as err:
+            notes.append(f"skipped run {e.key}: malformed config or metrics ({type(err).__name__}: {err})")
+    return runs, notes
+
+
+def _scan_fpe(entries: list[StoreEntry]) -> Scanned:
+    """One run per FPE child of a `run_fpe` trial on a DatasetSpec (kind "fpe")."""
+    dense: dict[str, StoreEntry] = {}
+    children: list[StoreEntry] = []
+    notes: list[str] = []
+    for e in entries:
+        (dense.__setitem__(_pair_key(e.config), e) if e.config.get("condition") == "dense" else children.append(e))
+    runs = []
+    for e in children:
+        try:
+            cfg, m = e.config, e.metrics
+            base = dense.get(_pair_key(cfg))
+            if base is None:
+                notes.append(f"skipped run {e.key}: its paired dense baseline is not in the store")
+                continue
+            data = cfg["data"]
+            kind, options = str(data["kind"]), dict(m.get("data", {}).get("options") or data.get("options") or {})
+            alpha, split = int(cfg["alpha"]), str(cfg["condition"])
+            layers = cfg.get("layers", [0])
+            where = "" if layers == [0] else f", layers {layers}"
+            task = options if kind == "boolean" else None
+            label = _task_label(task) if task else (options.get("name") or f"{kind} (seed {data.get('seed')})")
+            what = "restart control (α=1)" if alpha == 1 else f"{split} split, α={alpha}{where}"
+            runs.append(RunInfo(
+                id=e.key, dense_key=base.key, task=str(label), hidden=_hidden(cfg["hidden"]),
+                alpha=alpha, split="restart" if alpha == 1 else split, trial=int(cfg["seed"]), epochs=_epochs(cfg),
+                child_accuracy=float(m["test_accuracy"]), dense_accuracy=float(base.metrics["test_accuracy"]),
+                study="fpe", dataset=kind, task_config=json.dumps(task, sort_keys=True) if task else "",
+                n_clauses=_n_clauses(task) if task else 0, task_seed=int(data["seed"]) if task else None,
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"],
+                                          float(m.get("parent", {}).get("test_accuracy", math.nan)))),
+                      ("child", ModelRef(e.key, "", f"FPE child ({what}) after fine-tuning", float(m["test_accuracy"]))),
                       ("dense", ModelRef(base.key, "", MODELS["dense"], float(base.metrics["test_accuracy"])))),
             ))
         except (KeyError, TypeError, ValueError) as err:
@@ -454,6 +497,7 @@ def _scan_rows_only(entries: list[StoreEntry]) -> Scanned:
 #: store kind -> scanner(entries of that kind) -> (runs, notes).
 SCANNERS: dict[str, Callable[[list[StoreEntry]], Scanned]] = {
     "boolean-fpe": _scan_boolean_fpe,
+    "fpe": _scan_fpe,
     "real_data-job": _scan_real_data,
     "structured_sparsity-job": _scan_structured,
     "wide_sparse-job": _scan_wide_sparse,
@@ -476,6 +520,12 @@ def scan_store(store: Store) -> Catalogue:
             log.warning("skipping %s", err)
             continue
         by_kind.setdefault(str(e.config.get("kind")), []).append(e)
+    # A model that a study's job entry already shows (its rows name the model's store key) is not listed again.
+    shown = {str(r["store_key"]) for kind, es in by_kind.items() if kind.endswith("-job") for e in es
+             for r in (e.metrics.get("rows") or []) if isinstance(r, dict) and r.get("store_key")}
+    for kind in ("fpe", "boolean-fpe"):
+        if kind in by_kind:
+            by_kind[kind] = [e for e in by_kind[kind] if e.config.get("condition") == "dense" or e.key not in shown]
     runs: list[RunInfo] = []
     for kind, entries in by_kind.items():
         scanner = SCANNERS.get(kind)
@@ -736,8 +786,10 @@ def _make_task(info: RunInfo) -> DNFTask:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            spec = FPESpec(task=TaskConfig.from_dict(json.loads(info.task_config)), hidden=1, seed=info.trial,
-                           expansions=())
+            task = TaskConfig.from_dict(json.loads(info.task_config))
+            if info.task_seed is not None:
+                return DNFTask.from_config(task, info.task_seed)
+            spec = FPESpec(task=task, hidden=1, seed=info.trial, expansions=())
         except (ValueError, TypeError) as e:
             raise RunError(f"run {info.id}: {e}") from None
     return spec.make_task()

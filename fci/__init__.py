@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "Store": "fci.store",
     # datasets
     "Dataset": "fci.data",
+    "DatasetSpec": "fci.data",
     "digits": "fci.data",
     "load_embeddings": "fci.data",
     "boolean": "fci.data",
@@ -67,7 +68,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         network_predictions,
         sign_codes,
     )
-    from fci.data import Dataset, boolean, digits, load_embeddings  # noqa: F401
+    from fci.data import Dataset, DatasetSpec, boolean, digits, load_embeddings  # noqa: F401
     from fci.expand import expand  # noqa: F401
     from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401
     from fci.model import MaskedMLP  # noqa: F401

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
+from fci._progress import bar as tqdm
 
 from fci.seeding import derive_seed, generator
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig

@@ -363,6 +363,11 @@ def expand(
     return child
 
 
+def _layer_seed(seed: int, layer: int) -> int:
+    """The split seed of hidden layer `layer` in `expand_layers`."""
+    return seed if layer == 0 else derive_seed(seed, "layer", layer)
+
+
 def expand_layers(
     model: MaskedMLP,
     alpha: int,
@@ -378,8 +383,9 @@ def expand_layers(
     columns, and prunes the excess, so the budget holds across the whole
     network: `result.nnz() == model.nnz()`. `layers="all"` expands every hidden
     layer; the clause split applies to layer 0 only, deeper layers of a
-    clause-split network are split at random. Layer l uses the seed
-    `derive_seed(seed, "layer", l)`. `expansion_info["layers"]` lists each
+    clause-split network are split at random. Layer 0 uses `seed` itself and
+    layer l > 0 `derive_seed(seed, "layer", l)`, so layer 0's split is the same
+    whichever layers are expanded, and `layers=(0,)` is exactly `expand(seed=seed)`. `expansion_info["layers"]` lists each
     step's info, and `parent_index` is that of layer 0 when it was expanded.
     """
     alpha = _check_alpha(alpha)
@@ -396,7 +402,7 @@ def expand_layers(
     out, infos, first_index = model, [], None
     for l in todo:
         s = split if (not split_info(split).needs_clauses or l == 0) else "random"
-        out = expand(out, alpha, s, clauses=clauses if split_info(s).needs_clauses else None, seed=derive_seed(seed, "layer", l),
+        out = expand(out, alpha, s, clauses=clauses if split_info(s).needs_clauses else None, seed=_layer_seed(seed, l),
                      layer=l, n_clusters=n_clusters)
         infos.append(out.expansion_info)
         if l == 0:

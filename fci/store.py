@@ -632,6 +632,9 @@ class Store:
                 need = missing(i)
                 if not need:
                     continue
+                if all(k in self._held for k in need):  # claimed by this process already (a share inside a share)
+                    took.append(i)
+                    continue
                 c = self.try_claim(need)
                 if c is None:
                     continue

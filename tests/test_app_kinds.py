@@ -56,6 +56,15 @@ def test_every_stored_kind_becomes_runs(explorer):
     assert len(by_study["effective_density"]) == len(_entries(explorer, "effective_density-job")) > 0
     n_deep = len(_entries(explorer, "deep_fpe-job"))
     assert by_study["deep_fpe"] == [] and n_deep > 0
+    # deep_fpe's models are `fpe` entries (run_fpe on a DatasetSpec): listed once each, as study "fpe";
+    # real_data's and wide_sparse's FPE models are too, but their job runs show them already
+    fpe_children = [e for kind in ("fpe", "boolean-fpe") for e in _entries(explorer, kind) if e.config["condition"] != "dense"]
+    shown = {r["store_key"] for kind in ("real_data-job", "wide_sparse-job") for e in _entries(explorer, kind)
+             for r in e.metrics["rows"] if r.get("store_key")}
+    fpe_runs = [r for r in cat.runs if r.study == "fpe"]
+    assert fpe_children and shown and {r.id for r in fpe_runs} == {e.key for e in fpe_children} - shown
+    assert {r.dataset for r in fpe_runs} == {"boolean", "digits"}
+    assert any(r.hidden == "8-8" or "-" in r.hidden for r in fpe_runs)  # the deep nets
     assert any(f"{n_deep} deep_fpe entries hold result rows only" in n for n in cat.notes)
     assert {r.split for r in by_study["wide_sparse"]} >= {"dense", "sparse"}
     assert {r.split for r in by_study["structured_sparsity"]} == {"clause", "random", "clause_nm", "random_nm",
@@ -65,6 +74,15 @@ def test_every_stored_kind_becomes_runs(explorer):
 def test_run_labels_name_study_and_dataset(explorer):
     for r in explorer.catalogue().runs:
         assert r.label.startswith(f"{r.study} · {r.dataset} · ")
+
+
+def test_a_fixed_boolean_task_gets_its_own_clauses_back(explorer):
+    """A deep_fpe Boolean trial trains on one task with a fixed seed (its DatasetSpec's),
+    not a task per trial: the explorer redraws that task, the one stored with the model."""
+    info = next(r for r in explorer.catalogue().runs if r.study == "fpe" and r.dataset == "boolean")
+    run = explorer.run(info.id)
+    stored = explorer.store.load(info.id).metrics["clauses"]
+    assert run.has_clauses and [[list(l) for l in c] for c in run.clauses] == stored
     assert {r.dataset for r in explorer.catalogue().runs if r.study == "real_data"} == {"digits"}
     assert {r.dataset for r in explorer.catalogue().runs if r.study == "effective_density"} == {"boolean", "digits"}
 
@@ -226,10 +244,8 @@ def test_each_model_kind_in_the_browser(dash_duo, kinds, explorer, tmp_path):
     cat = explorer.catalogue()
     dash_duo.driver.set_window_size(1600, 1750)
     for study, (_, view, layer, says) in KIND_PAGES.items():
-        info = pick(cat.runs, study)
-        if study == "fpe":
-            assert info is None  # no `python -m fci` run in this store
-            continue
+        info = pick(cat.runs, study)  # "fpe": deep_fpe's models, stored by run_fpe on a DatasetSpec
+        assert info is not None, study
         dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=info.id, view=view, layer=layer, clause=1)
                             .to_search())
         _wait(lambda s=says: s in _text(dash_duo, "col-title-child"), what=f"{study}'s page", timeout=30)

@@ -1,15 +1,18 @@
 """fci.data (digits, user embeddings, Boolean tasks), FPE of every hidden layer,
 and the FPE schedule on any dataset."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from fci.data import EMBEDDING_KEYS, boolean, digits, load_embeddings
+from fci.data import EMBEDDING_KEYS, DatasetSpec, boolean, digits, load_embeddings
 from fci.expand import expand_layers
 from fci.model import MaskedMLP
 from fci.tasks import DNFTask, TaskConfig
-from fci.train import TrainConfig, run_fpe_data
+from fci.store import Store
+from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data, trial_keys
 
 
 def test_digits_is_a_stratified_deterministic_split():
@@ -142,9 +145,14 @@ def _small_digits():
                    y_test=d.y_test[:128], loss="ce")
 
 
+def _trials(data, trials, expansions, layers=(0,)):
+    spec = DatasetSpec.from_dataset(data)
+    return [FPESpec(data=spec, hidden=h, seed=s, expansions=tuple(expansions), train=CFG, layers=layers) for h, s in trials]
+
+
 def test_fpe_on_data_pairs_baseline_and_children_at_equal_budget():
     d = _small_digits()
-    res = run_fpe_data(d, [(8, 0), (5, 1), ((6, 6), 2)], [("random", 2), ("gram", 2)], CFG, layers="all", device="cpu")
+    res = run_fpe(_trials(d, [(8, 0), (5, 1), ((6, 6), 2)], [("random", 2), ("gram", 2)], layers="all"), device="cpu")
     for r in res:
         assert len(r.parent.train_loss) == CFG.warmup and len(r.dense.train_loss) == CFG.epochs
         assert r.dense.train_loss[: CFG.warmup] == r.parent.train_loss  # the baseline continues the parent's run
@@ -153,27 +161,129 @@ def test_fpe_on_data_pairs_baseline_and_children_at_equal_budget():
             assert c.model.hidden == [h * alpha for h in r.parent.model.hidden]
             assert len(c.train_loss) == CFG.finetune
         assert 0.0 <= r.dense.test_accuracy <= 1.0
-    assert res[2].hidden == (6, 6)
+    assert res[2].hidden == (6, 6) and res[0].dataset == "digits-small"
 
 
 def test_fpe_on_data_stacks_an_int_width_with_a_one_layer_tuple():
-    res = run_fpe_data(_small_digits(), [(8, 0), ((5,), 1)], [("random", 2)], CFG, device="cpu")
+    res = run_fpe(_trials(_small_digits(), [(8, 0), ((5,), 1)], [("random", 2)]), device="cpu")
     assert [r.hidden for r in res] == [8, (5,)]
     assert res[1].children[("random", 2)].model.hidden == [10]
 
 
 def test_fpe_on_data_does_not_depend_on_the_stack():
     d = _small_digits()
-    together = run_fpe_data(d, [(8, 0), (4, 1)], [("random", 2)], CFG, device="cpu")
-    (alone,) = run_fpe_data(d, [(4, 1)], [("random", 2)], CFG, device="cpu")
+    together = run_fpe(_trials(d, [(8, 0), (4, 1)], [("random", 2)]), device="cpu")
+    (alone,) = run_fpe(_trials(d, [(4, 1)], [("random", 2)]), device="cpu")
     a, b = together[1].children[("random", 2)].model, alone.children[("random", 2)].model
     for x, y in zip(a.parameters(), b.parameters()):
         assert torch.allclose(x, y, atol=1e-5)
 
 
 def test_fpe_on_data_clause_split_needs_clauses():
-    with pytest.raises(ValueError, match="needs clauses"):
-        run_fpe_data(_small_digits(), [(4, 0)], [("clause", 2)], CFG, device="cpu")
+    with pytest.raises(ValueError, match="needs a Boolean task's clauses"):
+        _trials(_small_digits(), [(4, 0)], [("clause", 2)])
+    with pytest.raises(ValueError, match="needs a Boolean task's clauses"):
+        FPESpec(data=DatasetSpec.digits(), expansions=(("clause", 2),))
     b = boolean(TaskConfig(n_clauses=3, clause_size=2, n_train=128, n_test=64), seed=0)
-    (r,) = run_fpe_data(b, [(4, 0)], [("clause", 2)], CFG, device="cpu")
+    (r,) = run_fpe(_trials(b, [(4, 0)], [("clause", 2)]), device="cpu")
     assert r.children[("clause", 2)].nnz == r.dense.nnz
+
+
+def test_run_fpe_data_is_run_fpe_on_the_dataset_and_says_it_is_deprecated():
+    d = _small_digits()
+    with pytest.warns(DeprecationWarning, match="run_fpe"):
+        (old,) = run_fpe_data(d, [(4, 1)], [("random", 2)], CFG, device="cpu", progress=False)
+    (new,) = run_fpe(_trials(d, [(4, 1)], [("random", 2)]), device="cpu")
+    for x, y in zip(old.children[("random", 2)].model.parameters(), new.children[("random", 2)].model.parameters()):
+        assert torch.equal(x, y)
+
+
+# --------------------------------------------------------------------------- dataset specs
+
+SMALL_TASK = TaskConfig(n_clauses=3, clause_size=2, n_train=96, n_test=64)
+
+
+@pytest.mark.parametrize("spec", [DatasetSpec.digits(seed=3, test_fraction=0.5), DatasetSpec.boolean(SMALL_TASK, seed=4),
+                                  DatasetSpec.boolean(SMALL_TASK)])
+def test_a_dataset_spec_round_trips_and_names_its_data(spec):
+    back = DatasetSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec and hash(back) == hash(spec) and back.key() == spec.key()
+    a, b = back.build(trial_seed=7), spec.build(trial_seed=7)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+
+
+def test_dataset_specs_differ_when_their_data_does():
+    assert DatasetSpec.digits(seed=0) != DatasetSpec.digits(seed=1)
+    assert DatasetSpec.digits(test_fraction=0.25) != DatasetSpec.digits(test_fraction=0.5)
+    assert DatasetSpec.boolean(SMALL_TASK, seed=0) != DatasetSpec.boolean(SMALL_TASK, seed=None)
+    per_trial = DatasetSpec.boolean(SMALL_TASK)
+    assert not torch.equal(per_trial.build(trial_seed=0).x_train, per_trial.build(trial_seed=1).x_train)
+    with pytest.raises(ValueError, match="trial_seed"):
+        per_trial.build()
+
+
+@pytest.mark.parametrize("kind, options, seed, match", [
+    ("mnist", {}, 0, "kind must be one of"),
+    ("digits", {"test_fraction": 1.5}, 0, "test_fraction"),
+    ("digits", {"shuffle": True}, 0, "unknown option"),
+    ("digits", {}, None, "seed=None"),
+    ("boolean", {"n_clauses": 0}, 0, "n_clauses"),
+    ("embeddings", {"path": "/no/such.npz"}, 0, "no such file"),
+])
+def test_a_bad_dataset_spec_is_refused_naming_the_field(kind, options, seed, match):
+    with pytest.raises(ValueError, match=match):
+        DatasetSpec(kind, options, seed)
+
+
+def test_an_embeddings_spec_is_named_by_the_files_content(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"X_train": rng.normal(size=(20, 3)), "y_train": np.arange(20) % 2, "X_test": rng.normal(size=(6, 3)),
+              "y_test": np.arange(6) % 2}
+    np.savez(tmp_path / "a.npz", **arrays)
+    np.savez(tmp_path / "b.npz", **arrays)  # the same content elsewhere
+    a, b = DatasetSpec.embeddings(tmp_path / "a.npz"), DatasetSpec.embeddings(tmp_path / "b.npz")
+    assert a == b and a.to_dict()["options"]["path"] != b.to_dict()["options"]["path"]
+    assert a.build().n_in == 3
+    written = a.to_dict()
+    np.savez(tmp_path / "a.npz", **{**arrays, "y_train": 1 - arrays["y_train"]})  # the file changes under the spec
+    with pytest.raises(ValueError, match="has changed since"):
+        DatasetSpec.from_dict(written)
+
+
+def test_an_in_memory_dataset_is_named_by_its_content():
+    d = _small_digits()
+    copy = type(d)(name="another name", x_train=d.x_train.clone(), y_train=d.y_train.clone(), x_test=d.x_test.clone(),
+                   y_test=d.y_test.clone(), loss="ce")
+    assert DatasetSpec.from_dataset(d) == DatasetSpec.from_dataset(copy)
+    changed = type(d)(name=d.name, x_train=d.x_train.flip(0), y_train=d.y_train, x_test=d.x_test, y_test=d.y_test, loss="ce")
+    assert DatasetSpec.from_dataset(changed) != DatasetSpec.from_dataset(d)
+
+
+def test_the_same_dataset_spec_gives_the_same_store_keys_and_trains_once(tmp_path):
+    """Two callers that build the same spec independently (as two studies do) name
+    the same models: the second trains nothing."""
+    store = Store(tmp_path)
+    first = [FPESpec(data=DatasetSpec.digits(seed=0), hidden=4, seed=s, expansions=(("random", 2),), train=CFG) for s in (0, 1)]
+    again = [FPESpec(data=DatasetSpec.from_dict({"kind": "digits", "options": {}, "seed": 0}), hidden=4, seed=s,
+                     expansions=(("random", 2),), train=CFG) for s in (0, 1)]
+    assert trial_keys(first) == trial_keys(again)
+    assert len(run_fpe(first, device="cpu", store=store).trained) == 2
+    rerun = run_fpe(again, device="cpu", store=store)
+    assert rerun.trained == [] and len(store.keys()) == 4
+    assert rerun[1].dense.test_accuracy == run_fpe(first, device="cpu", store=store)[1].dense.test_accuracy
+
+
+def test_a_per_trial_boolean_spec_is_the_task_spelling():
+    a = FPESpec(task=SMALL_TASK, hidden=4, seed=2)
+    b = FPESpec(data=DatasetSpec.boolean(SMALL_TASK), hidden=4, seed=2)
+    assert a == b and trial_keys([a]) == trial_keys([b])
+    fixed = FPESpec(data=DatasetSpec.boolean(SMALL_TASK, seed=5), hidden=4, seed=2)
+    assert trial_keys([fixed]) != trial_keys([a])
+    assert fixed.make_task().seed == 5 and a.make_task().seed != 5
+
+
+def test_the_dense_baseline_key_does_not_depend_on_the_expanded_layers():
+    one = FPESpec(data=DatasetSpec.digits(), hidden=(4, 4), expansions=(("random", 2),))
+    every = FPESpec(data=DatasetSpec.digits(), hidden=(4, 4), expansions=(("random", 2),), layers="all")
+    assert trial_keys([one])[0][0] == trial_keys([every])[0][0]
+    assert trial_keys([one])[0][1] != trial_keys([every])[0][1]

@@ -15,16 +15,23 @@ from hypothesis import strategies as st
 
 from analyses import deep_fpe as D
 from analyses._common import LEVELS
-from fci.data import boolean
 from fci.expand import expand, expand_layers, split_groups
 from fci.model import MaskedMLP
 from fci.seeding import derive_seed
 from fci.tasks import DNFTask, TaskConfig
-from fci.train import DataFPEResult, ModelResult, TrainConfig, run_fpe_data
+from fci.store import Store
+from fci.data import DatasetSpec
+from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning",  # scipy, near-constant pairs
                                         "ignore:Graph is not fully connected:UserWarning")  # sklearn spectral clustering
 
+
+
+def _fpe_result(hidden, seed, parent, dense, children):
+    """A hand-built trial result on digits (the models are the test's own)."""
+    spec = FPESpec(data=DatasetSpec.digits(), hidden=hidden, seed=seed, expansions=tuple(children))
+    return FPEResult(spec=spec, task=None, parent=parent, dense=dense, children=children)
 
 def _parent(n_in: int, hidden: list[int], n_out: int, seed: int, zero_frac: float = 0.0) -> MaskedMLP:
     """A model with trained-like weights; `zero_frac` of every weight matrix masked off."""
@@ -131,7 +138,7 @@ def test_each_step_prunes_the_smallest_magnitudes_of_its_two_matrices():
     parent = _parent(9, [6, 6, 6], 2, seed=3)
     model, alpha, seed = parent, 2, 11
     for l in range(3):
-        s = derive_seed(seed, "layer", l)
+        s = seed if l == 0 else derive_seed(seed, "layer", l)
         nxt = expand(model, alpha, "random", seed=s, layer=l)
         W, M = model.weights[l].detach(), model.weight_mask(l)
         groups = split_groups(W, M, alpha, "random", seed=s)
@@ -195,7 +202,7 @@ def _mr(model: MaskedMLP, acc: float, loss=(0.5, 0.4, 0.3, 0.3)) -> ModelResult:
 def test_model_rows_pair_with_dense_and_assert_the_budget():
     parent = _parent(8, [4, 4], 1, seed=0)
     child = expand_layers(parent, 2, "random", seed=0)
-    res = DataFPEResult(dataset="x", hidden=(4, 4), seed=0, parent=_mr(parent, 0.7), dense=_mr(parent, 0.8),
+    res = _fpe_result(hidden=(4, 4), seed=0, parent=_mr(parent, 0.7), dense=_mr(parent, 0.8),
                         children={("random", 2): _mr(child, 0.9)})
     rows = D.model_rows(res, {("random", 2): _mr(expand_layers(parent, 2, "random", layers=(0,), seed=0), 0.6)})
     assert [(r["condition"], r["layers"]) for r in rows] == [("dense", "none"), ("random", "all"), ("random", "first")]
@@ -214,7 +221,7 @@ def test_rows_count_units_left_without_inputs():
     wm, bm = torch.ones(3, 4), torch.ones(3)
     wm[1], wm[2], bm[1] = 0, 0, 0  # unit 1: no inputs, no bias (inert); unit 2: no inputs, bias kept (constant)
     m.set_masks(0, wm, bm)
-    res = DataFPEResult(dataset="x", hidden=(3, 2), seed=0, parent=_mr(m, 0.5), dense=_mr(m, 0.5), children={})
+    res = _fpe_result(hidden=(3, 2), seed=0, parent=_mr(m, 0.5), dense=_mr(m, 0.5), children={})
     m.set_masks(1, torch.tensor([[1.0, 1, 0], [1, 1, 0]]))  # and unit 2 of layer 0 feeds nothing
     (row,) = D.model_rows(res)
     assert row["units_without_inputs"] == 2 and row["inert_units"] == 1 and row["neurons"] == 5
@@ -296,25 +303,37 @@ def test_study_jobs_are_json_and_validate_datasets():
         D.study_jobs(["mnist"], [2], 8, [2], 1, 0, lv)
 
 
-def test_first_layer_children_match_run_fpe_data_with_layers_0():
-    """The study's shortcut (expand the stored parents, fine-tune in one stack)
-    trains exactly what run_fpe_data(layers=(0,)) trains from scratch."""
-    data = boolean(TaskConfig(n_clauses=4, clause_size=3, n_train=128, n_test=128), seed=1)
-    cfg = TrainConfig(lr=0.02, batch_size=64, warmup=3, finetune=3)
-    trials, exps = [((4, 4), 0), ((4, 4), 1)], [("clause", 2), ("random", 2)]
-    full = run_fpe_data(data, trials, exps, cfg, layers="all", device="cpu")
-    ref = run_fpe_data(data, trials, exps, cfg, layers=(0,), device="cpu")
-    mine = D.first_layer_children(data, full, exps, cfg, device="cpu")
+def test_first_layer_trials_reuse_the_stored_parents_and_train_what_a_fresh_run_trains(tmp_path, monkeypatch):
+    """The study's first-layer-only trials find their dense parents and baselines in
+    the store (trained by the all-layer trials) and train only their children; those
+    equal a fresh layers=(0,) run without a store, and share the all-layer child's
+    layer-0 split."""
+    import fci.train.schedule as schedule
+
+    job = {"dataset": "boolean", "data": {"task": TaskConfig(n_clauses=4, clause_size=3, n_train=128, n_test=128).to_dict(),
+                                          "task_seed": 1},
+           "hidden": [4, 4], "seed": 0, "expansions": [["clause", 2], ["random", 2]],
+           "train": TrainConfig(lr=0.02, batch_size=64, warmup=3, finetune=3).to_dict()}
+    jobs = [job, {**job, "seed": 1}]
+    store = Store(tmp_path)
+    full = run_fpe([D.trial_specs(j, "all") for j in jobs], device="cpu", store=store)
+    fits = []
+    real_fit = schedule.fit
+    monkeypatch.setattr(schedule, "fit", lambda stack, *a, **k: (fits.append(stack.n_models), real_fit(stack, *a, **k))[1])
+    mine = run_fpe([D.trial_specs(j, (0,)) for j in jobs], device="cpu", store=store)
+    assert sum(fits) == 4 and len(fits) <= 2  # 2 trials x 2 children fine-tuned; no dense model retrained
+    monkeypatch.setattr(schedule, "fit", real_fit)
+    ref = run_fpe([D.trial_specs(j, (0,)) for j in jobs], device="cpu")
     for r, m in zip(ref, mine):
-        assert set(m) == set(r.children)
+        assert set(m.children) == set(r.children)
         for k in r.children:
-            assert m[k].model.hidden == [8, 4] and m[k].model.nnz() == r.parent.model.nnz()
-            assert m[k].test_accuracy == r.children[k].test_accuracy
-            assert all(torch.equal(a, b) for a, b in zip(m[k].model.tensors().values(), r.children[k].model.tensors().values()))
-    for f, m in zip(full, mine):  # the all-layer child has the same layer-0 split: an input never changes sibling
-        for k in m:
-            a, b = f.children[k].model.weight_mask(0).view(4, 2, -1), m[k].model.weight_mask(0).view(4, 2, -1)
-            assert (a.argmax(1)[(a.sum(1) > 0) & (b.sum(1) > 0)] == b.argmax(1)[(a.sum(1) > 0) & (b.sum(1) > 0)]).all()
+            assert m.children[k].model.hidden == [8, 4] and m.children[k].model.nnz() == r.parent.model.nnz()
+            assert m.children[k].test_accuracy == r.children[k].test_accuracy
+            assert all(torch.equal(a, b) for a, b in zip(m.children[k].model.tensors().values(),
+                                                         r.children[k].model.tensors().values()))
+    for f, m in zip(full, mine):  # the all-layer child has the same layer-0 split
+        for k in m.children:
+            assert torch.equal(f.children[k].model.weight_mask(0), m.children[k].model.weight_mask(0))
 
 
 # --------------------------------------------------------------------------- the command, end to end
@@ -371,7 +390,7 @@ def test_tiny_run_writes_results_stats_summary_and_figure(tiny_run):
 
 def test_rerun_trains_nothing(tiny_run, monkeypatch):
     root, argv = tiny_run
-    monkeypatch.setattr(D, "run_fpe_data", lambda *a, **k: pytest.fail("a rerun must not train"))
+    monkeypatch.setattr(D, "run_fpe", lambda *a, **k: pytest.fail("a rerun must not train"))
     assert D.main(argv) == 0
     run = json.loads((root / "out" / "summary.json").read_text())["run"]
     assert run["trained_jobs"] == 0 and run["loaded_jobs"] == run["jobs"] == 8

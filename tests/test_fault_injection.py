@@ -49,13 +49,10 @@ def _finish(p: subprocess.Popen) -> None:
 
 
 #: Columns allowed to differ in the last float32 bits between a resumed and an
-#: uninterrupted run: none. (The test loss used to, when `_evaluate` reduced it in
-#: float32 over a stack whose size a resume changes; it now reduces in float64.)
-STACK_DEPENDENT: tuple[str, ...] = ("test_loss",)
-# ^ issue 13: with the alpha = 1 restart control every trial mixes widths H, 2H, 4H, and a
-# resumed run evaluates a model beside other stack mates; `evaluate`'s padded logits then
-# differ in the last float32 bits (seen: 0.7187137007713318 vs 0.7187137603759766). The
-# training itself is stack-independent (the kernel now trains every stack in one build).
+#: uninterrupted run: none. (The test loss used to: `evaluate` ran the forward pass in
+#: float32 over a stack whose padded widths a resume changes, with the alpha = 1 restart
+#: control mixing widths H, 2H, 4H; it now evaluates in float64.)
+STACK_DEPENDENT: tuple[str, ...] = ()
 
 
 def _assert_identical(got: bytes, want: bytes, log) -> None:

@@ -19,10 +19,17 @@ from analyses._common import LEVELS
 from fci.expand import expand
 from fci.model import MaskedMLP
 from fci.store import config_key
-from fci.train import DataFPEResult, ModelResult
+from fci.data import DatasetSpec
+from fci.train import FPEResult, FPESpec, ModelResult
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")
 
+
+
+def _fpe_result(hidden, seed, parent, dense, children):
+    """A hand-built trial result on digits (the models are the test's own)."""
+    spec = FPESpec(data=DatasetSpec.digits(), hidden=hidden, seed=seed, expansions=tuple(children))
+    return FPEResult(spec=spec, task=None, parent=parent, dense=dense, children=children)
 
 def _npz(path, seed=0, n_train=96, n_test=48, dim=12, classes=3, **override):
     """Learnable Gaussian-blob embeddings: class c is centred at 3 * e_c."""
@@ -126,7 +133,7 @@ def _result(hidden=4, alphas=((1, "random"), (2, "random"), (2, "gram"))):
         return ModelResult(model, train_accuracy=1.0, test_accuracy=acc, test_exact_match=acc, test_loss=0.3, train_loss=loss)
 
     children = {(s, a): mr(expand(parent, a, s, seed=1), 0.8, [1.0, 0.5, 0.5, 0.25]) for a, s in alphas}
-    return DataFPEResult(dataset="toy", hidden=hidden, seed=0, parent=mr(parent, 0.7, [2.0]),
+    return _fpe_result(hidden=hidden, seed=0, parent=mr(parent, 0.7, [2.0]),
                          dense=mr(dense, 0.75, [2.0] * 9 + [1.0] * 10 + [0.9]), children=children)
 
 
@@ -246,7 +253,7 @@ def test_tiny_run_on_embeddings_end_to_end_and_rerun_trains_nothing(tmp_path, mo
     def refuse(*a, **k):
         raise AssertionError("the rerun trained a model")
 
-    monkeypatch.setattr(rd, "run_fpe_data", refuse)
+    monkeypatch.setattr(rd, "run_fpe", refuse)
     assert _run(tmp_path, "--embeddings", str(emb), "--widths", "2,4", "--splits", "random,gram", tag="again") == 0
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["run"]["trained_jobs"] == 0 and again["run"]["loaded_jobs"] == 4

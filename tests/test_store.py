@@ -32,7 +32,7 @@ def test_rerun_loads_instead_of_training(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("should not train")
 
-    monkeypatch.setattr(train, "_run_fpe_chunk", boom)
+    monkeypatch.setattr(train, "_run_chunk", boom)
     (res,) = run_fpe([tiny_spec()], device="cpu", store=store)
     assert res.dense.nnz > 0
 
@@ -43,7 +43,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
     specs = [tiny_spec(seed=0), tiny_spec(seed=1, n_clauses=5)]  # different n_vars: separate stacks
     import fci.train.schedule as train
 
-    real = train._run_fpe_chunk
+    real = train._run_chunk
     calls = []
 
     def dies_on_second(specs_, *rest):
@@ -52,13 +52,14 @@ def test_resume_after_interruption(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(specs_, *rest)
 
-    monkeypatch.setattr(train, "_run_fpe_chunk", dies_on_second)
+    monkeypatch.setattr(train, "_run_chunk", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_fpe(specs, device="cpu", store=store)
     assert len(store.keys()) == 3  # trial 0's three models, nothing half-written
-    assert not [p for p in store.dir.iterdir() if p.name.startswith(".")]
+    assert not [p for p in store.dir.iterdir() if p.name.startswith(".") and p.name != ".claims"]
+    assert not list((store.dir / ".claims").iterdir())  # the interrupted run released its claims
     calls.clear()
-    monkeypatch.setattr(train, "_run_fpe_chunk", lambda *a: (calls.append([s.seed for s in a[0]]), real(*a))[1])
+    monkeypatch.setattr(train, "_run_chunk", lambda *a: (calls.append([s.seed for s in a[0]]), real(*a))[1])
     run_fpe(specs, device="cpu", store=store)
     assert calls == [[1]]
     assert len(store.keys()) == 6

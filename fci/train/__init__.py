@@ -4,7 +4,7 @@
 - `fci.train.maths`: the specified training step, once, and its shared pieces;
 - `fci.train.backends`: the ways to run it (`kernel`, `torch`, `reference`), by name;
 - `fci.train.fitting`: `fit`, `evaluate`, `train_models`;
-- `fci.train.schedule`: the FPE schedule (`run_fpe`, `run_fpe_data`);
+- `fci.train.schedule`: the FPE schedule over any data (`run_fpe`);
 - `fci.train.persistence`: one store entry per model;
 - `fci.train.results`, `fci.train.provenance`: what comes back, and how it was made.
 
@@ -22,11 +22,11 @@ from fci.train.fitting import evaluate, fit, train_models
 from fci.train.maths import epoch_perms as _epoch_perms  # noqa: F401
 from fci.train.maths import make_optimizer as _make_optimizer  # noqa: F401
 from fci.train.maths import per_model_loss
-from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors
+from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors, trial_keys
 from fci.train.provenance import backends_of, provenance
 from fci.train.results import DataFPEResult, FPEResult, ModelResult
 from fci.train.schedule import _chunks as _chunks
-from fci.train.schedule import auto_max_stack, run_fpe, run_fpe_data, trial_bytes
+from fci.train.schedule import FPERun, auto_max_stack, run_fpe, run_fpe_data, trial_bytes
 
 __all__ = [
     "TrainConfig",
@@ -40,6 +40,8 @@ __all__ = [
     "train_models",
     "run_fpe",
     "run_fpe_data",
+    "FPERun",
+    "trial_keys",
     "auto_max_stack",
     "trial_bytes",
     "entry_configs",

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fci._fields import known_fields
-from fci.expand import SPLITS
+from fci.data import Dataset, DatasetSpec
+from fci.expand import SPLITS, split_info
 from fci.seeding import derive_seed
 from fci.tasks import DNFTask, TaskConfig
 
@@ -90,14 +91,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FPESpec:
-    """One trial: a Boolean task, a dense parent and its FPE children.
+    """One trial: its data, a dense parent and its FPE children (SPEC §3).
 
     Attributes:
-        task: the task family; the task itself is drawn with seed derive_seed(seed, "task").
+        task: the Boolean task family when `data` is None; each trial draws its own
+            task with seed derive_seed(seed, "task").
         hidden: hidden width of the dense parent (int) or widths (tuple) for deeper nets.
-        seed: the trial seed; task, data, initialisation and split seeds derive from it.
+        seed: the trial seed; initialisation and split seeds (and a per-trial task) derive from it.
         expansions: (split, alpha) pairs to expand the parent into.
         train: the training schedule.
+        data: any other dataset (`fci.data.DatasetSpec`: digits, embeddings, a Boolean
+            task with a fixed seed), the same for every trial seed; None: `task`.
+            A Boolean spec drawn per trial is stored as `task` (one spelling, one key).
+        layers: the hidden layers FPE splits: (0,) (default: `expand` of layer 0),
+            other indices or "all" (`expand_layers`, the budget kept over the network).
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -105,16 +112,52 @@ class FPESpec:
     seed: int = 0
     expansions: tuple[tuple[str, int], ...] = (("clause", 2), ("random", 2))
     train: TrainConfig = field(default_factory=TrainConfig)
+    data: DatasetSpec | None = None
+    layers: tuple[int, ...] | str = (0,)
 
     def __post_init__(self):
         if isinstance(self.hidden, list):
             object.__setattr__(self, "hidden", tuple(self.hidden))
+        widths = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
+        if not widths or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in widths):
+            raise ValueError(f"hidden must be a width >= 1 or a tuple of them, got {self.hidden!r}")
         object.__setattr__(self, "expansions", tuple((str(s), int(a)) for s, a in self.expansions))
+        if self.data is not None and not isinstance(self.data, DatasetSpec):
+            raise ValueError(f"data must be a fci.data.DatasetSpec or None, got {type(self.data).__name__}")
+        if self.data is not None and self.data.per_trial:  # a task per trial is what `task` says
+            task = self.data.task
+            assert task is not None
+            object.__setattr__(self, "task", task)
+            object.__setattr__(self, "data", None)
+        if self.layers != "all":
+            if isinstance(self.layers, str) or not all(isinstance(l, int) and not isinstance(l, bool) for l in self.layers):
+                raise ValueError(f"layers must be 'all' or hidden-layer indices, got {self.layers!r}")
+            layers = tuple(sorted(set(self.layers)))
+            if not layers or not all(0 <= l < len(widths) for l in layers):
+                raise ValueError(f"layers must index the hidden layers 0..{len(widths) - 1}, got {self.layers!r}")
+            object.__setattr__(self, "layers", layers)
         for split, alpha in self.expansions:
             if split not in SPLITS:
                 raise ValueError(f"expansions: split must be one of {SPLITS}, got {split!r}")
             if alpha < 1:
                 raise ValueError(f"expansions: alpha must be an integer >= 1, got {alpha}")
+            if split_info(split).needs_clauses and not self.dataset_spec.has_clauses:
+                raise ValueError(f"the {split} split needs a Boolean task's clauses; {self.data!r} has none (use random or gram)")
+
+    @property
+    def boolean(self) -> bool:
+        """Whether the trial trains on a Boolean DNF task."""
+        return self.data is None or self.data.kind == "boolean"
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        """The trial's data as a spec (a per-trial Boolean task when `data` is None)."""
+        return self.data if self.data is not None else DatasetSpec.boolean(self.task, seed=None)
+
+    @property
+    def loss(self) -> str:
+        """'bce' on Boolean tasks, else the dataset's loss."""
+        return "bce" if self.boolean else self.dataset().loss
 
     @classmethod
     def from_entry_config(cls, config: dict[str, Any]) -> "FPESpec":
@@ -123,18 +166,31 @@ class FPESpec:
         the task or train dicts are dropped with a warning."""
         try:
             cond, alpha = config["condition"], int(config["alpha"])
+            data = DatasetSpec.from_dict(config["data"]) if "data" in config else None
             return cls(
-                task=TaskConfig.from_dict(config["task"]),
+                task=TaskConfig.from_dict(config["task"]) if "task" in config else TaskConfig(),
                 hidden=config["hidden"],  # __post_init__ makes a list a tuple
                 seed=int(config["seed"]),
                 expansions=() if cond == "dense" else ((cond, alpha),),
                 train=TrainConfig.from_dict(config["train"]),
+                data=data,
+                layers=config.get("layers", (0,)) if not isinstance(config.get("layers"), list) else tuple(config["layers"]),
             )
         except (KeyError, TypeError) as e:
             raise ValueError(f"not an FPE trial config (missing or malformed {e}): keys {sorted(config)}") from None
 
     def make_task(self) -> DNFTask:
-        return DNFTask.from_config(self.task, derive_seed(self.seed, "task"))
+        """The trial's Boolean task (ValueError for other data)."""
+        if self.data is None:
+            return DNFTask.from_config(self.task, derive_seed(self.seed, "task"))
+        task = self.data.task
+        if task is None or self.data.seed is None:
+            raise ValueError(f"{self.data!r} is not a Boolean task")
+        return DNFTask.from_config(task, self.data.seed)
+
+    def dataset(self) -> Dataset:
+        """The trial's data (built once per process for a shared spec)."""
+        return self.dataset_spec.build(trial_seed=self.seed)
 
     def init_seed(self) -> int:
         return derive_seed(self.seed, "init")

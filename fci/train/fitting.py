@@ -119,15 +119,30 @@ def _summed_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tens
     return terms.sum(1)
 
 
+def _logits64(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor) -> torch.Tensor:
+    """The stack's forward pass in float64: (M, B, n_in) -> (M, B, O)."""
+    h = x
+    for l, (w, b) in enumerate(layers):
+        h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        if l < len(layers) - 1:
+            h = torch.relu(h)
+    return h
+
+
 def _evaluate(stack, x, y, loss, chunk) -> dict[str, torch.Tensor]:
-    dtype = stack.weights[0].dtype
+    # In float64: a float32 forward pass sums each model's hidden units in an order set
+    # by the stack's padded widths, so a model's logits (and its test loss) would change
+    # in the last bits with its stack mates; in float64 those differences lie far below
+    # the float32 rounding of the reported values.
+    layers = [((w * stack.weight_mask(l)).double(), (b * stack.bias_mask(l)).double())
+              for l, (w, b) in enumerate(zip(stack.weights, stack.biases))]
     M, N = x.shape[:2]
     correct = torch.zeros(M, device=x.device)
     exact = torch.zeros(M, device=x.device)
     total_loss = torch.zeros(M, device=x.device, dtype=torch.float64)
     for s in range(0, N, chunk):
-        xb, yb = x[:, s : s + chunk].to(dtype), y[:, s : s + chunk]
-        logits = stack(xb)
+        xb, yb = x[:, s : s + chunk].double(), y[:, s : s + chunk]
+        logits = _logits64(layers, xb)
         total_loss += _summed_loss(logits, yb, loss)
         if loss == "bce":
             right = (logits > 0) == (yb > 0.5)

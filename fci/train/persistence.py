@@ -3,7 +3,7 @@ provenance, tensors; the parent at expansion rides along in every entry)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -12,25 +12,36 @@ from fci.store import Store, config_key
 from fci.train.config import FPESpec
 from fci.train.results import FPEResult, ModelResult
 
-__all__ = ["entry_configs", "save_fpe_result", "load_fpe_result", "split_tensors"]
+__all__ = ["entry_configs", "trial_keys", "save_fpe_result", "load_fpe_result", "split_tensors"]
 
 
 def entry_configs(spec: FPESpec) -> dict[tuple[str, int], dict[str, Any]]:
     """The store config of every model of a trial: ("dense", 1) and each (split, alpha).
 
     `expansions` is left out of the shared part, so adding an expansion to a
-    sweep leaves the keys of models already trained unchanged."""
-    base = {
-        "kind": "boolean-fpe",
-        "task": spec.task.to_dict(),
-        "hidden": spec.hidden if isinstance(spec.hidden, int) else list(spec.hidden),
-        "seed": spec.seed,
-        "train": spec.train.to_dict(),
-    }
+    sweep leaves the keys of models already trained unchanged. A trial on a
+    per-trial Boolean task is keyed by its task family (kind "boolean-fpe");
+    one on any other data by the data's `DatasetSpec.key()` (kind "fpe"), so
+    the same spec in two studies names the same models. Children record the
+    expanded `layers` unless they are (0,), and the dense baseline never does:
+    it is the same model whichever layers its children split."""
+    base: dict[str, Any]
+    if spec.data is None:
+        base = {"kind": "boolean-fpe", "task": spec.task.to_dict()}
+    else:
+        base = {"kind": "fpe", "data": spec.data.key()}
+    base.update(hidden=spec.hidden if isinstance(spec.hidden, int) else list(spec.hidden), seed=spec.seed,
+                train=spec.train.to_dict())
+    layers = {} if spec.layers == (0,) else {"layers": spec.layers if isinstance(spec.layers, str) else list(spec.layers)}
     out = {("dense", 1): {**base, "condition": "dense", "alpha": 1}}
     for split, alpha in spec.expansions:
-        out[(split, alpha)] = {**base, "condition": split, "alpha": alpha}
+        out[(split, alpha)] = {**base, "condition": split, "alpha": alpha, **layers}
     return out
+
+
+def trial_keys(specs: "Sequence[FPESpec]") -> list[list[str]]:
+    """The store keys of every model of each trial (dense first)."""
+    return [[config_key(c) for c in entry_configs(s).values()] for s in specs]
 
 
 def save_fpe_result(store: Store, result: FPEResult) -> dict[tuple[str, int], str]:
@@ -41,7 +52,9 @@ def save_fpe_result(store: Store, result: FPEResult) -> dict[tuple[str, int], st
     keys = {}
     for cond, cfg in entry_configs(result.spec).items():
         res = result.dense if cond == ("dense", 1) else result.children[cond]
-        metrics = {**res.metrics(), "parent": parent_metrics, "clauses": [list(map(list, c)) for c in result.task.clauses]}
+        metrics = {**res.metrics(), "parent": parent_metrics, "data": result.spec.dataset_spec.to_dict()}
+        if result.task is not None:
+            metrics["clauses"] = [list(map(list, c)) for c in result.task.clauses]
         keys[cond] = store.save(cfg, metrics, {**res.model.tensors(), **parent_tensors})
     return keys
 
@@ -78,7 +91,7 @@ def load_fpe_result(store: Store, spec: FPESpec, missing_ok: bool = False) -> FP
     own, parent = split_tensors(dense.tensors)
     return FPEResult(
         spec=spec,
-        task=spec.make_task(),
+        task=spec.make_task() if spec.boolean else None,
         parent=_model_result(MaskedMLP.from_tensors(parent), dense.metrics["parent"]),
         dense=_model_result(MaskedMLP.from_tensors(own), dense.metrics),
         children={

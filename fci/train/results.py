@@ -60,31 +60,45 @@ def _lines(head: str, parent: ModelResult, dense: ModelResult, children: dict[tu
 @dataclass(repr=False)
 class FPEResult:
     """What one trial produced: the parent at expansion, the paired dense baseline
-    (warmup + finetune epochs) and one child per expansion."""
+    (warmup + finetune epochs) and one child per expansion. `task` is the trial's
+    Boolean task (None for other data)."""
 
     spec: FPESpec
-    task: DNFTask
+    task: DNFTask | None
     parent: ModelResult
     dense: ModelResult
     children: dict[tuple[str, int], ModelResult]
 
+    @property
+    def boolean_task(self) -> DNFTask:
+        """The trial's Boolean task; ValueError for a trial on other data."""
+        if self.task is None:
+            raise ValueError(f"trial seed {self.spec.seed} trains on {self.spec.dataset_spec!r}, not a Boolean task")
+        return self.task
+
+    @property
+    def hidden(self) -> int | tuple[int, ...]:
+        return self.spec.hidden
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def dataset(self) -> str:
+        """The data's name: the task's for a Boolean trial, else the dataset's."""
+        if self.task is not None:
+            return f"boolean-C{self.task.n_clauses}k{self.task.clause_size}-s{self.task.seed}"
+        return self.spec.dataset().name
+
     def __repr__(self) -> str:
-        t = self.spec.task
-        return _lines(f"FPEResult(seed {self.spec.seed}, DNF {t.n_clauses}x{t.clause_size}, n={t.resolved_n_vars}):",
-                      self.parent, self.dense, self.children)
+        if self.task is not None and self.spec.data is None:
+            t = self.spec.task
+            head = f"FPEResult(seed {self.spec.seed}, DNF {t.n_clauses}x{t.clause_size}, n={t.resolved_n_vars}):"
+        else:
+            head = f"FPEResult({self.dataset}, hidden {self.hidden}, seed {self.seed}):"
+        return _lines(head, self.parent, self.dense, self.children)
 
 
-@dataclass(repr=False)
-class DataFPEResult:
-    """One trial of `run_fpe_data`: the parent at expansion, the paired dense
-    baseline (warmup + finetune epochs, same init and data) and the children."""
-
-    dataset: str
-    hidden: int | tuple[int, ...]
-    seed: int
-    parent: ModelResult
-    dense: ModelResult
-    children: dict[tuple[str, int], ModelResult]
-
-    def __repr__(self) -> str:
-        return _lines(f"DataFPEResult({self.dataset}, hidden {self.hidden}, seed {self.seed}):", self.parent, self.dense, self.children)
+#: The former name of a trial's result on a dataset (`run_fpe_data`); every trial is an `FPEResult` now.
+DataFPEResult = FPEResult

@@ -1,37 +1,54 @@
-"""The FPE schedule (SPEC §3) over many trials, batched into stacks.
+"""The FPE schedule (SPEC §3) over many trials on any data, batched into stacks.
 
 Dense models train `warmup` epochs; the dense state at that moment is the
 *parent*; the paired dense baseline continues `finetune` more epochs with the
 same optimiser (an uninterrupted `warmup + finetune` run from the same
 initialisation and data); each parent is expanded and its children train the
-same `finetune` epochs (same minibatch order) with a fresh optimiser. The
+same `finetune` epochs (same minibatch order) with a fresh optimiser. A trial's
+data is a Boolean task drawn from its seed or any `DatasetSpec` (digits,
+embeddings, a fixed task, an in-memory dataset): one schedule for all of them.
+With a store, trials are stored one entry per model, corrupt entries are
+retrained, and processes sharing the store split the work by claims. The
 schedule knows no backend: it passes `backend` and `workers` through to `fit`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Sequence
+import warnings
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from fci.data import Dataset
-from fci.expand import SPLITS, expand, expand_layers, split_info
+from fci._progress import bar as progress_bar
+from fci.data import Dataset, DatasetSpec
+from fci.expand import expand, expand_layers
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
-from fci.seeding import derive_seed
-from fci.store import Store, config_key
+from fci.store import Store
 from fci.tasks import DNFTask
 from fci.train.backends import Backend
 from fci.train.config import FPESpec, TrainConfig
 from fci.train.fitting import fit
 from fci.train.fitting import results as _results
-from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result
-from fci.train.results import DataFPEResult, FPEResult, ModelResult
+from fci.train.persistence import load_fpe_result, save_fpe_result, trial_keys
+from fci.train.results import FPEResult, ModelResult
 
-__all__ = ["run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes"]
+__all__ = ["run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun"]
 
 log = logging.getLogger(__name__)
+
+
+class FPERun(list):
+    """`run_fpe`'s answer: one FPEResult per spec, in order (a list), and
+    `trained`, the indices of the trials this call trained (the rest came from
+    the store, stored before or by another process sharing it)."""
+
+    def __init__(self, results: Iterable[FPEResult], trained: Iterable[int]):
+        super().__init__(results)
+        self.trained: list[int] = sorted(trained)
+
+    def __repr__(self) -> str:
+        return f"FPERun({len(self)} trials, {len(self.trained)} trained here)"
 
 
 def _chunks(seq: list, size: int) -> Iterable[list]:
@@ -41,8 +58,13 @@ def _chunks(seq: list, size: int) -> Iterable[list]:
         yield seq[k * len(seq) // n_chunks : (k + 1) * len(seq) // n_chunks]
 
 
-def _hidden_list(spec: FPESpec) -> list[int]:
-    return spec.hidden_list
+def _sizes(spec: FPESpec) -> tuple[int, int, int, int]:
+    """(train samples, test samples, inputs, outputs) of a trial's data, without drawing a task."""
+    if spec.data is None:
+        t = spec.task
+        return t.n_train, t.n_test, t.resolved_n_vars, t.n_outputs
+    d = spec.dataset()
+    return d.n_train, d.n_test, d.n_in, d.n_out
 
 
 def trial_bytes(spec: FPESpec) -> int:
@@ -50,10 +72,10 @@ def trial_bytes(spec: FPESpec) -> int:
     to a stack in `run_fpe`: its data (stacked as uint8 for the dense model and
     each child; laid out as floats for training), parameters, masks, optimiser
     state and one minibatch of activations. Used to size stacks automatically."""
-    N, T = spec.task.n_train, spec.task.n_test
-    n, O, B = spec.task.resolved_n_vars, spec.task.n_outputs, min(spec.train.batch_size, N)
+    N, T, n, O = _sizes(spec)
+    B = min(spec.train.batch_size, N)
     E = len(spec.expansions)
-    hidden = _hidden_list(spec)
+    hidden = spec.hidden_list
     alphas = [a for _, a in spec.expansions]
 
     def params(h: list[int]) -> int:
@@ -63,7 +85,9 @@ def trial_bytes(spec: FPESpec) -> int:
     def phase(h: list[int]) -> int:  # fit(): float data (+ its uint8 staging), activations, flat buffers
         return N * (n + 1 + O) * 6 + 4 * B * (4 * sum(h) + n + 1 + 2 * O) + 4 * 8 * params(h)
 
-    child_hidden = [[hidden[0] * a, *hidden[1:]] for a in alphas]
+    grown = (lambda h, a: [w * a for w in h]) if spec.layers == "all" else \
+        (lambda h, a: [w * a if l in spec.layers else w for l, w in enumerate(h)])
+    child_hidden = [grown(hidden, a) for a in alphas]
     raw = (1 + E) * (N + T) * (n + O)
     peak = max([phase(hidden)] + [sum(phase(h) for h in child_hidden)])
     kept = 4 * 4 * (params(hidden) * 2 + sum(params(h) for h in child_hidden))  # stacks and CPU copies
@@ -107,115 +131,176 @@ def run_fpe(
     store: "Store | None" = None,
     backend: str | Backend = "auto",
     workers: int | None = None,
-) -> list[FPEResult]:
+) -> FPERun:
     """Run the FPE schedule for many trials, batched into stacks.
 
-    Trials with the same input/output sizes, depth, data sizes and schedule
-    share stacks of at most `max_stack` trials each (their dense models in one
-    stack, their children in another); `"auto"` or None sizes the stacks to
-    the device's memory (`auto_max_stack`). Within a group, trials of similar
-    width are stacked together (less padding) and chunks have near-equal sizes.
-    With a `store`, trials whose every model is stored are loaded instead of
-    trained, and each finished stack is written (atomically, one entry per
-    model) before the next starts, so an interrupted run resumes where it
-    stopped. `backend` and `workers` are `fit`'s; every model records the
-    backend that trained it (`ModelResult.provenance`, stored with its
-    metrics). Returns one FPEResult per spec, in order; models come back on the CPU.
+    Each spec is one trial on its data (`FPESpec.data`, or a Boolean task drawn
+    from its seed). Trials with the same input/output sizes, depth, data sizes,
+    loss and schedule share stacks of at most `max_stack` trials each (their
+    dense models in one stack, their children in another); `"auto"` or None
+    sizes the stacks to the device's memory (`auto_max_stack`). Within a group,
+    trials of similar width are stacked together (less padding) and chunks have
+    near-equal sizes. Trials on one shared dataset hold it once.
+
+    With a `store`: corrupt or incomplete entries are quarantined (one warning
+    each) and retrained; trials whose every model is stored are loaded; the
+    rest are trained in batches claimed on the store (`Store.share`), so two
+    processes on one store split the work and a crashed owner's claims expire;
+    each finished stack is written (atomically, one entry per model) before the
+    next starts, so an interrupted run resumes where it stopped. `backend` and
+    `workers` are `fit`'s; every model records the backend that trained it
+    (`ModelResult.provenance`, stored with its metrics). Returns one FPEResult
+    per spec, in order (an `FPERun`: its `trained` lists the trials this call
+    trained); models come back on the CPU.
     """
     dev = resolve_device(device)
-    if max_stack is not None and max_stack != "auto" and not isinstance(max_stack, int):
+    if max_stack is not None and max_stack != "auto" and (isinstance(max_stack, bool) or not isinstance(max_stack, int)):
         raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got {max_stack!r}")
     specs = list(specs)
+    for s in specs:
+        if not isinstance(s, FPESpec):
+            raise ValueError(f"run_fpe takes FPESpec trials, got {type(s).__name__}")
+    if store is None:
+        return FPERun(_train(specs, [None] * len(specs), dev, progress, max_stack, backend, workers), range(len(specs)))
+
+    keys = trial_keys(specs)
+    store.heal(k for g in keys for k in g)  # a corrupt entry is quarantined (one warning) and retrained
     results: list[FPEResult | None] = [None] * len(specs)
-    known: dict[int, FPEResult] = {}  # trials whose dense entry is stored but some child is not
-    if store is not None:
-        for i, s in enumerate(specs):
-            stored = {cond: store.has(config_key(c)) for cond, c in entry_configs(s).items()}
-            if all(stored.values()):
-                results[i] = load_fpe_result(store, s)
-            elif stored[("dense", 1)]:
-                known[i] = load_fpe_result(store, s, missing_ok=True)
-    todo = [i for i in range(len(specs)) if results[i] is None]
-    if store is not None and len(todo) < len(specs):
+    todo = [i for i, g in enumerate(keys) if not all(store.has(k) for k in g)]
+    if len(todo) < len(specs):
         log.info("store %s: %d of %d trials already done", store.root, len(specs) - len(todo), len(specs))
-    tasks = {i: specs[i].make_task() for i in todo}
+    bar = progress_bar(total=len(todo), desc="FPE trials", unit="trial", disable=not progress or not todo)
 
-    def key(i):
-        s, t = specs[i], tasks[i]
-        return (t.n_vars, t.n_outputs, len(_hidden_list(s)), s.task.n_train, s.task.n_test, s.train)
+    def work(batch: list[int]) -> None:
+        idx = [todo[j] for j in batch]
+        # a trial whose dense entry (which carries the parent) is stored trains only its missing children
+        known = [load_fpe_result(store, specs[i], missing_ok=True) if store.has(keys[i][0]) else None for i in idx]
 
+        def done(rows: list[int], trained: list[FPEResult]) -> None:
+            for r, res in zip(rows, trained):
+                save_fpe_result(store, res)
+                results[idx[r]] = res
+            bar.update(len(rows))
+
+        _train([specs[i] for i in idx], known, dev, progress, max_stack, backend, workers, done)
+
+    mine = store.share([keys[i] for i in todo], work)  # claims split the trials with other processes on this store
+    bar.close()
+    for i, res in enumerate(results):
+        if res is None:  # stored before, or by another process
+            results[i] = load_fpe_result(store, specs[i])
+    return FPERun(results, (todo[j] for j in mine))  # type: ignore[arg-type]
+
+
+def _train(
+    specs: list[FPESpec],
+    known: list[FPEResult | None],
+    dev: torch.device,
+    progress: bool,
+    max_stack: int | str | None,
+    backend: str | Backend,
+    workers: int | None,
+    done: Callable[[list[int], list[FPEResult]], None] | None = None,
+) -> list[FPEResult]:
+    """Train the trials (`known[i]`: trial i's stored parent and baseline, whose
+    missing children alone train), stack by stack; `done(rows, results)` after each."""
+    results: list[FPEResult | None] = [None] * len(specs)
+    shapes = {i: (*_sizes(s), len(s.hidden_list), s.train, s.loss) for i, s in enumerate(specs)}
     groups: dict[Any, list[int]] = {}
-    for i in todo:
-        groups.setdefault(key(i), []).append(i)
+    for i in range(len(specs)):
+        groups.setdefault(shapes[i], []).append(i)
     chunks = []
     for idx in groups.values():
-        if isinstance(max_stack, int):
-            size = max(1, max_stack)
-        else:
-            size = auto_max_stack([specs[i] for i in idx], dev)
-        widths = lambda i: (_hidden_list(specs[i]), max((a for _, a in specs[i].expansions), default=1))  # noqa: E731
+        size = max(1, max_stack) if isinstance(max_stack, int) else auto_max_stack([specs[i] for i in idx], dev)
+        widths = lambda i: (specs[i].hidden_list, max((a for _, a in specs[i].expansions), default=1))  # noqa: E731
         chunks += list(_chunks(sorted(idx, key=widths), size))
-    log.debug("run_fpe: %d trials in %d stacks of sizes %s", len(todo), len(chunks), [len(c) for c in chunks])
-    bar = tqdm(total=len(todo), desc="FPE trials", unit="trial", disable=not progress or not todo)
+    log.debug("run_fpe: %d trials in %d stacks of sizes %s", len(specs), len(chunks), [len(c) for c in chunks])
+    bar = progress_bar(total=len(specs), desc="FPE trials", unit="trial", disable=not progress or not specs or done is not None)
     for chunk in chunks:
-        trained = _run_fpe_chunk([specs[i] for i in chunk], [tasks[i] for i in chunk], dev, progress, [known.get(i) for i in chunk],
-                                 backend, workers)
+        trained = _run_chunk([specs[i] for i in chunk], [known[i] for i in chunk], dev, progress, backend, workers)
         for i, res in zip(chunk, trained):
             results[i] = res
-            if store is not None:
-                save_fpe_result(store, res)
+        if done is not None:
+            done(chunk, trained)
         bar.update(len(chunk))
     bar.close()
     return results  # type: ignore[return-value]
 
 
-def _task_data(task: DNFTask) -> tuple[torch.Tensor, ...]:
+class _TrialData:
+    """The data of a stack's trials: each trial's `Dataset` (Boolean tasks as 0/1
+    uint8), stacked on the device per phase; trials on one shared dataset are a
+    broadcast view of it (held once)."""
+
+    def __init__(self, specs: list[FPESpec], dev: torch.device):
+        self.tasks: list[DNFTask | None] = []
+        self.data: list[Dataset] = []
+        for s in specs:
+            if s.data is None:
+                task = s.make_task()
+                self.tasks.append(task)
+                self.data.append(_task_dataset(task))
+            else:
+                self.tasks.append(s.make_task() if s.boolean else None)
+                self.data.append(s.dataset())
+        self.dev = dev
+
+    def clauses(self, i: int):
+        task = self.tasks[i]
+        return task.clauses if task is not None else self.data[i].info.get("clauses")
+
+    def rows(self, rows: list[int]) -> tuple[torch.Tensor, ...]:
+        picked = [self.data[i] for i in rows]
+        if all(d is picked[0] for d in picked):
+            return picked[0].stacked(len(picked), self.dev)
+        return tuple(torch.stack([getattr(d, f) for d in picked]).to(self.dev) for f in ("x_train", "y_train", "x_test", "y_test"))
+
+
+def _task_dataset(task: DNFTask) -> Dataset:
     xtr, ytr = task.train_data()
     xte, yte = task.test_data()
-    return xtr.to(torch.uint8), ytr.to(torch.uint8), xte.to(torch.uint8), yte.to(torch.uint8)
+    return Dataset(name="task", x_train=xtr.to(torch.uint8), y_train=ytr.to(torch.uint8), x_test=xte.to(torch.uint8),
+                   y_test=yte.to(torch.uint8), loss="bce")
 
 
-def _rows(stacked: tuple[torch.Tensor, ...], rows: list[int]) -> tuple[torch.Tensor, ...]:
-    """The data of trials `rows` of a stacked data tuple (no copy when it is all of them, in order)."""
-    if rows == list(range(stacked[0].shape[0])):
-        return stacked
-    index = torch.tensor(rows, device=stacked[0].device)
-    return tuple(t.index_select(0, index) for t in stacked)
+def _child(spec: FPESpec, parent: MaskedMLP, split: str, alpha: int, clauses) -> MaskedMLP:
+    """The trial's (split, alpha) child of its parent: `expand` of layer 0, or
+    `expand_layers` over the trial's `layers`."""
+    seed = spec.split_seed(split, alpha)
+    if spec.layers == (0,):
+        return expand(parent, alpha, split, clauses=clauses, seed=seed)
+    return expand_layers(parent, alpha, split, layers=spec.layers, clauses=clauses, seed=seed)
 
 
-def _run_fpe_chunk(
+def _run_chunk(
     specs: list[FPESpec],
-    tasks: list[DNFTask],
+    known: list[FPEResult | None],
     dev: torch.device,
     progress: bool,
-    known: list[FPEResult | None] | None = None,
     backend: str | Backend = "auto",
     workers: int | None = None,
 ) -> list[FPEResult]:
     """Train one stack of trials. `known[i]`, when given, is trial i's stored
-    parent and baseline with the children already stored: only its missing
+    parent and baseline with some children already stored: only its missing
     children train (from the stored parent, which is the exact state at
     expansion)."""
-    known = known or [None] * len(specs)
-    cfg = specs[0].train
-    data = [_task_data(t) for t in tasks]
-    stacked = tuple(torch.stack([d[j] for d in data]).to(dev) for j in range(4))
+    cfg, loss = specs[0].train, specs[0].loss
+    data = _TrialData(specs, dev)
     finetune = range(cfg.warmup, cfg.epochs)
+    kw: dict[str, Any] = dict(loss=loss, backend=backend, workers=workers)
 
     parent_results: list[ModelResult | None] = [k.parent if k else None for k in known]
     dense_results: list[ModelResult | None] = [k.dense if k else None for k in known]
     fresh = [i for i, k in enumerate(known) if k is None]
     if fresh:
-        xtr, ytr, xte, yte = ddata = _rows(stacked, fresh)
-        parents = [MaskedMLP(tasks[i].n_vars, specs[i].hidden, tasks[i].n_outputs, seed=specs[i].init_seed()) for i in fresh]
+        xtr, ytr, xte, yte = ddata = data.rows(fresh)
+        parents = [MaskedMLP(data.data[i].n_in, specs[i].hidden, data.data[i].n_out, seed=specs[i].init_seed()) for i in fresh]
         dense = MaskedMLPStack.from_models(parents).to(dev)
-        opt, warm_losses = fit(dense, xtr, ytr, cfg, range(cfg.warmup), progress="dense warmup" if progress else False,
-                               backend=backend, workers=workers)
-        for i, r in zip(fresh, _results(dense, ddata, warm_losses, "bce", opt.provenance)):
+        opt, warm_losses = fit(dense, xtr, ytr, cfg, range(cfg.warmup), progress="dense warmup" if progress else False, **kw)
+        for i, r in zip(fresh, _results(dense, ddata, warm_losses, loss, opt.provenance)):
             parent_results[i] = r
-        _, fine_losses = fit(dense, xtr, ytr, cfg, finetune, optimizer=opt, progress="dense baseline" if progress else False,
-                             backend=backend, workers=workers)
-        for i, r in zip(fresh, _results(dense, ddata, torch.cat([warm_losses, fine_losses], 1), "bce", opt.provenance)):
+        _, fine_losses = fit(dense, xtr, ytr, cfg, finetune, optimizer=opt, progress="dense baseline" if progress else False, **kw)
+        for i, r in zip(fresh, _results(dense, ddata, torch.cat([warm_losses, fine_losses], 1), loss, opt.provenance)):
             dense_results[i] = r
         del dense, opt, ddata
     # Every trial now has its parent and baseline, stored or just trained.
@@ -223,31 +308,27 @@ def _run_fpe_chunk(
     dense_done = [r for r in dense_results if r is not None]
     assert len(parents_done) == len(dense_done) == len(specs)
 
-    # Children of every trial and expansion share stacks, grouped by layout.
+    # Children of every trial and expansion share stacks.
     jobs = [
         (i, split, alpha)
         for i, (s, k) in enumerate(zip(specs, known))
         for split, alpha in s.expansions
         if k is None or (split, alpha) not in k.children
     ]
-    children = [
-        expand(parents_done[i].model, alpha, split, clauses=tasks[i].clauses, seed=specs[i].split_seed(split, alpha))
-        for i, split, alpha in jobs
-    ]
     child_results: dict[tuple[int, str, int], ModelResult] = {
         (i, *cond): r for i, k in enumerate(known) if k is not None for cond, r in k.children.items()
     }
     if jobs:
-        cdata = _rows(stacked, [i for i, _, _ in jobs])
+        children = [_child(specs[i], parents_done[i].model, split, alpha, data.clauses(i)) for i, split, alpha in jobs]
+        cdata = data.rows([i for i, _, _ in jobs])
         cstack = MaskedMLPStack.from_models(children).to(dev)
-        copt, closs = fit(cstack, cdata[0], cdata[1], cfg, finetune, progress="FPE finetune" if progress else False,
-                          backend=backend, workers=workers)
-        for job, res in zip(jobs, _results(cstack, cdata, closs, "bce", copt.provenance)):
+        copt, closs = fit(cstack, cdata[0], cdata[1], cfg, finetune, progress="FPE finetune" if progress else False, **kw)
+        for job, res in zip(jobs, _results(cstack, cdata, closs, loss, copt.provenance)):
             child_results[job] = res
     return [
         FPEResult(
             spec=s,
-            task=tasks[i],
+            task=data.tasks[i],
             parent=parents_done[i],
             dense=dense_done[i],
             children={(sp, a): child_results[(i, sp, a)] for sp, a in s.expansions},
@@ -268,71 +349,19 @@ def run_fpe_data(
     max_stack: int = 512,
     backend: str | Backend = "auto",
     workers: int | None = None,
-) -> list[DataFPEResult]:
-    """The FPE schedule (SPEC §3) for trials on one dataset, batched into stacks.
+    store: "Store | None" = None,
+) -> FPERun:
+    """`run_fpe` on one in-memory dataset: (hidden, seed) trials, each expanded
+    into every (split, alpha) of `expansions` over `layers`.
 
-    trials: (hidden, seed) pairs; hidden is an int or a tuple of widths, and the
-    trial's init and split seeds derive from `seed` as in `FPESpec`. Every
-    trial's dense parent trains `cfg.warmup` epochs, is expanded into one child
-    per (split, alpha) with `expand_layers(..., layers=layers)` (the clause
-    split needs `data.info["clauses"]`), and children and the paired dense
-    baseline train `cfg.finetune` more epochs. Trials of the same depth share
-    stacks of at most `max_stack` trials (narrower ones padded). `backend` and
-    `workers` are `fit`'s; `progress` shows a bar over trials and one per fit.
-    Returns one result per trial, in order; models come back on the CPU.
-    """
-    dev = resolve_device(device)
-    trials = [(h if isinstance(h, int) else tuple(int(v) for v in h), int(s)) for h, s in trials]
-    expansions = [(str(s), int(a)) for s, a in expansions]
-    for split, alpha in expansions:
-        if split not in SPLITS:
-            raise ValueError(f"expansions: split must be one of {SPLITS}, got {split!r}")
-        if split_info(split).needs_clauses and not data.info.get("clauses"):
-            raise ValueError(f"the {split} split needs clauses; dataset {data.name!r} has none (use random or gram)")
-    widths = [(h,) if isinstance(h, int) else h for h, _ in trials]  # 8 and (8,) stack together
-    groups: dict[int, list[int]] = {}
-    for i, w in enumerate(widths):
-        groups.setdefault(len(w), []).append(i)
-    results: list[DataFPEResult | None] = [None] * len(trials)
-    chunks = [c for idx in groups.values() for c in _chunks(sorted(idx, key=lambda i: widths[i]), max(1, max_stack))]
-    bar = tqdm(total=len(trials), desc=f"FPE on {data.name}", unit="trial", disable=not progress or not trials)
-    for chunk in chunks:
-        for i, r in zip(chunk, _run_fpe_data_chunk(data, [trials[i] for i in chunk], expansions, cfg, layers, dev, progress,
-                                                          backend, workers)):
-            results[i] = r
-        bar.update(len(chunk))
-    bar.close()
-    return results  # type: ignore[return-value]
-
-
-def _run_fpe_data_chunk(data, trials, expansions, cfg, layers, dev, progress, backend="auto", workers=None) -> list[DataFPEResult]:
-    M = len(trials)
-    loss = data.loss
-    finetune = range(cfg.warmup, cfg.epochs)
-    parents = [MaskedMLP(data.n_in, h, data.n_out, seed=derive_seed(s, "init")) for h, s in trials]
-    ddata = data.stacked(M, dev)
-    dense = MaskedMLPStack.from_models(parents).to(dev)
-    kw: dict[str, Any] = dict(loss=loss, backend=backend, workers=workers)
-    opt, warm = fit(dense, ddata[0], ddata[1], cfg, range(cfg.warmup), progress="dense warmup" if progress else False, **kw)
-    parent_res = _results(dense, ddata, warm, loss, opt.provenance)
-    _, fine = fit(dense, ddata[0], ddata[1], cfg, finetune, optimizer=opt, progress="dense baseline" if progress else False, **kw)
-    dense_res = _results(dense, ddata, torch.cat([warm, fine], 1), loss, opt.provenance)
-    del dense, opt
-    jobs = [(i, split, alpha) for i in range(M) for split, alpha in expansions]
-    child_res: dict[tuple[int, str, int], ModelResult] = {}
-    if jobs:
-        children = [
-            expand_layers(parent_res[i].model, alpha, split, layers=layers, clauses=data.info.get("clauses"),
-                          seed=derive_seed(trials[i][1], "split", split, alpha))
-            for i, split, alpha in jobs
-        ]
-        cdata = data.stacked(len(children), dev)
-        cstack = MaskedMLPStack.from_models(children).to(dev)
-        copt, closs = fit(cstack, cdata[0], cdata[1], cfg, finetune, progress="FPE finetune" if progress else False, **kw)
-        for job, r in zip(jobs, _results(cstack, cdata, closs, loss, copt.provenance)):
-            child_res[job] = r
-    return [
-        DataFPEResult(dataset=data.name, hidden=h, seed=s, parent=parent_res[i], dense=dense_res[i],
-                      children={(sp, a): child_res[(i, sp, a)] for sp, a in expansions})
-        for i, (h, s) in enumerate(trials)
-    ]
+    Deprecated: build `FPESpec(data=DatasetSpec..., hidden=..., seed=...)` trials
+    and call `run_fpe` (a `DatasetSpec` names the data, so the models can be
+    stored and shared between studies; `DatasetSpec.from_dataset(data)` names an
+    in-memory one by its content)."""
+    warnings.warn("run_fpe_data is deprecated: pass FPESpec(data=DatasetSpec...) trials to run_fpe", DeprecationWarning,
+                  stacklevel=2)
+    spec = DatasetSpec.from_dataset(data)
+    layers_ = layers if isinstance(layers, str) else tuple(int(v) for v in layers)
+    specs = [FPESpec(hidden=h if isinstance(h, int) else tuple(int(v) for v in h), seed=int(s), expansions=tuple(expansions),
+                     train=cfg, data=spec, layers=layers_) for h, s in trials]
+    return run_fpe(specs, device=device, progress=progress, max_stack=max_stack, store=store, backend=backend, workers=workers)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
+from fci._progress import bar as tqdm
 
 from fci.model import MaskedMLPStack
 from fci.train.backends import Backend, FitState

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+from fci._progress import bar as tqdm
 
 from fci import _kernel
 from fci.model import MaskedMLPStack

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from fci._progress import bar as tqdm
 
 from fci.model import MaskedMLPStack
 from fci.train.backends import Backend, FitState
