@@ -100,10 +100,11 @@ def parse_p(value: str) -> float | str:
 
 
 def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, Any] | None = None,
-                         train_defaults: Any = None, default_note: str = "") -> None:
+                         train_defaults: Any = None, default_note: str = "", applies_to: str = "") -> None:
     """Add the task and training options. With no defaults given, every option
     defaults to None, meaning "the command's own value" (`default_note` says what
-    that is in --help); `regime_overrides` then returns only what was set."""
+    that is in --help); `regime_overrides` then returns only what was set.
+    `applies_to` (e.g. "the Boolean jobs only") goes into both groups' --help."""
     td = task_defaults or {}
     tr = train_defaults
     note = f" (default: {default_note})" if default_note and tr is None else ""
@@ -119,7 +120,8 @@ def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, A
             return text
         return f"{text} (default: {default})" if default else f"{text}{note}"
 
-    t = ap.add_argument_group("task options (SPEC §1)")
+    scope = f"They apply to {applies_to}." if applies_to else None
+    t = ap.add_argument_group("task options (SPEC §1)", scope)
     t.add_argument("--vars", type=int, default=d("n_vars", td), help=h("input variables n (None: C*k)", "C*k"))
     t.add_argument("--layout", choices=["disjoint", "shared"], default=d("layout", td) if td else None,
                    help=h("variable layout", "disjoint"))
@@ -132,7 +134,7 @@ def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, A
                    help=h("probability that a literal is negated", "0.5"))
     t.add_argument("--train-samples", type=int, default=d("n_train", td) if td else None,
                    help=h("training samples per task"))
-    g = ap.add_argument_group("training options")
+    g = ap.add_argument_group("training options", scope)
     g.add_argument("--optimizer", choices=["adam", "sgd"], default=d("optimizer", tr), help=h("optimiser"))
     g.add_argument("--lr", type=float, default=d("lr", tr), help=h("learning rate"))
     g.add_argument("--momentum", type=float, default=d("momentum", tr), help=h("SGD momentum in [0, 1)", "0"))
