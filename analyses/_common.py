@@ -30,15 +30,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
-import importlib.metadata
-import json
 import logging
 import math
 import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +44,8 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, OneLineParser, add_regime_arguments, build_train, check_writable, flag_error,
-                      mean_sem_text, parse_splits, regime_overrides, regime_record, regime_text)
+from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, OneLineParser, add_regime_arguments, build_train, check_writable, environment,
+                      flag_error, jsonable, mean_sem_text, parse_splits, regime_overrides, regime_record, regime_text, write_json)
 from fci.codes import clause_channels
 from fci.expand import SPLITS, split_info
 from fci.metrics import (
@@ -491,61 +485,6 @@ def convergence(curves: pd.DataFrame, window: float = 0.1) -> dict[str, Any]:
 # --------------------------------------------------------------------------- environment and files
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Package versions, interpreter, machine, device and the code's commit."""
-    pkgs: dict[str, str | None] = {}
-    for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
-        try:
-            pkgs[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:  # e.g. fci run from a checkout
-            mod = sys.modules.get(name)
-            pkgs[name] = getattr(mod, "__version__", None)
-    env: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "packages": pkgs,
-        "argv": list(sys.argv),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if device.type == "cuda":
-        env["cuda_device"] = torch.cuda.get_device_name(device)
-    try:
-        root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            env["git_commit"] = commit.stdout.strip()
-            env["git_dirty"] = bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return env
-
-
-def jsonable(obj: Any) -> Any:
-    """Strict-JSON version of obj: NaN/inf become None, numpy scalars Python ones."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable(obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj))
-    return obj
-
-
 def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
@@ -565,11 +504,6 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
 
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     return _atomic(path, lambda p: df.to_csv(p, index=False))
-
-
-def write_json(obj: Any, path: Path) -> Path:
-    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
-    return _atomic(path, lambda p: p.write_text(text + "\n"))
 
 
 def write_figure(fig: go.Figure, path: Path) -> Path:

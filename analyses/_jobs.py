@@ -11,6 +11,13 @@ the same contract as every study:
     python -m analyses.<name> [--quick] [--out DIR] [--device auto|cpu|cuda]
                               [--trials N] [--seed S] [--shard I/N] [--data DIR]
 
+A study that trains on the Boolean task (`JobStudy.boolean_task`) also takes
+the task and training options of `python -m fci` (fci._cli.add_regime_arguments:
+--vars --layout --outputs --p --negation-prob --train-samples, --optimizer --lr
+--momentum --weight-decay --batch-size --warmup --finetune). They apply to its
+Boolean jobs (other datasets keep the run level's schedule), are checked before
+any work with the flag named, and are recorded in summary.json `config.regime`.
+
 Jobs already in the store are loaded, not run; each finished job is written
 atomically as soon as its batch finishes, so an interrupted run resumes where it
 stopped. `--shard I/N` runs the I-th of N deterministic slices of the jobs and
@@ -26,6 +33,7 @@ jobs from the store and writes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import time
@@ -37,22 +45,31 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from analyses._common import (Level, _validate, contract_parser, environment, jsonable, study_options, write_csv, write_figure,
-                               write_json, write_shard)
+from analyses._common import (LEVELS, Level, _validate, contract_parser, environment, jsonable, study_options, write_csv,
+                               write_figure, write_json, write_shard)
+from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, add_regime_arguments, build_train, flag_error, regime_overrides, regime_record,
+                      regime_text)
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
+from fci.tasks import TaskConfig
 
-__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list", "check_alphas"]
+__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list", "check_alphas",
+           "level_name", "regime_level", "level_task", "regime_caption"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class JobContext:
-    """What a JobStudy's hooks get: the parsed options, the run level, the
-    device, the results store (jobs that train FPE trials store their models
-    there through `fci.train.run_fpe`, shared with every other study), a
-    caption line stating the run's config, and a scratch cache."""
+    """What a JobStudy's hooks get: the parsed options, the run level (with the
+    regime options applied: what the Boolean jobs train with), the device, the
+    results store (jobs that train FPE trials store their models there through
+    `fci.train.run_fpe`, shared with every other study), a caption line stating
+    the run's config, and a scratch cache.
+
+    `base_level` is the run level before the regime options, what jobs on other
+    data (digits) train with; `task` the run's Boolean task family
+    (`JobStudy.boolean_task`), None when the run trains none."""
 
     args: argparse.Namespace
     level: Level
@@ -61,6 +78,13 @@ class JobContext:
     caption: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    base_level: Level | None = None
+    task: TaskConfig | None = None
+
+    @property
+    def base(self) -> Level:
+        """The run level before the regime options (`level` when none are taken)."""
+        return self.base_level if self.base_level is not None else self.level
 
 
 @dataclass(frozen=True)
@@ -82,6 +106,12 @@ class JobStudy:
         caption: ctx -> the config line under every figure (level, trials, data, schedule).
         add_arguments / validate: study-specific options, checked before any work.
         print_summary: optional (summary, ctx) -> lines printed at the end.
+        boolean_task: optional (args, level) -> the study's Boolean task family at
+            `level` (`level_task`: the level's sample sizes and task options
+            applied), or None when this run trains no Boolean task. Setting it
+            gives the study the regime options (fci._cli.add_regime_arguments),
+            for its Boolean jobs; a value given to a run without Boolean jobs is refused.
+        regime_scope: what the regime options apply to, for --help.
     """
 
     name: str
@@ -95,6 +125,8 @@ class JobStudy:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     validate: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = None
     print_summary: Callable[[dict[str, Any], JobContext], list[str]] | None = None
+    boolean_task: Callable[[argparse.Namespace, Level], TaskConfig | None] | None = None
+    regime_scope: str = "the study's Boolean jobs"
 
     def __post_init__(self):
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
@@ -185,9 +217,61 @@ def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:
         quick_help="a small run that finishes in about 2 minutes on 2 CPU cores",
         units="jobs",
     )
+    if study.boolean_task is not None:
+        add_regime_arguments(ap, default_note="the run level's", applies_to=study.regime_scope)
     if study.add_arguments:
         study.add_arguments(ap)
     return ap
+
+
+def level_name(args: argparse.Namespace) -> str:
+    """The run level the contract options ask for: tiny, quick or full."""
+    return "tiny" if args.tiny else "quick" if args.quick else "full"
+
+
+def regime_level(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Level:
+    """The run level with the training options and the task options applied
+    (--train-samples sets its n_train, the others its `task` fields); the plain
+    level for a study without them. A bad training value exits naming its flag;
+    task values are checked where a task is built (`level_task`)."""
+    level = LEVELS[level_name(args)]
+    if not hasattr(args, "optimizer"):
+        return level
+    task_set, train_set = regime_overrides(args)
+    n_train = task_set.pop("n_train", level.n_train)
+    return dataclasses.replace(level, n_train=n_train, train=build_train(ap, level.train, train_set),
+                               task={**level.task, **task_set})
+
+
+def level_task(level: Level, **fields: Any) -> TaskConfig:
+    """A Boolean task of a study at `level`: the study's own fields (C, k, ...),
+    the level's sample sizes, and its task options (which win). Raises
+    ValueError on a bad value (naming the field)."""
+    return TaskConfig(**{**fields, "n_train": level.n_train, "n_test": level.n_test, **level.task})
+
+
+def regime_caption(ctx: JobContext) -> str:
+    """The caption's regime line for the Boolean jobs ('' when the run trains none)."""
+    return regime_text(ctx.task, ctx.level.train) if ctx.task is not None else ""
+
+
+def _check_regime(study: JobStudy, ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The study's own checks, then its Boolean task under the regime options; a bad
+    value, or a regime option given to a run without Boolean jobs, exits naming the flag."""
+    level = regime_level(ap, args)  # training options first: they need no study option
+    if study.validate:
+        study.validate(ap, args)
+    if study.boolean_task is None:
+        return
+    try:
+        task = study.boolean_task(args, level)
+    except ValueError as e:
+        flag_error(ap, e)
+    if task is None:
+        task_set, train_set = regime_overrides(args)
+        given = [fl for fl, f in TASK_OPTIONS.items() if f in task_set] + [fl for fl, f in TRAIN_OPTIONS.items() if f in train_set]
+        if given:
+            ap.error(f"{given[0]} applies to {study.regime_scope}, and this run trains no Boolean task")
 
 
 def _load_rows(store: Store, key: str) -> list[dict[str, Any]]:
@@ -207,10 +291,13 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     """Parse, validate, run (or load) every job, tabulate and write; returns 0."""
     ap = build_job_parser(study)
     args = ap.parse_args(argv)
-    level, device, out, store, shard = _validate(ap, args, study)  # type: ignore[arg-type]
+    checked = dataclasses.replace(study, validate=lambda ap_, args_: _check_regime(study, ap_, args_))
+    base, device, out, store, shard = _validate(ap, args, checked)  # type: ignore[arg-type]
+    level = regime_level(ap, args)
+    task = study.boolean_task(args, level) if study.boolean_task is not None else None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t_start = time.perf_counter()
-    ctx = JobContext(args=args, level=level, device=device, store=store)
+    ctx = JobContext(args=args, level=level, device=device, store=store, base_level=base, task=task)
     ctx.caption = study.caption(ctx) if study.caption else f"{study.name} · level={level.name} · trials={args.trials}"
 
     jobs = study.jobs(ctx)
@@ -247,6 +334,14 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
         "study_options": study_options(args),
         "caption": ctx.caption,
     }
+    if study.boolean_task is not None:
+        ctx.config.update({
+            "regime": regime_record(task, level.train) if task is not None else None,
+            "regime_applies_to": study.regime_scope,
+            "task": task.to_dict() if task is not None else None,
+            "train": {**level.train.to_dict(), "momentum": level.train.momentum},
+            "base_train": {**base.train.to_dict(), "momentum": base.train.momentum},
+        })
     summary: dict[str, Any] = {"config": ctx.config, "environment": environment(device)}
     summary["run"] = {"jobs": len(jobs), "trained_jobs": len(ran), "loaded_jobs": len(jobs) - len(ran),
                       "train_seconds": round(train_s, 2)}

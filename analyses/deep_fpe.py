@@ -18,6 +18,12 @@ children, the relative improvement paired per trial with its dense baseline
                                 [--trials N] [--seed S] [--shard I/N] [--data DIR]
                                 [--datasets boolean,digits] [--depths 2,3,4,5]
                                 [--width 8] [--alphas 2] [--no-first-layer]
+                                [task options] [training options]
+
+The task options (--vars --layout --outputs --p --negation-prob --train-samples)
+and training options (--optimizer --lr --momentum --weight-decay --batch-size
+--warmup --finetune) of `python -m fci` apply to the Boolean jobs only; the
+digits jobs keep the run level's schedule.
 
 Trials vary the initialisation and split seeds (trial t: seed S+t) on one
 dataset per run: the Boolean task drawn with seed derive_seed(S, "task") (in the
@@ -38,7 +44,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, run_job_study
+from analyses._common import Level
+from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, level_task, regime_caption, run_job_study
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
@@ -92,17 +99,19 @@ def trial_specs(job: dict[str, Any], layers: tuple[int, ...] | str = "all") -> F
 
 
 def study_jobs(datasets: Sequence[str], depths: Sequence[int], width: int, alphas: Sequence[int], trials: int,
-               seed: int, level, first_layer: bool = True) -> list[dict[str, Any]]:
+               seed: int, level: Level, first_layer: bool = True, base_level: Level | None = None) -> list[dict[str, Any]]:
     """One job per (dataset, depth, trial): a dense parent of `depth` hidden layers
     of `width` neurons, its paired dense baseline, and one child per (split,
-    alpha) for layers="all" (and layers=(0,) with `first_layer`). JSON-able."""
+    alpha) for layers="all" (and layers=(0,) with `first_layer`). JSON-able.
+    The Boolean jobs train at `level` (the regime options applied), the digits
+    jobs at `base_level` (the level before them; default `level`)."""
     jobs = []
     for name in datasets:
         if name not in DATASETS:
             raise ValueError(f"datasets: expected names from {tuple(DATASETS)}, got {name!r}")
+        lv = level if name == "boolean" or base_level is None else base_level
         if name == "boolean":
-            task = TaskConfig(**BOOLEAN_TASK, n_train=level.n_train, n_test=level.n_test)
-            data = {"task": task.to_dict(), "task_seed": derive_seed(seed, "task")}
+            data = {"task": level_task(level, **BOOLEAN_TASK).to_dict(), "task_seed": derive_seed(seed, "task")}
         else:
             data = {"split_seed": int(seed), "test_fraction": DIGITS_TEST_FRACTION}
         expansions = [[s, int(a)] for a in alphas for s in DATASETS[name]]
@@ -111,7 +120,7 @@ def study_jobs(datasets: Sequence[str], depths: Sequence[int], width: int, alpha
                 jobs.append({"dataset": name, "data": data, "depth": int(depth), "width": int(width),
                              "hidden": [int(width)] * int(depth), "trial": t, "seed": seed + t,
                              "expansions": expansions, "first_layer": bool(first_layer),
-                             "train": level.train.to_dict()})
+                             "train": lv.train.to_dict()})
     return jobs
 
 
@@ -613,29 +622,38 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.width < 1:
         ap.error(f"--width must be >= 1, got {args.width}")
     args.alphas = list(comma_list(ap, "--alphas", args.alphas, kind=int, low=2))
-    n_in = {"boolean": BOOLEAN_TASK["n_clauses"] * BOOLEAN_TASK["clause_size"], "digits": 64}
+    n_in = {"boolean": max(args.vars or 0, BOOLEAN_TASK["n_clauses"] * BOOLEAN_TASK["clause_size"]), "digits": 64}
     for name in args.datasets:
         check_alphas(ap, "--alphas", args.alphas, n_in[name], f"the {name} task")
 
 
 def jobs_hook(ctx: JobContext) -> list[dict[str, Any]]:
     a = ctx.args
-    return study_jobs(a.datasets, a.depths, a.width, a.alphas, a.trials, a.seed, ctx.level, a.first_layer)
+    return study_jobs(a.datasets, a.depths, a.width, a.alphas, a.trials, a.seed, ctx.level, a.first_layer, ctx.base)
+
+
+def boolean_task(args: argparse.Namespace, level: Level) -> TaskConfig | None:
+    """The Boolean task family at a level (the regime's task options applied); None without Boolean jobs."""
+    return level_task(level, **BOOLEAN_TASK) if "boolean" in args.datasets else None
 
 
 def caption(ctx: JobContext) -> str:
-    a, lv, t = ctx.args, ctx.level, ctx.level.train
+    a, lv = ctx.args, ctx.level
     data = []
     if "boolean" in a.datasets:
-        data.append(f"Boolean {BOOLEAN_TASK['n_clauses']} clauses × {BOOLEAN_TASK['clause_size']} (disjoint, balanced; "
-                    f"{lv.n_train}/{lv.n_test} samples; task seed from S): clause split on layer 0 + random deeper, random")
+        t = lv.train
+        data.append(f"Boolean {BOOLEAN_TASK['n_clauses']} clauses × {BOOLEAN_TASK['clause_size']} ({lv.n_test} test samples; "
+                    f"task seed from S): clause split on layer 0 + random deeper, random · {regime_caption(ctx)} "
+                    f"(dense baseline {t.epochs})")
     if "digits" in a.datasets:
-        data.append(f"digits (sklearn, 8×8, split seed S, {int(100 * DIGITS_TEST_FRACTION)}% test): random, Gram")
+        t = ctx.base.train
+        data.append(f"digits (sklearn, 8×8, split seed S, {int(100 * DIGITS_TEST_FRACTION)}% test): random, Gram · "
+                    f"{t.optimizer} lr={t.lr}, batch {t.batch_size}, {t.warmup} dense warm-up + {t.finetune} fine-tuning "
+                    f"epochs (dense baseline {t.epochs})")
     return (f"deep_fpe · level={lv.name} · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1}, S={a.seed}) · "
             f"{a.width} neurons per hidden layer before expansion, α={','.join(map(str, a.alphas))} · device={ctx.device.type}<br>"
-            + " · ".join(data) + "<br>"
-            f"Adam lr={t.lr}, batch {t.batch_size}, {t.warmup} dense warm-up + {t.finetune} fine-tuning epochs (dense baseline "
-            f"{t.epochs}) · every child's nnz == its dense parent's (asserted) · error bars ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
+            + "<br>".join(data) + "<br>"
+            "every child's nnz == its dense parent's (asserted) · error bars ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
 
 
 STUDY = JobStudy(
@@ -650,6 +668,8 @@ STUDY = JobStudy(
     add_arguments=add_arguments,
     validate=validate,
     print_summary=print_summary,
+    boolean_task=boolean_task,
+    regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
 )
 
 

@@ -20,7 +20,13 @@ weights at initialisation and after training, against the 16% chance level.
                                          [--datasets boolean,digits] [--multipliers 0.1,0.25,0.5,1,2,5]
                                          [--base-hidden 32,16] [--n-clauses 8] [--clause-size 3]
                                          [--prune-fraction 0.02] [--drop 0.05] [--drop-mode relative|absolute]
-                                         [--overlap-fraction 0.4]
+                                         [--overlap-fraction 0.4] [task options] [training options]
+
+The task options (--vars --layout --outputs --p --negation-prob --train-samples)
+and training options (--optimizer --lr --momentum --weight-decay --batch-size
+--warmup --finetune; a dense model trains warm-up + fine-tuning epochs) of
+`python -m fci` apply to the Boolean jobs only; the digits jobs keep the run
+level's schedule.
 
 Every job is one (dataset, width, seed): it trains one dense model (models of
 similar size share one stack) and stores the model, its initial weights, one
@@ -46,7 +52,8 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from analyses._common import add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, comma_list, run_job_study
+from analyses._common import Level
+from analyses._jobs import JobContext, JobStudy, comma_list, level_task, regime_caption, run_job_study
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, trial_stats
 from fci.model import MaskedMLP
@@ -148,17 +155,25 @@ def _fmt_mult(m: float) -> str:
 # --------------------------------------------------------------------------- jobs and training
 
 
+def boolean_task(args: argparse.Namespace, level: Level) -> TaskConfig | None:
+    """The Boolean task family at a level (the regime's task options applied); None without Boolean jobs."""
+    if "boolean" not in args.datasets:
+        return None
+    return level_task(level, n_clauses=args.n_clauses, clause_size=args.clause_size)
+
+
 def _boolean_config(ctx: JobContext) -> TaskConfig:
-    return TaskConfig(n_clauses=ctx.args.n_clauses, clause_size=ctx.args.clause_size,
-                      n_train=ctx.level.n_train, n_test=ctx.level.n_test)
+    task = boolean_task(ctx.args, ctx.level)
+    assert task is not None
+    return task
 
 
 def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     a = ctx.args
-    cfg = ctx.level.train
     out = []
     for name in a.datasets:
         data = {"task": _boolean_config(ctx).to_dict()} if name == "boolean" else {"test_fraction": DIGITS_TEST_FRACTION}
+        cfg = ctx.level.train if name == "boolean" else ctx.base.train  # the regime options are the Boolean jobs'
         for m in a.multipliers:
             for t in range(a.trials):
                 out.append({"dataset": name, "data": data, "multiplier": m, "hidden": widths(a.base_hidden, m),
@@ -687,16 +702,19 @@ def figures(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, go
 
 def caption(ctx: JobContext) -> str:
     a, lv = ctx.args, ctx.level
-    t = lv.train
     data = []
     if "boolean" in a.datasets:
-        data.append(f"boolean: C={a.n_clauses} k={a.clause_size} disjoint DNF, balanced planting, {lv.n_train} train / {lv.n_test} test")
+        t = lv.train
+        data.append(f"boolean: C={a.n_clauses} k={a.clause_size}, {lv.n_test} test, {regime_caption(ctx)} "
+                    f"(dense: {t.epochs} epochs)")
     if "digits" in a.datasets:
-        data.append(f"digits: sklearn 8x8, stratified {1 - DIGITS_TEST_FRACTION:.0%}/{DIGITS_TEST_FRACTION:.0%} split per seed")
+        t = ctx.base.train
+        data.append(f"digits: sklearn 8x8, stratified {1 - DIGITS_TEST_FRACTION:.0%}/{DIGITS_TEST_FRACTION:.0%} split per seed, "
+                    f"dense training: {t.optimizer} lr={t.lr}, batch {t.batch_size}, {t.epochs} epochs")
     rule = f"acc < {1 - a.drop:g}·acc₀ (relative)" if a.drop_mode == "relative" else f"acc < acc₀ − {a.drop:g} (absolute)"
     return (f"effective_density · level={lv.name} · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1}) · "
             f"widths {', '.join(_fmt_mult(m) for m in a.multipliers)} of hidden {'x'.join(map(str, a.base_hidden))}"
-            f"<br>{' · '.join(data)} · dense training: {t.optimizer} lr={t.lr}, batch {t.batch_size}, {t.epochs} epochs<br>"
+            f"<br>{'<br>'.join(data)}<br>"
             f"pruning: {a.prune_fraction:.0%} of each layer's remaining weights per step, no retraining, test accuracy · "
             f"effective density: first step with {rule} · overlap: smallest {a.overlap_fraction:.0%} · device={ctx.device.type} · "
             f"bands/error bars ±1 s.e.m.; * p<0.05 (unpaired t-test vs the null)")
@@ -714,6 +732,8 @@ STUDY = JobStudy(
     add_arguments=add_arguments,
     validate=validate,
     print_summary=print_summary,
+    boolean_task=boolean_task,
+    regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
 )
 
 

@@ -11,7 +11,12 @@ s.e. over trials) and the paired t-test's p; summary.json's `answer` lists the
 regimes where random split beats dense, and with what p.
 
     python -m analyses.regimes [--quick] [--out DIR] [--device auto|cpu|cuda]
-                               [--trials N] [--seed S] [--data DIR]
+                               [--trials N] [--seed S] [--shard I/N] [--data DIR]
+
+With `--shard I/N` only the I-th of N deterministic slices of the trials is
+trained into the store, and `results.shard-I-of-N.csv` and
+`summary.shard-I-of-N.json` (marked partial) are written; a final run without
+`--shard` finds every model in the store and writes the full outputs.
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
 from analyses._common import (EXPANSIONS, RESTART, _conditions, add_caption, check_writable, contract_parser, environment,
-                              label, model_row, train_shared, write_csv, write_figure, write_json)
+                              label, model_row, train_shared, write_csv, write_figure, write_json, write_shard)
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.model import resolve_device
+from fci.sharding import parse_shard, shard_items
 from fci.store import Store
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, TrainConfig, run_fpe
+from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe
 
-__all__ = ["GRIDS", "Grid", "OPTIMIZERS", "specs", "cell_stats", "answer", "heatmap_figure", "main"]
+__all__ = ["GRIDS", "Grid", "OPTIMIZERS", "specs", "shard_key", "cell_stats", "answer", "heatmap_figure", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,11 @@ def specs(grid: Grid, trials: int, seed: int) -> list[tuple[FPESpec, int]]:
                     out += [(FPESpec(task=task, hidden=HIDDEN, seed=seed + t, expansions=CHILDREN, train=train), t)
                             for t in range(trials)]
     return out
+
+
+def shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
+    """A trial's identity for `--shard`: its dense model's store config (as every study's)."""
+    return entry_configs(item[0])[("dense", 1)]
 
 
 def _row(res, trial: int, cond: str, alpha: int, mr, x_test) -> dict[str, Any]:
@@ -211,8 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     trials = grid.trials if args.trials is None else args.trials
     if trials < 2:
         ap.error(f"--trials must be >= 2 (a paired test needs two pairs), got {trials}")
-    if args.shard is not None:
-        ap.error("--shard is not supported by this study (run it whole; the store still shares models with other studies)")
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as e:
+        ap.error(str(e))
     out = Path(args.out) if args.out is not None else Path(args.data) / "results" / "regimes"
     for flag, folder in (("--out", out), ("--data", Path(args.data))):
         check_writable(ap, flag, folder)
@@ -220,9 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     store = Store(args.data)
     items = specs(grid, trials, args.seed)
+    cells = len(items) // trials
+    items = shard_items(items, shard, key=shard_key)
     sp = [s for s, _ in items]
-    log.info("regimes: %d cells x %d trials -> %d trials (%d models)", len(items) // trials, trials, len(sp),
-             len(sp) * (1 + len(CHILDREN)))
+    log.info("regimes: %d cells x %d trials%s -> %d trials (%d models)", cells, trials,
+             f" (shard {args.shard})" if shard else "", len(sp), len(sp) * (1 + len(CHILDREN)))
     trained = train_shared(sp, store, device)
     results = run_fpe(sp, device=device, store=store)
     train_s = time.perf_counter() - t0
@@ -232,21 +247,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         x_test = res.task.test_data()[0]
         rows += [_row(res, trial, c, a, mr, x_test) for c, a, mr in _conditions(res)]
     df = pd.DataFrame(rows)
-    st = cell_stats(df)
     caption = (f"regimes · level={name} · trials={trials} (seeds {args.seed}..{args.seed + trials - 1}) · k={CLAUSE_SIZE} "
                f"disjoint DNF, balanced planting, H={HIDDEN}, {grid.n_train} train / {grid.n_test} test samples, "
                f"batch {grid.batch_size}<br>Adam lr={OPTIMIZERS['adam']}, SGD lr={OPTIMIZERS['sgd']} (no momentum); "
                f"warm-up = fine-tune epochs; dense baseline trains both · α=1 restart control · device={device.type}")
     summary: dict[str, Any] = {
-        "config": {"study": "regimes", "level": name, "trials": trials, "seed": args.seed, "device": str(device),
-                   "grid": {**grid.__dict__}, "optimizers": OPTIMIZERS, "hidden": HIDDEN, "clause_size": CLAUSE_SIZE,
-                   "children": [list(c) for c in CHILDREN], "data": str(args.data), "out": str(out)},
+        "config": {"study": "regimes", "level": name, "trials": trials, "seed": args.seed,
+                   "seeds": [args.seed + t for t in range(trials)], "shard": args.shard, "device": str(device),
+                   "grid": {**grid.__dict__}, "cells": cells, "optimizers": OPTIMIZERS, "hidden": HIDDEN,
+                   "clause_size": CLAUSE_SIZE, "children": [list(c) for c in CHILDREN], "data": str(args.data),
+                   "out": str(out), "caption": caption},
         "environment": environment(device),
         "run": {"trials": len(sp), "models": len(df), "trained_trials": trained, "loaded_trials": len(sp) - trained,
                 "train_seconds": round(train_s, 2)},
-        "answer": answer(st),
-        "cells": st.to_dict("records"),
     }
+    if shard:
+        csv = write_shard(df, summary, out, shard, t0)
+        print(f"regimes: shard {args.shard}: {len(sp)} trials ({trained} trained) -> {csv} "  # noqa: T201
+              "(partial; run without --shard to write the statistics and the regime map)")
+        return 0
+    st = cell_stats(df)
+    summary["partial"] = False
+    summary["answer"] = answer(st)
+    summary["cells"] = st.to_dict("records")
     files = [write_csv(df, out / "results.csv"), write_csv(st, out / "stats.csv")]
     files.append(write_figure(heatmap_figure(st, caption), out / "regime_map.html"))
     summary["figures"] = ["regime_map.html"]

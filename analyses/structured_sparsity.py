@@ -18,6 +18,12 @@ A dense row carries the alpha of the comparison it belongs to (its target).
     python -m analyses.structured_sparsity [--quick] [--out DIR] [--device auto|cpu|cuda]
                                            [--trials N] [--seed S] [--shard I/N] [--data DIR]
                                            [--nm N:M] [--alphas 2,4] [--every K] [--fraction F]
+                                           [task options] [training options]
+
+The task options (--vars --layout --outputs --p --negation-prob --train-samples)
+and training options (--optimizer --lr --momentum --weight-decay --batch-size
+--warmup --finetune) of `python -m fci` set the regime of every job (the
+study's 8 clauses x 3 literals stay; the regrow gradient batch is the batch size).
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import LEVELS, add_caption
-from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
+from analyses._common import Level, add_caption
+from analyses._jobs import (JobContext, JobStudy, check_alphas, chunked, comma_list, level_task, regime_caption, regime_level,
+                            run_job_study)
 from fci.data import boolean
 from fci.expand import expand
 from fci.metrics import (
@@ -100,14 +107,19 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     except ValueError as e:
         ap.error(f"--nm: {e}")
     args.alphas = list(comma_list(ap, "--alphas", args.alphas, kind=int, low=2))
-    check_alphas(ap, "--alphas", args.alphas, N_CLAUSES * CLAUSE_SIZE, "the headline task")
+    check_alphas(ap, "--alphas", args.alphas, max(args.vars or 0, N_CLAUSES * CLAUSE_SIZE), "the headline task")
     if args.every is not None and args.every < 1:
         ap.error(f"--every must be >= 1 (epochs), got {args.every}")
     if not 0 < args.fraction < 1:
         ap.error(f"--fraction must lie in (0, 1), got {args.fraction}")
-    finetune = LEVELS["tiny" if args.tiny else "quick" if args.quick else "full"].train.finetune
+    finetune = regime_level(ap, args).train.finetune
     if args.every is not None and args.every >= finetune:
         ap.error(f"--every {args.every} leaves no prune-and-regrow round in {finetune} fine-tuning epochs")
+
+
+def boolean_task(args: argparse.Namespace, level: Level) -> TaskConfig:
+    """The study's task family at a level (the regime's task options applied)."""
+    return level_task(level, n_clauses=N_CLAUSES, clause_size=CLAUSE_SIZE)
 
 
 def _dynamic(ctx: JobContext) -> DynamicSparsity:
@@ -119,7 +131,7 @@ def _dynamic(ctx: JobContext) -> DynamicSparsity:
 def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     """One job per (alpha, trial): a dense parent, its baseline and five children."""
     lv, a = ctx.level, ctx.args
-    task = TaskConfig(n_clauses=N_CLAUSES, clause_size=CLAUSE_SIZE, n_train=lv.n_train, n_test=lv.n_test)
+    task = boolean_task(a, lv)
     dyn = _dynamic(ctx)
     return [
         {"n_clauses": N_CLAUSES, "clause_size": CLAUSE_SIZE, "hidden": HIDDEN, "alpha": int(alpha), "seed": a.seed + t,
@@ -132,9 +144,8 @@ def caption(ctx: JobContext) -> str:
     lv, a = ctx.level, ctx.args
     t, d = lv.train, _dynamic(ctx)
     return (f"structured_sparsity · level={lv.name} · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1}) · "
-            f"{N_CLAUSES} clauses x {CLAUSE_SIZE} literals, disjoint, balanced · {HIDDEN} neurons · "
-            f"{lv.n_train} train / {lv.n_test} test · Adam lr={t.lr}, batch {t.batch_size}, {t.warmup} warm-up + "
-            f"{t.finetune} fine-tuning epochs · device={ctx.device.type}<br>"
+            f"{N_CLAUSES} clauses x {CLAUSE_SIZE} literals · {HIDDEN} neurons · {lv.n_test} test samples · "
+            f"device={ctx.device.type}<br>{regime_caption(ctx)} ({t.warmup} warm-up + {t.finetune} fine-tuning)<br>"
             f"{a.nm}: first-layer child masks, largest |w| per group kept · regrow: every {d.every} epochs drop "
             f"{d.fraction:g} of layer-0 weights (cosine decay, none after {d.stop:g} of fine-tuning), regrow the "
             f"largest |grad| on {d.grad_batch} samples<br>"
@@ -491,6 +502,8 @@ STUDY = JobStudy(
     add_arguments=add_arguments,
     validate=validate,
     print_summary=print_summary,
+    boolean_task=boolean_task,
+    regime_scope="every job (the study trains the Boolean task only; the regrow gradient batch is --batch-size)",
 )
 
 

@@ -18,6 +18,12 @@ width x p* = const (fit of log p* against log width, slope -1 predicted).
                                    [--trials N] [--seed S] [--shard I/N] [--data DIR]
                                    [--dataset boolean|digits] [--clauses C]
                                    [--base-widths 2,4,8] [--alphas 2,3,4,6,8,12,16] [--rescale-init]
+                                   [task options] [training options]
+
+The task options (--vars --layout --outputs --p --negation-prob --train-samples)
+and training options (--optimizer --lr --momentum --weight-decay --batch-size
+--warmup --finetune) of `python -m fci` set the Boolean task's regime (with
+--dataset digits they are refused: digits keeps the run level's schedule).
 
 Every model trains the same number of epochs (the FPE schedule's warm-up plus
 fine-tuning; sparse and dense models train that many from scratch). A trial's
@@ -41,8 +47,9 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import LEVELS, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, chunked, comma_list, run_job_study
+from analyses._common import Level, add_caption, significance_text
+from analyses._jobs import JobContext, JobStudy, chunked, comma_list, level_task, regime_caption, regime_level, run_job_study
+from fci._cli import flag_error
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.model import MaskedMLP
@@ -92,11 +99,17 @@ NAMES = {"sparse": "static random sparse (nnz = budget)", "fpe": f"FPE, {SPLIT} 
 # --------------------------------------------------------------------------- data and jobs
 
 
-def dataset_spec(args: argparse.Namespace, level_name: str) -> dict[str, Any]:
-    """The data every job of a run trains on (JSON; part of each job's store key)."""
-    lv = LEVELS[level_name]
-    if args.dataset == "boolean":
-        return {"name": "boolean", "task": TaskConfig(n_clauses=args.clauses, n_train=lv.n_train, n_test=lv.n_test).to_dict()}
+def boolean_task(args: argparse.Namespace, level: Level) -> TaskConfig | None:
+    """The Boolean task family at a level (the regime's task options applied); None with --dataset digits."""
+    return level_task(level, n_clauses=args.clauses) if args.dataset == "boolean" else None
+
+
+def dataset_spec(args: argparse.Namespace, level: Level) -> dict[str, Any]:
+    """The data every job of a run trains on (JSON; part of each job's store key);
+    `level`: the run level with the regime options applied (`JobContext.level`)."""
+    task = boolean_task(args, level)
+    if task is not None:
+        return {"name": "boolean", "task": task.to_dict()}
     return {"name": "digits", "split_seed": int(args.seed), "test_fraction": 0.25}
 
 
@@ -637,7 +650,10 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                         else SWEEPS[level]["base_widths"])
     args.alphas = (tuple(_alpha(v) for v in comma_list(ap, "--alphas", args.alphas, kind=float, low=1, strict=True))
                    if args.alphas is not None else SWEEPS[level]["alphas"])
-    n_in, n_out = _shape(dataset_spec(args, level))
+    try:
+        n_in, n_out = _shape(dataset_spec(args, regime_level(ap, args)))
+    except ValueError as e:  # a task option the Boolean task refuses
+        flag_error(ap, e)
     for h0 in args.base_widths:
         budget = dense_nnz(n_in, h0, n_out)
         try:
@@ -654,20 +670,23 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     a = ctx.args
     seeds = [a.seed + t for t in range(a.trials)]
-    return make_jobs(dataset_spec(a, ctx.level.name), a.base_widths, a.alphas, seeds, ctx.level.train, a.rescale_init)
+    train = ctx.level.train if a.dataset == "boolean" else ctx.base.train  # the regime options are the Boolean task's
+    return make_jobs(dataset_spec(a, ctx.level), a.base_widths, a.alphas, seeds, train, a.rescale_init)
 
 
 def caption(ctx: JobContext) -> str:
     a, lv = ctx.args, ctx.level
-    spec = dataset_spec(a, lv.name)
+    spec = dataset_spec(a, lv)
     n_in, n_out = _shape(spec)
-    data = (f"Boolean DNF, {a.clauses} clauses, k=3, disjoint, balanced planting, one task per trial, "
-            f"{lv.n_train} train / {lv.n_test} test" if a.dataset == "boolean" else "sklearn digits (8x8), 75/25 split")
+    data = (f"Boolean DNF, {a.clauses} clauses, k=3, one task per trial, {lv.n_test} test samples; {regime_caption(ctx)}"
+            if a.dataset == "boolean" else "sklearn digits (8x8), 75/25 split")
     budgets = ", ".join(f"H0={h}: {dense_nnz(n_in, h, n_out)}" for h in a.base_widths)
-    t = lv.train
-    return (f"wide_sparse · level={lv.name} · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1}) · {data} · "
+    t = lv.train if a.dataset == "boolean" else ctx.base.train
+    opt = (f"{t.optimizer} lr={t.lr:g}" + (f" momentum={t.momentum:g}" if t.momentum else "")
+           + (f" wd={t.weight_decay:g}" if t.weight_decay else ""))
+    return (f"wide_sparse · level={lv.name} · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1}) · {data}<br>"
             f"budgets (nnz of a dense {n_in}-H0-{n_out} MLP) {budgets} · widths H0×{{1,{','.join(map(str, a.alphas))}}}<br>"
-            f"every model trains {t.epochs} epochs (Adam lr={t.lr}, batch {t.batch_size}); FPE: {t.warmup} dense warm-up epochs, "
+            f"every model trains {t.epochs} epochs ({opt}, batch {t.batch_size}); FPE: {t.warmup} dense warm-up epochs, "
             f"{SPLIT} split, {t.finetune} fine-tuning epochs · sparse: random masks at init, uniform per layer, split by layer size, "
             f"biases kept{', init rescaled' if a.rescale_init else ''} · dense: more parameters<br>"
             f"error bars ±1 s.e.m. over trials; * p<0.05, paired t-test against the dense base-width model (α=1) of the same trial "
@@ -677,7 +696,7 @@ def caption(ctx: JobContext) -> str:
 def stats_hook(df: pd.DataFrame, ctx: JobContext) -> pd.DataFrame:
     st = study_stats(df)
     ctx.cache["optima"] = opt = optima(df, st)
-    n_in, n_out = _shape(dataset_spec(ctx.args, ctx.level.name))
+    n_in, n_out = _shape(dataset_spec(ctx.args, ctx.level))
     ctx.cache["np_check"] = np_check(opt, n_in, n_out)
     return st
 
@@ -758,6 +777,8 @@ STUDY = JobStudy(
     add_arguments=add_arguments,
     validate=validate,
     print_summary=print_summary,
+    boolean_task=boolean_task,
+    regime_scope="the Boolean task only (--dataset boolean, the default)",
 )
 
 

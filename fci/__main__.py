@@ -1,5 +1,6 @@
 """`python -m fci`: train one configuration (dense, clause-split and random-split
-FPE) for several trials as one stack, store the models, print a summary table."""
+FPE) for several trials as one stack, store the models, print a summary table
+and write it, with the full configuration, to summary.json."""
 
 from __future__ import annotations
 
@@ -8,18 +9,21 @@ import logging
 import math
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from fci._cli import (OneLineParser, add_regime_arguments, build_task, build_train, check_writable, mean_sem_text,
-                      parse_splits, regime_overrides, regime_text)
+from fci._cli import (OneLineParser, add_regime_arguments, build_task, build_train, check_writable, environment, mean_sem_text,
+                      parse_splits, regime_overrides, regime_record, regime_text, write_json)
 from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
 from fci.expand import SPLITS
-from fci.metrics import clause_mean_capacity, cosine_interference, feature_capacity, trial_stats
+from fci.metrics import (clause_mean_capacity, cosine_interference, feature_capacity, paired_ttest, relative_improvement,
+                         trial_stats)
 from fci.model import resolve_device
 from fci.store import Store, config_key
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe
+from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="trial t uses seed + t")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--data", default="data", help="results store root")
+    r.add_argument("--out", default=None, help="folder for summary.json (default: <data>/results/fci/)")
     r.add_argument("--threshold", type=float, default=None,
                    help="per-neuron relative sign threshold for static decoding (default: data-driven, 'auto')")
     return ap
@@ -102,11 +107,35 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
     except ValueError as e:
         ap.error(f"--device: {e}")
     check_writable(ap, "--data", args.data)
+    args.out = str(check_writable(ap, "--out", Path(args.data) / "results" / "fci" if args.out is None else args.out))
     specs = [
         FPESpec(task=task, hidden=args.hidden, seed=args.seed + t, expansions=tuple((s, args.alpha) for s in splits), train=train)
         for t in range(args.trials)
     ]
     return splits, specs
+
+
+def condition_summary(name: str, split: str | None, alpha: int, results: list[ModelResult], measured: list[dict[str, float]],
+                      dense_accuracy: np.ndarray) -> dict[str, Any]:
+    """summary.json's record of one condition over trials: test accuracy mean, s.e.m.
+    and n; for a child, the relative improvement over its trial's dense baseline
+    (mean, s.e.m.) and the paired t-test of accuracy against dense; nnz; and every
+    printed measurement's mean, s.e.m. and n (finite trials only)."""
+    acc = np.array([m.test_accuracy for m in results], dtype=float)
+    s = trial_stats(acc)
+    rec: dict[str, Any] = {"condition": name, "split": split, "alpha": alpha, "n": int(s["n"]),
+                           "test_accuracy_mean": s["mean"], "test_accuracy_sem": s["sem"],
+                           "test_accuracy": acc.tolist(), "nnz": sorted({int(m.nnz) for m in results})}
+    if split is not None:
+        ri = trial_stats(np.asarray(relative_improvement(acc, dense_accuracy), dtype=float))
+        test = paired_ttest(acc, dense_accuracy)
+        rec.update(rel_improvement_mean=ri["mean"], rel_improvement_sem=ri["sem"], paired_p=test["p"],
+                   paired_mean_diff=test["mean_diff"], n_pairs=int(test["n"]))
+    for key in measured[0] if measured else ():
+        v = np.array([m[key] for m in measured], dtype=float)
+        ms = trial_stats(v[np.isfinite(v)])
+        rec[key] = {"mean": ms["mean"], "sem": ms["sem"], "n": int(ms["n"])}
+    return rec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,22 +148,22 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     groups = [[config_key(c) for c in entry_configs(s).values()] for s in specs]
     store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and retrained
-    store.share(groups, lambda idx: run_fpe([specs[i] for i in idx], device=device, progress=True, store=store))
+    ran = store.share(groups, lambda idx: run_fpe([specs[i] for i in idx], device=device, progress=True, store=store))
     results = run_fpe(specs, device=device, store=store)  # everything is stored now: this loads
     elapsed = time.perf_counter() - t0
 
-    rows = [("dense", [r.dense for r in results])]
-    rows += [(f"{s} α={args.alpha}", [r.children[(s, args.alpha)] for r in results]) for s in splits]
+    rows: list[tuple[str, str | None, int, list[ModelResult]]] = [("dense", None, 1, [r.dense for r in results])]
+    rows += [(f"{s} α={args.alpha}", s, args.alpha, [r.children[(s, args.alpha)] for r in results]) for s in splits]
     print(f"\nC={args.clauses} k={args.clause_size} hidden={args.hidden} alpha={args.alpha} trials={args.trials} "
           f"device={device.type}\n{regime_text(specs[0].task, specs[0].train)}")
     print(f"{'condition':<16}{'test accuracy (mean ± s.e.)':>30}{'nnz':>14}")
-    for name, res in rows:
+    for name, _, _, res in rows:
         nnz = sorted({m.nnz for m in res})
         nnz_s = str(nnz[0]) if len(nnz) == 1 else f"{min(nnz)}-{max(nnz)}"
         print(f"{name:<16}{_mean_sem([m.test_accuracy for m in res]):>30}{nnz_s:>14}")
     x_tests = [r.task.test_data()[0] for r in results]  # one draw per trial, shared by its conditions
     measured = [(name, [measure(m.model, r.task, x, args.threshold) for r, m, x in zip(results, res, x_tests)])
-                for name, res in rows]
+                for name, _, _, res in rows]
     tables = (
         ("what the network computes (decode_function): clause F1, agreement with the network on the test set, "
          "the ceiling (the true clauses' agreement), seconds per network; mean ± s.e. over trials",
@@ -147,7 +176,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'condition':<16}" + "".join(f"{h:>20}" for h in heads))
         for name, ms in measured:
             print(f"{name:<16}" + "".join(f"{_mean_sem([m[c] for m in ms]):>20}" for c in cols))
-    print(f"{elapsed:.1f}s; models stored under {store.dir}")
+
+    dense_acc = np.array([r.dense.test_accuracy for r in results], dtype=float)
+    task, train = specs[0].task, specs[0].train
+    models = [m for _, _, _, res in rows for m in res] + [r.parent for r in results]
+    backends = backends_of([m.provenance for m in models])
+    summary = {
+        "config": {
+            "command": "python -m fci",
+            "options": {k: (str(v) if k == "device" else v) for k, v in vars(args).items()},
+            "regime": regime_record(task, train),
+            "task": task.to_dict(), "train": {**train.to_dict(), "momentum": train.momentum},
+            "clauses": args.clauses, "clause_size": args.clause_size, "test_samples": args.test_samples,
+            "hidden": args.hidden, "alpha": args.alpha, "splits": splits, "threshold": "auto" if args.threshold is None else args.threshold,
+            "trials": args.trials, "seed": args.seed, "seeds": [s.seed for s in specs],
+            "device": str(device), "data": str(args.data), "out": str(args.out),
+        },
+        "environment": environment(device),
+        "run": {"trials": len(specs), "models": len(specs) * (1 + len(splits)), "trained_trials": len(ran),
+                "loaded_trials": len(specs) - len(ran), "backends": backends,
+                "mixed_backends": len({b.split(" ")[0] for b in backends}) > 1, "seconds": round(elapsed, 2),
+                "store": str(store.dir)},
+        "conditions": [condition_summary(name, split, alpha, res, ms, dense_acc)
+                       for (name, split, alpha, res), (_, ms) in zip(rows, measured)],
+    }
+    path = write_json(summary, Path(args.out) / "summary.json")
+    print(f"{elapsed:.1f}s; models stored under {store.dir}; summary: {path}")
     return 0
 
 

@@ -1,18 +1,26 @@
 """What every command of the suite shares: one-line option errors (exit status 2,
-no usage dump, no traceback), the writable-folder check, and `mean ± s.e.` text
-that says `n=1` instead of printing `nan`."""
+no usage dump, no traceback), the writable-folder check, `mean ± s.e.` text
+that says `n=1` instead of printing `nan`, the regime options, and the
+summary.json pieces (strict JSON written atomically, the run's environment)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as _dt
+import importlib.metadata
+import json
 import math
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["OneLineParser", "check_writable", "mean_sem_text", "CONFIG_FLAGS", "flag_error", "parse_p",
            "TASK_OPTIONS", "TRAIN_OPTIONS", "add_regime_arguments", "regime_overrides", "build_train", "build_task",
-           "regime_record", "regime_text", "parse_splits"]
+           "regime_record", "regime_text", "parse_splits", "jsonable", "write_json", "environment"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -92,10 +100,11 @@ def parse_p(value: str) -> float | str:
 
 
 def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, Any] | None = None,
-                         train_defaults: Any = None, default_note: str = "") -> None:
+                         train_defaults: Any = None, default_note: str = "", applies_to: str = "") -> None:
     """Add the task and training options. With no defaults given, every option
     defaults to None, meaning "the command's own value" (`default_note` says what
-    that is in --help); `regime_overrides` then returns only what was set."""
+    that is in --help); `regime_overrides` then returns only what was set.
+    `applies_to` (e.g. "the Boolean jobs only") goes into both groups' --help."""
     td = task_defaults or {}
     tr = train_defaults
     note = f" (default: {default_note})" if default_note and tr is None else ""
@@ -111,7 +120,8 @@ def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, A
             return text
         return f"{text} (default: {default})" if default else f"{text}{note}"
 
-    t = ap.add_argument_group("task options (SPEC §1)")
+    scope = f"They apply to {applies_to}." if applies_to else None
+    t = ap.add_argument_group("task options (SPEC §1)", scope)
     t.add_argument("--vars", type=int, default=d("n_vars", td), help=h("input variables n (None: C*k)", "C*k"))
     t.add_argument("--layout", choices=["disjoint", "shared"], default=d("layout", td) if td else None,
                    help=h("variable layout", "disjoint"))
@@ -124,7 +134,7 @@ def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, A
                    help=h("probability that a literal is negated", "0.5"))
     t.add_argument("--train-samples", type=int, default=d("n_train", td) if td else None,
                    help=h("training samples per task"))
-    g = ap.add_argument_group("training options")
+    g = ap.add_argument_group("training options", scope)
     g.add_argument("--optimizer", choices=["adam", "sgd"], default=d("optimizer", tr), help=h("optimiser"))
     g.add_argument("--lr", type=float, default=d("lr", tr), help=h("learning rate"))
     g.add_argument("--momentum", type=float, default=d("momentum", tr), help=h("SGD momentum in [0, 1)", "0"))
@@ -192,3 +202,88 @@ def parse_splits(ap: argparse.ArgumentParser, text: str, flag: str = "--splits")
     if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
         ap.error(f"{flag} takes distinct names from {','.join(SPLITS)}, got {text!r}")
     return splits
+
+
+# --------------------------------------------------------------------------- summary.json
+
+
+def jsonable(obj: Any) -> Any:
+    """Strict-JSON version of obj: NaN/inf become None, numpy scalars Python ones,
+    dataclasses their `to_dict()`."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj))
+    return obj
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write `obj` as strict JSON (`jsonable`) through a temporary file beside
+    `path`, renamed into place: a reader never sees half a file."""
+    path = Path(path)
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def environment(device: Any) -> dict[str, Any]:
+    """Package versions, interpreter, machine (CPU model and vector features), device
+    and the code's commit: what summary.json records about where a run ran."""
+    import torch
+
+    from fci import _kernel
+
+    pkgs: dict[str, str | None] = {}
+    for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
+        try:
+            pkgs[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # e.g. fci run from a checkout
+            mod = sys.modules.get(name)
+            pkgs[name] = getattr(mod, "__version__", None)
+    device = torch.device(device)
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _kernel.cpu_model(),
+        "cpu_features": list(_kernel.cpu_features()),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "packages": pkgs,
+        "argv": list(sys.argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.type == "cuda":
+        env["cuda_device"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            env["git_commit"] = commit.stdout.strip()
+            env["git_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env

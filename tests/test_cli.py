@@ -122,3 +122,65 @@ def test_studies_refuse_an_alpha_above_the_inputs_before_any_work(tmp_path, caps
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"--alphas values must be <= {limit}" in err and f"got {limit + 1}" in err
     assert not (tmp_path / "data").exists()
+
+
+#: Every option of `python -m fci` at a value other than its default (a tiny run).
+EVERY_OPTION = {
+    "--clauses": "3", "--clause-size": "2", "--test-samples": "48", "--vars": "8", "--layout": "shared",
+    "--outputs": "clauses", "--p": "uniform", "--negation-prob": "0.25", "--train-samples": "40", "--optimizer": "sgd",
+    "--lr": "0.05", "--momentum": "0.5", "--weight-decay": "0.001", "--batch-size": "16", "--warmup": "2", "--finetune": "1",
+    "--hidden": "3", "--alpha": "3", "--splits": "random,gram", "--trials": "2", "--seed": "4", "--device": "cpu",
+    "--threshold": "0.3",
+}
+
+
+def test_every_option_round_trips_into_summary_json(tmp_path):
+    import json
+
+    from fci.__main__ import build_parser
+
+    ap = build_parser()
+    argv = [a for kv in EVERY_OPTION.items() for a in kv] + ["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")]
+    flags = {a.option_strings[0]: a for a in ap._actions if a.option_strings and a.dest != "help"}
+    assert set(flags) == set(EVERY_OPTION) | {"--data", "--out"}, "an option of python -m fci is not covered here"
+    parsed = ap.parse_args(argv)
+    for flag, action in flags.items():
+        assert getattr(parsed, action.dest) != action.default, f"{flag} is set to its default"
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    cfg = summary["config"]
+    for flag, action in flags.items():
+        assert cfg["options"][action.dest] == getattr(parsed, action.dest), flag
+    assert cfg["regime"] == {"vars": 8, "layout": "shared", "outputs": "clauses", "p": "uniform", "negation_prob": 0.25,
+                             "train_samples": 40, "optimizer": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.001,
+                             "batch_size": 16, "warmup": 2, "finetune": 1}
+    assert cfg["task"]["n_test"] == 48 and cfg["splits"] == ["random", "gram"] and cfg["seeds"] == [4, 5]
+    assert cfg["threshold"] == 0.3 and cfg["device"] == "cpu" and cfg["train"]["momentum"] == 0.5
+    assert summary["run"]["backends"] == ["torch"]  # the kernel does not run SGD momentum
+    assert summary["environment"]["packages"]["torch"] and summary["environment"]["cpu"]
+    conds = {c["condition"]: c for c in summary["conditions"]}
+    assert list(conds) == ["dense", "random α=3", "gram α=3"]
+    dense = conds["dense"]
+    assert dense["n"] == 2 and "paired_p" not in dense
+    for c in conds.values():  # the record is the trials' own numbers
+        acc = c["test_accuracy"]
+        assert len(acc) == 2 and c["test_accuracy_mean"] == pytest.approx(sum(acc) / 2)
+        assert c["test_accuracy_sem"] == pytest.approx(abs(acc[0] - acc[1]) / 2)
+    for name in ("random α=3", "gram α=3"):
+        c = conds[name]
+        rel = [(a - d) / d for a, d in zip(c["test_accuracy"], dense["test_accuracy"])]
+        assert c["rel_improvement_mean"] == pytest.approx(sum(rel) / 2) and c["n_pairs"] == 2
+        assert c["paired_p"] is None or 0 <= c["paired_p"] <= 1
+        assert c["function_f1"]["n"] == 2
+
+
+def test_an_unwritable_out_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import fci.__main__ as cli
+
+    monkeypatch.setattr(cli, "run_fpe", lambda *a, **k: pytest.fail("trained despite a bad option"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path / "d"), "--out", str(blocker / "sub")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--out" in err and "must be a writable folder" in err

@@ -155,3 +155,137 @@ def test_sgd_momentum_trains_like_torch_sgd_and_the_kernel_refuses_it():
     if kernel.available():
         with pytest.raises(BackendUnavailable, match="momentum"):
             fit(_stack(), x, y, cfg, range(1), backend="kernel")
+
+
+# --------------------------------------------------------------------------- the JobStudy studies on the Boolean task
+
+#: study -> (extra options for a small tiny run on the Boolean task, the caption's figure file)
+JOB_STUDIES = {
+    "wide_sparse": (["--base-widths", "2", "--alphas", "2"], "wide_sparse.html"),
+    "deep_fpe": (["--datasets", "boolean", "--depths", "2"], "deep_fpe.html"),
+    "effective_density": (["--datasets", "boolean", "--multipliers", "0.5,1"], "effective_density.html"),
+    "structured_sparsity": (["--alphas", "2"], "structured_sparsity.html"),
+}
+CAPTION = ("shared clauses outputs", "p=uniform", "negation 0.25", "n=26", "96 train samples", "sgd lr=0.05",
+           "momentum=0.5", "wd=0.001", "batch 32", "3+2 epochs")
+
+
+def _study(name):
+    import importlib
+
+    return importlib.import_module(f"analyses.{name}").STUDY
+
+
+@pytest.mark.parametrize("name", JOB_STUDIES)
+def test_a_job_study_records_every_regime_option_and_trains_under_it(tmp_path, name):
+    from analyses._jobs import run_job_study
+
+    extra, figure = JOB_STUDIES[name]
+    out = tmp_path / "out"
+    assert run_job_study(_study(name), ["--tiny", "--device", "cpu", "--trials", "2", "--out", str(out),
+                                        "--data", str(tmp_path / "d"), *extra, *REGIME]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = summary["config"]
+    assert cfg["regime"] == EXPECTED
+    assert cfg["train"] == {**TrainConfig(optimizer="sgd", lr=0.05, momentum=0.5, weight_decay=0.001, batch_size=32,
+                                          warmup=3, finetune=2).to_dict(), "momentum": 0.5}
+    assert (cfg["task"]["layout"], cfg["task"]["outputs"], cfg["task"]["p"], cfg["task"]["n_vars"], cfg["task"]["n_train"]) == \
+        ("shared", "clauses", "uniform", 26, 96)
+    assert not set(cfg["study_options"]) & {k for k in EXPECTED}  # recorded once, under config.regime
+    html = (out / figure).read_text()
+    for text in CAPTION:  # the figure's caption names the regime
+        assert text in html, (name, text)
+
+
+def _boolean_jobs(name, jobs):
+    """(train dict, task dict) of each Boolean job; the train dict of each digits job."""
+    boolean, other = [], []
+    for j in jobs:
+        if name == "structured_sparsity":
+            boolean.append((j["train"], j["task"]))
+        elif name == "wide_sparse":
+            (boolean if j["dataset"]["name"] == "boolean" else other).append((j["train"], j["dataset"].get("task")))
+        else:
+            (boolean if j["dataset"] == "boolean" else other).append((j["train"], j["data"].get("task")))
+    return boolean, other
+
+
+@pytest.mark.parametrize("name", JOB_STUDIES)
+def test_the_regime_reaches_the_boolean_jobs_and_only_them(name):
+    from analyses._common import LEVELS
+    from analyses._jobs import JobContext, _check_regime, build_job_parser, regime_level
+
+    study = _study(name)
+    ap = build_job_parser(study)
+    mixed = {"deep_fpe": ["--datasets", "boolean,digits"], "effective_density": ["--datasets", "boolean,digits"]}.get(name, [])
+    args = ap.parse_args(["--tiny", "--trials", "2", *mixed, *REGIME])
+    args.trials = 2
+    _check_regime(study, ap, args)
+    level = regime_level(ap, args)
+    ctx = JobContext(args=args, level=level, device=torch.device("cpu"), base_level=LEVELS["tiny"],
+                     task=study.boolean_task(args, level))
+    boolean, other = _boolean_jobs(name, study.jobs(ctx))
+    assert boolean and all(TrainConfig.from_dict(t) == level.train for t, _ in boolean)
+    assert level.train.optimizer == "sgd" and level.train.momentum == 0.5
+    for _, task in boolean:
+        assert (task["layout"], task["outputs"], task["p"], task["negation_prob"], task["n_vars"], task["n_train"]) == \
+            ("shared", "clauses", "uniform", 0.25, 26, 96)
+    assert bool(other) == bool(mixed)
+    assert all(TrainConfig.from_dict(t) == LEVELS["tiny"].train for t, _ in other)  # digits keeps the level's schedule
+
+
+def test_default_regime_options_leave_the_job_studies_store_keys_unchanged():
+    """Without regime options a JobStudy builds the same jobs (and store keys) as before them."""
+    from analyses import structured_sparsity as S
+    from analyses._common import LEVELS
+    from analyses._jobs import JobContext, build_job_parser, regime_level
+
+    ap = build_job_parser(S.STUDY)
+    args = ap.parse_args(["--tiny"])
+    args.trials = 2
+    S.validate(ap, args)
+    assert regime_level(ap, args) == LEVELS["tiny"]
+    ctx = JobContext(args=args, level=LEVELS["tiny"], device=torch.device("cpu"))
+    jobs = S.jobs(ctx)
+    task = {"n_clauses": 8, "clause_size": 3, "n_vars": None, "layout": "disjoint", "negation_prob": 0.5, "outputs": "dnf",
+            "p": "balanced", "n_train": LEVELS["tiny"].n_train, "n_test": LEVELS["tiny"].n_test}
+    assert all(j["task"] == task and j["train"] == LEVELS["tiny"].train.to_dict() for j in jobs)
+
+
+JOB_BAD = [b for b in BAD if b[0][0] != "--splits"]
+
+
+@pytest.fixture
+def no_job_training(monkeypatch):
+    """Any attempt to run a job fails the test: a refusal must come first."""
+    import analyses._jobs as jobs_mod
+
+    def boom(*a, **k):
+        raise AssertionError("jobs started before the options were checked")
+
+    monkeypatch.setattr(jobs_mod.Store, "share", boom)
+
+
+@pytest.mark.parametrize("argv,message", JOB_BAD)
+@pytest.mark.parametrize("name", JOB_STUDIES)
+def test_a_job_study_refuses_bad_regime_values_before_any_work(no_job_training, tmp_path, capsys, name, argv, message):
+    from analyses._jobs import run_job_study
+
+    with pytest.raises(SystemExit) as e:
+        run_job_study(_study(name), ["--tiny", *argv, "--data", str(tmp_path / "d")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and argv[0] in err[0], err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("name,argv", [("wide_sparse", ["--dataset", "digits"]), ("deep_fpe", ["--datasets", "digits"]),
+                                       ("effective_density", ["--datasets", "digits"])])
+def test_a_regime_option_without_boolean_jobs_is_refused(no_job_training, tmp_path, capsys, name, argv):
+    from analyses._jobs import run_job_study
+
+    with pytest.raises(SystemExit) as e:
+        run_job_study(_study(name), ["--tiny", *argv, "--optimizer", "sgd", "--data", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "--optimizer applies to the Boolean" in err and "this run trains no Boolean task" in err

@@ -77,3 +77,45 @@ def test_bad_options_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--trials", "1", "--data", str(tmp_path)])
     assert "--trials must be >= 2" in capsys.readouterr().err
+
+
+def test_two_shards_then_a_final_run_equal_an_unsharded_run(tmp_path):
+    """--shard I/N trains a disjoint slice into the store and writes partial outputs;
+    the final run trains nothing and writes what an unsharded run writes."""
+    common = ["--tiny", "--device", "cpu"]
+    whole = tmp_path / "whole"
+    assert main([*common, "--data", str(whole / "data"), "--out", str(whole / "out")]) == 0
+    sharded = tmp_path / "sharded"
+    out = sharded / "out"
+    parts = []
+    for i in range(2):
+        assert main([*common, "--shard", f"{i}/2", "--data", str(sharded / "data"), "--out", str(out)]) == 0
+        part = json.loads((out / f"summary.shard-{i}-of-2.json").read_text())
+        assert part["partial"] is True and part["config"]["shard"] == f"{i}/2" and "answer" not in part
+        assert part["run"]["trained_trials"] == part["run"]["trials"]
+        parts.append(pd.read_csv(out / f"results.shard-{i}-of-2.csv"))
+    assert not (out / "results.csv").exists() and not (out / "regime_map.html").exists()
+    keys = [set(zip(p.seed, p.outputs, p.optimizer, p.n_clauses, p.warmup)) for p in parts]
+    assert keys[0] and keys[1] and not keys[0] & keys[1]  # two non-empty, disjoint slices
+    assert main([*common, "--data", str(sharded / "data"), "--out", str(out)]) == 0
+    final = json.loads((out / "summary.json").read_text())
+    assert final["run"]["trained_trials"] == 0 and final["run"]["loaded_trials"] == final["run"]["trials"]
+    ref = json.loads((whole / "out" / "summary.json").read_text())
+    assert final["run"]["trials"] == ref["run"]["trials"] == sum(p["run"]["trials"] for p in
+                                                                  (json.loads((out / f"summary.shard-{i}-of-2.json").read_text())
+                                                                   for i in range(2)))
+    a, b = pd.read_csv(out / "results.csv"), pd.read_csv(whole / "out" / "results.csv")
+    pd.testing.assert_frame_equal(a, b)
+    cols = list(b.columns)
+    union = pd.concat(parts).sort_values(["store_key"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(union[cols], b.sort_values(["store_key"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "stats.csv"), pd.read_csv(whole / "out" / "stats.csv"))
+    assert final["answer"] == ref["answer"]
+
+
+def test_a_bad_shard_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--tiny", "--shard", "2/2", "--data", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "--shard I/N needs N >= 1 and 0 <= I < N" in err
+    assert not (tmp_path / "d").exists()
