@@ -21,9 +21,9 @@ from fci.expand import SPLITS
 from fci.metrics import (clause_mean_capacity, cosine_interference, feature_capacity, paired_ttest, relative_improvement,
                          trial_stats)
 from fci.model import resolve_device
-from fci.store import Store, config_key
+from fci.store import Store
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe
+from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, run_fpe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = Store(args.data)
     t0 = time.perf_counter()
-    groups = [[config_key(c) for c in entry_configs(s).values()] for s in specs]
-    store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and retrained
-    ran = store.share(groups, lambda idx: run_fpe([specs[i] for i in idx], device=device, progress=True, store=store))
-    results = run_fpe(specs, device=device, store=store)  # everything is stored now: this loads
+    # run_fpe heals the store (a corrupt entry is quarantined with one warning and retrained) and claims
+    # its trials there, so two processes on one store split the work
+    results = run_fpe(specs, device=device, progress=True, store=store)
+    ran = results.trained
     elapsed = time.perf_counter() - t0
 
     rows: list[tuple[str, str | None, int, list[ModelResult]]] = [("dense", None, 1, [r.dense for r in results])]
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         nnz = sorted({m.nnz for m in res})
         nnz_s = str(nnz[0]) if len(nnz) == 1 else f"{min(nnz)}-{max(nnz)}"
         print(f"{name:<16}{_mean_sem([m.test_accuracy for m in res]):>30}{nnz_s:>14}")
-    x_tests = [r.task.test_data()[0] for r in results]  # one draw per trial, shared by its conditions
-    measured = [(name, [measure(m.model, r.task, x, args.threshold) for r, m, x in zip(results, res, x_tests)])
+    x_tests = [r.boolean_task.test_data()[0] for r in results]  # one draw per trial, shared by its conditions
+    measured = [(name, [measure(m.model, r.boolean_task, x, args.threshold) for r, m, x in zip(results, res, x_tests)])
                 for name, _, _, res in rows]
     tables = (
         ("what the network computes (decode_function): clause F1, agreement with the network on the test set, "
