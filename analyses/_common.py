@@ -59,10 +59,12 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.model import resolve_device
-from fci.sharding import parse_shard, shard_items
+from fci.sharding import parse_shard
 from fci.store import Store, config_key
 from fci.tasks import TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe, trial_keys
+
+from analyses._runner import Outputs, Plan, RunInfo, run
 
 __all__ = [
     "Level",
@@ -635,6 +637,8 @@ class Context:
     results: list[tuple[FPEResult, int]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)  # for hooks that share work (not written)
+    run: RunInfo | None = None  # the run's device, store and folders
+    items: list[tuple[FPESpec, int]] = field(default_factory=list)  # (trial spec, trial index) of the whole sweep
 
 
 @dataclass(frozen=True)
@@ -669,6 +673,91 @@ class Study:
 
     def __post_init__(self):
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
+
+    # -- how the runner (`analyses._runner.run`) runs a study of Boolean FPE trials
+
+    def parser(self) -> argparse.ArgumentParser:
+        return build_parser(self)
+
+    def prepare(self, ap: argparse.ArgumentParser, info: RunInfo) -> Context:
+        args = info.args
+        if args.trials is None:
+            args.trials = LEVELS[info.level].trials
+        level = apply_regime(ap, args, LEVELS[info.level], self.points(info.level))
+        if self.validate:
+            self.validate(ap, args)
+        points = self.points(level.name)
+        items = make_specs(points, level, args.trials, args.seed, splits=args.splits)
+        config = {
+            "study": self.name, "description": self.description, "level": level.name,
+            "trials": args.trials, "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)],
+            "shard": args.shard, "device": str(info.device), "data": str(args.data), "out": str(info.out),
+            "points": [p.to_dict() for p in points],
+            "task": {**TaskConfig().to_dict(), **level.task, "n_train": level.n_train, "n_test": level.n_test,
+                     "n_clauses": "per point", "clause_size": "per point",
+                     **({} if "n_vars" in level.task else {"n_vars": "C*k"})},
+            "train": level.train.to_dict(),
+            "regime": level_regime(level),
+            "splits": args.splits or "the study's",
+            "channel_threshold": 0.1,
+            "study_options": study_options(args),
+        }
+        return Context(args=args, level=level, points=points, caption=caption_for(self, level, args, info.device),
+                       config=config, run=info, items=items)
+
+    def plan(self, ctx: Context) -> Plan:
+        assert ctx.run is not None
+        info = ctx.run
+
+        def produce(items: list[tuple[FPESpec, int]]) -> None:
+            run_fpe([s for s, _ in items], device=info.device, progress=True, store=info.store)
+
+        return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=_shard_key,
+                    unit="trials", describe=f"{len(ctx.points)} configurations x {ctx.args.trials} trials")
+
+    def table(self, units: list[tuple[FPESpec, int]], ctx: Context) -> pd.DataFrame:
+        """One row per model (every model is stored by now: run_fpe loads them)."""
+        assert ctx.run is not None
+        results = run_fpe([s for s, _ in units], device=ctx.run.device, store=ctx.run.store)
+        ctx.results = list(zip(results, [t for _, t in units]))
+        rows = []
+        for res, trial in tqdm(ctx.results, desc="measure", unit="trial", leave=False):
+            x_test = res.boolean_task.test_data()[0]  # one draw per trial, shared by its conditions
+            for cond, alpha, mr in _conditions(res):
+                row = model_row(res, trial, cond, alpha, mr, x_test=x_test)
+                if self.extra_columns:
+                    row.update(self.extra_columns(res, trial, cond, alpha, mr, ctx))
+                rows.append(row)
+        df = pd.DataFrame(rows)
+        if not df.empty:
+            order = df.condition.map(condition_order)
+            df = df.assign(_order=order).sort_values(CONFIG_KEYS + ["_order", "alpha", "trial"]).drop(columns="_order")
+            df = df.reset_index(drop=True)
+        return df
+
+    def run_record(self, units: list[tuple[FPESpec, int]], ctx: Context) -> dict[str, Any]:
+        provs = [r.provenance for res, _ in ctx.results for _, _, r in _conditions(res)]
+        provs += [res.parent.provenance for res, _ in ctx.results]
+        backends = backends_of(provs)
+        # Kernel builds (8- and 16-lane) differ by block only; a mix means two backends (kernel, torch, reference).
+        return {"models": sum(1 + len(s.expansions) for s, _ in units), "backends": backends,
+                "mixed_backends": len({b.split(" ")[0] for b in backends}) > 1}
+
+    def finish(self, df: pd.DataFrame, ctx: Context) -> Outputs:
+        stats = condition_stats(df, BASE_METRICS + tuple(self.extra_metrics))
+        curves = loss_curves(ctx.results)
+        summary: dict[str, Any] = {"conditions": stats.to_dict("records"), "pooled": pooled_stats(df).to_dict("records")}
+        head = stats[(stats.n_clauses == HEADLINE.n_clauses) & (stats.hidden == HEADLINE.hidden)
+                     & (stats.clause_size == HEADLINE.clause_size)]
+        summary["headline"] = head[["condition", "alpha", "n", "accuracy_mean", "accuracy_sem", "rel_improvement_mean",
+                                    "rel_improvement_sem", "rel_improvement_p", "nnz_mean"]].to_dict("records") \
+            if not head.empty else []
+        summary["convergence"] = convergence(curves)
+        if self.summarise:
+            summary.update(self.summarise(df, stats, ctx))
+        figs = dict(self.figures(df, stats, ctx))
+        figs["loss_curves"] = loss_figure(curves, f"{self.name}: train loss (mean over trials)", ctx.caption)
+        return Outputs(stats=stats, summary=summary, figures=figs, tables={"loss_curves": curves}, lines=_pooled_lines)
 
 
 def contract_parser(name: str, description: str, epilog: str, quick_help: str, units: str) -> argparse.ArgumentParser:
@@ -730,29 +819,30 @@ def write_shard(df: pd.DataFrame, summary: dict[str, Any], out: Path, shard: tup
     return csv
 
 
-def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, study: Study) -> tuple[Level, torch.device, Path, Store, tuple[int, int] | None]:
-    """Check every option before any work; a bad one exits with a message naming it."""
-    level = LEVELS["tiny" if args.tiny else "quick" if args.quick else "full"]
+def check_contract(ap: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> RunInfo:
+    """Check the options every study takes (level, device, trials, shard, folders);
+    a bad one exits with a message naming it. The folders are checked for
+    writing by the runner after the study's own checks, before any work; a
+    study fills in its own default --trials (`args.trials` None)."""
+    level = "tiny" if args.tiny else "quick" if args.quick else "full"
     try:
         device = resolve_device(args.device)
     except ValueError as e:
         ap.error(f"--device: {e}")
-    if args.trials is None:
-        args.trials = level.trials
-    if args.trials < 1:
+    if args.trials is not None and args.trials < 1:
         ap.error(f"--trials must be >= 1, got {args.trials}")
     try:
         shard = parse_shard(args.shard)
     except ValueError as e:
         ap.error(str(e))
-    if isinstance(study, Study) and hasattr(args, "optimizer"):  # the Boolean FPE studies take the regime options
-        level = apply_regime(ap, args, level, study.points(level.name))
-    if study.validate:
-        study.validate(ap, args)
-    out = Path(args.out) if args.out is not None else Path(args.data) / "results" / study.name
-    for flag, folder in (("--out", out), ("--data", Path(args.data))):
+    out = Path(args.out) if args.out is not None else Path(args.data) / "results" / name
+    return RunInfo(args=args, level=level, device=device, out=out, store=Store(args.data), shard=shard)
+
+
+def check_folders(ap: argparse.ArgumentParser, info: RunInfo) -> None:
+    """--out and --data must be writable (checked before any work)."""
+    for flag, folder in (("--out", info.out), ("--data", Path(info.args.data))):
         check_writable(ap, flag, folder)
-    return level, device, out, Store(args.data), shard
 
 
 def apply_regime(ap: argparse.ArgumentParser, args: argparse.Namespace, level: Level, points: Sequence[Point]) -> Level:
@@ -787,110 +877,20 @@ def caption_for(study: Study, level: Level, args: argparse.Namespace, device: to
 
 
 def run_study(study: Study, argv: Sequence[str] | None = None) -> int:
-    """Parse, validate, train (or load), measure and write; returns 0 on success."""
-    ap = build_parser(study)
-    args = ap.parse_args(argv)
-    level, device, out, store, shard = _validate(ap, args, study)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    t_start = time.perf_counter()
-
-    points = study.points(level.name)
-    items = make_specs(points, level, args.trials, args.seed, splits=args.splits)
-    items = shard_items(items, shard, key=_shard_key)
-    specs = [s for s, _ in items]
-    groups = trial_keys(specs)
-    store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and retrained
-    done = sum(all(store.has(k) for k in g) for g in groups)
-    n_models = sum(1 + len(s.expansions) for s in specs)
-    log.info("%s: %d configurations x %d trials%s -> %d trials (%d models); %d trials already in %s",
-             study.name, len(points), args.trials, f" (shard {args.shard})" if shard else "", len(specs), n_models, done, store.dir)
-    t0 = time.perf_counter()
-    trained = train_shared(specs, store, device)
-    results = run_fpe(specs, device=device, store=store)  # every model is stored now: this loads them
-    train_s = time.perf_counter() - t0
-    pairs = list(zip(results, [t for _, t in items]))
-
-    caption = caption_for(study, level, args, device)
-    config = {
-        "study": study.name, "description": study.description, "level": level.name,
-        "trials": args.trials, "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)],
-        "shard": args.shard, "device": str(device), "data": str(args.data), "out": str(out),
-        "points": [p.to_dict() for p in points],
-        "task": {**TaskConfig().to_dict(), **level.task, "n_train": level.n_train, "n_test": level.n_test,
-                 "n_clauses": "per point", "clause_size": "per point", **({} if "n_vars" in level.task else {"n_vars": "C*k"})},
-        "train": level.train.to_dict(),
-        "regime": level_regime(level),
-        "splits": args.splits or "the study's",
-        "channel_threshold": 0.1,
-        "study_options": study_options(args),
-    }
-    ctx = Context(args=args, level=level, points=points, caption=caption, results=pairs, config=config)
-
-    rows = []
-    for res, trial in tqdm(pairs, desc="measure", unit="trial", leave=False):
-        x_test = res.task.test_data()[0]  # one draw per trial, shared by its conditions
-        for cond, alpha, mr in _conditions(res):
-            row = model_row(res, trial, cond, alpha, mr, x_test=x_test)
-            if study.extra_columns:
-                row.update(study.extra_columns(res, trial, cond, alpha, mr, ctx))
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        order = df.condition.map(condition_order)
-        df = df.assign(_order=order).sort_values(CONFIG_KEYS + ["_order", "alpha", "trial"]).drop(columns="_order")
-        df = df.reset_index(drop=True)
-
-    summary: dict[str, Any] = {"config": config, "environment": environment(device)}
-    summary["run"] = {"trials": len(specs), "models": n_models, "trained_trials": trained, "loaded_trials": len(specs) - trained,
-                      "train_seconds": round(train_s, 2)}
-    summary["run"]["backends"] = backends_of([r.provenance for res, _ in pairs for _, _, r in _conditions(res)] +
-                                             [res.parent.provenance for res, _ in pairs])
-    # Kernel builds (8- and 16-lane) are chosen per stack by its widths, so a sweep with mixed
-    # widths (the restart control) uses both; a mix means two backends (kernel, torch, reference).
-    summary["run"]["mixed_backends"] = len({b.split(" ")[0] for b in summary["run"]["backends"]}) > 1
-    if shard:
-        csv = write_shard(df, summary, out, shard, t_start)
-        print(f"{study.name}: shard {args.shard}: {len(specs)} trials ({trained} trained) -> {csv} "
-              "(partial; run without --shard to write the figures)")
-        return 0
-
-    stats = condition_stats(df, BASE_METRICS + tuple(study.extra_metrics))
-    curves = loss_curves(pairs)
-    summary["partial"] = False
-    summary["conditions"] = stats.to_dict("records")
-    summary["pooled"] = pooled_stats(df).to_dict("records")
-    head = stats[(stats.n_clauses == HEADLINE.n_clauses) & (stats.hidden == HEADLINE.hidden) & (stats.clause_size == HEADLINE.clause_size)]
-    summary["headline"] = head[["condition", "alpha", "n", "accuracy_mean", "accuracy_sem", "rel_improvement_mean",
-                                "rel_improvement_sem", "rel_improvement_p", "nnz_mean"]].to_dict("records") if not head.empty else []
-    summary["convergence"] = convergence(curves)
-    if study.summarise:
-        summary.update(study.summarise(df, stats, ctx))
-
-    files = [write_csv(df, out / "results.csv"), write_csv(stats, out / "stats.csv"), write_csv(curves, out / "loss_curves.csv")]
-    figs = dict(study.figures(df, stats, ctx))
-    figs["loss_curves"] = loss_figure(curves, f"{study.name}: train loss (mean over trials)", caption)
-    for name, fig in tqdm(figs.items(), desc="figures", unit="fig", leave=False):
-        files.append(write_figure(fig, out / f"{name}.html"))
-    summary["figures"] = sorted(f"{n}.html" for n in figs)
-    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
-    files.append(write_json(summary, out / "summary.json"))
-
-    _print_table(study, summary, out, files)
-    return 0
+    """Parse, validate, train (or load), measure and write (`analyses._runner.run`); returns 0."""
+    return run(study, argv)
 
 
-def _print_table(study: Study, summary: dict[str, Any], out: Path, files: list[Path]) -> None:
-    run = summary["run"]
-    print(f"\n{study.name}: {run['trials']} trials ({run['trained_trials']} trained, {run['loaded_trials']} from the store), "
-          f"{run['total_seconds']:.0f}s")
-    if run.get("mixed_backends"):
-        print(f"warning: the models of this study were trained by different backends ({', '.join(run['backends'])}); "
-              "they agree to float rounding, not bit for bit")
-    print(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
+def _pooled_lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    if summary["run"].get("mixed_backends"):
+        lines.append(f"warning: the models of this study were trained by different backends "
+                     f"({', '.join(summary['run']['backends'])}); they agree to float rounding, not bit for bit")
+    lines.append(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
     for r in summary["pooled"]:
         n = r["n_pairs"]
         acc = mean_sem_text(r["accuracy_mean"], r["accuracy_sem"], n)
         rel = mean_sem_text(r["rel_improvement_mean"], r["rel_improvement_sem"], n, digits=2, scale=100, unit="%", sign=True)
         p = f"{r['p']:.2g}" if np.isfinite(r["p"]) else "n/a"  # a paired t-test needs 2 pairs
-        print(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p:>10}")
-    print(f"wrote {', '.join(p.name for p in files)} to {out}")
+        lines.append(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p:>10}")
+    return lines

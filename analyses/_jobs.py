@@ -36,7 +36,6 @@ import argparse
 import dataclasses
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -45,11 +44,10 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from analyses._common import (LEVELS, Level, _validate, contract_parser, environment, jsonable, study_options, write_csv,
-                               write_figure, write_json, write_shard)
+from analyses._common import LEVELS, Level, contract_parser, jsonable, study_options
+from analyses._runner import Outputs, Plan, RunInfo, run
 from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, add_regime_arguments, build_train, flag_error, regime_overrides, regime_record,
                       regime_text)
-from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 from fci.tasks import TaskConfig
 
@@ -134,6 +132,26 @@ class JobStudy:
     def job_config(self, job: dict[str, Any]) -> dict[str, Any]:
         """The store config of a job."""
         return {"kind": f"{self.name}-job", **job}
+
+    # -- how the runner (`analyses._runner.run`) runs a study of jobs
+
+    def parser(self) -> argparse.ArgumentParser:
+        return build_job_parser(self)
+
+    def prepare(self, ap: argparse.ArgumentParser, info: RunInfo) -> JobContext:
+        return _prepare(self, ap, info)
+
+    def plan(self, ctx: JobContext) -> Plan:
+        return _plan(self, ctx)
+
+    def table(self, units: list[dict[str, Any]], ctx: JobContext) -> pd.DataFrame:
+        return _table(self, units, ctx)
+
+    def run_record(self, units: list[dict[str, Any]], ctx: JobContext) -> dict[str, Any]:
+        return {}
+
+    def finish(self, df: pd.DataFrame, ctx: JobContext) -> Outputs:
+        return _finish(self, df, ctx)
 
 
 def chunked(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
@@ -282,55 +300,25 @@ def _load_rows(store: Store, key: str) -> list[dict[str, Any]]:
     return rows
 
 
-#: Where each study's `paper` entries point: the regime map says in which regimes FPE beats dense.
-REGIME_MAP = ("python -m analyses.regimes (summary.json `answer`; docs/analyses/regimes.png): the regimes (output mode, "
-              "training length, optimiser, load) in which random- and clause-split FPE beat dense, with p")
-
-
 def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
-    """Parse, validate, run (or load) every job, tabulate and write; returns 0."""
-    ap = build_job_parser(study)
-    args = ap.parse_args(argv)
-    checked = dataclasses.replace(study, validate=lambda ap_, args_: _check_regime(study, ap_, args_))
-    base, device, out, store, shard = _validate(ap, args, checked)  # type: ignore[arg-type]
+    """Parse, validate, run (or load) every job, tabulate and write (`analyses._runner.run`); returns 0."""
+    return run(study, argv)
+
+
+def _prepare(study: JobStudy, ap: argparse.ArgumentParser, info: RunInfo) -> JobContext:
+    args = info.args
+    if args.trials is None:
+        args.trials = LEVELS[info.level].trials
+    _check_regime(study, ap, args)  # the study's own checks and its Boolean task: before any work
     level = regime_level(ap, args)
     task = study.boolean_task(args, level) if study.boolean_task is not None else None
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    t_start = time.perf_counter()
-    ctx = JobContext(args=args, level=level, device=device, store=store, base_level=base, task=task)
+    base = LEVELS[info.level]
+    ctx = JobContext(args=args, level=level, device=info.device, store=info.store, base_level=base, task=task)
     ctx.caption = study.caption(ctx) if study.caption else f"{study.name} · level={level.name} · trials={args.trials}"
-
-    jobs = study.jobs(ctx)
-    jobs = shard_items(jobs, shard, key=study.job_config)
-    keys = [config_key(study.job_config(j)) for j in jobs]
-    store.heal(keys)  # a corrupt entry is quarantined (one warning) and rerun
-    todo = [j for j, k in zip(jobs, keys) if not store.has(k)]
-    log.info("%s: %d jobs%s; %d already in %s", study.name, len(jobs), f" (shard {args.shard})" if shard else "",
-             len(jobs) - len(todo), store.dir)
-    t0 = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=study.name, unit="job", disable=not todo)
-
-    def produce(idx: list[int]) -> None:
-        for job, rows, tensors in study.run([jobs[i] for i in idx], ctx):
-            store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
-            bar.update(1)
-
-    ran = store.share([[k] for k in keys], produce)  # claims split the jobs with other processes on this store
-    bar.close()
-    train_s = time.perf_counter() - t0
-    missing = [j for j, k in zip(jobs, keys) if not store.has(k)]
-    if missing:
-        raise RuntimeError(f"{study.name}: {len(missing)} jobs were not produced by the study's run hook, e.g. {missing[0]}")
-
-    rows = []
-    for job, key in zip(jobs, keys):
-        for r in _load_rows(store, key):
-            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **r})
-    df = pd.DataFrame(rows)
     ctx.config = {
         "study": study.name, "description": study.description, "level": level.name, "trials": args.trials,
         "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)], "shard": args.shard,
-        "device": str(device), "data": str(args.data), "out": str(out), "jobs": len(jobs),
+        "device": str(info.device), "data": str(args.data), "out": str(info.out),
         "study_options": study_options(args),
         "caption": ctx.caption,
     }
@@ -342,36 +330,43 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
             "train": {**level.train.to_dict(), "momentum": level.train.momentum},
             "base_train": {**base.train.to_dict(), "momentum": base.train.momentum},
         })
-    summary: dict[str, Any] = {"config": ctx.config, "environment": environment(device)}
-    summary["run"] = {"jobs": len(jobs), "trained_jobs": len(ran), "loaded_jobs": len(jobs) - len(ran),
-                      "train_seconds": round(train_s, 2)}
-    if shard:
-        csv = write_shard(df, summary, out, shard, t_start)
-        print(f"{study.name}: shard {args.shard}: {len(jobs)} jobs ({len(ran)} run) -> {csv} "
-              "(partial; run without --shard to write the figures)")
-        return 0
+    return ctx
 
+
+def _plan(study: JobStudy, ctx: JobContext) -> Plan:
+    jobs = study.jobs(ctx)
+    ctx.config["jobs"] = len(jobs)  # before sharding: the whole run's
+    assert ctx.store is not None
+    store = ctx.store
+
+    def produce(todo: list[dict[str, Any]]) -> None:
+        bar = tqdm(total=len(todo), desc=study.name, unit="job", disable=not todo)
+        for job, rows, tensors in study.run(todo, ctx):
+            store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
+            bar.update(1)
+        bar.close()
+
+    return Plan(units=jobs, keys=lambda j: [config_key(study.job_config(j))], produce=produce, shard_key=study.job_config,
+                unit="jobs")
+
+
+def _table(study: JobStudy, jobs: list[dict[str, Any]], ctx: JobContext) -> pd.DataFrame:
+    assert ctx.store is not None
+    rows = []
+    for job in jobs:
+        for r in _load_rows(ctx.store, config_key(study.job_config(job))):
+            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **r})
+    return pd.DataFrame(rows)
+
+
+def _finish(study: JobStudy, df: pd.DataFrame, ctx: JobContext) -> Outputs:
     stats = study.stats(df, ctx)
-    summary["partial"] = False
-    summary["stats"] = stats.to_dict("records")
+    summary: dict[str, Any] = {"stats": stats.to_dict("records")}
     if study.summarise:
         summary.update(study.summarise(df, stats, ctx))
-    for claim in summary.get("paper") or []:  # every claim names the regime it was checked in, and the map
-        if isinstance(claim, dict):
-            claim.setdefault("regime", " · ".join(t.strip() for t in ctx.caption.replace("<br>", " · ").split(" · ")))
-            claim.setdefault("regime_map", REGIME_MAP)
-    files = [write_csv(df, out / "results.csv"), write_csv(stats, out / "stats.csv")]
-    figs = study.figures(df, stats, ctx)
-    for name, fig in tqdm(figs.items(), desc="figures", unit="fig", leave=False):
-        files.append(write_figure(fig, out / f"{name}.html"))
-    summary["figures"] = sorted(f"{n}.html" for n in figs)
-    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
-    files.append(write_json(summary, out / "summary.json"))
-    run = summary["run"]
-    print(f"\n{study.name}: {run['jobs']} jobs ({run['trained_jobs']} run, {run['loaded_jobs']} from the store), "
-          f"{run['total_seconds']:.0f}s")
-    if study.print_summary:
-        for line in study.print_summary(summary, ctx):
-            print(line)
-    print(f"wrote {', '.join(p.name for p in files)} to {out}")
-    return 0
+    lines: list[str] | Callable[[dict[str, Any]], list[str]] = []
+    if study.print_summary is not None:
+        printer = study.print_summary
+        lines = lambda full: printer(full, ctx)  # noqa: E731
+    return Outputs(stats=stats, summary=summary, figures=dict(study.figures(df, stats, ctx)), lines=lines)
+

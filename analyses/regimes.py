@@ -25,9 +25,7 @@ import argparse
 import logging
 import math
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -36,14 +34,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from analyses._common import (EXPANSIONS, RESTART, _conditions, add_caption, check_writable, contract_parser, environment,
-                              label, model_row, train_shared, write_csv, write_figure, write_json, write_shard)
+from analyses._common import (EXPANSIONS, RESTART, _conditions, add_caption, contract_parser, label, model_row)
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
-from fci.model import resolve_device
-from fci.sharding import parse_shard, shard_items
-from fci.store import Store
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe
+from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe, trial_keys
+
+from analyses._runner import Outputs, Plan, RunInfo, run
 
 __all__ = ["GRIDS", "Grid", "OPTIMIZERS", "specs", "shard_key", "cell_stats", "answer", "heatmap_figure", "main"]
 
@@ -210,80 +206,84 @@ def build_parser() -> argparse.ArgumentParser:
         units="trials")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    name = "tiny" if args.tiny else "quick" if args.quick else "full"
-    grid = GRIDS[name]
-    try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        ap.error(f"--device: {e}")
-    trials = grid.trials if args.trials is None else args.trials
-    if trials < 2:
-        ap.error(f"--trials must be >= 2 (a paired test needs two pairs), got {trials}")
-    try:
-        shard = parse_shard(args.shard)
-    except ValueError as e:
-        ap.error(str(e))
-    out = Path(args.out) if args.out is not None else Path(args.data) / "results" / "regimes"
-    for flag, folder in (("--out", out), ("--data", Path(args.data))):
-        check_writable(ap, flag, folder)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    t0 = time.perf_counter()
-    store = Store(args.data)
-    items = specs(grid, trials, args.seed)
-    cells = len(items) // trials
-    items = shard_items(items, shard, key=shard_key)
-    sp = [s for s, _ in items]
-    log.info("regimes: %d cells x %d trials%s -> %d trials (%d models)", cells, trials,
-             f" (shard {args.shard})" if shard else "", len(sp), len(sp) * (1 + len(CHILDREN)))
-    trained = train_shared(sp, store, device)
-    results = run_fpe(sp, device=device, store=store)
-    train_s = time.perf_counter() - t0
+@dataclass
+class RegimeContext:
+    """What the regimes study's steps share: options, grid, sweep, caption, config."""
 
-    rows = []
-    for res, (_, trial) in tqdm(list(zip(results, items)), desc="measure", unit="trial", leave=False):
-        x_test = res.task.test_data()[0]
-        rows += [_row(res, trial, c, a, mr, x_test) for c, a, mr in _conditions(res)]
-    df = pd.DataFrame(rows)
-    caption = (f"regimes · level={name} · trials={trials} (seeds {args.seed}..{args.seed + trials - 1}) · k={CLAUSE_SIZE} "
-               f"disjoint DNF, balanced planting, H={HIDDEN}, {grid.n_train} train / {grid.n_test} test samples, "
-               f"batch {grid.batch_size}<br>Adam lr={OPTIMIZERS['adam']}, SGD lr={OPTIMIZERS['sgd']} (no momentum); "
-               f"warm-up = fine-tune epochs; dense baseline trains both · α=1 restart control · device={device.type}")
-    summary: dict[str, Any] = {
-        "config": {"study": "regimes", "level": name, "trials": trials, "seed": args.seed,
-                   "seeds": [args.seed + t for t in range(trials)], "shard": args.shard, "device": str(device),
-                   "grid": {**grid.__dict__}, "cells": cells, "optimizers": OPTIMIZERS, "hidden": HIDDEN,
-                   "clause_size": CLAUSE_SIZE, "children": [list(c) for c in CHILDREN], "data": str(args.data),
-                   "out": str(out), "caption": caption},
-        "environment": environment(device),
-        "run": {"trials": len(sp), "models": len(df), "trained_trials": trained, "loaded_trials": len(sp) - trained,
-                "train_seconds": round(train_s, 2)},
-    }
-    if shard:
-        csv = write_shard(df, summary, out, shard, t0)
-        print(f"regimes: shard {args.shard}: {len(sp)} trials ({trained} trained) -> {csv} "  # noqa: T201
-              "(partial; run without --shard to write the statistics and the regime map)")
-        return 0
-    st = cell_stats(df)
-    summary["partial"] = False
-    summary["answer"] = answer(st)
-    summary["cells"] = st.to_dict("records")
-    files = [write_csv(df, out / "results.csv"), write_csv(st, out / "stats.csv")]
-    files.append(write_figure(heatmap_figure(st, caption), out / "regime_map.html"))
-    summary["figures"] = ["regime_map.html"]
-    summary["run"]["total_seconds"] = round(time.perf_counter() - t0, 2)
-    files.append(write_json(summary, out / "summary.json"))
-    a = summary["answer"]
-    print(f"\nregimes: {len(sp)} trials ({trained} trained), {summary['run']['total_seconds']:.0f}s")  # noqa: T201
+    run: RunInfo
+    grid: Grid
+    trials: int
+    items: list[tuple[FPESpec, int]]
+    caption: str
+    config: dict[str, Any]
+    results: list = field(default_factory=list)
+
+
+class RegimesStudy:
+    """The regime map as a study of Boolean FPE trials (`analyses._runner.run`)."""
+
+    name = "regimes"
+
+    def parser(self) -> argparse.ArgumentParser:
+        return build_parser()
+
+    def prepare(self, ap: argparse.ArgumentParser, info: RunInfo) -> RegimeContext:
+        args, grid = info.args, GRIDS[info.level]
+        trials = grid.trials if args.trials is None else args.trials
+        if trials < 2:
+            ap.error(f"--trials must be >= 2 (a paired test needs two pairs), got {trials}")
+        items = specs(grid, trials, args.seed)
+        cells = len(items) // trials
+        caption = (f"regimes · level={info.level} · trials={trials} (seeds {args.seed}..{args.seed + trials - 1}) · "
+                   f"k={CLAUSE_SIZE} disjoint DNF, balanced planting, H={HIDDEN}, {grid.n_train} train / {grid.n_test} "
+                   f"test samples, batch {grid.batch_size}<br>Adam lr={OPTIMIZERS['adam']}, SGD lr={OPTIMIZERS['sgd']} "
+                   f"(no momentum); warm-up = fine-tune epochs; dense baseline trains both · α=1 restart control · "
+                   f"device={info.device.type}")
+        config = {"study": "regimes", "level": info.level, "trials": trials, "seed": args.seed,
+                  "seeds": [args.seed + t for t in range(trials)], "shard": args.shard, "device": str(info.device),
+                  "grid": {**grid.__dict__}, "cells": cells, "optimizers": OPTIMIZERS, "hidden": HIDDEN,
+                  "clause_size": CLAUSE_SIZE, "children": [list(c) for c in CHILDREN], "data": str(args.data),
+                  "out": str(info.out), "caption": caption}
+        return RegimeContext(run=info, grid=grid, trials=trials, items=items, caption=caption, config=config)
+
+    def plan(self, ctx: RegimeContext) -> Plan:
+        def produce(items: list[tuple[FPESpec, int]]) -> None:
+            run_fpe([s for s, _ in items], device=ctx.run.device, progress=True, store=ctx.run.store)
+
+        return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=shard_key,
+                    unit="trials", describe=f"{ctx.config['cells']} cells x {ctx.trials} trials")
+
+    def table(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> pd.DataFrame:
+        results = run_fpe([s for s, _ in units], device=ctx.run.device, store=ctx.run.store)
+        rows = []
+        for res, (_, trial) in tqdm(list(zip(results, units)), desc="measure", unit="trial", leave=False):
+            x_test = res.boolean_task.test_data()[0]
+            rows += [_row(res, trial, c, a, mr, x_test) for c, a, mr in _conditions(res)]
+        return pd.DataFrame(rows)
+
+    def run_record(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> dict[str, Any]:
+        return {"models": len(units) * (1 + len(CHILDREN))}
+
+    def finish(self, df: pd.DataFrame, ctx: RegimeContext) -> Outputs:
+        st = cell_stats(df)
+        return Outputs(stats=st, summary={"answer": answer(st), "cells": st.to_dict("records")},
+                       figures={"regime_map": heatmap_figure(st, ctx.caption)}, lines=_answer_lines)
+
+
+def _answer_lines(summary: dict[str, Any]) -> list[str]:
+    a, lines = summary["answer"], []
     for key in [k for k in a if k != "significance_level"]:
         v = a[key]
-        print(f"{key:<10} beats dense (p<0.05) in {v['beats_dense']}/{v['cells']} cells, below in {v['below_dense']}")  # noqa: T201
-        for c in v["beats"][:6]:
-            print(f"    + {c['cell']}: {100 * c['rel_improvement']:+.1f}% (p={c['p']:.2g})")  # noqa: T201
-    print(f"wrote {', '.join(p.name for p in files)} to {out}")  # noqa: T201
-    return 0
+        lines.append(f"{key:<10} beats dense (p<0.05) in {v['beats_dense']}/{v['cells']} cells, below in {v['below_dense']}")
+        lines += [f"    + {c['cell']}: {100 * c['rel_improvement']:+.1f}% (p={c['p']:.2g})" for c in v["beats"][:6]]
+    return lines
+
+
+STUDY = RegimesStudy()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -269,3 +269,23 @@ def test_regressions_from_synthetic_tables():
     df = pd.concat([df, df.assign(hidden=df.hidden * 4, accuracy=df.accuracy * 0.9)])  # more configurations
     reg = regressions(df, condition_stats(df))
     assert set(reg.level) == {"configs", "trials"} and set(reg.sweep) == {"hidden", "clauses"}
+
+
+@pytest.mark.parametrize("name", ALL_STUDIES)
+def test_every_study_runs_through_the_one_runner(monkeypatch, name):
+    """`python -m analyses.<name>` is `analyses._runner.run` on the module's STUDY,
+    which has every step the runner calls."""
+    import importlib
+
+    import analyses._runner as runner
+
+    mod = importlib.import_module(f"analyses.{name}")
+    for step in ("parser", "prepare", "plan", "table", "run_record", "finish"):
+        assert callable(getattr(mod.STUDY, step, None)), f"{name}.STUDY lacks {step}"
+    seen = []
+    monkeypatch.setattr(runner, "run", lambda study, argv=None: seen.append((study, argv)) or 0)
+    for m in ("analyses._common", "analyses._jobs", f"analyses.{name}"):
+        if hasattr(importlib.import_module(m), "run"):
+            monkeypatch.setattr(importlib.import_module(m), "run", runner.run)
+    assert mod.main(["--tiny"]) == 0
+    assert seen == [(mod.STUDY, ["--tiny"])]

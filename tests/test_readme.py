@@ -34,8 +34,9 @@ def test_the_readme_notebook_example_runs_as_written(tmp_path, monkeypatch):
     exec(compile(_notebook_block(), "README.md (notebook example)", "exec"), namespace)
     assert namespace["child"].nnz() == namespace["model"].nnz()
     assert len(namespace["results"]) == 5 and len(namespace["res"]) == 5
-    assert len(namespace["store"].keys()) == 15  # 5 trials x (dense + 2 children)
+    assert len(namespace["store"].keys()) == 30  # (the Boolean and the digits sweep) x 5 trials x (dense + 2 children)
     assert 0.5 < namespace["res"][0].dense.test_accuracy <= 1
+    assert namespace["res"].trained == [0, 1, 2, 3, 4]  # a fresh store: this call trained every digits trial
 
 
 def test_import_fci_is_cheap_and_lazy():

@@ -1,0 +1,186 @@
+"""The one study runner: every `python -m analyses.<name>` runs through `run`.
+
+A study says *what* it runs; this module says *how*, once for all of them:
+
+1. parse and check every option before any work (a bad value exits with status
+   2 and one line naming the flag);
+2. plan the units of work (FPE trials, or jobs), keep the `--shard I/N` slice;
+3. quarantine corrupt store entries among the units' keys (one warning each);
+4. produce the units not in the store, split with any other process on the
+   same store by claims (`fci.store.Store.share`); each finished unit is
+   written atomically, so an interrupted run resumes where it stopped;
+5. build the results table from the store, and write `results.csv` (the
+   shard's `results.shard-I-of-N.csv` with `--shard`), `stats.csv`,
+   `summary.json` (config, environment, run record, statistics, the paper
+   claims with the regime each was checked in) and the figures.
+
+A study kind implements `StudyKind`: `analyses._common.Study` (Boolean FPE
+trials) and `analyses._jobs.JobStudy` (other units of work) are the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from tqdm.auto import tqdm
+
+from fci.sharding import shard_items
+from fci.store import Store
+
+__all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP"]
+
+log = logging.getLogger(__name__)
+
+#: Where each study's `paper` entries point: the regime map says in which regimes FPE beats dense.
+REGIME_MAP = ("python -m analyses.regimes (summary.json `answer`; docs/analyses/regimes.png): the regimes (output mode, "
+              "training length, optimiser, load) in which random- and clause-split FPE beat dense, with p")
+
+
+@dataclass
+class RunInfo:
+    """What every study's run has, checked before any work: the options, the
+    level, the device, the output folder, the store and the shard."""
+
+    args: argparse.Namespace
+    level: str
+    device: torch.device
+    out: Path
+    store: Store
+    shard: tuple[int, int] | None
+
+
+@dataclass
+class Plan:
+    """A run's units of work.
+
+    Attributes:
+        units: the units (FPE trials, jobs), in the order results are reported.
+        keys: a unit's store keys (the entries producing it writes).
+        produce: make the given units (train, measure, store); called under claims.
+        shard_key: a unit's identity for `--shard` (a JSON-able config).
+        unit: what a unit is called in logs and in the run record ("trials", "jobs").
+        describe: one log line about the plan (sizes), without the store counts.
+    """
+
+    units: list[Any]
+    keys: Callable[[Any], list[str]]
+    produce: Callable[[list[Any]], None]
+    shard_key: Callable[[Any], Any]
+    unit: str = "jobs"
+    describe: str = ""
+
+
+@dataclass
+class Outputs:
+    """What a study adds to a full (unsharded) run's outputs.
+
+    Attributes:
+        stats: stats.csv, the per-condition statistics.
+        summary: extra summary.json fields (put the comparison with the paper under "paper").
+        figures: {file stem: figure}, each written as `<stem>.html` (+ `.plotly.json`).
+        tables: extra CSVs, {file stem: table} (e.g. loss_curves).
+        lines: printed after the run line (the study's headline numbers), or a
+            function of the finished summary.json that gives them.
+    """
+
+    stats: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, go.Figure] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    lines: list[str] | Callable[[dict[str, Any]], list[str]] = field(default_factory=list)
+
+
+class StudyKind(Protocol):
+    """How a kind of study plugs into `run`."""
+
+    @property
+    def name(self) -> str: ...
+
+    def parser(self) -> argparse.ArgumentParser: ...
+
+    def prepare(self, ap: argparse.ArgumentParser, run: RunInfo) -> Any:
+        """Check the study's own options (via `ap.error`) and return its context,
+        which has `.config` (summary.json's "config") and `.caption`."""
+        ...
+
+    def plan(self, ctx: Any) -> Plan: ...
+
+    def table(self, units: list[Any], ctx: Any) -> pd.DataFrame:
+        """results.csv: every unit's rows, all of them in the store by now."""
+        ...
+
+    def run_record(self, units: list[Any], ctx: Any) -> dict[str, Any]:
+        """Extra fields of summary.json's "run" (e.g. the backends that trained the models)."""
+        ...
+
+    def finish(self, df: pd.DataFrame, ctx: Any) -> Outputs: ...
+
+
+def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
+    """Parse, check, plan, produce (or load), tabulate and write; returns 0."""
+    from analyses._common import check_contract, check_folders, environment, write_csv, write_figure, write_json, write_shard
+
+    ap = study.parser()
+    args = ap.parse_args(argv)
+    info = check_contract(ap, args, study.name)
+    ctx = study.prepare(ap, info)  # the study's own checks: still before any work
+    check_folders(ap, info)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    t_start = time.perf_counter()
+    store = info.store
+
+    plan = study.plan(ctx)
+    units = shard_items(plan.units, info.shard, key=plan.shard_key)
+    groups = [plan.keys(u) for u in units]
+    store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and produced again
+    stored = sum(all(store.has(k) for k in g) for g in groups)
+    log.info("%s: %s%d %s%s; %d already in %s", study.name, f"{plan.describe} -> " if plan.describe else "", len(units),
+             plan.unit, f" (shard {args.shard})" if info.shard else "", stored, store.dir)
+    t0 = time.perf_counter()
+    ran = store.share(groups, lambda idx: plan.produce([units[i] for i in idx]))  # claims split the work
+    train_s = time.perf_counter() - t0
+    missing = [u for u, g in zip(units, groups) if not all(store.has(k) for k in g)]
+    if missing:
+        raise RuntimeError(f"{study.name}: {len(missing)} {plan.unit} were not produced, e.g. {plan.shard_key(missing[0])}")
+
+    df = study.table(units, ctx)
+    n, u = len(units), plan.unit
+    summary: dict[str, Any] = {"config": ctx.config, "environment": environment(info.device),
+                               "run": {u: n, f"trained_{u}": len(ran), f"loaded_{u}": n - len(ran),
+                                       "train_seconds": round(train_s, 2), **study.run_record(units, ctx)}}
+    if info.shard:
+        csv = write_shard(df, summary, info.out, info.shard, t_start)
+        print(f"{study.name}: shard {args.shard}: {n} {u} ({len(ran)} produced here) -> {csv} "
+              "(partial; run without --shard to write the figures)")
+        return 0
+
+    outs = study.finish(df, ctx)
+    summary["partial"] = False
+    summary.update(outs.summary)
+    for claim in summary.get("paper") or []:  # every claim names the regime it was checked in, and the map
+        if isinstance(claim, dict):
+            claim.setdefault("regime", " · ".join(t.strip() for t in ctx.caption.replace("<br>", " · ").split(" · ")))
+            claim.setdefault("regime_map", REGIME_MAP)
+    out = info.out
+    files = [write_csv(df, out / "results.csv"), write_csv(outs.stats, out / "stats.csv")]
+    files += [write_csv(t, out / f"{name}.csv") for name, t in outs.tables.items()]
+    for name, fig in tqdm(outs.figures.items(), desc="figures", unit="fig", leave=False):
+        files.append(write_figure(fig, out / f"{name}.html"))
+    summary["figures"] = sorted(f"{name}.html" for name in outs.figures)
+    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    files.append(write_json(summary, out / "summary.json"))
+    run_rec = summary["run"]
+    verb = "trained" if u == "trials" else "run"
+    print(f"\n{study.name}: {n} {u} ({len(ran)} {verb}, {n - len(ran)} from the store), {run_rec['total_seconds']:.0f}s")
+    for line in outs.lines(summary) if callable(outs.lines) else outs.lines:
+        print(line)
+    print(f"wrote {', '.join(p.name for p in files)} to {out}")
+    return 0
