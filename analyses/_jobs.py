@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from analyses._common import (Level, _validate, contract_parser, environment, jsonable, study_options, write_csv, write_figure,
                                write_json, write_shard)
+from analyses._columns import canonical_row
 from fci.sharding import shard_items
 from fci.store import Store, StoreError, config_key
 
@@ -235,8 +236,10 @@ def run_job_study(study: JobStudy, argv: Sequence[str] | None = None) -> int:
     rows = []
     for job, key in zip(jobs, keys):
         for r in _load_rows(store, key):
-            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **r})
+            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **canonical_row(r)})
     df = pd.DataFrame(rows)
+    if "seed" in df.columns and "trial" not in df.columns:  # trial t uses seed S+t in every study
+        df.insert(int(df.columns.get_loc("seed")), "trial", df["seed"] - args.seed)
     ctx.config = {
         "study": study.name, "description": study.description, "level": level.name, "trials": args.trials,
         "seed": args.seed, "seeds": [args.seed + t for t in range(args.trials)], "shard": args.shard,
