@@ -48,12 +48,15 @@ from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, OneLineParser, add_regime_arg
                       flag_error, jsonable, mean_sem_text, parse_splits, regime_overrides, regime_record, regime_text, write_json)
 from fci.codes import clause_channels
 from fci.expand import SPLITS, split_info
+from analyses._rows import model_columns
 from fci.metrics import (
-    accuracy_per_parameter,
+    LATE_WINDOW,
     clause_mean_capacity,
     cosine_interference_stats,
     feature_capacity,
     fold_change,
+    is_flat,
+    late_drop,
     paired_ttest,
     relative_improvement,
     trial_stats,
@@ -271,25 +274,20 @@ def _width(spec: FPESpec) -> int:
     return spec.hidden
 
 
-def dead_units(model, x: torch.Tensor) -> int:
-    """First-hidden-layer units that never fire on x (N, n): pre-activation <= 0 on
-    every input (inert FPE children included). Their gradient is zero, so they stay dead."""
-    W, b = model.effective_weights()[0]  # (H, n), (H,)
-    pre = x.to(W.dtype) @ W.T + b  # (N, H)
-    return int((pre <= 0).all(0).sum())
-
-
 def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: ModelResult,
               channel_threshold: float = 0.1, x_test: torch.Tensor | None = None) -> dict[str, Any]:
     """One results.csv row: what the model is and what it measures.
 
+    The measurements every trained model has (test_accuracy, train_loss_final,
+    converged, nnz, dead_units, backend, ...) come from `analyses._rows.model_columns`;
+    dead_units counts first-layer units that never fire on the test inputs
+    `x_test` (drawn from the task when not given). Beside them:
     feature_capacity is the mean capacity over clause variables and
     cosine_interference the mean |cos| between non-zero neuron rows, both on the
     effective first-layer weights (SPEC §4); clauses_with_channel counts clauses
     whose feature channel (SPEC §5, relative threshold `channel_threshold`) is
-    non-empty; dead_units counts first-layer units that never fire on the test
-    inputs `x_test` (drawn from the task when not given). Condition 'restart' is
-    the alpha = 1 control (stored as the split `RESTART`).
+    non-empty. Condition 'restart' is the alpha = 1 control (stored as the split
+    `RESTART`). Column meanings: `analyses._columns.COLUMNS`.
     """
     spec, task = result.spec, result.boolean_task
     W1 = res.model.effective_weights()[0][0]  # (H', n)
@@ -297,8 +295,6 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     cap = clause_mean_capacity(feature_capacity(W1), clauses)
     cos = cosine_interference_stats(W1)
     channels = clause_channels(W1, clauses, threshold=channel_threshold)
-    split = res.model.nnz_split()
-    loss = res.train_loss
     cfg = entry_configs(spec)[RESTART if condition == "restart" else (condition, alpha)]
     if x_test is None:
         x_test = task.test_data()[0]
@@ -312,19 +308,11 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
         "n_vars": task.n_vars,  # type: ignore[has-type]  # fci.tasks does not type-check yet
         "trial": int(trial),
         "seed": int(spec.seed),
-        "accuracy": float(res.test_accuracy),
-        "train_accuracy": float(res.train_accuracy),
-        "test_loss": float(res.test_loss),
-        "final_train_loss": float(loss[-1]) if loss else math.nan,
-        "nnz": int(split["total"]),
-        "nnz_weights": int(split["weights"]),
-        "nnz_biases": int(split["biases"]),
-        "acc_per_param": accuracy_per_parameter(res.test_accuracy, split["total"]) if split["total"] else math.nan,
+        **model_columns(res, x_test),
         "feature_capacity": float(cap),
         "cosine_interference": float(cos["abs_mean"]),
         "cosine_signed": float(cos["signed_mean"]),
         "active_neurons": int((W1 != 0).any(1).sum()),
-        "dead_units": dead_units(res.model, x_test),
         "clauses_with_channel": int(sum(1 for ch in channels if ch)),
         "store_key": config_key(cfg),
     }
@@ -347,8 +335,8 @@ def _conditions(result: FPEResult) -> list[tuple[str, int, ModelResult]]:
 
 # --------------------------------------------------------------------------- statistics
 
-BASE_METRICS = ("accuracy", "acc_per_param", "feature_capacity", "cosine_interference", "nnz",
-                "clauses_with_channel", "train_accuracy", "final_train_loss", "dead_units")
+BASE_METRICS = ("test_accuracy", "acc_per_param", "feature_capacity", "cosine_interference", "nnz",
+                "clauses_with_channel", "train_accuracy", "train_loss_final", "dead_units")
 FOLD_METRICS = ("feature_capacity", "cosine_interference")
 
 
@@ -370,7 +358,7 @@ def condition_stats(df: pd.DataFrame, metrics: Sequence[str] = BASE_METRICS) -> 
         g = g.sort_values("trial")
         idx = pd.MultiIndex.from_frame(g[CONFIG_KEYS + ["trial"]])
         paired = dense.reindex(idx)
-        ok = paired["accuracy"].notna().to_numpy()
+        ok = paired["test_accuracy"].notna().to_numpy()
         rec["n"] = int(len(g))
         rec["n_paired"] = int(ok.sum())
         for m in metrics:
@@ -383,10 +371,10 @@ def condition_stats(df: pd.DataFrame, metrics: Sequence[str] = BASE_METRICS) -> 
                 b = paired[m].to_numpy(dtype=float)
                 keep = ok & np.isfinite(v) & np.isfinite(b)
                 rec[f"{m}_p"] = paired_ttest(v[keep], b[keep])["p"]
-        a, b = g["accuracy"].to_numpy(dtype=float)[ok], paired["accuracy"].to_numpy(dtype=float)[ok]
+        a, b = g["test_accuracy"].to_numpy(dtype=float)[ok], paired["test_accuracy"].to_numpy(dtype=float)[ok]
         ri = trial_stats(np.asarray(relative_improvement(a, b)))
         rec["rel_improvement_mean"], rec["rel_improvement_sem"] = ri["mean"], ri["sem"]
-        rec["rel_improvement_p"] = rec.get("accuracy_p", math.nan)
+        rec["rel_improvement_p"] = rec.get("test_accuracy_p", math.nan)
         for m in FOLD_METRICS:
             if m in metrics:
                 f = fold_change(g[m].to_numpy(dtype=float)[ok], paired[m].to_numpy(dtype=float)[ok])
@@ -403,7 +391,7 @@ def paired_rows(df: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in BASE_METRICS if c in df.columns]
     dense = df[df.condition == "dense"][CONFIG_KEYS + ["trial"] + cols].rename(columns={c: f"dense_{c}" for c in cols})
     out = df[df.condition != "dense"].merge(dense, on=CONFIG_KEYS + ["trial"], how="inner")
-    out["rel_improvement"] = relative_improvement(out["accuracy"].to_numpy(float), out["dense_accuracy"].to_numpy(float))
+    out["rel_improvement"] = relative_improvement(out["test_accuracy"].to_numpy(float), out["dense_test_accuracy"].to_numpy(float))
     for m in FOLD_METRICS:
         if m in cols:
             out[f"{m}_fold"] = fold_change(out[m].to_numpy(float), out[f"dense_{m}"].to_numpy(float))
@@ -418,11 +406,11 @@ def pooled_stats(df: pd.DataFrame, by: Sequence[str] = ("condition", "alpha")) -
     rows = []
     for key, g in df[df.condition != "dense"].groupby(list(by), sort=True):
         paired = dense.reindex(pd.MultiIndex.from_frame(g[CONFIG_KEYS + ["trial"]]))
-        ok = paired["accuracy"].notna().to_numpy()
-        a, b = g["accuracy"].to_numpy(dtype=float)[ok], paired["accuracy"].to_numpy(dtype=float)[ok]
+        ok = paired["test_accuracy"].notna().to_numpy()
+        a, b = g["test_accuracy"].to_numpy(dtype=float)[ok], paired["test_accuracy"].to_numpy(dtype=float)[ok]
         s, ri = trial_stats(a), trial_stats(np.asarray(relative_improvement(a, b)))
-        rows.append({**dict(zip(by, key)), "n_pairs": int(ok.sum()), "accuracy_mean": s["mean"], "accuracy_sem": s["sem"],
-                     "dense_accuracy_mean": float(b.mean()) if len(b) else math.nan,
+        rows.append({**dict(zip(by, key)), "n_pairs": int(ok.sum()), "test_accuracy_mean": s["mean"], "test_accuracy_sem": s["sem"],
+                     "dense_test_accuracy_mean": float(b.mean()) if len(b) else math.nan,
                      "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"],
                      "p": paired_ttest(a, b)["p"]})
     return pd.DataFrame(rows)
@@ -452,30 +440,21 @@ def loss_curves(results: Iterable[tuple[FPEResult, int]]) -> pd.DataFrame:
     return pd.DataFrame(out, columns=GROUP_KEYS + ["epoch", "loss_mean", "loss_sem"])
 
 
-def convergence(curves: pd.DataFrame, window: float = 0.1) -> dict[str, Any]:
-    """Did training flatten? Per configuration and condition: the final mean
-    train loss, `late_drop_abs`, the decrease of the mean loss from the
-    second-to-last to the last `window` of the phase's epochs, and `late_drop`,
-    the same relative to the earlier window. A curve counts as `flat` when it
-    fell by less than 0.005 (absolute) or 5% (relative) over that last window —
-    the relative test alone would flag a loss going from 1e-4 to 5e-5 on a task
-    already solved. `worst` gives, per condition, the curve with the largest
-    absolute late drop."""
+def convergence(curves: pd.DataFrame, window: float = LATE_WINDOW) -> dict[str, Any]:
+    """Did training flatten? Per configuration and condition, on the mean train
+    loss curve: the final mean train loss, `late_drop_abs` and `late_drop`
+    (absolute and relative fall over the last `window` of the phase's epochs,
+    `fci.metrics.late_drop`) and `flat` (`fci.metrics.is_flat`: the suite's one
+    rule, the same as each model's `converged` column). `worst` gives, per
+    condition, the curve with the largest absolute late drop."""
     if curves.empty:
         return {"window": window, "per_condition": [], "worst": {}, "flat_fraction": None}
     per = []
     for key, g in curves.groupby(GROUP_KEYS, sort=True):
         L = g.sort_values("epoch")["loss_mean"].to_numpy()
-        w = max(1, int(round(window * len(L))))
-        if len(L) >= 2 * w:
-            prev, last = L[-2 * w:-w].mean(), L[-w:].mean()
-            drop_abs = float(prev - last)
-            drop = float(drop_abs / prev) if prev > 0 else 0.0
-        else:
-            drop_abs = drop = math.nan
+        drop_abs, drop = late_drop(L, window)
         per.append({**dict(zip(GROUP_KEYS, key)), "epochs": int(len(L)), "first_loss": float(L[0]), "final_loss": float(L[-1]),
-                    "late_drop_abs": drop_abs, "late_drop": drop,
-                    "flat": bool(np.isfinite(drop_abs) and (drop_abs < 0.005 or drop < 0.05))})
+                    "late_drop_abs": drop_abs, "late_drop": drop, "flat": is_flat(drop_abs, drop)})
     pdf = pd.DataFrame(per)
     worst = {}
     for (cond, alpha), g in pdf.groupby(["condition", "alpha"]):
@@ -749,7 +728,7 @@ class Study:
         summary: dict[str, Any] = {"conditions": stats.to_dict("records"), "pooled": pooled_stats(df).to_dict("records")}
         head = stats[(stats.n_clauses == HEADLINE.n_clauses) & (stats.hidden == HEADLINE.hidden)
                      & (stats.clause_size == HEADLINE.clause_size)]
-        summary["headline"] = head[["condition", "alpha", "n", "accuracy_mean", "accuracy_sem", "rel_improvement_mean",
+        summary["headline"] = head[["condition", "alpha", "n", "test_accuracy_mean", "test_accuracy_sem", "rel_improvement_mean",
                                     "rel_improvement_sem", "rel_improvement_p", "nnz_mean"]].to_dict("records") \
             if not head.empty else []
         summary["convergence"] = convergence(curves)
@@ -889,7 +868,7 @@ def _pooled_lines(summary: dict[str, Any]) -> list[str]:
     lines.append(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
     for r in summary["pooled"]:
         n = r["n_pairs"]
-        acc = mean_sem_text(r["accuracy_mean"], r["accuracy_sem"], n)
+        acc = mean_sem_text(r["test_accuracy_mean"], r["test_accuracy_sem"], n)
         rel = mean_sem_text(r["rel_improvement_mean"], r["rel_improvement_sem"], n, digits=2, scale=100, unit="%", sign=True)
         p = f"{r['p']:.2g}" if np.isfinite(r["p"]) else "n/a"  # a paired t-test needs 2 pairs
         lines.append(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p:>10}")

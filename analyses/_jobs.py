@@ -48,6 +48,7 @@ from analyses._common import LEVELS, Level, contract_parser, jsonable, study_opt
 from analyses._runner import Outputs, Plan, RunInfo, run
 from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, add_regime_arguments, build_train, flag_error, regime_overrides, regime_record,
                       regime_text)
+from analyses._columns import canonical_row
 from fci.store import Store, StoreError, config_key
 from fci.tasks import TaskConfig
 
@@ -355,8 +356,11 @@ def _table(study: JobStudy, jobs: list[dict[str, Any]], ctx: JobContext) -> pd.D
     rows = []
     for job in jobs:
         for r in _load_rows(ctx.store, config_key(study.job_config(job))):
-            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **r})
-    return pd.DataFrame(rows)
+            rows.append({**{k: v for k, v in job.items() if not isinstance(v, (dict, list))}, **canonical_row(r)})
+    df = pd.DataFrame(rows)
+    if "seed" in df.columns and "trial" not in df.columns:  # trial t uses seed S+t in every study
+        df.insert(int(df.columns.get_loc("seed")), "trial", df["seed"] - ctx.args.seed)
+    return df
 
 
 def _finish(study: JobStudy, df: pd.DataFrame, ctx: JobContext) -> Outputs:

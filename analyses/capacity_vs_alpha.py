@@ -165,7 +165,7 @@ def _with_dense(stats: pd.DataFrame, split: str) -> pd.DataFrame:
     return pd.concat([d, stats[stats.condition == split]]).sort_values("alpha")
 
 
-METRICS = (("accuracy", "test accuracy", "accuracy_p"), ("feature_capacity", "feature capacity", "feature_capacity_p"),
+METRICS = (("test_accuracy", "test accuracy", "test_accuracy_p"), ("feature_capacity", "feature capacity", "feature_capacity_p"),
            ("cosine_interference", "cosine interference", "cosine_interference_p"), ("nnz", "non-zero parameters", None))
 
 

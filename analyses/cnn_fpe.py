@@ -48,10 +48,11 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
+from analyses._rows import measure_columns
 from fci.conv import (CONV_SPLITS, HEADS, MaskedCNN, MaskedCNNStack, evaluate_cnn, expand_cnn_layers, first_layer_filters,
                       fit_cnn)
 from fci.images import ImageDataset, digit_images, load_images
-from fci.metrics import accuracy_per_parameter, cosine_interference, feature_capacity, paired_ttest, relative_improvement, trial_stats
+from fci.metrics import cosine_interference, feature_capacity, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
 from fci.train import TrainConfig
 
@@ -83,8 +84,10 @@ RESTART = "restart"
 MAX_TRIALS_PER_CALL = 64
 ORDER = {"dense": 0, RESTART: 1, "random": 2, "channel": 3, "spatial": 4, "gram": 5}
 COLORS = {"dense": "#222222", RESTART: "#9467bd", "random": "#ff7f0e", "channel": "#1f77b4", "spatial": "#d62728", "gram": "#2ca02c"}
-METRICS = ("accuracy", "train_accuracy", "acc_per_param", "test_loss", "train_loss_end", "nnz", "active_filters",
-           "capacity_mean", "cos_interference")
+METRICS = ("test_accuracy", "train_accuracy", "acc_per_param", "test_loss", "train_loss_final", "nnz", "active_filters",
+           "feature_capacity", "cosine_interference", "dead_units")
+#: What trains the CNNs: `fci.conv.fit_cnn`, plain torch autograd (results.csv `backend`).
+CNN_BACKEND = "torch"
 
 
 # --------------------------------------------------------------------------- data
@@ -232,13 +235,14 @@ def filter_metrics(model: MaskedCNN) -> dict[str, float]:
     |cos| interference of the flattened first-layer filters (SPEC §4 on (F, C*kh*kw))."""
     W = first_layer_filters(model).double()
     cap = feature_capacity(W)
-    return {"capacity_mean": float(cap.mean()), "capacity_sum": float(cap.sum()), "cos_interference": cosine_interference(W)}
+    return {"feature_capacity": float(cap.mean()), "feature_capacity_sum": float(cap.sum()),
+            "cosine_interference": cosine_interference(W)}
 
 
 def _results(stack: MaskedCNNStack, data: ImageDataset, dev, losses: torch.Tensor) -> list[dict[str, Any]]:
     tr = evaluate_cnn(stack, data.x_train.to(dev), data.y_train.to(dev))
     te = evaluate_cnn(stack, data.x_test.to(dev), data.y_test.to(dev))
-    return [{"model": m, "train_accuracy": float(tr["accuracy"][i]), "accuracy": float(te["accuracy"][i]),
+    return [{"model": m, "train_accuracy": float(tr["accuracy"][i]), "test_accuracy": float(te["accuracy"][i]),
              "test_loss": float(te["loss"][i]), "train_loss": [float(v) for v in losses[i]]}
             for i, m in enumerate(stack.to_models())]
 
@@ -276,7 +280,7 @@ def train_trials(data: ImageDataset, trials: Sequence[tuple[int, int, int]], exp
             for i in range(len(trials))]
 
 
-def model_rows(result: dict[str, Any], filters: int, conv_layers: int) -> list[dict[str, Any]]:
+def model_rows(result: dict[str, Any], filters: int, conv_layers: int, x_test: torch.Tensor | None = None) -> list[dict[str, Any]]:
     """One row per model of a trial: dense, restart and every child, with
     accuracy, nnz, accuracy per parameter and the first-layer filter metrics."""
     parent = result["parent"]
@@ -285,16 +289,14 @@ def model_rows(result: dict[str, Any], filters: int, conv_layers: int) -> list[d
     rows = []
     for cond, split, alpha, r in named:
         m: MaskedCNN = r["model"]
-        nnz = m.nnz_split()
         rows.append({
             "condition": cond, "split": split, "alpha": int(alpha), "conv_layers": conv_layers, "filters": filters,
             "channels_after": "x".join(map(str, m.channels)),
             "active_filters": int((m.weight_mask(0).flatten(1).sum(1) > 0).sum()),
-            "accuracy": r["accuracy"], "train_accuracy": r["train_accuracy"], "test_loss": r["test_loss"],
-            "nnz": nnz["total"], "nnz_weights": nnz["weights"], "nnz_biases": nnz["biases"], "parent_nnz": parent_nnz,
-            "parent_accuracy": parent["accuracy"], "pruned": int(m.expansion_info.get("pruned", 0)),
-            "acc_per_param": float(accuracy_per_parameter(r["accuracy"], nnz["total"])),
-            "train_loss_end": r["train_loss"][-1] if r["train_loss"] else math.nan,
+            **measure_columns(m, test_accuracy=r["test_accuracy"], train_accuracy=r["train_accuracy"], test_loss=r["test_loss"],
+                              train_loss=r["train_loss"], x_test=x_test, backend=CNN_BACKEND),
+            "parent_nnz": parent_nnz, "parent_test_accuracy": parent["test_accuracy"],
+            "pruned": int(m.expansion_info.get("pruned", 0)),
             **filter_metrics(m),
         })
     return rows
@@ -323,7 +325,7 @@ def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
             results = train_trials(data, [(j["conv_layers"], j["filters"], j["seed"]) for j in chunk], exps, cfg, ctx.device,
                                    progress=ctx.level.name != "tiny", head=group[0]["head"])
             for j, r in zip(chunk, results):
-                yield j, model_rows(r, j["filters"], j["conv_layers"]), _tensors(r)
+                yield j, model_rows(r, j["filters"], j["conv_layers"], data.x_test), _tensors(r)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -345,7 +347,7 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
     for (ds, L, f, cond, alpha), g in df.groupby(["dataset", "conv_layers", "filters", "condition", "alpha"], sort=False):
         idx = pd.MultiIndex.from_frame(g[keys])
         base = dense.loc[idx]
-        acc, acc0 = g.accuracy.to_numpy(float), base.accuracy.to_numpy(float)
+        acc, acc0 = g.test_accuracy.to_numpy(float), base.test_accuracy.to_numpy(float)
         row: dict[str, Any] = {"dataset": ds, "conv_layers": int(L), "filters": int(f), "condition": cond, "alpha": int(alpha), "n": len(g)}
         for m in METRICS:
             st = trial_stats(g[m].to_numpy(float))
@@ -354,7 +356,7 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
         row["rel_improvement_mean"], row["rel_improvement_sem"] = rel["mean"], rel["sem"]
         row["rel_improvement_p"] = paired_ttest(acc, acc0)["p"] if cond != "dense" else math.nan
         if cond not in ("dense", RESTART) and idx.isin(restart.index).all():
-            r0 = restart.loc[idx].accuracy.to_numpy(float)
+            r0 = restart.loc[idx].test_accuracy.to_numpy(float)
             row["vs_restart_diff_mean"] = float(np.mean(acc - r0))
             row["vs_restart_p"] = paired_ttest(acc, r0)["p"]
         else:
@@ -443,13 +445,13 @@ def paper_comparison(st: pd.DataFrame, regime: str) -> list[dict[str, Any]]:
     for L, s, a in _fpe(st):
         g = st[(st.conv_layers == L) & (st.condition == s) & (st.alpha == a)].set_index("filters")
         d = st[(st.conv_layers == L) & (st.condition == "dense")].set_index("filters")
-        fold[f"L{L}-{s}-{a}"] = {int(f): {"fpe": round(float(g.cos_interference_mean[f]), 4), "dense": round(float(d.cos_interference_mean[f]), 4)}
+        fold[f"L{L}-{s}-{a}"] = {int(f): {"fpe": round(float(g.cosine_interference_mean[f]), 4), "dense": round(float(d.cosine_interference_mean[f]), 4)}
                                  for f in sorted(set(g.index) & set(d.index))}
     lower = [v["fpe"] < v["dense"] for c in fold.values() for v in c.values() if np.isfinite(v["fpe"]) and np.isfinite(v["dense"])]
     out.append({
         "claim": "FPE paper (mechanism): splitting neurons lowers interference between them; here the mean |cos| between "
                  "the flattened first-layer filters.",
-        "measured": {"cos_interference": fold, "fpe_lower_fraction": (float(np.mean(lower)) if lower else None)},
+        "measured": {"cosine_interference": fold, "fpe_lower_fraction": (float(np.mean(lower)) if lower else None)},
         "agrees": (bool(np.mean(lower) > 0.5) if lower else None),
         "note": "Children of one filter have disjoint supports (cos 0 between them), so a lower mean |cos| partly restates the split.",
     })
@@ -482,7 +484,7 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
              f"{'L':>2} {'filters':>7} {'condition':<14}{'test accuracy':>18}{'rel. impr.':>12}{'p':>9}{'vs restart p':>14}"]
     for r in st.to_dict("records"):
         p, q = r["rel_improvement_p"], r["vs_restart_p"]
-        lines.append(f"{r['conv_layers']:>2} {r['filters']:>7} {_label(r['condition'], r['alpha']):<14}{r['accuracy_mean']:>10.4f} ± {_n(r['accuracy_sem']):.4f}"
+        lines.append(f"{r['conv_layers']:>2} {r['filters']:>7} {_label(r['condition'], r['alpha']):<14}{r['test_accuracy_mean']:>10.4f} ± {_n(r['test_accuracy_sem']):.4f}"
                      f"{100 * r['rel_improvement_mean']:>+11.2f}%{_p(p):>9}{_p(q):>14}")
     lines.append("paper comparison:")
     for c in summary["paper"]:
@@ -505,9 +507,9 @@ def _label(cond: str, alpha: int) -> str:
     return cond if cond in ("dense", RESTART) else f"{cond} α={int(alpha)}"
 
 
-PANELS = (("rel_improvement", "relative improvement vs paired dense"), ("accuracy", "test accuracy"),
-          ("acc_per_param", "test accuracy per non-zero parameter"), ("cos_interference", "cosine interference, first-layer filters"),
-          ("capacity_mean", "mean feature capacity, first-layer filters"))
+PANELS = (("rel_improvement", "relative improvement vs paired dense"), ("test_accuracy", "test accuracy"),
+          ("acc_per_param", "test accuracy per non-zero parameter"), ("cosine_interference", "cosine interference, first-layer filters"),
+          ("feature_capacity", "mean feature capacity, first-layer filters"))
 
 
 def figure(st: pd.DataFrame, dataset: str, caption: str = "") -> go.Figure:

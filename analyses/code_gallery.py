@@ -188,7 +188,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
         ctx.cache["gallery"] = _gallery(ctx)
     g = ctx.cache["gallery"]
     codes = stats[["condition", "alpha", "n", "clauses_with_channel_mean", "clauses_with_channel_sem", "clauses_with_channel_p",
-                   "accuracy_mean", "accuracy_sem"]]
+                   "test_accuracy_mean", "test_accuracy_sem"]]
     return {"clear_codes": codes.to_dict("records"), "gallery": g}
 
 

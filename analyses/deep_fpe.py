@@ -41,20 +41,22 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
 from analyses._common import Level
 from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, level_task, regime_caption, run_job_study
+from analyses._rows import model_columns
 from fci.data import Dataset, DatasetSpec
-from fci.metrics import paired_ttest, relative_improvement, trial_stats
+from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
 from fci.tasks import TaskConfig
 from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
 
 __all__ = [
     "STUDY", "main", "DATASETS", "DEPTHS", "dataset_spec", "make_dataset", "trial_specs", "study_jobs", "model_rows",
-    "check_budget", "convergence_drop", "converged", "loss_curve", "depth_stats", "depth_trends", "pooled",
+    "check_budget", "loss_curve", "depth_stats", "depth_trends", "pooled",
     "layer_comparison", "paper_comparison", "depth_figure", "curve_table", "loss_figure",
 ]
 
@@ -67,8 +69,6 @@ BOOLEAN_TASK: dict[str, Any] = {"n_clauses": 8, "clause_size": 3}
 DIGITS_TEST_FRACTION = 0.25
 LAYERS_ORDER = {"none": 0, "all": 1, "first": 2}
 LAYERS_LABEL = {"all": "all layers", "first": "layer 0 only"}
-LATE_WINDOW = 0.1  # convergence: loss drop over the last 10% of a phase's epochs
-FLAT_ABS, FLAT_REL = 0.005, 0.05  # ... counts as flat below these (absolute, relative)
 CURVE_POINTS = 20  # loss-curve resolution kept per model
 
 
@@ -133,25 +133,6 @@ def check_budget(child_nnz: int, parent_nnz: int, what: str) -> None:
         raise AssertionError(f"FPE budget broken for {what}: child nnz {child_nnz} != dense parent nnz {parent_nnz}")
 
 
-def convergence_drop(losses: Sequence[float], window: float = LATE_WINDOW) -> tuple[float, float]:
-    """(absolute, relative) drop of the mean train loss from the second-to-last
-    to the last `window` fraction of epochs: prev - last and (prev - last) / prev;
-    NaNs if there are too few epochs. Near 0 (or negative: noise) means the
-    phase has stopped improving."""
-    L = np.asarray(losses, dtype=float)
-    w = max(1, int(round(window * len(L))))
-    if len(L) < 2 * w:
-        return math.nan, math.nan
-    prev, last = L[-2 * w:-w].mean(), L[-w:].mean()
-    return float(prev - last), float((prev - last) / prev) if prev > 0 else 0.0
-
-
-def converged(drop_abs: float, drop_rel: float) -> bool:
-    """The suite's flatness rule (as `analyses._common.convergence`): the late
-    drop is under 0.005 in absolute terms or under 5% of the loss."""
-    return bool(np.isfinite(drop_abs) and (drop_abs < FLAT_ABS or drop_rel < FLAT_REL))
-
-
 def loss_curve(losses: Sequence[float], points: int = CURVE_POINTS) -> str:
     """The train loss as `points` window means, ';'-joined (a compact results.csv column)."""
     L = np.asarray(losses, dtype=float)
@@ -161,9 +142,7 @@ def loss_curve(losses: Sequence[float], points: int = CURVE_POINTS) -> str:
 
 
 def _row(res: ModelResult, condition: str, alpha: int, layers: str, parent_nnz: int, dense_acc: float,
-         start_epoch: int) -> dict[str, Any]:
-    split = res.model.nnz_split()
-    drop_abs, drop_rel = convergence_drop(res.train_loss)
+         start_epoch: int, x_test: torch.Tensor | None) -> dict[str, Any]:
     eff = res.model.effective_weights()
     hidden = eff[:-1]
     no_input = [(W == 0).all(1) for W, _ in hidden]  # (H_l,) units whose output is the constant relu(b)
@@ -175,34 +154,32 @@ def _row(res: ModelResult, condition: str, alpha: int, layers: str, parent_nnz: 
         "inert_units": int(sum(int((u & (b == 0)).sum()) for u, (_, b) in zip(no_input, hidden))),
         "units_without_outputs": int(sum(int(u.sum()) for u in no_output)),
         "dead_end_nnz": int(sum(int((W[u] != 0).sum() + (b[u] != 0).sum()) for u, (W, b) in zip(no_output, hidden))),
-        "accuracy": float(res.test_accuracy), "train_accuracy": float(res.train_accuracy), "test_loss": float(res.test_loss),
+        **model_columns(res, x_test),
         "rel_improvement": float(relative_improvement(res.test_accuracy, dense_acc)),
-        "nnz": int(split["total"]), "nnz_weights": int(split["weights"]), "nnz_biases": int(split["biases"]),
         "parent_nnz": int(parent_nnz),
-        "final_train_loss": float(res.train_loss[-1]) if res.train_loss else math.nan,
-        "late_drop_abs": drop_abs, "late_drop": drop_rel, "converged": converged(drop_abs, drop_rel),
         "loss_start_epoch": int(start_epoch), "loss_epochs": len(res.train_loss), "loss_curve": loss_curve(res.train_loss),
     }
 
 
 def model_rows(result: DataFPEResult, first: dict[tuple[str, int], ModelResult] | None = None,
-               warmup: int = 0) -> list[dict[str, Any]]:
+               warmup: int = 0, x_test: torch.Tensor | None = None) -> list[dict[str, Any]]:
     """results.csv rows of one trial: the dense baseline, each all-layer child and
     each first-layer-only child, with the relative improvement over the paired
     dense baseline; the hidden units the budget's pruning left without any input
     (`units_without_inputs`: constant relu(b); `inert_units`: bias 0 too) or
     without any outgoing weight (`units_without_outputs`, whose incoming weights
     and bias, `dead_end_nnz`, spend budget on nothing); and
-    the convergence check with a compact loss curve (children's curves start at
-    epoch `warmup`). Raises AssertionError if any child's nnz differs from its
+    the common columns (`analyses._rows.model_columns`: the convergence check,
+    dead_units on `x_test`, ...) with a compact loss curve (children's curves
+    start at epoch `warmup`). Raises AssertionError if any child's nnz differs from its
     dense parent's (the parent at expansion)."""
     parent_nnz = result.parent.model.nnz()
     dense_acc = result.dense.test_accuracy
-    rows = [_row(result.dense, "dense", 1, "none", parent_nnz, dense_acc, 0)]
+    rows = [_row(result.dense, "dense", 1, "none", parent_nnz, dense_acc, 0, x_test)]
     for layers, children in (("all", result.children), ("first", first or {})):
         for (s, a), res in children.items():
             check_budget(res.model.nnz(), parent_nnz, f"{result.dataset} hidden {result.hidden} seed {result.seed} {s} α={a} ({layers})")
-            rows.append(_row(res, s, a, layers, parent_nnz, dense_acc, warmup))
+            rows.append(_row(res, s, a, layers, parent_nnz, dense_acc, warmup, x_test))
     return rows
 
 
@@ -221,6 +198,7 @@ def run(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
     for key in sorted(groups, key=lambda k: (k[0], k[-1])):
         group = groups[key]
         cfg = TrainConfig.from_dict(group[0]["train"])
+        x_test = make_dataset(group[0]).x_test
         results = run_fpe([trial_specs(j, "all") for j in group], device=ctx.device, store=ctx.store)
         if group[0]["first_layer"]:
             first = [r.children for r in run_fpe([trial_specs(j, (0,)) for j in group], device=ctx.device, store=ctx.store)]
@@ -229,7 +207,7 @@ def run(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
         for job, res, fl in zip(group, results, first):
             for (s, a), child in fl.items():
                 check_budget(child.nnz, res.parent.nnz, f"{res.dataset} trial seed {res.seed} {s} α={a} (layer 0)")
-            yield job, model_rows(res, fl, cfg.warmup), {}
+            yield job, model_rows(res, fl, cfg.warmup, x_test), {}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -238,8 +216,8 @@ KEYS = ["dataset", "depth", "layers", "condition", "alpha"]
 
 
 def _paired(df: pd.DataFrame) -> pd.DataFrame:
-    """Children rows with their dense baseline's accuracy (`dense_accuracy`)."""
-    dense = df[df.condition == "dense"][["dataset", "depth", "trial", "accuracy"]].rename(columns={"accuracy": "dense_accuracy"})
+    """Children rows with their dense baseline's accuracy (`dense_test_accuracy`)."""
+    dense = df[df.condition == "dense"][["dataset", "depth", "trial", "test_accuracy"]].rename(columns={"test_accuracy": "dense_test_accuracy"})
     return df[df.condition != "dense"].merge(dense, on=["dataset", "depth", "trial"], how="inner")
 
 
@@ -250,29 +228,30 @@ def depth_stats(df: pd.DataFrame) -> pd.DataFrame:
     parent's), neurons, and the convergence check (final loss, late drop)."""
     if df.empty:
         return pd.DataFrame()
-    dense = df[df.condition == "dense"][["dataset", "depth", "trial", "accuracy"]].rename(columns={"accuracy": "dense_accuracy"})
+    dense = df[df.condition == "dense"][["dataset", "depth", "trial", "test_accuracy"]].rename(columns={"test_accuracy": "dense_test_accuracy"})
     df = df.merge(dense, on=["dataset", "depth", "trial"], how="left")
     out = []
     for key, g in df.groupby(KEYS, sort=False):
         rec = dict(zip(KEYS, key))
-        a = trial_stats(g.accuracy.to_numpy(float))
-        rec.update(n=a["n"], accuracy_mean=a["mean"], accuracy_sem=a["sem"])
+        a = trial_stats(g.test_accuracy.to_numpy(float))
+        rec.update(n=a["n"], test_accuracy_mean=a["mean"], test_accuracy_sem=a["sem"])
         g = g.sort_values("trial")
-        acc, base = g.accuracy.to_numpy(float), g.dense_accuracy.to_numpy(float)
+        acc, base = g.test_accuracy.to_numpy(float), g.dense_test_accuracy.to_numpy(float)
         if rec["condition"] == "dense":
-            rec.update(dense_accuracy_mean=a["mean"], rel_improvement_mean=0.0, rel_improvement_sem=0.0, p=math.nan)
+            rec.update(dense_test_accuracy_mean=a["mean"], rel_improvement_mean=0.0, rel_improvement_sem=0.0, p=math.nan)
         else:
             ok = np.isfinite(base)
             ri = trial_stats(relative_improvement(acc[ok], base[ok]))
-            rec.update(dense_accuracy_mean=float(base[ok].mean()) if ok.any() else math.nan, rel_improvement_mean=ri["mean"],
+            rec.update(dense_test_accuracy_mean=float(base[ok].mean()) if ok.any() else math.nan, rel_improvement_mean=ri["mean"],
                        rel_improvement_sem=ri["sem"], p=paired_ttest(acc[ok], base[ok])["p"])
         rec.update(nnz_mean=float(g.nnz.mean()), parent_nnz=int(g.parent_nnz.iloc[0]),
                    nnz_equal=bool((g.nnz == g.parent_nnz).all()), neurons=int(g.neurons.iloc[0]),
                    units_without_inputs_mean=float(g.units_without_inputs.mean()), inert_units_mean=float(g.inert_units.mean()),
                    units_without_outputs_mean=float(g.units_without_outputs.mean()),
                    dead_end_nnz_mean=float(g.dead_end_nnz.mean()),
-                   final_train_loss_mean=float(g.final_train_loss.mean()),
-                   late_drop_abs_max=float(g.late_drop_abs.max()), converged_frac=float(g.converged.astype(bool).mean()))
+                   train_loss_final_mean=float(g.train_loss_final.mean()), dead_units_mean=float(g.dead_units.mean()),
+                   train_loss_late_drop_max=float(g.train_loss_late_drop.max()),
+                   converged_frac=float(g.converged.astype(bool).mean()))
         out.append(rec)
     st = pd.DataFrame(out)
     order = st.layers.map(LAYERS_ORDER)
@@ -288,7 +267,7 @@ def depth_trends(df: pd.DataFrame) -> list[dict[str, Any]]:
 
     out = []
     for key, g in _paired(df).groupby(["dataset", "layers", "condition", "alpha"], sort=True):
-        ri = np.asarray(relative_improvement(g.accuracy.to_numpy(float), g.dense_accuracy.to_numpy(float)))
+        ri = np.asarray(relative_improvement(g.test_accuracy.to_numpy(float), g.dense_test_accuracy.to_numpy(float)))
         x = g.depth.to_numpy(float)
         rec = dict(zip(["dataset", "layers", "condition", "alpha"], key))
         if len(np.unique(x)) >= 2 and len(x) >= 3:
@@ -306,10 +285,10 @@ def pooled(df: pd.DataFrame) -> list[dict[str, Any]]:
     improvement mean/sem and the paired t-test of accuracy against dense."""
     out = []
     for key, g in _paired(df).groupby(["dataset", "layers", "condition", "alpha"], sort=True):
-        a, b = g.accuracy.to_numpy(float), g.dense_accuracy.to_numpy(float)
+        a, b = g.test_accuracy.to_numpy(float), g.dense_test_accuracy.to_numpy(float)
         ri = trial_stats(relative_improvement(a, b))
         out.append({**dict(zip(["dataset", "layers", "condition", "alpha"], key)), "n_pairs": int(len(g)),
-                    "accuracy_mean": float(a.mean()), "dense_accuracy_mean": float(b.mean()),
+                    "test_accuracy_mean": float(a.mean()), "dense_test_accuracy_mean": float(b.mean()),
                     "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"], "p": paired_ttest(a, b)["p"]})
     return out
 
@@ -323,7 +302,7 @@ def layer_comparison(df: pd.DataFrame) -> list[dict[str, Any]]:
     if ch.empty or set(ch.layers) != {"all", "first"}:
         return []
     keys = ["dataset", "condition", "alpha", "depth", "trial"]
-    wide = ch.pivot_table(index=keys, columns="layers", values="accuracy").dropna().reset_index()
+    wide = ch.pivot_table(index=keys, columns="layers", values="test_accuracy").dropna().reset_index()
     out = []
     for (ds, cond, alpha), g in wide.groupby(["dataset", "condition", "alpha"], sort=True):
         for depth, gg in [*g.groupby("depth", sort=True), (None, g)]:
@@ -375,7 +354,7 @@ def paper_comparison(stats: pd.DataFrame, pooled_rows: list[dict[str, Any]]) -> 
             agrees = False
         else:
             agrees = None
-        per_depth = "; ".join(f"depth {int(r.depth)}: {_fmt(r._asdict())} (dense {r.dense_accuracy_mean:.3f} -> {r.accuracy_mean:.3f})"
+        per_depth = "; ".join(f"depth {int(r.depth)}: {_fmt(r._asdict())} (dense {r.dense_test_accuracy_mean:.3f} -> {r.test_accuracy_mean:.3f})"
                               for r in g.itertuples())
         claims.append({
             "claim": ("Abstract / TL;DR: transferring FPE to deeper multilayer networks, widening while keeping the "
@@ -415,8 +394,8 @@ def paper_comparison(stats: pd.DataFrame, pooled_rows: list[dict[str, Any]]) -> 
 def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: JobContext) -> dict[str, Any]:
     pool = pooled(df)
     ch = stats[stats.condition != "dense"] if not stats.empty else stats
-    headline = [{k: r[k] for k in ("dataset", "depth", "layers", "condition", "alpha", "n", "dense_accuracy_mean",
-                                   "accuracy_mean", "accuracy_sem", "rel_improvement_mean", "rel_improvement_sem", "p",
+    headline = [{k: r[k] for k in ("dataset", "depth", "layers", "condition", "alpha", "n", "dense_test_accuracy_mean",
+                                   "test_accuracy_mean", "test_accuracy_sem", "rel_improvement_mean", "rel_improvement_sem", "p",
                                    "nnz_mean", "neurons", "units_without_inputs_mean", "inert_units_mean",
                                    "units_without_outputs_mean", "dead_end_nnz_mean")}
                 for r in ch.to_dict("records")]
@@ -425,13 +404,13 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: JobContext) -> dict[st
                                   df[df.condition == "dense"].groupby(["dataset", "depth"]).parent_nnz.first().items()}}
     flat = df.converged.astype(bool)
     conv = {"window": LATE_WINDOW, "flat_abs": FLAT_ABS, "flat_rel": FLAT_REL,
-            "definition": ("a model's phase counts as converged when its mean train loss over the last 10% of its epochs "
+            "definition": ("fci.metrics.is_flat: a model's phase counts as converged when its mean train loss over the last 10% of its epochs "
                            f"is less than {FLAT_ABS} (absolute) or {100 * FLAT_REL:.0f}% (relative) below that over the 10% before"),
             "flat_fraction": float(flat.mean()) if len(df) else None,
             "flat_fraction_by_condition": {f"{ds}/{c}/{l}": float(g.mean()) for (ds, c, l), g in
                                            flat.groupby([df.dataset, df.condition, df.layers])},
-            "per_condition": [{k: r[k] for k in ("dataset", "depth", "layers", "condition", "alpha", "final_train_loss_mean",
-                                                 "late_drop_abs_max", "converged_frac")} for r in stats.to_dict("records")]}
+            "per_condition": [{k: r[k] for k in ("dataset", "depth", "layers", "condition", "alpha", "train_loss_final_mean",
+                                                 "train_loss_late_drop_max", "converged_frac")} for r in stats.to_dict("records")]}
     a = ctx.args
     return {
         "design": {"datasets": list(a.datasets), "depths": list(a.depths), "width": a.width, "alphas": list(a.alphas),
@@ -464,7 +443,7 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
         ds, layers, cond, alpha = key
         cells = "".join(f"{_fmt(by_d[d]) if d in by_d else '':>18}" for d in depths)
         lines.append(f"{ds:<9}{f'{cond} α={alpha} {LAYERS_LABEL[layers]}':<28}{cells}{_fmt(pool[key]) if key in pool else '':>18}")
-    dense = {(r["dataset"], r["depth"]): r["dense_accuracy_mean"] for r in rows}
+    dense = {(r["dataset"], r["depth"]): r["dense_test_accuracy_mean"] for r in rows}
     lines.append("dense accuracy: " + ", ".join(f"{ds} d{d} {v:.3f}" for (ds, d), v in sorted(dense.items())))
     lines.append(f"nnz: every child == its dense parent: {summary['nnz']['all_children_equal_parent']}; "
                  f"dense nnz {summary['nnz']['dense_nnz_by_depth']}")
@@ -519,7 +498,7 @@ def depth_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
             g = g.sort_values("depth")
             name = _label(cond, alpha, layers)
             st = _style(cond, alpha, layers)
-            for r, (y, sem, scale) in enumerate((("accuracy_mean", "accuracy_sem", 1.0),
+            for r, (y, sem, scale) in enumerate((("test_accuracy_mean", "test_accuracy_sem", 1.0),
                                                 ("rel_improvement_mean", "rel_improvement_sem", 100.0)), start=1):
                 if r == 2 and cond == "dense":
                     continue

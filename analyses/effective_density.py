@@ -54,6 +54,7 @@ from plotly.subplots import make_subplots
 from analyses._common import add_caption, significance_text
 from analyses._common import Level
 from analyses._jobs import JobContext, JobStudy, comma_list, level_task, regime_caption, run_job_study
+from analyses._rows import model_columns
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, trial_stats
 from fci.model import MaskedMLP
@@ -249,10 +250,9 @@ def job_rows(job: dict[str, Any], data: Dataset, init: MaskedMLP, res, device) -
     ov = layer_overlaps(init, res.model, job["overlap_fraction"])
     n_tot = sum(o["n"] for o in ov)
     row: dict[str, Any] = {
-        "row": "model", "hidden_label": "x".join(map(str, job["hidden"])), "dataset_name": data.name,
-        "n_weights": int(sum(w.numel() for w in model.weights)), "n_params": model.nnz(),
-        "train_accuracy": res.train_accuracy, "test_accuracy": res.test_accuracy, "test_loss": res.test_loss,
-        "final_train_loss": res.train_loss[-1] if res.train_loss else math.nan,
+        "record": "model", "hidden_label": "x".join(map(str, job["hidden"])), "dataset_name": data.name,
+        "n_weights": int(sum(w.numel() for w in model.weights)),
+        **model_columns(res, data.x_test),
         "overlap_all": sum(o["overlap"] * o["n"] for o in ov) / n_tot,
         "chance_all": sum(o["chance"] * o["n"] for o in ov) / n_tot,
     }
@@ -260,7 +260,15 @@ def job_rows(job: dict[str, Any], data: Dataset, init: MaskedMLP, res, device) -
         row[f"overlap_{name}"], row[f"chance_{name}"], row[f"n_{name}"] = o["overlap"], o["chance"], o["n"]
     traj = pruning_trajectory(model, data.x_test, data.y_test, data.loss, job["prune_fraction"])
     row["n_steps"] = len(traj) - 1
-    return [row] + [{"row": "step", "hidden_label": row["hidden_label"], **r} for r in traj]
+    return [row] + [{"record": "step", "hidden_label": row["hidden_label"], **_step_columns(r)} for r in traj]
+
+
+#: A pruning step's measurements (`fci.prune.pruning_trajectory`, on the test set) under the study's column names.
+STEP_COLUMNS = {"accuracy": "test_accuracy", "loss": "test_loss", "exact_match": "test_exact_match"}
+
+
+def _step_columns(r: dict[str, Any]) -> dict[str, Any]:
+    return {STEP_COLUMNS.get(k, k): v for k, v in r.items()}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -274,19 +282,19 @@ def job_effective_density(df: pd.DataFrame, drop: float = 0.05, mode: str = "rel
     whose accuracy never falls below the threshold (e.g. one still at chance)
     has `degraded` False and NaN effective density, core and null (for every
     width of its seed when it is the 1x model): it is left out of the statistics."""
-    steps = df[df.row == "step"]
-    models = df[df.row == "model"].set_index(["dataset", "multiplier", "seed"])
+    steps = df[df.record == "step"]
+    models = df[df.record == "model"].set_index(["dataset", "multiplier", "seed"])
     out = []
     for (name, m, seed), g in steps.groupby(["dataset", "multiplier", "seed"], sort=True):
         g = g.sort_values("step")
         if int(g.step.iloc[0]) != 0:
             raise ValueError(f"the trajectory of {name} {m}x seed {seed} does not start at the unpruned model (step 0)")
-        ed = effective_density(g.density.to_numpy(), g.accuracy.to_numpy(), drop, mode)
+        ed = effective_density(g.density.to_numpy(), g.test_accuracy.to_numpy(), drop, mode)
         i = ed.index if ed.index is not None else len(g) - 1
         mr = models.loc[(name, m, seed)]
         ok = ed.degraded  # a model that never degrades (e.g. one at chance) has no effective density
         out.append({"dataset": name, "multiplier": float(m), "seed": int(seed), "hidden_label": mr["hidden_label"],
-                    "n_weights": int(mr["n_weights"]), "accuracy_0": ed.base_accuracy, "threshold": ed.threshold,
+                    "n_weights": int(mr["n_weights"]), "test_accuracy_0": ed.base_accuracy, "threshold": ed.threshold,
                     "effective_density": ed.effective_density if ok else math.nan,
                     "ed_step": float(g.step.iloc[i]) if ok else math.nan,
                     "core_weights": float(g.kept_weights.iloc[i]) if ok else math.nan, "degraded": ok})
@@ -353,7 +361,7 @@ def width_stats(ed: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
         r: dict[str, Any] = {"dataset": name, "multiplier": float(m), "hidden": g.hidden_label.iloc[0],
                              "n_weights": int(g.n_weights.iloc[0]), "n": int(len(g)),
                              "n_ed": int(g.effective_density.notna().sum())}
-        for col, key in (("accuracy_0", "accuracy"), ("effective_density", "ed"), ("core_weights", "core"),
+        for col, key in (("test_accuracy_0", "test_accuracy"), ("effective_density", "ed"), ("core_weights", "core"),
                          ("null_ed", "null_ed"), ("ed_step", "ed_step")):
             s = trial_stats(g[col].dropna().to_numpy(dtype=float))
             r[f"{key}_mean"], r[f"{key}_std"], r[f"{key}_sem"] = s["mean"], s["std"], s["sem"]
@@ -381,7 +389,7 @@ def _tables(df: pd.DataFrame, ctx: JobContext) -> tuple[pd.DataFrame, pd.DataFra
     if ctx.cache.get("ed_key") != key:
         ctx.cache["ed_key"] = key
         ctx.cache["ed"] = job_effective_density(df, ctx.args.drop, ctx.args.drop_mode)
-        ctx.cache["models"] = df[df.row == "model"].reset_index(drop=True)
+        ctx.cache["models"] = df[df.record == "model"].reset_index(drop=True)
     return ctx.cache["ed"], ctx.cache["models"]
 
 
@@ -547,7 +555,7 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
         layers = _layers(g.columns)
         for _, r in g.sort_values("multiplier").iterrows():
             ov = "/".join(f"{100 * r[f'overlap_{l}_mean']:.0f}" for l in layers)
-            lines.append(f"    {_fmt_mult(r.multiplier):>6} {r.hidden:>9} {int(r.n_weights):>8} {r.accuracy_mean:>7.3f} "
+            lines.append(f"    {_fmt_mult(r.multiplier):>6} {r.hidden:>9} {int(r.n_weights):>8} {r.test_accuracy_mean:>7.3f} "
                          f"{_pct(r.ed_mean):>7} ± {_pct(r.ed_sem):>5} {_pct(r.null_ed_mean):>8} {r.ed_p:>8.2g} "
                          f"{r.core_mean:>8.0f} {ov:>24}")
     for a in summary["effective_density"]["anova"]:
@@ -588,21 +596,21 @@ def trajectory_figure(df: pd.DataFrame, drop: float, mode: str, caption: str = "
     unpruned model (bottom; the effective-density threshold dashed) against
     density, one line per width (mean ± s.e.m. band over seeds), one column per
     dataset; the x axis runs from 1 (unpruned) down to `min_density`."""
-    steps = df[df.row == "step"]
+    steps = df[df.record == "step"]
     names = sorted(steps.dataset.unique())
     fig = make_subplots(rows=2, cols=max(1, len(names)), shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=[f"{n}: test accuracy" for n in names] + [
                             f"{n}: {'accuracy / unpruned' if mode == 'relative' else 'accuracy − unpruned'}" for n in names])
     colors = _colors(sorted(steps.multiplier.unique()))
-    base = steps[steps.step == 0].set_index(["dataset", "multiplier", "seed"]).accuracy
+    base = steps[steps.step == 0].set_index(["dataset", "multiplier", "seed"]).test_accuracy
     for c, name in enumerate(names, start=1):
         s = steps[steps.dataset == name]
         for m, g in sorted(s.groupby("multiplier"), key=lambda t: t[0]):
             acc0 = base.reindex(pd.MultiIndex.from_frame(g[["dataset", "multiplier", "seed"]])).to_numpy()
-            rel = g.accuracy.to_numpy() / acc0 if mode == "relative" else g.accuracy.to_numpy() - acc0
+            rel = g.test_accuracy.to_numpy() / acc0 if mode == "relative" else g.test_accuracy.to_numpy() - acc0
             g = g.assign(rel=rel)
-            agg = g.groupby("step").agg(density=("density", "mean"), acc=("accuracy", "mean"),
-                                        acc_sem=("accuracy", "sem"), rel=("rel", "mean"), rel_sem=("rel", "sem"))
+            agg = g.groupby("step").agg(density=("density", "mean"), acc=("test_accuracy", "mean"),
+                                        acc_sem=("test_accuracy", "sem"), rel=("rel", "mean"), rel_sem=("rel", "sem"))
             agg = agg[agg.density > 0]
             hid = g.hidden_label.iloc[0]
             label = f"{_fmt_mult(m)} ({hid})"

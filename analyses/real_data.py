@@ -54,11 +54,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from analyses._rows import model_columns
 from analyses._common import add_caption, add_metric_traces, label, style
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
 from fci.data import Dataset, DatasetSpec, digits, load_embeddings
 from fci.metrics import (
-    accuracy_per_parameter,
     paired_ttest,
     relative_improvement,
     trial_stats,
@@ -116,8 +116,8 @@ fine-tuned with a fresh optimiser, exactly as the FPE children are."""
 RESTART_STYLE = {"color": "#9467bd", "dash": "dash"}  # the control stands apart from dense (black) and the splits
 MAX_TRIALS_PER_CALL = 256  # trials per run_fpe call: the unit of a job entry's resume (models resume one by one)
 CONDITION_ORDER = {"dense": 0, RESTART: 1, "random": 2, "gram": 3, "clause": 4}
-METRICS = ("accuracy", "train_accuracy", "acc_per_param", "test_loss", "train_loss_end", "train_loss_late_drop",
-           "nnz", "active_neurons")
+METRICS = ("test_accuracy", "train_accuracy", "acc_per_param", "test_loss", "train_loss_final", "train_loss_late_drop",
+           "train_loss_late_drop_rel", "nnz", "active_neurons", "dead_units")
 
 
 # --------------------------------------------------------------------------- data and its identity
@@ -298,43 +298,27 @@ def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     return out
 
 
-def _late_drop(losses: Sequence[float], fraction: float = 0.1) -> float:
-    """Relative fall of the train loss over the last `fraction` of a model's
-    epochs: (L[-w-1] - L[-1]) / L[-w-1] with w = max(1, round(fraction * epochs)).
-    Near 0 when the loss has flattened; NaN with fewer than 2 epochs."""
-    L = list(losses)
-    if len(L) < 2:
-        return math.nan
-    w = min(len(L) - 1, max(1, round(fraction * len(L))))
-    prev = L[-w - 1]
-    return float((prev - L[-1]) / prev) if prev > 0 else 0.0
-
-
-def model_rows(result: DataFPEResult) -> list[dict[str, Any]]:
+def model_rows(result: DataFPEResult, x_test: torch.Tensor | None = None) -> list[dict[str, Any]]:
     """One results row per model of a trial: the paired dense baseline
     (condition 'dense', alpha 1), the restart control and each FPE child.
 
     Columns: condition, split, alpha, neurons (hidden units after expansion),
-    active_neurons (units with a non-zero incoming mask), accuracy (test),
-    train_accuracy, test_loss, nnz / nnz_weights / nnz_biases, parent_nnz,
-    parent_accuracy (the parent at expansion), acc_per_param, train_loss_end
-    (last epoch's mean train loss) and train_loss_late_drop (`_late_drop`)."""
+    active_neurons (units with a non-zero incoming mask), parent_nnz,
+    parent_test_accuracy (the parent at expansion), and the columns every
+    trained model has (`analyses._rows.model_columns`: test_accuracy,
+    train_loss_final, train_loss_late_drop, converged, nnz, dead_units on
+    `x_test`, ...); meanings in `analyses._columns.COLUMNS`."""
     h = result.hidden if isinstance(result.hidden, int) else result.hidden[0]
     parent_nnz = result.parent.model.nnz()
     models: list[tuple[str, str, int, ModelResult]] = [("dense", "none", 1, result.dense)]
     models += [(condition_name(s, a), s, a, mr) for (s, a), mr in result.children.items()]
     rows = []
     for cond, split, alpha, mr in models:
-        nnz = mr.model.nnz_split()
         rows.append({
             "condition": cond, "split": split, "alpha": int(alpha), "neurons": h * int(alpha),
             "active_neurons": int((mr.model.weight_mask(0).sum(1) > 0).sum()),
-            "accuracy": mr.test_accuracy, "train_accuracy": mr.train_accuracy, "test_loss": mr.test_loss,
-            "nnz": nnz["total"], "nnz_weights": nnz["weights"], "nnz_biases": nnz["biases"], "parent_nnz": parent_nnz,
-            "parent_accuracy": result.parent.test_accuracy,
-            "acc_per_param": float(accuracy_per_parameter(mr.test_accuracy, nnz["total"])),
-            "train_loss_end": mr.train_loss[-1] if mr.train_loss else math.nan,
-            "train_loss_late_drop": _late_drop(mr.train_loss),
+            **model_columns(mr, x_test),
+            "parent_nnz": parent_nnz, "parent_test_accuracy": result.parent.test_accuracy,
         })
     return rows
 
@@ -358,6 +342,7 @@ def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
     models padded). The models go to the store under their FPE keys, so another
     study training the same spec, widths, seeds and schedule loads them."""
     spec = dataset_spec(ctx.args)
+    x_test = spec.build().x_test
     groups: dict[str, list[dict[str, Any]]] = {}
     for j in todo:
         groups.setdefault(json.dumps([j["train"], j["expansions"]], sort_keys=True), []).append(j)
@@ -370,7 +355,7 @@ def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
             for j, r in zip(chunk, results):
                 keys = {cond: config_key(c) for cond, c in entry_configs(r.spec).items()}  # the models' own entries
                 order = [keys[("dense", 1)]] + [keys[cond] for cond in r.children]  # model_rows' row order
-                yield j, [{**row, "store_key": k} for row, k in zip(model_rows(r), order)], _tensors(r)
+                yield j, [{**row, "store_key": k} for row, k in zip(model_rows(r, x_test), order)], _tensors(r)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -400,7 +385,7 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
         if len(missing):
             raise ValueError(f"{len(missing)} {cond} α={alpha} models have no paired dense baseline, e.g. {missing[0]}")
         base = dense.loc[idx]
-        acc, acc0 = g.accuracy.to_numpy(float), base.accuracy.to_numpy(float)
+        acc, acc0 = g.test_accuracy.to_numpy(float), base.test_accuracy.to_numpy(float)
         row: dict[str, Any] = {"dataset": ds, "hidden": int(h), "condition": cond, "alpha": int(alpha),
                                "neurons": int(g.neurons.iloc[0]), "n": len(g)}
         for m in METRICS:
@@ -408,7 +393,7 @@ def stats_table(df: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_mean"], row[f"{m}_sem"] = st["mean"], st["sem"]
         rel = trial_stats(relative_improvement(acc, acc0))
         row["rel_improvement_mean"], row["rel_improvement_sem"] = rel["mean"], rel["sem"]
-        row["accuracy_diff_mean"] = float(np.mean(acc - acc0))
+        row["test_accuracy_diff_mean"] = float(np.mean(acc - acc0))
         row["rel_improvement_p"] = paired_ttest(acc, acc0)["p"] if cond != "dense" else math.nan
         row["nnz_equal_parent"] = bool((g.nnz.to_numpy() == g.parent_nnz.to_numpy()).all())
         rows.append(row)
@@ -514,8 +499,9 @@ def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, 
     if not df.empty:
         for (cond, a), g in df.groupby(["condition", "alpha"]):
             conv[f"{cond}-{int(a)}"] = {
-                "train_loss_end_by_width": {int(h): float(v) for h, v in g.groupby("hidden").train_loss_end.mean().items()},
-                "late_drop_by_width": {int(h): float(v) for h, v in g.groupby("hidden").train_loss_late_drop.mean().items()},
+                "train_loss_final_by_width": {int(h): float(v) for h, v in g.groupby("hidden").train_loss_final.mean().items()},
+                "late_drop_by_width": {int(h): float(v) for h, v in g.groupby("hidden").train_loss_late_drop_rel.mean().items()},
+                "converged_fraction_by_width": {int(h): float(v) for h, v in g.groupby("hidden").converged.mean().items()},
                 "train_accuracy_by_width": {int(h): float(v) for h, v in g.groupby("hidden").train_accuracy.mean().items()},
             }
     return {
@@ -524,7 +510,8 @@ def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, 
         "train": cfg.to_dict(),
         "widths": _widths(ctx.args), "alphas": _alphas(ctx.args), "splits": _splits(ctx.args),
         "budget_kept": bool(st.nnz_equal_parent.all()) if not st.empty else None,
-        "convergence": {"late_drop": "relative fall of the train loss over the last 10% of a model's epochs", **conv},
+        "convergence": {"late_drop": "relative fall of the mean train loss from the second-to-last to the last 10% of a "
+                                    "model's epochs (fci.metrics.late_drop); converged: fci.metrics.is_flat", **conv},
         "inert_children": inert_children(df),
         "paper": paper_comparison(st, note),
     }
@@ -542,10 +529,10 @@ def inert_children(df: pd.DataFrame) -> dict[str, Any]:
         out[f"{cond}-{int(a)}"] = {"inert_fraction": float(1 - (g.active_neurons / g.neurons).mean())}
     for cond, g in kids.groupby("condition"):
         alphas = sorted(int(a) for a in g.alpha.unique())
-        piv = g.pivot_table(index=["dataset", "hidden", "seed"], columns="alpha", values=["active_neurons", "accuracy"])
+        piv = g.pivot_table(index=["dataset", "hidden", "seed"], columns="alpha", values=["active_neurons", "test_accuracy"])
         for i, lo in enumerate(alphas):
             for hi in alphas[i + 1:]:
-                same = (piv["active_neurons"][lo] == piv["active_neurons"][hi]) & (piv["accuracy"][lo] == piv["accuracy"][hi])
+                same = (piv["active_neurons"][lo] == piv["active_neurons"][hi]) & (piv["test_accuracy"][lo] == piv["test_accuracy"][hi])
                 out[f"{cond}-{hi}-equals-{cond}-{lo}"] = {"trials": int(same.sum()), "of": len(same)}
     return out
 
@@ -559,9 +546,9 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
              f"{'width':>6} {'condition':<12}{'test accuracy':>20}{'rel. improvement':>22}{'p':>9}{'train loss':>12}"]
     for r in st.to_dict("records"):
         p = r["rel_improvement_p"]
-        lines.append(f"{r['hidden']:>6} {label(r['condition'], r['alpha']):<12}{r['accuracy_mean']:>11.4f} ± {_f(r['accuracy_sem'])}"
+        lines.append(f"{r['hidden']:>6} {label(r['condition'], r['alpha']):<12}{r['test_accuracy_mean']:>11.4f} ± {_f(r['test_accuracy_sem'])}"
                      f"{100 * r['rel_improvement_mean']:>+13.2f}% ± {100 * _n(r['rel_improvement_sem']):.2f}%"
-                     f"{('' if p is None or not np.isfinite(p) else f'{p:.2g}'):>9}{r['train_loss_end_mean']:>12.4f}")
+                     f"{('' if p is None or not np.isfinite(p) else f'{p:.2g}'):>9}{r['train_loss_final_mean']:>12.4f}")
     for k, v in summary.get("inert_children", {}).items():
         if "-equals-" in k and v["trials"]:
             lines.append(f"note: {k.replace('-equals-', ' = ')} (same active neurons and accuracy) in {v['trials']} of {v['of']} trials")
@@ -616,8 +603,8 @@ def figure5(st: pd.DataFrame, dataset: str, caption: str = "") -> go.Figure:
         everyone = [("dense", 1)] + children
         add_metric_traces(fig, st, "hidden", "rel_improvement", row=1, col=1, p="rel_improvement_p", conditions=children)
         add_metric_traces(fig, st, "hidden", "acc_per_param", row=2, col=1, conditions=everyone, showlegend=False)
-        add_metric_traces(fig, st, "hidden", "accuracy", row=1, col=2, conditions=everyone, showlegend=True)
-        add_metric_traces(fig, st, "hidden", "train_loss_end", row=2, col=2, conditions=everyone, showlegend=False)
+        add_metric_traces(fig, st, "hidden", "test_accuracy", row=1, col=2, conditions=everyone, showlegend=True)
+        add_metric_traces(fig, st, "hidden", "train_loss_final", row=2, col=2, conditions=everyone, showlegend=False)
         _restyle_restart(fig)
         # one legend entry per condition: drop the duplicates of the second panel that shows it
         seen = set()
@@ -632,7 +619,7 @@ def figure5(st: pd.DataFrame, dataset: str, caption: str = "") -> go.Figure:
     fig.update_yaxes(tickformat=".1%", row=1, col=1)
     if not st.empty:
         fig.update_yaxes(**_log_ticks(st.acc_per_param_mean), row=2, col=1)
-        fig.update_yaxes(**_log_ticks(st.train_loss_end_mean), row=2, col=2)
+        fig.update_yaxes(**_log_ticks(st.train_loss_final_mean), row=2, col=2)
     fig.update_xaxes(title_text="hidden neurons (before expansion)", row=2)
     fig.update_layout(title=f"FPE on real data ({dataset}): relative improvement and accuracy per parameter vs width "
                             "(cf. paper Fig. 5)", height=820, width=1300, template="plotly_white")

@@ -111,15 +111,15 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in df[df.condition != "dense"].groupby(CELL_KEYS + ["condition", "alpha"], sort=True):
         g = g.sort_values("trial")
-        b = dense.reindex(pd.MultiIndex.from_frame(g[CELL_KEYS + ["trial"]]))["accuracy"].to_numpy(float)
-        a = g["accuracy"].to_numpy(float)
+        b = dense.reindex(pd.MultiIndex.from_frame(g[CELL_KEYS + ["trial"]]))["test_accuracy"].to_numpy(float)
+        a = g["test_accuracy"].to_numpy(float)
         ok = np.isfinite(b)
         a, b = a[ok], b[ok]
         ri = trial_stats(np.asarray(relative_improvement(a, b)))
         sa, sb = trial_stats(a), trial_stats(b)
         rows.append({**dict(zip(CELL_KEYS + ["condition", "alpha"], key)), "load": key[2] / HIDDEN, "n": int(ok.sum()),
-                     "accuracy_mean": sa["mean"], "accuracy_sem": sa["sem"],
-                     "dense_accuracy_mean": sb["mean"], "dense_accuracy_sem": sb["sem"],
+                     "test_accuracy_mean": sa["mean"], "test_accuracy_sem": sa["sem"],
+                     "dense_test_accuracy_mean": sb["mean"], "dense_test_accuracy_sem": sb["sem"],
                      "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"],
                      "p": paired_ttest(a, b)["p"] if len(a) > 1 else math.nan})
     return pd.DataFrame(rows)
@@ -145,7 +145,7 @@ def answer(st: pd.DataFrame, level: float = 0.05) -> dict[str, Any]:
             def cells(d: pd.DataFrame) -> list[dict[str, Any]]:
                 return [{"cell": _cell_name(r), **{k: r[k] for k in CELL_KEYS}, "rel_improvement": r["rel_improvement_mean"],
                          "rel_improvement_sem": r["rel_improvement_sem"], "p": r["p"],
-                         "dense_accuracy": r["dense_accuracy_mean"], "accuracy": r["accuracy_mean"]}
+                         "dense_test_accuracy": r["dense_test_accuracy_mean"], "test_accuracy": r["test_accuracy_mean"]}
                         for _, r in d.sort_values("rel_improvement_mean", ascending=False).iterrows()]
 
             out[f"{cond}-{int(alpha)}"] = {"cells": int(len(s)), "beats_dense": len(beats), "below_dense": len(loses),

@@ -43,6 +43,7 @@ from plotly.subplots import make_subplots
 from analyses._common import Level, add_caption
 from analyses._jobs import (JobContext, JobStudy, check_alphas, chunked, comma_list, level_task, regime_caption, regime_level,
                             run_job_study)
+from analyses._rows import measure_columns
 from fci.data import boolean
 from fci.expand import expand
 from fci.metrics import (
@@ -173,11 +174,16 @@ def run(todo: list[dict[str, Any]], ctx: JobContext):
 def _model_measures(model: MaskedMLP, clauses, n_keep: int, group: int) -> dict[str, float]:
     W1 = model.effective_weights()[0][0]
     return {
-        "capacity": float(clause_mean_capacity(feature_capacity(W1), clauses)),
+        "feature_capacity": float(clause_mean_capacity(feature_capacity(W1), clauses)),
         "cosine_interference": float(cosine_interference(W1)),
         "nm_violations": nm_violations(model.weight_mask(0), n_keep, group),
         "sibling_overlap": sibling_overlap(model),
     }
+
+
+def _backend(state: Any) -> str | None:
+    """The training backend recorded by `fit` in its optimiser state (None when not recorded)."""
+    return getattr(state, "provenance", {}).get("backend")
 
 
 def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tuple[list[dict[str, Any]], dict[str, torch.Tensor]]]:
@@ -197,7 +203,7 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
     # Dense warm-up: one copy per job (alpha 2 and 4 of a seed train identically).
     dense = MaskedMLPStack.from_models([MaskedMLP(d.n_in, j["hidden"], d.n_out, seed=derive_seed(j["seed"], "init"))
                                         for j, d in zip(jobs, datas)]).to(device)
-    opt, _ = fit(dense, xtr, ytr, cfg, range(cfg.warmup))
+    opt, warm_losses = fit(dense, xtr, ytr, cfg, range(cfg.warmup))  # (M, warmup)
     parents = dense.to_models()
 
     # Children, and the common non-zero target of each job.
@@ -246,23 +252,26 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
     out = []
     for i, j in enumerate(jobs):
         inf, clauses = info[i], datas[i].info["clauses"]
-        # (condition, model, train acc, test acc, test loss, pruned, index in cstack or None, curve)
-        entries: list[tuple[str, MaskedMLP, Any, Any, Any, int, int | None, list[tuple[int, Any]]]] = [
-            ("dense", dense_models[i], d_tr[i], d_te[i], d_loss[i], int(pruned[i]), None, [(o, a[i]) for o, a in dres.curve])]
+        # (condition, model, train acc, test acc, test loss, train losses, pruned, index in cstack or None, curve)
+        entries: list[tuple[str, MaskedMLP, Any, Any, Any, Any, int, int | None, list[tuple[int, Any]]]] = [
+            ("dense", dense_models[i], d_tr[i], d_te[i], d_loss[i], torch.cat([warm_losses[i].cpu(), dres.losses[i]]),
+             int(pruned[i]), None, [(o, a[i]) for o, a in dres.curve])]
         for k, (ji, c) in enumerate(order):
             if ji == i:
-                entries.append((c, child_models[k], c_tr[k], c_te[k], c_loss[k], inf["natural"][c] - inf["target"], k,
-                                [(o, a[k]) for o, a in cres.curve]))
+                entries.append((c, child_models[k], c_tr[k], c_te[k], c_loss[k], cres.losses[k], inf["natural"][c] - inf["target"],
+                                k, [(o, a[k]) for o, a in cres.curve]))
         rows, tensors = [], {f"parent.{n}": t for n, t in parents[i].tensors().items()}
-        for c, m, tr, te, loss, n_pruned, stack_k, curve in entries:
+        for c, m, tr, te, loss, train_loss, n_pruned, stack_k, curve in entries:
             split = m.nnz_split()
             if split["total"] != inf["target"]:  # the study's invariant: every condition at the same nnz
                 raise AssertionError(f"seed {j['seed']} alpha {j['alpha']}: {c} has nnz {split['total']}, "
                                      f"expected the common target {inf['target']}")
             dynamic = c == "random_dynamic"
             rows.append({
-                "record": "model", "condition": c, "width": m.hidden[0], "accuracy": float(te), "train_accuracy": float(tr),
-                "test_loss": float(loss), "nnz": split["total"], "nnz_weights": split["weights"], "nnz_biases": split["biases"],
+                "record": "model", "condition": c, "width": m.hidden[0],
+                **measure_columns(m, test_accuracy=float(te), train_accuracy=float(tr), test_loss=float(loss),
+                                  train_loss=train_loss.tolist(), x_test=datas[i].x_test,
+                                  backend=_backend(dres.optimizer if c == "dense" else cres.optimizer)),
                 "budget": inf["budget"], "target_nnz": inf["target"], "natural_nnz": inf["natural"][c],
                 "pruned_to_target": n_pruned, "nm_removed": inf["nm_removed"].get(c, 0),
                 "rounds": len(cres.rounds) if dynamic else 0,
@@ -270,7 +279,7 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
                 "mask_changed": float(changed[stack_k] / start_active[stack_k]) if dynamic else 0.0,
                 **_model_measures(m, clauses, n_keep, group),
             })
-            rows += [{"record": "curve", "condition": c, "epoch": int(o), "accuracy": float(acc)} for o, acc in curve]
+            rows += [{"record": "curve", "condition": c, "epoch": int(o), "test_accuracy": float(acc)} for o, acc in curve]
             tensors.update({f"{c}.{n}": t for n, t in m.tensors().items()})
         out.append((rows, tensors))
     return out
@@ -296,13 +305,13 @@ def condition_stats(df: pd.DataFrame) -> pd.DataFrame:
     m = df[df.record == "model"]
     out = []
     for alpha, ga in m.groupby("alpha"):
-        piv = ga.pivot(index="seed", columns="condition", values="accuracy")
+        piv = ga.pivot(index="seed", columns="condition", values="test_accuracy")
         for c in [c for c in CONDITIONS if c in piv.columns]:
             g = ga[ga.condition == c]
             acc = piv[c].dropna()
             s = trial_stats(acc)
-            row = {"alpha": int(alpha), "condition": c, "n": s["n"], "accuracy_mean": s["mean"], "accuracy_sem": s["sem"],
-                   "accuracy_std": s["std"], "nnz_mean": float(g.nnz.mean()), "budget_mean": float(g.budget.mean()),
+            row = {"alpha": int(alpha), "condition": c, "n": s["n"], "test_accuracy_mean": s["mean"], "test_accuracy_sem": s["sem"],
+                   "test_accuracy_std": s["std"], "nnz_mean": float(g.nnz.mean()), "budget_mean": float(g.budget.mean()),
                    "nnz_fraction_of_budget": float((g.nnz / g.budget).mean())}
             if c != "dense" and "dense" in piv:
                 pair = piv[[c, "dense"]].dropna()
@@ -314,8 +323,8 @@ def condition_stats(df: pd.DataFrame) -> pd.DataFrame:
                 pair = piv[[c, PLAIN[c]]].dropna()
                 t = paired_ttest(pair[c], pair[PLAIN[c]])
                 row.update({"vs_plain": PLAIN[c], "diff_vs_plain": t["mean_diff"], "p_vs_plain": t["p"]})
-            for k in ("capacity", "cosine_interference", "sibling_overlap", "nm_violations", "mask_changed", "nm_removed",
-                      "pruned_to_target"):
+            for k in ("feature_capacity", "cosine_interference", "sibling_overlap", "nm_violations", "mask_changed", "nm_removed",
+                      "pruned_to_target", "train_loss_final", "dead_units"):
                 v = g[k].to_numpy(dtype=float)
                 row[f"{k}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
             out.append(row)
@@ -347,21 +356,21 @@ def accuracy_figure(st: pd.DataFrame, nm: str = "2:4", caption: str = "") -> go.
         conds = [c for c in CONDITIONS if c in g.index]
         for c in conds:
             r = g.loc[c]
-            sem = 0.0 if pd.isna(r.accuracy_sem) else float(r.accuracy_sem)
-            fig.add_trace(go.Scatter(x=[label(c, nm)], y=[r.accuracy_mean + sem], mode="text", text=[_star(r.get("p_vs_dense"))],
+            sem = 0.0 if pd.isna(r.test_accuracy_sem) else float(r.test_accuracy_sem)
+            fig.add_trace(go.Scatter(x=[label(c, nm)], y=[r.test_accuracy_mean + sem], mode="text", text=[_star(r.get("p_vs_dense"))],
                                      textposition="top center", textfont={"size": 20, "color": COLORS[c]}, showlegend=False,
                                      hoverinfo="skip"), row=1, col=col)
             fig.add_trace(go.Scatter(
-                x=[label(c, nm)], y=[r.accuracy_mean], error_y={"type": "data", "array": [sem]},
+                x=[label(c, nm)], y=[r.test_accuracy_mean], error_y={"type": "data", "array": [sem]},
                 mode="markers", marker={"color": COLORS[c], "symbol": SYMBOLS[c], "size": 12},
                 name=label(c, nm), showlegend=False,
-                hovertemplate=(f"{label(c, nm)} α={a}<br>accuracy %{{y:.4f}} ± {r.accuracy_sem:.4f}"
+                hovertemplate=(f"{label(c, nm)} α={a}<br>accuracy %{{y:.4f}} ± {r.test_accuracy_sem:.4f}"
                                f"<br>Δ vs dense {r.get('diff_vs_dense', 0):+.4f}<extra></extra>")), row=1, col=col)
         if "dense" in g.index:
-            fig.add_hline(y=g.loc["dense"].accuracy_mean, line={"color": COLORS["dense"], "dash": "dash", "width": 1}, row=1, col=col)
+            fig.add_hline(y=g.loc["dense"].test_accuracy_mean, line={"color": COLORS["dense"], "dash": "dash", "width": 1}, row=1, col=col)
     if len(st):  # head room for the stars above the error bars
-        sem = st.accuracy_sem.fillna(0)
-        lo, hi = float((st.accuracy_mean - sem).min()), float((st.accuracy_mean + sem).max())
+        sem = st.test_accuracy_sem.fillna(0)
+        lo, hi = float((st.test_accuracy_mean - sem).min()), float((st.test_accuracy_mean + sem).max())
         fig.update_yaxes(range=[lo - 0.1 * (hi - lo) - 0.005, hi + 0.15 * (hi - lo) + 0.01])
     fig.update_yaxes(title_text="test accuracy", row=1, col=1)
     fig.update_layout(title=f"FPE with {nm} child masks and with prune-and-regrow, at the same non-zero count as dense",
@@ -375,7 +384,7 @@ def curve_stats(df: pd.DataFrame) -> pd.DataFrame:
     c = df[df.record == "curve"]
     rows = []
     for (a, cond, e), g in c.groupby(["alpha", "condition", "epoch"]):
-        s = trial_stats(g.accuracy)
+        s = trial_stats(g.test_accuracy)
         rows.append({"alpha": int(a), "condition": cond, "epoch": int(e), "mean": s["mean"], "sem": s["sem"]})
     return pd.DataFrame(rows)
 
@@ -426,7 +435,7 @@ def _verdict(diff: float, p: float) -> bool | None:
 
 
 def _fmt(r: pd.Series) -> str:
-    return (f"acc {r.accuracy_mean:.4f} ± {r.accuracy_sem:.4f} vs dense {r.accuracy_mean - r.diff_vs_dense:.4f} "
+    return (f"acc {r.test_accuracy_mean:.4f} ± {r.test_accuracy_sem:.4f} vs dense {r.test_accuracy_mean - r.diff_vs_dense:.4f} "
             f"(Δ {r.diff_vs_dense:+.4f}, p={r.p_vs_dense:.3g}, n={r.n})")
 
 
@@ -440,8 +449,8 @@ def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, 
             if c not in g.index:
                 continue
             r = g.loc[c]
-            headline.append({"alpha": int(a), "condition": c, "accuracy_mean": r.accuracy_mean, "accuracy_sem": r.accuracy_sem,
-                             "dense_mean": r.accuracy_mean - r.diff_vs_dense, "diff_vs_dense": r.diff_vs_dense,
+            headline.append({"alpha": int(a), "condition": c, "test_accuracy_mean": r.test_accuracy_mean, "test_accuracy_sem": r.test_accuracy_sem,
+                             "dense_mean": r.test_accuracy_mean - r.diff_vs_dense, "diff_vs_dense": r.diff_vs_dense,
                              "p_vs_dense": r.p_vs_dense, "diff_vs_plain": r.get("diff_vs_plain"), "p_vs_plain": r.get("p_vs_plain"),
                              "nnz_mean": r.nnz_mean, "budget_mean": r.budget_mean})
         for c, claim in (
@@ -481,7 +490,7 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
     for h in summary["structured"]["headline"]:
         extra = "" if h["diff_vs_plain"] is None or (isinstance(h["diff_vs_plain"], float) and math.isnan(h["diff_vs_plain"])) else \
             f"  vs plain Δ {h['diff_vs_plain']:+.4f} (p={h['p_vs_plain']:.3g})"
-        lines.append(f"  α={h['alpha']} {label(h['condition'], nm):<22} {h['accuracy_mean']:.4f} ± {h['accuracy_sem']:.4f}  "
+        lines.append(f"  α={h['alpha']} {label(h['condition'], nm):<22} {h['test_accuracy_mean']:.4f} ± {h['test_accuracy_sem']:.4f}  "
                      f"dense {h['dense_mean']:.4f}  Δ {h['diff_vs_dense']:+.4f} p={h['p_vs_dense']:.3g}  "
                      f"nnz {h['nnz_mean']:.1f}/{h['budget_mean']:.0f}{extra}")
     lines.append("paper comparison:")

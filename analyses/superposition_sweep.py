@@ -66,7 +66,7 @@ def trend_figure(stats: pd.DataFrame, caption: str = "", n_clauses: int = HEADLI
     for col, (sub, x) in enumerate(((by_h, "hidden"), (by_c, "n_clauses")), start=1):
         add_metric_traces(fig, sub[sub.condition != "dense"], x, "ri_pct", row=1, col=col, p="ri_pct_p",
                           conditions=CHILDREN, showlegend=col == 1)
-        add_metric_traces(fig, sub, x, "acc_per_param", row=2, col=col, p="accuracy_p",
+        add_metric_traces(fig, sub, x, "acc_per_param", row=2, col=col, p="test_accuracy_p",
                           conditions=[("dense", 1)] + CHILDREN, showlegend=False)
         fig.add_hline(y=0, line={"color": "black", "dash": "dash", "width": 1}, row=1, col=col)
         fig.update_xaxes(**_log2_axis(sub[x]), row=1, col=col)

@@ -49,6 +49,7 @@ from plotly.subplots import make_subplots
 
 from analyses._common import Level, add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, chunked, comma_list, level_task, regime_caption, regime_level, run_job_study
+from analyses._rows import model_columns
 from fci._cli import flag_error
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
@@ -193,18 +194,18 @@ def clause_coverage(W1: torch.Tensor, clauses: Sequence[Sequence[tuple[int, bool
     return float(np.mean([c > 0 for c in counts])), float(np.mean(counts))
 
 
-def model_row(model: MaskedMLP, res: ModelResult, clauses: Sequence | None = None, **extra: Any) -> dict[str, Any]:
-    """One results.csv row: accuracy, loss, nnz (split), connectivity (overall
-    and connectivity_l<l> per layer), the hidden units left without any input
-    weight and, for Boolean tasks, clause coverage (`clause_coverage`)."""
-    split = model.nnz_split()
+def model_row(model: MaskedMLP, res: ModelResult, clauses: Sequence | None = None, x_test: torch.Tensor | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """One results.csv row: the columns every trained model has
+    (`analyses._rows.model_columns`: accuracy, loss, convergence, nnz split,
+    dead_units on `x_test`, backend), connectivity (overall and connectivity_l<l>
+    per layer), the hidden units left without any input weight and, for Boolean
+    tasks, clause coverage (`clause_coverage`)."""
     eff = model.effective_weights()
     fan_in = (eff[0][0] != 0).sum(1)  # W1: (H, n_in)
     covered, per_clause = clause_coverage(eff[0][0], clauses) if clauses else (math.nan, math.nan)
     return {
-        "test_accuracy": res.test_accuracy, "train_accuracy": res.train_accuracy, "test_loss": res.test_loss,
-        "train_loss_final": res.train_loss[-1] if res.train_loss else float("nan"),
-        "nnz": split["total"], "nnz_weights": split["weights"], "nnz_biases": split["biases"],
+        **model_columns(res, x_test),
         "possible_weights": possible_weights(model.n_in, model.hidden, model.n_out),
         "connectivity": connectivity(model),
         **{f"connectivity_l{l}": float((w != 0).float().mean()) for l, (w, _) in enumerate(eff)},
@@ -250,7 +251,7 @@ def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str,
         results = train_models(inits, [(d.x_train, d.y_train, d.x_test, d.y_test) for d in ds], cfg, cfg.epochs,
                                loss=ds[0].loss, device=ctx.device)
         for j, d, r in zip(batch, ds, results):
-            yield j, [model_row(r.model, r, d.info.get("clauses"), dataset=d.name)], r.model.tensors()
+            yield j, [model_row(r.model, r, d.info.get("clauses"), d.x_test, dataset=d.name)], r.model.tensors()
     yield from _run_fpe([j for j in todo if j["condition"] == "fpe"], ctx)
 
 
@@ -270,10 +271,11 @@ def _run_fpe(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         for ((s, h0), js), res in zip(by_trial.items(), results):
             clauses = res.task.clauses if res.task is not None else None
             keys = entry_configs(res.spec)
+            d = _data(ctx, spec, s)
             for j in js:
                 child = res.children[(SPLIT, j["alpha"])]
-                row = model_row(child.model, child, clauses, dataset=_data(ctx, spec, s).name,
-                                fpe_parent_accuracy=res.parent.test_accuracy, fpe_baseline_accuracy=res.dense.test_accuracy)
+                row = model_row(child.model, child, clauses, d.x_test, dataset=d.name,
+                                parent_test_accuracy=res.parent.test_accuracy, dense_test_accuracy=res.dense.test_accuracy)
                 row["store_key"] = config_key(keys[(SPLIT, j["alpha"])])  # the model's own entry
                 yield j, [row], child.model.tensors()
 
@@ -322,7 +324,7 @@ def study_stats(df: pd.DataFrame) -> pd.DataFrame:
                 budget = fam.budget.iloc[0]
                 out.append({
                     "base_width": int(h0), "budget": budget, "condition": cond, "width": int(w), "alpha": int(w) / int(h0),
-                    "n": acc["n"], "accuracy_mean": acc["mean"], "accuracy_sem": acc["sem"],
+                    "n": acc["n"], "test_accuracy_mean": acc["mean"], "test_accuracy_sem": acc["sem"],
                     "train_accuracy_mean": tr["mean"], "train_accuracy_sem": tr["sem"],
                     "test_loss_mean": float(g.test_loss.mean()),
                     "nnz_mean": float(g.nnz.mean()), "nnz_min": int(g.nnz.min()), "nnz_max": int(g.nnz.max()),
@@ -357,13 +359,13 @@ def optima(df: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
         st = stats[(stats.base_width == h0) & (stats.condition == "sparse")].sort_values("width").reset_index(drop=True)
         if st.empty:
             continue
-        i = _argbest(st, "accuracy_mean", "test_loss_mean")
+        i = _argbest(st, "test_accuracy_mean", "test_loss_mean")
         best = st.loc[i]
         interior = 0 < i < len(st) - 1
         c_ref = best.connectivity_mean
         if interior:
             x = np.log2(st.connectivity_mean.to_numpy(float)[i - 1 : i + 2])
-            y = st.accuracy_mean.to_numpy(float)[i - 1 : i + 2]
+            y = st.test_accuracy_mean.to_numpy(float)[i - 1 : i + 2]
             a2, a1, _ = np.polyfit(x, y, 2)
             if a2 < 0:
                 c_ref = float(2 ** np.clip(-a1 / (2 * a2), x.min(), x.max()))
@@ -373,13 +375,13 @@ def optima(df: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
         npv = trial_stats(np.array([r.width * r.connectivity for r in per_trial]))
         rows.append({
             "base_width": int(h0), "budget": int(best.budget), "width_star": int(best.width), "c_star": float(best.connectivity_mean),
-            "np_star": float(best.width * best.connectivity_mean), "accuracy_star": float(best.accuracy_mean),
-            "accuracy_star_sem": float(best.accuracy_sem), "interior": bool(interior), "c_refined": float(c_ref),
-            "base_accuracy": float(st.loc[st.width == h0, "accuracy_mean"].iloc[0]) if (st.width == h0).any() else math.nan,
+            "np_star": float(best.width * best.connectivity_mean), "test_accuracy_star": float(best.test_accuracy_mean),
+            "test_accuracy_star_sem": float(best.test_accuracy_sem), "interior": bool(interior), "c_refined": float(c_ref),
+            "base_test_accuracy": float(st.loc[st.width == h0, "test_accuracy_mean"].iloc[0]) if (st.width == h0).any() else math.nan,
             "log2_c_star_mean": lc["mean"], "log2_c_star_sem": lc["sem"], "np_star_trials_mean": npv["mean"],
             "np_star_trials_sem": npv["sem"],
             "trials_star": [{"seed": int(r.seed), "width": int(r.width), "connectivity": float(r.connectivity),
-                             "accuracy": float(r.test_accuracy)} for r in per_trial],
+                             "test_accuracy": float(r.test_accuracy)} for r in per_trial],
             "widths": st.width.astype(int).tolist(), "connectivities": st.connectivity_mean.astype(float).tolist(),
         })
     return pd.DataFrame(rows)
@@ -441,7 +443,7 @@ def paper_comparison(stats: pd.DataFrame, opt: pd.DataFrame, npc: dict[str, Any]
 
     # 1. width helps at a fixed budget (first widening step, pre-specified: alpha = 2)
     a2 = sp[sp.alpha == 2].set_index("base_width")
-    wide = {int(h): g.loc[g.accuracy_mean.idxmax()] for h, g in sp.groupby("base_width")}  # best widened width (alpha > 1)
+    wide = {int(h): g.loc[g.test_accuracy_mean.idxmax()] for h, g in sp.groupby("base_width")}  # best widened width (alpha > 1)
     wins = [bool(a2.loc[h].gain_vs_base_mean > 0 and a2.loc[h].p_vs_base < 0.05) for h in budgets if h in a2.index]
     out.append({
         "claim": "Golubeva et al. 2021 (slides 'Results: ResNet-18', ImageNet table): at a fixed number of weights, "
@@ -521,7 +523,7 @@ def paper_comparison(stats: pd.DataFrame, opt: pd.DataFrame, npc: dict[str, Any]
         "measured": "; ".join(f"H0={int(r.base_width)} α={int(r.alpha)}: FPE {_fmt(r.gain_vs_base_mean, r.gain_vs_base_sem, True)} "
                               f"(p={r.p_vs_base:.2g})" for r in f2.itertuples())
                     + (f"; FPE minus sparse-from-scratch at equal width, mean over cells: "
-                       f"{100 * float((vs.accuracy_mean_f - vs.accuracy_mean_s).mean()):+.2f} pp" if len(vs) else ""),
+                       f"{100 * float((vs.test_accuracy_mean_f - vs.test_accuracy_mean_s).mean()):+.2f} pp" if len(vs) else ""),
         "agrees": (sum(fwins) > len(fwins) / 2) if fwins else None,
         "note": "FPE gain is over the paired dense baseline at H0 (which trains warm-up + fine-tuning epochs from the same "
                 "initialisation); agrees when most (H0, α ∈ {2, 4}) cells gain with p < 0.05",
@@ -558,7 +560,7 @@ def wide_sparse_figure(stats: pd.DataFrame, opt: pd.DataFrame, npc: dict[str, An
         for cond in ("sparse", "fpe", "dense"):
             g = st[st.condition == cond].sort_values("width")
             fig.add_trace(go.Scatter(
-                x=g.width, y=g.accuracy_mean, error_y={"type": "data", "array": g.accuracy_sem.fillna(0)},
+                x=g.width, y=g.test_accuracy_mean, error_y={"type": "data", "array": g.test_accuracy_sem.fillna(0)},
                 mode="lines+markers+text", text=significance_text(g.p_vs_base), textposition="top center",
                 textfont={"color": COLORS[cond], "size": 15}, name=NAMES[cond], legendgroup=cond, showlegend=k == 1,
                 line={"color": COLORS[cond], "dash": "dot" if cond == "dense" else "solid"},
@@ -573,12 +575,12 @@ def wide_sparse_figure(stats: pd.DataFrame, opt: pd.DataFrame, npc: dict[str, An
     for k, o in enumerate(opt.itertuples()):
         colr = BUDGET_COLORS[k % len(BUDGET_COLORS)]
         st = stats[(stats.base_width == o.base_width) & (stats.condition == "sparse")].sort_values("connectivity_mean")
-        fig.add_trace(go.Scatter(x=st.connectivity_mean, y=st.accuracy_mean, error_y={"type": "data", "array": st.accuracy_sem.fillna(0)},
+        fig.add_trace(go.Scatter(x=st.connectivity_mean, y=st.test_accuracy_mean, error_y={"type": "data", "array": st.test_accuracy_sem.fillna(0)},
                                  mode="lines+markers", name=f"sparse, H0={o.base_width} (budget {o.budget})", legendgroup=f"b{k}",
                                  line={"color": colr}, marker={"color": colr},
                                  customdata=st.width, hovertemplate="width %{customdata}<br>c %{x:.3f}<br>acc %{y:.4f}<extra></extra>"),
                       row=2, col=1)
-        fig.add_trace(go.Scatter(x=[o.c_star], y=[o.accuracy_star], mode="markers", showlegend=False, legendgroup=f"b{k}",
+        fig.add_trace(go.Scatter(x=[o.c_star], y=[o.test_accuracy_star], mode="markers", showlegend=False, legendgroup=f"b{k}",
                                  marker={"symbol": "star", "size": 17, "color": colr, "line": {"color": "black", "width": 1}},
                                  hovertemplate=f"optimum H0={o.base_width}: width {o.width_star}, c*={o.c_star:.3f}<extra></extra>"),
                       row=2, col=1)
@@ -742,7 +744,7 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
     lines = [f"{'H0':>3} {'budget':>6} {'width':>5} {'conn.':>6} {'sparse':>15} {'FPE':>15} {'dense (nnz)':>22}"]
     for (h0, w), g in st.groupby(["base_width", "width"]):
         r = {c: g[g.condition == c].iloc[0] for c in ("sparse", "fpe", "dense") if (g.condition == c).any()}
-        cell = {c: f"{r[c].accuracy_mean:.4f}±{r[c].accuracy_sem:.4f}" if c in r else "-" for c in ("sparse", "fpe", "dense")}
+        cell = {c: f"{r[c].test_accuracy_mean:.4f}±{r[c].test_accuracy_sem:.4f}" if c in r else "-" for c in ("sparse", "fpe", "dense")}
         dn = f"{cell['dense']} ({r['dense'].nnz_mean:.0f})" if "dense" in r else "-"
         lines.append(f"{h0:>3} {int(r['sparse'].budget):>6} {w:>5} {r['sparse'].connectivity_mean:>6.3f} {cell['sparse']:>15} "
                      f"{cell['fpe']:>15} {dn:>22}")
@@ -751,7 +753,7 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
                  f"FPE {bc['fpe_nnz_equals_budget']} ({bc['fpe_models']} models)")
     for o in summary["optima"]:
         lines.append(f"optimum H0={o['base_width']}: width {o['width_star']}, c*={o['c_star']:.3f}, width*c*={o['np_star']:.2f}, "
-                     f"acc {o['accuracy_star']:.4f} (base {o['base_accuracy']:.4f}){'' if o['interior'] else ' [at the edge of the sweep]'}")
+                     f"acc {o['test_accuracy_star']:.4f} (base {o['base_test_accuracy']:.4f}){'' if o['interior'] else ' [at the edge of the sweep]'}")
     for cond, c in summary.get("clause_coverage", {}).items():
         lines.append(f"{cond}: accuracy vs fraction of clauses some unit sees whole: r = {c['r']:.2f} (p={c['p']:.2g}, "
                      f"{c['n']} models; mean coverage {c['mean_covered']:.2f})")

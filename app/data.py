@@ -50,6 +50,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from analyses._columns import canonical_row
 from fci.codes import (
     ClauseSplitView,
     DecodedCircuit,
@@ -378,13 +379,19 @@ def _scan_fpe(entries: list[StoreEntry]) -> Scanned:
     return runs, notes
 
 
+def _rows(entry: StoreEntry) -> list[dict[str, Any]]:
+    """A job study's stored result rows under the results.csv names (`analyses._columns`;
+    entries written before that vocabulary are renamed on the way in)."""
+    return [canonical_row(r) for r in entry.metrics["rows"]]
+
+
 def _scan_real_data(entries: list[StoreEntry]) -> Scanned:
     """One run per FPE child of a real-data trial (α=1: the restart control)."""
     runs: list[RunInfo] = []
     for e in entries:
-        cfg, rows = e.config, e.metrics["rows"]
-        acc = {(r["split"], int(r["alpha"])): float(r["accuracy"]) for r in rows}
-        parent_acc = float(rows[0].get("parent_accuracy", math.nan))
+        cfg, rows = e.config, _rows(e)
+        acc = {(r["split"], int(r["alpha"])): float(r["test_accuracy"]) for r in rows}
+        parent_acc = float(rows[0].get("parent_test_accuracy", math.nan))
         dense_acc = acc.get(("none", 1), math.nan)
         dataset = str(cfg["dataset"])
         for split, alpha in cfg["expansions"]:
@@ -420,8 +427,8 @@ def _scan_structured(entries: list[StoreEntry]) -> Scanned:
     runs: list[RunInfo] = []
     for e in entries:
         cfg = e.config
-        models = {r["condition"]: r for r in e.metrics["rows"] if r.get("record") == "model"}
-        dense_acc = float(models.get("dense", {}).get("accuracy", math.nan))
+        models = {r["condition"]: r for r in _rows(e) if r.get("record") == "model"}
+        dense_acc = float(models.get("dense", {}).get("test_accuracy", math.nan))
         alpha = int(cfg["alpha"])
         for cond, title in _STRUCTURED_TITLES.items():
             if cond not in models:
@@ -429,12 +436,12 @@ def _scan_structured(entries: list[StoreEntry]) -> Scanned:
             nm = f" ({cfg['nm']})" if cond.endswith("_nm") else ""
             runs.append(RunInfo(
                 id=f"{e.key}/{cond}", task=_task_label(cfg["task"]), hidden=_hidden(cfg["hidden"]), alpha=alpha,
-                split=cond, trial=int(cfg["seed"]), epochs=_epochs(cfg), child_accuracy=float(models[cond]["accuracy"]),
+                split=cond, trial=int(cfg["seed"]), epochs=_epochs(cfg), child_accuracy=float(models[cond]["test_accuracy"]),
                 dense_accuracy=dense_acc, study="structured_sparsity", dataset="boolean",
                 task_config=json.dumps(cfg["task"], sort_keys=True), n_clauses=_n_clauses(cfg["task"]),
                 refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"], math.nan)),
                       ("child", ModelRef(e.key, f"{cond}.", f"{title}{nm}, α={alpha}, after fine-tuning",
-                                         float(models[cond]["accuracy"]))),
+                                         float(models[cond]["test_accuracy"]))),
                       ("dense", ModelRef(e.key, "dense.", "Dense baseline pruned to the same nnz", dense_acc))),
             ))
     return runs, []
@@ -451,7 +458,7 @@ def _scan_wide_sparse(entries: list[StoreEntry]) -> Scanned:
     """One run per model: dense, statically sparse (its mask) or FPE child."""
     runs: list[RunInfo] = []
     for e in entries:
-        cfg, row = e.config, e.metrics["rows"][0]
+        cfg, row = e.config, _rows(e)[0]
         name, task = _dataset_of(cfg["dataset"])
         cond = str(cfg["condition"])
         alpha = int(cfg.get("alpha", 1)) if cond != "dense" else 1
@@ -461,7 +468,7 @@ def _scan_wide_sparse(entries: list[StoreEntry]) -> Scanned:
         runs.append(RunInfo(
             id=e.key, task=_task_label(task) if task else name, hidden=_hidden(cfg["width"]), alpha=alpha,
             split=cond if cond != "fpe" else f"fpe-{cfg.get('split', '?')}", trial=int(cfg["seed"]), epochs=_epochs(cfg),
-            child_accuracy=float(row["test_accuracy"]), dense_accuracy=float(row.get("fpe_baseline_accuracy", math.nan)),
+            child_accuracy=float(row["test_accuracy"]), dense_accuracy=float(row.get("dense_test_accuracy", math.nan)),
             study="wide_sparse", dataset=name, task_config=json.dumps(task, sort_keys=True) if task else "",
             n_clauses=_n_clauses(task) if task else 0,
             refs=(("child", ModelRef(e.key, "", title, float(row["test_accuracy"]))),),
@@ -474,7 +481,7 @@ def _scan_effective_density(entries: list[StoreEntry]) -> Scanned:
     runs: list[RunInfo] = []
     for e in entries:
         cfg = e.config
-        row = next(r for r in e.metrics["rows"] if r.get("row") == "model")
+        row = next(r for r in _rows(e) if r.get("record") == "model")
         name, task = _dataset_of(cfg["dataset"])
         task = cfg.get("data", {}).get("task") if name == "boolean" else None
         acc = float(row["test_accuracy"])

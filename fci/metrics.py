@@ -31,6 +31,12 @@ __all__ = [
     "accuracy_per_parameter",
     "trial_stats",
     "paired_ttest",
+    "LATE_WINDOW",
+    "FLAT_ABS",
+    "FLAT_REL",
+    "late_drop",
+    "is_flat",
+    "converged",
 ]
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
@@ -302,3 +308,46 @@ def paired_ttest(a: Any, b: Any) -> dict[str, float | int]:
 
     res = stats.ttest_rel(x, y)
     return {"t": float(res.statistic), "p": float(res.pvalue), "mean_diff": mean_diff, "n": n}
+
+
+# --------------------------------------------------------------------------- convergence
+
+LATE_WINDOW = 0.1
+"""The convergence window: the last 10% of a phase's epochs, compared with the 10% before."""
+FLAT_ABS = 0.005
+"""A loss curve is flat when its late drop is below this (absolute, in loss units) ..."""
+FLAT_REL = 0.05
+"""... or below this fraction of the earlier window's mean loss (5%)."""
+
+
+def late_drop(losses: Any, window: float = LATE_WINDOW) -> tuple[float, float]:
+    """How much a train-loss curve still fell at the end (SPEC §4, convergence):
+    with ``w = max(1, round(window * epochs))``, ``prev`` the mean loss over the
+    epochs ``[-2w, -w)`` and ``last`` the mean over the final ``w``, returns
+    ``(prev - last, (prev - last) / prev)`` (relative drop 0 when ``prev <= 0``).
+    Both are NaN when the curve has fewer than ``2w`` epochs; a negative drop
+    means the loss rose (noise)."""
+    if not 0 < window <= 0.5:
+        raise ValueError(f"window must be in (0, 0.5], got {window}")
+    L = _vector(losses, "losses")
+    w = max(1, int(round(window * L.size)))
+    if L.size < 2 * w:
+        return math.nan, math.nan
+    prev, last = float(L[-2 * w:-w].mean()), float(L[-w:].mean())
+    drop = prev - last
+    return drop, (drop / prev if prev > 0 else 0.0)
+
+
+def is_flat(drop_abs: float, drop_rel: float) -> bool:
+    """The suite's one convergence rule: flat when the late drop is below
+    ``FLAT_ABS`` (absolute) or below ``FLAT_REL`` (relative). The absolute test
+    keeps a solved task (loss 1e-4 -> 5e-5: a 50% relative fall) from counting as
+    still training; the relative test keeps a high, slowly falling loss honest.
+    NaN drops (too few epochs) are not flat."""
+    return bool(math.isfinite(drop_abs) and (drop_abs < FLAT_ABS or drop_rel < FLAT_REL))
+
+
+def converged(losses: Any, window: float = LATE_WINDOW) -> bool:
+    """Whether a train-loss curve (one value per epoch) has flattened:
+    ``is_flat(*late_drop(losses, window))``."""
+    return is_flat(*late_drop(losses, window))

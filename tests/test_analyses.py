@@ -26,7 +26,7 @@ from analyses.capacity_vs_alpha import balanced_same_group_prob, collision_figur
 from analyses.interference_regression import regressions
 from analyses.superposition_sweep import heatmap_figure, trend_figure
 
-REQUIRED = ["condition", "alpha", "hidden", "n_clauses", "clause_size", "trial", "seed", "accuracy", "nnz",
+REQUIRED = ["condition", "alpha", "hidden", "n_clauses", "clause_size", "trial", "seed", "test_accuracy", "nnz",
             "feature_capacity", "cosine_interference"]
 SPECIFIC = {
     "capacity_vs_alpha": ({"metrics_vs_alpha", "collisions"}, ["whole_frac", "pair_frac", "theory_whole", "theory_pair"]),
@@ -58,7 +58,7 @@ def _synthetic(trials=4):
             base = 0.7 + 0.01 * t
             for cond, alpha, acc in (("dense", 1, base), ("clause", 2, base + 0.1), ("random", 2, base + rng.normal(0, 0.02))):
                 rows.append({"condition": cond, "alpha": alpha, "hidden": h, "n_clauses": 8, "clause_size": 3, "trial": t,
-                             "seed": t, "accuracy": acc, "acc_per_param": acc / 100, "nnz": 100,
+                             "seed": t, "test_accuracy": acc, "acc_per_param": acc / 100, "nnz": 100,
                              "feature_capacity": 0.5 if cond == "dense" else 0.6,
                              "cosine_interference": 0.4 if cond == "dense" else 0.2 + 0.01 * t})
     return pd.DataFrame(rows)
@@ -71,10 +71,10 @@ def test_condition_stats_pairs_children_with_their_dense_trial():
     df = _synthetic()
     st = condition_stats(df).set_index(["hidden", "condition", "alpha"])
     dense, clause = st.loc[(4, "dense", 1)], st.loc[(4, "clause", 2)]
-    assert dense.n == 4 and dense.rel_improvement_mean == 0 and math.isnan(dense.accuracy_p)
+    assert dense.n == 4 and dense.rel_improvement_mean == 0 and math.isnan(dense.test_accuracy_p)
     expected = np.mean([0.1 / (0.7 + 0.01 * t) for t in range(4)])
     assert clause.rel_improvement_mean == pytest.approx(expected)
-    assert clause.accuracy_p == 0.0  # a constant paired difference
+    assert clause.test_accuracy_p == 0.0  # a constant paired difference
     assert clause.feature_capacity_fold_mean == pytest.approx(1.2)
     assert clause.cosine_interference_fold_mean == pytest.approx(np.mean([(0.2 + 0.01 * t) / 0.4 for t in range(4)]))
     pr = paired_rows(df)
@@ -142,7 +142,7 @@ def test_study_writes_its_outputs(runs, name):
     assert df.dead_units.between(0, df.width).all()
     # FPE keeps the budget: one nnz per trial across all its conditions
     assert (df.groupby(["n_clauses", "hidden", "trial"]).nnz.nunique() == 1).all()
-    assert df.accuracy.between(0, 1).all() and df.feature_capacity.between(0, 1).all()
+    assert df.test_accuracy.between(0, 1).all() and df.feature_capacity.between(0, 1).all()
     # one row per model: dense + every expansion, per trial
     assert len(df) == df.groupby(["n_clauses", "hidden", "trial"]).ngroups * (1 + df[df.condition != "dense"]
                                                                             .groupby(["condition", "alpha"]).ngroups)
@@ -154,7 +154,7 @@ def test_study_writes_its_outputs(runs, name):
     conds = summary["conditions"]
     assert {(c["condition"], c["alpha"]) for c in conds} == set(zip(df.condition, df.alpha))
     for c in conds:
-        for key in ("accuracy_mean", "accuracy_sem", "n", "rel_improvement_mean", "rel_improvement_p"):
+        for key in ("test_accuracy_mean", "test_accuracy_sem", "n", "rel_improvement_mean", "rel_improvement_p"):
             assert key in c
         assert c["n"] == LEVELS["tiny"].trials
     assert any(c["rel_improvement_p"] is not None for c in conds if c["condition"] != "dense")
@@ -220,7 +220,7 @@ def test_shards_then_a_plain_run_give_the_union(tmp_path):
     full = pd.read_csv(tmp_path / "out" / "results.csv")
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["run"]["trained_trials"] == 0
     union = pd.concat(parts)
-    cols = ["store_key", "accuracy", "nnz", "feature_capacity"]
+    cols = ["store_key", "test_accuracy", "nnz", "feature_capacity"]
     pd.testing.assert_frame_equal(union[cols].sort_values("store_key").reset_index(drop=True),
                                   full[cols].sort_values("store_key").reset_index(drop=True))
 
@@ -266,7 +266,7 @@ def test_help_names_the_contract(capsys, name):
 
 def test_regressions_from_synthetic_tables():
     df = _synthetic()
-    df = pd.concat([df, df.assign(hidden=df.hidden * 4, accuracy=df.accuracy * 0.9)])  # more configurations
+    df = pd.concat([df, df.assign(hidden=df.hidden * 4, test_accuracy=df.test_accuracy * 0.9)])  # more configurations
     reg = regressions(df, condition_stats(df))
     assert set(reg.level) == {"configs", "trials"} and set(reg.sweep) == {"hidden", "clauses"}
 

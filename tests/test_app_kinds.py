@@ -97,7 +97,7 @@ def test_boolean_jobs_get_their_trained_clauses_back(explorer):
         assert run.has_clauses and run.n_clauses == e.config["task"]["n_clauses"]
         for cond, slot in (("clause", "child"), ("dense", "dense")):
             W1 = run.models[slot].W1
-            assert clause_mean_capacity(feature_capacity(W1), run.clauses) == pytest.approx(rows[cond]["capacity"],
+            assert clause_mean_capacity(feature_capacity(W1), run.clauses) == pytest.approx(rows[cond]["feature_capacity"],
                                                                                              abs=1e-5)
             checked += 1
     assert checked

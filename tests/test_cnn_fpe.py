@@ -98,7 +98,7 @@ def test_quick_end_to_end_and_resume(tmp_path, capsys):
     assert set(df.condition) == {"dense", "restart", "random", "channel", "spatial", "gram"}
     kids = df[~df.condition.isin(["dense", "restart"])]
     assert (kids.channels_after.astype(str) == (kids.filters * kids.alpha).astype(str)).all()
-    assert df.cos_interference.notna().all() and (df.capacity_mean > 0).all()
+    assert df.cosine_interference.notna().all() and (df.feature_capacity > 0).all()
     # every head column a child replicates costs nnz: random alpha=4 children must have pruned some
     assert (df[(df.condition == "random") & (df.alpha == 4)].pruned > 0).all() and (df[df.condition == "dense"].pruned == 0).all()
     summary = json.loads((out / "summary.json").read_text())

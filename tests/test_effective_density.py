@@ -185,12 +185,12 @@ def _hand_results():
     }
     for (m, seed), acc in traj.items():
         n = 100 if m == 1 else 400
-        rows.append({"row": "model", "dataset": "digits", "multiplier": m, "seed": seed, "hidden_label": f"h{m}",
+        rows.append({"record": "model", "dataset": "digits", "multiplier": m, "seed": seed, "hidden_label": f"h{m}",
                      "n_weights": n, "overlap_fc1": 0.2, "chance_fc1": 0.16, "overlap_proj": 0.1, "chance_proj": 0.16,
                      "overlap_all": 0.15, "chance_all": 0.16})
         for k, (d, a) in enumerate(zip([1.0, 0.5, 0.25, 0.0], acc)):
-            rows.append({"row": "step", "dataset": "digits", "multiplier": m, "seed": seed, "hidden_label": f"h{m}",
-                         "step": k, "density": d, "kept_weights": int(d * n), "accuracy": a})
+            rows.append({"record": "step", "dataset": "digits", "multiplier": m, "seed": seed, "hidden_label": f"h{m}",
+                         "step": k, "density": d, "kept_weights": int(d * n), "test_accuracy": a})
     return pd.DataFrame(rows)
 
 
@@ -202,7 +202,7 @@ def test_job_effective_density_and_the_null_hypothesis():
     # the null: the 1x core of the same seed over 400 weights
     assert ed.loc[(2.0, 0)].null_ed == 25 / 400 and ed.loc[(2.0, 1)].null_ed == 50 / 400
     assert (ed.loc[1.0].null_ed == ed.loc[1.0].effective_density).all()
-    st = study.width_stats(ed.reset_index(), _hand_results().query("row == 'model'"))
+    st = study.width_stats(ed.reset_index(), _hand_results().query("record == 'model'"))
     two = st[st.multiplier == 2.0].iloc[0]
     assert two.ed_mean == 0.125 and two.null_ed_mean == pytest.approx(0.09375) and two.n == 2
     assert math.isnan(st[st.multiplier == 1.0].ed_p.iloc[0])
@@ -210,11 +210,11 @@ def test_job_effective_density_and_the_null_hypothesis():
     assert study._layers(st.columns) == ["fc1", "proj"]
     # a model that never degrades has no effective density and leaves the statistics
     df = _hand_results()
-    df.loc[(df.row == "step") & (df.multiplier == 2.0) & (df.seed == 1), "accuracy"] = 0.5
+    df.loc[(df.record == "step") & (df.multiplier == 2.0) & (df.seed == 1), "test_accuracy"] = 0.5
     ed2 = study.job_effective_density(df)
     flat = ed2[(ed2.multiplier == 2.0) & (ed2.seed == 1)].iloc[0]
     assert not flat.degraded and math.isnan(flat.effective_density) and math.isnan(flat.core_weights)
-    two = study.width_stats(ed2, df.query("row == 'model'")).query("multiplier == 2.0").iloc[0]
+    two = study.width_stats(ed2, df.query("record == 'model'")).query("multiplier == 2.0").iloc[0]
     assert two.n == 2 and two.n_ed == 1 and two.ed_mean == 0.0
 
 
@@ -232,7 +232,7 @@ def tiny(tmp_path_factory):
 def test_tiny_run_writes_trajectories_stats_and_the_paper_comparison(tiny):
     out, _ = tiny
     df = pd.read_csv(out / "results.csv")
-    models, steps = df[df.row == "model"], df[df.row == "step"]
+    models, steps = df[df.record == "model"], df[df.record == "step"]
     mults = study.LEVEL_SWEEP["tiny"]["multipliers"]
     assert len(models) == 2 * len(mults) * 2  # datasets x widths x trials
     assert set(models.dataset) == {"boolean", "digits"} and set(models.multiplier) == set(mults)
@@ -241,7 +241,7 @@ def test_tiny_run_writes_trajectories_stats_and_the_paper_comparison(tiny):
         mr = models[(models.dataset == name) & (models.multiplier == m) & (models.seed == seed)].iloc[0]
         assert g.step.tolist() == list(range(int(mr.n_steps) + 1))
         assert g.density.iloc[0] == 1.0 and g.density.iloc[-1] == 0.0 and g.kept_weights.iloc[0] == mr.n_weights
-        assert g.accuracy.iloc[0] == pytest.approx(mr.test_accuracy, abs=1e-6)  # step 0 is the trained model
+        assert g.test_accuracy.iloc[0] == pytest.approx(mr.test_accuracy, abs=1e-6)  # step 0 is the trained model
         assert g.density.is_monotonic_decreasing
     st = pd.read_csv(out / "stats.csv")
     assert len(st) == 2 * len(mults) and (st.n == 2).all()
@@ -277,8 +277,8 @@ def test_rerun_trains_nothing_and_a_new_drop_rule_needs_no_training(tiny, capsys
     loose, strict = study.job_effective_density(res, 0.3, "absolute"), study.job_effective_density(res, 0.05, "relative")
     both = loose.effective_density.notna() & strict.effective_density.notna()
     assert both.any() and (loose.effective_density[both] <= strict.effective_density[both]).all()  # prunes at least as far
-    np.testing.assert_allclose(after.ed_mean, study.width_stats(loose, res[res.row == "model"]).ed_mean)
-    np.testing.assert_allclose(before.ed_mean, study.width_stats(strict, res[res.row == "model"]).ed_mean)
+    np.testing.assert_allclose(after.ed_mean, study.width_stats(loose, res[res.record == "model"]).ed_mean)
+    np.testing.assert_allclose(before.ed_mean, study.width_stats(strict, res[res.record == "model"]).ed_mean)
     assert json.loads((out2 / "summary.json").read_text())["effective_density"]["drop_mode"] == "absolute"
 
 

@@ -64,9 +64,9 @@ def _table():
             d = 0.6 + 0.1 * s
             for cond, alpha, acc in (("dense", 1, d), ("random", 2, d + 0.05), ("gram", 2, d - (0.1 if s == 0 else 0.0))):
                 rows.append({"dataset": "toy", "hidden": h, "seed": s, "condition": cond, "alpha": alpha, "neurons": h * alpha,
-                             "accuracy": acc, "train_accuracy": 1.0, "acc_per_param": acc / 100, "test_loss": 0.1,
-                             "train_loss_end": 0.01, "train_loss_late_drop": 0.0, "nnz": 100, "parent_nnz": 100,
-                             "active_neurons": h * alpha})
+                             "test_accuracy": acc, "train_accuracy": 1.0, "acc_per_param": acc / 100, "test_loss": 0.1,
+                             "train_loss_final": 0.01, "train_loss_late_drop": 0.0, "train_loss_late_drop_rel": 0.0,
+                             "nnz": 100, "parent_nnz": 100, "active_neurons": h * alpha, "dead_units": 0})
     return pd.DataFrame(rows)
 
 
@@ -80,7 +80,7 @@ def test_stats_table_pairs_each_child_with_its_own_dense_trial():
     assert gram.rel_improvement_mean == pytest.approx(-0.1 / 0.6 / 3)
     assert gram.rel_improvement_sem == pytest.approx(np.std([-0.1 / 0.6, 0, 0], ddof=1) / math.sqrt(3))
     assert 0.05 < gram.rel_improvement_p < 1
-    assert rand.accuracy_mean == pytest.approx(0.75) and rand.acc_per_param_mean == pytest.approx(0.0075)
+    assert rand.test_accuracy_mean == pytest.approx(0.75) and rand.acc_per_param_mean == pytest.approx(0.0075)
     assert st.nnz_equal_parent.all()
     # dense first, then children, per width
     order = rd.stats_table(_table())
@@ -109,7 +109,7 @@ def test_inert_children_counts_empty_children_and_collapsed_alphas():
     df.loc[df.condition == "gram", "alpha"] = 4
     df.loc[df.condition == "gram", "neurons"] = df.hidden * 4
     extra = df[df.condition == "gram"].copy().assign(alpha=2, neurons=lambda d: d.hidden * 2)
-    extra.loc[extra.seed == 1, "accuracy"] += 0.01  # one trial where alpha 2 differs
+    extra.loc[extra.seed == 1, "test_accuracy"] += 0.01  # one trial where alpha 2 differs
     gram4 = df.condition == "gram"
     df.loc[gram4, "active_neurons"] = df.loc[gram4, "hidden"] * 2  # half of the alpha-4 children are inert
     out = rd.inert_children(pd.concat([df, extra], ignore_index=True))
@@ -145,10 +145,15 @@ def test_model_rows_label_the_control_keep_the_budget_and_measure_the_late_drop(
     assert rows[("random", 2)]["neurons"] == 8 and rows[("restart", 1)]["neurons"] == 4
     assert rows[("random", 2)]["active_neurons"] == 8  # 12 inputs split in two: no empty child
     assert rows[("dense", 1)]["acc_per_param"] == pytest.approx(0.75 / parent_nnz)
-    # 20 epochs: the last 10% are 2 epochs, 1.0 -> 0.9; children: 4 epochs, the last one 0.5 -> 0.25
-    assert rows[("dense", 1)]["train_loss_late_drop"] == pytest.approx(0.1)
-    assert rows[("random", 2)]["train_loss_late_drop"] == pytest.approx(0.5)
-    assert rows[("dense", 1)]["train_loss_end"] == 0.9
+    # fci.metrics.late_drop: dense, 20 epochs, windows of 2: mean(1.0, 1.0) -> mean(1.0, 0.9), a fall of 0.05 (5%);
+    # children, 4 epochs, windows of 1: 0.5 -> 0.25 (50%). Neither is flat (>= 0.005 absolute and >= 5% relative).
+    assert rows[("dense", 1)]["train_loss_late_drop"] == pytest.approx(0.05)
+    assert rows[("dense", 1)]["train_loss_late_drop_rel"] == pytest.approx(0.05)
+    assert rows[("random", 2)]["train_loss_late_drop"] == pytest.approx(0.25)
+    assert rows[("random", 2)]["train_loss_late_drop_rel"] == pytest.approx(0.5)
+    assert not rows[("dense", 1)]["converged"] and not rows[("random", 2)]["converged"]
+    assert rows[("dense", 1)]["train_loss_final"] == 0.9 and rows[("dense", 1)]["test_accuracy"] == 0.75
+    assert rows[("random", 2)]["parent_test_accuracy"] == 0.7
     tensors = rd._tensors(_result())
     assert torch.equal(tensors["loss.random-2"], torch.tensor([1.0, 0.5, 0.5, 0.25]))
     assert "parent.W0" in tensors and "gram-2.M0" in tensors and "loss.parent" not in tensors
@@ -234,7 +239,7 @@ def test_tiny_run_on_embeddings_end_to_end_and_rerun_trains_nothing(tmp_path, mo
     assert set(zip(df.condition, df.alpha)) == {("dense", 1), ("restart", 1), ("random", 2), ("gram", 2)}
     assert (df.nnz == df.parent_nnz).all()  # FPE keeps the budget exactly
     assert df.dataset.str.startswith("embeddings-clip-").all() and sorted(df.seed.unique()) == [0, 1]
-    assert df.accuracy.between(0, 1).all() and df.neurons.equals(df.hidden * df.alpha)
+    assert df.test_accuracy.between(0, 1).all() and df.neurons.equals(df.hidden * df.alpha)
     st = pd.read_csv(out / "stats.csv")
     assert len(st) == 8 and (st.n == 2).all() and st.nnz_equal_parent.all()
     summary = json.loads((out / "summary.json").read_text())

@@ -30,8 +30,8 @@ def _rows(rel: float, n: int = 5, noise: float = 0.0):
     for t in range(n):
         base = {"outputs": "dnf", "optimizer": "adam", "n_clauses": 8, "warmup": 50, "finetune": 50, "trial": t}
         d = 0.8 + 0.01 * t
-        rows.append({**base, "condition": "dense", "alpha": 1, "accuracy": d})
-        rows.append({**base, "condition": "random", "alpha": 2, "accuracy": d * (1 + rel) + noise * rng.standard_normal()})
+        rows.append({**base, "condition": "dense", "alpha": 1, "test_accuracy": d})
+        rows.append({**base, "condition": "random", "alpha": 2, "test_accuracy": d * (1 + rel) + noise * rng.standard_normal()})
     return pd.DataFrame(rows)
 
 
@@ -39,7 +39,7 @@ def test_cell_stats_pair_each_child_with_its_trials_dense_baseline():
     st = cell_stats(_rows(0.05, noise=0.001))
     (r,) = st.to_dict("records")
     assert r["n"] == 5 and r["rel_improvement_mean"] == pytest.approx(0.05, abs=0.005) and r["p"] < 1e-3
-    assert r["dense_accuracy_mean"] == pytest.approx(0.82)
+    assert r["dense_test_accuracy_mean"] == pytest.approx(0.82)
     assert set(CELL_KEYS) <= set(r)
 
 

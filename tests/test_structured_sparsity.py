@@ -303,7 +303,7 @@ def test_study_writes_equal_nnz_results(tiny_run):
     dyn = models[models.condition == "random_dynamic"]
     assert (dyn.rounds > 0).all() and (dyn.swapped > 0).all() and (dyn.mask_changed > 0).all()
     curves = df[df.record == "curve"]
-    assert set(curves.epoch) == {0, 1, 2, 3, 4} and curves.accuracy.between(0, 1).all()
+    assert set(curves.epoch) == {0, 1, 2, 3, 4} and curves.test_accuracy.between(0, 1).all()
 
     stats = pd.read_csv(out / "stats.csv")
     assert len(stats) == 2 * len(study.CONDITIONS) and (stats.n == 2).all()
@@ -345,7 +345,7 @@ def test_bad_options_fail_at_once(tmp_path, capsys, argv, flag):
 def test_nan_free_headline(tiny_run):
     summary = json.loads((tiny_run[0] / "out" / "summary.json").read_text())
     for h in summary["structured"]["headline"]:
-        assert math.isfinite(h["accuracy_mean"]) and h["nnz_mean"] <= h["budget_mean"]
+        assert math.isfinite(h["test_accuracy_mean"]) and h["nnz_mean"] <= h["budget_mean"]
 
 
 def test_alphas_are_comma_separated():

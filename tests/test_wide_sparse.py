@@ -214,7 +214,7 @@ def test_np_check_known_answers():
     # optima exactly on width * c = 4: slope -1, CV 0
     opt = pd.DataFrame([{"base_width": h, "budget": dense_nnz(24, h, 1), "np_star": 4.0, "np_star_trials_mean": 4.0,
                          "np_star_trials_sem": 0.0,
-                         "trials_star": [{"seed": s, "width": w, "connectivity": 4.0 / w, "accuracy": 0.9} for s in range(2)]}
+                         "trials_star": [{"seed": s, "width": w, "connectivity": 4.0 / w, "test_accuracy": 0.9} for s in range(2)]}
                         for h, w in ((2, 8), (4, 16), (8, 64))])
     npc = ws.np_check(opt, 24, 1)
     assert npc["fit_width"]["slope"] == pytest.approx(-1.0)
@@ -269,7 +269,7 @@ def test_tiny_run_writes_everything(tiny):
     # the dense base model is the FPE parent's paired baseline (same init, data and epochs)
     base = df[df.condition == "dense"].set_index(["width", "seed"]).test_accuracy
     fpe = df[df.condition == "fpe"]
-    assert np.allclose([base[(int(h), int(s))] for h, s in zip(fpe.base_width, fpe.seed)], fpe.fpe_baseline_accuracy, atol=0.01)
+    assert np.allclose([base[(int(h), int(s))] for h, s in zip(fpe.base_width, fpe.seed)], fpe.dense_test_accuracy, atol=0.01)
     assert (df[df.condition == "dense"].clauses_covered == 1).all()  # a dense unit sees every clause
     assert df.clauses_covered.between(0, 1).all()
     summary = json.loads((out / "summary.json").read_text())
