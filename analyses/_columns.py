@@ -27,6 +27,7 @@ COLUMNS: dict[str, str] = {
     "split": "the FPE split of a child ('none' for dense)",
     "trial": "trial index t; the trial uses seed S+t (S = --seed)",
     "seed": "the trial's seed (task, data, init and split seeds are derived from it)",
+    "schedule": "the FPE schedule's version that trained the job's trials (fci.train.SCHEDULE_VERSION)",
     "record": "what the row describes where a study writes several kinds: model, step (a pruning step) or curve (a point of a test-accuracy curve)",
     "store_key": "the model's results-store key (reopen it with `fci.store.Store.load`)",
     "dataset": "the data: boolean, digits, embeddings-<file>-<sha>, images-..., or a study's dataset label",

@@ -52,7 +52,7 @@ from fci.data import Dataset, DatasetSpec
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
 from fci.tasks import TaskConfig
-from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
+from fci.train import SCHEDULE_VERSION, DataFPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
 
 __all__ = [
     "STUDY", "main", "DATASETS", "DEPTHS", "dataset_spec", "make_dataset", "trial_specs", "study_jobs", "model_rows",
@@ -120,7 +120,7 @@ def study_jobs(datasets: Sequence[str], depths: Sequence[int], width: int, alpha
                 jobs.append({"dataset": name, "data": data, "depth": int(depth), "width": int(width),
                              "hidden": [int(width)] * int(depth), "trial": t, "seed": seed + t,
                              "expansions": expansions, "first_layer": bool(first_layer),
-                             "train": lv.train.to_dict()})
+                             "train": lv.train.to_dict(), "schedule": SCHEDULE_VERSION})
     return jobs
 
 

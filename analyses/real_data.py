@@ -64,7 +64,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.store import Store, config_key
-from fci.train import DataFPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
+from fci.train import SCHEDULE_VERSION, DataFPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
 __all__ = [
     "ALPHAS",
@@ -293,7 +293,8 @@ def jobs(ctx: JobContext) -> list[dict[str, Any]]:
         "train": schedule(args, ctx.level.name).to_dict(),
         "expansions": [list(e) for e in expansions(_splits(args), _alphas(args))],
     }
-    out = [{**base, "hidden": h, "seed": args.seed + t} for h in _widths(args) for t in range(args.trials)]
+    out = [{**base, "hidden": h, "seed": args.seed + t, "schedule": SCHEDULE_VERSION} for h in _widths(args)
+           for t in range(args.trials)]
     ctx.cache["jobs"] = out
     return out
 

@@ -58,7 +58,7 @@ from fci.seeding import derive_seed
 from fci.sparsity import connectivity, dense_nnz, possible_weights, sparse_mlp, weight_budget
 from fci.tasks import TaskConfig
 from fci.store import config_key
-from fci.train import FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe, train_models
+from fci.train import SCHEDULE_VERSION, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe, train_models
 
 __all__ = [
     "STUDY",
@@ -176,7 +176,7 @@ def make_jobs(spec: dict[str, Any], base_widths: Sequence[int], alphas: Sequence
                              "rescale_init": bool(rescale_init), "seed": s, **common})
                 if isinstance(a, int):
                     jobs.append({"condition": "fpe", "split": SPLIT, "base_width": h0, "alpha": a, "width": w,
-                                 "budget": budget, "seed": s, **common})
+                                 "budget": budget, "seed": s, "schedule": SCHEDULE_VERSION, **common})
     return jobs
 
 

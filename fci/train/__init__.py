@@ -26,7 +26,7 @@ from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_resul
 from fci.train.provenance import backends_of, provenance
 from fci.train.results import DataFPEResult, FPEResult, ModelResult
 from fci.train.schedule import _chunks as _chunks
-from fci.train.schedule import FPERun, auto_max_stack, run_fpe, run_fpe_data, trial_bytes
+from fci.train.schedule import SCHEDULE_VERSION, FPERun, auto_max_stack, run_fpe, run_fpe_data, trial_bytes
 
 __all__ = [
     "TrainConfig",
@@ -41,6 +41,7 @@ __all__ = [
     "run_fpe",
     "run_fpe_data",
     "FPERun",
+    "SCHEDULE_VERSION",
     "trial_keys",
     "auto_max_stack",
     "trial_bytes",

@@ -33,9 +33,16 @@ from fci.train.fitting import results as _results
 from fci.train.persistence import load_fpe_result, save_fpe_result, trial_keys
 from fci.train.results import FPEResult, ModelResult
 
-__all__ = ["run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun"]
+__all__ = ["run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun", "SCHEDULE_VERSION"]
 
 log = logging.getLogger(__name__)
+
+#: What a study job records of the schedule that trained its FPE trials, so that a job
+#: stored by an earlier schedule is not mistaken for this one's. 2: `run_fpe` on a
+#: DatasetSpec, a layer-0 split seeded by the trial's split seed (1: `run_fpe_data`,
+#: whose layer-0 split used derive_seed(split seed, "layer", 0)). The models' own
+#: store keys need no version: the per-model schedule did not change for them.
+SCHEDULE_VERSION = 2
 
 
 class FPERun(list):
