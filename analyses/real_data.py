@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -57,7 +56,7 @@ from plotly.subplots import make_subplots
 from analyses._rows import model_columns
 from analyses._common import add_caption, add_metric_traces, label, style
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
-from fci.data import Dataset, DatasetSpec, digits, load_embeddings
+from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
 from fci.metrics import (
     paired_ttest,
     relative_improvement,
@@ -123,23 +122,9 @@ METRICS = ("test_accuracy", "train_accuracy", "acc_per_param", "test_loss", "tra
 # --------------------------------------------------------------------------- data and its identity
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    return _file_sha256(os.path.realpath(path), *_stat(path))
-
-
 def _stat(path: str | os.PathLike) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=4)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=2)

@@ -308,20 +308,28 @@ def _epochs(cfg: dict[str, Any]) -> tuple[int, int]:
 Scanned = tuple[list[RunInfo], list[str]]
 
 
-def _scan_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
+def _paired(entries: list[StoreEntry]) -> tuple[list[tuple[StoreEntry, StoreEntry]], list[str]]:
+    """(child entry, its dense baseline) pairs of per-model FPE entries, and a note per child without one."""
     dense: dict[str, StoreEntry] = {}
     children: list[StoreEntry] = []
-    notes: list[str] = []
     for e in entries:
         (dense.__setitem__(_pair_key(e.config), e) if e.config.get("condition") == "dense" else children.append(e))
-    runs = []
+    pairs, notes = [], []
     for e in children:
+        base = dense.get(_pair_key(e.config))
+        if base is None:
+            notes.append(f"skipped run {e.key}: its paired dense baseline is not in the store")
+        else:
+            pairs.append((e, base))
+    return pairs, notes
+
+
+def _scan_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
+    pairs, notes = _paired(entries)
+    runs = []
+    for e, base in pairs:
         try:
             cfg, m = e.config, e.metrics
-            base = dense.get(_pair_key(cfg))
-            if base is None:
-                notes.append(f"skipped run {e.key}: its paired dense baseline is not in the store")
-                continue
             alpha, split = int(cfg["alpha"]), str(cfg["condition"])
             runs.append(RunInfo(
                 id=e.key, dense_key=base.key, task=_task_label(cfg["task"]), hidden=_hidden(cfg["hidden"]),
@@ -342,19 +350,11 @@ def _scan_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
 
 def _scan_fpe(entries: list[StoreEntry]) -> Scanned:
     """One run per FPE child of a `run_fpe` trial on a DatasetSpec (kind "fpe")."""
-    dense: dict[str, StoreEntry] = {}
-    children: list[StoreEntry] = []
-    notes: list[str] = []
-    for e in entries:
-        (dense.__setitem__(_pair_key(e.config), e) if e.config.get("condition") == "dense" else children.append(e))
+    pairs, notes = _paired(entries)
     runs = []
-    for e in children:
+    for e, base in pairs:
         try:
             cfg, m = e.config, e.metrics
-            base = dense.get(_pair_key(cfg))
-            if base is None:
-                notes.append(f"skipped run {e.key}: its paired dense baseline is not in the store")
-                continue
             data = cfg["data"]
             kind, options = str(data["kind"]), dict(m.get("data", {}).get("options") or data.get("options") or {})
             alpha, split = int(cfg["alpha"]), str(cfg["condition"])

@@ -28,7 +28,7 @@ import torch
 from fci.seeding import derive_seed
 from fci.tasks import DNFTask, TaskConfig
 
-__all__ = ["Dataset", "DatasetSpec", "DATASET_KINDS", "digits", "load_embeddings", "boolean", "EMBEDDING_KEYS"]
+__all__ = ["Dataset", "DatasetSpec", "DATASET_KINDS", "digits", "load_embeddings", "boolean", "file_sha256", "EMBEDDING_KEYS"]
 
 EMBEDDING_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
@@ -242,10 +242,12 @@ def boolean(config: TaskConfig | None = None, seed: int = 0) -> Dataset:
 # --------------------------------------------------------------------------- dataset specs
 
 
-def _file_sha256(path: str) -> str:
-    """A file's sha256, cached per (path, size, mtime): a spec built again for the same file reads it once."""
-    st = os.stat(path)
-    return _sha256_at(path, st.st_size, st.st_mtime_ns)
+def file_sha256(path: str | os.PathLike) -> str:
+    """A file's sha256 (hex), cached per (real path, size, mtime): a spec built again
+    for the same file reads it once, and a changed file is read again."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return _sha256_at(real, st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
@@ -284,7 +286,7 @@ def _embeddings_options(options: Mapping[str, Any]) -> dict[str, Any]:
     standardize = options.get("standardize", True)
     if not isinstance(standardize, bool):
         raise ValueError(f"DatasetSpec embeddings: standardize must be true or false, got {standardize!r}")
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     if options.get("sha256") not in (None, digest):
         raise ValueError(f"DatasetSpec embeddings: {path} has changed since the spec was written "
                          f"(sha256 {digest[:12]}..., the spec records {str(options['sha256'])[:12]}...)")
