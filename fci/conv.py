@@ -25,7 +25,6 @@ global magnitude, so `nnz(child) == nnz(parent)` exactly.
 
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -35,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 from fci._progress import bar as tqdm
 
+from fci.model import MaskedLayers
 from fci.seeding import derive_seed, generator
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
 from fci.train.maths import epoch_perms, one_thread_unless, per_model_loss
@@ -72,7 +72,7 @@ def _check_arch(in_shape: Sequence[int], channels: Sequence[int], n_out: int, ke
     return (int(in_shape[0]), int(in_shape[1]), int(in_shape[2])), [int(c) for c in channels], (h, w)
 
 
-class MaskedCNN(nn.Module):
+class MaskedCNN(MaskedLayers):
     """One CNN with fixed 0/1 masks on every weight and bias.
 
     Args:
@@ -99,25 +99,10 @@ class MaskedCNN(nn.Module):
         in_shape, channels, (h, w) = _check_arch(in_shape, channels, n_out, kernel_size, pool, head)
         self.in_shape, self.channels, self.kernel_size, self.pool, self.head = in_shape, channels, kernel_size, bool(pool), head
         self.out_hw = (h, w)
-        gen = generator(seed, "init")
         shapes: list[tuple[int, ...]] = [(c_out, c_in, kernel_size, kernel_size) for c_in, c_out in zip([in_shape[0], *channels[:-1]], channels)]
         shapes.append((n_out, channels[-1] * h * w))
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for shape in shapes:
-            bound = 1.0 / math.sqrt(int(np.prod(shape[1:])))
-            self.weights.append(nn.Parameter((torch.rand(shape, generator=gen) * 2 - 1) * bound))
-            self.biases.append(nn.Parameter((torch.rand(shape[0], generator=gen) * 2 - 1) * bound))
-        for l, (wt, b) in enumerate(zip(self.weights, self.biases)):
-            self.register_buffer(f"weight_mask_{l}", torch.ones_like(wt))
-            self.register_buffer(f"bias_mask_{l}", torch.ones_like(b))
-        self.parent_index: torch.Tensor | None = None
+        self._init_layers(shapes, seed)  # n_layers: the conv layers plus the head
         self.expansion_info: dict[str, Any] = {}
-
-    @property
-    def n_layers(self) -> int:
-        """Conv layers plus the head."""
-        return len(self.weights)
 
     @property
     def n_conv(self) -> int:
@@ -131,30 +116,6 @@ class MaskedCNN(nn.Module):
         return {"in_shape": list(self.in_shape), "channels": list(self.channels), "n_out": self.n_out,
                 "kernel_size": self.kernel_size, "pool": self.pool, "head": self.head}
 
-    def weight_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"weight_mask_{l}")
-
-    def bias_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"bias_mask_{l}")
-
-    def set_masks(self, l: int, weight_mask: torch.Tensor, bias_mask: torch.Tensor | None = None) -> None:
-        """Set layer l's masks and zero the raw parameters they hide."""
-        if tuple(weight_mask.shape) != tuple(self.weights[l].shape):
-            raise ValueError(f"weight mask of layer {l} must have shape {tuple(self.weights[l].shape)}, got {tuple(weight_mask.shape)}")
-        self.weight_mask(l).copy_(weight_mask)
-        if bias_mask is not None:
-            if tuple(bias_mask.shape) != tuple(self.biases[l].shape):
-                raise ValueError(f"bias mask of layer {l} must have shape {tuple(self.biases[l].shape)}, got {tuple(bias_mask.shape)}")
-            self.bias_mask(l).copy_(bias_mask)
-        with torch.no_grad():
-            self.weights[l].mul_(self.weight_mask(l))
-            self.biases[l].mul_(self.bias_mask(l))
-
-    def effective_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(W_l * M_l, b_l * m_l), ...], conv layers first, then the head; detached."""
-        return [((wt * self.weight_mask(l)).detach(), (b * self.bias_mask(l)).detach())
-                for l, (wt, b) in enumerate(zip(self.weights, self.biases))]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W) -> logits (N, O)."""
         h = x
@@ -167,42 +128,9 @@ class MaskedCNN(nn.Module):
         return F.linear(h, self.weights[-1] * self.weight_mask(self.n_conv),
                         self.biases[-1] * self.bias_mask(self.n_conv))
 
-    def nnz_split(self) -> dict[str, int]:
-        """Non-zero effective weights and biases (SPEC §2)."""
-        eff = self.effective_weights()
-        n_w = sum(int((wt != 0).sum()) for wt, _ in eff)
-        n_b = sum(int((b != 0).sum()) for _, b in eff)
-        return {"weights": n_w, "biases": n_b, "total": n_w + n_b}
-
-    def nnz(self) -> int:
-        """Non-zero effective weights plus non-zero biases."""
-        return self.nnz_split()["total"]
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Flat name -> tensor dict (raw weights, biases, masks, lineage) for storage."""
-        out: dict[str, torch.Tensor] = {}
-        for l in range(self.n_layers):
-            out[f"W{l}"] = self.weights[l].detach().cpu().contiguous()
-            out[f"b{l}"] = self.biases[l].detach().cpu().contiguous()
-            out[f"M{l}"] = self.weight_mask(l).detach().cpu().contiguous()
-            out[f"m{l}"] = self.bias_mask(l).detach().cpu().contiguous()
-        if self.parent_index is not None:
-            out["parent_index"] = self.parent_index.detach().cpu().to(torch.int64).contiguous()
-        return out
-
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> "MaskedCNN":
         """Copy `tensors()` output of a model of this architecture in; returns self."""
-        with torch.no_grad():
-            for l in range(self.n_layers):
-                for key, target in ((f"W{l}", self.weights[l]), (f"b{l}", self.biases[l]),
-                                    (f"M{l}", self.weight_mask(l)), (f"m{l}", self.bias_mask(l))):
-                    if key not in tensors:
-                        raise ValueError(f"model tensors lack {key!r}")
-                    if tuple(tensors[key].shape) != tuple(target.shape):
-                        raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {tuple(target.shape)}")
-                    target.copy_(tensors[key])
-        if "parent_index" in tensors:
-            self.parent_index = tensors["parent_index"].to(torch.int64).clone()
+        self._load_tensors(tensors)
         return self
 
     def copy(self) -> "MaskedCNN":
@@ -656,17 +584,7 @@ def expand_cnn(model: MaskedCNN, alpha: int, split: str = "random", seed: int = 
     channels = list(a["channels"])
     channels[layer] = Fc
     child = MaskedCNN(a["in_shape"], channels, a["n_out"], a["kernel_size"], a["pool"], head=a["head"])
-    with torch.no_grad():
-        for l in range(parent.n_layers):
-            if l == layer:
-                w, m, bb, mm = Wc, Mc, bc, bmc
-            elif l == layer + 1:
-                w, m, bb, mm = Wnc, Mnc, parent.biases[l].detach(), parent.bias_mask(l)
-            else:
-                w, m, bb, mm = parent.weights[l].detach(), parent.weight_mask(l), parent.biases[l].detach(), parent.bias_mask(l)
-            child.weights[l].copy_(w)
-            child.biases[l].copy_(bb)
-            child.set_masks(l, m, mm)
+    child._fill_from(parent, {layer: (Wc, Mc, bc, bmc), layer + 1: (Wnc, Mnc)})
     child.parent_index = parent_of.clone() if layer == 0 else (None if parent.parent_index is None else parent.parent_index.clone())
     child.expansion_info = {"alpha": alpha, "split": split, "layer": layer, "pruned": max(excess, 0)}
     if child.nnz() != parent_nnz:  # an invariant, not an input error

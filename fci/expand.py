@@ -206,16 +206,24 @@ def split_groups(
     return torch.from_numpy(out)
 
 
-def _deal(units: list[list[int]], W: torch.Tensor, M: torch.Tensor, alpha: int, gen: torch.Generator) -> np.ndarray:
-    """Per neuron with an active input, deal `units` whole to the children (`_deal_units`)."""
+def _each_neuron(W: torch.Tensor, M: torch.Tensor, assign: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """(H, n) child ids: -1 at every inactive input; for each neuron with active
+    inputs `act` (indices, ascending), `assign(act)` gives their ids, in order.
+    Neurons are visited first to last, so a split's random draws keep their order."""
     H, n = W.shape
     active = ((M != 0) & (W != 0)).cpu().numpy()
     out = np.full((H, n), -1, dtype=np.int64)
     for i in range(H):
         act = np.flatnonzero(active[i])
         if len(act):
-            out[i, act] = _deal_units(units, n, alpha, gen)[act]
+            out[i, act] = assign(act)
     return out
+
+
+def _deal(units: list[list[int]], W: torch.Tensor, M: torch.Tensor, alpha: int, gen: torch.Generator) -> np.ndarray:
+    """Per neuron with an active input, deal `units` whole to the children (`_deal_units`)."""
+    n = W.shape[1]
+    return _each_neuron(W, M, lambda act: _deal_units(units, n, alpha, gen)[act])
 
 
 def _clause_split(W, M, alpha, gen, *, clauses=None, **_: Any) -> np.ndarray:
@@ -234,15 +242,13 @@ def _clause_split(W, M, alpha, gen, *, clauses=None, **_: Any) -> np.ndarray:
 
 def _random_split(W, M, alpha, gen, **_: Any) -> np.ndarray:
     """A uniformly random balanced partition of each neuron's active inputs."""
-    H, n = W.shape
-    active = ((M != 0) & (W != 0)).cpu().numpy()
-    out = np.full((H, n), -1, dtype=np.int64)
-    for i in range(H):
-        act = np.flatnonzero(active[i])
-        if len(act):
-            perm = act[torch.randperm(len(act), generator=gen).numpy()]
-            out[i, perm] = np.arange(len(perm)) % alpha
-    return out
+
+    def assign(act: np.ndarray) -> np.ndarray:
+        ids = np.empty(len(act), dtype=np.int64)
+        ids[torch.randperm(len(act), generator=gen).numpy()] = np.arange(len(act)) % alpha
+        return ids
+
+    return _each_neuron(W, M, assign)
 
 
 def _gram_split(W, M, alpha, gen, *, seed=0, n_clusters=None, **_: Any) -> np.ndarray:
@@ -344,17 +350,7 @@ def expand(
     new_hidden = list(sizes[1:-1])
     new_hidden[layer] = Hc
     child = MaskedMLP(sizes[0], new_hidden, sizes[-1])
-    with torch.no_grad():
-        for l in range(parent.n_layers):
-            if l == layer:
-                w, m, bb, mm = W1c, M1c, b1c, bm1c
-            elif l == layer + 1:
-                w, m, bb, mm = W2c, M2c, parent.biases[l].detach(), parent.bias_mask(l)
-            else:
-                w, m, bb, mm = parent.weights[l].detach(), parent.weight_mask(l), parent.biases[l].detach(), parent.bias_mask(l)
-            child.weights[l].copy_(w)
-            child.biases[l].copy_(bb)
-            child.set_masks(l, m, mm)
+    child._fill_from(parent, {layer: (W1c, M1c, b1c, bm1c), layer + 1: (W2c, M2c)})
     if layer == 0:
         child.parent_index = parent_of.clone()
     child.expansion_info = {"alpha": alpha, "split": split, "layer": layer, "pruned": max(excess, 0)}

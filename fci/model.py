@@ -21,7 +21,7 @@ from torch import nn
 
 from fci.seeding import generator
 
-__all__ = ["MaskedMLP", "MaskedMLPStack", "resolve_device"]
+__all__ = ["MaskedLayers", "MaskedMLP", "MaskedMLPStack", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -48,66 +48,34 @@ def _layer_sizes(n_in: int, hidden: int | Sequence[int], n_out: int) -> list[int
     return sizes
 
 
-class MaskedMLP(nn.Module):
-    """One MLP with fixed 0/1 masks on every weight and bias.
+class MaskedLayers(nn.Module):
+    """What every masked model shares: per layer a raw weight tensor and bias,
+    each with a fixed 0/1 mask applied inside the forward pass, and the
+    bookkeeping on them (masks, effective weights, nnz, the storage dict).
+    `MaskedMLP` (linear layers) and `fci.conv.MaskedCNN` (conv layers and a head)
+    differ only in their shapes and their forward pass."""
 
-    Args:
-        n_in: input size n.
-        hidden: hidden width (int) or widths of several hidden layers (list).
-        n_out: output size O.
-        seed: initialisation seed (PyTorch's default Linear init,
-            U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
+    parent_index: torch.Tensor | None
 
-    Attributes:
-        weights[l]: (out_l, in_l) raw weights; biases[l]: (out_l,).
-        parent_index: for an FPE child, (H1,) the parent neuron of each first-layer
-            hidden unit (children of parent i are contiguous); None otherwise.
-        expansion_info: set by `fci.expand` and `fci.structured` on the models they
-            make (alpha, split, pruned count, ...); absent on a freshly built model.
-    """
-
-    # Set outside __init__; declared so that mypy types it as the dict it holds,
-    # not as what nn.Module.__getattr__/__setattr__ allow (Tensor | Module).
-    expansion_info: dict[str, Any]
-
-    def __init__(self, n_in: int, hidden: int | Sequence[int], n_out: int, seed: int = 0):
-        super().__init__()
-        sizes = _layer_sizes(n_in, hidden, n_out)
+    def _init_layers(self, shapes: Sequence[tuple[int, ...]], seed: int) -> None:
+        """Weights (shape) and biases (shape[0]) ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+        fan_in the product of shape[1:] (PyTorch's default init), drawn layer by
+        layer, weight before bias, from generator(seed, "init"); all-ones masks."""
         gen = generator(seed, "init")
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(fan_in)
-            w = (torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound
-            b = (torch.rand(fan_out, generator=gen) * 2 - 1) * bound
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(b))
+        for shape in shapes:
+            bound = 1.0 / math.sqrt(math.prod(shape[1:]))
+            self.weights.append(nn.Parameter((torch.rand(shape, generator=gen) * 2 - 1) * bound))
+            self.biases.append(nn.Parameter((torch.rand(shape[0], generator=gen) * 2 - 1) * bound))
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             self.register_buffer(f"weight_mask_{l}", torch.ones_like(w))
             self.register_buffer(f"bias_mask_{l}", torch.ones_like(b))
-        self.parent_index: torch.Tensor | None = None
+        self.parent_index = None
 
-    # -- structure ---------------------------------------------------------
     @property
     def n_layers(self) -> int:
         return len(self.weights)
-
-    @property
-    def sizes(self) -> list[int]:
-        """[n_in, *hidden, n_out]."""
-        return [self.weights[0].shape[1], *(w.shape[0] for w in self.weights)]
-
-    @property
-    def n_in(self) -> int:
-        return self.sizes[0]
-
-    @property
-    def hidden(self) -> list[int]:
-        return self.sizes[1:-1]
-
-    @property
-    def n_out(self) -> int:
-        return self.sizes[-1]
 
     def weight_mask(self, l: int) -> torch.Tensor:
         return getattr(self, f"weight_mask_{l}")
@@ -130,30 +98,12 @@ class MaskedMLP(nn.Module):
             self.weights[l].mul_(self.weight_mask(l))
             self.biases[l].mul_(self.bias_mask(l))
 
-    # -- computation -------------------------------------------------------
     def effective_weights(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(W_l * M_l, b_l * m_l), ...], W1 first, detached."""
+        """[(W_l * M_l, b_l * m_l), ...], first layer first, detached."""
         return [
             ((w * self.weight_mask(l)).detach(), (b * self.bias_mask(l)).detach())
             for l, (w, b) in enumerate(zip(self.weights, self.biases))
         ]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, n_in) -> logits (N, n_out)."""
-        h = x
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.nn.functional.linear(h, w * self.weight_mask(l), b * self.bias_mask(l))
-            if l < self.n_layers - 1:
-                h = torch.relu(h)
-        return h
-
-    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Post-ReLU activations of every hidden layer for x: (N, n_in)."""
-        acts, h = [], x
-        for l, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
-            h = torch.relu(torch.nn.functional.linear(h, w * self.weight_mask(l), b * self.bias_mask(l)))
-            acts.append(h)
-        return acts
 
     def nnz_split(self) -> dict[str, int]:
         """Non-zero effective weights and biases (SPEC §2)."""
@@ -179,6 +129,98 @@ class MaskedMLP(nn.Module):
             out["parent_index"] = self.parent_index.detach().cpu().to(torch.int64).contiguous()
         return out
 
+    def _load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy a `tensors()` dict of this architecture in; ValueError names a missing or misshapen tensor."""
+        with torch.no_grad():
+            for l in range(self.n_layers):
+                for key, target in ((f"W{l}", self.weights[l]), (f"b{l}", self.biases[l]),
+                                    (f"M{l}", self.weight_mask(l)), (f"m{l}", self.bias_mask(l))):
+                    if key not in tensors:
+                        raise ValueError(f"model tensors lack {key!r}")
+                    if tuple(tensors[key].shape) != tuple(target.shape):
+                        raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {tuple(target.shape)}")
+                    target.copy_(tensors[key])
+        if "parent_index" in tensors:
+            self.parent_index = tensors["parent_index"].to(torch.int64).clone()
+
+    def _fill_from(self, parent: "MaskedLayers", replaced: dict[int, tuple[torch.Tensor, ...]]) -> None:
+        """Every layer's weights, biases and masks from `parent`, except the layers in
+        `replaced`: l -> (W, M, b, m), or (W, M) to keep the parent's bias and bias mask.
+        (How FPE builds a child: the split layer and the next one change, the rest is copied.)"""
+        with torch.no_grad():
+            for l in range(parent.n_layers):
+                new = replaced.get(l, ())
+                w, m = new[:2] if new else (parent.weights[l].detach(), parent.weight_mask(l))
+                b, bm = new[2:4] if len(new) == 4 else (parent.biases[l].detach(), parent.bias_mask(l))
+                self.weights[l].copy_(w)
+                self.biases[l].copy_(b)
+                self.set_masks(l, m, bm)
+
+
+class MaskedMLP(MaskedLayers):
+    """One MLP with fixed 0/1 masks on every weight and bias.
+
+    Args:
+        n_in: input size n.
+        hidden: hidden width (int) or widths of several hidden layers (list).
+        n_out: output size O.
+        seed: initialisation seed (PyTorch's default Linear init,
+            U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases).
+
+    Attributes:
+        weights[l]: (out_l, in_l) raw weights; biases[l]: (out_l,).
+        parent_index: for an FPE child, (H1,) the parent neuron of each first-layer
+            hidden unit (children of parent i are contiguous); None otherwise.
+        expansion_info: set by `fci.expand` and `fci.structured` on the models they
+            make (alpha, split, pruned count, ...); absent on a freshly built model.
+    """
+
+    # Set outside __init__; declared so that mypy types it as the dict it holds,
+    # not as what nn.Module.__getattr__/__setattr__ allow (Tensor | Module).
+    expansion_info: dict[str, Any]
+
+    def __init__(self, n_in: int, hidden: int | Sequence[int], n_out: int, seed: int = 0):
+        super().__init__()
+        sizes = _layer_sizes(n_in, hidden, n_out)
+        self._init_layers([(fan_out, fan_in) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])], seed)
+
+    # -- structure ---------------------------------------------------------
+    @property
+    def sizes(self) -> list[int]:
+        """[n_in, *hidden, n_out]."""
+        return [self.weights[0].shape[1], *(w.shape[0] for w in self.weights)]
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def hidden(self) -> list[int]:
+        return self.sizes[1:-1]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    # -- computation -------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, n_in) -> logits (N, n_out)."""
+        h = x
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.nn.functional.linear(h, w * self.weight_mask(l), b * self.bias_mask(l))
+            if l < self.n_layers - 1:
+                h = torch.relu(h)
+        return h
+
+    def hidden_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Post-ReLU activations of every hidden layer for x: (N, n_in)."""
+        acts, h = [], x
+        for l, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
+            h = torch.relu(torch.nn.functional.linear(h, w * self.weight_mask(l), b * self.bias_mask(l)))
+            acts.append(h)
+        return acts
+
+    # -- persistence -------------------------------------------------------
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "MaskedMLP":
         """Inverse of `tensors()`; raises ValueError naming a missing or misshapen tensor."""
@@ -191,15 +233,7 @@ class MaskedMLP(nn.Module):
                     raise ValueError(f"model tensors lack {key!r}")
         sizes = [tensors["W0"].shape[1], *(tensors[f"W{l}"].shape[0] for l in range(n_layers))]
         model = cls(sizes[0], sizes[1:-1], sizes[-1])
-        with torch.no_grad():
-            for l in range(n_layers):
-                for key, target in ((f"W{l}", model.weights[l]), (f"b{l}", model.biases[l]),
-                                    (f"M{l}", model.weight_mask(l)), (f"m{l}", model.bias_mask(l))):
-                    if tensors[key].shape != target.shape:
-                        raise ValueError(f"tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {tuple(target.shape)}")
-                    target.copy_(tensors[key])
-        if "parent_index" in tensors:
-            model.parent_index = tensors["parent_index"].to(torch.int64).clone()
+        model._load_tensors(tensors)
         return model
 
     def copy(self) -> "MaskedMLP":
