@@ -167,14 +167,37 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
             raise ValueError(f"{path}: {k} must be a 2-d numeric array (samples x features), got shape {a.shape} dtype {a.dtype}")
         if not np.isfinite(a).all():
             raise ValueError(f"{path}: {k} holds NaN or infinite values")
-    for k in ("y_train", "y_test"):
-        if arrays[k].ndim != 1:
-            raise ValueError(f"{path}: {k} must be 1-d (one label per sample), got shape {arrays[k].shape}")
-    for part in ("train", "test"):
-        if len(arrays[f"X_{part}"]) != len(arrays[f"y_{part}"]):
-            raise ValueError(f"{path}: X_{part} has {len(arrays[f'X_{part}'])} rows but y_{part} has {len(arrays[f'y_{part}'])}")
     if arrays["X_train"].shape[1] != arrays["X_test"].shape[1]:
         raise ValueError(f"{path}: X_train has {arrays['X_train'].shape[1]} features but X_test has {arrays['X_test'].shape[1]}")
+    ytr_ids, yte_ids, classes = class_ids(path, arrays, "sample", "{n} rows but y_{part} has {m}")
+    xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
+    if standardize:
+        mu, sd = xtr.mean(0), xtr.std(0)
+        sd[sd == 0] = 1.0
+        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return Dataset(
+        name=f"embeddings-{stem}",
+        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(ytr_ids),
+        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(yte_ids),
+        loss="ce",
+        info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize},
+    )
+
+
+def class_ids(path: str, arrays: dict[str, np.ndarray], unit: str, counts: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train ids, test ids, classes) of an .npz's `y_train` / `y_test`: each 1-d
+    with one label per `unit` of its X (`counts` words the mismatch, with {part},
+    {n} and {m}); labels integers or strings (`_labels`), of one kind, at least
+    two training classes, every test label a training one. Ids are int64 indices
+    into the sorted training classes. Raises ValueError naming the file and key."""
+    for k in ("y_train", "y_test"):
+        if arrays[k].ndim != 1:
+            raise ValueError(f"{path}: {k} must be 1-d (one label per {unit}), got shape {arrays[k].shape}")
+    for part in ("train", "test"):
+        n, m = len(arrays[f"X_{part}"]), len(arrays[f"y_{part}"])
+        if n != m:
+            raise ValueError(f"{path}: X_{part} has " + counts.format(part=part, n=n, m=m))
     ytr, yte = (_labels(path, k, arrays[k]) for k in ("y_train", "y_test"))
     if (ytr.dtype.kind in "US") != (yte.dtype.kind in "US"):
         raise ValueError(f"{path}: y_train holds {_kind(ytr)} but y_test holds {_kind(yte)}; labels must be of one kind")
@@ -186,21 +209,7 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
         shown = unseen[:10].tolist()
         raise ValueError(f"{path}: y_test holds labels that y_train never shows: {shown}{' ...' if len(unseen) > 10 else ''} "
                          f"(allowed: the training labels {classes[:10].tolist()}{' ...' if len(classes) > 10 else ''})")
-    ids = np.concatenate([np.searchsorted(classes, ytr), np.searchsorted(classes, yte)])
-    n_tr = len(ytr)
-    xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
-    if standardize:
-        mu, sd = xtr.mean(0), xtr.std(0)
-        sd[sd == 0] = 1.0
-        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return Dataset(
-        name=f"embeddings-{stem}",
-        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(ids[:n_tr].astype(np.int64)),
-        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(ids[n_tr:].astype(np.int64)),
-        loss="ce",
-        info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize},
-    )
+    return np.searchsorted(classes, ytr).astype(np.int64), np.searchsorted(classes, yte).astype(np.int64), classes
 
 
 def _kind(y: np.ndarray) -> str:

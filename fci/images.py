@@ -85,7 +85,7 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
     must be one of them. With `standardize`, each channel is centred and scaled
     by the training split's mean and standard deviation. Raises ValueError
     naming the file and the missing or malformed key."""
-    from fci.data import _labels, _read_npz
+    from fci.data import _read_npz, class_ids
 
     path = os.fspath(path)
     arrays = _read_npz(path, IMAGE_KEYS, "--images", "an images file")
@@ -97,23 +97,9 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
             raise ValueError(f"{path}: {k} holds NaN or infinite values")
         if len(a) == 0:
             raise ValueError(f"{path}: {k} holds no images")
-    for k in ("y_train", "y_test"):
-        if arrays[k].ndim != 1:
-            raise ValueError(f"{path}: {k} must be 1-d (one label per image), got shape {arrays[k].shape}")
-    for part in ("train", "test"):
-        if len(arrays[f"X_{part}"]) != len(arrays[f"y_{part}"]):
-            raise ValueError(f"{path}: X_{part} has {len(arrays[f'X_{part}'])} images but y_{part} has {len(arrays[f'y_{part}'])} labels")
     if arrays["X_train"].shape[1:] != arrays["X_test"].shape[1:]:
         raise ValueError(f"{path}: X_train images are (C, H, W) = {arrays['X_train'].shape[1:]} but X_test's are {arrays['X_test'].shape[1:]}")
-    ytr, yte = (_labels(path, k, arrays[k]) for k in ("y_train", "y_test"))
-    if (ytr.dtype.kind in "US") != (yte.dtype.kind in "US"):
-        raise ValueError(f"{path}: y_train and y_test hold labels of different kinds (strings and numbers)")
-    classes = np.unique(ytr)
-    if len(classes) < 2:
-        raise ValueError(f"{path}: y_train holds a single class ({classes.tolist()}); need at least 2")
-    unseen = np.setdiff1d(np.unique(yte), classes)
-    if len(unseen):
-        raise ValueError(f"{path}: y_test holds labels that y_train never shows: {unseen[:10].tolist()}")
+    ytr_ids, yte_ids, classes = class_ids(path, arrays, "image", "{n} images but y_{part} has {m} labels")
     xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
     if standardize:
         mu = xtr.mean((0, 2, 3), keepdims=True)
@@ -123,8 +109,8 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
     stem = os.path.splitext(os.path.basename(path))[0]
     return ImageDataset(
         name=f"images-{stem}",
-        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(np.searchsorted(classes, ytr).astype(np.int64)),
-        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(np.searchsorted(classes, yte).astype(np.int64)),
+        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(ytr_ids),
+        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(yte_ids),
         info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize,
               "shape": list(xtr.shape[1:])},
     )
