@@ -51,8 +51,9 @@ from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, add_regime_arguments, build_t
 from analyses._columns import canonical_row
 from fci.store import Store, StoreError, config_key
 from fci.tasks import TaskConfig
+from fci.train import TrainConfig
 
-__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list", "check_alphas",
+__all__ = ["JobStudy", "JobContext", "run_job_study", "build_job_parser", "chunked", "comma_list", "check_alphas", "schedule_from",
            "level_name", "regime_level", "level_task", "regime_caption"]
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,13 @@ def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:
     if study.add_arguments:
         study.add_arguments(ap)
     return ap
+
+
+def schedule_from(base: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """`base` with the options --warmup, --finetune, --batch-size and --lr applied
+    where given (a study's own schedule options). Raises ValueError naming a bad value."""
+    over = {"warmup": args.warmup, "finetune": args.finetune, "batch_size": args.batch_size, "lr": args.lr}
+    return TrainConfig.from_dict({**base.to_dict(), **{k: v for k, v in over.items() if v is not None}})
 
 
 def level_name(args: argparse.Namespace) -> str:

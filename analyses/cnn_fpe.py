@@ -47,10 +47,12 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
+from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study, schedule_from
+from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
 from analyses._rows import measure_columns
 from fci.conv import (CONV_SPLITS, HEADS, MaskedCNN, MaskedCNNStack, evaluate_cnn, expand_cnn_layers, first_layer_filters,
                       fit_cnn)
+from fci.data import file_sha256
 from fci.images import ImageDataset, digit_images, load_images
 from fci.metrics import cosine_interference, feature_capacity, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
@@ -80,7 +82,6 @@ SCHEDULES: dict[str, TrainConfig] = {
 }
 
 KERNEL, POOL = 3, True
-RESTART = "restart"
 MAX_TRIALS_PER_CALL = 64
 ORDER = {"dense": 0, RESTART: 1, "random": 2, "channel": 3, "spatial": 4, "gram": 5}
 COLORS = {"dense": "#222222", RESTART: "#9467bd", "random": "#ff7f0e", "channel": "#1f77b4", "spatial": "#d62728", "gram": "#2ca02c"}
@@ -91,11 +92,6 @@ CNN_BACKEND = "torch"
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _stat(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
 
 
 @functools.lru_cache(maxsize=2)
@@ -119,8 +115,6 @@ def load_dataset(args: argparse.Namespace) -> ImageDataset:
 
 def dataset_id(args: argparse.Namespace) -> dict[str, Any]:
     if args.images:
-        from analyses.real_data import file_sha256
-
         return {"source": "images", "file": os.path.basename(args.images), "sha256": file_sha256(args.images), "standardize": True}
     return {"source": "sklearn-digits-images", "split_seed": args.split_seed, "test_fraction": 0.25}
 
@@ -131,17 +125,7 @@ def _dataset_name(args: argparse.Namespace) -> str:
 
 
 def schedule(args: argparse.Namespace, level: str) -> TrainConfig:
-    over = {"warmup": args.warmup, "finetune": args.finetune, "batch_size": args.batch_size, "lr": args.lr}
-    return TrainConfig.from_dict({**SCHEDULES[level].to_dict(), **{k: v for k, v in over.items() if v is not None}})
-
-
-def expansions(splits: Sequence[str], alphas: Sequence[int]) -> list[tuple[str, int]]:
-    """The (split, alpha) children of every trial, the alpha = 1 restart control first."""
-    return [("random", 1)] + [(s, int(a)) for a in alphas for s in splits]
-
-
-def condition_name(split: str, alpha: int) -> str:
-    return RESTART if int(alpha) == 1 else split
+    return schedule_from(SCHEDULES[level], args)
 
 
 # --------------------------------------------------------------------------- options

@@ -55,7 +55,7 @@ from plotly.subplots import make_subplots
 
 from analyses._rows import model_columns
 from analyses._common import add_caption, add_metric_traces, label, style
-from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study
+from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study, schedule_from
 from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
 from fci.metrics import (
     paired_ttest,
@@ -180,9 +180,7 @@ def schedule(args: argparse.Namespace, level: str) -> TrainConfig:
     """The training schedule: the level's (tiny) or the data source's default,
     with --warmup/--finetune/--batch-size/--lr applied. Raises ValueError naming
     a bad value."""
-    base = SCHEDULES["tiny" if level == "tiny" else "embeddings" if args.embeddings else "digits"]
-    over = {"warmup": args.warmup, "finetune": args.finetune, "batch_size": args.batch_size, "lr": args.lr}
-    return TrainConfig.from_dict({**base.to_dict(), **{k: v for k, v in over.items() if v is not None}})
+    return schedule_from(SCHEDULES["tiny" if level == "tiny" else "embeddings" if args.embeddings else "digits"], args)
 
 
 def expansions(splits: Sequence[str], alphas: Sequence[int]) -> list[tuple[str, int]]:
