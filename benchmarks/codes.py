@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import os
 import platform
 import time
-from contextlib import nullcontext
 from typing import Callable
 
 import numpy as np
+
+from benchmarks._threads import blas_threads, usable_cores
 
 from fci.codes import (
     clause_channels,
@@ -205,13 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="limit BLAS threads (threadpoolctl)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    try:
-        from threadpoolctl import threadpool_limits
-        limits = threadpool_limits(limits=args.threads) if args.threads else nullcontext()
-    except ImportError:  # pragma: no cover
-        limits = nullcontext()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with limits:
+    cores = usable_cores()
+    with blas_threads(args.threads):
         t0 = time.perf_counter()
         rows = run(args.quick, args.seed)
         total = time.perf_counter() - t0

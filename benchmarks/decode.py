@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
 import time
-from contextlib import nullcontext
 
 import numpy as np
+
+from benchmarks._threads import blas_threads, usable_cores
 
 from fci._decode import _neuron_terms
 from fci.codes import (
@@ -110,13 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error(f"--repeat must be >= 1, got {args.repeat}")
-    try:
-        from threadpoolctl import threadpool_limits
-        limits = threadpool_limits(limits=args.threads) if args.threads else nullcontext()
-    except ImportError:  # pragma: no cover
-        limits = nullcontext()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    with limits:
+    cores = usable_cores()
+    with blas_threads(args.threads):
         rows = run(args.quick, args.seed, args.repeat)
     print(f"fci decoding benchmark ({'quick' if args.quick else 'full'}), {cores} CPU cores"
           f"{f', {args.threads} BLAS threads' if args.threads else ''}, numpy {np.__version__}, "
