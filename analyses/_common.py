@@ -85,7 +85,6 @@ __all__ = [
     "default_train",
     "make_specs",
     "trial_keys",
-    "train_shared",
     "model_row",
     "condition_stats",
     "pooled_stats",
@@ -249,14 +248,6 @@ def make_specs(points: Sequence[Point], level: Level, trials: int, seed: int, sp
         for t in range(trials):
             out.append((FPESpec(task=task, hidden=p.hidden, seed=seed + t, expansions=exps, train=level.train), t))
     return out
-
-
-def train_shared(specs: Sequence[FPESpec], store: Store, device: torch.device | str = "auto", progress: bool = True) -> int:
-    """Train the trials of `specs` that are not stored, splitting the work with
-    any other process on the same store (`Store.share`: a claim per model, a
-    crashed owner's claims expire and are taken over). Returns how many trials
-    this process trained; afterwards every model is in the store."""
-    return len(run_fpe(list(specs), device=device, progress=progress, store=store).trained)  # claims inside run_fpe
 
 
 def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:

@@ -235,17 +235,25 @@ def _labels(path: str, key: str, y: np.ndarray) -> np.ndarray:
 def boolean(config: TaskConfig | None = None, seed: int = 0) -> Dataset:
     """A Boolean DNF task (SPEC §1) as a Dataset ('bce' over its outputs; 0/1 uint8 inputs).
     `info["clauses"]` holds the task's clauses (for the clause split)."""
-    config = config or TaskConfig()
-    task = DNFTask.from_config(config, seed)
+    return task_dataset(DNFTask.from_config(config or TaskConfig(), seed))
+
+
+def task_dataset(task: DNFTask) -> Dataset:
+    """A drawn DNF task's samples as a Dataset (see `boolean`), named by `task_name`."""
     xtr, ytr = task.train_data()
     xte, yte = task.test_data()
     return Dataset(
-        name=f"boolean-C{config.n_clauses}k{config.clause_size}-s{seed}",
+        name=task_name(task),
         x_train=xtr.to(torch.uint8), y_train=ytr.to(torch.uint8),
         x_test=xte.to(torch.uint8), y_test=yte.to(torch.uint8),
         loss="bce",
-        info={"source": "fci.tasks.DNFTask", "task": config.to_dict(), "seed": seed, "clauses": task.clauses},
+        info={"source": "fci.tasks.DNFTask", "task": task.config.to_dict(), "seed": task.seed, "clauses": task.clauses},
     )
+
+
+def task_name(task: DNFTask) -> str:
+    """A Boolean task's data name: boolean-C<clauses>k<clause size>-s<task seed>."""
+    return f"boolean-C{task.n_clauses}k{task.clause_size}-s{task.seed}"
 
 
 # --------------------------------------------------------------------------- dataset specs

@@ -54,7 +54,6 @@ def no_training(monkeypatch):
         raise AssertionError("training started before the options were checked")
 
     monkeypatch.setattr(common, "run_fpe", boom)
-    monkeypatch.setattr(common, "train_shared", boom)
     monkeypatch.setattr(cli, "run_fpe", boom)
 
 

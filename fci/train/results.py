@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fci.data import task_name
 from fci.model import MaskedMLP
 from fci.tasks import DNFTask
 from fci.train.config import FPESpec
@@ -88,7 +89,7 @@ class FPEResult:
     def dataset(self) -> str:
         """The data's name: the task's for a Boolean trial, else the dataset's."""
         if self.task is not None:
-            return f"boolean-C{self.task.n_clauses}k{self.task.clause_size}-s{self.task.seed}"
+            return task_name(self.task)
         return self.spec.dataset().name
 
     def __repr__(self) -> str:

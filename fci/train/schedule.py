@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from fci._progress import bar as progress_bar
-from fci.data import Dataset, DatasetSpec
+from fci.data import Dataset, DatasetSpec, task_dataset
 from fci.expand import expand, expand_layers
 from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
 from fci.store import Store
@@ -246,7 +246,7 @@ class _TrialData:
             if s.data is None:
                 task = s.make_task()
                 self.tasks.append(task)
-                self.data.append(_task_dataset(task))
+                self.data.append(task_dataset(task))
             else:
                 self.tasks.append(s.make_task() if s.boolean else None)
                 self.data.append(s.dataset())
@@ -261,13 +261,6 @@ class _TrialData:
         if all(d is picked[0] for d in picked):
             return picked[0].stacked(len(picked), self.dev)
         return tuple(torch.stack([getattr(d, f) for d in picked]).to(self.dev) for f in ("x_train", "y_train", "x_test", "y_test"))
-
-
-def _task_dataset(task: DNFTask) -> Dataset:
-    xtr, ytr = task.train_data()
-    xte, yte = task.test_data()
-    return Dataset(name="task", x_train=xtr.to(torch.uint8), y_train=ytr.to(torch.uint8), x_test=xte.to(torch.uint8),
-                   y_test=yte.to(torch.uint8), loss="bce")
 
 
 def _child(spec: FPESpec, parent: MaskedMLP, split: str, alpha: int, clauses) -> MaskedMLP:
