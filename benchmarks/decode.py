@@ -30,7 +30,7 @@ import numpy as np
 
 from benchmarks._threads import blas_threads, usable_cores
 
-from fci._decode import _neuron_terms
+from fci.codes.functional import _neuron_terms
 from fci.codes import (
     ceiling_agreement,
     circuit_agreement,

@@ -591,7 +591,7 @@ def test_literal_grouping_matches_dense_average_linkage(seed, similarity):
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import pdist
 
-    from fci.codes import _group_literals
+    from fci.codes.static import _group_literals
 
     rng = np.random.default_rng(seed)
     H, m = 12, 9

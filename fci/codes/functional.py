@@ -1,6 +1,6 @@
 """What a one-hidden-layer network computes, read as an OR of short terms per output.
 
-:func:`decode_function` (re-exported from :mod:`fci.codes`; SPEC §5) complements the
+:func:`decode_function` (SPEC §5) complements the
 static :func:`fci.codes.decode`: instead of reading channels from sign codes it asks
 the network. Candidate terms (conjunctions of at most ``max_literals`` literals)
 come from each neuron's strongest weights; the decoder draws its own inputs
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fci._circuit import DecodedCircuit, _unpack_weights
+from fci.codes.circuit import DecodedCircuit, _unpack_weights
 from fci.metrics import Clause
 
 log = logging.getLogger(__name__)
