@@ -61,11 +61,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from fci import _kernel
+from fci.train.backends.kernel import library as _kernel
+from fci.train.provenance import cpu_features, cpu_model
 from fci.model import MaskedMLP, MaskedMLPStack
 from fci.tasks import DNFTask, TaskConfig
 from fci.train import FitState, FPESpec, KernelBackend, TorchBackend, TrainConfig, fit, trial_bytes
-from fci.train.backends.flat import FlatState
+from fci.train.backends.torch import FlatState
 
 N_TASKS = 32  # distinct tasks dealt round-robin over the models
 
@@ -329,9 +330,9 @@ def machine_label(dev: torch.device, lib) -> str:
     """The CPU model and the vector ISA the kernel was built for (or the GPU)."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    feats = _kernel.cpu_features()
+    feats = cpu_features()
     isa = lib.isa if lib is not None else next((f for f in ("avx512f", "avx2", "asimd", "neon") if f in feats), "scalar")
-    return f"{_kernel.cpu_model()}, {isa}"
+    return f"{cpu_model()}, {isa}"
 
 
 def _probe_threads(make, dev, rounds: int = 3) -> int | None:

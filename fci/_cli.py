@@ -250,7 +250,7 @@ def environment(device: Any) -> dict[str, Any]:
     and the code's commit: what summary.json records about where a run ran."""
     import torch
 
-    from fci import _kernel
+    from fci.train.provenance import cpu_features, cpu_model
 
     pkgs: dict[str, str | None] = {}
     for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
@@ -264,8 +264,8 @@ def environment(device: Any) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": _kernel.cpu_model(),
-        "cpu_features": list(_kernel.cpu_features()),
+        "cpu": cpu_model(),
+        "cpu_features": list(cpu_features()),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),

@@ -3,6 +3,7 @@
 - `fci.train.config`: `TrainConfig` (how models train) and `FPESpec` (one trial);
 - `fci.train.maths`: the specified training step, once, and its shared pieces;
 - `fci.train.backends`: the ways to run it (`kernel`, `torch`, `reference`), by name;
+  `fci.train.backends.kernel` holds the C kernel (`fitkernel.c`) and its build (`library`);
 - `fci.train.fitting`: `fit`, `evaluate`, `train_models`;
 - `fci.train.schedule`: the FPE schedule over any data (`run_fpe`);
 - `fci.train.persistence`: one store entry per model;
@@ -11,21 +12,14 @@
     from fci.train import FPESpec, TrainConfig, run_fpe, fit
 """
 
-from fci.train.backends import Backend, BackendUnavailable, FitState, auto_backend
+from fci.train.backends import Backend, BackendUnavailable, FitState, KernelBackend, ReferenceBackend, TorchBackend, auto_backend
 from fci.train.backends import names as backend_names
-from fci.train.backends.flat import TorchBackend
-from fci.train.backends.flat import _FlatAdam as _FlatAdam  # tests reach these private names
-from fci.train.backends.kernel import KernelBackend
-from fci.train.backends.reference import ReferenceBackend
 from fci.train.config import FPESpec, TrainConfig
 from fci.train.fitting import evaluate, fit, train_models
-from fci.train.maths import epoch_perms as _epoch_perms  # noqa: F401
-from fci.train.maths import make_optimizer as _make_optimizer  # noqa: F401
 from fci.train.maths import per_model_loss
 from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors, trial_keys
 from fci.train.provenance import backends_of, provenance
 from fci.train.results import DataFPEResult, FPEResult, ModelResult
-from fci.train.schedule import _chunks as _chunks
 from fci.train.schedule import SCHEDULE_VERSION, FPERun, auto_max_stack, run_fpe, run_fpe_data, trial_bytes
 
 __all__ = [

@@ -8,14 +8,39 @@ from typing import Any
 
 import torch
 
-from fci import _kernel
+__all__ = ["provenance", "machine", "backends_of", "cpu_model", "cpu_features"]
 
-__all__ = ["provenance", "machine", "backends_of"]
+
+def cpu_model() -> str:
+    """The CPU's model name (or the platform's description)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name") or ln.startswith("Model"):
+                    return ln.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """The vector features that decide the kernel's variant, as the OS reports them."""
+    want = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4_2", "neon", "asimd", "sve")
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set()
+            for ln in f:
+                if ln.startswith(("flags", "Features")):
+                    flags |= set(ln.split(":", 1)[1].split())
+        return [w for w in want if w in flags]
+    except OSError:
+        return []
+
 
 
 @functools.lru_cache(maxsize=None)
 def _cpu() -> tuple[str, tuple[str, ...]]:
-    return _kernel.cpu_model(), tuple(_kernel.cpu_features())
+    return cpu_model(), tuple(cpu_features())
 
 
 def machine(device: torch.device) -> dict[str, Any]:

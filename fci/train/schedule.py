@@ -58,7 +58,7 @@ class FPERun(list):
         return f"FPERun({len(self)} trials, {len(self.trained)} trained here)"
 
 
-def _chunks(seq: list, size: int) -> Iterable[list]:
+def balanced_chunks(seq: list, size: int) -> Iterable[list]:
     """Split seq into the fewest chunks of at most `size`, of near-equal length."""
     n_chunks = -(-len(seq) // size)
     for k in range(n_chunks):
@@ -220,7 +220,7 @@ def _train(
     for idx in groups.values():
         size = max(1, max_stack) if isinstance(max_stack, int) else auto_max_stack([specs[i] for i in idx], dev)
         widths = lambda i: (specs[i].hidden_list, max((a for _, a in specs[i].expansions), default=1))  # noqa: E731
-        chunks += list(_chunks(sorted(idx, key=widths), size))
+        chunks += list(balanced_chunks(sorted(idx, key=widths), size))
     log.debug("run_fpe: %d trials in %d stacks of sizes %s", len(specs), len(chunks), [len(c) for c in chunks])
     bar = progress_bar(total=len(specs), desc="FPE trials", unit="trial", disable=not progress or not specs or done is not None)
     for chunk in chunks:

@@ -19,100 +19,38 @@ raises `BackendUnavailable` saying why.
 
 from __future__ import annotations
 
-import weakref
-from typing import Any, Callable
-
-import torch
+from typing import Callable
 
 from fci.model import MaskedMLPStack
+from fci.registry import Registry
+from fci.train.backends.base import Backend, BackendUnavailable, FitState
+from fci.train.backends.kernel import KernelBackend
+from fci.train.backends.reference import ReferenceBackend
+from fci.train.backends.torch import TorchBackend
 from fci.train.config import TrainConfig
 
-__all__ = ["Backend", "FitState", "BackendUnavailable", "register", "get", "names", "resolve", "auto_backend"]
+__all__ = ["Backend", "FitState", "BackendUnavailable", "BACKENDS", "register", "get", "names", "resolve", "auto_backend",
+           "KernelBackend", "ReferenceBackend", "TorchBackend"]
 
-
-class BackendUnavailable(RuntimeError):
-    """A backend asked for by name cannot train this stack here (the message says why)."""
-
-
-class FitState:
-    """What `fit` returns: one run's optimiser state, in its backend's own layout.
-    Passing it back to `fit` continues the run; it refuses a different stack,
-    other optimiser settings or another backend."""
-
-    def __init__(self, backend: "Backend", stack: MaskedMLPStack, cfg: TrainConfig, workers: int):
-        self.backend = backend
-        self._stack = weakref.ref(stack)
-        self.shapes = [tuple(w.shape) for w in stack.weights]
-        self.widths = stack.widths.detach().cpu().clone()
-        self.settings = cfg.optimizer_settings()
-        self.workers = workers
-        self.provenance: dict[str, Any] = {}
-
-    def check(self, stack: MaskedMLPStack, cfg: TrainConfig, backend: str) -> None:
-        """Raise ValueError unless this state can continue on (stack, cfg, backend)."""
-        if self._stack() is not stack or [tuple(w.shape) for w in stack.weights] != self.shapes \
-                or not torch.equal(stack.widths.detach().cpu(), self.widths):
-            raise ValueError("optimizer was returned by fit() for a different stack")
-        if backend not in ("auto", self.backend.name):
-            raise ValueError(f"optimizer comes from the {self.backend.name!r} backend; it cannot continue on {backend!r}")
-        settings = cfg.optimizer_settings()
-        if settings != self.settings:
-            diff = ", ".join(f"{k} {self.settings.get(k)!r} -> {settings.get(k)!r}"
-                             for k in sorted(set(settings) | set(self.settings)) if settings.get(k) != self.settings.get(k))
-            raise ValueError(f"cannot continue a run under other optimiser settings ({diff}); start a new fit")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(backend={self.backend.name!r}, models={self.shapes[0][0]}, {self.settings})"
-
-
-class Backend:
-    """A way to train stacks. Subclasses set `name` and implement `why_not`, `start` and `run`."""
-
-    name = "?"
-
-    def why_not(self, stack: MaskedMLPStack, cfg: TrainConfig, loss: str) -> str | None:
-        """None when this backend can train the stack here; else the reason, one line."""
-        raise NotImplementedError
-
-    def start(self, stack: MaskedMLPStack, cfg: TrainConfig, loss: str, workers: int) -> FitState:
-        """A fresh run's state (optimiser moments at zero, step 0)."""
-        raise NotImplementedError
-
-    def run(self, state: FitState, stack: MaskedMLPStack, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-            perms: torch.Tensor, loss: str, workers: int, progress: str | None) -> torch.Tensor:
-        """Train over the epochs whose minibatch orders are `perms` (E, N);
-        -> mean train loss per model and epoch, (M, E) on CPU."""
-        raise NotImplementedError
-
-    def describe(self, state: FitState | None = None) -> dict[str, Any]:
-        """Provenance: what built this backend (versions, build ids), for the run `state`."""
-        return {}
-
-    def __repr__(self) -> str:
-        return f"<fci backend {self.name!r}>"
-
-
-_REGISTRY: dict[str, Callable[[], Backend]] = {}
+#: Backend factories by name ("auto" is reserved: it picks one of these).
+BACKENDS: Registry[Callable[[], Backend]] = Registry("backend", reserved=("auto",))
 _INSTANCES: dict[str, Backend] = {}
 
 
 def register(name: str, factory: Callable[[], Backend]) -> None:
     """Register a backend under `name` (refuses a duplicate)."""
-    if name in _REGISTRY or name == "auto":
-        raise ValueError(f"a backend named {name!r} is already registered")
-    _REGISTRY[name] = factory
+    BACKENDS.register(name, factory)
 
 
 def names() -> list[str]:
-    return list(_REGISTRY)
+    return BACKENDS.names()
 
 
 def get(name: str) -> Backend:
     """The backend registered under `name` (one shared instance)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"backend must be 'auto' or one of {names()}, got {name!r}")
+    factory = BACKENDS.get(name)
     if name not in _INSTANCES:
-        _INSTANCES[name] = _REGISTRY[name]()
+        _INSTANCES[name] = factory()
     return _INSTANCES[name]
 
 
@@ -125,10 +63,10 @@ def auto_backend(stack: MaskedMLPStack, cfg: TrainConfig, loss: str = "bce") -> 
     """The first backend of the device's preference order that can train the stack."""
     order = _AUTO_ORDER.get(stack.weights[0].device.type, _AUTO_OTHER)
     for name in order:
-        if name in _REGISTRY and get(name).why_not(stack, cfg, loss) is None:
+        if name in BACKENDS and get(name).why_not(stack, cfg, loss) is None:
             return get(name)
     raise BackendUnavailable("no backend can train this stack: "
-                             + "; ".join(f"{n}: {get(n).why_not(stack, cfg, loss)}" for n in order if n in _REGISTRY))
+                             + "; ".join(f"{n}: {get(n).why_not(stack, cfg, loss)}" for n in order if n in BACKENDS))
 
 
 def resolve(backend: "str | Backend", stack: MaskedMLPStack, cfg: TrainConfig, loss: str) -> Backend:
@@ -148,14 +86,6 @@ def resolve(backend: "str | Backend", stack: MaskedMLPStack, cfg: TrainConfig, l
     return b
 
 
-def _register_builtins() -> None:
-    from fci.train.backends.kernel import KernelBackend
-    from fci.train.backends.reference import ReferenceBackend
-    from fci.train.backends.flat import TorchBackend
-
-    register("kernel", KernelBackend)
-    register("torch", TorchBackend)
-    register("reference", ReferenceBackend)
-
-
-_register_builtins()
+register("kernel", KernelBackend)
+register("torch", TorchBackend)
+register("reference", ReferenceBackend)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from fci._progress import bar as tqdm
 
+from fci._progress import bar as tqdm
 from fci.model import MaskedMLPStack
-from fci.train.backends import Backend, FitState
+from fci.train.backends.base import Backend, FitState
 from fci.train.config import TrainConfig
 from fci.train.maths import make_optimizer, one_thread_unless, per_model_loss, step_flops
 

@@ -1,0 +1,217 @@
+"""Tests for fci.metrics: interference metrics and trial statistics (SPEC §4)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import stats
+
+from fci.metrics import (
+    accuracy_per_parameter,
+    clause_capacity,
+    clause_mean_capacity,
+    cosine_interference,
+    cosine_interference_stats,
+    feature_capacity,
+    fold_change,
+    gram,
+    paired_ttest,
+    relative_improvement,
+    trial_stats,
+)
+
+# --------------------------------------------------------------------------- builders
+
+
+def _orthogonal_columns(H: int, n: int, seed: int = 0) -> np.ndarray:
+    """(H, n) with orthogonal (not unit) columns, H >= n."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(H, H)))
+    return q[:, :n] * np.arange(1, n + 1)
+
+
+# --------------------------------------------------------------------------- gram / capacity
+
+
+def test_gram_matches_direct_and_keeps_kind():
+    W = np.random.default_rng(0).normal(size=(5, 3))
+    G = gram(W)
+    assert isinstance(G, np.ndarray) and G.shape == (3, 3)
+    np.testing.assert_allclose(G, W.T @ W)
+    Gt = gram(torch.from_numpy(W).float())
+    assert isinstance(Gt, torch.Tensor) and Gt.dtype == torch.float32
+    np.testing.assert_allclose(Gt.numpy(), W.T @ W, rtol=1e-5)
+
+
+def test_capacity_is_one_for_orthogonal_features():
+    np.testing.assert_allclose(feature_capacity(np.eye(4)), np.ones(4))
+    np.testing.assert_allclose(feature_capacity(_orthogonal_columns(6, 4)), np.ones(4), atol=1e-12)
+
+
+def test_capacity_is_half_for_antipodal_pair():
+    W = np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 2.0]])  # x0, x1 antipodal; x2 orthogonal
+    np.testing.assert_allclose(feature_capacity(W), [0.5, 0.5, 1.0])
+
+
+def test_capacity_known_angle_and_dead_feature():
+    theta = 0.3
+    W = np.array([[1.0, math.cos(theta), 0.0], [0.0, math.sin(theta), 0.0]])
+    c2 = math.cos(theta) ** 2
+    cap = feature_capacity(torch.tensor(W))
+    assert isinstance(cap, torch.Tensor)
+    np.testing.assert_allclose(cap.numpy(), [1 / (1 + c2), 1 / (1 + c2), 0.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 8)),
+              elements=st.one_of(st.just(0.0), st.floats(-3, 3).filter(lambda v: abs(v) > 1e-3))))
+def test_capacities_sum_to_at_most_the_rank(W):
+    cap = feature_capacity(W)
+    assert cap.shape == (W.shape[1],)
+    assert (cap >= 0).all() and (cap <= 1 + 1e-9).all()
+    rank = np.linalg.matrix_rank(W) if W.any() else 0
+    assert cap.sum() <= rank + 1e-6
+    assert cap.sum() <= W.shape[0] + 1e-6
+
+
+def test_clause_capacity_and_mean():
+    cap = np.array([1.0, 0.5, 0.25, 0.0, 0.75])
+    clauses = [((0, True), (1, False)), ((1, True), (2, True), (3, False))]
+    np.testing.assert_allclose(clause_capacity(cap, clauses), [0.75, 0.25])
+    # union {0, 1, 2, 3}: variable 1 counted once, distractor 4 excluded
+    assert clause_mean_capacity(cap, clauses) == pytest.approx(1.75 / 4)
+    out = clause_capacity(torch.tensor(cap), clauses)
+    assert isinstance(out, torch.Tensor)
+    assert math.isnan(clause_mean_capacity(cap, []))
+
+
+@pytest.mark.parametrize(
+    "clauses, match",
+    [
+        ([((5, True),)], "out of range"),
+        ([()], "empty"),
+        ([((0, True), (0, False))], "twice"),
+        ([((0, 1),)], "bool"),
+        ([((0.5, True),)], "integer"),
+        ([(0, True)], "pair"),
+    ],
+)
+def test_clause_capacity_rejects_bad_clauses(clauses, match):
+    with pytest.raises(ValueError, match=match):
+        clause_capacity(np.ones(5), clauses)
+
+
+def test_metric_shape_errors():
+    with pytest.raises(ValueError, match="2-D"):
+        feature_capacity(np.ones(4))
+    with pytest.raises(ValueError, match="2-D"):
+        gram(np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        feature_capacity(np.array([[1.0, np.nan]]))
+    with pytest.raises(ValueError, match="1-D"):
+        clause_capacity(np.ones((2, 2)), [((0, True),)])
+
+
+# --------------------------------------------------------------------------- cosine interference
+
+
+def _direct_cosine(W: np.ndarray) -> tuple[float, float, int]:
+    rows = [r for r in W if np.linalg.norm(r) > 0]
+    cos = [float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) for a, b in itertools.combinations(rows, 2)]
+    return float(np.mean(np.abs(cos))), float(np.mean(cos)), len(cos)
+
+
+def test_cosine_interference_matches_direct_computation():
+    rng = np.random.default_rng(1)
+    W = rng.normal(size=(7, 5))
+    W[2] = 0.0  # dead neuron: excluded from the pairs
+    W[4] = -W[0]  # antipodal pair: |cos| = 1, cos = -1
+    abs_mean, signed_mean, n_pairs = _direct_cosine(W)
+    s = cosine_interference_stats(W)
+    assert s["n_pairs"] == n_pairs == 15
+    assert s["abs_mean"] == pytest.approx(abs_mean)
+    assert s["signed_mean"] == pytest.approx(signed_mean)
+    assert cosine_interference(torch.tensor(W, dtype=torch.float32)) == pytest.approx(abs_mean, rel=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(2, 6), st.integers(1, 5)), elements=st.floats(-2, 2)))
+def test_cosine_interference_property(W):
+    W = np.where(np.abs(W) < 1e-3, 0.0, W)
+    s = cosine_interference_stats(W)
+    if (np.linalg.norm(W, axis=1) > 0).sum() < 2:
+        assert s["n_pairs"] == 0 and math.isnan(s["abs_mean"])
+        return
+    abs_mean, signed_mean, n_pairs = _direct_cosine(W)
+    assert s["n_pairs"] == n_pairs
+    assert s["abs_mean"] == pytest.approx(abs_mean, abs=1e-9)
+    assert s["signed_mean"] == pytest.approx(signed_mean, abs=1e-9)
+
+
+def test_cosine_interference_orthogonal_and_degenerate():
+    assert cosine_interference(np.eye(3)) == 0.0
+    assert math.isnan(cosine_interference(np.array([[1.0, 0.0], [0.0, 0.0]])))
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def test_fold_change_relative_improvement_accuracy_per_parameter():
+    assert fold_change(0.5, 1.0) == 0.5
+    assert relative_improvement(0.9, 0.75) == pytest.approx(0.2)
+    assert accuracy_per_parameter(0.9, 300) == pytest.approx(0.003)
+    a = np.array([1.0, 2.0])
+    out = fold_change(a, np.array([2.0, 4.0]))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, [0.5, 0.5])
+    t = relative_improvement(torch.tensor([0.8, 0.9]), torch.tensor([0.8, 0.6]))
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_allclose(t.numpy(), [0.0, 0.5], rtol=1e-6)
+    assert math.isinf(fold_change(1.0, 0.0))
+    with pytest.raises(ValueError, match="nnz"):
+        accuracy_per_parameter(0.9, 0)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_trial_stats():
+    s = trial_stats([1.0, 2.0, 3.0, 4.0])
+    assert s["n"] == 4 and s["mean"] == 2.5
+    assert s["sem"] == pytest.approx(stats.sem([1.0, 2.0, 3.0, 4.0]))
+    one = trial_stats(torch.tensor([0.7]))
+    assert one["n"] == 1 and one["mean"] == pytest.approx(0.7) and math.isnan(one["sem"])
+    none = trial_stats([])
+    assert none["n"] == 0 and math.isnan(none["mean"])
+    with pytest.raises(ValueError, match="1-D"):
+        trial_stats(np.ones((2, 2)))
+
+
+def test_paired_ttest_matches_scipy():
+    a = np.array([0.91, 0.88, 0.93, 0.90, 0.95])
+    b = np.array([0.85, 0.86, 0.90, 0.84, 0.91])
+    res = paired_ttest(a, b)
+    ref = stats.ttest_rel(a, b)
+    assert res["n"] == 5
+    assert res["t"] == pytest.approx(ref.statistic)
+    assert res["p"] == pytest.approx(ref.pvalue)
+    assert res["mean_diff"] == pytest.approx((a - b).mean())
+
+
+def test_paired_ttest_degenerate_cases_never_crash():
+    one = paired_ttest([1.0], [0.5])
+    assert one["n"] == 1 and math.isnan(one["p"]) and math.isnan(one["t"])
+    empty = paired_ttest([], [])
+    assert empty["n"] == 0 and math.isnan(empty["p"])
+    same = paired_ttest([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same["p"] == 1.0 and same["t"] == 0.0
+    shifted = paired_ttest([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])
+    assert shifted["p"] == 0.0 and shifted["t"] == math.inf
+    with pytest.raises(ValueError, match="pair"):
+        paired_ttest([1.0, 2.0], [1.0])
