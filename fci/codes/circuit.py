@@ -13,13 +13,12 @@ from typing import Any, Sequence, TypeVar
 import numpy as np
 import torch
 
+from fci.codes.network import read_network
 from fci.metrics import (
     Clause,
     _clause_var_index,
-    _float_array,
     _like,
     _to_numpy,
-    _weights_2d,
 )
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
@@ -31,29 +30,9 @@ def _format_clause(clause: Clause) -> str:
 
 
 def _unpack_weights(model_or_weights: Any, reader: str = "decode") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(W1, b1, W2, b2) as numpy from a model with ``effective_weights()`` or a tuple;
-    ValueError (naming ``reader``) for a deep model, a wrong shape or a non-finite value."""
-    if hasattr(model_or_weights, "effective_weights"):
-        layers = list(model_or_weights.effective_weights())
-        if len(layers) != 2:
-            raise ValueError(f"{reader} reads one hidden layer; the model has {len(layers)} weight layers "
-                             f"({len(layers) - 1} hidden layers)")
-        (W1, b1), (W2, b2) = layers
-    elif isinstance(model_or_weights, (tuple, list)) and len(model_or_weights) == 4:
-        W1, b1, W2, b2 = model_or_weights
-    else:
-        raise ValueError(f"{reader} expects a model with effective_weights() or a (W1, b1, W2, b2) tuple, "
-                         f"got {type(model_or_weights).__name__}")
-    W1, W2 = _weights_2d(W1, "W1"), _weights_2d(W2, "W2")
-    b1, b2 = _float_array(b1, "b1"), _float_array(b2, "b2")
-    H, O = W1.shape[0], W2.shape[0]
-    if W2.shape[1] != H:
-        raise ValueError(f"W2 must have shape (O, H={H}), got {tuple(W2.shape)}")
-    if b1.shape != (H,):
-        raise ValueError(f"b1 must have shape (H={H},), got {tuple(b1.shape)}")
-    if b2.shape != (O,):
-        raise ValueError(f"b2 must have shape (O={O},), got {tuple(b2.shape)}")
-    return W1, b1, W2, b2
+    """(W1, b1, W2, b2) as float64 numpy of a one-hidden-layer ReLU network read by
+    `fci.codes.network.read_network`; ValueError (naming ``reader``) for anything else."""
+    return read_network(model_or_weights).shallow(reader)
 
 
 def _binary_input(x: Any, n: int) -> np.ndarray:

@@ -555,7 +555,10 @@ def test_decode_bad_input():
         decode((W1, b1[:2], W2, b2))
     with pytest.raises(ValueError, match="tuple"):
         decode((W1, b1))
-    with pytest.raises(ValueError, match="hidden layer"):
+    H = W1.shape[0]
+    with pytest.raises(ValueError, match="decode reads one hidden layer; FakeModel has 2 hidden layers"):
+        decode(FakeModel([(W1, b1), (torch.eye(H), torch.zeros(H)), (W2, b2)]))
+    with pytest.raises(ValueError, match="the shapes do not chain"):
         decode(FakeModel([(W1, b1), (W2, b2), (W2, b2)]))
     with pytest.raises(ValueError, match="similarity"):
         decode((W1, b1, W2, b2), similarity=0.0)
