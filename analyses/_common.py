@@ -44,11 +44,25 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, OneLineParser, add_regime_arguments, build_train, check_writable, environment,
-                      flag_error, jsonable, mean_sem_text, parse_splits, regime_overrides, regime_record, regime_text, write_json)
-from fci.codes import clause_channels
-from fci.expand import SPLITS, split_info
 from analyses._rows import model_columns
+from analyses._runner import Outputs, Plan, RunInfo, run
+from fci.cli import (
+    TASK_OPTIONS,
+    TRAIN_OPTIONS,
+    OneLineParser,
+    add_regime_arguments,
+    build_train,
+    check_writable,
+    flag_error,
+    mean_sem_text,
+    parse_splits,
+    regime_overrides,
+    regime_record,
+    regime_text,
+)
+from fci.codes import clause_channels
+from fci.fpe.splits import SPLITS, split_info
+from fci.io import environment, jsonable, write_json
 from fci.metrics import (
     LATE_WINDOW,
     clause_mean_capacity,
@@ -61,13 +75,11 @@ from fci.metrics import (
     relative_improvement,
     trial_stats,
 )
-from fci.model import resolve_device
+from fci.models.base import resolve_device
 from fci.sharding import parse_shard
 from fci.store import Store, config_key
 from fci.tasks import TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, run_fpe, trial_keys
-
-from analyses._runner import Outputs, Plan, RunInfo, run
 
 __all__ = [
     "Level",
@@ -311,7 +323,7 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
 
 def condition_order(condition: str) -> int:
     """Where a condition goes in tables and legends: dense, the alpha = 1 restart
-    control, then the registered splits in registration order (fci.expand.SPLITS)."""
+    control, then the registered splits in registration order (fci.fpe.SPLITS)."""
     fixed = {"dense": 0, "restart": 1}
     if condition in fixed:
         return fixed[condition]
@@ -491,7 +503,7 @@ def write_figure(fig: go.Figure, path: Path) -> Path:
 
 class _Colors(Mapping[str, str]):
     """Condition -> colour: dense black, the restart control purple, each split the
-    colour it was registered with (`fci.expand.register_split`); a live view."""
+    colour it was registered with (`fci.fpe.register_split`); a live view."""
 
     FIXED = {"dense": "#222222", "restart": "#9467bd"}
 

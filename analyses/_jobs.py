@@ -12,7 +12,7 @@ the same contract as every study:
                               [--trials N] [--seed S] [--shard I/N] [--data DIR]
 
 A study that trains on the Boolean task (`JobStudy.boolean_task`) also takes
-the task and training options of `python -m fci` (fci._cli.add_regime_arguments:
+the task and training options of `python -m fci` (fci.cli.add_regime_arguments:
 --vars --layout --outputs --p --negation-prob --train-samples, --optimizer --lr
 --momentum --weight-decay --batch-size --warmup --finetune). They apply to its
 Boolean jobs (other datasets keep the run level's schedule), are checked before
@@ -44,11 +44,19 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
+from analyses._columns import canonical_row
 from analyses._common import LEVELS, Level, contract_parser, jsonable, study_options
 from analyses._runner import Outputs, Plan, RunInfo, run
-from fci._cli import (TASK_OPTIONS, TRAIN_OPTIONS, add_regime_arguments, build_train, flag_error, regime_overrides, regime_record,
-                      regime_text)
-from analyses._columns import canonical_row
+from fci.cli import (
+    TASK_OPTIONS,
+    TRAIN_OPTIONS,
+    add_regime_arguments,
+    build_train,
+    flag_error,
+    regime_overrides,
+    regime_record,
+    regime_text,
+)
 from fci.store import Store, StoreError, config_key
 from fci.tasks import TaskConfig
 from fci.train import TrainConfig
@@ -109,7 +117,7 @@ class JobStudy:
         boolean_task: optional (args, level) -> the study's Boolean task family at
             `level` (`level_task`: the level's sample sizes and task options
             applied), or None when this run trains no Boolean task. Setting it
-            gives the study the regime options (fci._cli.add_regime_arguments),
+            gives the study the regime options (fci.cli.add_regime_arguments),
             for its Boolean jobs; a value given to a run without Boolean jobs is refused.
         regime_scope: what the regime options apply to, for --help.
     """

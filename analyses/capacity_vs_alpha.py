@@ -11,7 +11,7 @@ alpha**-(2k-1).
                                          [--trials N] [--seed S] [--shard I/N] [--data DIR]
 
 The collision check reads the split itself: the parent's partition is recomputed
-with `fci.expand.split_groups` and the trial's split seed (the masks of the
+with `fci.fpe.split_groups` and the trial's split seed (the masks of the
 trained child agree with it everywhere they are non-zero, which is checked), so
 weights removed afterwards by the budget's magnitude pruning do not count as
 moved. How many clause weights that pruning removed is reported beside it, as is
@@ -43,7 +43,7 @@ from analyses._common import (
     run_study,
     style,
 )
-from fci.expand import split_groups
+from fci.fpe.splits import split_groups
 from fci.metrics import trial_stats
 from fci.train import FPEResult, ModelResult
 

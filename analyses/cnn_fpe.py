@@ -48,15 +48,17 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study, schedule_from
-from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
 from analyses._rows import measure_columns
-from fci.conv import (CONV_SPLITS, HEADS, MaskedCNN, MaskedCNNStack, evaluate_cnn, expand_cnn_layers, first_layer_filters,
-                      fit_cnn)
-from fci.data import file_sha256
-from fci.images import ImageDataset, digit_images, load_images
+from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
+from fci.data.datasets import file_sha256
+from fci.data.images import ImageDataset, digit_images, load_images
+from fci.fpe.cnn import expand_cnn_layers
+from fci.fpe.splits import CONV_SPLITS
 from fci.metrics import cosine_interference, feature_capacity, paired_ttest, relative_improvement, trial_stats
+from fci.models.cnn import HEADS, MaskedCNN, MaskedCNNStack, first_layer_filters
 from fci.seeding import derive_seed
 from fci.train import TrainConfig
+from fci.train.cnn import evaluate_cnn, fit_cnn
 
 __all__ = ["STUDY", "SPLITS", "ARCHS", "SCHEDULES", "main", "model_rows", "stats_table", "paper_comparison", "figure",
            "filter_metrics", "train_trials"]
@@ -64,7 +66,7 @@ __all__ = ["STUDY", "SPLITS", "ARCHS", "SCHEDULES", "main", "model_rows", "stats
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("random", "channel", "spatial", "gram")
-"""The conv splits (fci.conv.CONV_SPLITS); --splits picks among them."""
+"""The conv splits (fci.fpe.CONV_SPLITS); --splits picks among them."""
 
 ARCHS: dict[str, tuple[tuple[int, tuple[int, ...]], ...]] = {
     "full": ((1, (4, 8, 16)), (2, (4, 8))),
@@ -87,7 +89,7 @@ ORDER = {"dense": 0, RESTART: 1, "random": 2, "channel": 3, "spatial": 4, "gram"
 COLORS = {"dense": "#222222", RESTART: "#9467bd", "random": "#ff7f0e", "channel": "#1f77b4", "spatial": "#d62728", "gram": "#2ca02c"}
 METRICS = ("test_accuracy", "train_accuracy", "acc_per_param", "test_loss", "train_loss_final", "nnz", "active_filters",
            "feature_capacity", "cosine_interference", "dead_units")
-#: What trains the CNNs: `fci.conv.fit_cnn`, plain torch autograd (results.csv `backend`).
+#: What trains the CNNs: `fci.train.cnn.fit_cnn`, plain torch autograd (results.csv `backend`).
 CNN_BACKEND = "torch"
 
 

@@ -2,7 +2,7 @@
 
 MLPs with 2 to 5 hidden layers of constant width (default 8 neurons per layer)
 train dense; at the expansion point every hidden layer is split in turn
-(`fci.expand.expand_layers`, layers="all": each step splits one layer's neurons
+(`fci.fpe.expand_layers`, layers="all": each step splits one layer's neurons
 into alpha children, replicates the next layer's incoming columns and prunes the
 excess by magnitude), so the whole network keeps exactly its dense parent's
 non-zero parameter count (asserted for every model); children and the paired
@@ -44,11 +44,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import COLORS, SYMBOLS, add_caption, significance_text
-from analyses._common import Level
+from analyses._common import COLORS, SYMBOLS, Level, add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, level_task, regime_caption, run_job_study
 from analyses._rows import model_columns
-from fci.data import Dataset, DatasetSpec
+from fci.data.datasets import Dataset
+from fci.data.spec import DatasetSpec
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
 from fci.tasks import TaskConfig

@@ -6,7 +6,7 @@ width train on the Boolean DNF task (8 clauses x 3 literals) and on
 scikit-learn's digits; each trained model is then pruned layer-wise by
 magnitude, 2% of each layer's remaining weights per step, without retraining,
 and its test accuracy recorded at every step until no weight is left (the
-pruning trajectory, `fci.prune`). The effective density is the density at the
+pruning trajectory, `fci.sparsity.magnitude`). The effective density is the density at the
 first step whose accuracy falls more than 5% (relative, by default) below the
 unpruned model's. Table 2's null hypothesis — the absolute core (the weights
 the 1x model of the same seed keeps) is the same at every width — predicts
@@ -51,15 +51,15 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from analyses._common import add_caption, significance_text
-from analyses._common import Level
+from analyses._common import Level, add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, comma_list, level_task, regime_caption, run_job_study
 from analyses._rows import model_columns
-from fci.data import Dataset, DatasetSpec
+from fci.data.datasets import Dataset
+from fci.data.spec import DatasetSpec
 from fci.metrics import paired_ttest, trial_stats
-from fci.model import MaskedMLP
-from fci.prune import DROP_MODES, effective_density, layer_overlaps, null_density, pruning_trajectory
+from fci.models.mlp import MaskedMLP
 from fci.seeding import derive_seed
+from fci.sparsity.magnitude import DROP_MODES, effective_density, layer_overlaps, null_density, pruning_trajectory
 from fci.tasks import TaskConfig
 from fci.train import TrainConfig, train_models
 
@@ -85,7 +85,7 @@ def _level_name(args: argparse.Namespace) -> str:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    g = ap.add_argument_group("effective density (fci.prune)")
+    g = ap.add_argument_group("effective density (fci.sparsity.magnitude)")
     g.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated subset of {DATASETS} (default: both)")
     g.add_argument("--multipliers", default=None,
                    help=f"comma-separated width multipliers, must include 1 (default: {LEVEL_SWEEP['full']['multipliers']})")
@@ -263,7 +263,7 @@ def job_rows(job: dict[str, Any], data: Dataset, init: MaskedMLP, res, device) -
     return [row] + [{"record": "step", "hidden_label": row["hidden_label"], **_step_columns(r)} for r in traj]
 
 
-#: A pruning step's measurements (`fci.prune.pruning_trajectory`, on the test set) under the study's column names.
+#: A pruning step's measurements (`fci.sparsity.magnitude.pruning_trajectory`, on the test set) under the study's column names.
 STEP_COLUMNS = {"accuracy": "test_accuracy", "loss": "test_loss", "exact_match": "test_exact_match"}
 
 

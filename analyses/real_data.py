@@ -53,10 +53,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._rows import model_columns
 from analyses._common import add_caption, add_metric_traces, label, style
 from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study, schedule_from
-from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
+from analyses._rows import model_columns
+from fci.data.datasets import Dataset, digits, file_sha256, load_embeddings
+from fci.data.spec import DatasetSpec
 from fci.metrics import (
     paired_ttest,
     relative_improvement,

@@ -34,12 +34,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from analyses._common import (EXPANSIONS, RESTART, _conditions, add_caption, contract_parser, label, model_row)
+from analyses._common import EXPANSIONS, RESTART, _conditions, add_caption, contract_parser, label, model_row
+from analyses._runner import Outputs, Plan, RunInfo, run
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe, trial_keys
-
-from analyses._runner import Outputs, Plan, RunInfo, run
 
 __all__ = ["GRIDS", "Grid", "OPTIMIZERS", "specs", "shard_key", "cell_stats", "answer", "heatmap_figure", "main"]
 

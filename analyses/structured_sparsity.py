@@ -3,9 +3,9 @@
 On the Boolean task (8 clauses x 3 literals, disjoint layout, balanced
 planting; dense parent of 8 neurons) every trial's parent trains the dense
 warm-up; it is expanded at alpha 2 and 4 by the clause and the random split,
-plainly (`fci.expand.expand`) and with 2:4 first-layer child masks
-(`fci.structured.expand_nm`); a copy of the random child fine-tunes with
-RigL-style prune-and-regrow of its first layer (`fci.structured.fit_dynamic`).
+plainly (`fci.fpe.expand`) and with 2:4 first-layer child masks
+(`fci.fpe.expand_nm`); a copy of the random child fine-tunes with
+RigL-style prune-and-regrow of its first layer (`fci.sparsity.fit_dynamic`).
 Everything is compared with the paired dense baseline at the SAME non-zero
 count: per trial and alpha the target is the smallest count any condition
 reaches (the dense budget, or less where the N:M pattern removes more than
@@ -41,11 +41,21 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses._common import Level, add_caption
-from analyses._jobs import (JobContext, JobStudy, check_alphas, chunked, comma_list, level_task, regime_caption, regime_level,
-                            run_job_study)
+from analyses._jobs import (
+    JobContext,
+    JobStudy,
+    check_alphas,
+    chunked,
+    comma_list,
+    level_task,
+    regime_caption,
+    regime_level,
+    run_job_study,
+)
 from analyses._rows import measure_columns
-from fci.data import boolean
-from fci.expand import expand
+from fci.data.datasets import boolean
+from fci.fpe.mlp import expand
+from fci.fpe.nm import expand_nm, nm_violations, parse_nm, sibling_overlap
 from fci.metrics import (
     clause_mean_capacity,
     cosine_interference,
@@ -54,18 +64,10 @@ from fci.metrics import (
     relative_improvement,
     trial_stats,
 )
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.seeding import derive_seed
-from fci.structured import (
-    DynamicSparsity,
-    expand_nm,
-    fit_dynamic,
-    nm_violations,
-    parse_nm,
-    prune_stack_to_nnz,
-    prune_to_nnz,
-    sibling_overlap,
-)
+from fci.sparsity.magnitude import prune_stack_to_nnz, prune_to_nnz
+from fci.sparsity.regrow import DynamicSparsity, fit_dynamic
 from fci.tasks import TaskConfig
 from fci.train import TrainConfig, evaluate, fit
 

@@ -50,14 +50,15 @@ from plotly.subplots import make_subplots
 from analyses._common import Level, add_caption, significance_text
 from analyses._jobs import JobContext, JobStudy, chunked, comma_list, level_task, regime_caption, regime_level, run_job_study
 from analyses._rows import model_columns
-from fci._cli import flag_error
-from fci.data import Dataset, DatasetSpec
+from fci.cli import flag_error
+from fci.data.datasets import Dataset
+from fci.data.spec import DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.seeding import derive_seed
-from fci.sparsity import connectivity, dense_nnz, possible_weights, sparse_mlp, weight_budget
-from fci.tasks import TaskConfig
+from fci.sparsity.static import connectivity, dense_nnz, possible_weights, sparse_mlp, weight_budget
 from fci.store import config_key
+from fci.tasks import TaskConfig
 from fci.train import SCHEDULE_VERSION, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe, train_models
 
 __all__ = [

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from app.data import Explorer
-from fci._cli import OneLineParser, check_writable
+from fci.cli import OneLineParser, check_writable
 
 __all__ = ["main", "prepare"]
 

@@ -70,7 +70,7 @@ from fci.metrics import (
     feature_capacity,
     gram,
 )
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.store import Store, StoreEntry, StoreError
 from fci.tasks import DNFTask, TaskConfig, format_clause
 from fci.train import FPESpec

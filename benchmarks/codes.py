@@ -26,7 +26,6 @@ from typing import Callable
 import numpy as np
 
 from benchmarks._threads import blas_threads, usable_cores
-
 from fci.codes import (
     clause_channels,
     clause_recovery,
@@ -38,7 +37,6 @@ from fci.codes import (
     sign_codes,
 )
 from fci.metrics import cosine_interference_stats, feature_capacity
-
 
 # --------------------------------------------------------------------------- problem
 

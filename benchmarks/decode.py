@@ -29,8 +29,6 @@ import time
 import numpy as np
 
 from benchmarks._threads import blas_threads, usable_cores
-
-from fci.codes.functional import _neuron_terms
 from fci.codes import (
     ceiling_agreement,
     circuit_agreement,
@@ -39,6 +37,7 @@ from fci.codes import (
     decode_function,
     network_predictions,
 )
+from fci.codes.functional import _neuron_terms
 
 BUDGET_S = 30.0
 

@@ -61,12 +61,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from fci.train.backends.kernel import library as _kernel
-from fci.train.provenance import cpu_features, cpu_model
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.tasks import DNFTask, TaskConfig
 from fci.train import FitState, FPESpec, KernelBackend, TorchBackend, TrainConfig, fit, trial_bytes
+from fci.train.backends.kernel import library as _kernel
 from fci.train.backends.torch import FlatState
+from fci.train.provenance import cpu_features, cpu_model
 
 N_TASKS = 32  # distinct tasks dealt round-robin over the models
 

@@ -23,8 +23,9 @@ _EXPORTS: dict[str, str] = {
     # SPEC §1-§5: tasks, models, expansion, metrics, code analysis
     "DNFTask": "fci.tasks",
     "TaskConfig": "fci.tasks",
-    "MaskedMLP": "fci.model",
-    "expand": "fci.expand",
+    "MaskedMLP": "fci.models",
+    "expand": "fci.fpe",
+    "register_split": "fci.fpe",
     "gram": "fci.metrics",
     "feature_capacity": "fci.metrics",
     "cosine_interference": "fci.metrics",
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "collision_graph": "fci.codes",
     "decode": "fci.codes",
     "decode_function": "fci.codes",
+    "read_network": "fci.codes.network",
     "network_predictions": "fci.codes",
     "clause_recovery": "fci.codes",
     "circuit_agreement": "fci.codes",
@@ -68,10 +70,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         network_predictions,
         sign_codes,
     )
+    from fci.codes.network import read_network  # noqa: F401
     from fci.data import Dataset, DatasetSpec, boolean, digits, load_embeddings  # noqa: F401
-    from fci.expand import expand  # noqa: F401
+    from fci.fpe import expand, register_split  # noqa: F401
     from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401
-    from fci.model import MaskedMLP  # noqa: F401
+    from fci.models import MaskedMLP  # noqa: F401
     from fci.store import Store  # noqa: F401
     from fci.tasks import DNFTask, TaskConfig  # noqa: F401
     from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data  # noqa: F401
@@ -81,10 +84,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fci' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    # `expand` is also a submodule's name, which the import system binds here;
-    # that module forwards calls to its `expand` (fci/expand.py), so give it.
-    value = mod if name == "expand" else getattr(mod, name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

@@ -14,13 +14,30 @@ from typing import Any
 
 import numpy as np
 
-from fci._cli import (OneLineParser, add_regime_arguments, build_task, build_train, check_writable, environment, mean_sem_text,
-                      parse_splits, regime_overrides, regime_record, regime_text, write_json)
+from fci.cli import (
+    OneLineParser,
+    add_regime_arguments,
+    build_task,
+    build_train,
+    check_writable,
+    mean_sem_text,
+    parse_splits,
+    regime_overrides,
+    regime_record,
+    regime_text,
+)
 from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
-from fci.expand import SPLITS
-from fci.metrics import (clause_mean_capacity, cosine_interference, feature_capacity, paired_ttest, relative_improvement,
-                         trial_stats)
-from fci.model import resolve_device
+from fci.fpe.splits import SPLITS
+from fci.io import environment, write_json
+from fci.metrics import (
+    clause_mean_capacity,
+    cosine_interference,
+    feature_capacity,
+    paired_ttest,
+    relative_improvement,
+    trial_stats,
+)
+from fci.models.base import resolve_device
 from fci.store import Store
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, run_fpe

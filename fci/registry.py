@@ -55,7 +55,9 @@ class Registry(Generic[T]):
         refuses a name already taken or reserved."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.what} name must be a non-empty string, got {name!r}")
-        if name in self._items or name in self._reserved:
+        if name in self._reserved:
+            raise DuplicateName(f"the {self.what} name {name!r} is reserved")
+        if name in self._items:
             raise DuplicateName(f"a {self.what} named {name!r} is already registered")
 
         def put(o: T) -> T:

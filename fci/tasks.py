@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from fci._fields import known_fields
+from fci.io import known_fields
 from fci.seeding import derive_seed, generator
 
 __all__ = ["Clause", "DNFTask", "Literal", "TaskConfig", "format_clause"]

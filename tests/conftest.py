@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.tasks import DNFTask
 
 

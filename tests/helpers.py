@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig
 

@@ -6,9 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from fci._fields import known_fields
-from fci.data import Dataset, DatasetSpec
-from fci.expand import SPLITS, split_info
+from fci.data.datasets import Dataset
+from fci.data.spec import DatasetSpec
+from fci.fpe.splits import SPLITS, split_info
+from fci.io import known_fields
 from fci.seeding import derive_seed
 from fci.tasks import DNFTask, TaskConfig
 

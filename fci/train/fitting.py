@@ -14,7 +14,8 @@ from typing import Sequence
 
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
+from fci.models.base import resolve_device
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.train import backends as _backends
 from fci.train.backends import Backend, FitState
 from fci.train.backends.reference import ReferenceBackend

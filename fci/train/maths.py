@@ -27,7 +27,7 @@ from typing import Iterable
 
 import torch
 
-from fci.model import MaskedMLPStack
+from fci.models.mlp import MaskedMLPStack
 from fci.seeding import generator
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
 

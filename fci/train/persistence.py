@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.store import Store, config_key
 from fci.train.config import FPESpec
 from fci.train.results import FPEResult, ModelResult

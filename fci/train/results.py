@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fci.data import task_name
-from fci.model import MaskedMLP
+from fci.data.datasets import task_name
+from fci.models.mlp import MaskedMLP
 from fci.tasks import DNFTask
 from fci.train.config import FPESpec
 

@@ -20,10 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
-from fci._progress import bar as progress_bar
-from fci.data import Dataset, DatasetSpec, task_dataset
-from fci.expand import expand, expand_layers
-from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
+from fci.data.datasets import Dataset, task_dataset
+from fci.data.spec import DatasetSpec
+from fci.fpe.mlp import expand, expand_layers
+from fci.models.base import resolve_device
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
+from fci.progress import bar as progress_bar
 from fci.store import Store
 from fci.tasks import DNFTask
 from fci.train.backends import Backend

@@ -1,4 +1,4 @@
-"""The cnn_fpe study (analyses/cnn_fpe.py) and the image files it reads (fci/images.py)."""
+"""The cnn_fpe study (analyses/cnn_fpe.py) and the image files it reads (fci.data.images)."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analyses import cnn_fpe
-from fci.images import digit_images, load_images
+from fci.data.images import digit_images, load_images
 
 
 def _npz(path, **over):
@@ -22,7 +22,7 @@ def _npz(path, **over):
 
 
 def test_digit_images_are_the_digits_split():
-    from fci.data import digits
+    from fci.data.datasets import digits
 
     d, flat = digit_images(seed=0), digits(seed=0)
     assert d.shape == (1, 8, 8) and d.n_train == 1347 and d.n_test == 450 and d.n_out == 10

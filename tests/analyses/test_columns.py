@@ -17,7 +17,7 @@ from analyses._columns import CORE, LEGACY, MODEL_CORE, README_END, README_START
 from analyses._common import convergence
 from analyses._rows import MODEL_COLUMNS, model_columns
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, converged, is_flat, late_drop
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.train import ModelResult
 from tests.helpers import ROOT
 

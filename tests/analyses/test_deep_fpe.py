@@ -1,5 +1,5 @@
 """The deep_fpe study (analyses/deep_fpe.py) and the expansion it rests on,
-`fci.expand.expand_layers`: FPE of every hidden layer of a deeper MLP."""
+`fci.fpe.expand_layers`: FPE of every hidden layer of a deeper MLP."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from analyses import deep_fpe as D
 from analyses._common import LEVELS
-from fci.data import DatasetSpec
-from fci.expand import expand, expand_layers, split_groups
-from fci.model import MaskedMLP
+from fci.data.spec import DatasetSpec
+from fci.fpe.mlp import expand, expand_layers
+from fci.fpe.splits import split_groups
+from fci.models.mlp import MaskedMLP
 from fci.seeding import derive_seed
 from fci.store import Store
 from fci.tasks import DNFTask, TaskConfig

@@ -1,4 +1,4 @@
-"""fci.prune (layer-wise magnitude pruning without retraining, effective density,
+"""fci.sparsity.magnitude (layer-wise magnitude pruning without retraining, effective density,
 small-weight overlap) on hand-built inputs, and analyses.effective_density end to
 end at the tiny level."""
 
@@ -15,8 +15,8 @@ import torch
 
 from analyses import effective_density as study
 from analyses._jobs import run_job_study
-from fci.model import MaskedMLP, MaskedMLPStack
-from fci.prune import (
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
+from fci.sparsity.magnitude import (
     effective_density,
     keep_counts,
     layer_overlaps,

@@ -16,9 +16,9 @@ import torch
 
 from analyses import real_data as rd
 from analyses._common import LEVELS
-from fci.data import DatasetSpec
-from fci.expand import expand
-from fci.model import MaskedMLP
+from fci.data.spec import DatasetSpec
+from fci.fpe.mlp import expand
+from fci.models.mlp import MaskedMLP
 from fci.store import config_key
 from fci.train import FPEResult, FPESpec, ModelResult
 

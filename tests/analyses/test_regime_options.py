@@ -1,5 +1,5 @@
 """Every regime is expressible: the task and training options of `python -m fci` and
-the Boolean studies (one definition, fci._cli), recorded in summary.json and the
+the Boolean studies (one definition, fci.cli), recorded in summary.json and the
 captions, refused before any work when bad; SGD momentum in every backend that runs it."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fci.expand import register_split, unregister_split
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.fpe.splits import register_split, unregister_split
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.store import config_key
 from fci.train import BackendUnavailable, TrainConfig, auto_backend, entry_configs, fit
 from fci.train.backends.kernel import library as kernel

@@ -1,4 +1,4 @@
-"""fci.structured (N:M masks, exact-count pruning, prune-and-regrow) and the
+"""fci.fpe.nm and fci.sparsity (N:M masks, exact-count pruning, prune-and-regrow) and the
 structured_sparsity study end to end at the tiny level."""
 
 from __future__ import annotations
@@ -13,21 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyses import structured_sparsity as study
-from fci.expand import expand, split_groups
-from fci.model import MaskedMLP, MaskedMLPStack
-from fci.structured import (
-    DynamicSparsity,
-    effective_weight_gradients,
-    expand_nm,
-    fit_dynamic,
-    nm_mask,
-    nm_violations,
-    parse_nm,
-    prune_and_regrow,
-    prune_stack_to_nnz,
-    prune_to_nnz,
-    sibling_overlap,
-)
+from fci.fpe.mlp import expand
+from fci.fpe.nm import expand_nm, nm_mask, nm_violations, parse_nm, sibling_overlap
+from fci.fpe.splits import split_groups
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
+from fci.sparsity.magnitude import prune_stack_to_nnz, prune_to_nnz
+from fci.sparsity.regrow import DynamicSparsity, effective_weight_gradients, fit_dynamic, prune_and_regrow
 from fci.tasks import DNFTask
 from fci.train import TrainConfig, fit
 

@@ -14,8 +14,8 @@ import torch
 
 from analyses import wide_sparse as ws
 from fci import sparsity
-from fci.model import MaskedMLP
-from fci.sparsity import (
+from fci.models.mlp import MaskedMLP
+from fci.sparsity.static import (
     connectivity,
     dense_nnz,
     layer_budgets,

@@ -22,7 +22,7 @@ from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState
 from app.views import figure_updates, next_state, render_page, run_options
 from fci.codes import clause_channels, collision_graph, polysemanticity, sign_codes
 from fci.metrics import gram
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 from fci.store import Store
 from fci.train import run_fpe, split_tensors
 from tests.helpers import tiny_spec

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from fci.model import MaskedMLPStack
+from fci.models.mlp import MaskedMLPStack
 from fci.registry import Registry
 from fci.train.backends.base import Backend, BackendUnavailable, FitState
 from fci.train.backends.kernel import KernelBackend

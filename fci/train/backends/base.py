@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fci.model import MaskedMLPStack
+from fci.models.mlp import MaskedMLPStack
 from fci.train.config import TrainConfig
 
 __all__ = ["Backend", "FitState", "BackendUnavailable"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from fci._progress import bar as tqdm
-from fci.model import MaskedMLPStack
+from fci.models.mlp import MaskedMLPStack
+from fci.progress import bar as tqdm
 from fci.train.backends.base import Backend, FitState
 from fci.train.config import TrainConfig
 from fci.train.maths import make_optimizer, one_thread_unless, per_model_loss, step_flops

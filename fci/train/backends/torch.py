@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import torch
 
-from fci._progress import bar as tqdm
-from fci.model import MaskedMLPStack
+from fci.models.mlp import MaskedMLPStack
+from fci.progress import bar as tqdm
 from fci.train.backends.base import Backend, FitState
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
 from fci.train.maths import one_thread_unless, step_flops

@@ -29,7 +29,7 @@ from fci.codes import (
     readout_votes,
     sign_codes,
 )
-from fci.model import MaskedMLP
+from fci.models.mlp import MaskedMLP
 
 # --------------------------------------------------------------------------- builders
 

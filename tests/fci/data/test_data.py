@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from fci.data import EMBEDDING_KEYS, DatasetSpec, boolean, digits, load_embeddings
-from fci.expand import expand_layers
-from fci.model import MaskedMLP
-from fci.tasks import DNFTask, TaskConfig
+from fci.data.datasets import EMBEDDING_KEYS, boolean, digits, load_embeddings
+from fci.data.spec import DatasetSpec
+from fci.fpe.mlp import expand_layers
+from fci.models.mlp import MaskedMLP
 from fci.store import Store
+from fci.tasks import DNFTask, TaskConfig
 from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data, trial_keys
 
 
@@ -223,7 +224,7 @@ def test_dataset_specs_differ_when_their_data_does():
 
 
 @pytest.mark.parametrize("kind, options, seed, match", [
-    ("mnist", {}, 0, "kind must be one of"),
+    ("mnist", {}, 0, "unknown dataset kind .mnist.*known: boolean, digits, embeddings, memory"),
     ("digits", {"test_fraction": 1.5}, 0, "test_fraction"),
     ("digits", {"shuffle": True}, 0, "unknown option"),
     ("digits", {}, None, "seed=None"),

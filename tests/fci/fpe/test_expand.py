@@ -3,8 +3,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fci.expand import expand, gram_clusters, split_groups
-from fci.model import MaskedMLP
+from fci.fpe.mlp import expand
+from fci.fpe.splits import gram_clusters, split_groups
+from fci.models.mlp import MaskedMLP
 from fci.tasks import DNFTask
 
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fci.expand import SPLITS, expand, register_split, split_groups, split_info, unregister_split
-from fci.model import MaskedMLP
+from fci.fpe.mlp import expand
+from fci.fpe.splits import SPLITS, register_split, split_groups, split_info, unregister_split
+from fci.models.mlp import MaskedMLP
 
 
 def _halves(W, M, alpha, gen, **_):
@@ -63,7 +64,7 @@ def test_duplicate_and_reserved_names_are_refused(toy_split):
         register_split("random", _halves)
     with pytest.raises(ValueError, match="reserved"):
         register_split("dense", _halves)
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match="unknown split 'nonesuch'; known: clause, random, gram"):
         expand(MaskedMLP(4, [2], 1), 2, "nonesuch")
 
 

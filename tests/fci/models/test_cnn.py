@@ -1,4 +1,5 @@
-"""Masked CNNs, their grouped-convolution stack, the stacked trainer and conv FPE (fci/conv.py)."""
+"""Masked CNNs, their grouped-convolution stack, the stacked trainer and conv FPE
+(fci.models.cnn, fci.train.cnn, fci.fpe.cnn)."""
 
 import numpy as np
 import pytest
@@ -7,20 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
-from fci.conv import (
-    CONV_SPLITS,
-    MaskedCNN,
-    MaskedCNNStack,
-    conv_split_groups,
-    evaluate_cnn,
-    expand_cnn,
-    expand_cnn_layers,
-    first_layer_filters,
-    fit_cnn,
-    register_conv_split,
-)
+from fci.fpe.cnn import expand_cnn, expand_cnn_layers
+from fci.fpe.splits import CONV_SPLITS, conv_split_groups, register_split, split_info
 from fci.metrics import cosine_interference, feature_capacity
+from fci.models.cnn import MaskedCNN, MaskedCNNStack, first_layer_filters
 from fci.train import TrainConfig
+from fci.train.cnn import evaluate_cnn, fit_cnn
 
 
 def _random_masks(m: MaskedCNN, p: float, seed: int) -> MaskedCNN:
@@ -211,14 +204,14 @@ def test_alpha_one_is_an_equal_copy_and_bad_inputs_fail():
     m = MaskedCNN((1, 8, 8), [3], 2, seed=0)
     c = expand_cnn(m, 1, "random")
     assert all(torch.equal(a, b) for a, b in zip(m.tensors().values(), c.tensors().values()))
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match="split 'clause' does not apply to conv layers; conv splits: random, gram, channel, spatial"):
         expand_cnn(m, 2, "clause")
     with pytest.raises(ValueError, match="layer must index a conv layer"):
         expand_cnn(m, 2, "random", layer=1)
     with pytest.raises(ValueError, match="alpha must be an integer"):
         expand_cnn(m, 0)
     with pytest.raises(ValueError, match="already registered"):
-        register_conv_split("random", CONV_SPLITS["random"])
+        register_split("random", conv=split_info("random").conv)
     with pytest.raises(ValueError, match="kernel_size must be an odd"):
         MaskedCNN((1, 8, 8), [3], 2, kernel_size=2)
     with pytest.raises(ValueError, match="head must be one of"):

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack, resolve_device
+from fci.models.base import resolve_device
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.train import TrainConfig, fit
 from tests.helpers import random_masks as _random_masks
 

@@ -9,7 +9,7 @@ import typing
 import pytest
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.store import Store
 from fci.train import (
     BackendUnavailable,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.train import TorchBackend, TrainConfig, fit, run_fpe
 from fci.train.maths import epoch_perms, make_optimizer
 from tests.helpers import random_masks, tiny_spec

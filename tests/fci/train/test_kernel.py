@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.train import BackendUnavailable, FitState, TrainConfig, fit
 from fci.train.backends.kernel import KernelState
 from fci.train.backends.kernel import library as kernel

@@ -20,7 +20,7 @@ from tests.helpers import ROOT
 CHILD = r'''
 import ctypes, sys
 import torch
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models import MaskedMLP, MaskedMLPStack
 from fci.train import KernelBackend, TrainConfig, fit
 
 assert hasattr(ctypes.CDLL(None), "__asan_init"), "libasan is not loaded"

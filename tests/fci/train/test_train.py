@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.tasks import DNFTask
 from fci.train import FPESpec, TrainConfig, fit, run_fpe, train_models
 from tests.helpers import tiny_spec

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from fci._progress import bar as tqdm
-from fci.model import MaskedMLPStack
+from fci.models.mlp import MaskedMLPStack
+from fci.progress import bar as tqdm
 from fci.train.backends.base import Backend, FitState
-from fci.train.backends.kernel import library
+from fci.train.backends.kernel import library as kernel_library
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
 
 
@@ -40,7 +40,7 @@ class KernelState(FitState):
     packed layout (`fitkernel.c`), and the optimiser's step count."""
 
     def __init__(self, backend: "KernelBackend", stack: MaskedMLPStack, cfg: TrainConfig, workers: int,
-                 lib: library.Library):
+                 lib: kernel_library.Library):
         super().__init__(backend, stack, cfg, workers)
         self.lib = lib  # the build this run uses (fixed for the run: its layout follows lib.vb)
         VB = lib.vb
@@ -109,7 +109,7 @@ class KernelState(FitState):
     def data_for(self, x, y, loss: str):
         """The kernel's layout of the data, reused while the caller passes the
         same, unmodified tensors: (xs, ys, binary, codes, xbytes). 0/1 data
-        (binary) comes as nibble codes and bytes (`fci.library.binary_layout`)
+        (binary) comes as nibble codes and bytes (`library.binary_layout`)
         and xs is None; other data as float32 xs (M, N, n_in). ys: float32
         (M, N, O) for 'bce', int64 (M, N) for 'ce'."""
         c = self._data
@@ -118,7 +118,7 @@ class KernelState(FitState):
         binary = _is_binary(x)
         if binary:
             xs = None
-            codes, xbytes = library.binary_layout(x)
+            codes, xbytes = kernel_library.binary_layout(x)
         else:
             xs, codes, xbytes = x.to(torch.float32).contiguous(), None, None
         ys = y.to(torch.float32 if loss == "bce" else torch.int64).contiguous()
@@ -135,9 +135,9 @@ class KernelBackend(Backend):
     def __init__(self, march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = "",
                  wide_lanes: bool = False):
         self.march, self.extra_flags, self.tag = march, tuple(extra_flags), tag
-        self._lib: library.Library | None = None
+        self._lib: kernel_library.Library | None = None
         self._error: str | None = None
-        self._wide: library.Library | None | bool = None  # Zen 4's 16-lane build (False: it did not build)
+        self._wide: kernel_library.Library | None | bool = None  # Zen 4's 16-lane build (False: it did not build)
         # Off by default: the choice follows the stack's mix of widths, so a model's last float bits
         # would depend on its stack mates (an FPE trial with its alpha = 1 restart control trains
         # 8-lane, the same trial resumed without its stored narrow models 16-lane).
@@ -147,25 +147,25 @@ class KernelBackend(Backend):
     def native(self) -> bool:
         return self.march == "native" and not self.extra_flags
 
-    def library(self) -> library.Library:
+    def library(self) -> kernel_library.Library:
         lib = self._library()
         if lib is None:
             raise RuntimeError(f"the C kernel is unavailable: {self._error}")
         return lib
 
-    def _library(self) -> library.Library | None:
+    def _library(self) -> kernel_library.Library | None:
         if self.native:
-            lib = library.load()
-            self._error = library.unavailable_reason()
+            lib = kernel_library.load()
+            self._error = kernel_library.unavailable_reason()
             return lib
         if self._lib is None and self._error is None:
             try:
-                self._lib = library.build(self.march, self.extra_flags, self.tag)
+                self._lib = kernel_library.build(self.march, self.extra_flags, self.tag)
             except (OSError, RuntimeError) as e:
                 self._error = str(e)
         return self._lib
 
-    def library_for(self, stack: MaskedMLPStack) -> library.Library:
+    def library_for(self, stack: MaskedMLPStack) -> kernel_library.Library:
         """The build that trains this stack: the backend's own, except on Zen 4
         (native build `avx512-zen4`, 8-lane blocks), where a stack with few
         narrow models (under a quarter with every hidden layer <= 8) trains in
@@ -182,11 +182,11 @@ class KernelBackend(Backend):
             return lib
         if self._wide is None:
             try:
-                self._wide = library.build(extra_flags=("-DFCI_VB=16",), tag="vb16")
+                self._wide = kernel_library.build(extra_flags=("-DFCI_VB=16",), tag="vb16")
             except (OSError, RuntimeError) as e:
-                library.log.warning("the 16-lane kernel build failed (%s); using the 8-lane one", e)
+                kernel_library.log.warning("the 16-lane kernel build failed (%s); using the 8-lane one", e)
                 self._wide = False
-        return self._wide if isinstance(self._wide, library.Library) else lib
+        return self._wide if isinstance(self._wide, kernel_library.Library) else lib
 
     def why_not(self, stack, cfg, loss) -> str | None:
         if self.native and os.environ.get("FCI_KERNEL", "1") == "0":
@@ -232,7 +232,7 @@ class KernelBackend(Backend):
         size = max(1, min(64, M // (8 * max(1, workers))))
         chunks = [(a, min(M, a + size)) for a in range(0, M, size)]
         try:
-            library.call(lib, sizes=state.sizes, pad=state.pad, omaj=state.omaj, param=state.param, mask=state.mask,
+            kernel_library.call(lib, sizes=state.sizes, pad=state.pad, omaj=state.omaj, param=state.param, mask=state.mask,
                          m1=state.m1, m2=state.m2, x=xs, y=ys, perms=perms, losses=losses, loss=loss,
                          sgd=cfg.optimizer == "sgd", lr=cfg.lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS,
                          wd=cfg.weight_decay, step0=state.step, binary=binary, batch=cfg.batch_size, chunks=chunks,

@@ -37,7 +37,8 @@ from typing import Sequence
 
 import torch
 
-from fci.model import MaskedMLP, _layer_sizes
+from fci.models.base import _layer_sizes
+from fci.models.mlp import MaskedMLP
 from fci.seeding import generator
 
 __all__ = [

@@ -69,7 +69,7 @@ class ImageDataset:
 def digit_images(seed: int = 0, test_fraction: float = 0.25) -> ImageDataset:
     """scikit-learn's digits as (N, 1, 8, 8) images, pixels / 16, with the same
     stratified split as `fci.data.digits(seed, test_fraction)`."""
-    from fci.data import digits
+    from fci.data.datasets import digits
 
     d = digits(seed=seed, test_fraction=test_fraction)
     return ImageDataset(name=f"digit-images-s{seed}-t{test_fraction:g}",
@@ -85,7 +85,7 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
     must be one of them. With `standardize`, each channel is centred and scaled
     by the training split's mean and standard deviation. Raises ValueError
     naming the file and the missing or malformed key."""
-    from fci.data import _read_npz, class_ids
+    from fci.data.datasets import _read_npz, class_ids
 
     path = os.fspath(path)
     arrays = _read_npz(path, IMAGE_KEYS, "--images", "an images file")

@@ -28,8 +28,8 @@ relative (`acc < (1 - drop) * acc_0`, the default) or absolute
 (`acc < acc_0 - drop`). The paper says "a 5% decrease in validation accuracy"
 without saying which.
 
-    >>> from fci.model import MaskedMLP
-    >>> from fci.prune import keep_counts, prune
+    >>> from fci.models import MaskedMLP
+    >>> from fci.sparsity.magnitude import keep_counts, prune
     >>> keep_counts(100, 0.02, [0, 1, 2, 35])
     array([100,  98,  96,  49])
     >>> prune(MaskedMLP(24, 8, 1, seed=0), steps=35).nnz_split()["weights"]
@@ -45,7 +45,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from fci.model import MaskedMLP, MaskedMLPStack
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 
 __all__ = [
     "keep_counts",
@@ -352,3 +352,68 @@ def layer_overlaps(initial: MaskedMLP, trained: MaskedMLP, fraction: float = 0.4
         raise ValueError(f"initial and trained models differ in shape: {initial.sizes} vs {trained.sizes}")
     return [smallest_overlap(initial.weights[l], trained.weights[l], fraction, mask=trained.weight_mask(l))
             for l in range(trained.n_layers)]
+
+
+# --------------------------------------------------------------------------- to an exact count
+
+
+def _rank_select(score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """(M, P) bool: per row, the k[m] positions of smallest score (ties: lower index)."""
+    order = torch.argsort(score, dim=1, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(score.shape[1], device=score.device).expand_as(order))
+    return rank < k.to(score.device)[:, None]
+
+
+@torch.no_grad()
+def prune_stack_to_nnz(
+    stack: MaskedMLPStack,
+    targets: Sequence[int] | torch.Tensor,
+    layers: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Prune every model of a stack to exactly `targets[m]` non-zero parameters.
+
+    Global magnitude pruning (smallest |W * M| first, ties: earlier layer, then
+    lower index) over the weight matrices `layers` (default: all); biases count
+    but are not pruned (SPEC §3 step 5). A model already at its target is left
+    alone. Training can go on with the optimiser `fit` returned: `fit` clears
+    the moments of masked weights, so pruned weights stay at zero. Returns (M,) the number of weights pruned per model.
+    """
+    layers = list(range(stack.n_layers)) if layers is None else [int(l) for l in layers]
+    if not layers or any(not 0 <= l < stack.n_layers for l in layers):
+        raise ValueError(f"layers must index weight layers 0..{stack.n_layers - 1}, got {layers}")
+    dev = stack.weights[0].device
+    targets = torch.as_tensor(targets, dtype=torch.int64, device=dev).reshape(-1)
+    if targets.numel() != stack.n_models:
+        raise ValueError(f"targets needs one count per model ({stack.n_models}), got {targets.numel()}")
+    nnz = stack.nnz()
+    effs = [(stack.weights[l] * stack.weight_mask(l)).abs().flatten(1) for l in layers]
+    score = torch.cat(effs, 1)  # (M, P)
+    nonzero = score != 0
+    n_drop = nnz - targets
+    if bool((n_drop < 0).any()):
+        m = int(torch.nonzero(n_drop < 0)[0])
+        raise ValueError(f"target {int(targets[m])} exceeds model {m}'s nnz {int(nnz[m])}: pruning cannot add parameters")
+    if bool((n_drop > nonzero.sum(1)).any()):
+        m = int(torch.nonzero(n_drop > nonzero.sum(1))[0])
+        raise ValueError(f"model {m} cannot reach {int(targets[m])} non-zeros: only {int(nonzero[m].sum())} weights "
+                         f"in layers {layers} can be pruned, {int(n_drop[m])} would have to go")
+    drop = _rank_select(torch.where(nonzero, score, torch.full_like(score, math.inf)), n_drop)
+    start = 0
+    for l, e in zip(layers, effs):
+        d = drop[:, start : start + e.shape[1]].view_as(stack.weights[l])
+        start += e.shape[1]
+        stack.weight_mask(l).masked_fill_(d, 0)
+        stack.weights[l].masked_fill_(d, 0)
+    return n_drop.cpu()
+
+
+def prune_to_nnz(model: MaskedMLP, target: int, layers: Sequence[int] | None = None) -> MaskedMLP:
+    """A copy of `model` pruned to exactly `target` non-zero parameters by global
+    magnitude over the weight matrices `layers` (default all; biases are not
+    pruned). See `prune_stack_to_nnz`."""
+    stack = MaskedMLPStack.from_models([model])
+    prune_stack_to_nnz(stack, [int(target)], layers=layers)
+    out = stack.to_models()[0]
+    info = dict(getattr(model, "expansion_info", {}) or {})
+    out.expansion_info = info
+    return out

@@ -1,26 +1,16 @@
 """What every command of the suite shares: one-line option errors (exit status 2,
 no usage dump, no traceback), the writable-folder check, `mean ± s.e.` text
-that says `n=1` instead of printing `nan`, the regime options, and the
-summary.json pieces (strict JSON written atomically, the run's environment)."""
+that says `n=1` instead of printing `nan`, and the regime options.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as _dt
-import importlib.metadata
-import json
 import math
 import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
-
-__all__ = ["OneLineParser", "check_writable", "mean_sem_text", "CONFIG_FLAGS", "flag_error", "parse_p",
-           "TASK_OPTIONS", "TRAIN_OPTIONS", "add_regime_arguments", "regime_overrides", "build_train", "build_task",
-           "regime_record", "regime_text", "parse_splits", "jsonable", "write_json", "environment"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -73,13 +63,11 @@ def mean_sem_text(mean: float, sem: float, n: int, digits: int = 4, scale: float
     return f"{m} ± {scale * sem:.{digits}f}{unit}"
 
 
-# --------------------------------------------------------------------------- the regime options
-# One definition of the task and training options shared by `python -m fci` and every
-# Boolean study (analyses._common): the flag, the config field it sets, and its parser.
-
 #: flag -> TaskConfig field, for the task options every Boolean command takes.
 TASK_OPTIONS = {"--vars": "n_vars", "--layout": "layout", "--outputs": "outputs", "--p": "p",
                 "--negation-prob": "negation_prob", "--train-samples": "n_train"}
+
+
 #: flag -> TrainConfig field, for the training options.
 TRAIN_OPTIONS = {"--optimizer": "optimizer", "--lr": "lr", "--momentum": "momentum", "--weight-decay": "weight_decay",
                  "--batch-size": "batch_size", "--warmup": "warmup", "--finetune": "finetune"}
@@ -153,7 +141,6 @@ def regime_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str
 
 def build_train(ap: argparse.ArgumentParser, base: Any, overrides: dict[str, Any]) -> Any:
     """`base` (a TrainConfig) with the overrides, validated; a bad value exits naming its flag."""
-    import dataclasses
 
     try:
         return dataclasses.replace(base, **overrides)
@@ -195,95 +182,10 @@ def regime_text(task: Any, train: Any) -> str:
 
 
 def parse_splits(ap: argparse.ArgumentParser, text: str, flag: str = "--splits") -> list[str]:
-    """Comma-separated distinct registered split names (fci.expand.SPLITS), or exit naming the flag."""
-    from fci.expand import SPLITS
+    """Comma-separated distinct registered split names (fci.fpe.SPLITS), or exit naming the flag."""
+    from fci.fpe.splits import SPLITS
 
     splits = [s.strip() for s in str(text).split(",") if s.strip()]
     if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
         ap.error(f"{flag} takes distinct names from {','.join(SPLITS)}, got {text!r}")
     return splits
-
-
-# --------------------------------------------------------------------------- summary.json
-
-
-def jsonable(obj: Any) -> Any:
-    """Strict-JSON version of obj: NaN/inf become None, numpy scalars Python ones,
-    dataclasses their `to_dict()`."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable(obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj))
-    return obj
-
-
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write `obj` as strict JSON (`jsonable`) through a temporary file beside
-    `path`, renamed into place: a reader never sees half a file."""
-    path = Path(path)
-    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def environment(device: Any) -> dict[str, Any]:
-    """Package versions, interpreter, machine (CPU model and vector features), device
-    and the code's commit: what summary.json records about where a run ran."""
-    import torch
-
-    from fci.train.provenance import cpu_features, cpu_model
-
-    pkgs: dict[str, str | None] = {}
-    for name in ("fci", "torch", "numpy", "scipy", "pandas", "plotly", "scikit-learn", "networkx", "safetensors", "tqdm"):
-        try:
-            pkgs[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:  # e.g. fci run from a checkout
-            mod = sys.modules.get(name)
-            pkgs[name] = getattr(mod, "__version__", None)
-    device = torch.device(device)
-    env: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu_model(),
-        "cpu_features": list(cpu_features()),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "packages": pkgs,
-        "argv": list(sys.argv),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    if device.type == "cuda":
-        env["cuda_device"] = torch.cuda.get_device_name(device)
-        env["cuda"] = torch.version.cuda
-    try:
-        root = Path(__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            env["git_commit"] = commit.stdout.strip()
-            env["git_dirty"] = bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return env
