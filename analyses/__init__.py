@@ -1,22 +1,52 @@
-"""Command-line studies over `fci`: each module is one study with the same
-contract (`python -m analyses.<name> [--quick] [--out DIR] [--device ...]
-[--trials N] [--seed S] [--shard I/N] [--data DIR]`), writing results.csv,
-summary.json and self-contained plotly figures. See analyses/README.md.
+"""The studies: one runnable module each (`python -m analyses.<name>`), the same
+contract for all (`[--quick] [--out DIR] [--device ...] [--trials N] [--seed S]
+[--shard I/N] [--data DIR]`), each writing results.csv, stats.csv, summary.json
+and self-contained plotly figures. `python -m analyses` lists them; see
+analyses/README.md for what each shows.
 
-Every study runs through one runner, `analyses._runner.run`; a study is a
-`Study` (a sweep of Boolean FPE trials, `analyses._common`), a `JobStudy`
-(other units of work, `analyses._jobs`) or, for the regime map, its own kind.
+The package's shape:
+
+- `analyses.runner`: the one runner every study goes through (`run`), and the
+  options every study takes;
+- `analyses.kinds`: the kinds of study it runs — `Study` (a sweep of Boolean FPE
+  trials) and `JobStudy` (other units of work); the regime map (`analyses.regimes`)
+  is a third, a grid of trials;
+- `analyses.levels` (run levels and sweep points), `analyses.rows` (one row per
+  model), `analyses.columns` (the results.csv vocabulary), `analyses.tables`
+  (per-condition statistics), `analyses.style` (colours and figure helpers);
+- every other module is a study, registered here by name when it is imported
+  (`register`); `studies()` imports them all and returns the registry.
 """
 
-#: Studies of Boolean FPE trials (`analyses._common.Study`).
-STUDIES = ("capacity_vs_alpha", "superposition_sweep", "interference_regression", "code_gallery", "decoding")
+from __future__ import annotations
 
-#: Studies whose unit of work is another kind of job (`analyses._jobs.JobStudy`).
-JOB_STUDIES = ("effective_density", "wide_sparse", "real_data", "deep_fpe", "structured_sparsity", "cnn_fpe")
+import importlib
+import pkgutil
+from typing import Any
 
-#: The regime map: a grid of Boolean FPE trials with a training schedule per cell.
-MAP_STUDIES = ("regimes",)
+from fci.registry import Registry
 
-ALL_STUDIES = STUDIES + JOB_STUDIES + MAP_STUDIES
+__all__ = ["STUDIES", "register", "studies", "study_names"]
 
-__all__ = ["STUDIES", "JOB_STUDIES", "MAP_STUDIES", "ALL_STUDIES"]
+#: The studies by name (filled as their modules are imported; `studies()` imports them all).
+STUDIES: Registry[Any] = Registry("study")
+
+
+def register(study: Any) -> Any:
+    """Register a study under its `name` (refuses a duplicate); returns it."""
+    return STUDIES.register(study.name, study)
+
+
+def studies() -> Registry[Any]:
+    """Every study of this package: imports each of its modules once (a study module
+    registers its `STUDY`), then returns the registry."""
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+    return STUDIES
+
+
+def study_names(kind: str | None = None) -> list[str]:
+    """The registered studies' names, optionally only those of one kind
+    (the class name of their STUDY: "Study", "JobStudy", "RegimesStudy")."""
+    return [n for n, s in studies().items() if kind is None or type(s).__name__ == kind]

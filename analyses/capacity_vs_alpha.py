@@ -34,15 +34,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._common import (
-    HEADLINE,
-    Context,
-    Point,
-    Study,
-    add_caption,
-    run_study,
-    style,
-)
+from analyses import register
+from analyses.kinds import Context, Study
+from analyses.levels import HEADLINE, Point
+from analyses.runner import run
+from analyses.style import add_caption, style
 from fci.fpe.splits import split_groups
 from fci.metrics import trial_stats
 from fci.train import FPEResult, ModelResult
@@ -260,18 +256,18 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
                                "SPEC's independent-assignment formulas.")}
 
 
-STUDY = Study(
+STUDY = register(Study(
     name="capacity_vs_alpha",
     description=__doc__,
     points=points,
     figures=figures,
     extra_columns=extra_columns,
     summarise=summarise,
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

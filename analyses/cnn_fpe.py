@@ -47,10 +47,14 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study, schedule_from
-from analyses._rows import measure_columns
+from analyses import register
+from analyses.kinds import JobContext, JobStudy, chunked
+from analyses.levels import schedule_from
 from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
-from fci.data.datasets import file_sha256
+from analyses.rows import measure_columns
+from analyses.runner import run
+from fci.cli import check_alphas, comma_list
+from fci.data import file_sha256
 from fci.data.images import ImageDataset, digit_images, load_images
 from fci.fpe.cnn import expand_cnn_layers
 from fci.fpe.splits import CONV_SPLITS
@@ -298,7 +302,7 @@ def _tensors(result: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
+def run_jobs(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
     """Train the jobs: trials of one architecture and schedule share stacks."""
     data = load_dataset(ctx.args)
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -552,14 +556,14 @@ def caption(ctx: JobContext) -> str:
             f"{t.warmup} dense + {t.finetune} fine-tuning epochs (baseline {t.epochs}) · device={ctx.device.type} · ±1 s.e.m.; * p<0.05")
 
 
-STUDY = JobStudy(name="cnn_fpe", description=__doc__, jobs=jobs, run=run, stats=stats, figures=figures, summarise=summarise,
-                 caption=caption, add_arguments=add_arguments, validate=validate, print_summary=print_summary)
+STUDY = register(JobStudy(name="cnn_fpe", description=__doc__, jobs=jobs, run=run_jobs, stats=stats, figures=figures, summarise=summarise,
+                 caption=caption, add_arguments=add_arguments, validate=validate, print_summary=print_summary))
 
 assert set(SPLITS) <= set(CONV_SPLITS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

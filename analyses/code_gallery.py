@@ -24,7 +24,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._common import HEADLINE, Context, Point, Study, add_caption, run_study
+from analyses import register
+from analyses.kinds import Context, Study
+from analyses.levels import HEADLINE, Point
+from analyses.runner import run
+from analyses.style import add_caption
 from fci.codes import clause_channels
 from fci.metrics import gram
 from fci.tasks import format_clause
@@ -192,7 +196,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
     return {"clear_codes": codes.to_dict("records"), "gallery": g}
 
 
-STUDY = Study(
+STUDY = register(Study(
     name="code_gallery",
     description=__doc__,
     points=points,
@@ -200,11 +204,11 @@ STUDY = Study(
     summarise=summarise,
     add_arguments=add_arguments,
     validate=validate,
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -31,16 +31,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._common import (
-    HEADLINE,
-    Context,
-    Study,
-    add_caption,
-    add_metric_traces,
-    run_study,
-    style,
-    superposition_points,
-)
+from analyses import register
+from analyses.kinds import Context, Study
+from analyses.levels import HEADLINE, superposition_points
+from analyses.runner import run
+from analyses.style import add_caption, add_metric_traces, style
 from fci.codes import (
     ceiling_agreement,
     circuit_agreement,
@@ -209,7 +204,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
                          "decode_seed": a.decode_seed, "pooled": pooled}}
 
 
-STUDY = Study(
+STUDY = register(Study(
     name="decoding",
     description=__doc__,
     points=points,
@@ -219,11 +214,11 @@ STUDY = Study(
     add_arguments=add_arguments,
     validate=validate,
     extra_metrics=METRICS,
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

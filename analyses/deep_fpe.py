@@ -44,11 +44,14 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import COLORS, SYMBOLS, Level, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, check_alphas, comma_list, level_task, regime_caption, run_job_study
-from analyses._rows import model_columns
-from fci.data.datasets import Dataset
-from fci.data.spec import DatasetSpec
+from analyses import register
+from analyses.kinds import JobContext, JobStudy, regime_caption
+from analyses.levels import Level, level_task
+from analyses.rows import model_columns
+from analyses.runner import run
+from analyses.style import COLORS, SYMBOLS, add_caption, significance_text
+from fci.cli import check_alphas, comma_list
+from fci.data import Dataset, DatasetSpec
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
 from fci.tasks import TaskConfig
@@ -169,7 +172,7 @@ def model_rows(result: DataFPEResult, first: dict[tuple[str, int], ModelResult] 
     (`units_without_inputs`: constant relu(b); `inert_units`: bias 0 too) or
     without any outgoing weight (`units_without_outputs`, whose incoming weights
     and bias, `dead_end_nnz`, spend budget on nothing); and
-    the common columns (`analyses._rows.model_columns`: the convergence check,
+    the common columns (`analyses.rows.model_columns`: the convergence check,
     dead_units on `x_test`, ...) with a compact loss curve (children's curves
     start at epoch `warmup`). Raises AssertionError if any child's nnz differs from its
     dense parent's (the parent at expansion)."""
@@ -187,7 +190,7 @@ def _group_key(job: dict[str, Any]) -> tuple:
     return (job["dataset"], repr(job["data"]), repr(job["train"]), repr(job["expansions"]), job["first_layer"], job["depth"])
 
 
-def run(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
+def run_jobs(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
     """Per dataset and depth: every trial through `fci.train.run_fpe` (stacked,
     stored), layers="all"; then the first-layer-only trials of the same jobs,
     which find their dense parents and baselines in the store and train only
@@ -635,11 +638,11 @@ def caption(ctx: JobContext) -> str:
             "every child's nnz == its dense parent's (asserted) · error bars ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
 
 
-STUDY = JobStudy(
+STUDY = register(JobStudy(
     name="deep_fpe",
     description=__doc__,
     jobs=jobs_hook,
-    run=run,
+    run=run_jobs,
     stats=stats_hook,
     figures=figures,
     summarise=summarise,
@@ -649,11 +652,11 @@ STUDY = JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

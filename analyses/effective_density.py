@@ -51,11 +51,14 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from analyses._common import Level, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, comma_list, level_task, regime_caption, run_job_study
-from analyses._rows import model_columns
-from fci.data.datasets import Dataset
-from fci.data.spec import DatasetSpec
+from analyses import register
+from analyses.kinds import JobContext, JobStudy, regime_caption
+from analyses.levels import Level, level_task
+from analyses.rows import model_columns
+from analyses.runner import run
+from analyses.style import add_caption, significance_text
+from fci.cli import comma_list
+from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, trial_stats
 from fci.models.mlp import MaskedMLP
 from fci.seeding import derive_seed
@@ -224,7 +227,7 @@ def _batches(jobs: list[dict[str, Any]], dims: dict[str, tuple[int, int]]) -> li
     return out
 
 
-def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
+def run_jobs(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
     key = lambda j: (j["dataset"], j["seed"], repr(j["data"]))  # noqa: E731
     data: dict[tuple, Dataset] = {}
     for j in todo:
@@ -728,11 +731,11 @@ def caption(ctx: JobContext) -> str:
             f"bands/error bars ±1 s.e.m.; * p<0.05 (unpaired t-test vs the null)")
 
 
-STUDY = JobStudy(
+STUDY = register(JobStudy(
     name="effective_density",
     description=__doc__,
     jobs=jobs,
-    run=run,
+    run=run_jobs,
     stats=stats,
     figures=figures,
     summarise=summarise,
@@ -742,11 +745,11 @@ STUDY = JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -20,18 +20,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._common import (
-    HEADLINE,
-    Context,
-    Study,
-    add_caption,
-    add_metric_traces,
-    label,
-    paired_rows,
-    run_study,
-    style,
-    superposition_points,
-)
+from analyses import register
+from analyses.kinds import Context, Study
+from analyses.levels import HEADLINE, superposition_points
+from analyses.runner import run
+from analyses.style import add_caption, add_metric_traces, label, style
+from analyses.tables import paired_rows
 
 __all__ = ["STUDY", "main", "points", "fold_figure", "regressions", "regression_figure", "summarise"]
 
@@ -171,17 +165,17 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
     return {"regressions": reg.replace({np.nan: None}).to_dict("records"), "fold_direction": direction}
 
 
-STUDY = Study(
+STUDY = register(Study(
     name="interference_regression",
     description=__doc__,
     points=points,
     figures=figures,
     summarise=summarise,
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -53,11 +53,14 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import add_caption, add_metric_traces, label, style
-from analyses._jobs import JobContext, JobStudy, check_alphas, chunked, comma_list, run_job_study, schedule_from
-from analyses._rows import model_columns
-from fci.data.datasets import Dataset, digits, file_sha256, load_embeddings
-from fci.data.spec import DatasetSpec
+from analyses import register
+from analyses.kinds import JobContext, JobStudy, chunked
+from analyses.levels import schedule_from
+from analyses.rows import model_columns
+from analyses.runner import run
+from analyses.style import add_caption, add_metric_traces, label, style
+from fci.cli import check_alphas, comma_list
+from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
 from fci.metrics import (
     paired_ttest,
     relative_improvement,
@@ -290,9 +293,9 @@ def model_rows(result: DataFPEResult, x_test: torch.Tensor | None = None) -> lis
     Columns: condition, split, alpha, neurons (hidden units after expansion),
     active_neurons (units with a non-zero incoming mask), parent_nnz,
     parent_test_accuracy (the parent at expansion), and the columns every
-    trained model has (`analyses._rows.model_columns`: test_accuracy,
+    trained model has (`analyses.rows.model_columns`: test_accuracy,
     train_loss_final, train_loss_late_drop, converged, nnz, dead_units on
-    `x_test`, ...); meanings in `analyses._columns.COLUMNS`."""
+    `x_test`, ...); meanings in `analyses.columns.COLUMNS`."""
     h = result.hidden if isinstance(result.hidden, int) else result.hidden[0]
     parent_nnz = result.parent.model.nnz()
     models: list[tuple[str, str, int, ModelResult]] = [("dense", "none", 1, result.dense)]
@@ -321,7 +324,7 @@ def _tensors(result: DataFPEResult) -> dict[str, torch.Tensor]:
     return out
 
 
-def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
+def run_jobs(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
     """Train the jobs' trials with `fci.train.run_fpe` on the run's `DatasetSpec`:
     every width and seed that share a schedule in one call (stacked, narrower
     models padded). The models go to the store under their FPE keys, so another
@@ -689,11 +692,11 @@ def caption(ctx: JobContext) -> str:
             f"* p<0.05 (paired t-test vs dense)")
 
 
-STUDY = JobStudy(
+STUDY = register(JobStudy(
     name="real_data",
     description=__doc__,
     jobs=jobs,
-    run=run,
+    run=run_jobs,
     stats=stats,
     figures=figures,
     summarise=summarise,
@@ -701,11 +704,11 @@ STUDY = JobStudy(
     add_arguments=add_arguments,
     validate=validate,
     print_summary=print_summary,
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from analyses._common import EXPANSIONS, RESTART, _conditions, add_caption, contract_parser, label, model_row
-from analyses._runner import Outputs, Plan, RunInfo, run
+from analyses import register
+from analyses.levels import EXPANSIONS, RESTART
+from analyses.rows import model_conditions, model_row
+from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run
+from analyses.style import add_caption, label
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe, trial_keys
@@ -218,10 +221,15 @@ class RegimeContext:
     results: list = field(default_factory=list)
 
 
+#: The study's title and what it shows (for --help and `python -m analyses`).
+DESCRIPTION = "\n\n".join((__doc__ or "").strip().split("\n\n")[:2])
+
+
 class RegimesStudy:
-    """The regime map as a study of Boolean FPE trials (`analyses._runner.run`)."""
+    """The regime map as a study of Boolean FPE trials (`analyses.runner.run`)."""
 
     name = "regimes"
+    description = DESCRIPTION
 
     def parser(self) -> argparse.ArgumentParser:
         return build_parser()
@@ -257,7 +265,7 @@ class RegimesStudy:
         rows = []
         for res, (_, trial) in tqdm(list(zip(results, units)), desc="measure", unit="trial", leave=False):
             x_test = res.boolean_task.test_data()[0]
-            rows += [_row(res, trial, c, a, mr, x_test) for c, a, mr in _conditions(res)]
+            rows += [_row(res, trial, c, a, mr, x_test) for c, a, mr in model_conditions(res)]
         return pd.DataFrame(rows)
 
     def run_record(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> dict[str, Any]:
@@ -278,7 +286,7 @@ def _answer_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-STUDY = RegimesStudy()
+STUDY = register(RegimesStudy())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,20 +40,14 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import Level, add_caption
-from analyses._jobs import (
-    JobContext,
-    JobStudy,
-    check_alphas,
-    chunked,
-    comma_list,
-    level_task,
-    regime_caption,
-    regime_level,
-    run_job_study,
-)
-from analyses._rows import measure_columns
-from fci.data.datasets import boolean
+from analyses import register
+from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
+from analyses.levels import Level, level_task, regime_level
+from analyses.rows import measure_columns
+from analyses.runner import run
+from analyses.style import add_caption
+from fci.cli import check_alphas, comma_list
+from fci.data import boolean
 from fci.fpe.mlp import expand
 from fci.fpe.nm import expand_nm, nm_violations, parse_nm, sibling_overlap
 from fci.metrics import (
@@ -163,7 +157,7 @@ def _group_key(job: dict[str, Any]) -> str:
     return json.dumps([job["task"], job["train"], job["hidden"], job["nm"], job["dynamic"]], sort_keys=True)
 
 
-def run(todo: list[dict[str, Any]], ctx: JobContext):
+def run_jobs(todo: list[dict[str, Any]], ctx: JobContext):
     groups: dict[str, list[dict[str, Any]]] = {}
     for j in todo:
         groups.setdefault(_group_key(j), []).append(j)
@@ -501,11 +495,11 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
     return lines
 
 
-STUDY = JobStudy(
+STUDY = register(JobStudy(
     name="structured_sparsity",
     description=__doc__,
     jobs=jobs,
-    run=run,
+    run=run_jobs,
     stats=stats,
     figures=figures,
     summarise=summarise,
@@ -515,11 +509,11 @@ STUDY = JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="every job (the study trains the Boolean task only; the regrow gradient batch is --batch-size)",
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -19,16 +19,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analyses._common import (
-    HEADLINE,
-    Context,
-    Study,
-    add_caption,
-    add_metric_traces,
-    run_study,
-    significance_text,
-    superposition_points,
-)
+from analyses import register
+from analyses.kinds import Context, Study
+from analyses.levels import HEADLINE, superposition_points
+from analyses.runner import run
+from analyses.style import add_caption, add_metric_traces, significance_text
 
 __all__ = ["STUDY", "main", "points", "trend_figure", "heatmap_figure", "summarise"]
 
@@ -140,17 +135,17 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
     return {"superposition_trend": out}
 
 
-STUDY = Study(
+STUDY = register(Study(
     name="superposition_sweep",
     description=__doc__,
     points=points,
     figures=figures,
     summarise=summarise,
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

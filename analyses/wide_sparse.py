@@ -47,12 +47,14 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from analyses._common import Level, add_caption, significance_text
-from analyses._jobs import JobContext, JobStudy, chunked, comma_list, level_task, regime_caption, regime_level, run_job_study
-from analyses._rows import model_columns
-from fci.cli import flag_error
-from fci.data.datasets import Dataset
-from fci.data.spec import DatasetSpec
+from analyses import register
+from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
+from analyses.levels import Level, level_task, regime_level
+from analyses.rows import model_columns
+from analyses.runner import run
+from analyses.style import add_caption, significance_text
+from fci.cli import comma_list, flag_error
+from fci.data import Dataset, DatasetSpec
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.models.mlp import MaskedMLP
 from fci.seeding import derive_seed
@@ -198,7 +200,7 @@ def clause_coverage(W1: torch.Tensor, clauses: Sequence[Sequence[tuple[int, bool
 def model_row(model: MaskedMLP, res: ModelResult, clauses: Sequence | None = None, x_test: torch.Tensor | None = None,
               **extra: Any) -> dict[str, Any]:
     """One results.csv row: the columns every trained model has
-    (`analyses._rows.model_columns`: accuracy, loss, convergence, nnz split,
+    (`analyses.rows.model_columns`: accuracy, loss, convergence, nnz split,
     dead_units on `x_test`, backend), connectivity (overall and connectivity_l<l>
     per layer), the hidden units left without any input weight and, for Boolean
     tasks, clause coverage (`clause_coverage`)."""
@@ -236,7 +238,7 @@ def _init_model(job: dict[str, Any], n_in: int, n_out: int) -> MaskedMLP:
                       mask_seed=derive_seed(job["seed"], "mask", job["width"]), rescale=job["rescale_init"])
 
 
-def run(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
+def run_jobs(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict]]:
     """Dense and sparse jobs in stacks of similar width (all trials and budgets
     together); FPE jobs through run_fpe on the run's DatasetSpec,
     grouped by child width."""
@@ -768,11 +770,11 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
     return lines
 
 
-STUDY = JobStudy(
+STUDY = register(JobStudy(
     name="wide_sparse",
     description=__doc__,
     jobs=jobs,
-    run=run,
+    run=run_jobs,
     stats=stats_hook,
     figures=figures,
     summarise=summarise,
@@ -782,11 +784,11 @@ STUDY = JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="the Boolean task only (--dataset boolean, the default)",
-)
+))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_job_study(STUDY, argv)
+    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from analyses._columns import canonical_row
+from analyses.columns import canonical_row
 from fci.codes import (
     ClauseSplitView,
     DecodedCircuit,
@@ -380,7 +380,7 @@ def _scan_fpe(entries: list[StoreEntry]) -> Scanned:
 
 
 def _rows(entry: StoreEntry) -> list[dict[str, Any]]:
-    """A job study's stored result rows under the results.csv names (`analyses._columns`;
+    """A job study's stored result rows under the results.csv names (`analyses.columns`;
     entries written before that vocabulary are renamed on the way in)."""
     return [canonical_row(r) for r in entry.metrics["rows"]]
 

@@ -10,7 +10,9 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterable, NoReturn
+
+from fci.tasks import TaskConfig
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -150,7 +152,6 @@ def build_train(ap: argparse.ArgumentParser, base: Any, overrides: dict[str, Any
 
 def build_task(ap: argparse.ArgumentParser, **fields: Any) -> Any:
     """A TaskConfig from fields, validated; a bad value exits naming its flag."""
-    from fci.tasks import TaskConfig
 
     try:
         return TaskConfig(**fields)
@@ -189,3 +190,69 @@ def parse_splits(ap: argparse.ArgumentParser, text: str, flag: str = "--splits")
     if not splits or any(s not in SPLITS for s in splits) or len(set(splits)) != len(splits):
         ap.error(f"{flag} takes distinct names from {','.join(SPLITS)}, got {text!r}")
     return splits
+
+
+_KIND_WORDS = {int: "integers", float: "numbers", str: "names"}
+
+
+def comma_list(ap: argparse.ArgumentParser, flag: str, text, kind=int, low=None, strict=False, choices=None,
+               *, ordered: bool = False) -> tuple:
+    """Parse a list-valued option, "a,b,c", into a tuple of distinct values; any
+    bad value exits via `ap.error` (status 2) with a message naming `flag` and
+    the text given.
+
+    Items may carry whitespace around them; blank items are skipped ("2,3," is
+    (2, 3)); an already-parsed list or tuple is checked and normalised the same
+    way. `kind` is int, float (finite numbers) or str. Errors: an item that does
+    not parse as `kind`, an empty list, a value given twice, a value below `low`
+    (at or below it with `strict`), a value not in `choices`.
+
+    Order: numbers come back sorted; names in the order of `choices` when given,
+    else in the order given. `ordered=True` is for vectors rather than sets
+    (e.g. per-layer widths): the given order is kept and repeats are allowed.
+    """
+    what = _KIND_WORDS.get(kind)
+    if what is None:
+        raise TypeError(f"comma_list: kind must be int, float or str, got {kind!r}")
+    if isinstance(text, (list, tuple)):
+        items, shown = [str(v) for v in text], ",".join(map(str, text))
+    else:
+        items, shown = str(text).split(","), str(text)
+    items = [v.strip() for v in items if v.strip()]
+    try:
+        vals = [kind(v) for v in items]
+    except ValueError:
+        vals = None
+    if vals is None or (kind is float and not all(math.isfinite(v) for v in vals)):
+        ap.error(f"{flag} must be comma-separated {what}, got {shown!r}")
+    if not vals:
+        ap.error(f"{flag} is empty, got {shown!r}")
+    if not ordered:
+        twice = sorted({v for v in vals if vals.count(v) > 1}, key=vals.index)
+        if twice:
+            ap.error(f"{flag} lists {', '.join(map(str, twice))} more than once, got {shown!r}")
+    if low is not None:
+        if any(v <= low if strict else v < low for v in vals):
+            ap.error(f"{flag} values must be {'>' if strict else '>='} {low:g}, got {shown!r}")
+    if choices is not None:
+        choices = tuple(choices)
+        unknown = [v for v in vals if v not in choices]
+        if unknown:
+            ap.error(f"{flag} takes values from {', '.join(map(str, choices))}; unknown {', '.join(map(str, unknown))}, "
+                     f"got {shown!r}")
+    if ordered:
+        return tuple(vals)
+    if kind is not str:
+        return tuple(sorted(vals))
+    if choices is not None:
+        return tuple(c for c in choices if c in vals)
+    return tuple(vals)
+
+
+def check_alphas(ap: argparse.ArgumentParser, flag: str, alphas: Iterable[int], n_in: int, what: str) -> None:
+    """Refuse an expansion factor above the inputs a first-layer neuron has (`n_in`):
+    its children would be inert and the metrics undefined (NaN)."""
+    big = [a for a in alphas if a > n_in]
+    if big:
+        ap.error(f"{flag} values must be <= {n_in}, the inputs a first-layer neuron of {what} deals to its alpha "
+                 f"children (more children than inputs are always empty), got {', '.join(map(str, big))}")

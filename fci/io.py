@@ -15,9 +15,9 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["jsonable", "write_json", "environment", "known_fields"]
+__all__ = ["jsonable", "atomic_write", "write_json", "write_text", "write_csv", "environment", "known_fields"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -43,19 +43,34 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write `obj` as strict JSON (`jsonable`) through a temporary file beside
-    `path`, renamed into place: a reader never sees half a file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write through a temporary file beside `path` (`write(tmp)`), then rename it into
+    place: a reader never sees half a file, and a crash leaves the old file intact."""
     path = Path(path)
-    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text + "\n")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write `obj` as strict JSON (`jsonable`), atomically."""
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
+    return atomic_write(path, lambda p: p.write_text(text + "\n"))
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write `text` atomically."""
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_csv(df: Any, path: str | os.PathLike) -> Path:
+    """Write a pandas DataFrame as CSV (no index), atomically."""
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
 def environment(device: Any) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from analyses import ALL_STUDIES
-from analyses._columns import CORE, LEGACY, MODEL_CORE, README_END, README_START, canonical_row, describe, readme_table, unknown
-from analyses._common import convergence
-from analyses._rows import MODEL_COLUMNS, model_columns
+from analyses.columns import CORE, LEGACY, MODEL_CORE, README_END, README_START, canonical_row, describe, readme_table, unknown
+from analyses.rows import MODEL_COLUMNS, model_columns
+from analyses.tables import convergence
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, converged, is_flat, late_drop
 from fci.models.mlp import MaskedMLP
 from fci.train import ModelResult
@@ -113,7 +113,7 @@ def test_legacy_rows_read_under_the_registered_names():
 def test_readme_table_matches_the_registry():
     text = (ROOT / "analyses" / "README.md").read_text()
     a, b = text.index(README_START) + len(README_START), text.index(README_END)
-    assert text[a:b].strip() == readme_table(), "regenerate it: python -m analyses._columns"
+    assert text[a:b].strip() == readme_table(), "regenerate it: python -m analyses.columns"
     assert describe("connectivity_l3") and describe("overlap_fc2") and describe("n_proj")
     assert not describe("accuracy") and not describe("capacity") and not describe("connectivity_lx")
     assert set(MODEL_COLUMNS) <= set(MODEL_CORE) | {"train_loss_late_drop_rel"} and set(MODEL_CORE) < set(CORE)
@@ -137,7 +137,7 @@ def tables(tmp_path_factory):
 @pytest.mark.parametrize("name", (*ALL_STUDIES, "regimes"))
 def test_every_study_writes_registered_columns_and_the_core(tables, name):
     df = tables[name]
-    assert unknown(df.columns) == [], f"{name} writes unregistered columns (add them to analyses/_columns.py)"
+    assert unknown(df.columns) == [], f"{name} writes unregistered columns (add them to analyses/columns.py)"
     core = MODEL_CORE if name == "effective_density" else CORE
     assert set(core) <= set(df.columns), f"{name} lacks {sorted(set(core) - set(df.columns))}"
     models = df[df["record"] == "model"] if "record" in df.columns else df

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyses import deep_fpe as D
-from analyses._common import LEVELS
-from fci.data.spec import DatasetSpec
+from analyses.levels import LEVELS
+from fci.data import DatasetSpec
 from fci.fpe.mlp import expand, expand_layers
 from fci.fpe.splits import split_groups
 from fci.models.mlp import MaskedMLP
@@ -404,7 +404,7 @@ def test_bad_options_fail_at_once(tmp_path, capsys, extra, flag):
 
 
 def test_list_options_are_comma_separated():
-    from analyses._jobs import build_job_parser
+    from analyses.kinds import build_job_parser
     ap = build_job_parser(D.STUDY)
     args = ap.parse_args(["--tiny", "--datasets", "digits, boolean", "--depths", "4,2", "--alphas", " 4,2"])
     D.validate(ap, args)

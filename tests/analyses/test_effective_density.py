@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from analyses import effective_density as study
-from analyses._jobs import run_job_study
+from analyses.runner import run as run_job_study
 from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.sparsity.magnitude import (
     effective_density,
@@ -303,7 +303,7 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, argv, flag):
 
 
 def test_list_options_parse_and_normalise():
-    from analyses._jobs import build_job_parser
+    from analyses.kinds import build_job_parser
     ap = build_job_parser(study.STUDY)
     args = ap.parse_args(["--tiny", "--datasets", "digits, boolean", "--multipliers", "2, 0.5,1", "--base-hidden", "16,32,16"])
     study.validate(ap, args)

@@ -1,4 +1,4 @@
-"""The job-based study runner (analyses._jobs): store-backed resume, sharding, outputs."""
+"""The job-based study runner (analyses.kinds): store-backed resume, sharding, outputs."""
 
 import argparse
 import json
@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from analyses._jobs import JobStudy, chunked, comma_list, run_job_study
+from analyses.kinds import JobStudy, chunked
+from analyses.runner import run as run_job_study
+from fci.cli import comma_list
 from fci.store import Store, config_key
 
 

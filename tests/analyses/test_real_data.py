@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from analyses import real_data as rd
-from analyses._common import LEVELS
-from fci.data.spec import DatasetSpec
+from analyses.levels import LEVELS
+from fci.data import DatasetSpec
 from fci.fpe.mlp import expand
 from fci.models.mlp import MaskedMLP
 from fci.store import config_key
@@ -283,7 +283,7 @@ def test_jobs_identify_the_digits_split(tmp_path):
 
 
 def test_list_options_parse_and_keep_the_split_order():
-    from analyses._jobs import build_job_parser
+    from analyses.kinds import build_job_parser
     ap = build_job_parser(rd.STUDY)
     args = ap.parse_args(["--tiny", "--widths", "8, 4", "--alphas", "4,2", "--splits", "gram, random"])
     rd.validate(ap, args)

@@ -47,7 +47,7 @@ BAD = [
 @pytest.fixture
 def no_training(monkeypatch):
     """Any attempt to train fails the test: a refusal must come first."""
-    import analyses._common as common
+    import analyses.kinds as common
     import fci.__main__ as cli
 
     def boom(*a, **k):
@@ -120,7 +120,7 @@ def test_a_study_records_every_option_and_runs_a_registered_split(tmp_path, toy_
 
 
 def test_defaults_leave_the_study_regime_and_store_keys_unchanged():
-    from analyses._common import HEADLINE, LEVELS, make_specs
+    from analyses.levels import HEADLINE, LEVELS, make_specs
 
     cfg = TrainConfig()
     assert "momentum" not in cfg.to_dict()  # keys of momentum-free runs are those from before the field
@@ -177,7 +177,7 @@ def _study(name):
 
 @pytest.mark.parametrize("name", JOB_STUDIES)
 def test_a_job_study_records_every_regime_option_and_trains_under_it(tmp_path, name):
-    from analyses._jobs import run_job_study
+    from analyses.runner import run as run_job_study
 
     extra, figure = JOB_STUDIES[name]
     out = tmp_path / "out"
@@ -211,8 +211,8 @@ def _boolean_jobs(name, jobs):
 
 @pytest.mark.parametrize("name", JOB_STUDIES)
 def test_the_regime_reaches_the_boolean_jobs_and_only_them(name):
-    from analyses._common import LEVELS
-    from analyses._jobs import JobContext, _check_regime, build_job_parser, regime_level
+    from analyses.kinds import JobContext, _check_regime, build_job_parser
+    from analyses.levels import LEVELS, regime_level
 
     study = _study(name)
     ap = build_job_parser(study)
@@ -236,8 +236,8 @@ def test_the_regime_reaches_the_boolean_jobs_and_only_them(name):
 def test_default_regime_options_leave_the_job_studies_store_keys_unchanged():
     """Without regime options a JobStudy builds the same jobs (and store keys) as before them."""
     from analyses import structured_sparsity as S
-    from analyses._common import LEVELS
-    from analyses._jobs import JobContext, build_job_parser, regime_level
+    from analyses.kinds import JobContext, build_job_parser
+    from analyses.levels import LEVELS, regime_level
 
     ap = build_job_parser(S.STUDY)
     args = ap.parse_args(["--tiny"])
@@ -257,7 +257,7 @@ JOB_BAD = [b for b in BAD if b[0][0] != "--splits"]
 @pytest.fixture
 def no_job_training(monkeypatch):
     """Any attempt to run a job fails the test: a refusal must come first."""
-    import analyses._jobs as jobs_mod
+    import analyses.kinds as jobs_mod
 
     def boom(*a, **k):
         raise AssertionError("jobs started before the options were checked")
@@ -268,7 +268,7 @@ def no_job_training(monkeypatch):
 @pytest.mark.parametrize("argv,message", JOB_BAD)
 @pytest.mark.parametrize("name", JOB_STUDIES)
 def test_a_job_study_refuses_bad_regime_values_before_any_work(no_job_training, tmp_path, capsys, name, argv, message):
-    from analyses._jobs import run_job_study
+    from analyses.runner import run as run_job_study
 
     with pytest.raises(SystemExit) as e:
         run_job_study(_study(name), ["--tiny", *argv, "--data", str(tmp_path / "d")])
@@ -281,7 +281,7 @@ def test_a_job_study_refuses_bad_regime_values_before_any_work(no_job_training, 
 @pytest.mark.parametrize("name,argv", [("wide_sparse", ["--dataset", "digits"]), ("deep_fpe", ["--datasets", "digits"]),
                                        ("effective_density", ["--datasets", "digits"])])
 def test_a_regime_option_without_boolean_jobs_is_refused(no_job_training, tmp_path, capsys, name, argv):
-    from analyses._jobs import run_job_study
+    from analyses.runner import run as run_job_study
 
     with pytest.raises(SystemExit) as e:
         run_job_study(_study(name), ["--tiny", *argv, "--optimizer", "sgd", "--data", str(tmp_path / "d")])

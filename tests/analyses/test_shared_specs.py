@@ -17,7 +17,7 @@ import pytest
 import analyses.real_data as rd
 import analyses.wide_sparse as ws
 import fci.train.schedule as schedule
-from analyses._common import LEVELS
+from analyses.levels import LEVELS
 from fci.store import Store
 
 

@@ -340,7 +340,7 @@ def test_nan_free_headline(tiny_run):
 
 
 def test_alphas_are_comma_separated():
-    from analyses._jobs import build_job_parser
+    from analyses.kinds import build_job_parser
     ap = build_job_parser(study.STUDY)
     args = ap.parse_args(["--tiny", "--alphas", "4, 2"])
     study.validate(ap, args)

@@ -12,19 +12,13 @@ import pandas as pd
 import pytest
 
 from analyses import ALL_STUDIES, STUDIES
-from analyses._common import (
-    HEADLINE,
-    LEVELS,
-    condition_stats,
-    jsonable,
-    make_specs,
-    paired_rows,
-    significance_text,
-    superposition_points,
-)
 from analyses.capacity_vs_alpha import balanced_same_group_prob, collision_figure
 from analyses.interference_regression import regressions
+from analyses.levels import HEADLINE, LEVELS, make_specs, superposition_points
+from analyses.style import significance_text
 from analyses.superposition_sweep import heatmap_figure, trend_figure
+from analyses.tables import condition_stats, paired_rows
+from fci.io import jsonable
 
 REQUIRED = ["condition", "alpha", "hidden", "n_clauses", "clause_size", "trial", "seed", "test_accuracy", "nnz",
             "feature_capacity", "cosine_interference"]
@@ -273,18 +267,18 @@ def test_regressions_from_synthetic_tables():
 
 @pytest.mark.parametrize("name", ALL_STUDIES)
 def test_every_study_runs_through_the_one_runner(monkeypatch, name):
-    """`python -m analyses.<name>` is `analyses._runner.run` on the module's STUDY,
+    """`python -m analyses.<name>` is `analyses.runner.run` on the module's STUDY,
     which has every step the runner calls."""
     import importlib
 
-    import analyses._runner as runner
+    import analyses.runner as runner
 
     mod = importlib.import_module(f"analyses.{name}")
     for step in ("parser", "prepare", "plan", "table", "run_record", "finish"):
         assert callable(getattr(mod.STUDY, step, None)), f"{name}.STUDY lacks {step}"
     seen = []
     monkeypatch.setattr(runner, "run", lambda study, argv=None: seen.append((study, argv)) or 0)
-    for m in ("analyses._common", "analyses._jobs", f"analyses.{name}"):
+    for m in ("analyses.kinds", f"analyses.{name}"):
         if hasattr(importlib.import_module(m), "run"):
             monkeypatch.setattr(importlib.import_module(m), "run", runner.run)
     assert mod.main(["--tiny"]) == 0

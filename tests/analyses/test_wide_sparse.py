@@ -317,7 +317,7 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, extra, flag):
 
 
 def test_list_options_parse_and_normalise():
-    from analyses._jobs import build_job_parser
+    from analyses.kinds import build_job_parser
     ap = build_job_parser(ws.STUDY)
     args = ap.parse_args(["--tiny", "--base-widths", " 4,2", "--alphas", "4.0, 2,3"])
     ws.validate(ap, args)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fci.data.datasets import EMBEDDING_KEYS, boolean, digits, load_embeddings
-from fci.data.spec import DatasetSpec
+from fci.data import EMBEDDING_KEYS, DatasetSpec, boolean, digits, load_embeddings
 from fci.fpe.mlp import expand_layers
 from fci.models.mlp import MaskedMLP
 from fci.store import Store

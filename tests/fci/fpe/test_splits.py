@@ -69,7 +69,8 @@ def test_duplicate_and_reserved_names_are_refused(toy_split):
 
 
 def test_figures_colour_and_order_read_the_registry(toy_split):
-    from analyses._common import COLORS, condition_order
+    from analyses.rows import condition_order
+    from analyses.style import COLORS
 
     assert COLORS[toy_split] == "#123456" and COLORS["random"] == split_info("random").color
     assert condition_order("dense") < condition_order("restart") < condition_order("clause") < condition_order(toy_split)

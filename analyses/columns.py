@@ -42,7 +42,7 @@ COLUMNS: dict[str, str] = {
     "depth": "hidden layers of the model",
     "layers": "which hidden layers FPE expanded: none (dense), all, first",
     "first_layer": "whether the trial also trained first-layer-only children (deep_fpe)",
-    # --- what every trained model measures (analyses._rows.model_columns)
+    # --- what every trained model measures (analyses.rows.model_columns)
     "test_accuracy": "accuracy on the held-out test set (fraction, 0..1; multi-output: per-output mean)",
     "train_accuracy": "accuracy on the training set (fraction, 0..1)",
     "test_loss": "mean loss on the test set (BCE for Boolean tasks, cross-entropy for classes; nats)",
@@ -245,5 +245,5 @@ def write_readme(path: str = "analyses/README.md") -> bool:
     return new != text
 
 
-if __name__ == "__main__":  # python -m analyses._columns: rewrite analyses/README.md's table from COLUMNS
+if __name__ == "__main__":  # python -m analyses.columns: rewrite analyses/README.md's table from COLUMNS
     write_readme()

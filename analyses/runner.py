@@ -14,8 +14,8 @@ A study says *what* it runs; this module says *how*, once for all of them:
    `summary.json` (config, environment, run record, statistics, the paper
    claims with the regime each was checked in) and the figures.
 
-A study kind implements `StudyKind`: `analyses._common.Study` (Boolean FPE
-trials) and `analyses._jobs.JobStudy` (other units of work) are the two.
+A study kind implements `StudyKind`: `analyses.kinds.Study` (Boolean FPE
+trials) and `analyses.kinds.JobStudy` (other units of work) are the two.
 """
 
 from __future__ import annotations
@@ -32,7 +32,16 @@ import plotly.graph_objects as go
 import torch
 from tqdm.auto import tqdm
 
-from fci.sharding import shard_items
+from analyses.levels import LEVELS
+from fci.cli import (
+    TASK_OPTIONS,
+    TRAIN_OPTIONS,
+    OneLineParser,
+    check_writable,
+)
+from fci.io import environment, write_csv, write_json
+from fci.models.base import resolve_device
+from fci.sharding import parse_shard, shard_items
 from fci.store import Store
 
 __all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP"]
@@ -126,7 +135,9 @@ class StudyKind(Protocol):
 
 def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
     """Parse, check, plan, produce (or load), tabulate and write; returns 0."""
-    from analyses._common import check_contract, check_folders, environment, write_csv, write_figure, write_json, write_shard
+    from analyses.runner import check_contract, check_folders, write_shard
+    from analyses.style import write_figure
+    from fci.io import write_csv, write_json
 
     ap = study.parser()
     args = ap.parse_args(argv)
@@ -184,3 +195,69 @@ def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
         print(line)
     print(f"wrote {', '.join(p.name for p in files)} to {out}")
     return 0
+
+
+def contract_parser(name: str, description: str, epilog: str, quick_help: str, units: str) -> argparse.ArgumentParser:
+    """The options every study takes (`units`: what --shard slices, e.g. "trials")."""
+    ap = OneLineParser(prog=f"python -m analyses.{name}", description=description,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
+    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{name}/)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
+    ap.add_argument("--trials", type=int, default=None,
+                    help=f"trials per configuration (default: {LEVELS['full'].trials}; --quick: {LEVELS['quick'].trials}); "
+                         "trial t uses seed S+t")
+    ap.add_argument("--seed", type=int, default=0, help="base seed S (default: 0)")
+    ap.add_argument("--shard", default=None, metavar="I/N",
+                    help=f"run only the I-th of N disjoint deterministic slices of the {units} and write partial results; "
+                         "a final run without --shard collects everything from the store and writes the figures")
+    ap.add_argument("--data", default="data", help="results store root (default: data)")
+    return ap
+
+
+#: The options every study takes; the rest are the study's own (recorded in summary.json).
+CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits",
+                              *(f[2:].replace("-", "_") for f in (*TASK_OPTIONS, *TRAIN_OPTIONS))})
+
+
+def study_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The study's own options (everything but the common contract's)."""
+    return {k: v for k, v in vars(args).items() if k not in CONTRACT_OPTIONS}
+
+
+def write_shard(df: pd.DataFrame, summary: dict[str, Any], out: Path, shard: tuple[int, int], t_start: float) -> Path:
+    """Write a shard's partial outputs (`results.shard-I-of-N.csv`, and
+    `summary.shard-I-of-N.json` marked partial); returns the CSV's path."""
+    suffix = f".shard-{shard[0]}-of-{shard[1]}"
+    summary["partial"] = True
+    csv = write_csv(df, out / f"results{suffix}.csv")
+    summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    write_json(summary, out / f"summary{suffix}.json")
+    return csv
+
+
+def check_contract(ap: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> RunInfo:
+    """Check the options every study takes (level, device, trials, shard, folders);
+    a bad one exits with a message naming it. The folders are checked for
+    writing by the runner after the study's own checks, before any work; a
+    study fills in its own default --trials (`args.trials` None)."""
+    level = "tiny" if args.tiny else "quick" if args.quick else "full"
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        ap.error(f"--device: {e}")
+    if args.trials is not None and args.trials < 1:
+        ap.error(f"--trials must be >= 1, got {args.trials}")
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as e:
+        ap.error(str(e))
+    out = Path(args.out) if args.out is not None else Path(args.data) / "results" / name
+    return RunInfo(args=args, level=level, device=device, out=out, store=Store(args.data), shard=shard)
+
+
+def check_folders(ap: argparse.ArgumentParser, info: RunInfo) -> None:
+    """--out and --data must be writable (checked before any work)."""
+    for flag, folder in (("--out", info.out), ("--data", Path(info.args.data))):
+        check_writable(ap, flag, folder)
