@@ -53,7 +53,7 @@ from analyses.levels import schedule_from
 from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
 from analyses.rows import measure_columns
 from analyses.runner import run
-from fci.cli import check_alphas, comma_list
+from fci.cli import add_config_arguments, check_alphas, comma_list
 from fci.data import file_sha256
 from fci.data.images import ImageDataset, digit_images, load_images
 from fci.fpe.cnn import expand_cnn_layers
@@ -151,11 +151,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--head", default="flatten", choices=HEADS,
                    help="what the linear head reads: 'flatten' (every pooled position; each child then costs the head "
                         "P*O replicated weights) or 'gap' (global average pooling: O weights per child) (default: flatten)")
-    g = ap.add_argument_group("schedule (default: Adam lr 0.01, batch 64, 15 + 15 epochs)")
-    g.add_argument("--warmup", type=int, default=None, help="dense pre-training epochs before expansion")
-    g.add_argument("--finetune", type=int, default=None, help="fine-tuning epochs after expansion (baseline: warmup + finetune)")
-    g.add_argument("--batch-size", type=int, default=None, help="minibatch size")
-    g.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    add_config_arguments(ap, TrainConfig, "schedule", fields=("warmup", "finetune", "batch_size", "lr"),
+                         note={f: f"{getattr(SCHEDULES['full'], f):g}" for f in ("warmup", "finetune", "batch_size", "lr")})
 
 
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:

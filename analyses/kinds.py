@@ -32,11 +32,10 @@ from analyses.runner import Outputs, Plan, RunInfo, contract_parser, study_optio
 from analyses.style import label, loss_figure
 from analyses.tables import BASE_METRICS, condition_stats, convergence, loss_curves, pooled_stats
 from fci.cli import (
-    TASK_OPTIONS,
-    TRAIN_OPTIONS,
     add_regime_arguments,
     flag_error,
     mean_sem_text,
+    regime_flags,
     regime_overrides,
     regime_record,
     regime_text,
@@ -375,7 +374,8 @@ def _check_regime(study: JobStudy, ap: argparse.ArgumentParser, args: argparse.N
         flag_error(ap, e)
     if task is None:
         task_set, train_set = regime_overrides(args)
-        given = [fl for fl, f in TASK_OPTIONS.items() if f in task_set] + [fl for fl, f in TRAIN_OPTIONS.items() if f in train_set]
+        given = [fl for fl, f in regime_flags("task").items() if f in task_set] + \
+            [fl for fl, f in regime_flags("train").items() if f in train_set]
         if given:
             ap.error(f"{given[0]} applies to {study.regime_scope}, and this run trains no Boolean task")
 

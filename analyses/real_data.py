@@ -59,7 +59,7 @@ from analyses.levels import schedule_from
 from analyses.rows import model_columns
 from analyses.runner import run
 from analyses.style import add_caption, add_metric_traces, label, style
-from fci.cli import check_alphas, comma_list
+from fci.cli import add_config_arguments, check_alphas, comma_list
 from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
 from fci.metrics import (
     paired_ttest,
@@ -215,15 +215,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                    help=f"expansion factors >= 2 (default: {','.join(map(str, ALPHAS['full']))}); an alpha = 1 "
                         "restart control always runs")
     g.add_argument("--splits", default=None, help=f"FPE splits, comma-separated from random, gram (default: {','.join(SPLITS)})")
-    g = ap.add_argument_group("schedule (defaults: digits "
-                              f"lr {SCHEDULES['digits'].lr}, batch {SCHEDULES['digits'].batch_size}, "
-                              f"{SCHEDULES['digits'].warmup}+{SCHEDULES['digits'].finetune} epochs; embeddings "
-                              f"lr {SCHEDULES['embeddings'].lr}, batch {SCHEDULES['embeddings'].batch_size}, "
-                              f"{SCHEDULES['embeddings'].warmup}+{SCHEDULES['embeddings'].finetune} epochs)")
-    g.add_argument("--warmup", type=int, default=None, help="dense pre-training epochs before expansion")
-    g.add_argument("--finetune", type=int, default=None, help="fine-tuning epochs after expansion (baseline: warmup + finetune)")
-    g.add_argument("--batch-size", type=int, default=None, help="minibatch size")
-    g.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    d, e = SCHEDULES["digits"], SCHEDULES["embeddings"]
+    add_config_arguments(ap, TrainConfig, "schedule", fields=("warmup", "finetune", "batch_size", "lr"),
+                         note={f: f"digits {getattr(d, f):g}, embeddings {getattr(e, f):g}"
+                               for f in ("warmup", "finetune", "batch_size", "lr")})
 
 
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -34,10 +34,9 @@ from tqdm.auto import tqdm
 
 from analyses.levels import LEVELS
 from fci.cli import (
-    TASK_OPTIONS,
-    TRAIN_OPTIONS,
     OneLineParser,
     check_writable,
+    regime_dests,
 )
 from fci.io import environment, write_csv, write_json
 from fci.models.base import resolve_device
@@ -217,8 +216,7 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
 
 
 #: The options every study takes; the rest are the study's own (recorded in summary.json).
-CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits",
-                              *(f[2:].replace("-", "_") for f in (*TASK_OPTIONS, *TRAIN_OPTIONS))})
+CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits", *regime_dests()})
 
 
 def study_options(args: argparse.Namespace) -> dict[str, Any]:

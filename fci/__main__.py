@@ -1,4 +1,4 @@
-"""`python -m fci`: train one configuration (dense, clause-split and random-split
+"""`fci` (or `python -m fci`): train one configuration (dense, clause-split and random-split
 FPE) for several trials as one stack, store the models, print a summary table
 and write it, with the full configuration, to summary.json."""
 
@@ -16,13 +16,13 @@ import numpy as np
 
 from fci.cli import (
     OneLineParser,
-    add_regime_arguments,
+    add_config_arguments,
     build_task,
     build_train,
     check_writable,
+    config_values,
     mean_sem_text,
     parse_splits,
-    regime_overrides,
     regime_record,
     regime_text,
 )
@@ -42,26 +42,33 @@ from fci.store import Store
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, run_fpe
 
+SUBCOMMANDS = {
+    "study": "run a study: fci study NAME [options] (the same as python -m analyses.NAME); without NAME, list them",
+    "explore": "open the explorer: fci explore [--data DIR] [--port P] (the same as python -m app)",
+    "store": "check or repair a results store: fci store verify|repair DIR (the same as python -m fci.store)",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = OneLineParser(prog="python -m fci", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t = ap.add_argument_group("task (SPEC §1)")
-    t.add_argument("--clauses", type=int, default=8, help="number of clauses C")
-    t.add_argument("--clause-size", type=int, default=3, help="literals per clause k")
-    t.add_argument("--test-samples", type=int, default=2048)
-    add_regime_arguments(ap, task_defaults=TaskConfig().to_dict(), train_defaults=TrainConfig())
+    prog = "python -m fci" if Path(sys.argv[0]).name == "__main__.py" else "fci"
+    ap = OneLineParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="subcommands:\n" + "\n".join(f"  fci {k:<8} {v}" for k, v in SUBCOMMANDS.items()))
+    add_config_arguments(ap, TaskConfig, "task (SPEC §1)", defaults=TaskConfig())
+    add_config_arguments(ap, TrainConfig, "training (SPEC §7)", defaults=TrainConfig())
     m = ap.add_argument_group("model and FPE (SPEC §2-3)")
-    m.add_argument("--hidden", type=int, default=8, help="hidden neurons of the dense parent")
-    m.add_argument("--alpha", type=int, default=2, help="expansion factor")
-    m.add_argument("--splits", default="clause,random", help=f"comma-separated, from {','.join(SPLITS)}")
+    m.add_argument("--hidden", type=int, default=8, help="hidden neurons of the dense parent (default: 8)")
+    m.add_argument("--alpha", type=int, default=2, help="expansion factor (default: 2)")
+    m.add_argument("--splits", default="clause,random",
+                   help=f"comma-separated, from {','.join(SPLITS)} (default: clause,random)")
     r = ap.add_argument_group("run")
-    r.add_argument("--trials", type=int, default=5)
-    r.add_argument("--seed", type=int, default=0, help="trial t uses seed + t")
-    r.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    r.add_argument("--data", default="data", help="results store root")
+    r.add_argument("--trials", type=int, default=5, help="trials; trial t uses seed + t (default: 5)")
+    r.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
+    r.add_argument("--data", default="data", help="results store root (default: data)")
     r.add_argument("--out", default=None, help="folder for summary.json (default: <data>/results/fci/)")
     r.add_argument("--threshold", type=float, default=None,
-                   help="per-neuron relative sign threshold for static decoding (default: data-driven, 'auto')")
+                   help="per-neuron relative sign threshold in [0, 1] for static decoding (default: auto, each neuron's "
+                        "own two-cluster split)")
     return ap
 
 
@@ -112,9 +119,8 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
     if args.threshold is not None and not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
         ap.error(f"--threshold is a fraction of each neuron's max|w| in [0, 1] (omit it for 'auto'), got {args.threshold}")
     splits = parse_splits(ap, args.splits)
-    task_set, train_set = regime_overrides(args)
-    task = build_task(ap, n_clauses=args.clauses, clause_size=args.clause_size, n_test=args.test_samples, **task_set)
-    train = build_train(ap, TrainConfig(), train_set)
+    task = build_task(ap, **config_values(args, TaskConfig))
+    train = build_train(ap, TrainConfig(), config_values(args, TrainConfig))
     n_vars = task.resolved_n_vars
     if args.alpha > n_vars:
         ap.error(f"--alpha must lie in [1, n={n_vars}] (a parent neuron has n inputs to deal to its alpha children; "
@@ -155,7 +161,29 @@ def condition_summary(name: str, split: str | None, alpha: int, results: list[Mo
     return rec
 
 
+def dispatch(argv: list[str]) -> int | None:
+    """Run a subcommand (`fci study`, `fci explore`, `fci store`); None when `argv` names none."""
+    if not argv or argv[0] not in SUBCOMMANDS:
+        return None
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "study":
+        from analyses.__main__ import main as study_main
+
+        return study_main(rest)
+    if cmd == "explore":
+        from app.__main__ import main as explore_main
+
+        return explore_main(rest)
+    from fci.store import main as store_main
+
+    return store_main(rest)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    status = dispatch(argv)
+    if status is not None:
+        return status
     ap = build_parser()
     args = ap.parse_args(argv)
     splits, specs = validate(ap, args)

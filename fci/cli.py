@@ -1,6 +1,8 @@
 """What every command of the suite shares: one-line option errors (exit status 2,
 no usage dump, no traceback), the writable-folder check, `mean ± s.e.` text
-that says `n=1` instead of printing `nan`, and the regime options.
+that says `n=1` instead of printing `nan`, and the argparse groups built from the
+config dataclasses' options (`fci.options`): `add_config_arguments`, and the task
+and training options every Boolean command takes (`add_regime_arguments`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, NoReturn
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
+from fci.options import ConfigOption, config_options, flag_of
 from fci.tasks import TaskConfig
+from fci.train.config import TrainConfig
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -36,20 +40,11 @@ def check_writable(ap: argparse.ArgumentParser, flag: str, folder: str | os.Path
     return folder
 
 
-#: config field -> the command-line flag that sets it (python -m fci and the studies).
-CONFIG_FLAGS = {
-    "n_clauses": "--clauses", "clause_size": "--clause-size", "n_vars": "--vars", "layout": "--layout",
-    "negation_prob": "--negation-prob", "outputs": "--outputs", "p": "--p", "n_train": "--train-samples",
-    "n_test": "--test-samples", "lr": "--lr", "batch_size": "--batch-size", "warmup": "--warmup",
-    "finetune": "--finetune", "weight_decay": "--weight-decay", "optimizer": "--optimizer", "momentum": "--momentum",
-}
-
-
 def flag_error(ap: argparse.ArgumentParser, e: ValueError) -> NoReturn:
     """Exit via `ap.error` with a config's ValueError, prefixed by the flag of the field it names."""
     text = str(e)
     field = text.split(" ", 1)[0].split("=", 1)[0]
-    flag = CONFIG_FLAGS.get(field)
+    flag = flag_of(field, TaskConfig, TrainConfig)
     ap.error(f"{flag}: {text}" if flag else text)
 
 
@@ -65,85 +60,120 @@ def mean_sem_text(mean: float, sem: float, n: int, digits: int = 4, scale: float
     return f"{m} ± {scale * sem:.{digits}f}{unit}"
 
 
-#: flag -> TaskConfig field, for the task options every Boolean command takes.
-TASK_OPTIONS = {"--vars": "n_vars", "--layout": "layout", "--outputs": "outputs", "--p": "p",
-                "--negation-prob": "negation_prob", "--train-samples": "n_train"}
-
-
-#: flag -> TrainConfig field, for the training options.
-TRAIN_OPTIONS = {"--optimizer": "optimizer", "--lr": "lr", "--momentum": "momentum", "--weight-decay": "weight_decay",
-                 "--batch-size": "batch_size", "--warmup": "warmup", "--finetune": "finetune"}
-
-
-def _dest(flag: str) -> str:
-    return flag[2:].replace("-", "_")
-
-
-def parse_p(value: str) -> float | str:
-    """`--p`: a number in [0, 1] (checked by TaskConfig), 'balanced' or 'uniform'."""
-    if value in ("balanced", "uniform"):
+def _number(kind: type) -> Callable[[str], Any]:
+    """An argparse type for ints or finite floats, with a one-line message."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], 'balanced' or 'uniform', got {value!r}") from None
+    return parse
 
 
-def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: dict[str, Any] | None = None,
-                         train_defaults: Any = None, default_note: str = "", applies_to: str = "") -> None:
-    """Add the task and training options. With no defaults given, every option
-    defaults to None, meaning "the command's own value" (`default_note` says what
-    that is in --help); `regime_overrides` then returns only what was set.
-    `applies_to` (e.g. "the Boolean jobs only") goes into both groups' --help."""
-    td = task_defaults or {}
-    tr = train_defaults
-    note = f" (default: {default_note})" if default_note and tr is None else ""
+def _argparse_type(o: ConfigOption) -> Callable[[str], Any] | None:
+    if o.parse is not None:
+        def parse(text: str) -> Any:
+            try:
+                return o.parse(text)  # type: ignore[misc]
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        return parse
+    if o.choices is not None or isinstance(o.default, str):
+        return None
+    if isinstance(o.default, bool):
+        raise TypeError(f"{o.flag}: boolean config options need a parse function")
+    if isinstance(o.default, int):
+        return _number(int)
+    if isinstance(o.default, float):
+        return _number(float)
+    return None
 
-    def d(field: str, source: Any) -> Any:
-        if source is None:
-            return None
-        return source.get(field) if isinstance(source, dict) else getattr(source, field)
 
-    def h(text: str, default: str | None = None) -> str:
-        """Help text; with no defaults given, say what None means (else argparse shows the default)."""
-        if task_defaults or train_defaults is not None:
-            return text
-        return f"{text} (default: {default})" if default else f"{text}{note}"
+def _shown(value: Any) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_config_arguments(ap: argparse.ArgumentParser, cls: type, title: str, *, regime: bool | None = None,
+                         fields: Sequence[str] | None = None, defaults: Any = None, note: str | Mapping[str, str] = "",
+                         scope: str | None = None) -> argparse._ArgumentGroup:
+    """An argument group with the options of config dataclass `cls` (`fci.options`):
+    all of them, only the regime options (`regime=True`) or the others (`False`), or
+    the named `fields`. With `defaults` (an instance or a dict) each option defaults to
+    its value there; without, every option defaults to None, meaning "the command's own
+    value", which `note` describes in --help (one text, or one per field). Each help
+    text shows one default."""
+    opts = [o for o in config_options(cls) if (fields is None or o.field in fields) and (regime is None or o.regime == regime)]
+    if fields is not None and {o.field for o in opts} != set(fields):
+        raise ValueError(f"{cls.__name__} has no options {sorted(set(fields) - {o.field for o in opts})}")
+    group = ap.add_argument_group(title, scope)
+    for o in opts:
+        if defaults is None:
+            default, shown = None, (note.get(o.field, "") if isinstance(note, Mapping) else note)
+        else:
+            default = defaults.get(o.field) if isinstance(defaults, dict) else getattr(defaults, o.field)
+            shown = o.shown if default is None and o.shown else _shown(default)
+        kw: dict[str, Any] = {"default": default, "help": f"{o.help} (default: {shown})" if shown else o.help}
+        if o.choices is not None:
+            kw["choices"] = list(o.choices)
+        t = _argparse_type(o)
+        if t is not None:
+            kw["type"] = t
+        if o.metavar:
+            kw["metavar"] = o.metavar
+        group.add_argument(o.flag, **kw)
+    return group
+
+
+def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """{field: value} of the options of config dataclass `cls` that `args` holds and set (not None)."""
+    return {o.field: getattr(args, o.dest) for o in config_options(cls) if getattr(args, o.dest, None) is not None}
+
+
+def _regime_options() -> tuple[list[ConfigOption], list[ConfigOption]]:
+    from fci.options import config_options
+
+    return ([o for o in config_options(TaskConfig) if o.regime], [o for o in config_options(TrainConfig) if o.regime])
+
+
+def regime_dests() -> list[str]:
+    """The argparse destinations of the regime options (task, then training)."""
+    task, train = _regime_options()
+    return [o.dest for o in (*task, *train)]
+
+
+def regime_flags(which: str) -> dict[str, str]:
+    """flag -> config field of the regime options of "task" or "train"."""
+    task, train = _regime_options()
+    return {o.flag: o.field for o in (task if which == "task" else train)}
+
+
+def add_regime_arguments(ap: argparse.ArgumentParser, task_defaults: Any = None, train_defaults: Any = None,
+                         default_note: str = "", applies_to: str = "") -> None:
+    """Add the task and training options every Boolean command takes (the fields of
+    `TaskConfig` and `TrainConfig` marked `regime`). Without defaults every option
+    defaults to None ("the command's own value", which `default_note` describes);
+    `regime_overrides` then returns only what was set. `applies_to` (e.g. "the
+    Boolean jobs only") goes into both groups' --help."""
 
     scope = f"They apply to {applies_to}." if applies_to else None
-    t = ap.add_argument_group("task options (SPEC §1)", scope)
-    t.add_argument("--vars", type=int, default=d("n_vars", td), help=h("input variables n (None: C*k)", "C*k"))
-    t.add_argument("--layout", choices=["disjoint", "shared"], default=d("layout", td) if td else None,
-                   help=h("variable layout", "disjoint"))
-    t.add_argument("--outputs", choices=["dnf", "clauses"], default=d("outputs", td) if td else None,
-                   help=h("one OR output, or one output per clause", "dnf"))
-    t.add_argument("--p", type=parse_p, default=d("p", td) if td else None,
-                   help=h("planting probability in [0, 1], 'balanced' (OR true half the time) or 'uniform' "
-                          "(fair coins, no planting)", "balanced"))
-    t.add_argument("--negation-prob", type=float, default=d("negation_prob", td) if td else None,
-                   help=h("probability that a literal is negated", "0.5"))
-    t.add_argument("--train-samples", type=int, default=d("n_train", td) if td else None,
-                   help=h("training samples per task"))
-    g = ap.add_argument_group("training options", scope)
-    g.add_argument("--optimizer", choices=["adam", "sgd"], default=d("optimizer", tr), help=h("optimiser"))
-    g.add_argument("--lr", type=float, default=d("lr", tr), help=h("learning rate"))
-    g.add_argument("--momentum", type=float, default=d("momentum", tr), help=h("SGD momentum in [0, 1)", "0"))
-    g.add_argument("--weight-decay", type=float, default=d("weight_decay", tr), help=h("L2 penalty", "0"))
-    g.add_argument("--batch-size", type=int, default=d("batch_size", tr), help=h("minibatch size"))
-    g.add_argument("--warmup", type=int, default=d("warmup", tr), help=h("dense epochs before expansion"))
-    g.add_argument("--finetune", type=int, default=d("finetune", tr), help=h("epochs after expansion"))
+    add_config_arguments(ap, TaskConfig, "task options (SPEC §1)", regime=True, defaults=task_defaults, note=default_note,
+                         scope=scope)
+    add_config_arguments(ap, TrainConfig, "training options (SPEC §7)", regime=True, defaults=train_defaults,
+                         note=default_note, scope=scope)
 
 
 def regime_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """(task fields, train fields) set on the command line (None = not set)."""
-    task = {f: getattr(args, _dest(fl)) for fl, f in TASK_OPTIONS.items()}
-    train = {f: getattr(args, _dest(fl)) for fl, f in TRAIN_OPTIONS.items()}
-    return {k: v for k, v in task.items() if v is not None}, {k: v for k, v in train.items() if v is not None}
+    task, train = _regime_options()
+    pick = lambda opts: {o.field: getattr(args, o.dest) for o in opts if getattr(args, o.dest, None) is not None}  # noqa: E731
+    return pick(task), pick(train)
 
 
 def build_train(ap: argparse.ArgumentParser, base: Any, overrides: dict[str, Any]) -> Any:
     """`base` (a TrainConfig) with the overrides, validated; a bad value exits naming its flag."""
-
     try:
         return dataclasses.replace(base, **overrides)
     except ValueError as e:
@@ -163,8 +193,9 @@ def regime_record(task: Any, train: Any) -> dict[str, Any]:
     """Every regime option's value, keyed by its flag without dashes (summary.json)."""
     t = task if isinstance(task, dict) else task.to_dict()
     r = train if isinstance(train, dict) else {**train.to_dict(), "momentum": train.momentum}
-    out = {_dest(fl): t.get(f) for fl, f in TASK_OPTIONS.items()}
-    out.update({_dest(fl): r.get(f, 0.0 if f == "momentum" else None) for fl, f in TRAIN_OPTIONS.items()})
+    task_opts, train_opts = _regime_options()
+    out = {o.dest: t.get(o.field) for o in task_opts}
+    out.update({o.dest: r.get(o.field, o.default) for o in train_opts})
     return out
 
 

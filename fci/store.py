@@ -669,13 +669,13 @@ class Store:
 # ---------------------------------------------------------------------- command line
 
 
-def _main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """`python -m fci.store verify|repair DIR`: list (verify) or quarantine
     (repair) the corrupt and incomplete entries of the store under DIR."""
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m fci.store", description=_main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m fci.store", description=main.__doc__)
     ap.add_argument("action", choices=["verify", "repair"], help="verify: list bad entries (exit 1 if any); "
                     "repair: move them to DIR/store/.quarantine/ and remove stale temporary folders")
     ap.add_argument("dir", metavar="DIR", help="the store root (the --data folder: entries live under DIR/store/)")
@@ -697,4 +697,4 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    raise SystemExit(main())

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from fci.io import known_fields
+from fci.options import option
 from fci.seeding import derive_seed, generator
 
 __all__ = ["Clause", "DNFTask", "Literal", "TaskConfig", "format_clause"]
@@ -39,6 +40,16 @@ Clause = tuple[Literal, ...]
 _LAYOUTS = ("disjoint", "shared")
 _OUTPUT_MODES = ("dnf", "clauses")
 P_MODES = ("balanced", "uniform")  # the named planting modes beside a number in [0, 1]
+
+
+def parse_p(value: str) -> float | str:
+    """`--p`: a number in [0, 1] (checked by TaskConfig), 'balanced' or 'uniform'."""
+    if value in P_MODES:
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"must be a number in [0, 1], 'balanced' or 'uniform', got {value!r}") from None
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
@@ -91,15 +102,20 @@ class TaskConfig:
         n_test: size of the test set (>= 1).
     """
 
-    n_clauses: int = 8
-    clause_size: int = 3
-    n_vars: int | None = None
-    layout: str = "disjoint"
-    negation_prob: float = 0.5
-    outputs: str | Sequence[Sequence[int]] = "dnf"
-    p: float | str = "balanced"
-    n_train: int = 4096
-    n_test: int = 2048
+    n_clauses: int = option(8, flag="--clauses", help="number of clauses C")
+    clause_size: int = option(3, help="literals per clause k")
+    n_vars: int | None = option(None, flag="--vars", parse=int, metavar="N", regime=True, shown="C*k",
+                                help="input variables n; variables beyond the clauses are distractors")
+    layout: str = option("disjoint", choices=_LAYOUTS, regime=True,
+                         help="variable layout: each variable in at most one clause, or clauses drawn independently")
+    negation_prob: float = option(0.5, regime=True, help="probability that a literal is negated, in [0, 1]")
+    outputs: str | Sequence[Sequence[int]] = option("dnf", choices=_OUTPUT_MODES, regime=True,
+                                                    help="one output (the whole formula) or one output per clause")
+    p: float | str = option("balanced", parse=parse_p, metavar="P", regime=True,
+                            help="planting probability in [0, 1], 'balanced' (formula true half the time) or 'uniform' "
+                                 "(fair coins, no planting)")
+    n_train: int = option(4096, flag="--train-samples", regime=True, help="training samples per task")
+    n_test: int = option(2048, flag="--test-samples", help="test samples per task")
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731

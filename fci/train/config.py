@@ -10,14 +10,20 @@ from fci.data.datasets import Dataset
 from fci.data.spec import DatasetSpec
 from fci.fpe.splits import SPLITS, split_info
 from fci.io import known_fields
+from fci.options import option
 from fci.seeding import derive_seed
 from fci.tasks import DNFTask, TaskConfig
 
-__all__ = ["TrainConfig", "FPESpec", "ADAM_BETAS", "ADAM_EPS"]
+__all__ = ["TrainConfig", "FPESpec", "ADAM_BETAS", "ADAM_EPS", "MAX_LR"]
 
 #: Adam's moment decay rates and epsilon: torch's defaults, fixed (not configurable).
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+
+#: The largest learning rate (and weight decay) a config accepts. An Adam step moves each
+#: weight by up to lr; no schedule of these small networks needs more than about 1, so a
+#: larger value is taken for a typo and refused before any work.
+MAX_LR = 1e3
 
 
 @dataclass(frozen=True)
@@ -37,26 +43,27 @@ class TrainConfig:
         shuffle_seed: seed of the minibatch order, shared by every model of a stack.
     """
 
-    lr: float = 0.01
-    batch_size: int = 256
-    warmup: int = 200
-    finetune: int = 200
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    shuffle_seed: int = 0
-    momentum: float = 0.0
+    lr: float = option(0.01, regime=True, help="learning rate")
+    batch_size: int = option(256, regime=True, help="minibatch size")
+    warmup: int = option(200, regime=True, help="dense epochs before expansion")
+    finetune: int = option(200, regime=True, help="epochs after expansion (the dense baseline trains warmup + finetune)")
+    weight_decay: float = option(0.0, regime=True, help="L2 penalty added to the gradient")
+    optimizer: str = option("adam", choices=("adam", "sgd"), regime=True, help="optimiser")
+    shuffle_seed: int = option(0, help="seed of the minibatch order, shared by every model of a stack")
+    momentum: float = option(0.0, regime=True, help="SGD momentum in [0, 1) (optimizer sgd only)")
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr <= MAX_LR:
+            raise ValueError(f"lr must be a number in (0, {MAX_LR:g}], got {self.lr!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         for name in ("warmup", "finetune"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0 (epochs), got {v!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or not 0 <= self.weight_decay <= MAX_LR:
+            raise ValueError(f"weight_decay must be a number in [0, {MAX_LR:g}], got {self.weight_decay!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if isinstance(self.momentum, bool) or not isinstance(self.momentum, (int, float)) or not 0 <= self.momentum < 1:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from analyses import ALL_STUDIES
+from analyses import study_names
 from analyses.columns import CORE, LEGACY, MODEL_CORE, README_END, README_START, canonical_row, describe, readme_table, unknown
 from analyses.rows import MODEL_COLUMNS, model_columns
 from analyses.tables import convergence
@@ -127,14 +127,14 @@ def tables(tmp_path_factory):
     """Every study's results.csv at the tiny level (one shared store)."""
     root = tmp_path_factory.mktemp("columns")
     out = {}
-    for name in (*ALL_STUDIES, "regimes"):
+    for name in study_names():
         main = importlib.import_module(f"analyses.{name}").main
         assert main(["--tiny", "--device", "cpu", "--out", str(root / name), "--data", str(root / "data")]) == 0
         out[name] = pd.read_csv(root / name / "results.csv")
     return out
 
 
-@pytest.mark.parametrize("name", (*ALL_STUDIES, "regimes"))
+@pytest.mark.parametrize("name", study_names())
 def test_every_study_writes_registered_columns_and_the_core(tables, name):
     df = tables[name]
     assert unknown(df.columns) == [], f"{name} writes unregistered columns (add them to analyses/columns.py)"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyses import ALL_STUDIES, STUDIES
+from analyses import study_names
 from analyses.capacity_vs_alpha import balanced_same_group_prob, collision_figure
 from analyses.interference_regression import regressions
 from analyses.levels import HEADLINE, LEVELS, make_specs, superposition_points
@@ -19,6 +19,9 @@ from analyses.style import significance_text
 from analyses.superposition_sweep import heatmap_figure, trend_figure
 from analyses.tables import condition_stats, paired_rows
 from fci.io import jsonable
+
+ALL_STUDIES = study_names()
+STUDIES = study_names("Study")  # the sweeps of Boolean FPE trials
 
 REQUIRED = ["condition", "alpha", "hidden", "n_clauses", "clause_size", "trial", "seed", "test_accuracy", "nnz",
             "feature_capacity", "cosine_interference"]

@@ -32,6 +32,7 @@ KILLS = 10
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.fault,
     pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals"),
 ]
 
