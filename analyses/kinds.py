@@ -44,7 +44,7 @@ from fci.fpe.splits import SPLITS
 from fci.io import jsonable
 from fci.store import Store, StoreError, config_key
 from fci.tasks import TaskConfig
-from fci.train import FPEResult, FPESpec, ModelResult, backends_of, entry_configs, run_fpe, trial_keys
+from fci.train import FPEResult, FPESpec, ModelResult, backends_of, entry_configs, plan_cost, run_fpe, trial_keys
 
 __all__ = ["Study", "Context", "JobStudy", "JobContext", "build_parser", "build_job_parser", "caption_for", "regime_caption",
            "chunked"]
@@ -144,6 +144,7 @@ class Study:
             run_fpe([s for s, _ in items], device=info.device, progress=True, store=info.store)
 
         return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=_shard_key,
+                    cost=lambda items: plan_cost([s for s, _ in items]),
                     unit="trials", describe=f"{len(ctx.points)} configurations x {ctx.args.trials} trials")
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: Context) -> pd.DataFrame:

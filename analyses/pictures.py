@@ -1,8 +1,8 @@
 """Render one PNG per study for the README from the figures of the default runs.
 
-    python -m analyses.pictures [--results data/results] [--out docs/analyses]
+    python -m analyses.pictures [--results data/results] [--run default] [--out docs/analyses]
 
-Reads `<results>/<study>/<figure>.plotly.json` (written beside every HTML
+Reads `<results>/<study>/<run>/<figure>.plotly.json` (written beside every HTML
 figure) and writes `<out>/<study>.png` with kaleido, which needs a Chrome or
 Chromium on the machine (e.g. Debian's `chromium`); kaleido is not a
 dependency of fci, so this is a maintainer's step: `pip install kaleido`.
@@ -35,6 +35,7 @@ PICTURES = {
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analyses.pictures", description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", default="data/results", help="folder of the studies' outputs (default: data/results)")
+    ap.add_argument("--run", default="default", help="which run of each study (its folder name; default: default)")
     ap.add_argument("--out", default="docs/analyses", help="where the PNGs go (default: docs/analyses)")
     ap.add_argument("--scale", type=float, default=1.0, help="pixel scale of the PNGs (default: 1)")
     args = ap.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     missing = []
     for study, stem in PICTURES.items():
-        src = Path(args.results) / study / f"{stem}.plotly.json"
+        src = Path(args.results) / study / args.run / f"{stem}.plotly.json"
         if not src.is_file():
             missing.append(str(src))
             continue

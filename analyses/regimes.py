@@ -41,7 +41,7 @@ from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run
 from analyses.style import add_caption, label
 from fci.metrics import paired_ttest, relative_improvement, trial_stats
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, TrainConfig, entry_configs, run_fpe, trial_keys
+from fci.train import FPESpec, TrainConfig, entry_configs, plan_cost, run_fpe, trial_keys
 
 __all__ = ["GRIDS", "Grid", "OPTIMIZERS", "specs", "shard_key", "cell_stats", "answer", "heatmap_figure", "main"]
 
@@ -258,6 +258,7 @@ class RegimesStudy:
             run_fpe([s for s, _ in items], device=ctx.run.device, progress=True, store=ctx.run.store)
 
         return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=shard_key,
+                    cost=lambda items: plan_cost([s for s, _ in items]),
                     unit="trials", describe=f"{ctx.config['cells']} cells x {ctx.trials} trials")
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> pd.DataFrame:

@@ -34,9 +34,13 @@ from tqdm.auto import tqdm
 
 from analyses.levels import LEVELS
 from fci.cli import (
+    MANY_TRIALS,
     OneLineParser,
+    check_data,
+    check_plan,
     check_writable,
     regime_dests,
+    run_name,
 )
 from fci.io import environment, write_csv, write_json
 from fci.models.base import resolve_device
@@ -76,6 +80,8 @@ class Plan:
         shard_key: a unit's identity for `--shard` (a JSON-able config).
         unit: what a unit is called in logs and in the run record ("trials", "jobs").
         describe: one log line about the plan (sizes), without the store counts.
+        cost: optional, units -> their `fci.train.PlanCost`, checked before any work
+            (a plan of days, or one past the machine's memory or disk, needs --yes).
     """
 
     units: list[Any]
@@ -84,6 +90,7 @@ class Plan:
     shard_key: Callable[[Any], Any]
     unit: str = "jobs"
     describe: str = ""
+    cost: Callable[[list[Any]], Any] | None = None
 
 
 @dataclass
@@ -149,6 +156,8 @@ def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
 
     plan = study.plan(ctx)
     units = shard_items(plan.units, info.shard, key=plan.shard_key)
+    if plan.cost is not None:
+        check_plan(ap, plan.cost(units), info.device.type, Path(args.data), args.yes)
     groups = [plan.keys(u) for u in units]
     store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and produced again
     stored = sum(all(store.has(k) for k in g) for g in groups)
@@ -202,7 +211,8 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog)
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long runs for the tests
-    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{name}/)")
+    ap.add_argument("--out", default=None, help=f"output folder (default: <data>/results/{name}/<run>/, where <run> is "
+                    "'default', or the level and the options set, e.g. 'quick-seed=3')")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
     ap.add_argument("--trials", type=int, default=None,
                     help=f"trials per configuration (default: {LEVELS['full'].trials}; --quick: {LEVELS['quick'].trials}); "
@@ -212,6 +222,9 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
                     help=f"run only the I-th of N disjoint deterministic slices of the {units} and write partial results; "
                          "a final run without --shard collects everything from the store and writes the figures")
     ap.add_argument("--data", default="data", help="results store root (default: data)")
+    ap.add_argument("--yes", action="store_true",
+                    help="start a run whose plan is very large (days of training, or past the machine's memory or disk); "
+                         f"without it such a plan, or more than {MANY_TRIALS:,} trials, is refused")
     return ap
 
 
@@ -247,15 +260,18 @@ def check_contract(ap: argparse.ArgumentParser, args: argparse.Namespace, name: 
         ap.error(f"--device: {e}")
     if args.trials is not None and args.trials < 1:
         ap.error(f"--trials must be >= 1, got {args.trials}")
+    if args.trials is not None and args.trials > MANY_TRIALS and not args.yes:
+        ap.error(f"--trials {args.trials:,} is more than {MANY_TRIALS:,} trials per configuration; rerun with --yes to plan it")
     try:
         shard = parse_shard(args.shard)
     except ValueError as e:
         ap.error(str(e))
-    out = Path(args.out) if args.out is not None else Path(args.data) / "results" / name
-    return RunInfo(args=args, level=level, device=device, out=out, store=Store(args.data), shard=shard)
+    data = check_data(ap, args.data)
+    out = Path(args.out) if args.out is not None else data / "results" / name / run_name(ap, args, level)
+    return RunInfo(args=args, level=level, device=device, out=out, store=Store(data), shard=shard)
 
 
 def check_folders(ap: argparse.ArgumentParser, info: RunInfo) -> None:
-    """--out and --data must be writable (checked before any work)."""
-    for flag, folder in (("--out", info.out), ("--data", Path(info.args.data))):
+    """--data and --out must be writable (checked before any work)."""
+    for flag, folder in (("--data", Path(info.args.data)), ("--out", info.out)):
         check_writable(ap, flag, folder)

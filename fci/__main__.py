@@ -15,16 +15,20 @@ from typing import Any
 import numpy as np
 
 from fci.cli import (
+    MANY_TRIALS,
     OneLineParser,
     add_config_arguments,
     build_task,
     build_train,
+    check_data,
+    check_plan,
     check_writable,
     config_values,
     mean_sem_text,
     parse_splits,
     regime_record,
     regime_text,
+    run_name,
 )
 from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
 from fci.fpe.splits import SPLITS
@@ -40,7 +44,7 @@ from fci.metrics import (
 from fci.models.base import resolve_device
 from fci.store import Store
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, run_fpe
+from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, plan_cost, run_fpe
 
 SUBCOMMANDS = {
     "study": "run a study: fci study NAME [options] (the same as python -m analyses.NAME); without NAME, list them",
@@ -65,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
     r.add_argument("--data", default="data", help="results store root (default: data)")
-    r.add_argument("--out", default=None, help="folder for summary.json (default: <data>/results/fci/)")
+    r.add_argument("--out", default=None, help="folder for summary.json (default: <data>/results/fci/<run>/, where <run> "
+                   "is 'default' or the options set, e.g. 'seed=3-hidden=16')")
+    r.add_argument("--yes", action="store_true",
+                   help="start a run whose plan is very large (days of training, or past the machine's memory or disk)")
     r.add_argument("--threshold", type=float, default=None,
                    help="per-neuron relative sign threshold in [0, 1] for static decoding (default: auto, each neuron's "
                         "own two-cluster split)")
@@ -114,6 +121,8 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
                              ("--finetune", args.finetune, 0)):
         if value < low:
             ap.error(f"{flag} must be an integer >= {low}, got {value}")
+    if args.trials > MANY_TRIALS and not args.yes:
+        ap.error(f"--trials {args.trials:,} is more than {MANY_TRIALS:,}; rerun with --yes to plan it")
     if args.vars is not None and args.vars < 1:
         ap.error(f"--vars must be an integer >= 1, got {args.vars}")
     if args.threshold is not None and not (math.isfinite(args.threshold) and 0 <= args.threshold <= 1):
@@ -129,12 +138,14 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
         args.device = resolve_device(args.device)
     except ValueError as e:
         ap.error(f"--device: {e}")
-    check_writable(ap, "--data", args.data)
-    args.out = str(check_writable(ap, "--out", Path(args.data) / "results" / "fci" if args.out is None else args.out))
+    data = check_writable(ap, "--data", check_data(ap, args.data))
+    run = run_name(ap, args, "full")
+    args.out = str(check_writable(ap, "--out", data / "results" / "fci" / run if args.out is None else args.out))
     specs = [
         FPESpec(task=task, hidden=args.hidden, seed=args.seed + t, expansions=tuple((s, args.alpha) for s in splits), train=train)
         for t in range(args.trials)
     ]
+    check_plan(ap, plan_cost(specs), args.device.type, data, args.yes)
     return splits, specs
 
 

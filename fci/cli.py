@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
+import logging
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Sequence
 
 from fci.options import ConfigOption, config_options, flag_of
 from fci.tasks import TaskConfig
 from fci.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -38,6 +44,96 @@ def check_writable(ap: argparse.ArgumentParser, flag: str, folder: str | os.Path
     except OSError as e:
         ap.error(f"{flag} {str(folder)!r} must be a writable folder ({e.strerror or e})")
     return folder
+
+
+#: Options that do not change what a run computes (not in its folder name): where it
+#: writes, which slice of it this process trains, and the device (a run computes the
+#: same on any device, to float rounding; summary.json records which one ran it).
+_NOT_IN_NAME = frozenset({"quick", "tiny", "out", "data", "shard", "yes", "device"})
+
+
+def run_name(ap: argparse.ArgumentParser, args: argparse.Namespace, level: str) -> str:
+    """The name of a run's output folder: `default` for the default run, else the level
+    (`quick`) and every option set off its default (`quick-seed=3-lr=0.1`); a name
+    longer than 80 characters ends in a digest of the options instead. Two runs with
+    different options never share a folder; rerunning a command replaces only its own."""
+    parts = ["default" if level == "full" else level]
+    changed = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_IN_NAME and v != ap.get_default(k)}
+    parts += [f"{k.replace('_', '-')}={v}" for k, v in changed.items()]
+    name = "-".join(parts)
+    name = "".join(c if c.isalnum() or c in "-=.,_+" else "_" for c in name)
+    if len(name) > 80:
+        digest = hashlib.sha256(json.dumps({k: str(v) for k, v in changed.items()}, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{parts[0]}-{digest}"
+    return name
+
+
+def check_data(ap: argparse.ArgumentParser, data: str) -> Path:
+    """--data names a folder (created when missing); empty or a file is refused naming --data."""
+    if not str(data).strip():
+        ap.error("--data must name a folder (the results store root), got ''")
+    path = Path(data)
+    if path.exists() and not path.is_dir():
+        ap.error(f"--data {str(data)!r} is a file; it must be a folder (the results store root)")
+    return path
+
+
+
+#: The training throughput the plan check assumes, in FLOP/s per device type: low on
+#: purpose (fci's CPU kernel reaches several times this on two cores), so a plan the
+#: check calls long is long.
+ASSUMED_FLOPS = {"cpu": 1e10, "cuda": 1e12}
+#: A plan longer than this (seconds, at the assumed throughput) needs --yes.
+LONG_PLAN_S = 24 * 3600
+#: A plan longer than this (seconds) is announced before it starts.
+LONG_NOTE_S = 600
+#: More trials per configuration than this need --yes (checked before any plan is built).
+MANY_TRIALS = 10_000
+
+
+def available_memory() -> int:
+    """Bytes of host memory available now (MemAvailable), or 0 when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ":" in ln}
+        return info.get("MemAvailable", info.get("MemFree", 0))
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _free_disk(path: Path) -> int:
+    p = path.resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return 0
+
+
+def check_plan(ap: argparse.ArgumentParser, cost: Any, device_type: str, data: Path, yes: bool) -> None:
+    """Refuse, in one line naming --yes, a plan (`fci.train.PlanCost`) that would take days
+    at the assumed throughput, need more memory than the machine has for one trial,
+    or more disk than is free under `data`."""
+    if yes:
+        return
+    rate = ASSUMED_FLOPS.get(device_type, ASSUMED_FLOPS["cpu"])
+    problems = []
+    seconds = cost.seconds(rate)
+    if seconds > LONG_PLAN_S:
+        problems.append(f"about {seconds / 86400:,.0f} days of training at an assumed {rate / 1e9:g} GFLOP/s")
+    mem = available_memory() if device_type == "cpu" else 0
+    if mem and cost.peak_bytes > mem:
+        problems.append(f"{cost.peak_bytes / 2**30:,.1f} GiB for one trial, more than the {mem / 2**30:.1f} GiB available")
+    disk = _free_disk(data)
+    if disk and cost.store_bytes > disk:
+        problems.append(f"{cost.store_bytes / 2**30:,.1f} GiB of models, more than the {disk / 2**30:.1f} GiB free under {data}")
+    if problems:
+        ap.error(f"this run plans {cost.trials:,} trials ({cost.models:,} models): {'; '.join(problems)}; "
+                 "rerun with --yes to start it anyway")
+    if seconds > LONG_NOTE_S:
+        log.warning("this run plans %s trials (%s models): about %.1f hours of training at an assumed %g GFLOP/s",
+                    f"{cost.trials:,}", f"{cost.models:,}", seconds / 3600, rate / 1e9)
 
 
 def flag_error(ap: argparse.ArgumentParser, e: ValueError) -> NoReturn:

@@ -20,7 +20,7 @@ from fci.train.maths import per_model_loss
 from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors, trial_keys
 from fci.train.provenance import backends_of, provenance
 from fci.train.results import DataFPEResult, FPEResult, ModelResult
-from fci.train.schedule import SCHEDULE_VERSION, FPERun, auto_max_stack, run_fpe, run_fpe_data, trial_bytes
+from fci.train.schedule import SCHEDULE_VERSION, FPERun, PlanCost, auto_max_stack, plan_cost, run_fpe, run_fpe_data, trial_bytes
 
 __all__ = [
     "TrainConfig",
@@ -39,6 +39,8 @@ __all__ = [
     "trial_keys",
     "auto_max_stack",
     "trial_bytes",
+    "PlanCost",
+    "plan_cost",
     "entry_configs",
     "save_fpe_result",
     "load_fpe_result",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
@@ -35,7 +36,7 @@ from fci.train.fitting import results as _results
 from fci.train.persistence import load_fpe_result, save_fpe_result, trial_keys
 from fci.train.results import FPEResult, ModelResult
 
-__all__ = ["run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun", "SCHEDULE_VERSION"]
+__all__ = ["PlanCost", "plan_cost", "run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun", "SCHEDULE_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,49 @@ def trial_bytes(spec: FPESpec) -> int:
     peak = max([phase(hidden)] + [sum(phase(h) for h in child_hidden)])
     kept = 4 * 4 * (params(hidden) * 2 + sum(params(h) for h in child_hidden))  # stacks and CPU copies
     return raw + peak + kept
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """What a list of trials asks of the machine, estimated before any work.
+
+    Attributes:
+        trials, models: how many (models: each trial's dense baseline, parent and children).
+        flops: multiply-adds x 2 of every training step (forward and backward, about
+            6 per parameter and sample), summed over models and epochs.
+        peak_bytes: the largest single trial's memory in a stack (`trial_bytes`).
+        store_bytes: what the store will hold (float32 weights and masks of every model).
+    """
+
+    trials: int
+    models: int
+    flops: float
+    peak_bytes: int
+    store_bytes: int
+
+    def seconds(self, flops_per_second: float) -> float:
+        return self.flops / flops_per_second
+
+
+def plan_cost(specs: Sequence[FPESpec]) -> PlanCost:
+    """The cost of training `specs` (`PlanCost`), from their sizes alone."""
+    flops = 0.0
+    models = 0
+    store = 0
+    peak = 0
+    for spec in specs:
+        N, _, n, O = _sizes(spec)
+        sizes = [n, *spec.hidden_list, O]
+        params = sum(o * (i + 1) for i, o in zip(sizes[:-1], sizes[1:]))
+        k = 2 + len(spec.expansions)  # baseline, parent (warm-up only) and children
+        widest = max([1] + [a for _, a in spec.expansions])
+        # parent + baseline: warmup + finetune epochs of the parent's size; each child: finetune epochs of <= alpha x
+        epochs = spec.train.warmup + spec.train.finetune + spec.train.finetune * sum(a for _, a in spec.expansions)
+        flops += 6.0 * N * params * epochs
+        models += k
+        store += 8 * params * (k + widest * len(spec.expansions))
+        peak = max(peak, trial_bytes(spec))
+    return PlanCost(len(specs), models, flops, peak, store)
 
 
 def _memory_budget(dev: torch.device) -> int:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from analyses import wide_sparse as ws
+import fci.sparsity.static  # noqa: F401  (the module the test patches)
 from fci import sparsity
 from fci.models.mlp import MaskedMLP
 from fci.sparsity.static import (
@@ -104,7 +105,7 @@ def test_sparse_mlp_replaces_exact_zero_initial_values(monkeypatch):
                     w.zero_()
                     b.zero_()
 
-    monkeypatch.setattr(sparsity, "MaskedMLP", ZeroInit)
+    monkeypatch.setattr(sparsity.static, "MaskedMLP", ZeroInit)
     m = sparse_mlp(10, 20, 2, 100, seed=0)
     assert m.nnz() == 100
 

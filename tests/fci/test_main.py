@@ -39,7 +39,9 @@ BAD = [
     (["--vars", "3"], "--vars: n_vars must be >= n_clauses * clause_size"),
     (["--p", "2"], "--p: p must be a number in [0, 1]"),
     (["--p", "often"], "--p: must be a number in [0, 1], 'balanced' or 'uniform'"),
-    (["--lr", "0"], "--lr: lr must be > 0"),
+    (["--lr", "0"], "--lr: lr must be a number in (0, 1000], got 0.0"),
+    (["--lr", "inf"], "argument --lr: must be a finite number, got 'inf'"),
+    (["--lr", "1e9"], "--lr: lr must be a number in (0, 1000]"),
     (["--negation-prob", "1.5"], "--negation-prob: negation_prob must be a number in [0, 1]"),
     (["--device", "tpu"], "--device"),
     (["--layout", "ring"], "--layout"),
@@ -128,7 +130,7 @@ EVERY_OPTION = {
     "--outputs": "clauses", "--p": "uniform", "--negation-prob": "0.25", "--train-samples": "40", "--optimizer": "sgd",
     "--lr": "0.05", "--momentum": "0.5", "--weight-decay": "0.001", "--batch-size": "16", "--warmup": "2", "--finetune": "1",
     "--hidden": "3", "--alpha": "3", "--splits": "random,gram", "--trials": "2", "--seed": "4", "--device": "cpu",
-    "--threshold": "0.3",
+    "--threshold": "0.3", "--shuffle-seed": "5",
 }
 
 
@@ -138,9 +140,9 @@ def test_every_option_round_trips_into_summary_json(tmp_path):
     from fci.__main__ import build_parser
 
     ap = build_parser()
-    argv = [a for kv in EVERY_OPTION.items() for a in kv] + ["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o")]
+    argv = [a for kv in EVERY_OPTION.items() for a in kv] + ["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--yes"]
     flags = {a.option_strings[0]: a for a in ap._actions if a.option_strings and a.dest != "help"}
-    assert set(flags) == set(EVERY_OPTION) | {"--data", "--out"}, "an option of python -m fci is not covered here"
+    assert set(flags) == set(EVERY_OPTION) | {"--data", "--out", "--yes"}, "an option of python -m fci is not covered here"
     parsed = ap.parse_args(argv)
     for flag, action in flags.items():
         assert getattr(parsed, action.dest) != action.default, f"{flag} is set to its default"
