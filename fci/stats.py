@@ -417,7 +417,7 @@ def _check_alternative(alternative: str, allowed: Sequence[str] = _ALTERNATIVES)
 
 
 def _check_alpha(alpha: float, name: str = "alpha") -> None:
-    if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
+    if not (isinstance(alpha, (int, float, np.floating)) and not isinstance(alpha, bool) and 0 < alpha < 1):
         raise ValueError(f"{name} must be in (0, 1), got {alpha!r}")
 
 
