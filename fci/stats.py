@@ -69,7 +69,8 @@ A trend over an ordered factor (trials as rows, levels as columns):
 For a table of grid cells (one row per cell and condition, raw ``p``) and the
 per-model results it came from::
 
-    st = stats.mark_degenerate(st, results, by=["n_clauses", "optimizer"], base_rate="base_rate", resolution=1 / n_test)
+    st = stats.mark_degenerate(st, results, cell=["n_clauses", "optimizer"], compare=["condition", "alpha"],
+                               baseline={"condition": "dense"}, base_rate="base_rate", resolution=1 / n_test)
     st = stats.add_fdr(st, p="p", family=["condition", "alpha"], exclude="degenerate")
     counts = stats.tally(st[st.condition == "random"], effect="rel_improvement_mean")
 """
@@ -79,7 +80,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -1007,32 +1008,48 @@ def _per_cell(g: pd.DataFrame, spec: float | str | None, name: str) -> float | N
     return float(vals[0])
 
 
-def mark_degenerate(table: pd.DataFrame, results: pd.DataFrame, by: Sequence[str], *, value: str = "test_accuracy",
-                    base_rate: float | str | None = None, resolution: float | str | None = None, ceiling: float | None = 1.0,
-                    column: str = "degenerate") -> pd.DataFrame:
-    """``table`` with a ``column`` saying, per cell (the columns ``by``), why the cell
-    is degenerate (:func:`degenerate` over every model in ``results`` of that cell,
-    all conditions together) or None. ``base_rate`` and ``resolution`` are numbers
-    or columns of ``results`` (constant within a cell)."""
-    by = list(by)
-    for c in by:
+def mark_degenerate(table: pd.DataFrame, results: pd.DataFrame, cell: Sequence[str], *, compare: Sequence[str] = (),
+                    baseline: Mapping[str, Any] | None = None, value: str = "test_accuracy", base_rate: float | str | None = None,
+                    resolution: float | str | None = None, ceiling: float | None = 1.0, column: str = "degenerate") -> pd.DataFrame:
+    """``table`` with a ``column`` saying why each of its rows is degenerate
+    (:func:`degenerate` over the models it compares) or None.
+
+    ``cell`` names the columns of a cell (shared by a child and its baseline).
+    Without ``compare``, a row's models are every model of its cell in ``results``.
+    With ``compare`` (e.g. ``["condition", "alpha"]``, the columns that tell a
+    table's rows within a cell apart), they are the models of that condition plus
+    the cell's ``baseline`` models (e.g. ``{"condition": "dense"}``): a child and
+    dense all at 1.0 cannot differ, whatever another child of the cell does.
+    ``base_rate`` and ``resolution`` are numbers or columns of ``results``
+    (constant within a cell)."""
+    cell, compare = list(cell), list(compare)
+    for c in cell + compare:
         if c not in table.columns or c not in results.columns:
-            raise ValueError(f"cell column {c!r} must be in both table and results")
+            raise ValueError(f"column {c!r} must be in both table and results")
     if value not in results.columns:
         raise ValueError(f"results has no column {value!r}")
+    def match(cols: Mapping[str, Any]) -> np.ndarray:
+        return np.logical_and.reduce([results[c].to_numpy() == v for c, v in cols.items()], initial=True)  # (len(results),)
+
+    for c in baseline or {}:
+        if c not in results.columns:
+            raise ValueError(f"results has no baseline column {c!r}")
+    base = match(baseline) if baseline else np.zeros(len(results), dtype=bool)
+    if baseline and not base.any():
+        raise ValueError(f"no baseline models in results match {dict(baseline)}")
+    keys = cell + compare
     rows = []
-    for key, g in results.groupby(by, sort=False, dropna=False):
-        key = key if isinstance(key, tuple) else (key,)
-        res = _per_cell(g, resolution, "resolution")
-        rows.append({**dict(zip(by, key)), column: degenerate(g[value].to_numpy(float), base_rate=_per_cell(g, base_rate, "base_rate"),
-                                                              ceiling=ceiling, resolution=res)})
-    marks = pd.DataFrame(rows, columns=[*by, column])
-    out = table.drop(columns=[column], errors="ignore").merge(marks, on=by, how="left", indicator=True)
-    missing = out["_merge"] == "left_only"
-    if missing.any():
-        r = out[missing].iloc[0]
-        raise ValueError(f"{int(missing.sum())} table rows have no models in results, e.g. {dict((c, r[c]) for c in by)}")
-    out = out.drop(columns="_merge")
+    for _, row in table[keys].drop_duplicates().iterrows():
+        in_cell = match({c: row[c] for c in cell})
+        own = in_cell & match({c: row[c] for c in compare})
+        if not own.any():
+            raise ValueError(f"a table row has no models in results: {dict((c, row[c]) for c in keys)}")
+        models = results[own | (in_cell & base)] if compare else results[in_cell]
+        rows.append({**{c: row[c] for c in keys}, column: degenerate(
+            models[value].to_numpy(float), base_rate=_per_cell(models, base_rate, "base_rate"), ceiling=ceiling,
+            resolution=_per_cell(models, resolution, "resolution"))})
+    marks = pd.DataFrame(rows, columns=[*keys, column])
+    out = table.drop(columns=[column], errors="ignore").merge(marks, on=keys, how="left")
     out[column] = out[column].astype(object).where(out[column].notna(), None)
     return out
 

@@ -420,35 +420,43 @@ def test_degenerate_cells_are_named():
 
 
 def _grid() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """4 cells x (dense, random) x 3 trials; cell 3 is solved by every model."""
+    """4 cells x (dense, random, clause) x 3 trials. In cell 3 every model is at 1.0;
+    in cell 2 dense and random are, but one clause-split model is not."""
     rows = []
-    accs = {0: ([0.80, 0.82, 0.81], [0.86, 0.88, 0.87]), 1: ([0.70, 0.72, 0.69], [0.70, 0.71, 0.70]),
-            2: ([0.90, 0.91, 0.92], [0.85, 0.86, 0.86]), 3: ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])}
-    for cell, (dense, rand) in accs.items():
-        for cond, vals in (("dense", dense), ("random", rand)):
+    accs = {0: ([0.80, 0.82, 0.81], [0.86, 0.88, 0.87], [0.90, 0.92, 0.91]),
+            1: ([0.70, 0.72, 0.69], [0.70, 0.71, 0.70], [0.75, 0.76, 0.74]),
+            2: ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 0.99, 1.0]),
+            3: ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0])}
+    for cell, per in accs.items():
+        for cond, vals in zip(("dense", "random", "clause"), per):
             rows += [{"cell": cell, "condition": cond, "trial": t, "test_accuracy": v, "base_rate": 0.5} for t, v in enumerate(vals)]
     results = pd.DataFrame(rows)
     st_rows = []
-    for cell, g in results.groupby("cell"):
-        a = g[g.condition == "random"].test_accuracy.to_numpy()
-        b = g[g.condition == "dense"].test_accuracy.to_numpy()
-        t = paired_test(a, b, resolution=0.01)
-        st_rows.append({"cell": cell, "condition": "random", "diff_mean": t.mean_diff, "p": t.p})
+    for (cell, cond), g in results[results.condition != "dense"].groupby(["cell", "condition"]):
+        b = results[(results.cell == cell) & (results.condition == "dense")].test_accuracy.to_numpy()
+        t = paired_test(g.test_accuracy.to_numpy(), b, resolution=0.01)
+        st_rows.append({"cell": cell, "condition": cond, "diff_mean": t.mean_diff, "p": t.p})
     return pd.DataFrame(st_rows), results
 
 
 def test_degenerate_cells_leave_the_family_and_the_counts():
     table, results = _grid()
-    assert table.p.iloc[3] == 1.0  # the solved cell's sign-flip p: counted as "not significant" before
-    marked = mark_degenerate(table, results, by=["cell"], base_rate="base_rate", resolution=0.01)
-    assert marked.degenerate.tolist() == [None, None, None, "every model at 1"]
+    random = table[table.condition == "random"].reset_index(drop=True)
+    assert random.p.iloc[2] == 1.0 and random.p.iloc[3] == 1.0  # sign-flip p of no difference: once "not significant"
+    whole = mark_degenerate(table, results, cell=["cell"], resolution=0.01)
+    assert whole[whole.condition == "random"].degenerate.tolist() == [None, None, None, "every model at 1"]
+    marked = mark_degenerate(table, results, cell=["cell"], compare=["condition"], baseline={"condition": "dense"},
+                             base_rate="base_rate", resolution=0.01)
+    # random vs dense in cell 2 cannot differ (both all at 1.0), whatever the clause split does there
+    assert marked[marked.condition == "random"].degenerate.tolist() == [None, None, "every model at 1", "every model at 1"]
+    assert marked[marked.condition == "clause"].degenerate.tolist() == [None, None, None, "every model at 1"]
     out = add_fdr(marked, family=["condition"], exclude="degenerate")
-    assert math.isnan(out.q.iloc[3]) and out.family_size.iloc[3] is pd.NA
-    assert out.family_size.iloc[:3].tolist() == [3, 3, 3]
-    assert out.q.iloc[:3].tolist() == pytest.approx(fdr(table.p.iloc[:3]).q)
-    counts = tally(out, "diff_mean")
-    assert counts["family_size"] == 3 and counts["degenerate"] == 1 and counts["untested"] == 0
-    assert counts["higher"] + counts["lower"] + counts["not_significant"] == 3
+    r = out[out.condition == "random"]
+    assert np.isnan(r.q.iloc[2:]).all() and r.family_size.iloc[2] is pd.NA and r.family_size.iloc[:2].tolist() == [2, 2]
+    assert r.q.iloc[:2].tolist() == pytest.approx(fdr(random.p.iloc[:2]).q)
+    counts = tally(r, "diff_mean")
+    assert counts["family_size"] == 2 and counts["degenerate"] == 2 and counts["untested"] == 0
+    assert counts["higher"] + counts["lower"] + counts["not_significant"] == 2
 
 
 def test_add_fdr_corrects_each_family_separately():
@@ -463,7 +471,9 @@ def test_add_fdr_corrects_each_family_separately():
 def test_mark_degenerate_refuses_cells_without_models():
     table, results = _grid()
     with pytest.raises(ValueError, match="no models"):
-        mark_degenerate(table, results[results.cell != 2], by=["cell"])
+        mark_degenerate(table, results[results.cell != 2], cell=["cell"])
+    with pytest.raises(ValueError, match="no baseline models"):
+        mark_degenerate(table, results, cell=["cell"], compare=["condition"], baseline={"condition": "dense-1"})
 
 
 # --------------------------------------------------------------------------- verdicts
