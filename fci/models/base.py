@@ -11,7 +11,7 @@ from torch import nn
 
 from fci.seeding import generator
 
-__all__ = ["MaskedLayers", "resolve_device"]
+__all__ = ["MaskedLayers", "MaskedParameters", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -38,7 +38,24 @@ def _layer_sizes(n_in: int, hidden: int | Sequence[int], n_out: int) -> list[int
     return sizes
 
 
-class MaskedLayers(nn.Module):
+class MaskedParameters:
+    """Layer access shared by single models and stacks: `weights` and `biases` (parameter
+    lists) with their masks registered as buffers `weight_mask_<l>` and `bias_mask_<l>`."""
+
+    weights: nn.ParameterList
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    def weight_mask(self, l: int) -> torch.Tensor:
+        return getattr(self, f"weight_mask_{l}")
+
+    def bias_mask(self, l: int) -> torch.Tensor:
+        return getattr(self, f"bias_mask_{l}")
+
+
+class MaskedLayers(MaskedParameters, nn.Module):
     """What every masked model shares: per layer a raw weight tensor and bias,
     each with a fixed 0/1 mask applied inside the forward pass, and the
     bookkeeping on them (masks, effective weights, nnz, the storage dict).
@@ -63,15 +80,6 @@ class MaskedLayers(nn.Module):
             self.register_buffer(f"bias_mask_{l}", torch.ones_like(b))
         self.parent_index = None
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    def weight_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"weight_mask_{l}")
-
-    def bias_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"bias_mask_{l}")
 
     def set_masks(self, l: int, weight_mask: torch.Tensor, bias_mask: torch.Tensor | None = None) -> None:
         """Set layer l's masks and zero the raw parameters they hide."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fci.models.base import MaskedLayers
+from fci.models.base import MaskedLayers, MaskedParameters
 
 __all__ = ["HEADS", "MaskedCNN", "MaskedCNNStack", "first_layer_filters"]
 
@@ -114,7 +114,7 @@ class MaskedCNN(MaskedLayers):
         return f"in={list(self.in_shape)}, channels={self.channels}, out={self.n_out}, k={self.kernel_size}, pool={self.pool}, head={self.head}, nnz={self.nnz()}"
 
 
-class MaskedCNNStack(nn.Module):
+class MaskedCNNStack(MaskedParameters, nn.Module):
     """M masked CNNs of one depth, input shape, kernel, pooling and output size,
     behind a leading model axis, computed as grouped convolutions (`groups=M`).
 
@@ -149,15 +149,6 @@ class MaskedCNNStack(nn.Module):
     def n_conv(self) -> int:
         return len(self.weights) - 1
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    def weight_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"weight_mask_{l}")
-
-    def bias_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"bias_mask_{l}")
 
     @classmethod
     def from_models(cls, models: Sequence[MaskedCNN]) -> "MaskedCNNStack":

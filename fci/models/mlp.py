@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from fci.models.base import MaskedLayers, _layer_sizes
+from fci.models.base import MaskedLayers, MaskedParameters, _layer_sizes
 
 __all__ = ["MaskedMLP", "MaskedMLPStack"]
 
@@ -100,7 +100,7 @@ class MaskedMLP(MaskedLayers):
         return f"sizes={self.sizes}, nnz={self.nnz()}"
 
 
-class MaskedMLPStack(nn.Module):
+class MaskedMLPStack(MaskedParameters, nn.Module):
     """M independent masked MLPs behind a leading model axis.
 
     Parameters have shapes `weights[l]: (M, out_l, in_l)`, `biases[l]: (M, out_l)`;
@@ -128,15 +128,6 @@ class MaskedMLPStack(nn.Module):
     def n_models(self) -> int:
         return self.weights[0].shape[0]
 
-    @property
-    def n_layers(self) -> int:
-        return len(self.weights)
-
-    def weight_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"weight_mask_{l}")
-
-    def bias_mask(self, l: int) -> torch.Tensor:
-        return getattr(self, f"bias_mask_{l}")
 
     @classmethod
     def from_models(cls, models: Sequence[MaskedMLP]) -> "MaskedMLPStack":
