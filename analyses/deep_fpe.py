@@ -55,7 +55,7 @@ from fci.data import Dataset, DatasetSpec
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
 from fci.tasks import TaskConfig
-from fci.train import SCHEDULE_VERSION, DataFPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
+from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
 
 __all__ = [
     "STUDY", "main", "DATASETS", "DEPTHS", "dataset_spec", "make_dataset", "trial_specs", "study_jobs", "model_rows",
@@ -164,7 +164,7 @@ def _row(res: ModelResult, condition: str, alpha: int, layers: str, parent_nnz: 
     }
 
 
-def model_rows(result: DataFPEResult, first: dict[tuple[str, int], ModelResult] | None = None,
+def model_rows(result: FPEResult, first: dict[tuple[str, int], ModelResult] | None = None,
                warmup: int = 0, x_test: torch.Tensor | None = None) -> list[dict[str, Any]]:
     """results.csv rows of one trial: the dense baseline, each all-layer child and
     each first-layer-only child, with the relative improvement over the paired

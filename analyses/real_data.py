@@ -67,7 +67,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.store import Store, config_key
-from fci.train import SCHEDULE_VERSION, DataFPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
+from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
 __all__ = [
     "ALPHAS",
@@ -281,7 +281,7 @@ def jobs(ctx: JobContext) -> list[dict[str, Any]]:
     return out
 
 
-def model_rows(result: DataFPEResult, x_test: torch.Tensor | None = None) -> list[dict[str, Any]]:
+def model_rows(result: FPEResult, x_test: torch.Tensor | None = None) -> list[dict[str, Any]]:
     """One results row per model of a trial: the paired dense baseline
     (condition 'dense', alpha 1), the restart control and each FPE child.
 
@@ -306,7 +306,7 @@ def model_rows(result: DataFPEResult, x_test: torch.Tensor | None = None) -> lis
     return rows
 
 
-def _tensors(result: DataFPEResult) -> dict[str, torch.Tensor]:
+def _tensors(result: FPEResult) -> dict[str, torch.Tensor]:
     """Every model's weights and masks (prefixed parent., dense., <split>-<alpha>.)
     and train-loss curves (loss.<prefix>), for reopening without this code."""
     out: dict[str, torch.Tensor] = {}

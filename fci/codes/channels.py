@@ -89,7 +89,7 @@ def _count_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def channel_membership(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = True
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
 ) -> ArrayT:
     """(H, C) bool: neuron i belongs to clause c's feature channel, i.e. every literal
     of clause c excites neuron i."""
@@ -98,7 +98,7 @@ def channel_membership(
 
 
 def clause_channels(
-    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = True
+    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
 ) -> list[list[int]]:
     """Feature channel of every clause: the sorted neurons that every literal of the
     clause excites (literal code +1). W1: (H, n) -> C lists of Python ints."""
@@ -107,12 +107,12 @@ def clause_channels(
 
 
 def readout_votes(
-    W2: ArrayT, channels: Sequence[Sequence[int]], threshold: Threshold = "auto", relative: Relative = True,
+    W2: ArrayT, channels: Sequence[Sequence[int]], threshold: Threshold = "auto", relative: Relative = "neuron",
     peak: Any | None = None,
 ) -> ArrayT:
     """(C, O) int64: how many neurons of each channel vote for each output. W2: (O, H).
 
-    A vote is a readout code ``+1``: with per-unit thresholds (``relative=True``) the
+    A vote is a readout code ``+1``: with per-unit thresholds (``relative="neuron"``) the
     code of the contribution ``W2[o, i] * peak[i]`` within output o, ``peak`` being
     :func:`neuron_peaks` (None: every neuron taken at peak 1, i.e. raw ``W2``, which
     is not scale-free); with ``"global"`` / absolute thresholds the code of raw
@@ -124,7 +124,7 @@ def readout_votes(
 
 
 def polysemanticity(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = True
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
 ) -> ArrayT:
     """(H,) int64: for each neuron, the number of clauses whose channel holds it."""
     _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative)
@@ -132,7 +132,7 @@ def polysemanticity(
 
 
 def collision_matrix(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = True
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
 ) -> ArrayT:
     """(C, C) int64 shared-neuron counts between clause channels; the diagonal is each
     channel's size. Two clauses collide when their entry is > 0."""
@@ -167,7 +167,7 @@ def _collision_graph_np(canon: list[Clause], A: np.ndarray) -> CollisionGraph:
 
 
 def collision_graph(
-    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = True
+    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
 ) -> CollisionGraph:
     """A :class:`CollisionGraph` (a networkx.Graph): clauses as nodes ``0..C-1`` (attributes ``clause``, ``label``, ``channel``,
     ``size``), an edge per colliding pair weighted by shared neurons (``weight``).
@@ -185,7 +185,7 @@ def channel_graph(
     W2: Any,
     clauses: Sequence[Clause] | None = None,
     threshold: Threshold = "auto",
-    relative: Relative = True,
+    relative: Relative = "neuron",
     neurons: str = "channels",
     b1: Any | None = None,
 ) -> nx.DiGraph:
@@ -274,7 +274,7 @@ def clause_table(
     W2: Any | None,
     clauses: Sequence[Clause],
     threshold: Threshold = "auto",
-    relative: Relative = True,
+    relative: Relative = "neuron",
     b1: Any | None = None,
 ) -> list[dict[str, Any]]:
     """One JSON-ready row per clause for an explorer table: ``clause`` index,
@@ -355,7 +355,7 @@ def split_view(
     parent_index: Any,
     clauses: Sequence[Clause],
     threshold: Threshold = "auto",
-    relative: Relative = True,
+    relative: Relative = "neuron",
     child_mask: Any | None = None,
 ) -> list[ClauseSplitView]:
     """Per-clause before/after view of an FPE child and its parent.

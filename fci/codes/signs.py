@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any, Sequence, TypeVar, Union
 
 import numpy as np
@@ -36,12 +37,14 @@ Threshold = Union[float, str]
 """A sign threshold: a number (its meaning set by ``relative``) or ``"auto"``."""
 
 
-Relative = Union[bool, str]
-"""Where a numeric threshold is measured: ``True``/``"neuron"`` (each unit's own
-weights), ``"global"`` (the whole matrix, the pre-amendment rule) or ``False`` (absolute)."""
+Relative = Union[str, bool]
+"""Where a numeric threshold is measured: ``"neuron"`` (each unit's own weights),
+``"global"`` (the whole matrix, the pre-amendment rule) or ``"absolute"``. The booleans
+``True`` (``"neuron"``) and ``False`` (``"absolute"``) are deprecated (removed in fci 0.3)."""
 
 
-_MODES = {True: "neuron", "neuron": "neuron", "global": "global", False: "absolute", "absolute": "absolute"}
+_MODES = ("neuron", "global", "absolute")
+_DEPRECATED_MODES = {True: "neuron", False: "absolute"}  # the booleans of fci 0.1; removed in fci 0.3
 
 
 _SEPARATION = 0.8  # a two-cluster split must explain 80% of a row's variance to count
@@ -52,17 +55,19 @@ _SPLIT_ROWS = 512  # rows per chunk of the two-cluster split (bounds its float64
 
 def _check_rule(threshold: Threshold, relative: Relative) -> tuple[float | None, str]:
     """(numeric threshold or None for "auto", mode), or ValueError naming the bad field."""
-    try:
-        mode = _MODES[relative] if isinstance(relative, (bool, str)) else None
-    except KeyError:
-        mode = None
-    if mode is None:
-        raise ValueError(f"relative must be True/'neuron', 'global' or False/'absolute', got {relative!r}")
+    if isinstance(relative, bool):
+        mode = _DEPRECATED_MODES[relative]
+        warnings.warn(f"relative={relative} is deprecated and will be removed in fci 0.3; pass relative={mode!r}",
+                      DeprecationWarning, stacklevel=3)
+    elif relative in _MODES:
+        mode = str(relative)
+    else:
+        raise ValueError(f"relative must be 'neuron', 'global' or 'absolute', got {relative!r}")
     if isinstance(threshold, str):
         if threshold != "auto":
             raise ValueError(f"threshold must be a number or 'auto', got {threshold!r}")
         if mode == "absolute":
-            raise ValueError("threshold='auto' is data-driven and needs relative=True/'neuron' or 'global', got relative=False")
+            raise ValueError("threshold='auto' is data-driven and needs relative='neuron' or 'global', got relative='absolute'")
         return None, mode
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
         raise ValueError(f"threshold must be a number or 'auto', got {threshold!r}")
@@ -155,7 +160,7 @@ def _peaks(W1: np.ndarray, b1: np.ndarray | None) -> np.ndarray:
 
 
 def _readout_signs(W2: np.ndarray, peak: np.ndarray | None, threshold: Threshold, relative: Relative) -> np.ndarray:
-    """(O, H) int8 readout categories. With per-unit thresholds (``relative=True``) a
+    """(O, H) int8 readout categories. With per-unit thresholds (``relative="neuron"``) a
     readout is judged by its contribution ``R[o, i] = W2[o, i] * peak[i]`` within
     output o: a number t codes ``|R| > t * max_i |R[o, i]|``; ``"auto"`` splits the
     positive contributions and the negative ones separately (two-cluster split of
@@ -177,19 +182,19 @@ def _readout_signs(W2: np.ndarray, peak: np.ndarray | None, threshold: Threshold
     return s
 
 
-def sign_codes(W1: ArrayT, threshold: Threshold = "auto", relative: Relative = True) -> ArrayT:
+def sign_codes(W1: ArrayT, threshold: Threshold = "auto", relative: Relative = "neuron") -> ArrayT:
     """Sign categories of W1 (H, n) -> (H, n) int64 in {-1, 0, +1}.
 
     ``+1`` if ``w > tau``, ``-1`` if ``w < -tau`` (strict), else 0. ``tau`` per rule:
 
-    - ``threshold="auto"`` (default), ``relative=True``: per neuron, the two-cluster
+    - ``threshold="auto"`` (default), ``relative="neuron"``: per neuron, the two-cluster
       split of its ``|w|`` (with a zero anchor; see SPEC §5): ``tau_i`` is the largest
       ``|w|`` of the low cluster, so the neuron's strong weights code and its weak
       ones do not. A neuron with no non-zero weight codes to all 0.
-    - a number ``t`` in [0, 1], ``relative=True``: ``tau_i = t * max_v |W1[i, v]|``.
+    - a number ``t`` in [0, 1], ``relative="neuron"``: ``tau_i = t * max_v |W1[i, v]|``.
     - ``relative="global"``: ``tau = t * max|W1|`` over the whole matrix (the
       pre-amendment rule; with ``"auto"``, one split of all ``|W1|``).
-    - ``relative=False``: ``tau = t``, absolute.
+    - ``relative="absolute"``: ``tau = t``.
 
     Column ``v`` is the variable code of ``x_v``. Masked weights are 0 in effective
     weights, hence code 0.
@@ -199,7 +204,7 @@ def sign_codes(W1: ArrayT, threshold: Threshold = "auto", relative: Relative = T
 
 
 def literal_codes(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = True
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
 ) -> list[ArrayT]:
     """Literal codes of each clause: a list of (H, k_c) int64 arrays whose column j is
     the code of the clause's j-th literal (the variable code, negated for a negated

@@ -48,7 +48,7 @@ def _group_literals(E: np.ndarray, similarity: float) -> np.ndarray:
 def decode(
     model_or_weights: Any,
     threshold: Threshold = "auto",
-    relative: Relative = True,
+    relative: Relative = "neuron",
     similarity: float = 1.0,
 ) -> DecodedCircuit:
     """What the weights code: the clauses, channels and readouts of a one-hidden-layer

@@ -12,6 +12,8 @@
     from fci.train import FPESpec, TrainConfig, run_fpe, fit
 """
 
+from typing import Any
+
 from fci.train.backends import Backend, BackendUnavailable, FitState, KernelBackend, ReferenceBackend, TorchBackend, auto_backend
 from fci.train.backends import names as backend_names
 from fci.train.config import FPESpec, TrainConfig
@@ -19,7 +21,7 @@ from fci.train.fitting import evaluate, fit, train_models
 from fci.train.maths import per_model_loss
 from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors, trial_keys
 from fci.train.provenance import backends_of, provenance
-from fci.train.results import DataFPEResult, FPEResult, ModelResult
+from fci.train.results import FPEResult, ModelResult
 from fci.train.schedule import SCHEDULE_VERSION, FPERun, PlanCost, auto_max_stack, plan_cost, run_fpe, run_fpe_data, trial_bytes
 
 __all__ = [
@@ -27,7 +29,6 @@ __all__ = [
     "FPESpec",
     "ModelResult",
     "FPEResult",
-    "DataFPEResult",
     "fit",
     "evaluate",
     "per_model_loss",
@@ -56,3 +57,11 @@ __all__ = [
     "backends_of",
     "provenance",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DataFPEResult":
+        from fci.train import results
+
+        return results.DataFPEResult  # warns: deprecated, removed in fci 0.3
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

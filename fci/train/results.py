@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,7 @@ from fci.models.mlp import MaskedMLP
 from fci.tasks import DNFTask
 from fci.train.config import FPESpec
 
-__all__ = ["ModelResult", "FPEResult", "DataFPEResult"]
+__all__ = ["ModelResult", "FPEResult"]
 
 
 @dataclass
@@ -101,5 +102,9 @@ class FPEResult:
         return _lines(head, self.parent, self.dense, self.children)
 
 
-#: The former name of a trial's result on a dataset (`run_fpe_data`); every trial is an `FPEResult` now.
-DataFPEResult = FPEResult
+def __getattr__(name: str) -> Any:
+    if name == "DataFPEResult":  # the former name of a trial's result on a dataset; every trial is an FPEResult now
+        warnings.warn("DataFPEResult is deprecated and will be removed in fci 0.3: use FPEResult", DeprecationWarning,
+                      stacklevel=2)
+        return FPEResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

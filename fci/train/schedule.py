@@ -404,8 +404,8 @@ def run_fpe_data(
     and call `run_fpe` (a `DatasetSpec` names the data, so the models can be
     stored and shared between studies; `DatasetSpec.from_dataset(data)` names an
     in-memory one by its content)."""
-    warnings.warn("run_fpe_data is deprecated: pass FPESpec(data=DatasetSpec...) trials to run_fpe", DeprecationWarning,
-                  stacklevel=2)
+    warnings.warn("run_fpe_data is deprecated and will be removed in fci 0.3: pass FPESpec(data=DatasetSpec...) trials "
+                  "to run_fpe", DeprecationWarning, stacklevel=2)
     spec = DatasetSpec.from_dataset(data)
     layers_ = layers if isinstance(layers, str) else tuple(int(v) for v in layers)
     specs = [FPESpec(hidden=h if isinstance(h, int) else tuple(int(v) for v in h), seed=int(s), expansions=tuple(expansions),

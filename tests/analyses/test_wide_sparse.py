@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from analyses import wide_sparse as ws
 import fci.sparsity.static  # noqa: F401  (the module the test patches)
+from analyses import wide_sparse as ws
 from fci import sparsity
 from fci.models.mlp import MaskedMLP
 from fci.sparsity.static import (

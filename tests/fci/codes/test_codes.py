@@ -164,7 +164,7 @@ def test_sign_codes_threshold_boundaries_relative():
 
 def test_sign_codes_threshold_boundaries_absolute_and_torch():
     W = torch.tensor([[0.5, -0.5, 0.51, -0.51, 0.3]])
-    S = sign_codes(W, threshold=0.5, relative=False)
+    S = sign_codes(W, threshold=0.5, relative="absolute")
     assert isinstance(S, torch.Tensor) and S.dtype == torch.int64
     assert S.tolist() == [[0, 0, 1, -1, 0]]
     # float32 boundary: 0.1 stored in float32 is still exactly tau = 0.1 * max
@@ -201,7 +201,7 @@ def test_superposition_channels_recovered_exactly(extras, kind):
     W = torch.tensor(W1, dtype=torch.float32) if kind == "torch" else W1
     assert SUPER_C > SUPER_H  # more clauses than neurons
     assert clause_channels(W, clauses) == SUPER_CHANNELS
-    assert clause_channels(W, clauses, threshold=0.1, relative=False) == SUPER_CHANNELS
+    assert clause_channels(W, clauses, threshold=0.1, relative="absolute") == SUPER_CHANNELS
     M = collision_matrix(W, clauses)
     assert type(M) is type(W)
     np.testing.assert_array_equal(np.asarray(M), SUPER_COLLISIONS)
@@ -610,3 +610,14 @@ def test_literal_grouping_matches_dense_average_linkage(seed, similarity):
 
     assert partition(labels) == partition(ref)
     assert labels[0] == labels[1]
+
+
+def test_the_boolean_spellings_of_relative_still_work_but_warn():
+    W = torch.tensor([[1.0, -0.2, 0.6], [0.1, 0.9, -0.7]])
+    with pytest.warns(DeprecationWarning, match="relative=True is deprecated and will be removed in fci 0.3; pass relative='neuron'"):
+        old = sign_codes(W, threshold=0.5, relative=True)
+    assert torch.equal(old, sign_codes(W, threshold=0.5, relative="neuron"))
+    with pytest.warns(DeprecationWarning, match="pass relative='absolute'"):
+        assert torch.equal(sign_codes(W, threshold=0.5, relative=False), sign_codes(W, threshold=0.5, relative="absolute"))
+    with pytest.raises(ValueError, match="relative must be 'neuron', 'global' or 'absolute', got 'per-neuron'"):
+        sign_codes(W, relative="per-neuron")

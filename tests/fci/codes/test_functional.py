@@ -119,7 +119,7 @@ def test_sign_rule_bad_input():
     with pytest.raises(ValueError, match="relative"):
         sign_codes(W, relative="rows")
     with pytest.raises(ValueError, match="auto"):
-        sign_codes(W, threshold="auto", relative=False)
+        sign_codes(W, threshold="auto", relative="absolute")
     with pytest.raises(ValueError, match="threshold"):
         sign_codes(W, threshold="median")
     with pytest.raises(ValueError, match="threshold"):

@@ -112,3 +112,11 @@ def test_a_models_evaluation_does_not_depend_on_its_stack_mates(loss, n_out):
         alone = evaluate(MaskedMLPStack.from_models([m]), x[i:i + 1], y[i:i + 1], loss)
         for k in ("accuracy", "exact_match", "loss"):
             assert torch.equal(alone[k][0], together[k][i]), (k, i)
+
+
+def test_the_former_result_name_still_works_but_warns():
+    import fci.train
+    from fci.train import FPEResult
+
+    with pytest.warns(DeprecationWarning, match="DataFPEResult is deprecated and will be removed in fci 0.3"):
+        assert fci.train.DataFPEResult is FPEResult
