@@ -221,11 +221,17 @@ def canonical_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: `|` escaped, and `<` before a letter written as an
+    entity, so that `<file>` shows instead of being read as an HTML tag."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text.replace("|", "\\|"))
+
+
 def readme_table() -> str:
     """The markdown table of analyses/README.md's "results.csv columns" section."""
     lines = ["| column | meaning (unit) |", "|---|---|"]
-    lines += [f"| `{name}` | {text.replace('|', '/')} |" for name, text in COLUMNS.items()]
-    lines += [f"| `{text.split(':')[0]}` | {text.split(':', 1)[1].strip().replace('|', '/')} |" for text in PATTERNS.values()]
+    lines += [f"| `{name}` | {_cell(text)} |" for name, text in COLUMNS.items()]
+    lines += [f"| `{text.split(':')[0]}` | {_cell(text.split(':', 1)[1].strip())} |" for text in PATTERNS.values()]
     return "\n".join(lines)
 
 

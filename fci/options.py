@@ -27,7 +27,8 @@ def option(default: Any = MISSING, *, help: str, flag: str | None = None, parse:
     """A dataclass field that is also a command-line option.
 
     Args:
-        default / default_factory: as for `dataclasses.field`.
+        default: as for `dataclasses.field`.
+        default_factory: as for `dataclasses.field` (instead of `default`).
         help: the option's help text (one line; the default is added when shown).
         flag: its flag; default `--` + the field name with `-` for `_`.
         parse: the string -> value conversion (default: the default value's type).

@@ -156,7 +156,9 @@ def sparse_mlp(
     """A MaskedMLP of the given width whose non-zero count is exactly `budget`.
 
     Args:
-        n_in, hidden, n_out: the shape (hidden: int, or a list for deeper nets).
+        n_in: input features.
+        hidden: hidden width (int), or a list of widths for deeper nets.
+        n_out: outputs.
         budget: total non-zero parameters (weights + biases, SPEC §2); all biases
             are kept and `weight_budget(...)` weights are spread by `random_masks`.
         seed: initialisation seed, as `MaskedMLP(seed=...)`: the kept weights

@@ -13,7 +13,19 @@ import pytest
 import torch
 
 from analyses import study_names
-from analyses.columns import CORE, LEGACY, MODEL_CORE, README_END, README_START, canonical_row, describe, readme_table, unknown
+from analyses.columns import (
+    COLUMNS,
+    CORE,
+    LEGACY,
+    MODEL_CORE,
+    PATTERNS,
+    README_END,
+    README_START,
+    canonical_row,
+    describe,
+    readme_table,
+    unknown,
+)
 from analyses.rows import MODEL_COLUMNS, model_columns
 from analyses.tables import convergence
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, converged, is_flat, late_drop
@@ -117,6 +129,20 @@ def test_readme_table_matches_the_registry():
     assert describe("connectivity_l3") and describe("overlap_fc2") and describe("n_proj")
     assert not describe("accuracy") and not describe("capacity") and not describe("connectivity_lx")
     assert set(MODEL_COLUMNS) <= set(MODEL_CORE) | {"train_loss_late_drop_rel"} and set(MODEL_CORE) < set(CORE)
+
+
+def test_readme_table_cells_render_as_written():
+    """Every row has two cells (a `|` in a meaning is escaped) and no meaning holds a
+    `<word` that Markdown would swallow as an HTML tag (`embeddings-<file>`)."""
+    import re
+
+    rows = readme_table().splitlines()[2:]
+    assert len(rows) == len(COLUMNS) + len(PATTERNS)
+    for row in rows:
+        cells = re.split(r"(?<!\\)\|", row.strip())[1:-1]
+        assert len(cells) == 2, row
+        assert not re.search(r"<[A-Za-z/!?]", cells[1]), row
+    assert "mean \\|cos\\|" in readme_table() and "embeddings-&lt;file>" in readme_table()
 
 
 # --------------------------------------------------------------------------- every study's results.csv
