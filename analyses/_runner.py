@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fci.sharding import shard_items
-from fci.store import Store
+from fci.store import Store, graceful
 
 __all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP"]
 
@@ -125,7 +125,13 @@ class StudyKind(Protocol):
 
 
 def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
-    """Parse, check, plan, produce (or load), tabulate and write; returns 0."""
+    """Parse, check, plan, produce (or load), tabulate and write; returns 0. Ctrl-C,
+    SIGTERM, a full disk or a store refusal end it in one line (`fci.store.graceful`)."""
+    with graceful(f"python -m analyses.{study.name}"):
+        return _run(study, argv)
+
+
+def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
     from analyses._common import check_contract, check_folders, environment, write_csv, write_figure, write_json, write_shard
 
     ap = study.parser()

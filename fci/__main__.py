@@ -21,7 +21,7 @@ from fci.expand import SPLITS
 from fci.metrics import (clause_mean_capacity, cosine_interference, feature_capacity, paired_ttest, relative_improvement,
                          trial_stats)
 from fci.model import resolve_device
-from fci.store import Store
+from fci.store import Store, graceful
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, run_fpe
 
@@ -138,6 +138,7 @@ def condition_summary(name: str, split: str | None, alpha: int, results: list[Mo
     return rec
 
 
+@graceful("python -m fci")
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
