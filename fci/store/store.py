@@ -267,12 +267,13 @@ class Store:
                 os.unlink(tmp)
         log.info("sealed store entry %s: it had no checksums, and what it records was recomputed from what it stores", key)
 
-    def quarantine(self, key: str, reason: str) -> Path | None:
+    def quarantine(self, key: str, reason: str, even_if_sealed: bool = False) -> Path | None:
         """Move what is at entry `key` into `.quarantine/` with a `reason.txt`,
         warning once; returns where it went (None when another process moved it
         first, or it turned out sealed and intact: an entry rewritten under the
-        same key meanwhile is kept)."""
-        moved = move_aside(self.dir, self.path(key), key, reason, unless=lambda dest: self._sealed_at(dest, key))
+        same key meanwhile is kept, unless `even_if_sealed`)."""
+        unless = None if even_if_sealed else (lambda dest: self._sealed_at(dest, key))
+        moved = move_aside(self.dir, self.path(key), key, reason, unless=unless)
         self._intact.pop(key, None)
         self._vouched.pop(key, None)
         if moved is not None:
@@ -356,7 +357,8 @@ class Store:
             if kind == "unsealed":
                 outcome = "sealed after recomputation" if self._settle(name) else "quarantined"
             elif kind in ("corrupt", "odd", "disagrees"):
-                outcome = "quarantined" if self.quarantine(name, why) is not None else "left (moved or fixed meanwhile)"
+                moved = self.quarantine(name, why, even_if_sealed=kind == "disagrees")
+                outcome = "quarantined" if moved is not None else "left (moved or fixed meanwhile)"
             elif kind == "leftover":
                 with contextlib.suppress(OSError):
                     files.remove(self.dir / name)
