@@ -256,3 +256,43 @@ def test_run_fpe_retrains_a_corrupt_entry_with_one_warning(tmp_path, caplog):
     assert len([r for r in caplog.records if key in r.getMessage()]) == 1
     assert store.has(key) and len(store.quarantined()) == 1
     assert again.children[("random", 2)].test_accuracy == first.children[("random", 2)].test_accuracy
+
+
+def test_repair_leaves_verify_clean_whatever_it_found(tmp_path):
+    """Every fault at once: corrupt, unsealed (good and edited), linked and misplaced
+    entries, stale, unreadable, dead and linked claims, abandoned temporary folders."""
+    import shutil
+
+    from fci.store.claims import GRACE
+    from fci.train import entry_configs, run_fpe
+    from tests.helpers import tiny_spec
+
+    store = Store(tmp_path)
+    spec = tiny_spec()
+    run_fpe([spec], device="cpu", store=store)
+    fpe = [config_key(c) for c in entry_configs(spec).values()]
+    for key in fpe[:2]:
+        (store.path(key) / "checksums.json").unlink()
+    m = json.loads((store.path(fpe[1]) / "metrics.json").read_text())
+    m["test_loss"] += 0.5
+    (store.path(fpe[1]) / "metrics.json").write_text(json.dumps(m))
+    shutil.rmtree(store.path(fpe[2]))
+    os.symlink(fpe[2], store.path(fpe[2]))  # a loop
+    keys = [_entry(store, i) for i in range(len(CORRUPTIONS))]
+    for key, corrupt in zip(keys, CORRUPTIONS.values()):
+        corrupt(store.path(key))
+    (store.dir / config_key({"unit": 99})).write_text("a file")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_claim(store, "dead", HOST, dead.pid, age=0)
+    _write_claim(store, "expired", "another-host", 1, age=10 * store.claim_ttl)
+    (store.dir / ".claims" / "garbled").write_text("")
+    t = time.time() - GRACE - 1
+    os.utime(store.dir / ".claims" / "garbled", (t, t))
+    os.symlink("loop", store.dir / ".claims" / "loop")
+    (store.dir / f".{config_key({'unit': 98})}.tmp-abcd1234-{dead.pid}.1@{HOST}").mkdir()
+
+    assert len(store.verify()) == 3 + len(CORRUPTIONS) + 1 + 4 + 1
+    store.repair()
+    assert store.verify() == {} and store.verify(deep=True) == {}
+    assert store.keys() == [fpe[0]]  # the good unsealed entry was sealed; the rest moved aside
