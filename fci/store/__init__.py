@@ -7,13 +7,15 @@
 - `fci.store.recompute`: re-verifying an entry by recomputing what it records;
 - `fci.store.quarantine`: moving what cannot be used aside, with its reason;
 - `fci.store.graceful`: every stop of a command (Ctrl-C, SIGTERM, a full disk) in one line;
-- `fci.store.files`: reads that never follow links, the one writer, owners of temporary files.
+- `fci.store.files`: reads that never follow links, the one writer, owners of temporary files;
+- `fci.store.cli`: `main`, the `python -m fci.store` command.
 
 `python -m fci.store verify|repair DIR [--deep] [--claim-ttl SECONDS]` checks a store
 by hand (docs/store.md).
 """
 
 from fci.store.claims import CLAIM_TTL, Claim, resolve_claim_ttl
+from fci.store.cli import main
 from fci.store.entries import StoreEntry, config_key
 from fci.store.errors import FormatError, NotRecomputable, SettingError, StoreError, UnsealedError
 from fci.store.formats import FORMAT_VERSION
@@ -22,4 +24,4 @@ from fci.store.recompute import RECOMPUTE
 from fci.store.store import Store, Survey
 
 __all__ = ["CLAIM_TTL", "FORMAT_VERSION", "RECOMPUTE", "Claim", "FormatError", "NotRecomputable", "SettingError", "Store",
-           "StoreEntry", "StoreError", "Survey", "Terminated", "UnsealedError", "config_key", "graceful", "resolve_claim_ttl"]
+           "StoreEntry", "StoreError", "Survey", "Terminated", "UnsealedError", "config_key", "graceful", "main", "resolve_claim_ttl"]

@@ -183,7 +183,7 @@ def test_the_expiry_comes_from_the_argument_then_the_variable_then_the_default(t
 
 
 def test_the_command_takes_the_expiry_as_a_flag(tmp_path, capsys, monkeypatch):
-    from fci.store.__main__ import main
+    from fci.store.cli import main
 
     monkeypatch.delenv("FCI_CLAIM_TTL", raising=False)
     store = Store(tmp_path)

@@ -110,7 +110,7 @@ def test_an_unsealed_entry_that_cannot_be_recomputed_is_quarantined(tmp_path):
 
 
 def test_repair_from_the_command_line_seals_and_quarantines(tmp_path, capsys):
-    from fci.store.__main__ import main
+    from fci.store.cli import main
 
     store, spec, first, keys = _trial(tmp_path)
     for key in keys.values():
