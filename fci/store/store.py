@@ -52,6 +52,8 @@ __all__ = ["Store", "Survey"]
 
 log = logging.getLogger("fci.store")
 
+_SETTLED = 10.0  # seconds a dead writer's temporary file must be unchanged before a run removes it
+
 
 def _signature(p: Path) -> tuple:
     """(name, size, mtime_ns, inode) of an entry's files, by lstat (None for an absent one)."""
@@ -377,20 +379,28 @@ class Store:
         return done
 
     def _clear_abandoned(self) -> None:
-        """Remove temporary entry folders and claim files whose owner on this host has died."""
+        """Remove temporary entry folders and claim files whose owner on this host has
+        died, once unchanged for `_SETTLED` seconds (a safety margin `repair` does
+        without: a host name shared by two process namespaces would make a live
+        writer look dead)."""
         if not self.dir.is_dir():
             return
-        n = 0
+        found = []
         with contextlib.suppress(OSError):
-            for d in os.scandir(self.dir):
-                if _is_leftover(d.name) and files.parse_owner(d.name) and abandoned(Path(d.path), self.claim_ttl):
-                    with contextlib.suppress(OSError):
-                        files.remove(Path(d.path))
-                        n += 1
-        for name, (action, _) in self._claims.survey().items():
-            if action == "remove" and files.parse_owner(name):
-                self._claims.clear(name, action)
-                n += 1
+            found += [Path(d.path) for d in os.scandir(self.dir) if _is_leftover(d.name)]
+        claims = self._claims.survey()
+        found += [self._claims.folder / name for name, (action, _) in claims.items() if action == "remove"]
+        now, n = time.time(), 0
+        for p in found:
+            owner = files.parse_owner(p.name)
+            try:
+                settled = now - os.lstat(p).st_mtime > _SETTLED
+            except OSError:
+                continue
+            if owner and settled and files.owner_gone(*owner):
+                with contextlib.suppress(OSError):
+                    files.remove(p)
+                    n += 1
         if n:
             log.info("removed %d temporary file(s) left in %s by writers that are gone", n, self.dir)
 
