@@ -55,8 +55,8 @@ def recompute(entry: StoreEntry) -> list[str]:
         return fn(entry)
     except NotRecomputable:
         raise
-    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as e:
-        return [f"its stored contents could not be recomputed ({type(e).__name__}: {e})"]
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AssertionError, ArithmeticError) as e:
+        return [f"its stored contents could not be recomputed ({type(e).__name__}: {e})"]  # e.g. tensors that fit no model
 
 
 def disagreement(what: str, recorded: Any, recomputed: float | int, rel: float = 0.0, abs_: float = 0.0) -> str | None:

@@ -140,3 +140,12 @@ def test_an_entry_whose_data_is_gone_cannot_be_recomputed(tmp_path):
             c.clear()
             c.update(old)
     assert "cannot be re-verified" in (store.quarantined()[0] / "reason.txt").read_text()
+
+
+def test_tensors_that_fit_no_model_are_a_disagreement_not_a_crash(stored):
+    from fci.store.recompute import recompute
+
+    store, specs = stored
+    child = store.load(config_key(entry_configs(specs[0])[("clause", 2)]))
+    wrong = recompute(_edited(child, tensors=lambda t: t.update(W0=t["W0"][:, :3])))
+    assert len(wrong) == 1 and "could not be recomputed" in wrong[0]
