@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from analyses.levels import LEVELS
+from analyses.style import write_figure
 from fci.cli import (
     MANY_TRIALS,
     OneLineParser,
@@ -45,7 +46,7 @@ from fci.cli import (
 from fci.io import environment, write_csv, write_json
 from fci.models.base import resolve_device
 from fci.sharding import parse_shard, shard_items
-from fci.store import Store
+from fci.store import Store, graceful
 
 __all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP"]
 
@@ -140,10 +141,13 @@ class StudyKind(Protocol):
 
 
 def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
-    """Parse, check, plan, produce (or load), tabulate and write; returns 0."""
-    from analyses.runner import check_contract, check_folders, write_shard
-    from analyses.style import write_figure
-    from fci.io import write_csv, write_json
+    """Parse, check, plan, produce (or load), tabulate and write; returns 0. Ctrl-C,
+    SIGTERM, a full disk or a store refusal end it in one line (`fci.store.graceful`)."""
+    with graceful(f"python -m analyses.{study.name}"):
+        return _run(study, argv)
+
+
+def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
 
     ap = study.parser()
     args = ap.parse_args(argv)

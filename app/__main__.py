@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.data import Explorer
 from fci.cli import OneLineParser, check_writable
+from fci.store import graceful
 
 __all__ = ["main", "prepare"]
 
@@ -44,6 +45,7 @@ def prepare(data_dir: str | Path, progress: bool = True) -> tuple[Explorer, bool
     return explorer, True
 
 
+@graceful("python -m app")
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)

@@ -42,7 +42,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.models.base import resolve_device
-from fci.store import Store
+from fci.store import Store, graceful
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, plan_cost, run_fpe
 
@@ -190,6 +190,7 @@ def dispatch(argv: list[str]) -> int | None:
     return store_main(rest)
 
 
+@graceful("python -m fci")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     status = dispatch(argv)

@@ -7,6 +7,7 @@
 - `fci.train.fitting`: `fit`, `evaluate`, `train_models`;
 - `fci.train.schedule`: the FPE schedule over any data (`run_fpe`);
 - `fci.train.persistence`: one store entry per model;
+- `fci.train.recompute`: a stored model's measurements recomputed from its weights (the store's re-verification);
 - `fci.train.results`, `fci.train.provenance`: what comes back, and how it was made.
 
     from fci.train import FPESpec, TrainConfig, run_fpe, fit

@@ -99,8 +99,9 @@ def test_an_interrupted_run_keeps_finished_jobs(tmp_path):
             done.append(out)
             yield out
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stopped:  # Ctrl-C ends the command in one line (fci.store.graceful)
         run_job_study(JobStudy(**{**boom, "run": run}), _args(tmp_path))
+    assert stopped.value.code == 130
     assert len(Store(tmp_path / "data").keys()) == 5
     calls.clear()
     assert run_job_study(study, _args(tmp_path)) == 0

@@ -12,8 +12,9 @@ import time
 import pytest
 import torch
 
-import fci.store as st
-from fci.store import Store, StoreError, config_key
+from fci.store import Store, StoreError, UnsealedError, config_key
+from fci.store.entries import FILES
+from fci.store.files import HOST
 
 
 def _entry(store: Store, i: int = 0) -> str:
@@ -39,17 +40,20 @@ def test_an_entry_records_checksums_and_load_verifies_them(tmp_path):
         store.load(key)
 
 
-def test_an_entry_from_before_checksums_loads_as_unverified(tmp_path):
+def test_an_entry_without_checksums_is_never_used_as_is(tmp_path):
+    """An entry from before checksums (or whose checksums.json was deleted) is
+    unsealed: nothing vouches for it, so it is refused until re-verified."""
     store = Store(tmp_path)
     key = _entry(store)
     (store.path(key) / "checksums.json").unlink()
-    entry = store.load(key)
-    assert not entry.verified and "unverified" in repr(entry) and store.has(key)
-    assert torch.equal(entry.tensors["w"], torch.arange(6, dtype=torch.float32))
-    assert store.verify() == {}
+    with pytest.raises(UnsealedError, match="not sealed.*checksums.json is missing.*repair"):
+        store.load(key)
+    assert not store.has(key)
+    assert "not sealed" in store.verify()[key]
+    assert list(store.entries()) == []
     w = store.path(key) / "weights.safetensors"
     w.write_bytes(w.read_bytes()[:40])  # without a checksum, a truncation is still caught by parsing
-    assert not store.has(key) and key in store.verify()
+    assert "could not be read as safetensors" in store.verify()[key]
 
 
 CORRUPTIONS = {
@@ -57,7 +61,7 @@ CORRUPTIONS = {
     "truncated weights": lambda p: (p / "weights.safetensors").write_bytes((p / "weights.safetensors").read_bytes()[:30]),
     "missing config": lambda p: (p / "config.json").unlink(),
     "wrong checksum": lambda p: (p / "checksums.json").write_text(
-        json.dumps({"files": {n: {"sha256": "0" * 64, "bytes": 1} for n in st._FILES}})),
+        json.dumps({"files": {n: {"sha256": "0" * 64, "bytes": 1} for n in FILES}})),
 }
 NAMED = {"garbage JSON": "metrics.json", "truncated weights": "weights.safetensors", "missing config": "config.json",
          "wrong checksum": "fails its checksum"}
@@ -169,7 +173,7 @@ def test_a_claim_whose_owner_died_on_this_host_is_taken_over_at_once(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     store = Store(tmp_path, claim_ttl=3600)
-    _write_claim(store, "k", st._HOST, dead.pid, age=0)
+    _write_claim(store, "k", HOST, dead.pid, age=0)
     assert store.claim_owner("k") is None
     assert store.try_claim("k") is not None
 
@@ -232,7 +236,7 @@ def test_share_waits_for_the_owner_and_takes_over_after_a_crash(tmp_path):
     assert ran == [] and b.has(key0)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    _write_claim(b, key1, st._HOST, dead.pid, age=0)  # a crashed owner on this machine
+    _write_claim(b, key1, HOST, dead.pid, age=0)  # a crashed owner on this machine
     assert b.share([[key1]], lambda idx: [_entry(b, 1) for _ in idx]) == [0]
     with pytest.raises(RuntimeError, match="did not store"):
         b.share([[config_key({"unit": 2})]], lambda idx: None)
@@ -252,3 +256,43 @@ def test_run_fpe_retrains_a_corrupt_entry_with_one_warning(tmp_path, caplog):
     assert len([r for r in caplog.records if key in r.getMessage()]) == 1
     assert store.has(key) and len(store.quarantined()) == 1
     assert again.children[("random", 2)].test_accuracy == first.children[("random", 2)].test_accuracy
+
+
+def test_repair_leaves_verify_clean_whatever_it_found(tmp_path):
+    """Every fault at once: corrupt, unsealed (good and edited), linked and misplaced
+    entries, stale, unreadable, dead and linked claims, abandoned temporary folders."""
+    import shutil
+
+    from fci.store.claims import GRACE
+    from fci.train import entry_configs, run_fpe
+    from tests.helpers import tiny_spec
+
+    store = Store(tmp_path)
+    spec = tiny_spec()
+    run_fpe([spec], device="cpu", store=store)
+    fpe = [config_key(c) for c in entry_configs(spec).values()]
+    for key in fpe[:2]:
+        (store.path(key) / "checksums.json").unlink()
+    m = json.loads((store.path(fpe[1]) / "metrics.json").read_text())
+    m["test_loss"] += 0.5
+    (store.path(fpe[1]) / "metrics.json").write_text(json.dumps(m))
+    shutil.rmtree(store.path(fpe[2]))
+    os.symlink(fpe[2], store.path(fpe[2]))  # a loop
+    keys = [_entry(store, i) for i in range(len(CORRUPTIONS))]
+    for key, corrupt in zip(keys, CORRUPTIONS.values()):
+        corrupt(store.path(key))
+    (store.dir / config_key({"unit": 99})).write_text("a file")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _write_claim(store, "dead", HOST, dead.pid, age=0)
+    _write_claim(store, "expired", "another-host", 1, age=10 * store.claim_ttl)
+    (store.dir / ".claims" / "garbled").write_text("")
+    t = time.time() - GRACE - 1
+    os.utime(store.dir / ".claims" / "garbled", (t, t))
+    os.symlink("loop", store.dir / ".claims" / "loop")
+    (store.dir / f".{config_key({'unit': 98})}.tmp-abcd1234-{dead.pid}.1@{HOST}").mkdir()
+
+    assert len(store.verify()) == 3 + len(CORRUPTIONS) + 1 + 4 + 1
+    store.repair()
+    assert store.verify() == {} and store.verify(deep=True) == {}
+    assert store.keys() == [fpe[0]]  # the good unsealed entry was sealed; the rest moved aside

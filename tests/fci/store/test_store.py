@@ -124,18 +124,18 @@ def test_concurrent_writer_finishing_first_is_kept(tmp_path, monkeypatch):
     store = Store(tmp_path)
     config = {"a": 1}
     key = config_key(config)
-    import fci.store as st
+    import fci.store.files as files
 
-    real_save_file = st.save_file
+    real_write = files.write_new
 
-    def racing_save_file(tensors, path):
-        real_save_file(tensors, path)
-        if not store.has(key):  # the other writer finishes right now
+    def racing_write(path, data):
+        real_write(path, data)
+        if path.name == "weights.safetensors" and not store.has(key):  # the other writer finishes right now
             other = Store(tmp_path)
-            monkeypatch.setattr(st, "save_file", real_save_file)
+            monkeypatch.setattr(files, "write_new", real_write)
             other.save(config, {"who": "first"}, {"w": torch.ones(1)})
 
-    monkeypatch.setattr(st, "save_file", racing_save_file)
+    monkeypatch.setattr(files, "write_new", racing_write)
     assert store.save(config, {"who": "second"}, {"w": torch.ones(1)}) == key
     assert store.load(key).metrics == {"who": "first"}
     assert [p.name for p in store.dir.iterdir()] == [key]
