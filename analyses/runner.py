@@ -46,7 +46,7 @@ from fci.cli import (
 from fci.io import environment, write_csv, write_json
 from fci.models.base import resolve_device
 from fci.sharding import parse_shard, shard_items
-from fci.store import Store, graceful
+from fci.store import Store, graceful, resolve_claim_ttl
 
 __all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP"]
 
@@ -226,6 +226,9 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
                     help=f"run only the I-th of N disjoint deterministic slices of the {units} and write partial results; "
                          "a final run without --shard collects everything from the store and writes the figures")
     ap.add_argument("--data", default="data", help="results store root (default: data)")
+    ap.add_argument("--claim-ttl", type=float, default=None, metavar="SECONDS",
+                    help="how long another process's claim on a model holds without being refreshed before this run "
+                         "takes the work over (default: $FCI_CLAIM_TTL, else 300)")
     ap.add_argument("--yes", action="store_true",
                     help="start a run whose plan is very large (days of training, or past the machine's memory or disk); "
                          f"without it such a plan, or more than {MANY_TRIALS:,} trials, is refused")
@@ -233,7 +236,8 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
 
 
 #: The options every study takes; the rest are the study's own (recorded in summary.json).
-CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits", *regime_dests()})
+CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits", "claim_ttl", "yes",
+                              *regime_dests()})
 
 
 def study_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -272,7 +276,11 @@ def check_contract(ap: argparse.ArgumentParser, args: argparse.Namespace, name: 
         ap.error(str(e))
     data = check_data(ap, args.data)
     out = Path(args.out) if args.out is not None else data / "results" / name / run_name(ap, args, level)
-    return RunInfo(args=args, level=level, device=device, out=out, store=Store(data), shard=shard)
+    try:
+        ttl = resolve_claim_ttl(args.claim_ttl, "--claim-ttl")
+    except ValueError as e:
+        ap.error(str(e))
+    return RunInfo(args=args, level=level, device=device, out=out, store=Store(data, claim_ttl=ttl), shard=shard)
 
 
 def check_folders(ap: argparse.ArgumentParser, info: RunInfo) -> None:

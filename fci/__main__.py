@@ -42,7 +42,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.models.base import resolve_device
-from fci.store import Store, graceful
+from fci.store import Store, graceful, resolve_claim_ttl
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, plan_cost, run_fpe
 
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", default="data", help="results store root (default: data)")
     r.add_argument("--out", default=None, help="folder for summary.json (default: <data>/results/fci/<run>/, where <run> "
                    "is 'default' or the options set, e.g. 'seed=3-hidden=16')")
+    r.add_argument("--claim-ttl", type=float, default=None, metavar="SECONDS",
+                   help="how long another process's claim on a model holds without being refreshed before this run "
+                        "takes the work over (default: $FCI_CLAIM_TTL, else 300)")
     r.add_argument("--yes", action="store_true",
                    help="start a run whose plan is very large (days of training, or past the machine's memory or disk)")
     r.add_argument("--threshold", type=float, default=None,
@@ -146,6 +149,10 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
         for t in range(args.trials)
     ]
     check_plan(ap, plan_cost(specs), args.device.type, data, args.yes)
+    try:
+        args.claim_ttl = resolve_claim_ttl(args.claim_ttl, "--claim-ttl")
+    except ValueError as e:
+        ap.error(str(e))
     return splits, specs
 
 
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     splits, specs = validate(ap, args)
     device = args.device
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    store = Store(args.data)
+    store = Store(args.data, claim_ttl=args.claim_ttl)
     t0 = time.perf_counter()
     # run_fpe heals the store (a corrupt entry is quarantined with one warning and retrained) and claims
     # its trials there, so two processes on one store split the work

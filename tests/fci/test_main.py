@@ -130,7 +130,7 @@ EVERY_OPTION = {
     "--outputs": "clauses", "--p": "uniform", "--negation-prob": "0.25", "--train-samples": "40", "--optimizer": "sgd",
     "--lr": "0.05", "--momentum": "0.5", "--weight-decay": "0.001", "--batch-size": "16", "--warmup": "2", "--finetune": "1",
     "--hidden": "3", "--alpha": "3", "--splits": "random,gram", "--trials": "2", "--seed": "4", "--device": "cpu",
-    "--threshold": "0.3", "--shuffle-seed": "5",
+    "--threshold": "0.3", "--shuffle-seed": "5", "--claim-ttl": "120",
 }
 
 
