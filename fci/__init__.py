@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     # SPEC §1-§5: tasks, models, expansion, metrics, code analysis
+    "BooleanTask": "fci.tasks",
     "DNFTask": "fci.tasks",
     "TaskConfig": "fci.tasks",
     "MaskedMLP": "fci.models",
@@ -76,7 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401
     from fci.models import MaskedMLP  # noqa: F401
     from fci.store import Store  # noqa: F401
-    from fci.tasks import DNFTask, TaskConfig  # noqa: F401
+    from fci.tasks import BooleanTask, DNFTask, TaskConfig  # noqa: F401
     from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data  # noqa: F401
 
 
