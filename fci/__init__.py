@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "gram": "fci.metrics",
     "feature_capacity": "fci.metrics",
     "cosine_interference": "fci.metrics",
+    "computational_capacity": "fci.metrics",
     "sign_codes": "fci.codes",
     "clause_channels": "fci.codes",
     "collision_matrix": "fci.codes",
@@ -74,7 +75,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from fci.codes.network import read_network  # noqa: F401
     from fci.data import Dataset, DatasetSpec, boolean, digits, load_embeddings  # noqa: F401
     from fci.fpe import expand, register_split  # noqa: F401
-    from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401
+    from fci.metrics import computational_capacity, cosine_interference, feature_capacity, gram  # noqa: F401
     from fci.models import MaskedMLP  # noqa: F401
     from fci.store import Store  # noqa: F401
     from fci.tasks import BooleanTask, DNFTask, TaskConfig  # noqa: F401
