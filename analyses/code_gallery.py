@@ -55,13 +55,13 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def panel_data(name: str, W1: np.ndarray, mask: np.ndarray, clauses, order: Sequence[int], parent_of: Sequence[int] | None,
-               threshold: float = 0.1) -> dict[str, Any]:
+               threshold: float = 0.1, form: str = "dnf") -> dict[str, Any]:
     """What one gallery row shows, as plain lists (JSON-able): W1 (H, n) and its
     mask with columns in `order`, the Gram matrix in the same order, and the
-    clauses that have a feature channel."""
+    clauses that have a feature channel (of the task's `form`)."""
     W1 = np.asarray(W1, dtype=float)
     mask = np.asarray(mask) != 0
-    ch = clause_channels(W1, clauses, threshold=threshold)
+    ch = clause_channels(W1, clauses, threshold=threshold, form=form)
     o = list(order)
     return {
         "name": name,
@@ -160,14 +160,14 @@ def _gallery(ctx: Context) -> dict[str, Any]:
     def panel(name, mr):
         m = mr.model
         return panel_data(name, m.effective_weights()[0][0].numpy(), m.weight_mask(0).numpy(), task.clauses, order,
-                          None if m.parent_index is None else m.parent_index.tolist(), thr)
+                          None if m.parent_index is None else m.parent_index.tolist(), thr, task.form)
 
     dense = panel(f"dense (H={res.spec.hidden}, acc {res.dense.test_accuracy:.3f})", res.dense)
     by_alpha: dict[int, list] = {}
     for (sp, a), mr in sorted(((k, v) for k, v in res.children.items() if k[1] > 1), key=lambda kv: (kv[0][1], kv[0][0])):
         by_alpha.setdefault(a, []).append(panel(f"{sp} split α={a} (acc {mr.test_accuracy:.3f})", mr))
     return {"trial": trial, "seed": res.spec.seed, "n_clauses": task.n_clauses, "clause_size": task.clause_size,
-            "clauses": [format_clause(c) for c in task.clauses], "var_order": order, "var_labels": labels,
+            "clauses": [format_clause(c, task.form) for c in task.clauses], "var_order": order, "var_labels": labels,
             "dense": dense, "children": {str(a): ps for a, ps in by_alpha.items()}}
 
 

@@ -105,7 +105,7 @@ def decode_measures(model, task, x_test, y_test, threshold: float | str = DEFAUL
     rec = clause_recovery(circuit.clauses, clauses)
     y_circ = np.asarray(circuit.evaluate(x_test))
     agreement = float(circuit_agreement(function, y_net, x_test))
-    ceiling = float(ceiling_agreement(clauses, y_net, x_test, task.groups))
+    ceiling = float(ceiling_agreement(clauses, y_net, x_test, task.groups, form=task.form))
     return {
         "decode_f1": float(rec["f1"]),
         "decode_precision": float(rec["precision"]),

@@ -118,7 +118,7 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     clauses = task.clauses
     cap = clause_mean_capacity(feature_capacity(W1), clauses)
     cos = cosine_interference_stats(W1)
-    channels = clause_channels(W1, clauses, threshold=channel_threshold)
+    channels = clause_channels(W1, clauses, threshold=channel_threshold, form=task.form)
     cfg = entry_configs(spec)[RESTART if condition == "restart" else (condition, alpha)]
     if x_test is None:
         x_test = task.test_data()[0]

@@ -685,6 +685,11 @@ class LoadedRun:
         return bool(self.clauses)
 
     @property
+    def form(self) -> str:
+        """The task's formula, "dnf" or "cnf" ("dnf" without a task)."""
+        return self.task.form if self.task is not None else "dnf"
+
+    @property
     def n_hidden_layers(self) -> int:
         return min(m.n_hidden_layers for m in self.models.values())
 
@@ -696,7 +701,7 @@ class LoadedRun:
         return [("¬" if p < 0 else "") + f"x{v}" for v, p in zip(self.order.tolist(), self.polarity[self.order].tolist())]
 
     def clause_label(self, c: int) -> str:
-        return format_clause(self.clauses[c])
+        return format_clause(self.clauses[c], self.form)
 
     @property
     def groups(self) -> list[tuple[int, ...]]:
@@ -719,11 +724,12 @@ class LoadedRun:
                     circuit, seconds = _decoded(m.model)
                 except ValueError as e:  # e.g. a deep net: decode_function reads one hidden layer
                     self._readings[slot] = NetworkReading(
-                        None, (), math.nan, ceiling_agreement(self.clauses, m.predictions, self.x_test, self.groups),
+                        None, (), math.nan,
+                        ceiling_agreement(self.clauses, m.predictions, self.x_test, self.groups, form=self.form),
                         math.nan, math.nan, reason=str(e))
                 else:
                     self._readings[slot] = read_network(m.model, self.clauses, self.groups, self.x_test,
-                                                        m.predictions, self.out_labels, circuit, seconds)
+                                                        m.predictions, self.out_labels, circuit, seconds, form=self.form)
             return self._readings[slot]
 
     def clause_at_column(self, label: str) -> int | None:
@@ -933,15 +939,16 @@ def _literal_set(clause: Sequence[tuple[int, bool]]) -> frozenset[tuple[int, boo
 
 def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequence[int]], x_test: np.ndarray,
                  predictions: np.ndarray, out_labels: Sequence[str] | None = None,
-                 circuit: DecodedCircuit | None = None, seconds: float = math.nan) -> NetworkReading:
+                 circuit: DecodedCircuit | None = None, seconds: float = math.nan, form: str = "dnf") -> NetworkReading:
     """The functional reading of a one-hidden-layer network on a Boolean task.
 
     model: a model or (W1, b1, W2, b2) tuple; clauses: the task's true clauses;
     groups: per output, the clause indices it ORs (`task.groups`); x_test (N, n),
     predictions (N, O) 0/1: the test inputs and the network's outputs on them;
-    circuit: an already decoded `decode_function(model)` (decoded here if None).
-    The ceiling is computed even when the network cannot be decoded."""
-    ceiling = ceiling_agreement(clauses, predictions, x_test, groups)
+    circuit: an already decoded `decode_function(model)` (decoded here if None);
+    form: the task's formula ("cnf": clauses are ORs, outputs ANDs; the ceiling
+    reads it so). The ceiling is computed even when the network cannot be decoded."""
+    ceiling = ceiling_agreement(clauses, predictions, x_test, groups, form=form)
     if circuit is None:
         t0 = time.perf_counter()
         try:
@@ -1059,8 +1066,8 @@ class RunAnalysis:
         return self.split is not None
 
 
-def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: Threshold) -> ModelCodes:
-    rows = clause_table(m.W1, m.W2, clauses, threshold=threshold, b1=m.b1)
+def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: Threshold, form: str = "dnf") -> ModelCodes:
+    rows = clause_table(m.W1, m.W2, clauses, threshold=threshold, b1=m.b1, form=form)
     poly = np.zeros(m.H, dtype=np.int64)
     for r in rows:
         poly[r["channel"]] += 1
@@ -1077,7 +1084,7 @@ def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: T
         signs=sign_codes(m.W1, threshold=threshold),
         rows=rows,
         polysemanticity=poly,
-        graph=collision_graph(m.W1, clauses, threshold=threshold),
+        graph=collision_graph(m.W1, clauses, threshold=threshold, form=form),
         agreement=agreement,
         n_decoded=n_decoded,
         recovery_f1=f1,
@@ -1093,12 +1100,12 @@ def analyse(run: LoadedRun, threshold: Threshold) -> RunAnalysis:
     if not run.has_clauses:
         return RunAnalysis(run=run, threshold=threshold, codes={}, split=None)
     assert run.x_test is not None  # load_run sets x_test whenever the run has clauses (both come from the task)
-    codes = {name: _codes(m, run.clauses, run.x_test, threshold) for name, m in run.models.items()}
+    codes = {name: _codes(m, run.clauses, run.x_test, threshold, run.form) for name, m in run.models.items()}
     child, parent = run.models.get("child"), run.models.get("parent")
     views = None
     if child is not None and parent is not None and child.parent_index is not None:
         views = split_view(parent.W1, child.W1, child.parent_index, run.clauses, threshold=threshold,
-                           child_mask=child.M1)
+                           child_mask=child.M1, form=run.form)
     return RunAnalysis(run=run, threshold=threshold, codes=codes, split=views)
 
 

@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     # SPEC §1-§5: tasks, models, expansion, metrics, code analysis
+    "BooleanTask": "fci.tasks",
     "DNFTask": "fci.tasks",
     "TaskConfig": "fci.tasks",
     "MaskedMLP": "fci.models",
@@ -29,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "gram": "fci.metrics",
     "feature_capacity": "fci.metrics",
     "cosine_interference": "fci.metrics",
+    "computational_capacity": "fci.metrics",
     "sign_codes": "fci.codes",
     "clause_channels": "fci.codes",
     "collision_matrix": "fci.codes",
@@ -73,10 +75,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from fci.codes.network import read_network  # noqa: F401
     from fci.data import Dataset, DatasetSpec, boolean, digits, load_embeddings  # noqa: F401
     from fci.fpe import expand, register_split  # noqa: F401
-    from fci.metrics import cosine_interference, feature_capacity, gram  # noqa: F401
+    from fci.metrics import computational_capacity, cosine_interference, feature_capacity, gram  # noqa: F401
     from fci.models import MaskedMLP  # noqa: F401
     from fci.store import Store  # noqa: F401
-    from fci.tasks import DNFTask, TaskConfig  # noqa: F401
+    from fci.tasks import BooleanTask, DNFTask, TaskConfig  # noqa: F401
     from fci.train import FPESpec, TrainConfig, run_fpe, run_fpe_data  # noqa: F401
 
 

@@ -290,7 +290,7 @@ def regime_record(task: Any, train: Any) -> dict[str, Any]:
     t = task if isinstance(task, dict) else task.to_dict()
     r = train if isinstance(train, dict) else {**train.to_dict(), "momentum": train.momentum}
     task_opts, train_opts = _regime_options()
-    out = {o.dest: t.get(o.field) for o in task_opts}
+    out = {o.dest: t.get(o.field, o.default) for o in task_opts}  # to_dict leaves form out at its default
     out.update({o.dest: r.get(o.field, o.default) for o in train_opts})
     return out
 
@@ -304,7 +304,9 @@ def regime_text(task: Any, train: Any) -> str:
     opt = rec["optimizer"]
     opt_s = f"{opt} lr={rec['lr']:g}" + (f" momentum={rec['momentum']:g}" if rec["momentum"] else "")
     wd = f" wd={rec['weight_decay']:g}" if rec["weight_decay"] else ""
-    return (f"{rec['layout']} {rec['outputs']} outputs, {p_s}, negation {rec['negation_prob']:g}, {n}, "
+    cnf = rec["form"] == "cnf"
+    outputs = "cnf" if cnf and rec["outputs"] == "dnf" else rec["outputs"]  # the one-output mode of a CNF
+    return (f"{'CNF, ' if cnf else ''}{rec['layout']} {outputs} outputs, {p_s}, negation {rec['negation_prob']:g}, {n}, "
             f"{rec['train_samples']} train samples · {opt_s}{wd}, batch {rec['batch_size']}, "
             f"{rec['warmup']}+{rec['finetune']} epochs")
 

@@ -1,4 +1,5 @@
-"""Interference metrics on effective first-layer weights, and trial statistics (SPEC §4).
+"""Interference metrics on effective first-layer weights, computational capacity, and
+trial statistics (SPEC §4).
 
 Every array function accepts a torch tensor or a numpy array and returns the same
 kind (torch results land on the input's device). The work is done in numpy,
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
+import warnings
+from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar, Union
 
 import numpy as np
@@ -26,6 +30,9 @@ __all__ = [
     "clause_mean_capacity",
     "cosine_interference",
     "cosine_interference_stats",
+    "CAPACITY_EPS",
+    "CapacityResult",
+    "computational_capacity",
     "fold_change",
     "relative_improvement",
     "accuracy_per_parameter",
@@ -223,6 +230,103 @@ def cosine_interference(W1: ArrayLike) -> float:
     """Mean |cos| between pairs of distinct non-zero neuron rows of W1 (H, n); NaN if
     fewer than two rows are non-zero. See :func:`cosine_interference_stats`."""
     return float(cosine_interference_stats(W1)["abs_mean"])
+
+
+# --------------------------------------------------------------------------- computational capacity
+
+CAPACITY_EPS = 0.02
+"""The default error bound of :func:`computational_capacity`: a feature counts as
+computed when its test accuracy is at least 98%."""
+
+
+@dataclass(frozen=True)
+class CapacityResult:
+    """How many of the features asked a network computes (SPEC §4, computational capacity).
+
+    Attributes:
+        count: features whose test error is at most ``eps``.
+        share: ``count / n_features``.
+        per_feature_accuracy: ``(F,)`` float64 test accuracy of each feature.
+        eps: the error bound.
+        computed: ``(F,)`` bool, the features that count.
+        constant_accuracy: ``(F,)`` float64 accuracy of the best constant output on
+            each feature's labels, ``max(rate, 1 - rate)``: the floor a network that
+            ignores its input reaches.
+        trivial: features on which a constant output already has error at most
+            ``eps``; ``count`` cannot tell computing them from ignoring them.
+        n_samples: test samples ``N`` behind each accuracy.
+    """
+
+    count: int
+    share: float
+    per_feature_accuracy: np.ndarray
+    eps: float
+    computed: np.ndarray
+    constant_accuracy: np.ndarray
+    trivial: int
+    n_samples: int
+
+    @property
+    def n_features(self) -> int:
+        """Features asked, ``F``."""
+        return int(self.per_feature_accuracy.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (arrays as lists)."""
+        return {"count": self.count, "share": self.share, "eps": self.eps, "n_features": self.n_features,
+                "n_samples": self.n_samples, "trivial": self.trivial,
+                "per_feature_accuracy": self.per_feature_accuracy.tolist(), "computed": self.computed.tolist(),
+                "constant_accuracy": self.constant_accuracy.tolist()}
+
+
+def _binary_matrix(x: Any, name: str) -> np.ndarray:
+    """``x`` as a 2-D bool ``(N, F)`` array of 0/1 values, or ValueError naming ``name``."""
+    a = _to_numpy(x, name)
+    if a.dtype == object or not (a.dtype == bool or np.issubdtype(a.dtype, np.number)):
+        raise ValueError(f"{name} must be a numeric 0/1 array, got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N samples, F features), got shape {tuple(a.shape)}")
+    if not ((a == 0) | (a == 1)).all():
+        raise ValueError(f"{name} must hold only 0/1 values (threshold logits at 0 first, e.g. "
+                         f"fci.codes.network_predictions)")
+    return a.astype(bool)
+
+
+def computational_capacity(predictions: Any, labels: Any, eps: float = CAPACITY_EPS) -> CapacityResult:
+    """The features a network computes with error at most ``eps`` (SPEC §4).
+
+    predictions, labels: ``(N, F)`` 0/1, the network's outputs and the true labels
+    on a test set, one column per feature (a task with ``outputs="clauses"``: one
+    output per clause). Feature f is *computed* when its accuracy over the N samples
+    is at least ``1 - eps`` (to 1e-12, so that a decimal ``eps`` such as 0.3 admits
+    an error rate of exactly 3/10). Returns the count, its share of the F features
+    and the per-feature accuracies. Warns when some features' labels are so
+    unbalanced that a constant output passes them (see ``CapacityResult.trivial``).
+    """
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0.0 < float(eps) < 1.0:
+        raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
+    eps = float(eps)
+    y_net = _binary_matrix(predictions, "predictions")
+    y = _binary_matrix(labels, "labels")
+    if y_net.shape != y.shape:
+        raise ValueError(f"predictions and labels must have the same shape (N, F), got {tuple(y_net.shape)} "
+                         f"and {tuple(y.shape)}")
+    N, F = y.shape
+    if N == 0 or F == 0:
+        raise ValueError(f"need at least one sample and one feature, got shape (N={N}, F={F})")
+    errors = (y_net != y).sum(axis=0)  # (F,)
+    computed = errors / N <= eps + 1e-12  # (F,)
+    rate = y.mean(axis=0)  # (F,) positive rate of each feature
+    constant = np.maximum(rate, 1.0 - rate)  # (F,)
+    trivial = int((1.0 - constant <= eps + 1e-12).sum())
+    if trivial:
+        warnings.warn(
+            f"computational_capacity: {trivial} of {F} features have labels so unbalanced that a constant "
+            f"output has error <= eps={eps:g}; the count cannot tell computing them from ignoring them "
+            f"(draw balanced labels, e.g. p=0.5 with outputs='clauses')", stacklevel=2)
+    count = int(computed.sum())
+    return CapacityResult(count=count, share=count / F, per_feature_accuracy=1.0 - errors / N, eps=eps,
+                          computed=computed, constant_accuracy=constant, trivial=trivial, n_samples=N)
 
 
 # --------------------------------------------------------------------------- comparisons

@@ -1,14 +1,20 @@
-"""Boolean DNF tasks (SPEC §1).
+"""Boolean DNF and CNF tasks (SPEC §1).
 
-A task is a formula over ``n`` binary variables made of ``C`` clauses (ANDs of ``k``
-literals). Outputs are ORs of groups of clauses: one output for the whole DNF, one
-per clause, or explicit groups. Inputs come from a *planted* sampler that makes
-each clause true with probability ``p``, so that the task does not degenerate into
-"almost always true" as it would under uniform inputs.
+A task is a formula over ``n`` binary variables made of ``C`` clauses of ``k``
+literals. Under ``form="dnf"`` a clause is an AND and an output the OR of its group
+of clauses; under ``form="cnf"`` a clause is an OR and an output the AND of its
+group. Outputs: one for the whole formula, one per clause, or explicit groups.
+Inputs come from a *planted* sampler that plants each clause's informative event
+(a DNF clause satisfied, a CNF clause falsified) with probability ``p``, so that
+the task does not degenerate into a constant as it would under uniform inputs.
+
+A CNF task is the exact dual of a DNF task: its clause c is the negation of the
+*falsifying term* ``¬l1 ∧ … ∧ ¬lk`` and its outputs the negations of the DNF over
+those terms, sampled by the DNF sampler of the terms (same ``p``).
 
 Everything is a pure function of ``(TaskConfig, seed)``::
 
-    task = DNFTask.generate(n_clauses=8, clause_size=3, seed=0)
+    task = BooleanTask.generate(n_clauses=8, clause_size=3, seed=0)   # form="cnf" for a CNF
     x, y = task.sample(4096, seed=1)     # (N, n), (N, O) float32 0/1
     task.evaluate(x)                     # (N, O), labels from the formula
 """
@@ -29,14 +35,15 @@ from fci.io import known_fields
 from fci.options import option
 from fci.seeding import derive_seed, generator
 
-__all__ = ["Clause", "DNFTask", "Literal", "TaskConfig", "format_clause"]
+__all__ = ["BooleanTask", "Clause", "DNFTask", "FORMS", "Literal", "TaskConfig", "falsifying_terms", "format_clause"]
 
 Literal = tuple[int, bool]
 """``(var, positive)``: true when ``x[var] == 1`` if ``positive``, else when ``x[var] == 0``."""
 
 Clause = tuple[Literal, ...]
-"""An AND of literals over distinct variables, sorted by variable."""
+"""Literals over distinct variables, sorted by variable: an AND in a DNF task, an OR in a CNF task."""
 
+FORMS = ("dnf", "cnf")  # OR of ANDs, AND of ORs
 _LAYOUTS = ("disjoint", "shared")
 _OUTPUT_MODES = ("dnf", "clauses")
 P_MODES = ("balanced", "uniform")  # the named planting modes beside a number in [0, 1]
@@ -52,6 +59,10 @@ def parse_p(value: str) -> float | str:
         raise ValueError(f"must be a number in [0, 1], 'balanced' or 'uniform', got {value!r}") from None
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+
+#: Fields added after the first store keys were written, with the default under
+#: which ``TaskConfig.to_dict`` leaves them out (keys of older configs stay valid).
+_KEYED_WHEN_SET: dict[str, Any] = {"form": "dnf"}
 
 
 # --------------------------------------------------------------------------- config
@@ -77,7 +88,7 @@ def _check_prob(name: str, value: Any) -> float:
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Configuration of a Boolean DNF task (SPEC §1).
+    """Configuration of a Boolean task, DNF or CNF (SPEC §1).
 
     Attributes:
         n_clauses: ``C``, number of clauses (>= 1).
@@ -89,17 +100,24 @@ class TaskConfig:
             (each clause draws ``k`` distinct variables uniformly; clauses may
             overlap; duplicate clauses are redrawn).
         negation_prob: probability that each literal is negated, in [0, 1].
-        outputs: ``"dnf"`` (one output, OR of all clauses), ``"clauses"`` (one
-            output per clause), or explicit groups of clause indices (one output per
-            group, the OR of its clauses). Groups are stored as a tuple of tuples so
-            the config stays hashable.
-        p: probability that the sampler plants each clause, in [0, 1];
-            ``"balanced"`` for ``1 - 2**(-1/C)`` (the OR of all clauses is then true
-            with probability 1/2); or ``"uniform"``: no planting, every variable a
-            fair coin and labels from the formula (disjoint layout: positive rate
-            exactly ``1 - (1 - 2**-k)**C``).
+        outputs: ``"dnf"`` (one output, the whole formula: the OR of all clauses,
+            or their AND under ``form="cnf"``), ``"clauses"`` (one output per
+            clause), or explicit groups of clause indices (one output per group: the
+            OR of its clauses, or their AND under ``form="cnf"``). Groups are stored
+            as a tuple of tuples so the config stays hashable.
+        p: probability that the sampler plants each clause's event, in [0, 1]: a
+            DNF clause is made true, a CNF clause false (so a CNF clause is true
+            with probability ``1 - p``). ``"balanced"`` for ``1 - 2**(-1/C)``: the
+            whole formula is then true with probability 1/2 in either form;
+            ``"uniform"``: no planting, every variable a fair coin and labels from
+            the formula (disjoint layout: positive rate exactly
+            ``1 - (1 - 2**-k)**C`` for a DNF, ``(1 - 2**-k)**C`` for a CNF).
         n_train: size of the training set (>= 1).
         n_test: size of the test set (>= 1).
+        form: ``"dnf"`` (default; clauses are ANDs of literals, outputs ORs of
+            clauses) or ``"cnf"`` (clauses are ORs of literals, outputs ANDs of
+            clauses). Stored configs name it only when it is ``"cnf"``, so DNF
+            configs keep the store keys they had before CNF tasks existed.
     """
 
     n_clauses: int = option(8, flag="--clauses", help="number of clauses C")
@@ -112,10 +130,14 @@ class TaskConfig:
     outputs: str | Sequence[Sequence[int]] = option("dnf", choices=_OUTPUT_MODES, regime=True,
                                                     help="one output (the whole formula) or one output per clause")
     p: float | str = option("balanced", parse=parse_p, metavar="P", regime=True,
-                            help="planting probability in [0, 1], 'balanced' (formula true half the time) or 'uniform' "
+                            help="probability in [0, 1] that the sampler plants each clause's event (a DNF clause "
+                                 "true, a CNF clause false), 'balanced' (formula true half the time) or 'uniform' "
                                  "(fair coins, no planting)")
     n_train: int = option(4096, flag="--train-samples", regime=True, help="training samples per task")
     n_test: int = option(2048, flag="--test-samples", help="test samples per task")
+    form: str = option("dnf", choices=FORMS, regime=True,
+                       help="'dnf' (an OR of clauses, each an AND of literals) or 'cnf' (an AND of clauses, "
+                            "each an OR of literals)")
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -129,6 +151,8 @@ class TaskConfig:
 
         if self.layout not in _LAYOUTS:
             raise ValueError(f"layout must be one of {_LAYOUTS}, got {self.layout!r}")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
 
         if self.n_vars is not None:
             set_("n_vars", _check_int("n_vars", self.n_vars))
@@ -197,20 +221,35 @@ class TaskConfig:
 
     @property
     def resolved_p(self) -> float:
-        """The probability that each clause is true: ``p``, with ``"balanced"``
-        resolved to ``1 - 2**(-1/C)`` and ``"uniform"`` to ``2**-k`` (a clause of k
-        fair coins; in the shared layout clauses are then not independent)."""
+        """The probability of each clause's planted event (a DNF clause true, a CNF
+        clause false): ``p``, with ``"balanced"`` resolved to ``1 - 2**(-1/C)`` and
+        ``"uniform"`` to ``2**-k`` (k fair coins all matching; in the shared layout
+        clauses are then not independent). The same number in both forms, as a CNF
+        task is the DNF of its falsifying terms, negated."""
         if self.p == "balanced":
             return 1.0 - 2.0 ** (-1.0 / self.n_clauses)
         if self.p == "uniform":
             return 2.0 ** -self.clause_size
         return float(self.p)
 
+    @property
+    def clause_true_rate(self) -> float:
+        """The probability that each clause is true: ``resolved_p`` for a DNF,
+        ``1 - resolved_p`` for a CNF (exact in the disjoint layout and under
+        ``"uniform"``; in the shared layout planting may break other clauses).
+        With ``outputs="clauses"`` it is each output's positive rate."""
+        return self.resolved_p if self.form == "dnf" else 1.0 - self.resolved_p
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of the fields (explicit groups as lists of lists)."""
+        """JSON-able dict of the fields (explicit groups as lists of lists). A field
+        added after store keys were first written (``form``) appears only when it
+        differs from its default, so older configs keep their keys."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if not isinstance(self.outputs, str):
             d["outputs"] = [list(group) for group in self.outputs]
+        for name, default in _KEYED_WHEN_SET.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -222,9 +261,24 @@ class TaskConfig:
 # --------------------------------------------------------------------------- task
 
 
-def format_clause(clause: Clause) -> str:
-    """Human-readable clause, e.g. ``x3 ∧ ¬x7 ∧ x12``."""
-    return " ∧ ".join(f"x{v}" if positive else f"¬x{v}" for v, positive in clause)
+def _check_form(form: str) -> str:
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    return form
+
+
+def format_clause(clause: Clause, form: str = "dnf") -> str:
+    """Human-readable clause: ``x3 ∧ ¬x7 ∧ x12`` (DNF, an AND) or ``x3 ∨ ¬x7 ∨ x12``
+    (``form="cnf"``, an OR)."""
+    joiner = " ∧ " if _check_form(form) == "dnf" else " ∨ "
+    return joiner.join(f"x{v}" if positive else f"¬x{v}" for v, positive in clause)
+
+
+def falsifying_terms(clauses: Sequence[Clause]) -> list[Clause]:
+    """Each clause with every literal negated. For a CNF clause ``l1 ∨ … ∨ lk`` this
+    is its falsifying term ``¬l1 ∧ … ∧ ¬lk`` (true exactly when the clause is false),
+    so a CNF over ``clauses`` is the negation of the DNF over these terms."""
+    return [tuple((int(v), not bool(positive)) for v, positive in clause) for clause in clauses]
 
 
 def _draw_clauses(config: TaskConfig, seed: int) -> list[Clause]:
@@ -263,17 +317,22 @@ def _resolve_groups(outputs: str | Sequence[Sequence[int]], n_clauses: int) -> l
     return [tuple(group) for group in outputs]
 
 
-class DNFTask:
-    """A DNF formula with its planted sampler (SPEC §1).
+class BooleanTask:
+    """A DNF or CNF formula with its sampler (SPEC §1). ``DNFTask`` is the same class
+    (the name notebooks have always used); ``config.form`` says which formula it is.
 
     Attributes:
         config: the ``TaskConfig``.
         seed: the task seed; clauses and train/test data derive from it.
-        clauses: ``C`` clauses, each a tuple of ``(var, positive)`` sorted by var.
+        clauses: ``C`` clauses, each a tuple of ``(var, positive)`` sorted by var
+            (ANDs of their literals in a DNF, ORs in a CNF). The same seed draws the
+            same clauses in both forms.
         n_vars: number of input variables ``n``.
-        groups: per output, the tuple of clause indices it ORs.
+        groups: per output, the tuple of clause indices it combines (OR in a DNF,
+            AND in a CNF).
         n_outputs: number of outputs ``O``.
-        p: planting probability (``"balanced"`` resolved).
+        p: planting probability of each clause's event, a DNF clause true or a CNF
+            clause false (``TaskConfig.resolved_p``).
     """
 
     def __init__(self, config: TaskConfig, seed: int = 0) -> None:
@@ -293,6 +352,9 @@ class DNFTask:
         # Literal tables, (C, k): variable index and sign of each literal.
         self._vars: torch.Tensor = torch.tensor([[v for v, _ in c] for c in self.clauses], dtype=torch.long)
         self._signs: torch.Tensor = torch.tensor([[s for _, s in c] for c in self.clauses], dtype=torch.bool)
+        # The planted terms' signs, (C, k): the clauses themselves in a DNF, their
+        # falsifying terms (every literal negated) in a CNF. The samplers plant terms.
+        self._term_signs: torch.Tensor = self._signs if self.form == "dnf" else ~self._signs
         # Literal matrix, (C, n): +1 for a positive literal, -1 for a negated one, so the
         # number of true literals of clause c is x @ lit[c] + n_negated[c].
         self._lit: torch.Tensor = torch.zeros(C, n)
@@ -302,16 +364,20 @@ class DNFTask:
         self._group_matrix: torch.Tensor = torch.zeros(self.n_outputs, C)
         for o, group in enumerate(self.groups):
             self._group_matrix[o, list(group)] = 1.0
+        # Clauses that must be true for output o: at least one (OR) or all of its group (AND).
+        self._group_need: torch.Tensor = (
+            torch.full((self.n_outputs,), 1.0) if self.form == "dnf" else self._group_matrix.sum(dim=1)
+        )  # (O,)
 
     # ----------------------------------------------------------------- builders
 
     @classmethod
-    def generate(cls, n_clauses: int = 8, clause_size: int = 3, seed: int = 0, **kwargs: Any) -> DNFTask:
+    def generate(cls, n_clauses: int = 8, clause_size: int = 3, seed: int = 0, **kwargs: Any) -> BooleanTask:
         """Build a task from ``TaskConfig`` fields given as keywords (SPEC §6)."""
         return cls(TaskConfig(n_clauses=n_clauses, clause_size=clause_size, **kwargs), seed)
 
     @classmethod
-    def from_config(cls, config: TaskConfig, seed: int) -> DNFTask:
+    def from_config(cls, config: TaskConfig, seed: int) -> BooleanTask:
         """Build a task from a config and a seed."""
         return cls(config, seed)
 
@@ -325,7 +391,7 @@ class DNFTask:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DNFTask:
+    def from_dict(cls, d: dict[str, Any]) -> BooleanTask:
         """Rebuild from ``to_dict``; raises if stored clauses differ from regenerated ones."""
         task = cls(TaskConfig.from_dict(d["config"]), d["seed"])
         if "clauses" in d:
@@ -353,6 +419,11 @@ class DNFTask:
     def layout(self) -> str:
         """``"disjoint"`` or ``"shared"``."""
         return self.config.layout
+
+    @property
+    def form(self) -> str:
+        """``"dnf"`` (OR of ANDs) or ``"cnf"`` (AND of ORs)."""
+        return self.config.form
 
     def variable_order(self) -> list[int]:
         """All variables ordered by clause: clause 0's, clause 1's, ..., then the
@@ -406,7 +477,8 @@ class DNFTask:
         """``(N, C)`` bool truth of each clause; ``x`` a float 0/1 ``(N, n)`` tensor."""
         lit = self._lit.to(x.device)  # (C, n)
         n_true = x @ lit.T + self._n_negated.to(x.device)  # (N, C): true literals per clause
-        return n_true > self.clause_size - 0.5
+        need = self.clause_size if self.form == "dnf" else 1  # AND: all k literals; OR: one
+        return n_true > need - 0.5
 
     def clause_truth(self, x: ArrayT) -> ArrayT:
         """``(N, C)`` bool: which clauses ``x`` ``(N, n)`` satisfies. Torch in, torch out;
@@ -420,7 +492,8 @@ class DNFTask:
     def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, O)`` float32 labels; ``x`` a float 0/1 ``(N, n)`` tensor."""
         truth = self._clause_truth(x).to(torch.float32)  # (N, C)
-        return (truth @ self._group_matrix.to(x.device).T > 0.5).to(torch.float32)
+        n_true = truth @ self._group_matrix.to(x.device).T  # (N, O): true clauses per group
+        return (n_true > self._group_need.to(x.device) - 0.5).to(torch.float32)
 
     def evaluate(self, x: ArrayT) -> ArrayT:
         """``(N, O)`` float32 0/1 labels of ``x`` ``(N, n)``, computed from the formula.
@@ -437,7 +510,12 @@ class DNFTask:
         """``n`` samples from the task's sampler (SPEC §1; planted, or fair coins
         with ``p="uniform"``): ``x`` ``(n, n_vars)`` and
         ``y`` ``(n, n_outputs)``, float32 0/1 on the CPU. ``y`` is always
-        ``evaluate(x)``. A pure function of ``(task, n, seed)``."""
+        ``evaluate(x)``. A pure function of ``(task, n, seed)``.
+
+        The planted samplers plant *terms*: a DNF's clauses, a CNF's falsifying
+        terms. So a CNF clause is falsified (all its literals false) with probability
+        ``p`` and otherwise takes one of its ``2**k - 1`` satisfying assignments
+        uniformly (disjoint layout), exactly as the DNF sampler treats the terms."""
         n = _check_int("n", n, minimum=0)
         g = generator(seed, "sample")
         if self.config.p == "uniform":
@@ -449,7 +527,7 @@ class DNFTask:
         return x, self._evaluate(x)
 
     def _sample_disjoint(self, N: int, g: torch.Generator) -> torch.Tensor:
-        """Planted clauses all true; unplanted ones take a uniform falsifying
+        """Planted terms all true; unplanted ones take a uniform falsifying
         assignment (rejection sampling); distractors are fair coins."""
         C, k = self.n_clauses, self.clause_size
         x = torch.randint(0, 2, (N, self.n_vars), generator=g).to(torch.float32)
@@ -461,20 +539,20 @@ class DNFTask:
             lit_true[idx] = torch.randint(0, 2, (idx[0].numel(), k), generator=g).bool()
             bad &= lit_true.all(dim=-1)
         lit_true[planted] = True
-        values = lit_true == self._signs  # (N, C, k): x[var] == 1 iff (literal true) == positive
+        values = lit_true == self._term_signs  # (N, C, k): x[var] == 1 iff (term literal true) == positive
         x[:, self._vars.reshape(-1)] = values.reshape(N, C * k).to(torch.float32)
         return x
 
     def _sample_shared(self, N: int, g: torch.Generator) -> torch.Tensor:
-        """Fair coins; then, clause by clause, an unplanted clause that is satisfied
-        at that point gets one uniformly chosen literal falsified; then the planted
-        clauses' literals are set true, in clause order (planting wins; a later
-        planted clause overrides an earlier one on a conflicting variable)."""
+        """Fair coins; then, term by term, an unplanted term that is satisfied at
+        that point gets one uniformly chosen literal falsified; then the planted
+        terms' literals are set true, in clause order (planting wins; a later
+        planted term overrides an earlier one on a conflicting variable)."""
         C, k = self.n_clauses, self.clause_size
         x = torch.randint(0, 2, (N, self.n_vars), generator=g).to(torch.float32)
         planted = torch.rand((N, C), generator=g) < self.p  # (N, C)
         pick = torch.randint(0, k, (N, C), generator=g)  # literal to falsify
-        signs = self._signs.to(torch.float32)  # (C, k): value making each literal true
+        signs = self._term_signs.to(torch.float32)  # (C, k): value making each term literal true
         xt = x.T.contiguous()  # (n, N): a variable's column is contiguous, gathers are fast
         for c in range(C):
             vars_c = self._vars[c]  # (k,)
@@ -498,15 +576,21 @@ class DNFTask:
     # ----------------------------------------------------------------- display
 
     def __repr__(self) -> str:
+        """``DNFTask(C=8, k=3, ...)`` or ``CNFTask(...)``: the formula's form, then its shape."""
         outputs = self.config.outputs if isinstance(self.config.outputs, str) else f"groups[{self.n_outputs}]"
         return (
-            f"DNFTask(C={self.n_clauses}, k={self.clause_size}, n={self.n_vars}, "
+            f"{self.form.upper()}Task(C={self.n_clauses}, k={self.clause_size}, n={self.n_vars}, "
             f"{self.layout}, {outputs}, p={self.p:.3g}, seed={self.seed})"
         )
 
     def __str__(self) -> str:
         lines = [repr(self)]
-        lines += [f"  c{c}: {format_clause(clause)}" for c, clause in enumerate(self.clauses)]
+        lines += [f"  c{c}: {format_clause(clause, self.form)}" for c, clause in enumerate(self.clauses)]
         if not isinstance(self.config.outputs, str):
-            lines += [f"  y{o} = OR{list(group)}" for o, group in enumerate(self.groups)]
+            op = "OR" if self.form == "dnf" else "AND"
+            lines += [f"  y{o} = {op}{list(group)}" for o, group in enumerate(self.groups)]
         return "\n".join(lines)
+
+
+DNFTask = BooleanTask
+"""The stable notebook name of :class:`BooleanTask` (SPEC §6); it holds CNF tasks too."""

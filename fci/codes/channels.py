@@ -1,7 +1,11 @@
 """Feature channels of known clauses, their collisions and graphs (SPEC §5).
 
 A clause's channel is the set of hidden neurons that every literal of the clause excites;
-channels that share neurons collide. Everything is vectorised over neurons and clauses:
+channels that share neurons collide. For a CNF clause (``form="cnf"``, an OR) the
+channel is that of its falsifying term ``¬l1 ∧ … ∧ ¬lk``: the neurons every literal of
+the clause *inhibits*, which detect that the clause is false and vote against the
+output (readout code -1). A CNF is the negation of the DNF over those terms, so this is
+the DNF rule read through the negation. Everything is vectorised over neurons and clauses:
 channels of 1,000 clauses on a ``(4096, 4096)`` layer take well under a second
 (``python -m benchmarks.codes``).
 """
@@ -14,7 +18,6 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 
-from fci.codes.circuit import _format_clause
 from fci.codes.signs import ArrayT, Relative, Threshold, _bias, _peak_array, _peaks, _readout_signs, _signs
 from fci.metrics import (
     Clause,
@@ -25,6 +28,7 @@ from fci.metrics import (
     _to_numpy,
     _weights_2d,
 )
+from fci.tasks import _check_form, falsifying_terms, format_clause
 
 __all__ = ["channel_membership", "clause_channels", "readout_votes", "polysemanticity", "collision_matrix", "CollisionGraph", "collision_graph", "channel_graph", "clause_table", "ClauseSplitView", "split_view"]
 
@@ -76,11 +80,25 @@ def _membership_from_channels(channels: Sequence[Sequence[int]], H: int) -> np.n
     return A
 
 
-def _codes_and_membership(W1: Any, clauses: Sequence[Any], threshold: Threshold, relative: Relative):
+def _channel_terms(canon: list[Clause], form: str) -> list[Clause]:
+    """The conjunctions whose channels are read: the clauses themselves for a DNF,
+    their falsifying terms for a CNF."""
+    return canon if _check_form(form) == "dnf" else falsifying_terms(canon)
+
+
+def _vote_sign(form: str) -> int:
+    """The readout code of a vote: +1 for a DNF channel (it raises the output), -1 for
+    a CNF channel (it detects a false clause and lowers the output)."""
+    return 1 if _check_form(form) == "dnf" else -1
+
+
+def _codes_and_membership(W1: Any, clauses: Sequence[Any], threshold: Threshold, relative: Relative,
+                          form: str = "dnf"):
     W = _weights_2d(W1, "W1")
     canon = _check_clauses(clauses, W.shape[1])
+    terms = _channel_terms(canon, form)
     S = _signs(W, threshold, relative)
-    return W, canon, S, _membership_np(S, canon)
+    return W, canon, S, _membership_np(S, terms)
 
 
 def _count_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -89,54 +107,63 @@ def _count_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def channel_membership(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron",
+    form: str = "dnf",
 ) -> ArrayT:
     """(H, C) bool: neuron i belongs to clause c's feature channel, i.e. every literal
-    of clause c excites neuron i."""
-    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative)
+    of clause c excites neuron i (``form="cnf"``: inhibits it)."""
+    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
     return _like(A, W1)
 
 
 def clause_channels(
-    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
+    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron",
+    form: str = "dnf",
 ) -> list[list[int]]:
     """Feature channel of every clause: the sorted neurons that every literal of the
-    clause excites (literal code +1). W1: (H, n) -> C lists of Python ints."""
-    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative)
+    clause excites (literal code +1). With ``form="cnf"`` the clauses are ORs and a
+    channel is that of the clause's falsifying term: the neurons every literal of the
+    clause inhibits (literal code -1). W1: (H, n) -> C lists of Python ints."""
+    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
     return _channels_from_membership(A)
 
 
 def readout_votes(
     W2: ArrayT, channels: Sequence[Sequence[int]], threshold: Threshold = "auto", relative: Relative = "neuron",
-    peak: Any | None = None,
+    peak: Any | None = None, form: str = "dnf",
 ) -> ArrayT:
     """(C, O) int64: how many neurons of each channel vote for each output. W2: (O, H).
 
-    A vote is a readout code ``+1``: with per-unit thresholds (``relative="neuron"``) the
+    A vote is a readout code ``+1`` (``form="cnf"``: ``-1``, a channel that detects a
+    false clause votes against the output): with per-unit thresholds (``relative="neuron"``) the
     code of the contribution ``W2[o, i] * peak[i]`` within output o, ``peak`` being
     :func:`neuron_peaks` (None: every neuron taken at peak 1, i.e. raw ``W2``, which
     is not scale-free); with ``"global"`` / absolute thresholds the code of raw
     ``W2``. A clause's readout is the outputs with a vote > 0."""
     W = _weights_2d(W2, "W2")
+    sign = _vote_sign(form)
     A = _membership_from_channels(channels, W.shape[1])  # (H, C)
-    votes = _readout_signs(W, _peak_array(peak, W.shape[1]), threshold, relative) == 1  # (O, H)
+    votes = _readout_signs(W, _peak_array(peak, W.shape[1]), threshold, relative) == sign  # (O, H)
     return _like(_count_matmul(A.T, votes.T), W2)  # (C, O)
 
 
 def polysemanticity(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron",
+    form: str = "dnf",
 ) -> ArrayT:
     """(H,) int64: for each neuron, the number of clauses whose channel holds it."""
-    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative)
+    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
     return _like(A.sum(axis=1).astype(np.int64), W1)
 
 
 def collision_matrix(
-    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
+    W1: ArrayT, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron",
+    form: str = "dnf",
 ) -> ArrayT:
-    """(C, C) int64 shared-neuron counts between clause channels; the diagonal is each
-    channel's size. Two clauses collide when their entry is > 0."""
-    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative)
+    """(C, C) int64 shared-neuron counts between clause channels (``form`` as in
+    :func:`clause_channels`); the diagonal is each channel's size. Two clauses collide
+    when their entry is > 0."""
+    _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
     return _like(_count_matmul(A.T, A), W1)
 
 
@@ -153,12 +180,13 @@ class CollisionGraph(nx.Graph):
     __str__ = __repr__
 
 
-def _collision_graph_np(canon: list[Clause], A: np.ndarray) -> CollisionGraph:
+def _collision_graph_np(canon: list[Clause], A: np.ndarray, form: str = "dnf") -> CollisionGraph:
     M = _count_matmul(A.T, A)  # (C, C)
     channels = _channels_from_membership(A)
     g = CollisionGraph()
     g.add_nodes_from(
-        (c, {"clause": canon[c], "label": _format_clause(canon[c]), "channel": channels[c], "size": len(channels[c])})
+        (c, {"clause": canon[c], "label": format_clause(canon[c], form), "channel": channels[c],
+             "size": len(channels[c])})
         for c in range(len(canon))
     )
     i, j = np.nonzero(np.triu(M, k=1))
@@ -167,13 +195,15 @@ def _collision_graph_np(canon: list[Clause], A: np.ndarray) -> CollisionGraph:
 
 
 def collision_graph(
-    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron"
+    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron",
+    form: str = "dnf",
 ) -> CollisionGraph:
     """A :class:`CollisionGraph` (a networkx.Graph): clauses as nodes ``0..C-1`` (attributes ``clause``, ``label``, ``channel``,
     ``size``), an edge per colliding pair weighted by shared neurons (``weight``).
-    ``nx.connected_components`` gives the entangled clause groups."""
-    _, canon, _, A = _codes_and_membership(W1, clauses, threshold, relative)
-    return _collision_graph_np(canon, A)
+    ``nx.connected_components`` gives the entangled clause groups. ``form`` as in
+    :func:`clause_channels`."""
+    _, canon, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
+    return _collision_graph_np(canon, A, form)
 
 
 def _literal_node(var: int, positive: bool) -> str:
@@ -188,6 +218,7 @@ def channel_graph(
     relative: Relative = "neuron",
     neurons: str = "channels",
     b1: Any | None = None,
+    form: str = "dnf",
 ) -> nx.DiGraph:
     """Literal -> neuron -> output graph of the non-zero signs, for an explorer to draw.
 
@@ -205,7 +236,7 @@ def channel_graph(
     ``clauses``: the literals to draw (None: the positive literal of every variable).
     ``neurons``: ``"channels"`` (neurons in some clause channel; all neurons with a
     non-zero code when ``clauses`` is None), ``"coded"`` (neurons any drawn literal
-    codes to), or ``"all"``.
+    codes to), or ``"all"``. ``form`` as in :func:`clause_channels`.
     """
     Wa = _weights_2d(W1, "W1")
     Wb = _weights_2d(W2, "W2")
@@ -228,7 +259,7 @@ def channel_graph(
             for lit in clause:
                 lit_clauses.setdefault(lit, []).append(c)
         literals = sorted(lit_clauses)
-        A = _membership_np(S1, canon)
+        A = _membership_np(S1, _channel_terms(canon, form))
     var = np.array([v for v, _ in literals], dtype=np.int64)
     flip = np.array([1 if p else -1 for _, p in literals], dtype=np.int8)
     L = S1[:, var] * flip  # (H, L) literal codes
@@ -243,7 +274,7 @@ def channel_graph(
     g = nx.DiGraph()
     g.add_nodes_from(
         (_literal_node(v, p), {"kind": "literal", "layer": 0, "var": v, "positive": p,
-                               "label": _format_clause(((v, p),)), "clauses": lit_clauses[(v, p)]})
+                               "label": format_clause(((v, p),)), "clauses": lit_clauses[(v, p)]})
         for v, p in literals
     )
     g.add_nodes_from(
@@ -276,15 +307,17 @@ def clause_table(
     threshold: Threshold = "auto",
     relative: Relative = "neuron",
     b1: Any | None = None,
+    form: str = "dnf",
 ) -> list[dict[str, Any]]:
     """One JSON-ready row per clause for an explorer table: ``clause`` index,
-    ``literals`` (e.g. ``"x0 ∧ ¬x3"``), ``channel``, ``readout`` (outputs with a vote;
+    ``literals`` (e.g. ``"x0 ∧ ¬x3"``, or ``"x0 ∨ ¬x3"`` under ``form="cnf"``, whose
+    channels and votes are as in :func:`clause_channels`), ``channel``, ``readout`` (outputs with a vote;
     empty when ``W2`` is None), ``votes`` (per output), ``collisions`` (ids of clauses
     whose channel shares a neuron), ``polysemantic`` (channel neurons shared with
     another clause) and ``capacity`` (mean feature capacity over the clause's
     variables). Readouts as in :func:`readout_votes`, with peaks from ``W1`` and
     ``b1`` (None: zero biases)."""
-    W, canon, _, A = _codes_and_membership(W1, clauses, threshold, relative)
+    W, canon, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
     channels = _channels_from_membership(A)
     M = _count_matmul(A.T, A)
     poly = A.sum(axis=1)
@@ -294,7 +327,7 @@ def clause_table(
         if Wb.shape[1] != W.shape[0]:
             raise ValueError(f"W2 must have shape (O, H={W.shape[0]}), got {tuple(Wb.shape)}")
         S2 = _readout_signs(Wb, _peaks(W, _bias(b1, W.shape[0])), threshold, relative)
-        votes = _count_matmul(A.T, (S2 == 1).T)  # (C, O)
+        votes = _count_matmul(A.T, (S2 == _vote_sign(form)).T)  # (C, O)
     else:
         votes = np.zeros((len(canon), 0), dtype=np.int64)
     rows = []
@@ -302,7 +335,7 @@ def clause_table(
         others = np.flatnonzero(M[c] > 0)
         rows.append({
             "clause": c,
-            "literals": _format_clause(clause),
+            "literals": format_clause(clause, form),
             "channel": channels[c],
             "readout": np.flatnonzero(votes[c] > 0).tolist(),
             "votes": votes[c].tolist(),
@@ -357,6 +390,7 @@ def split_view(
     threshold: Threshold = "auto",
     relative: Relative = "neuron",
     child_mask: Any | None = None,
+    form: str = "dnf",
 ) -> list[ClauseSplitView]:
     """Per-clause before/after view of an FPE child and its parent.
 
@@ -364,7 +398,8 @@ def split_view(
     (H_child,) ints, the parent of every child neuron (``arange(H_child) // alpha``
     for the contiguous layout of SPEC §3, but any map is accepted); child_mask:
     (H_child, n) first-layer 0/1 mask of the child (None: ``child_W1 != 0``).
-    Each model's neurons are thresholded by the same rule as :func:`sign_codes`.
+    Each model's neurons are thresholded by the same rule as :func:`sign_codes`;
+    ``form`` as in :func:`clause_channels`.
     """
     Wp = _weights_2d(parent_W1, "parent_W1")
     Wc = _weights_2d(child_W1, "child_W1")
@@ -387,9 +422,10 @@ def split_view(
             raise ValueError(f"child_mask must have shape {tuple(Wc.shape)}, got {tuple(mask.shape)}")
         mask = mask != 0
     canon = _check_clauses(clauses, n)
+    terms = _channel_terms(canon, form)
 
-    A_parent = _membership_np(_signs(Wp, threshold, relative), canon)  # (Hp, C)
-    A_child = _membership_np(_signs(Wc, threshold, relative), canon)  # (Hc, C)
+    A_parent = _membership_np(_signs(Wp, threshold, relative), terms)  # (Hp, C)
+    A_child = _membership_np(_signs(Wc, threshold, relative), terms)  # (Hc, C)
     # Children whose mask holds every variable of clause c: (Hc, C).
     var, _ = _clause_var_index(canon, pad=n)
     mask_table = np.concatenate([mask.T, np.ones((1, Hc), dtype=bool)], axis=0)  # (n + 1, Hc)
@@ -412,7 +448,7 @@ def split_view(
         views.append(ClauseSplitView(
             clause_index=c,
             literals=clause,
-            label=_format_clause(clause),
+            label=format_clause(clause, form),
             parent_channel=parent_channels[c],
             children_carrying_whole=carrying,
             child_channel=child_ch,

@@ -18,22 +18,29 @@ from fci.metrics import (
     _like,
     _to_numpy,
 )
+from fci.tasks import _check_form, falsifying_terms
 
 __all__ = ["network_predictions", "circuit_agreement", "ceiling_agreement", "clause_recovery"]
 
 
 def ceiling_agreement(true_clauses: Sequence[Clause], network_output: Any, x: Any,
-                      groups: Sequence[Sequence[int]] | None = None) -> float:
+                      groups: Sequence[Sequence[int]] | None = None, form: str = "dnf") -> float:
     """The ceiling of clause-based decoding: the agreement with the network's
     predictions ``network_output > 0`` (N, O) of the task's *true* formula on ``x``
     (N, n): output o is the OR of the true clauses in ``groups[o]`` (``task.groups``;
-    None: every clause when O == 1, clause o when O == C). A decoder that reaches it
-    agrees with the network as well as the true clauses do."""
+    None: every clause when O == 1, clause o when O == C), or with ``form="cnf"``
+    (``task.form``) the AND of those clauses, each an OR of its literals. A decoder
+    that reaches it agrees with the network as well as the true clauses do."""
     y_net = _to_numpy(network_output, "network_output")
     if y_net.ndim != 2:
         raise ValueError(f"network_output must be 2-D (N, O), got shape {tuple(y_net.shape)}")
     O = y_net.shape[1]
     canon = _check_clauses(true_clauses, None)
+    if _check_form(form) == "cnf":
+        # A CNF is the negated DNF of its falsifying terms, and agreement is unchanged
+        # when both sides are negated.
+        canon = falsifying_terms(canon)
+        y_net = np.logical_not(y_net > 0).astype(np.float32)
     if groups is None:
         if O == 1:
             groups = [list(range(len(canon)))]

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from fci.tasks import DNFTask, TaskConfig
+from fci.tasks import BooleanTask, TaskConfig
 
 __all__ = ["Dataset", "digits", "load_embeddings", "boolean", "task_dataset", "task_name", "class_ids", "file_sha256", "EMBEDDING_KEYS"]
 
@@ -232,13 +232,13 @@ def _labels(path: str, key: str, y: np.ndarray) -> np.ndarray:
 
 
 def boolean(config: TaskConfig | None = None, seed: int = 0) -> Dataset:
-    """A Boolean DNF task (SPEC §1) as a Dataset ('bce' over its outputs; 0/1 uint8 inputs).
+    """A Boolean task, DNF or CNF (SPEC §1), as a Dataset ('bce' over its outputs; 0/1 uint8 inputs).
     `info["clauses"]` holds the task's clauses (for the clause split)."""
-    return task_dataset(DNFTask.from_config(config or TaskConfig(), seed))
+    return task_dataset(BooleanTask.from_config(config or TaskConfig(), seed))
 
 
-def task_dataset(task: DNFTask) -> Dataset:
-    """A drawn DNF task's samples as a Dataset (see `boolean`), named by `task_name`."""
+def task_dataset(task: BooleanTask) -> Dataset:
+    """A drawn Boolean task's samples as a Dataset (see `boolean`), named by `task_name`."""
     xtr, ytr = task.train_data()
     xte, yte = task.test_data()
     return Dataset(
@@ -246,13 +246,15 @@ def task_dataset(task: DNFTask) -> Dataset:
         x_train=xtr.to(torch.uint8), y_train=ytr.to(torch.uint8),
         x_test=xte.to(torch.uint8), y_test=yte.to(torch.uint8),
         loss="bce",
-        info={"source": "fci.tasks.DNFTask", "task": task.config.to_dict(), "seed": task.seed, "clauses": task.clauses},
+        info={"source": "fci.tasks.BooleanTask", "task": task.config.to_dict(), "seed": task.seed, "clauses": task.clauses},
     )
 
 
-def task_name(task: DNFTask) -> str:
-    """A Boolean task's data name: boolean-C<clauses>k<clause size>-s<task seed>."""
-    return f"boolean-C{task.n_clauses}k{task.clause_size}-s{task.seed}"
+def task_name(task: BooleanTask) -> str:
+    """A Boolean task's data name: boolean-C<clauses>k<clause size>-s<task seed>, with
+    `cnf-` after `boolean-` for a CNF task."""
+    form = "cnf-" if task.form == "cnf" else ""
+    return f"boolean-{form}C{task.n_clauses}k{task.clause_size}-s{task.seed}"
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -109,7 +109,7 @@ class DatasetSpec:
     """Which data a trial trains on, as data.
 
     Attributes:
-        kind: "boolean" (a DNF task, SPEC §1), "digits" (scikit-learn's bundled
+        kind: "boolean" (a DNF or CNF task, SPEC §1), "digits" (scikit-learn's bundled
             8x8 digits) or "embeddings" (an .npz of features; see `load_embeddings`).
         options: the kind's options, validated and completed with their defaults:
             boolean: the `TaskConfig` fields; digits: `test_fraction`; embeddings:
@@ -141,7 +141,7 @@ class DatasetSpec:
     # -- constructors
     @classmethod
     def boolean(cls, task: TaskConfig | None = None, seed: int | None = None) -> "DatasetSpec":
-        """A DNF task; `seed=None` (default): each trial draws its own from its seed."""
+        """A Boolean task (DNF or CNF); `seed=None` (default): each trial draws its own from its seed."""
         return cls("boolean", (task or TaskConfig()).to_dict(), seed)
 
     @classmethod
@@ -171,7 +171,7 @@ class DatasetSpec:
 
     @property
     def has_clauses(self) -> bool:
-        """Whether the data comes with a DNF formula's clauses (for the clause split)."""
+        """Whether the data comes with a Boolean formula's clauses (for the clause split)."""
         if self.kind == "boolean":
             return True
         return self.kind == "memory" and bool(self.build().info.get("clauses"))
@@ -228,6 +228,8 @@ class DatasetSpec:
             t = self.task
             assert t is not None
             shown = {"C": t.n_clauses, "k": t.clause_size, "outputs": t.outputs, "p": t.p, "n_train": t.n_train}
+            if t.form != "dnf":
+                shown = {"form": t.form, **shown}
         seed = "per trial" if self.seed is None else self.seed
         return f"DatasetSpec({self.kind}, {', '.join(f'{k}={v}' for k, v in shown.items())}, seed={seed})"
 

@@ -12,7 +12,7 @@ from fci.fpe.splits import SPLITS, split_info
 from fci.io import known_fields
 from fci.options import option
 from fci.seeding import derive_seed
-from fci.tasks import DNFTask, TaskConfig
+from fci.tasks import BooleanTask, TaskConfig
 
 __all__ = ["TrainConfig", "FPESpec", "ADAM_BETAS", "ADAM_EPS", "MAX_LR"]
 
@@ -154,7 +154,7 @@ class FPESpec:
 
     @property
     def boolean(self) -> bool:
-        """Whether the trial trains on a Boolean DNF task."""
+        """Whether the trial trains on a Boolean task (DNF or CNF)."""
         return self.data is None or self.data.kind == "boolean"
 
     @property
@@ -187,14 +187,14 @@ class FPESpec:
         except (KeyError, TypeError) as e:
             raise ValueError(f"not an FPE trial config (missing or malformed {e}): keys {sorted(config)}") from None
 
-    def make_task(self) -> DNFTask:
+    def make_task(self) -> BooleanTask:
         """The trial's Boolean task (ValueError for other data)."""
         if self.data is None:
-            return DNFTask.from_config(self.task, derive_seed(self.seed, "task"))
+            return BooleanTask.from_config(self.task, derive_seed(self.seed, "task"))
         task = self.data.task
         if task is None or self.data.seed is None:
             raise ValueError(f"{self.data!r} is not a Boolean task")
-        return DNFTask.from_config(task, self.data.seed)
+        return BooleanTask.from_config(task, self.data.seed)
 
     def dataset(self) -> Dataset:
         """The trial's data (built once per process for a shared spec)."""

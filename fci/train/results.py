@@ -8,7 +8,7 @@ from typing import Any
 
 from fci.data.datasets import task_name
 from fci.models.mlp import MaskedMLP
-from fci.tasks import DNFTask
+from fci.tasks import BooleanTask
 from fci.train.config import FPESpec
 
 __all__ = ["ModelResult", "FPEResult"]
@@ -66,13 +66,13 @@ class FPEResult:
     Boolean task (None for other data)."""
 
     spec: FPESpec
-    task: DNFTask | None
+    task: BooleanTask | None
     parent: ModelResult
     dense: ModelResult
     children: dict[tuple[str, int], ModelResult]
 
     @property
-    def boolean_task(self) -> DNFTask:
+    def boolean_task(self) -> BooleanTask:
         """The trial's Boolean task; ValueError for a trial on other data."""
         if self.task is None:
             raise ValueError(f"trial seed {self.spec.seed} trains on {self.spec.dataset_spec!r}, not a Boolean task")
@@ -96,7 +96,7 @@ class FPEResult:
     def __repr__(self) -> str:
         if self.task is not None and self.spec.data is None:
             t = self.spec.task
-            head = f"FPEResult(seed {self.spec.seed}, DNF {t.n_clauses}x{t.clause_size}, n={t.resolved_n_vars}):"
+            head = f"FPEResult(seed {self.spec.seed}, {t.form.upper()} {t.n_clauses}x{t.clause_size}, n={t.resolved_n_vars}):"
         else:
             head = f"FPEResult({self.dataset}, hidden {self.hidden}, seed {self.seed}):"
         return _lines(head, self.parent, self.dense, self.children)

@@ -28,7 +28,7 @@ from fci.models.base import resolve_device
 from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.progress import bar as progress_bar
 from fci.store import Store
-from fci.tasks import DNFTask
+from fci.tasks import BooleanTask
 from fci.train.backends import Backend
 from fci.train.config import FPESpec, TrainConfig
 from fci.train.fitting import fit
@@ -286,7 +286,7 @@ class _TrialData:
     broadcast view of it (held once)."""
 
     def __init__(self, specs: list[FPESpec], dev: torch.device):
-        self.tasks: list[DNFTask | None] = []
+        self.tasks: list[BooleanTask | None] = []
         self.data: list[Dataset] = []
         for s in specs:
             if s.data is None:

@@ -19,10 +19,10 @@ from fci.train.backends.kernel import library as kernel
 
 REGIME = ["--vars", "26", "--layout", "shared", "--outputs", "clauses", "--p", "uniform", "--negation-prob", "0.25",
           "--train-samples", "96", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.5", "--weight-decay", "0.001",
-          "--batch-size", "32", "--warmup", "3", "--finetune", "2"]
+          "--batch-size", "32", "--warmup", "3", "--finetune", "2", "--form", "cnf"]
 EXPECTED = {"vars": 26, "layout": "shared", "outputs": "clauses", "p": "uniform", "negation_prob": 0.25,
             "train_samples": 96, "optimizer": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.001,
-            "batch_size": 32, "warmup": 3, "finetune": 2}
+            "batch_size": 32, "warmup": 3, "finetune": 2, "form": "cnf"}
 
 BAD = [
     (["--p", "2"], "--p: p must be a number in [0, 1]"),
@@ -30,6 +30,7 @@ BAD = [
     (["--vars", "5"], "--vars: n_vars must be >= n_clauses * clause_size"),
     (["--layout", "ring"], "--layout: invalid choice"),
     (["--outputs", "xor"], "--outputs: invalid choice"),
+    (["--form", "xyz"], "--form: invalid choice"),
     (["--negation-prob", "1.5"], "--negation-prob: negation_prob must be a number in [0, 1]"),
     (["--train-samples", "0"], "--train-samples"),
     (["--optimizer", "rmsprop"], "--optimizer: invalid choice"),
@@ -38,7 +39,7 @@ BAD = [
     (["--lr", "1e9"], "--lr: lr must be a number in (0, 1000]"),
     (["--momentum", "1"], "--momentum: momentum must be a number in [0, 1)"),
     (["--momentum", "0.9"], "--momentum: momentum applies to optimizer 'sgd' only"),
-    (["--weight-decay", "-1"], "--weight-decay: weight_decay must be >= 0"),
+    (["--weight-decay", "-1"], "--weight-decay: weight_decay must be a number in [0, 1000]"),
     (["--batch-size", "0"], "--batch-size"),
     (["--warmup", "-1"], "--warmup"),
     (["--finetune", "-2"], "--finetune"),
@@ -111,12 +112,13 @@ def test_a_study_records_every_option_and_runs_a_registered_split(tmp_path, toy_
     assert df.dead_units.between(0, df.width).all()
     # the caption of every figure names the regime
     html = (out / "loss_curves.html").read_text()
-    for text in ("shared clauses outputs", "p=uniform", "negation 0.25", "n=26", "96 train samples", "sgd lr=0.05",
+    for text in ("CNF, shared clauses outputs", "p=uniform", "negation 0.25", "n=26", "96 train samples", "sgd lr=0.05",
                  "momentum=0.5", "wd=0.001", "batch 32", "3+2 epochs"):
         assert text in html, text
     # and each stored model was trained under exactly those options
     spec_task, spec_train = summary["config"]["task"], summary["config"]["train"]
     assert spec_task["p"] == "uniform" and spec_task["layout"] == "shared" and spec_train["momentum"] == 0.5
+    assert spec_task["form"] == "cnf"
     row = df[df.condition == toy_split].iloc[0]
     assert isinstance(row.store_key, str) and len(row.store_key) > 8
 
@@ -167,7 +169,7 @@ JOB_STUDIES = {
     "effective_density": (["--datasets", "boolean", "--multipliers", "0.5,1"], "effective_density.html"),
     "structured_sparsity": (["--alphas", "2"], "structured_sparsity.html"),
 }
-CAPTION = ("shared clauses outputs", "p=uniform", "negation 0.25", "n=26", "96 train samples", "sgd lr=0.05",
+CAPTION = ("CNF, shared clauses outputs", "p=uniform", "negation 0.25", "n=26", "96 train samples", "sgd lr=0.05",
            "momentum=0.5", "wd=0.001", "batch 32", "3+2 epochs")
 
 
@@ -190,8 +192,8 @@ def test_a_job_study_records_every_regime_option_and_trains_under_it(tmp_path, n
     assert cfg["regime"] == EXPECTED
     assert cfg["train"] == {**TrainConfig(optimizer="sgd", lr=0.05, momentum=0.5, weight_decay=0.001, batch_size=32,
                                           warmup=3, finetune=2).to_dict(), "momentum": 0.5}
-    assert (cfg["task"]["layout"], cfg["task"]["outputs"], cfg["task"]["p"], cfg["task"]["n_vars"], cfg["task"]["n_train"]) == \
-        ("shared", "clauses", "uniform", 26, 96)
+    assert (cfg["task"]["layout"], cfg["task"]["outputs"], cfg["task"]["p"], cfg["task"]["n_vars"], cfg["task"]["n_train"],
+            cfg["task"]["form"]) == ("shared", "clauses", "uniform", 26, 96, "cnf")
     assert not set(cfg["study_options"]) & {k for k in EXPECTED}  # recorded once, under config.regime
     html = (out / figure).read_text()
     for text in CAPTION:  # the figure's caption names the regime

@@ -45,6 +45,7 @@ BAD = [
     (["--negation-prob", "1.5"], "--negation-prob: negation_prob must be a number in [0, 1]"),
     (["--device", "tpu"], "--device"),
     (["--layout", "ring"], "--layout"),
+    (["--form", "xyz"], "argument --form: invalid choice: 'xyz'"),
 ]
 
 
@@ -130,7 +131,7 @@ EVERY_OPTION = {
     "--outputs": "clauses", "--p": "uniform", "--negation-prob": "0.25", "--train-samples": "40", "--optimizer": "sgd",
     "--lr": "0.05", "--momentum": "0.5", "--weight-decay": "0.001", "--batch-size": "16", "--warmup": "2", "--finetune": "1",
     "--hidden": "3", "--alpha": "3", "--splits": "random,gram", "--trials": "2", "--seed": "4", "--device": "cpu",
-    "--threshold": "0.3", "--shuffle-seed": "5", "--claim-ttl": "120",
+    "--threshold": "0.3", "--form": "cnf", "--shuffle-seed": "5", "--claim-ttl": "120",
 }
 
 
@@ -152,9 +153,9 @@ def test_every_option_round_trips_into_summary_json(tmp_path):
     for flag, action in flags.items():
         assert cfg["options"][action.dest] == getattr(parsed, action.dest), flag
     assert cfg["regime"] == {"vars": 8, "layout": "shared", "outputs": "clauses", "p": "uniform", "negation_prob": 0.25,
-                             "train_samples": 40, "optimizer": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.001,
+                             "train_samples": 40, "form": "cnf", "optimizer": "sgd", "lr": 0.05, "momentum": 0.5, "weight_decay": 0.001,
                              "batch_size": 16, "warmup": 2, "finetune": 1}
-    assert cfg["task"]["n_test"] == 48 and cfg["splits"] == ["random", "gram"] and cfg["seeds"] == [4, 5]
+    assert cfg["task"]["n_test"] == 48 and cfg["task"]["form"] == "cnf" and cfg["splits"] == ["random", "gram"] and cfg["seeds"] == [4, 5]
     assert cfg["threshold"] == 0.3 and cfg["device"] == "cpu" and cfg["train"]["momentum"] == 0.5
     assert summary["run"]["backends"] == ["torch"]  # the kernel does not run SGD momentum
     assert summary["environment"]["packages"]["torch"] and summary["environment"]["cpu"]

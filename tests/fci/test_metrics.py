@@ -1,9 +1,11 @@
-"""Tests for fci.metrics: interference metrics and trial statistics (SPEC §4)."""
+"""Tests for fci.metrics: interference metrics, computational capacity and trial statistics (SPEC §4)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -14,9 +16,11 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from fci.metrics import (
+    CAPACITY_EPS,
     accuracy_per_parameter,
     clause_capacity,
     clause_mean_capacity,
+    computational_capacity,
     cosine_interference,
     cosine_interference_stats,
     feature_capacity,
@@ -215,3 +219,118 @@ def test_paired_ttest_degenerate_cases_never_crash():
     assert shifted["p"] == 0.0 and shifted["t"] == math.inf
     with pytest.raises(ValueError, match="pair"):
         paired_ttest([1.0, 2.0], [1.0])
+
+
+# --------------------------------------------------------------------------- computational capacity
+
+
+def _balanced_labels(N: int, F: int, seed: int = 0) -> np.ndarray:
+    """(N, F) 0/1 labels, each column exactly half ones (a constant scores 1/2)."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(np.arange(N) % 2) for _ in range(F)], axis=1)
+
+
+@pytest.mark.parametrize("m", [0, 1, 5, 8])
+def test_capacity_counts_the_features_a_network_computes(m):
+    N, F = 400, 8
+    y = _balanced_labels(N, F)
+    rng = np.random.default_rng(1)
+    pred = y.copy()
+    wrong = rng.permutation(F)[: F - m]  # these features the "network" does not compute
+    pred[:, wrong[: len(wrong) // 2]] = 1 - y[:, wrong[: len(wrong) // 2]]  # inverted: accuracy 0
+    pred[:, wrong[len(wrong) // 2:]] = rng.integers(0, 2, (N, len(wrong) - len(wrong) // 2))  # guessed: ~1/2
+    res = computational_capacity(pred, y)
+    assert res.count == m and res.share == m / F and res.eps == CAPACITY_EPS == 0.02
+    assert res.n_features == F and res.n_samples == N and res.trivial == 0
+    assert sorted(np.flatnonzero(res.computed)) == sorted(set(range(F)) - set(wrong.tolist()))
+    assert np.all(res.per_feature_accuracy[res.computed] == 1.0)
+    assert np.all(res.per_feature_accuracy[~res.computed] < 0.7)
+    np.testing.assert_allclose(res.constant_accuracy, 0.5)
+
+
+def test_capacity_error_exactly_eps_counts_and_one_more_does_not():
+    N = 50  # eps = 0.02 allows exactly one error in 50
+    y = _balanced_labels(N, 3)
+    pred = y.copy()
+    pred[0, 1] = 1 - pred[0, 1]  # feature 1: one error (error 0.02 = eps)
+    pred[:2, 2] = 1 - pred[:2, 2]  # feature 2: two errors (0.04)
+    res = computational_capacity(pred, y, eps=0.02)
+    assert res.computed.tolist() == [True, True, False] and res.count == 2
+    np.testing.assert_allclose(res.per_feature_accuracy, [1.0, 0.98, 0.96])
+    # a decimal eps whose float is just below it (0.3 < 3/10 in binary) still admits 3 errors in 10
+    y10 = _balanced_labels(10, 1)
+    p10 = y10.copy()
+    p10[:3, 0] = 1 - p10[:3, 0]
+    assert computational_capacity(p10, y10, eps=0.3).count == 1
+    p10[3, 0] = 1 - p10[3, 0]
+    assert computational_capacity(p10, y10, eps=0.3).count == 0
+
+
+def test_capacity_accepts_bool_float_and_torch():
+    y = _balanced_labels(100, 4)
+    pred = y.copy()
+    pred[:, 0] = 1 - pred[:, 0]
+    ref = computational_capacity(pred, y)
+    for a, b in [(pred.astype(bool), y.astype(bool)), (pred.astype(np.float32), y.astype(np.float64)),
+                 (torch.from_numpy(pred).float(), torch.from_numpy(y))]:
+        res = computational_capacity(a, b)
+        assert res.count == ref.count == 3
+        np.testing.assert_array_equal(res.per_feature_accuracy, ref.per_feature_accuracy)
+    assert json.loads(json.dumps(ref.to_dict()))["count"] == 3
+
+
+@pytest.mark.parametrize("eps", [0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"), float("inf"), True, "0.1", None])
+def test_capacity_refuses_eps_outside_open_unit_interval_in_one_line(eps):
+    y = _balanced_labels(10, 2)
+    with pytest.raises(ValueError, match=r"^eps must be a number in \(0, 1\)") as e:
+        computational_capacity(y, y, eps=eps)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("pred, y, match", [
+    (np.zeros((10, 3)), np.zeros((10, 4)), "same shape"),
+    (np.zeros((10, 3)), np.zeros((9, 3)), "same shape"),
+    (np.zeros(10), np.zeros(10), "2-D"),
+    (np.full((4, 2), 0.7), np.zeros((4, 2)), "0/1"),
+    (np.zeros((4, 2)), np.full((4, 2), 2), "0/1"),
+    (np.zeros((0, 2)), np.zeros((0, 2)), "at least one sample"),
+    (np.zeros((3, 0)), np.zeros((3, 0)), "at least one sample"),
+    (np.array([["a"]]), np.zeros((1, 1)), "numeric"),
+])
+def test_capacity_refuses_bad_arrays_in_one_line(pred, y, match):
+    with pytest.raises(ValueError, match=match) as e:
+        computational_capacity(pred, y)
+    assert "\n" not in str(e.value)
+
+
+def test_capacity_warns_when_a_constant_output_passes_a_feature():
+    N = 200
+    y = _balanced_labels(N, 3)
+    y[:, 2] = 0
+    y[:3, 2] = 1  # feature 2 is 1.5% positive: "always 0" has error 0.015 <= 0.02
+    pred = y.copy()
+    pred[:, 2] = 0
+    with pytest.warns(UserWarning, match="1 of 3 features"):
+        res = computational_capacity(pred, y)
+    assert res.trivial == 1 and res.count == 3
+    assert res.constant_accuracy[2] == pytest.approx(1 - 3 / N)
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 40), F=st.integers(1, 6), eps=st.floats(0.01, 0.99), seed=st.integers(0, 10_000))
+def test_capacity_grows_with_eps_and_falls_with_each_new_error(N, F, eps, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, (N, F))
+    pred = rng.integers(0, 2, (N, F))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = computational_capacity(pred, y, eps=eps)
+        assert computational_capacity(pred, y, eps=min(0.999, eps * 1.5)).count >= a.count
+        assert computational_capacity(y, y, eps=eps).count == F  # a perfect network computes everything
+        right = np.argwhere(pred == y)
+        if len(right):
+            i, f = right[0]
+            worse = pred.copy()
+            worse[i, f] = 1 - worse[i, f]
+            assert computational_capacity(worse, y, eps=eps).count <= a.count
+    assert a.share == a.count / F and 0 <= a.count <= F

@@ -1,7 +1,8 @@
-"""Tests for fci/tasks.py and fci/seeding.py (SPEC §1)."""
+"""Tests for fci/tasks.py and fci/seeding.py (SPEC §1): DNF and CNF tasks."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -11,19 +12,29 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fci
+from fci.data import DatasetSpec, task_name
 from fci.seeding import derive_seed, generator
-from fci.tasks import DNFTask, TaskConfig, format_clause
+from fci.store import config_key
+from fci.tasks import BooleanTask, DNFTask, TaskConfig, falsifying_terms, format_clause
+from fci.train import FPESpec, TrainConfig
+from fci.train.persistence import entry_configs
 
 LAYOUTS = ["disjoint", "shared"]
 OUTPUTS = ["dnf", "clauses", [[0, 2], [1], [3, 1, 0]]]
 
 
 def brute_force_labels(task: DNFTask, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample Python evaluation of the formula, independent of the library code."""
+    """Per-sample Python evaluation of the formula, independent of the library code:
+    a DNF's clauses are ANDs and its outputs ORs; a CNF's clauses ORs, its outputs ANDs."""
     rows = []
     for sample in x.tolist():
-        clause_true = [all((sample[v] == 1.0) == positive for v, positive in clause) for clause in task.clauses]
-        rows.append([float(any(clause_true[c] for c in group)) for group in task.groups])
+        if task.config.form == "dnf":
+            clause_true = [all((sample[v] == 1.0) == positive for v, positive in clause) for clause in task.clauses]
+            rows.append([float(any(clause_true[c] for c in group)) for group in task.groups])
+        else:
+            clause_true = [any((sample[v] == 1.0) == positive for v, positive in clause) for clause in task.clauses]
+            rows.append([float(all(clause_true[c] for c in group)) for group in task.groups])
     return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), task.n_outputs)
 
 
@@ -360,9 +371,11 @@ def small_configs(draw):
         outputs = draw(st.lists(st.lists(st.integers(0, C - 1), min_size=1, max_size=C), min_size=1, max_size=4))
     else:
         outputs = mode
-    p = draw(st.one_of(st.just("balanced"), st.floats(0.0, 1.0)))
+    p = draw(st.one_of(st.just("balanced"), st.just("uniform"), st.floats(0.0, 1.0)))
     negation_prob = draw(st.floats(0.0, 1.0))
-    return TaskConfig(n_clauses=C, clause_size=k, n_vars=n, layout=layout, outputs=outputs, p=p, negation_prob=negation_prob)
+    form = draw(st.sampled_from(["dnf", "cnf"]))
+    return TaskConfig(n_clauses=C, clause_size=k, n_vars=n, layout=layout, outputs=outputs, p=p,
+                      negation_prob=negation_prob, form=form)
 
 
 @settings(max_examples=60, deadline=None)
@@ -373,8 +386,9 @@ def test_property_labels_equal_formula(cfg, seed, data_seed):
     assert bool(((x == 0) | (x == 1)).all())
     assert torch.equal(y, brute_force_labels(task, x))
     truth = task.clause_truth(x)
-    if cfg.layout == "disjoint" and task.p in (0.0, 1.0):
-        assert bool((truth == bool(task.p)).all())  # planting is exact in the disjoint layout
+    if cfg.layout == "disjoint" and cfg.p in (0.0, 1.0):
+        # planting is exact in the disjoint layout: a DNF clause is true, a CNF clause false
+        assert bool((truth == (bool(cfg.p) == (cfg.form == "dnf"))).all())
 
 
 @pytest.mark.parametrize("outputs, expected", [("dnf", 1), ("clauses", 5), ([[0, 1], [2], [3, 4]], 3)])
@@ -425,3 +439,190 @@ def test_uniform_is_a_config_value_that_round_trips():
     assert TaskConfig.from_dict(cfg.to_dict()) == cfg and cfg.resolved_p == 2.0 ** -3
     with pytest.raises(ValueError, match="'balanced' or 'uniform'"):
         TaskConfig(p="often")
+
+
+# --------------------------------------------------------------------------- form = "cnf"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("outputs", OUTPUTS, ids=["formula", "clauses", "groups"])
+@pytest.mark.parametrize("p", ["balanced", 0.3, "uniform"])
+def test_cnf_labels_match_brute_force(layout, outputs, p):
+    task = BooleanTask.generate(n_clauses=5, clause_size=3, n_vars=18, layout=layout, outputs=outputs, p=p,
+                                form="cnf", seed=7)
+    signs = [s for c in task.clauses for _, s in c]
+    assert any(signs) and not all(signs)  # the formula has negated and positive literals
+    x, y = task.sample(600, seed=1)
+    assert torch.equal(y, brute_force_labels(task, x))
+    assert 0 < y.mean().item() < 1  # both labels occur, so the comparison can fail
+    u = torch.randint(0, 2, (300, 18), generator=generator(0, "u")).float()
+    assert torch.equal(task.evaluate(u), brute_force_labels(task, u))
+
+
+def test_cnf_clauses_are_ors_and_groups_are_ands():
+    # no negations: c0 = xa ∨ xb and c1 = xc ∨ xd, worked by hand on four inputs
+    task = BooleanTask.generate(n_clauses=2, clause_size=2, negation_prob=0.0, outputs=[[0, 1], [1]],
+                                form="cnf", seed=0)
+    (a, _), (b, _) = task.clauses[0]
+    (c, _), (d, _) = task.clauses[1]
+    x = torch.zeros(4, 4)
+    x[1, a] = 1                    # c0 true, c1 false
+    x[2, [a, c]] = 1               # both true
+    x[3, [b, d]] = 1               # both true
+    expected = torch.tensor([[0, 0], [0, 0], [1, 1], [1, 1]], dtype=torch.float32)
+    assert torch.equal(task.evaluate(x), expected)
+    assert torch.equal(task.clause_truth(x), torch.tensor([[False, False], [True, False], [True, True], [True, True]]))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("outputs", ["dnf", "clauses", [[0, 2], [1, 2, 3]]], ids=["formula", "clauses", "groups"])
+@pytest.mark.parametrize("p", ["balanced", 0.4, "uniform"])
+def test_cnf_is_the_negated_dnf_of_its_falsifying_terms(layout, outputs, p):
+    # With no negations the CNF's falsifying terms are all-negated, exactly the clauses the
+    # same seed draws for a DNF with every literal negated: same sampler, negated labels.
+    kw = dict(n_clauses=4, clause_size=3, n_vars=14, layout=layout, outputs=outputs, p=p, seed=5)
+    cnf = BooleanTask.generate(form="cnf", negation_prob=0.0, **kw)
+    dnf = BooleanTask.generate(form="dnf", negation_prob=1.0, **kw)
+    assert dnf.clauses == falsifying_terms(cnf.clauses)
+    assert cnf.p == dnf.p
+    x_c, y_c = cnf.sample(2000, seed=3)
+    x_d, y_d = dnf.sample(2000, seed=3)
+    assert torch.equal(x_c, x_d)
+    assert torch.equal(y_c, 1 - y_d)
+    assert 0 < y_c.mean().item() < 1
+
+
+def test_balanced_cnf_disjoint_rate_is_half_and_clauses_are_falsified_with_p():
+    # n = 20,000 samples: sigma of a rate near 1/2 is sqrt(0.25 / n) = 0.0035, 4 sigma = 0.014
+    task = BooleanTask.generate(n_clauses=8, clause_size=3, n_vars=30, form="cnf", seed=5)
+    n = 20_000
+    x, y = task.sample(n, seed=9)
+    q = 1 - 2 ** (-1 / 8)
+    assert task.p == pytest.approx(q) and task.config.resolved_p == pytest.approx(q)
+    assert task.config.clause_true_rate == pytest.approx(1 - q)
+    assert _within(y.mean().item(), 0.5, n)
+    false = ~task.clause_truth(x)
+    for c in range(8):
+        assert _within(false[:, c].float().mean().item(), q, n)
+        # a falsified clause has every literal false: exactly the falsifying term holds
+        (term,) = falsifying_terms([task.clauses[c]])
+        holds = torch.stack([(x[:, v] == 1) == positive for v, positive in term], 1).all(1)
+        assert torch.equal(holds, false[:, c])
+    # clauses falsified independently: pairwise joint rate q**2
+    assert _within((false[:, 0] & false[:, 1]).float().mean().item(), q**2, n)
+    for v in task.distractors():
+        assert _within(x[:, v].mean().item(), 0.5, n)
+
+
+def test_cnf_unfalsified_clause_takes_satisfying_assignments_uniformly():
+    task = BooleanTask.generate(n_clauses=1, clause_size=2, p=0.0, form="cnf", seed=4)
+    n = 12_000
+    x, y = task.sample(n, seed=0)
+    assert bool((y == 1).all())
+    (a, pa), (b, pb) = task.clauses[0]
+    codes = (x[:, a] * 2 + x[:, b]).long()
+    counts = torch.bincount(codes, minlength=4).float() / n
+    falsifying = int(not pa) * 2 + int(not pb)  # both literals false
+    assert counts[falsifying] == 0
+    for code in set(range(4)) - {falsifying}:  # the 2**k - 1 = 3 satisfying assignments, 1/3 each
+        assert _within(counts[code].item(), 1 / 3, n)
+
+
+def test_cnf_p_one_falsifies_every_clause():
+    task = BooleanTask.generate(n_clauses=4, clause_size=3, p=1.0, form="cnf", outputs="clauses", seed=0)
+    _, y = task.sample(100, seed=0)
+    assert bool((y == 0).all())
+
+
+def test_cnf_per_clause_outputs_are_balanced_at_p_half():
+    task = BooleanTask.generate(n_clauses=6, clause_size=3, p=0.5, form="cnf", outputs="clauses", seed=2)
+    n = 20_000
+    _, y = task.sample(n, seed=1)
+    assert task.config.clause_true_rate == 0.5
+    for c in range(6):
+        assert _within(y[:, c].mean().item(), 0.5, n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_balanced_cnf_shared_rate_is_roughly_half(seed):
+    task = BooleanTask.generate(n_clauses=8, clause_size=3, layout="shared", form="cnf", seed=seed)
+    _, y = task.sample(20_000, seed=3)
+    assert 0.38 < y.mean().item() < 0.62
+
+
+@pytest.mark.parametrize("C,k", [(8, 3), (4, 2), (16, 3)])
+def test_uniform_cnf_disjoint_positive_rate_is_exact(C, k):
+    # n = 40,000: 4 sigma of the rate r is 4 sqrt(r (1 - r) / n) <= 0.01
+    task = BooleanTask.generate(n_clauses=C, clause_size=k, n_vars=C * k + 4, p="uniform", form="cnf", seed=2)
+    n = 40_000
+    x, y = task.sample(n, seed=1)
+    assert task.p == pytest.approx(2.0 ** -k)
+    assert task.config.clause_true_rate == pytest.approx(1 - 2.0 ** -k)
+    assert _within(y.mean().item(), (1 - 2.0 ** -k) ** C, n)
+    assert all(_within(m, 0.5, n) for m in x.mean(0).tolist())
+
+
+def test_same_seed_same_clauses_in_both_forms():
+    for layout in LAYOUTS:
+        assert (BooleanTask.generate(layout=layout, form="cnf", seed=3).clauses
+                == BooleanTask.generate(layout=layout, seed=3).clauses)
+
+
+def test_form_is_validated_in_one_line():
+    with pytest.raises(ValueError, match=r"^form must be one of \('dnf', 'cnf'\), got 'xyz'$"):
+        TaskConfig(form="xyz")
+    with pytest.raises(ValueError, match="form"):
+        format_clause(((0, True),), form="or")
+
+
+def test_form_round_trips_and_is_stored_only_when_cnf():
+    cnf = TaskConfig(n_clauses=3, form="cnf", outputs=[[0, 1], [2]])
+    d = json.loads(json.dumps(cnf.to_dict()))
+    assert d["form"] == "cnf" and TaskConfig.from_dict(d) == cnf
+    assert "form" not in TaskConfig().to_dict()
+    assert TaskConfig.from_dict(TaskConfig().to_dict()).form == "dnf"
+    task = BooleanTask.generate(n_clauses=3, clause_size=2, form="cnf", seed=5)
+    again = BooleanTask.from_dict(json.loads(json.dumps(task.to_dict())))
+    assert again.form == "cnf" and again.clauses == task.clauses
+
+
+def _canonical_key(config: dict) -> str:
+    """SPEC §8: the first 20 hex digits of the sha256 of the canonical JSON (sorted
+    keys, no spaces) of {"format": 1, **config}."""
+    text = json.dumps({"format": 1, **config}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+#: TaskConfig().to_dict() as stored before CNF tasks existed (every key of a default
+#: DNF task written since then must be built from exactly this dict).
+_DNF_TASK_DICT = {"n_clauses": 8, "clause_size": 3, "n_vars": None, "layout": "disjoint", "negation_prob": 0.5,
+                  "outputs": "dnf", "p": "balanced", "n_train": 4096, "n_test": 2048}
+
+
+def test_dnf_store_keys_are_unchanged_and_cnf_keys_differ():
+    train = TrainConfig()
+    spec = FPESpec(task=TaskConfig(), hidden=8, seed=0, expansions=(("clause", 2),), train=train)
+    configs = entry_configs(spec)
+    base = {"kind": "boolean-fpe", "task": _DNF_TASK_DICT, "hidden": 8, "seed": 0, "train": train.to_dict()}
+    assert config_key(configs[("dense", 1)]) == _canonical_key({**base, "condition": "dense", "alpha": 1})
+    assert config_key(configs[("clause", 2)]) == _canonical_key({**base, "condition": "clause", "alpha": 2})
+    # data named by a DatasetSpec: the key of a fixed DNF task is unchanged too
+    data = DatasetSpec.boolean(TaskConfig(), seed=3)
+    assert data.key() == {"kind": "boolean", "options": _DNF_TASK_DICT, "seed": 3}
+    # the CNF task with the same fields is another task, with other keys
+    cnf = FPESpec(task=TaskConfig(form="cnf"), hidden=8, seed=0, expansions=(("clause", 2),), train=train)
+    cnf_configs = entry_configs(cnf)
+    assert cnf_configs[("dense", 1)]["task"] == {**_DNF_TASK_DICT, "form": "cnf"}
+    assert config_key(cnf_configs[("dense", 1)]) != config_key(configs[("dense", 1)])
+    assert DatasetSpec.boolean(TaskConfig(form="cnf"), seed=3).key() != data.key()
+
+
+def test_cnf_names_and_text():
+    task = BooleanTask.generate(n_clauses=3, clause_size=2, form="cnf", outputs=[[0, 1], [2]], seed=0)
+    dnf = BooleanTask.generate(n_clauses=3, clause_size=2, outputs=[[0, 1], [2]], seed=0)
+    assert repr(task).startswith("CNFTask(C=3, k=2, n=6, disjoint, groups[2]")
+    assert "  y0 = AND[0, 1]" in str(task) and "  y0 = OR[0, 1]" in str(dnf)
+    assert format_clause(((3, True), (7, False)), form="cnf") == "x3 ∨ ¬x7"
+    assert task_name(task) == "boolean-cnf-C3k2-s0" and task_name(dnf) == "boolean-C3k2-s0"
+    assert fci.DNFTask is DNFTask is BooleanTask and fci.BooleanTask is BooleanTask
+    assert task.form == "cnf" and dnf.form == "dnf"

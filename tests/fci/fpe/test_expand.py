@@ -152,3 +152,24 @@ def test_deeper_layer_expansion_keeps_budget():
     c = expand(m, 2, "random", layer=1, seed=0)
     assert c.hidden == [4, 6]
     assert c.nnz() == m.nnz()
+
+
+@pytest.mark.parametrize("alpha", [2, 3])
+def test_clause_split_of_a_cnf_task_keeps_each_clause_whole(alpha):
+    # the split reads a clause's variables only: a CNF clause is dealt exactly as a DNF one
+    task = DNFTask.generate(n_clauses=5, clause_size=3, n_vars=18, form="cnf", seed=4)
+    model = MaskedMLP(task.n_vars, 6, task.n_outputs, seed=2)
+    W, M = model.weights[0].detach(), model.weight_mask(0)
+    negated = [tuple((v, not s) for v, s in clause) for clause in task.clauses]
+    for seed in range(5):
+        groups = split_groups(W, M, alpha, "clause", clauses=task.clauses, seed=seed)
+        assert torch.equal(groups, split_groups(W, M, alpha, "clause", clauses=negated, seed=seed))  # polarity-blind
+        child = expand(model, alpha, "clause", clauses=task.clauses, seed=seed)
+        mask = child.weight_mask(0)  # (H * alpha, n), parent i owns rows i*alpha .. i*alpha + alpha - 1
+        for i in range(W.shape[0]):
+            for clause in task.clauses:
+                vars_ = [v for v, _ in clause]
+                holders = {a for a in range(alpha) if mask[i * alpha + a, vars_].any()}
+                assert len({int(groups[i, v]) for v in vars_}) == 1
+                assert len(holders) <= 1, (seed, i, clause)  # one child or none (pruned) holds the clause
+        assert child.nnz() == model.nnz()
