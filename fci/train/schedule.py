@@ -127,23 +127,23 @@ class PlanCost:
 
 
 def plan_cost(specs: Sequence[FPESpec]) -> PlanCost:
-    """The cost of training `specs` (`PlanCost`), from their sizes alone."""
-    flops = 0.0
-    models = 0
-    store = 0
-    peak = 0
+    """The cost of training `specs` (`PlanCost`), from their sizes alone (trials that
+    differ only in their seed cost the same, so each distinct one is sized once)."""
+    per: dict[tuple, tuple[float, int, int, int]] = {}
+    flops, models, store, peak = 0.0, 0, 0, 0
     for spec in specs:
-        N, _, n, O = _sizes(spec)
-        sizes = [n, *spec.hidden_list, O]
-        params = sum(o * (i + 1) for i, o in zip(sizes[:-1], sizes[1:]))
-        k = 2 + len(spec.expansions)  # baseline, parent (warm-up only) and children
-        widest = max([1] + [a for _, a in spec.expansions])
-        # parent + baseline: warmup + finetune epochs of the parent's size; each child: finetune epochs of <= alpha x
-        epochs = spec.train.warmup + spec.train.finetune + spec.train.finetune * sum(a for _, a in spec.expansions)
-        flops += 6.0 * N * params * epochs
-        models += k
-        store += 8 * params * (k + widest * len(spec.expansions))
-        peak = max(peak, trial_bytes(spec))
+        key = (spec.task, spec.hidden, spec.expansions, spec.train, spec.data, spec.layers)
+        if key not in per:
+            N, _, n, O = _sizes(spec)
+            sizes = [n, *spec.hidden_list, O]
+            params = sum(o * (i + 1) for i, o in zip(sizes[:-1], sizes[1:]))
+            k = 2 + len(spec.expansions)  # baseline, parent (warm-up only) and children
+            widest = max([1] + [a for _, a in spec.expansions])
+            # parent + baseline: warmup + finetune epochs at the parent's size; each child finetune epochs at <= alpha x
+            epochs = spec.train.warmup + spec.train.finetune + spec.train.finetune * sum(a for _, a in spec.expansions)
+            per[key] = (6.0 * N * params * epochs, k, 8 * params * (k + widest * len(spec.expansions)), trial_bytes(spec))
+        f, k, b, t = per[key]
+        flops, models, store, peak = flops + f, models + k, store + b, max(peak, t)
     return PlanCost(len(specs), models, flops, peak, store)
 
 

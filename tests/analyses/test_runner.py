@@ -58,13 +58,16 @@ def test_an_empty_or_file_data_is_refused_naming_data(tmp_path, capsys, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == (["a-file"] if "file" in message else [])
 
 
-def test_too_many_trials_and_a_plan_of_days_need_yes(tmp_path, capsys):
+def test_too_many_trials_and_a_plan_of_days_need_yes(tmp_path, capsys, monkeypatch):
+    from fci.store import Store
+
+    monkeypatch.setattr(Store, "share", lambda *a, **k: pytest.fail("work started despite the plan check"))
     main = importlib.import_module("analyses.superposition_sweep").main
     with pytest.raises(SystemExit):
         main(["--tiny", "--trials", "1000000000", "--data", str(tmp_path)])
     assert "rerun with --yes" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # 10,000 trials x 4 configurations of the quick sweep: days at the assumed rate
-        main(["--quick", "--trials", "10000", "--data", str(tmp_path)])
+    with pytest.raises(SystemExit):  # 3,000 trials x 16 configurations of the default sweep: days at the assumed rate
+        main(["--trials", "3000", "--data", str(tmp_path)])
     err = capsys.readouterr().err
     assert "days of training" in err and "rerun with --yes" in err and err.count("\n") == 1
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").iterdir())
