@@ -23,7 +23,7 @@ from pathlib import Path
 from dash import Dash
 
 from app.callbacks import register_callbacks
-from app.data import Explorer
+from app.cache import Explorer
 from app.layout import build_layout
 
 __all__ = ["ExplorerApp", "create_app"]

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from app.data import Explorer
+from app.cache import Explorer
 from fci.cli import OneLineParser, check_writable
 
 __all__ = ["main", "prepare"]

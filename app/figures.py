@@ -1,4 +1,4 @@
-"""Figure builders: pure functions from explorer data (`app.data`) to plotly figures.
+"""Figure builders: pure functions from explorer data (`app.runs`, `app.readings`) to plotly figures.
 
 Conventions shared by every view of a network:
 - columns are inputs in display order: on a Boolean task the variables ordered by
@@ -40,7 +40,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from app.data import LoadedRun, ModelCodes, ModelData, RunAnalysis
+from app.readings import ModelCodes, RunAnalysis
+from app.runs import LoadedRun, ModelData
 
 __all__ = [
     "CHANNEL_COLOR",

@@ -8,7 +8,9 @@ from typing import Any
 from dash import dcc, html
 
 from app import panels
-from app.data import FILTERS, MODELS, Catalogue, Explorer
+from analyses.entries import FILTERS, MODELS
+from app.cache import Explorer
+from app.catalogue import Catalogue
 from app.figures import CHANNEL_COLOR, CLAUSE_COLOR, MASK_COLOR
 from app.state import AUTO, DEFAULT_FRACTION, DEFAULT_THRESHOLD, THRESHOLD_MAX
 from app.views import graph_id, run_options

@@ -1,4 +1,4 @@
-"""HTML panels: pure functions from explorer data (`app.data`) to Dash components.
+"""HTML panels: pure functions from explorer data (`app.runs`, `app.readings`) to Dash components.
 
 - `metrics_table`: network-level figures of the three networks side by side;
 - `clause_detail`: the selected clause, before and after splitting;
@@ -15,7 +15,8 @@ from typing import Any
 
 from dash import html
 
-from app.data import LoadedRun, ModelData, NetworkReading, OutputReading, RunAnalysis, TermReading
+from app.readings import NetworkReading, OutputReading, RunAnalysis, TermReading, network_reading
+from app.runs import LoadedRun, ModelData
 
 __all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "messages", "metrics_table", "run_summary"]
 
@@ -100,7 +101,7 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
 
 def _reading(run: LoadedRun, slot: str) -> NetworkReading:
     """A network's functional reading (the run has clauses)."""
-    reading = run.reading(slot)
+    reading = network_reading(run, slot)
     assert reading is not None, "decoding reads Boolean tasks"
     return reading
 
@@ -190,7 +191,7 @@ def _clause_term(analysis: RunAnalysis, slot: str, c: int, short: bool = False) 
     """How the decoded function reads true clause c: the term equal to it, or the
     terms that fire on it (fewer literals; `short`: without their precisions), or
     none."""
-    reading = analysis.run.reading(slot)
+    reading = network_reading(analysis.run, slot)
     if reading is None or reading.circuit is None:
         return "—"
     parts = []

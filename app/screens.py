@@ -20,13 +20,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from app.data import Explorer, RunInfo
+from analyses.entries import ListedRun
+from app.cache import Explorer
 from app.state import ViewState
 
 __all__ = ["KIND_PAGES", "Page", "pick", "shoot", "main"]
 
 #: study -> (which runs qualify, view, layer, text the child column's title must show).
-Page = tuple[Callable[[RunInfo], bool], str, int, str]
+Page = tuple[Callable[[ListedRun], bool], str, int, str]
 KIND_PAGES: dict[str, Page] = {
     "fpe": (lambda r: r.study == "fpe" and r.split == "clause", "weights", 0, "FPE child"),
     "real_data": (lambda r: r.study == "real_data" and r.split == "gram" and r.alpha == 2, "weights", 0, "gram split"),
@@ -37,7 +38,7 @@ KIND_PAGES: dict[str, Page] = {
 }
 
 
-def pick(runs: list[RunInfo], study: str) -> RunInfo | None:
+def pick(runs: list[ListedRun], study: str) -> ListedRun | None:
     """The run shown for `study`: the headline for fpe, else a mid-width parent
     (8 to 32 neurons when there is one) of the lowest trial."""
     choose = KIND_PAGES[study][0]
@@ -45,7 +46,7 @@ def pick(runs: list[RunInfo], study: str) -> RunInfo | None:
     if not cands:
         return None
 
-    def width(r: RunInfo) -> float:
+    def width(r: ListedRun) -> float:
         return float(r.hidden.split("-")[0])
 
     return min(cands, key=lambda r: (not 8 <= width(r) <= 32, r.trial, -width(r)))

@@ -16,7 +16,11 @@ from typing import Any
 from dash import Patch, no_update
 
 from app import figures, panels
-from app.data import MODELS, Catalogue, Explorer, LoadedRun, RunAnalysis, RunError
+from analyses.entries import MODELS
+from app.cache import Explorer
+from app.catalogue import Catalogue
+from app.readings import RunAnalysis
+from app.runs import LoadedRun, RunError
 from app.state import AUTO, DEFAULT_FRACTION, THRESHOLD_MAX, VIEWS, ViewState, url_problem
 
 __all__ = [

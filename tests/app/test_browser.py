@@ -23,6 +23,7 @@ if not chromium_available():
 pytest.importorskip("selenium")
 pytest.importorskip("dash.testing.browser")
 
+from app.readings import network_reading
 from app import create_app  # noqa: E402
 from app.figures import CHANNEL_COLOR, MIN_CELL  # noqa: E402
 from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState  # noqa: E402
@@ -206,7 +207,7 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
     dash_duo.wait_for_contains_text("#clause-title", "Clause c0", timeout=60)
     # Per network: the decoded terms with their precision, the agreement beside the ceiling.
     for slot in run.models:
-        reading = run.reading(slot)
+        reading = network_reading(run, slot)
         block = _wait(lambda s=slot: dash_duo.driver.find_elements("css selector", f"#decoded-{s}"),
                       what=f"the decoded terms of the {slot}")[0]
         text = block.text
@@ -225,7 +226,7 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
     (DOCS / "explorer").mkdir(parents=True, exist_ok=True)
     assert panel.screenshot(str(DOCS / "explorer" / "decoded.png"))
     metrics = dash_duo.find_element("#metrics-table").text
-    assert "ceiling: OR of the true clauses" in metrics and f"{run.reading('child').ceiling:.3f}" in metrics
+    assert "ceiling: OR of the true clauses" in metrics and f"{network_reading(run, 'child').ceiling:.3f}" in metrics
     # The threshold defaults to auto (the slider greyed out); unticking it gives a fraction.
     assert "threshold=auto" in dash_duo.driver.current_url
     disabled = "return document.querySelector('#threshold [data-disabled], #threshold [aria-disabled=\"true\"]') !== null;"

@@ -16,7 +16,9 @@ import pytest
 
 from app import create_app, figures
 from app.bench import CallbackClient
-from app.data import Catalogue, Explorer, ModelRef, RunInfo, natural_key
+from analyses.entries import ListedRun, ModelRef
+from app.cache import Explorer
+from app.catalogue import Catalogue, natural_key
 from app.screens import KIND_PAGES, pick
 from app.state import ViewState
 from app.views import run_options
@@ -180,12 +182,12 @@ def test_every_run_renders_through_http(kinds, explorer):
                     assert all(f"decoded-{slot}" in decoded for slot in run.models) and "ceiling" in decoded
 
 
-def _info(run_id, **kw) -> RunInfo:
+def _info(run_id, **kw) -> ListedRun:
     base = dict(id=run_id, task="C=8 k=3 n=24 disjoint dnf", hidden="8", alpha=2, split="clause", trial=0,
                 epochs=(1, 1), child_accuracy=0.9, dense_accuracy=0.8, study="fpe", dataset="boolean",
                 task_config="{}", n_clauses=8, refs=(("parent", None), ("child", None), ("dense", None)))
     base.update(kw)
-    return RunInfo(**base)
+    return ListedRun(**base)
 
 
 def test_landing_is_the_headline_else_the_most_informative():
