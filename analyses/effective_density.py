@@ -53,7 +53,8 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from analyses import register
-from analyses.entries import ListedRun, ModelRef, Scanned, dataset_of, hidden_text, image_shape, job_rows, register_reader, task_label
+from analyses.entries import ListedRun, ModelRef, Scanned, dataset_of, hidden_text, image_shape, register_reader, task_label
+from analyses.entries import job_rows as stored_rows
 from analyses.kinds import JobContext, JobStudy, regime_caption
 from analyses.levels import Level, level_task
 from analyses.rows import model_columns
@@ -742,7 +743,7 @@ def read_entries(entries: list[Any]) -> Scanned:
     runs: list[ListedRun] = []
     for e in entries:
         cfg = e.config
-        row = next(r for r in job_rows(e) if r.get("record") == "model")
+        row = next(r for r in stored_rows(e) if r.get("record") == "model")
         name, _ = dataset_of(cfg["dataset"])
         task = cfg.get("data", {}).get("task") if name == "boolean" else None
         acc = float(row["test_accuracy"])

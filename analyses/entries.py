@@ -111,7 +111,7 @@ class ListedRun:
 
     @property
     def accuracy_text(self) -> str:
-        acc = f"acc {self.child_accuracy:.3f}"
+        acc = f"test acc {self.child_accuracy:.3f}"
         if not math.isnan(self.dense_accuracy) and len(self.refs) > 1:
             acc += f" vs dense {self.dense_accuracy:.3f}"
         return acc

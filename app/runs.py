@@ -72,6 +72,11 @@ class ModelData:
         return bool(self.kernel)
 
     @property
+    def unit_name(self) -> str:
+        """What a first-layer row is: "neuron", or a CNN's "filter"."""
+        return "filter" if self.is_cnn else "neuron"
+
+    @property
     def W1(self) -> np.ndarray:
         return self.layers[0][0]
 

@@ -35,6 +35,9 @@ KIND_PAGES: dict[str, Page] = {
     "wide_sparse": (lambda r: r.study == "wide_sparse" and r.split == "sparse", "masks", 0, "Statically sparse"),
     "effective_density": (lambda r: r.study == "effective_density" and r.dataset == "digits", "weights", 1,
                           "Deep dense"),
+    "deep_fpe": (lambda r: r.study == "deep_fpe" and r.dataset == "boolean" and r.split.endswith("(all)"), "weights", 1,
+                 "all hidden layers"),
+    "cnn_fpe": (lambda r: r.study == "cnn_fpe" and r.alpha == 2, "weights", 0, "FPE child"),
 }
 
 
@@ -52,7 +55,7 @@ def pick(runs: list[ListedRun], study: str) -> ListedRun | None:
     return min(cands, key=lambda r: (not 8 <= width(r) <= 32, r.trial, -width(r)))
 
 
-def shoot(data_dir: str | Path, out: str | Path, width: int = 1600, height: int = 1750) -> list[Path]:
+def shoot(data_dir: str | Path, out: str | Path, width: int = 1280, height: int = 1600) -> list[Path]:
     """Serve the explorer over `data_dir`, save one screenshot per kind found;
     returns the files written."""
     from selenium import webdriver
@@ -90,7 +93,13 @@ def shoot(data_dir: str | Path, out: str | Path, width: int = 1600, height: int 
                 if time.monotonic() > end:
                     raise TimeoutError(f"the {study} page did not draw")
                 time.sleep(0.1)
-            time.sleep(2.0)  # let every figure draw
+            drawn = ("const g = document.getElementById('child-weights');"
+                     "return !!(g && g.querySelector('.heatmaplayer image, .hm image, .heatmaplayer'))")
+            while not driver.execute_script(drawn):
+                if time.monotonic() > end:
+                    raise TimeoutError(f"the {study} page drew no heatmap")
+                time.sleep(0.2)
+            time.sleep(3.0)  # let every figure draw
             for path in [out / "explorer" / f"{study}.png"] + ([out / "explorer-digits.png"] if study == "real_data" else []):
                 driver.save_screenshot(str(path))
                 written.append(path)
