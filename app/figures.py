@@ -271,8 +271,10 @@ def _thin(n: int, px: float) -> int:
     return max(1, math.ceil(LABEL_PX / max(px / max(n, 1), 1e-9)))
 
 
-#: The colour range of a row is this percentile of the row's non-zero |values|.
+#: The colour range of a row is this percentile of the row's non-zero |values|,
+#: when the largest |value| exceeds it by more than OUTLIER_FACTOR (else the largest).
 ROBUST_PERCENTILE = 99.0
+OUTLIER_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,9 @@ class Scale:
 def row_scale(values: Iterable[np.ndarray], percentile: float = ROBUST_PERCENTILE) -> Scale:
     """The robust symmetric colour range shared by a row of matrices: the
     `percentile` of their non-zero finite |values| (NaN and exact zeros, i.e.
-    masked weights, ignored), 1 when every value is 0; with the true range."""
+    masked weights, ignored) when the largest is an outlier (more than
+    `OUTLIER_FACTOR` times it), else the largest; 1 when every value is 0; with
+    the true range."""
     arrays = [np.asarray(v, dtype=np.float64).ravel() for v in values]
     flat = np.concatenate(arrays) if arrays else np.zeros(0)
     flat = flat[np.isfinite(flat)]
@@ -301,7 +305,9 @@ def row_scale(values: Iterable[np.ndarray], percentile: float = ROBUST_PERCENTIL
     if not nz.size:
         return Scale(1.0)
     zmax = float(np.percentile(nz, percentile))
-    zmax = zmax if zmax > 0 else float(nz.max())
+    top = float(nz.max())
+    if not zmax > 0 or top <= OUTLIER_FACTOR * zmax:  # no outlier: the whole range, nothing clipped
+        zmax = top
     return Scale(zmax, float(flat.min()), float(flat.max()), int((nz > zmax * (1 + 1e-6)).sum()))
 
 
@@ -633,10 +639,10 @@ def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None, la
              "tickangle": 0, "scaleanchor": "x"}
     cap = model.mean_capacity if layer == 0 else float(np.mean(model.capacity_of(layer)))
     what = "clause" if run.has_clauses and layer == 0 else "feature"
-    of = "flattened filters " if model.is_cnn and layer < len(model.channels) else ""
     sym = f"W{layer + 1}"
+    head = ("Gram of the flattened filters" if model.is_cnn and layer < len(model.channels) else f"Gram {sym}ᵀ{sym}")
     fig = _figure([trace] + _beyond_trace(z, sc.zmax, list(labels), list(labels)),
-                  f"Gram {sym}ᵀ{sym} of the {of}weights · mean {what} capacity {cap:.3f}" + _range_note("G", sc),
+                  f"{head} · mean {what} capacity {cap:.3f}" + _range_note("G", sc),
                   _PLOT_W + 140,
                   uirevision=run.info.id, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
                   margin={"l": 56, "r": 70, "t": 62, "b": 56})

@@ -58,8 +58,9 @@ def legend(run: LoadedRun, view: str, layer: int) -> list[Any]:
         items += [_swatch("#3b3b3b", "kept weight (a parameter)"), _swatch(MASK_COLOR, "masked: not a parameter")]
     else:
         items += [_swatch("#b2182b", "positive"), _swatch("#f7f7f7", "0", "□"), _swatch("#2166ac", "negative weight"),
-                  html.Span(f"(one scale per row, shared by every network in it: ±the {ROBUST_PERCENTILE:g}th "
-                            "percentile of |value|; ○ marks values beyond it, the true range is on the colour bar)"),
+                  html.Span(f"(one scale per row, shared by every network in it: ±max |value|, or the "
+                            f"{ROBUST_PERCENTILE:g}th percentile of |value| when outliers would wash the rest out; "
+                            "○ then marks the values beyond it, and the figure states the true range)"),
                   _swatch(MASK_COLOR, "masked: not a parameter")]
     if pictures:
         if first.is_cnn:
