@@ -102,9 +102,14 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     """Tick values and labels of a log axis spanning [lo, hi] (both > 0): every decade,
     with 2 and 5 between when it spans less than three decades; labels written in full."""
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    steps = (1, 2, 5) if b - a < 3 else (1,)
-    vals = [m * 10.0 ** d for d in range(a, b + 1) for m in steps]
-    vals = [v for v in vals if lo / 1.0001 <= v <= hi * 1.0001] or [10.0 ** a, 10.0 ** b]
+    vals: list[float] = []
+    for steps in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        vals = [float(f"{m * 10.0 ** d:.6g}") for d in range(a, b + 1) for m in steps]
+        vals = [v for v in vals if lo / 1.0001 <= v <= hi * 1.0001]
+        if len(vals) >= 3:
+            break
+    if len(vals) < 2:  # less than a tenth of a decade: three round values across it
+        vals = sorted({float(f"{v:.2g}") for v in np.geomspace(lo, hi, 3)})
     return vals, [f"{v:.6g}" for v in vals]
 
 
@@ -298,7 +303,8 @@ def loss_figure(curves: pd.DataFrame, title: str, caption: str, max_panels: int 
     fig.update_yaxes(type="log")
     fig.update_xaxes(title_text="epoch", row=rows)
     fig.update_yaxes(title_text="train loss (BCE)", col=1)
-    fig.update_layout(title=title, height=300 * rows + 190, width=1200, template="plotly_white",
-                      legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
-                      margin={"t": 120})
+    height, top, bottom = 300 * rows + 230, 130, 140  # bottom: add_caption's margin
+    fig.update_layout(title=title, height=height, width=1200, template="plotly_white", margin={"t": top},
+                      # above the panels' titles, every entry in view (a legend beside them scrolled)
+                      legend={"orientation": "h", "x": 0, "y": 1 + 44 / (height - top - bottom), "yanchor": "bottom"})
     return add_caption(fig, caption)

@@ -109,9 +109,12 @@ def _informative(r: ListedRun) -> tuple:
 
 
 
-def _shown_models(runs: list[ListedRun]) -> set[str]:
-    """Store keys of the model entries that job runs already show as their child."""
-    return {ref.key for r in runs for slot, ref in r.refs if slot == "child" and ref.prefix == ""}
+def _shown_models(runs: list[ListedRun], jobs: list[StoreEntry]) -> set[str]:
+    """Store keys of the model entries that job runs already show: as their child, or
+    as a model whose copy the job keeps (its rows name the model's `store_key`)."""
+    return ({ref.key for r in runs for slot, ref in r.refs if slot == "child" and ref.prefix == ""}
+            | {str(r["store_key"]) for e in jobs for r in (e.metrics.get("rows") or [])
+               if isinstance(r, dict) and r.get("store_key")})
 
 
 def scan_store(store: Store) -> Catalogue:
@@ -135,7 +138,7 @@ def scan_store(store: Store) -> Catalogue:
     for kind in sorted(by_kind, key=lambda k: (k in MODEL_KINDS, k)):
         entries = by_kind[kind]
         if kind in MODEL_KINDS:
-            shown = _shown_models(runs)
+            shown = _shown_models(runs, [e for k, es in by_kind.items() if k not in MODEL_KINDS for e in es])
             entries = [e for e in entries if e.config.get("condition") == "dense" or e.key not in shown]
         if kind not in registry:
             notes.append(f"{len(entries)} store entries of kind {kind!r} have no explorer view")

@@ -273,8 +273,10 @@ def _thin(n: int, px: float) -> int:
 
 #: The colour range of a row is this percentile of the row's non-zero |values|,
 #: when the largest |value| exceeds it by more than OUTLIER_FACTOR (else the largest).
-ROBUST_PERCENTILE = 99.0
-OUTLIER_FACTOR = 1.5
+ROBUST_PERCENTILE = 95.0
+OUTLIER_FACTOR = 3.0
+#: Most cells ringed as beyond the colour range in one figure.
+MAX_RINGS = 256
 
 
 @dataclass(frozen=True)
@@ -351,7 +353,7 @@ def _beyond_trace(z: np.ndarray, zmax: float, xs: Sequence[Any], ys: Sequence[An
     """Rings on the cells of `z` (rows ys, columns xs) whose |value| exceeds the colour range."""
     with np.errstate(invalid="ignore"):
         r, c = np.nonzero(np.abs(z) > zmax * (1 + 1e-6))
-    if not r.size:
+    if not r.size or r.size > MAX_RINGS:  # past that many the rings would hide the matrix; the title gives the count
         return []
     return [{"type": "scatter", "mode": "markers", "x": [xs[int(j)] for j in c], "y": [ys[int(i)] for i in r],
              "marker": {"symbol": "circle-open", "size": 4, "color": "#000", "line": {"width": 0.8}},
