@@ -318,13 +318,13 @@ def row_range(values: Iterable[np.ndarray]) -> float:
     return row_scale(values).zmax
 
 
-def _num(z: float) -> str:
+def number_text(z: float) -> str:
     """A number as every label of a scale writes it (3 significant digits)."""
     return f"{z:.3g}".replace("-", "−")
 
 
 def _range_text(z: float) -> str:
-    return f"±{_num(z)}"
+    return f"±{number_text(z)}"
 
 
 def _scale_of(zmax: float | Scale | None, values: np.ndarray) -> Scale:
@@ -338,15 +338,15 @@ def _colorbar(symbol: str, scale: Scale) -> dict[str, Any]:
     and the true range when values lie beyond it (ringed in the matrix)."""
     z = scale.zmax
     return {"title": {"text": f"{symbol}<br>{_range_text(z)}", "side": "top"}, "thickness": 10, "len": 1,
-            "tickvals": [-z, 0, z], "ticktext": [_num(-z), "0", _num(z)]}
+            "tickvals": [-z, 0, z], "ticktext": [number_text(-z), "0", number_text(z)]}
 
 
 def _range_note(symbol: str, scale: Scale) -> str:
     """The title's second line when values lie beyond the colour range: the true range."""
     if not scale.clipped:
         return ""
-    return (f"<br><span style='font-size:10px;color:#555'>colour ±{_num(scale.zmax)} ({ROBUST_PERCENTILE:g}th pct of "
-            f"|{symbol}|) · true range {_num(scale.lo)} … {_num(scale.hi)} · ○ {scale.beyond} beyond</span>")
+    return (f"<br><span style='font-size:10px;color:#555'>colour ±{number_text(scale.zmax)} ({ROBUST_PERCENTILE:g}th pct of "
+            f"|{symbol}|) · true range {number_text(scale.lo)} … {number_text(scale.hi)} · ○ {scale.beyond} beyond</span>")
 
 
 def _beyond_trace(z: np.ndarray, zmax: float, xs: Sequence[Any], ys: Sequence[Any]) -> list[dict]:

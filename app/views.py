@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from dash import Patch, html, no_update
 
 from app import figures, panels
@@ -20,7 +21,7 @@ from analyses.entries import MODELS
 from app.cache import Explorer
 from app.catalogue import Catalogue
 from app.readings import RunAnalysis
-from app.runs import LoadedRun, RunError
+from app.runs import LoadedRun, ModelData, RunError
 from app.state import AUTO, DEFAULT_FRACTION, THRESHOLD_MAX, VIEWS, ViewState, url_problem
 
 __all__ = [
@@ -182,10 +183,8 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
             for kind in COMPARE_KINDS:
                 figs[graph_id(name, kind, True)] = kinds[kind]
         # only the networks that differ: a same-trial comparison shares its parent and baseline
-        mine = dict(run.info.refs)
-        theirs = dict(other.run.info.refs)
         compare_titles = {n: (other.run.models[n].title if n in other.run.models and (
-            n not in mine or (theirs[n].key, theirs[n].prefix) != (mine[n].key, mine[n].prefix)) else "")
+            n not in run.models or not _same_network(run.models[n], other.run.models[n])) else "")
             for n in MODELS}
     figs["capacity"] = figures.capacity_figure(analysis, clause, layer)
     return page(
@@ -209,6 +208,13 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         compare=other,
         state=state.with_(clause=clause, layer=layer),
     )
+
+
+def _same_network(a: ModelData, b: ModelData) -> bool:
+    """Whether two networks have the same effective weights and biases in every layer."""
+    return (len(a.layers) == len(b.layers)
+            and all(x[0].shape == y[0].shape and np.array_equal(x[0], y[0]) for x, y in zip(a.layers, b.layers))
+            and all(np.array_equal(x, y) for x, y in zip(a.biases, b.biases)))
 
 
 def _memo(analysis: RunAnalysis | LoadedRun, name: str, make) -> Any:

@@ -112,7 +112,7 @@ def test_a_digits_gram_with_an_outlier_still_shows_its_cells(tmp_path):
         assert zmax < np.abs(z).max() / 10, "the outlier does not set the range"
         assert (np.abs(z) > zmax / 10).mean() >= 0.05, f"{name}: the Gram shows its cells"
         assert "true range" in g["layout"]["title"]["text"] and f"{ranges['gram'].beyond} beyond" in g["layout"]["title"]["text"]
-        assert trace["colorbar"]["ticktext"] == [figures._num(-zmax), "0", figures._num(zmax)]
+        assert trace["colorbar"]["ticktext"] == [figures.number_text(-zmax), "0", figures.number_text(zmax)]
 
 
 def test_every_figure_fits_its_column(tmp_path):
