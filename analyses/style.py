@@ -149,8 +149,7 @@ def honest(fig: go.Figure) -> go.Figure:
         for name in _axis_names(fig, letter):
             axis = fig.layout[name]
             traces = [t for t in fig.data if _trace_axis(t, letter) == name]
-            vals = [(t, _values(t, letter)) for t in traces]
-            vals = [(t, v) for t, v in vals if v is not None]
+            vals = [(t, v) for t in traces if (v := _values(t, letter)) is not None]
             if axis.type == "log":
                 _floor_nonpositive(fig, name, letter, vals)
             elif vals and axis.tickvals is None:

@@ -496,7 +496,8 @@ def weight_heatmap(run: LoadedRun, model: ModelData, codes: ModelCodes | None = 
     row_labels = model.layer_labels(layer)
     trace = {"type": "heatmap", "z": _typed(z), "x": list(col_labels), "y": row_labels,
              "hoverongaps": False, "hovertemplate": hover, "xgap": 0, "ygap": 0, **scale}
-    data = [trace] + (_beyond_trace(z, scale["zmax"], list(col_labels), row_labels) if view == "weights" else [])
+    data = [trace] + (_beyond_trace(z, float(scale["zmax"]), list(col_labels), row_labels)  # type: ignore[arg-type]
+                      if view == "weights" else [])
     shapes = _grid_shapes(run, model, H, n, layer)
     if layer == 0 and run.has_clauses:
         ps = _clause_columns(run, clause)
