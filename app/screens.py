@@ -3,6 +3,7 @@ the explorer, one per model kind in the store, taken in headless Chromium.
 
     <out>/explorer/<study>.png   one page per study found (fpe, real_data, ...)
     <out>/explorer-digits.png    the digits run the README shows
+    <out>/explorer/compare.png   the headline run compared with the same trial's random split
 
 Each page is the run a reader would pick first for its kind (`KIND_PAGES`): the
 widest parent of trial 0, in the view that shows what is special about it
@@ -103,10 +104,30 @@ def shoot(data_dir: str | Path, out: str | Path, width: int = 1280, height: int 
             for path in [out / "explorer" / f"{study}.png"] + ([out / "explorer-digits.png"] if study == "real_data" else []):
                 driver.save_screenshot(str(path))
                 written.append(path)
+        written += _shoot_compare(driver, port, runs, out, text)
     finally:
         driver.quit()
         server.shutdown()
     return written
+
+
+def _shoot_compare(driver, port: int, runs: list[ListedRun], out: Path, text: str) -> list[Path]:
+    """The compare view: the headline run above the same trial's random split, if stored."""
+    a = pick(runs, "fpe")
+    b = next((r for r in runs if a is not None and r.study == a.study and r.task == a.task and r.trial == a.trial
+              and r.hidden == a.hidden and r.split == "random" and r.alpha == a.alpha), None)
+    if a is None or b is None:
+        return []
+    driver.get(f"http://127.0.0.1:{port}/" + ViewState(run=a.id, compare=b.id, clause=1).to_search())
+    end = time.monotonic() + 60
+    while "random" not in driver.execute_script(text, "b-col-title-child"):
+        if time.monotonic() > end:
+            raise TimeoutError("the compare page did not draw")
+        time.sleep(0.2)
+    time.sleep(3.0)
+    path = out / "explorer" / "compare.png"
+    driver.save_screenshot(str(path))
+    return [path]
 
 
 def main(argv: list[str] | None = None) -> int:
