@@ -97,3 +97,12 @@ def test_no_study_draws_a_value_a_log_axis_cannot_place(tmp_path):
         for path in written:
             fig = pio.from_json(path.read_text())
             assert _log_values(fig) == [], f"{name}/{path.name} places values <= 0 on a log axis"
+    # capacity_vs_alpha's measured and expected collision fractions: each 0 is drawn at the floor
+    import pandas as pd
+
+    from analyses.capacity_vs_alpha import collision_table
+
+    tab = collision_table(pd.read_csv(tmp_path / "capacity_vs_alpha" / "results.csv"))
+    zeros = int(sum((tab[f"{m}_mean"] == 0).sum() for m in ("whole_frac", "pair_frac", "expected_whole", "expected_pair")))
+    fig = pio.from_json((tmp_path / "capacity_vs_alpha" / "collisions.plotly.json").read_text())
+    assert sum(len(t.x) for t in fig.data if t.name == FLOOR_NAME) == zeros
