@@ -274,7 +274,7 @@ def _thin(n: int, px: float) -> int:
 #: The colour range of a row is this percentile of the row's non-zero |values|,
 #: when the largest |value| exceeds it by more than OUTLIER_FACTOR (else the largest).
 ROBUST_PERCENTILE = 95.0
-OUTLIER_FACTOR = 3.0
+OUTLIER_FACTOR = 5.0
 #: Most cells ringed as beyond the colour range in one figure.
 MAX_RINGS = 256
 

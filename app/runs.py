@@ -64,7 +64,7 @@ class ModelData:
     nnz: int
     predictions: np.ndarray | None  # (N_test, O) 0/1, the network's own outputs on the test set
     biases: list[np.ndarray] = field(default_factory=list)  # per layer l, (out_l,) effective biases
-    kernel: tuple[int, int] = ()  # type: ignore[assignment]  # a CNN's (k, k); () for an MLP
+    kernel: tuple[int, ...] = ()  # a CNN's (k, k); () for an MLP
     channels: tuple[int, ...] = ()  # a CNN's input channels per conv layer
 
     @property
@@ -143,7 +143,7 @@ class ModelData:
             return f"L{l + 1}·{unit}{i}"
         return f"{unit}{i}" if self.parent_index is None else f"{unit}{i}·p{int(self.parent_index[i])}"
 
-    def picture_shape(self, l: int) -> tuple[int, int, int]:
+    def picture_shape(self, l: int) -> tuple[int, ...]:
         """(C, k, k) of a CNN's conv layer l: how a filter's flattened row is drawn."""
         return (self.channels[l], *self.kernel)
 
@@ -289,7 +289,7 @@ def _model_data(name: str, title: str, tensors: dict[str, torch.Tensor], model: 
         name=name, title=title, model=model, layers=layers, parent_index=parent_index, row_order=row_order,
         mean_capacity=clause_mean_capacity(cap, clauses) if clauses else float(np.mean(cap)),
         cosine=cosine_interference(W1), accuracy=accuracy, nnz=_nnz(layers, biases), predictions=preds,
-        biases=biases, kernel=kernel, channels=channels,  # type: ignore[arg-type]
+        biases=biases, kernel=kernel, channels=channels,
     )
 
 
