@@ -5,8 +5,9 @@ Every store entry's `config.json` carries its `"kind"`: `boolean-fpe` and `fpe`
 (one trained model, `fci.train.run_fpe`) or `<study>-job` (a study's job). A
 reader is registered per kind (`READERS`, one `fci.registry.Registry`): the two
 model kinds here, each job study's in its own module, so a study brings what is
-needed to open its entries and the explorer names no study. `readers()` imports
-every study (they register as they are imported) and returns the registry.
+needed to open its entries and the explorer names no study. `readers(kinds)`
+imports the studies that write those kinds (they register as they are imported)
+and returns the registry.
 
 A **run** (`ListedRun`) is what one explorer page shows side by side: up to three
 networks in the slots ``parent`` / ``child`` / ``dense`` (`MODELS`), each a
@@ -15,9 +16,12 @@ networks in the slots ``parent`` / ``child`` / ``dense`` (`MODELS`), each a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -149,11 +153,22 @@ def register_reader(kind: str) -> Callable[[Reader], Reader]:
     return READERS.register(kind)
 
 
-def readers() -> Registry[Reader]:
-    """Every reader: imports the studies (each registers its entries' reader)."""
+def readers(kinds: Iterable[str] | None = None) -> Registry[Reader]:
+    """The readers, after importing the studies that register them: those whose job
+    kinds (`<study>-job`) are in `kinds`, or every study (when `kinds` is None or
+    names a kind no such import registers)."""
     from analyses import studies
 
-    studies()
+    if kinds is None:
+        studies()
+        return READERS
+    wanted = set(kinds)
+    for kind in wanted - set(READERS.names()):
+        name = kind.removesuffix("-job")
+        if kind.endswith("-job") and name.isidentifier() and importlib.util.find_spec(f"analyses.{name}") is not None:
+            importlib.import_module(f"analyses.{name}")
+    if wanted - set(READERS.names()):
+        studies()
     return READERS
 
 

@@ -132,7 +132,7 @@ def scan_store(store: Store) -> Catalogue:
             log.warning("skipping %s", err)
             continue
         by_kind.setdefault(str(e.config.get("kind")), []).append(e)
-    registry = readers()
+    registry = readers(by_kind)  # imports only the studies whose entries the store holds
     runs: list[ListedRun] = []
     # job kinds first: a model a job run already shows is not listed again on its own
     for kind in sorted(by_kind, key=lambda k: (k in MODEL_KINDS, k)):

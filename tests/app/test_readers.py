@@ -65,3 +65,9 @@ def _is_docstring(tree: ast.AST, const: ast.Constant) -> bool:
             if body and isinstance(body[0], ast.Expr) and body[0].value is const:
                 return True
     return False
+
+
+def test_readers_of_given_kinds_import_what_registers_them():
+    assert "cnn_fpe-job" in readers(["cnn_fpe-job"])
+    registry = readers(["../no such-job", "boolean-fpe"])  # a kind no study writes: every study imported, none added
+    assert "../no such-job" not in registry and "boolean-fpe" in registry
