@@ -154,11 +154,16 @@ def honest(fig: go.Figure) -> go.Figure:
                 _floor_nonpositive(fig, name, letter, vals)
             elif vals and axis.tickvals is None:
                 allv = np.concatenate([v[np.isfinite(v)] for _, v in vals]) if vals else np.zeros(0)
-                if allv.size and np.all(allv == allv[0]) and not any(getattr(t, "error_y", None) and t.error_y.array
-                                                                     is not None for t, _ in vals):
+                if allv.size and np.all(allv == allv[0]) and not any(_spread(t, letter) for t, _ in vals):
                     fig.layout[name].update(tickvals=[float(allv[0])], ticktext=[f"{allv[0]:.6g}"])
     _honest_caption(fig)
     return fig
+
+
+def _spread(t: Any, letter: str) -> bool:
+    """Whether a trace draws error bars of non-zero length along axis `letter`."""
+    e = getattr(t, f"error_{letter}", None)
+    return bool(e is not None and e.array is not None and e.visible is not False and np.nan_to_num(_array(e.array)).any())
 
 
 def _floor_nonpositive(fig: go.Figure, name: str, letter: str, vals: list[tuple[Any, np.ndarray]]) -> None:

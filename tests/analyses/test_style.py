@@ -79,7 +79,7 @@ def test_stars_sit_above_their_error_bars():
 
 def test_a_constant_axis_gets_one_tick():
     fig = make_subplots(rows=2, cols=1)
-    fig.add_trace(go.Scatter(x=[1, 2, 4], y=[104, 104, 104]), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[1, 2, 4], y=[104, 104, 104], error_y={"type": "data", "array": [0, 0, 0]}), row=1, col=1)
     fig.add_trace(go.Scatter(x=[1, 2, 4], y=[1, 2, 3]), row=2, col=1)
     honest(fig)
     assert list(fig.layout.yaxis.tickvals) == [104] and fig.layout.yaxis2.tickvals is None
