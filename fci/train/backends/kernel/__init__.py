@@ -20,6 +20,7 @@ from fci.train.backends.base import Backend, FitState
 from fci.train.backends.kernel import library
 from fci.train.backends.kernel.library import Library
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
+from fci.train.maths import one_thread_unless
 
 
 def _round_up(n: int, k: int) -> int:
@@ -221,12 +222,14 @@ class KernelBackend(Backend):
         lib = state.lib
         M, N = x.shape[:2]
         E = perms.shape[0]
-        state.load(stack)
+        with one_thread_unless(0.0):  # small strided copies: torch's threads would only wait on each other
+            state.load(stack)
         xs, ys, binary, codes = state.data_for(x, y, loss)
         perms = perms.to(torch.int64).contiguous()
         losses = torch.zeros(M, E)
         if E == 0 or M == 0:
-            state.store(stack)
+            with one_thread_unless(0.0):
+                state.store(stack)
             return losses
         bar = tqdm(total=M * E, desc=progress, unit="model-epoch", leave=False) if progress else None
         # small chunks, handed out in turn: threads stay busy whatever the models' widths
@@ -243,5 +246,6 @@ class KernelBackend(Backend):
             if bar is not None:
                 bar.close()
         state.step += E * ((N + cfg.batch_size - 1) // cfg.batch_size)
-        state.store(stack)
+        with one_thread_unless(0.0):
+            state.store(stack)
         return losses

@@ -184,13 +184,14 @@ static inline vf hsum8(const vf *v) {
 }
 #elif S == 8 && VB == 8 && (defined(__clang__) || __GNUC__ >= 12)
 #define SHUF __builtin_shufflevector
+/* pairs within each 4-lane half first (in-lane shuffles, no index constants), the halves last */
 static inline vf hsum8(const vf *v) {
     vf b[4], c[2];
     for (int j = 0; j < 4; j++)
-        b[j] = SHUF(v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(v[2 * j], v[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15);
+        b[j] = SHUF(v[2 * j], v[2 * j + 1], 0, 2, 8, 10, 4, 6, 12, 14) + SHUF(v[2 * j], v[2 * j + 1], 1, 3, 9, 11, 5, 7, 13, 15);
     for (int j = 0; j < 2; j++)
-        c[j] = SHUF(b[2 * j], b[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13) + SHUF(b[2 * j], b[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15);
-    return SHUF(c[0], c[1], 0, 2, 4, 6, 8, 10, 12, 14) + SHUF(c[0], c[1], 1, 3, 5, 7, 9, 11, 13, 15);
+        c[j] = SHUF(b[2 * j], b[2 * j + 1], 0, 2, 8, 10, 4, 6, 12, 14) + SHUF(b[2 * j], b[2 * j + 1], 1, 3, 9, 11, 5, 7, 13, 15);
+    return SHUF(c[0], c[1], 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(c[0], c[1], 4, 5, 6, 7, 12, 13, 14, 15);
 }
 #else
 static inline vf hsum8(const vf *v) {
@@ -371,6 +372,10 @@ static inline void bin_adds(float *V, const uint32_t *offs, int64_t ng, const vf
         }
 }
 
+/* The phases of a step are kept out of line: inlined into one function, they
+ * exhaust the registers and spill in every loop. */
+#define PHASE static __attribute__((noinline))
+
 /* One model under training: its sizes, its parts of the call's buffers, its workspace. */
 typedef struct {
     int64_t L, N, n_in, O, ng;
@@ -484,7 +489,7 @@ static void model_init(model_t *M, const fci_fit_args *a, int64_t m, float *work
 /* What the passes read besides the parameters, rebuilt after every step:
  * wn[l] = W_l output-major (l >= 1 input-major), for the input deltas;
  * T[bk][g][c] = sum of the rows 4g + j of layer 0's block bk over the bits j of c. */
-static void refresh(const model_t *M) {
+PHASE void refresh(const model_t *M) {
     const int64_t *sz = M->sz, *pad = M->pad;
     for (int64_t l = 1; l < M->L; l++)
         if (!M->omaj[l])
@@ -502,7 +507,7 @@ static void refresh(const model_t *M) {
 }
 
 /* The group of samples at positions [at, at + ns) of the epoch's order. */
-static void group_start(const model_t *M, group_t *G, const int64_t *perm, int64_t at, int ns, int64_t Bb) {
+PHASE void group_start(const model_t *M, group_t *G, const int64_t *perm, int64_t at, int ns, int64_t Bb) {
     G->ns = ns, G->at = at, G->Bb = Bb;
     for (int s = 0; s < S; s++) G->idx[s] = s < ns ? perm[at + s] : -1;
     if (M->bin) {
@@ -522,6 +527,11 @@ static void group_start(const model_t *M, group_t *G, const int64_t *perm, int64
     }
 }
 
+/* Activations and their gradients are held block-major: block bk of sample s
+ * at BLK(A, bk, s), so that one block's S samples sit at fixed offsets from one
+ * pointer; element i of sample s is BLK(A, i / VB, s)[i % VB]. */
+#define BLK(A, bk, s) ((A) + ((bk) * S + (s)) * VB)
+
 /* z[o] += the dot products of one block of activations with the output-major
  * last layer's rows W + o ld (O <= OMAJ_MAX outputs, a constant where inlined) */
 static inline __attribute__((always_inline)) void tail_dots(const vf acc[S], const float *W, int64_t ld, const int O,
@@ -534,14 +544,14 @@ static inline __attribute__((always_inline)) void tail_dots(const vf acc[S], con
     }
 }
 
-/* Forward pass of the group: act[l] (S rows of pad[l]) for the hidden layers;
- * the logits in act[L], transposed (O vectors of the group) when M->tail. */
-static void forward(const model_t *M, const group_t *G) {
+/* Forward pass of the group: act[l] (block-major) for the hidden layers; the
+ * logits in act[L], block-major or, when M->tail, transposed (O vectors of the group). */
+PHASE void forward(const model_t *M, const group_t *G) {
     const int64_t L = M->L, *sz = M->sz, *pad = M->pad;
     vf z[OMAJ_MAX];
     for (int o = 0; o < OMAJ_MAX; o++) z[o] = SPLAT(0.0f);
     for (int64_t l = 0; l < L; l++) {
-        const int64_t in = sz[l], pi = pad[l], po = pad[l + 1], nb = (sz[l + 1] + VB - 1) / VB;
+        const int64_t in = sz[l], po = pad[l + 1], nb = (sz[l + 1] + VB - 1) / VB;
         if (M->omaj[l]) {  /* the last layer: its dot products were taken with layer l - 1's blocks */
             for (int64_t o = 0; o < M->O; o++) ST(M->act[L] + o * VB, M->p[M->offb[l] + o] + z[o]);
             return;
@@ -561,15 +571,16 @@ static void forward(const model_t *M, const group_t *G) {
                     for (int s = 0; s < S; s++) acc[s] += G->in0[s][i] * row;
                 }
             } else {
-                const float *restrict h = M->act[l];
                 for (int64_t i = 0; i < in; i++) {
+                    const float *restrict h = BLK(M->act[l], i / VB, 0) + i % VB;
                     const vf row = LD(Wt + i * po);
-                    for (int s = 0; s < S; s++) acc[s] += h[s * pi + i] * row;
+                    for (int s = 0; s < S; s++) acc[s] += h[s * VB] * row;
                 }
             }
+            float *restrict out = BLK(M->act[l + 1], bk, 0);
             for (int s = 0; s < S; s++) {
                 if (l < L - 1) acc[s] = (vf)((vi)acc[s] & (acc[s] > 0.0f));  /* ReLU */
-                ST(M->act[l + 1] + s * po + bk * VB, acc[s]);
+                ST(out + s * VB, acc[s]);
             }
             if (fuse) {
                 switch (M->O) {  /* the next (last, output-major) layer's products, while acc is in registers */
@@ -583,24 +594,37 @@ static void forward(const model_t *M, const group_t *G) {
     }
 }
 
+/* Binary cross-entropy of transposed logits, lane-wise over the group:
+ * softplus(z) - y z and sigmoid(z) - y, from one exp(-|z|); O outputs. */
+static inline __attribute__((always_inline)) void bce_lanes(const model_t *M, const group_t *G, vf *lane, const int O) {
+    const vi valid = LANES < (int32_t)G->ns;
+    const float *zt = M->act[M->L];
+    float *dz = M->dlt[M->L];
+    const float scale = 1.0f / (float)(G->Bb * O);
+    for (int o = 0; o < O; o++) {
+        const vf z = LD(zt + o * VB), y = LD(M->yt + o * M->nyt + G->at);
+        const vf ez = vexp_nonpos(-vabs(z));
+        const vf l = vselect(z > 0.0f, z, SPLAT(0.0f)) - y * z + vlog1p_unit(ez);
+        *lane += (vf)((vi)l & valid);
+        const vf q = 1.0f / (1.0f + ez), g = (vselect(z >= 0.0f, q, ez * q) - y) * scale;
+        ST(dz + o * VB, (vf)((vi)g & valid));
+    }
+}
+
 /* The group's loss terms (added to *lane, lane-wise, or returned, in double)
  * and d(loss)/d(logits) in dlt[L], in act[L]'s layout; samples past the batch
  * contribute exact zeros to both. */
-static double loss(const model_t *M, const group_t *G, vf *lane) {
+PHASE double loss(const model_t *M, const group_t *G, vf *lane) {
     const int64_t L = M->L, O = M->O, ns = G->ns;
     const vi valid = LANES < (int32_t)ns;
     const float *zt = M->act[L];
     float *dz = M->dlt[L];
     if (M->tail && !M->ce) {
-        /* binary cross-entropy, lane-wise over the group: softplus(z) - y z and sigmoid(z) - y, from one exp(-|z|) */
-        const float scale = 1.0f / (float)(G->Bb * O);
-        for (int64_t o = 0; o < O; o++) {
-            const vf z = LD(zt + o * VB), y = LD(M->yt + o * M->nyt + G->at);
-            const vf ez = vexp_nonpos(-vabs(z));
-            const vf l = vselect(z > 0.0f, z, SPLAT(0.0f)) - y * z + vlog1p_unit(ez);
-            *lane += (vf)((vi)l & valid);
-            const vf q = 1.0f / (1.0f + ez), g = (vselect(z >= 0.0f, q, ez * q) - y) * scale;
-            ST(dz + o * VB, (vf)((vi)g & valid));
+        switch (O) {  /* a constant output count: the loop unrolls, and its constants stay in registers */
+        case 1: bce_lanes(M, G, lane, 1); break;
+        case 2: bce_lanes(M, G, lane, 2); break;
+        case 3: bce_lanes(M, G, lane, 3); break;
+        default: bce_lanes(M, G, lane, 4); break;
         }
         return 0.0;
     }
@@ -627,44 +651,43 @@ static double loss(const model_t *M, const group_t *G, vf *lane) {
         }
         return 0.0;
     }
-    const int64_t ld = M->pad[L];
-    memset(dz, 0, (size_t)(S * ld) * sizeof(float));
+    memset(dz, 0, (size_t)(S * M->pad[L]) * sizeof(float));
     if (!M->ce) {
         /* binary cross-entropy, one output across the group's samples at a time */
         const float scale = 1.0f / (float)(G->Bb * O);
         for (int64_t o = 0; o < O; o++) {
             vf z = SPLAT(0.0f), y = SPLAT(0.0f);
             for (int s = 0; s < ns; s++) {
-                z[s] = zt[s * ld + o];
+                z[s] = BLK(zt, o / VB, s)[o % VB];
                 y[s] = M->yf[G->idx[s] * O + o];
             }
             const vf ez = vexp_nonpos(-vabs(z));
             const vf l = vselect(z > 0.0f, z, SPLAT(0.0f)) - y * z + vlog1p_unit(ez);
             *lane += (vf)((vi)l & valid);
             const vf q = 1.0f / (1.0f + ez), g = (vselect(z >= 0.0f, q, ez * q) - y) * scale;
-            for (int s = 0; s < ns; s++) dz[s * ld + o] = g[s];
+            for (int s = 0; s < ns; s++) BLK(dz, o / VB, s)[o % VB] = g[s];
         }
         return 0.0;
     }
     /* categorical cross-entropy over many logits, one sample at a time, VB logits at a time */
     double sum = 0.0;
     for (int s = 0; s < ns; s++) {
-        const float *z = zt + s * ld;
-        float *dzs = dz + s * ld;
+#define Z(o) BLK(zt, (o) / VB, s)[(o) % VB]
         const int64_t c = M->yc[G->idx[s]];
-        float mx = z[0];
-        for (int64_t o = 1; o < O; o++) mx = z[o] > mx ? z[o] : mx;
+        float mx = Z(0);
+        for (int64_t o = 1; o < O; o++) mx = Z(o) > mx ? Z(o) : mx;
         float se = 0.0f;
         for (int64_t bk = 0; bk * VB < O; bk++) {
             const vi ok = LANES < (int32_t)(O - bk * VB);
-            const vf ez = (vf)((vi)vexp_nonpos(LD(z + bk * VB) - mx) & ok);
-            ST(dzs + bk * VB, ez);
+            const vf ez = (vf)((vi)vexp_nonpos(LD(BLK(zt, bk, s)) - mx) & ok);
+            ST(BLK(dz, bk, s), ez);
             se += hsum(ez);
         }
-        sum += (double)(mx + logf(se) - z[c]);
+        sum += (double)(mx + logf(se) - Z(c));
+#undef Z
         const float scale = 1.0f / (float)G->Bb, inv = 1.0f / se;
-        for (int64_t bk = 0; bk * VB < O; bk++) ST(dzs + bk * VB, LD(dzs + bk * VB) * inv * scale);
-        dzs[c] -= scale;
+        for (int64_t bk = 0; bk * VB < O; bk++) ST(BLK(dz, bk, s), LD(BLK(dz, bk, s)) * inv * scale);
+        BLK(dz, c / VB, s)[c % VB] -= scale;
     }
     return sum;
 }
@@ -674,7 +697,7 @@ static double loss(const model_t *M, const group_t *G, vf *lane) {
  * O <= OMAJ_MAX outputs, a constant where inlined. */
 static inline __attribute__((always_inline)) void tail_back(const model_t *M, int64_t l, int64_t bk, const int O, vf d[S]) {
     const int64_t po = M->pad[l + 1];
-    const float *W = M->p + M->offW[l + 1] + bk * VB, *h = M->act[l + 1] + bk * VB, *dz = M->dlt[M->L];
+    const float *W = M->p + M->offW[l + 1] + bk * VB, *h = BLK(M->act[l + 1], bk, 0), *dz = M->dlt[M->L];
     float *gW = M->grad + M->offW[l + 1] + bk * VB;
     vf gr[OMAJ_MAX], row[OMAJ_MAX];
     for (int o = 0; o < O; o++) {
@@ -682,7 +705,7 @@ static inline __attribute__((always_inline)) void tail_back(const model_t *M, in
         row[o] = LD(W + o * po);
     }
     for (int s = 0; s < S; s++) {
-        const vf hs = LD(h + s * po);
+        const vf hs = LD(h + s * VB);
         vf dd = SPLAT(0.0f);
         for (int o = 0; o < O; o++) {
             const float g = dz[o * VB + s];
@@ -696,7 +719,7 @@ static inline __attribute__((always_inline)) void tail_back(const model_t *M, in
 
 /* Backward pass of the group: the gradient, added into M->grad (layer 0's, on
  * 0/1 data, into the bins). */
-static void backward(const model_t *M, const group_t *G) {
+PHASE void backward(const model_t *M, const group_t *G) {
     const int64_t L = M->L, *sz = M->sz, *pad = M->pad;
     for (int64_t l = L - 1; l >= 0; l--) {
         const int64_t in = sz[l], out = sz[l + 1], pi = pad[l], po = pad[l + 1];
@@ -720,9 +743,9 @@ static void backward(const model_t *M, const group_t *G) {
                 default: tail_back(M, l, bk, 4, d); break;
                 }
                 if (l > 0)
-                    for (int s = 0; s < S; s++) ST(M->dlt[l + 1] + s * po + bk * VB, d[s]);
+                    for (int s = 0; s < S; s++) ST(BLK(M->dlt[l + 1], bk, s), d[s]);
             } else {
-                for (int s = 0; s < S; s++) d[s] = LD(M->dlt[l + 1] + s * po + bk * VB);
+                for (int s = 0; s < S; s++) d[s] = LD(BLK(M->dlt[l + 1], bk, s));
             }
             if (l == 0 && M->bin) {  /* the bias comes with the bins */
                 bin_adds(M->bins + bk * M->ng * 16 * VB, M->offs, M->ng, d);
@@ -740,10 +763,10 @@ static void backward(const model_t *M, const group_t *G) {
                     ST(gW + i * po, gr);
                 }
             } else {
-                const float *restrict h = M->act[l];
                 for (int64_t i = 0; i < in; i++) {
+                    const float *restrict h = BLK(M->act[l], i / VB, 0) + i % VB;
                     vf gr = LD(gW + i * po);
-                    for (int s = 0; s < S; s++) gr += h[s * pi + i] * d[s];
+                    for (int s = 0; s < S; s++) gr += h[s * VB] * d[s];
                     ST(gW + i * po, gr);
                 }
             }
@@ -755,11 +778,12 @@ static void backward(const model_t *M, const group_t *G) {
                 for (int s = 0; s < S; s++) acc[s] = SPLAT(0.0f);
                 for (int64_t o = 0; o < out; o++) {
                     const vf col = LD(M->wn[l] + o * pi + ib * VB);
-                    for (int s = 0; s < S; s++) acc[s] += M->dlt[l + 1][s * po + o] * col;
+                    const float *restrict dn = BLK(M->dlt[l + 1], o / VB, 0) + o % VB;
+                    for (int s = 0; s < S; s++) acc[s] += dn[s * VB] * col;
                 }
                 for (int s = 0; s < S; s++) {
-                    const vf h = LD(M->act[l] + s * pi + ib * VB);
-                    ST(M->dlt[l] + s * pi + ib * VB, (vf)((vi)acc[s] & (h > 0.0f)));
+                    const vf h = LD(BLK(M->act[l], ib, s));
+                    ST(BLK(M->dlt[l], ib, s), (vf)((vi)acc[s] & (h > 0.0f)));
                 }
             }
         }
@@ -768,7 +792,7 @@ static void backward(const model_t *M, const group_t *G) {
 
 /* 0/1 data, at the end of a minibatch: layer 0's gradient rows and bias from
  * its bins, which then start over. */
-static void fold_bins(const model_t *M) {
+PHASE void fold_bins(const model_t *M) {
     const int64_t nb = (M->sz[1] + VB - 1) / VB, ng = M->ng, ld = M->pad[1];
     for (int64_t bk = 0; bk < nb; bk++)
         for (int64_t g = 0; g < ng; g++) {
@@ -785,7 +809,7 @@ static void fold_bins(const model_t *M) {
  * inputs; then the bias. Blocks past a row's true length are never read by the
  * passes; a padded lane inside a true block has mask 0 and parameter 0, so its
  * gradient, moments and update are exact zeros: it never moves. */
-static void optimizer_step(const model_t *M, const fci_fit_args *a, int64_t step) {
+PHASE void optimizer_step(const model_t *M, const fci_fit_args *a, int64_t step) {
     const int64_t *sz = M->sz, *pad = M->pad;
     float *restrict p = M->p, *restrict m1 = M->m1, *restrict m2 = M->m2;
     const float *restrict grad = M->grad, *restrict mk = M->mk;
@@ -822,6 +846,18 @@ static void optimizer_step(const model_t *M, const fci_fit_args *a, int64_t step
     }
 }
 
+/* The BCE targets in the epoch's order perm, output-major: yt[o nyt + n] = y[perm[n]][o]. */
+PHASE void order_targets(const model_t *M, const int64_t *restrict perm) {
+    float *restrict yt = M->yt;
+    const float *restrict yf = M->yf;
+    const int64_t N = M->N, O = M->O, nyt = M->nyt;
+    if (O == 1)
+        for (int64_t n = 0; n < N; n++) yt[n] = yf[perm[n]];
+    else
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t o = 0; o < O; o++) yt[o * nyt + n] = yf[perm[n] * O + o];
+}
+
 static void train_one(const fci_fit_args *a, int64_t m, float *work) {
     model_t M;
     model_init(&M, a, m, work);
@@ -832,13 +868,7 @@ static void train_one(const fci_fit_args *a, int64_t m, float *work) {
     group_t G = {0};
     for (int64_t e = 0; e < a->E; e++) {
         const int64_t *perm = a->perms + e * N;
-        if (M.yt) {  /* the BCE targets in this epoch's order */
-            if (O == 1)
-                for (int64_t n = 0; n < N; n++) M.yt[n] = M.yf[perm[n]];
-            else
-                for (int64_t n = 0; n < N; n++)
-                    for (int64_t o = 0; o < O; o++) M.yt[o * M.nyt + n] = M.yf[perm[n] * O + o];
-        }
+        if (M.yt) order_targets(&M, perm);
         double epoch_loss = 0.0;
         for (int64_t s0 = 0; s0 < N; s0 += B) {
             const int64_t Bb = (N - s0 < B) ? N - s0 : B;
