@@ -143,7 +143,7 @@ class Batched:
         if isinstance(self.opt, FlatState) and self.dev.type == "cpu":
             n = len(self.opt.slices)
             return f"torch backend, {min(w, n)} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
-        return f"{p['backend']} backend"
+        return f"{p['backend']} backend{' + CUDA graphs' if p.get('cuda_graphs') else ''}"
 
     def run(self, epochs: int) -> int:
         _sync(self.dev)

@@ -507,7 +507,7 @@ PHASE void refresh(const model_t *M) {
 }
 
 /* The group of samples at positions [at, at + ns) of the epoch's order. */
-PHASE void group_start(const model_t *M, group_t *G, const int64_t *perm, int64_t at, int ns, int64_t Bb) {
+static inline void group_start(const model_t *M, group_t *G, const int64_t *perm, int64_t at, int ns, int64_t Bb) {
     G->ns = ns, G->at = at, G->Bb = Bb;
     for (int s = 0; s < S; s++) G->idx[s] = s < ns ? perm[at + s] : -1;
     if (M->bin) {
@@ -614,7 +614,7 @@ static inline __attribute__((always_inline)) void bce_lanes(const model_t *M, co
 /* The group's loss terms (added to *lane, lane-wise, or returned, in double)
  * and d(loss)/d(logits) in dlt[L], in act[L]'s layout; samples past the batch
  * contribute exact zeros to both. */
-PHASE double loss(const model_t *M, const group_t *G, vf *lane) {
+static inline double loss(const model_t *M, const group_t *G, vf *lane) {
     const int64_t L = M->L, O = M->O, ns = G->ns;
     const vi valid = LANES < (int32_t)ns;
     const float *zt = M->act[L];
