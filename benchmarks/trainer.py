@@ -440,6 +440,7 @@ def compare(args) -> dict:
     ratio = [statistics.median(a_ / b_ for a_, b_ in zip(rates[0], v)) for v in rates]  # auto / row, per round
     flops = flops_per_model_epoch(models, n_train)
     of_sgemm = statistics.median(a_ * flops / g for a_, g in zip(rates[0], rates[-1]))  # per round, same load
+    of_sgemm_cpu = statistics.median(a_ * flops / g for a_, g in zip(cpu_rates[0], cpu_rates[-1]))  # per CPU-second
     print()
     print("model-epochs/s: median over rounds of wall-clock rates; per CPU-s: the same per CPU-second the process used "
           "(less sensitive to other load on a shared machine); auto/row: median of the per-round ratios")
@@ -459,7 +460,8 @@ def compare(args) -> dict:
     print(f"fit() set-up (first call: one epoch plus data layout and buffers, untimed above): {setup:.2f} s")
     print(f"sgemm {n_sgemm}^2 on {where}, in the same rounds: {med[-1] / 1e9:.1f} GFLOP/s (median); the workload is "
           f"{flops / 1e6:.2f} MFLOP per model-epoch, so auto runs at {a * flops / 1e9:.1f} GFLOP/s, {100 * of_sgemm:.0f}% of "
-          f"sgemm (median of the per-round ratios; dense ceiling {med[-1] / flops:.0f} model-epochs/s)")
+          f"sgemm (median of the per-round ratios; dense ceiling {med[-1] / flops:.0f} model-epochs/s)" +
+          (f"; per CPU-second {100 * of_sgemm_cpu:.0f}% of sgemm's" if dev.type == "cpu" else ""))
     slower = [f"{rows[k][0].strip()} ({1 / ratio[k]:.2f}x auto in the median round)" for k in range(1, n_fci) if ratio[k] < 1]
     load_after = _load()
     print(f"auto ({auto_backend}) is {'slower than ' + ', '.join(slower) if slower else 'the fastest fci backend here'}; "
@@ -487,6 +489,7 @@ def compare(args) -> dict:
         "ratio_to_loop": ratio[-2],
         "sgemm_gflops": med[-1] / 1e9,
         "fraction_of_sgemm": of_sgemm,
+        "fraction_of_sgemm_per_cpu_s": of_sgemm_cpu if dev.type == "cpu" else None,
         "rounds": rounds,
         "load_average": [load_before, load_after],
         "rows": [{"trainer": rows[k][0].strip(), "model_epochs_per_s": med[k], "min": min(rates[k]), "max": max(rates[k]),
@@ -498,8 +501,9 @@ def markdown_row(res: dict) -> str:
     """One row of docs/performance.md's table, from a result record."""
     per_cpu = "-" if res["model_epochs_per_cpu_s"] is None else \
         f"{res['model_epochs_per_cpu_s']:,.0f} vs {res['best_peer_model_epochs_per_cpu_s']:,.0f}"
+    cpu_sgemm = "" if res.get("fraction_of_sgemm_per_cpu_s") is None else f" ({100 * res['fraction_of_sgemm_per_cpu_s']:.0f}% per CPU-s)"
     return (f"| {res['cpu_model']} | {res['isa']} | {res['backend']} | {res['model_epochs_per_s']:,.0f} | "
-            f"{res['ratio_to_best_peer']:.1f}x | {100 * res['fraction_of_sgemm']:.0f}% | {per_cpu} | "
+            f"{res['ratio_to_best_peer']:.1f}x | {100 * res['fraction_of_sgemm']:.0f}%{cpu_sgemm} | {per_cpu} | "
             f"{res['load_average'][0]} | `{res['command']}`, {res['date']} |")
 
 
