@@ -227,6 +227,10 @@ def test_every_buffer_is_checked_at_the_boundary():
     args["pad"][1] += 1  # not a multiple of the vector block
     with pytest.raises(RuntimeError, match="padded size"):
         kernel.call(lib, **args)
+    args = _call_args(sgd_state, xs, ys, perms, sgd=True)
+    args["omaj"] = torch.tensor([1, 0], dtype=torch.int32)  # the first layer output-major
+    with pytest.raises(RuntimeError, match="only the last layer, of at most 4 outputs and after a hidden layer"):
+        kernel.call(lib, **args)
 
 
 @pytest.mark.parametrize("backend", ["kernel", "torch", "reference"])

@@ -44,8 +44,8 @@
  *     AMD Zen 4 (GCC's znver3/znver4 targets with AVX-512), which runs a 512-bit
  *     operation as two 256-bit halves, 8-lane blocks: the same arithmetic rate,
  *     and no work on the padding of hidden widths <= 8 (measured faster there on
- *     stacks with narrow models; fci's Python side also builds the 16-lane
- *     variant there and uses it for stacks without them);
+ *     stacks with narrow models; fci's Python side can build the 16-lane
+ *     variant there for stacks without them, on request);
  *   AVX2 (16 ymm): 8-lane blocks, 8 samples (8 accumulators, a row, a broadcast);
  *   NEON (32 q) and anything else: 8-lane blocks (two q registers), 8 / 4 samples.
  * FCI_VB / FCI_S override both (tests, benchmarks and that variant); ISA then
@@ -100,7 +100,7 @@ typedef struct {
     int64_t n_models, L, P, N, n_in, E, B;
     const int64_t *sizes;  /* (n_models, L+1) true layer sizes */
     const int64_t *pad;    /* (L+1) padded layer sizes: the layout */
-    const int32_t *omaj;   /* (L) 1 where layer l's weights are stored output-major (l >= 1 only) */
+    const int32_t *omaj;   /* (L) 1 where layer l is stored output-major: only l = L-1 >= 1, at most OMAJ_MAX outputs */
     float *param;          /* (n_models, P) */
     const float *mask;     /* (n_models, P) */
     float *m1, *m2;        /* (n_models, P) Adam moments; unused for SGD */
@@ -111,7 +111,7 @@ typedef struct {
     int32_t loss_ce, sgd;
     double lr, beta1, beta2, eps, wd;
     int64_t step0;         /* optimiser steps already taken (Adam's bias correction) */
-    int32_t binary;        /* 1: every x is 0 or 1 (layer 0 then adds table entries instead of multiplying) */
+    int32_t binary;        /* 1: every x is 0 or 1 (layer 0 then adds table entries and bins instead of multiplying) */
     int32_t pad_;
     /* element counts of the buffers above, as allocated by the caller: fci_fit refuses a call they cannot hold */
     int64_t len_sizes, len_pad, len_omaj, len_param, len_mask, len_m1, len_m2, len_x, len_y, len_perms, len_losses;
@@ -934,7 +934,7 @@ static int check(const fci_fit_args *a, int64_t m0, int64_t m1) {
     if (P != a->P) return -4;
     if (a->n_models < 0 || a->N < 1 || a->E < 0 || a->B < 1) return -6;
     if (m0 < 0 || m1 > a->n_models || m0 > m1) return -7;
-    const int64_t M = a->n_models, O = a->pad[L];
+    const int64_t M = a->n_models;
     if (a->len_sizes < M * (L + 1) || a->len_param < M * P || a->len_mask < M * P ||
         (!a->binary && a->len_x < M * a->N * a->n_in) || a->len_perms < a->E * a->N || a->len_losses < M * a->E)
         return -8;
@@ -948,7 +948,6 @@ static int check(const fci_fit_args *a, int64_t m0, int64_t m1) {
         if (a->omaj[L - 1] && sz[L] > OMAJ_MAX) return -2;
         if (!a->loss_ce && a->len_y < M * a->N * sz[L]) return -8;
     }
-    (void)O;
     if (!a->sgd && (!a->m1 || !a->m2 || a->len_m1 < M * P || a->len_m2 < M * P)) return -9;
     for (int64_t k = 0; k < a->E * a->N; k++)
         if (a->perms[k] < 0 || a->perms[k] >= a->N) return -10;
