@@ -1,6 +1,6 @@
 """The CUDA path: the torch backend on a GPU trains every model as the reference
 backend does on the CPU (to float rounding), never waits on the host inside an
-epoch, and with CUDA graphs replays its epochs bit for bit. Run on a GPU by
+epoch, and with CUDA graphs replays its eager epochs. Run on a GPU by
 `benchmarks/gpu_check.sh` (`pytest -m cuda`); skipped, with the reason, without
 a CUDA device."""
 
@@ -70,16 +70,18 @@ def test_a_stack_trained_on_cuda_matches_the_cpu_kernel():
 
 
 @pytest.mark.parametrize("case", ["wide-adam", "ce-adam-binary"])
-def test_cuda_graphs_replay_the_eager_epochs_bit_for_bit(case):
+def test_cuda_graphs_replay_the_eager_epochs(case):
     """The same kernels, launched once per epoch from a graph instead of one by
-    one: identical weights and losses, over two fits with a mask changed between."""
+    one: the same weights and losses (to the last bits, unless cuBLAS picks
+    another algorithm under capture), over two fits with a mask changed between;
+    and the graph's warm-up leaves no trace (a stray step would move weights by ~lr)."""
     models, x, y, cfg, loss = _case(case)
     e, le, eager = _run(models, x, y, cfg, loss, TorchBackend(), "cuda")
     g, lg, graphs = _run(models, x, y, cfg, loss, TorchBackend(cuda_graphs=True), "cuda")
     assert graphs.provenance["cuda_graphs"] is True and "cuda_graphs" not in eager.provenance
-    assert torch.equal(le, lg)
+    assert torch.allclose(le, lg, rtol=0, atol=1e-6), (le - lg).abs().max()
     for a, b in zip([*e.weights, *e.biases], [*g.weights, *g.biases]):
-        assert torch.equal(a, b)
+        assert torch.allclose(a, b, rtol=0, atol=1e-6), (a - b).abs().max()
 
 
 def test_cuda_graphs_say_why_they_do_not_apply():
