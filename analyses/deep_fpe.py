@@ -46,7 +46,18 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
-from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, image_shape, job_rows, register_reader, task_label
+from analyses.entries import (
+    MODELS,
+    ListedRun,
+    ModelRef,
+    Scanned,
+    epochs,
+    hidden_text,
+    image_shape,
+    job_rows,
+    register_reader,
+    task_label,
+)
 from analyses.kinds import JobContext, JobStudy, regime_caption
 from analyses.levels import Level, level_task
 from analyses.rows import model_columns
@@ -56,8 +67,8 @@ from fci.cli import check_alphas, comma_list
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
-from fci.tasks import TaskConfig
 from fci.store import config_key
+from fci.tasks import TaskConfig
 from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
 __all__ = [

@@ -49,7 +49,18 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
-from analyses.entries import ListedRun, ModelRef, Scanned, dataset_of, epochs, hidden_text, image_shape, job_rows, register_reader, task_label
+from analyses.entries import (
+    ListedRun,
+    ModelRef,
+    Scanned,
+    dataset_of,
+    epochs,
+    hidden_text,
+    image_shape,
+    job_rows,
+    register_reader,
+    task_label,
+)
 from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
 from analyses.levels import Level, level_task, regime_level
 from analyses.rows import model_columns

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from dash import Dash
 
-from app.callbacks import register_callbacks
 from app.cache import Explorer
+from app.callbacks import register_callbacks
 from app.layout import build_layout
 
 __all__ = ["ExplorerApp", "create_app"]

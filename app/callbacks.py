@@ -24,8 +24,8 @@ from typing import Any
 
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, no_update
 
-from app import panels
 from analyses.entries import FILTERS, MODELS
+from app import panels
 from app.cache import Explorer
 from app.layout import filter_id
 from app.state import AUTO

@@ -7,8 +7,8 @@ from typing import Any
 
 from dash import dcc, html
 
-from app import panels
 from analyses.entries import FILTERS, MODELS
+from app import panels
 from app.cache import Explorer
 from app.catalogue import Catalogue
 from app.figures import empty_figure

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from dash import Patch, html, no_update
 
-from app import figures, panels
 from analyses.entries import MODELS
+from app import figures, panels
 from app.cache import Explorer
 from app.catalogue import Catalogue
 from app.readings import RunAnalysis

@@ -13,13 +13,13 @@ import pytest
 import torch
 from dash import no_update
 
-from app.readings import network_reading
 from app import create_app, figures, panels
 from app.__main__ import prepare
 from app.bench import CallbackClient
 from app.cache import Explorer
 from app.catalogue import scan_store
 from app.demo import DEMO_SPEC
+from app.readings import network_reading
 from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState
 from app.views import figure_updates, next_state, render_page, run_options
 from fci.codes import clause_channels, collision_graph, polysemanticity, sign_codes

@@ -22,9 +22,9 @@ if not chromium_available():
 pytest.importorskip("selenium")
 pytest.importorskip("dash.testing.browser")
 
-from app.readings import network_reading
 from app import create_app  # noqa: E402
 from app.figures import CHANNEL_COLOR, number_text, row_scale  # noqa: E402
+from app.readings import network_reading
 from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState  # noqa: E402
 from app.views import graph_id  # noqa: E402
 from fci.store import Store  # noqa: E402

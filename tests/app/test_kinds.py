@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pytest
 
+from analyses.entries import ListedRun, ModelRef
 from app import create_app, figures
 from app.bench import CallbackClient
-from analyses.entries import ListedRun, ModelRef
 from app.cache import Explorer
 from app.catalogue import Catalogue, natural_key
 from app.screens import KIND_PAGES, pick
