@@ -80,7 +80,7 @@ def test_the_extending_examples_run_as_written(tmp_path, monkeypatch, clean_regi
     # The study: registered under its name, and its main runs the whole study on a tiny level.
     assert STUDIES.get("clause_load") is ns["STUDY"]
     assert ns["main"](["--tiny", "--data", str(tmp_path / "data"), "--device", "cpu"]) == 0
-    out = tmp_path / "data" / "results" / "clause_load"
+    out = tmp_path / "data" / "results" / "clause_load" / "tiny"  # one folder per run, named by its level
     assert {"results.csv", "stats.csv", "summary.json", "clause_load.html"} <= {p.name for p in out.iterdir()}
 
     # The backend: it matched the reference above, and refuses what it does not implement, saying why.
