@@ -60,7 +60,7 @@ def test_stating_an_activation_that_disagrees_with_the_module_is_refused():
     (nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(5, 1)), "the shapes do not chain"),
     (nn.Sequential(nn.Linear(4, 3), nn.MultiheadAttention(3, 1), nn.Linear(3, 1)), "MultiheadAttention"),
     (nn.Linear(4, 1), "no hidden layer"),
-    (nn.TransformerEncoderLayer(d_model=4, nhead=1), "its own forward"),
+    (nn.TransformerEncoderLayer(d_model=4, nhead=1), "TransformerEncoderLayer holds MultiheadAttention"),
     ((np.ones((3, 4)), np.ones(3)), "at least two layers"),
     ((np.ones((3, 4)), np.ones(3), np.ones((1, 5)), np.ones(1)), "the shapes do not chain"),
     ((np.ones((3, 4)), np.ones(2), np.ones((1, 3)), np.ones(1)), "b1 must have shape"),
