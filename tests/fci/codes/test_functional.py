@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from fci.codes import (
     CollisionGraph,
     DecodedCircuit,
-    ceiling_agreement,
     circuit_agreement,
     clause_channels,
     clause_recovery,
@@ -28,6 +27,7 @@ from fci.codes import (
     neuron_peaks,
     readout_votes,
     sign_codes,
+    true_formula_agreement,
 )
 from fci.models.mlp import MaskedMLP
 
@@ -280,7 +280,7 @@ def test_decode_function_per_output():
         assert circuit.terms(o) == [clause]
     x = all_inputs(AND_N)
     np.testing.assert_array_equal(circuit.evaluate(x), truth(AND_CLAUSES, x).astype(np.float32))
-    assert ceiling_agreement(AND_CLAUSES, network_predictions(weights, x), x) == 1.0
+    assert true_formula_agreement(AND_CLAUSES, network_predictions(weights, x), x) == 1.0
 
 
 def test_decode_function_grouped_outputs():
@@ -293,7 +293,7 @@ def test_decode_function_grouped_outputs():
     x = all_inputs(AND_N)
     net = network_predictions(weights, x)
     assert circuit_agreement(circuit, net, x) == 1.0
-    assert ceiling_agreement(AND_CLAUSES, net, x, groups=[[0, 1], [2, 3]]) == 1.0
+    assert true_formula_agreement(AND_CLAUSES, net, x, groups=[[0, 1], [2, 3]]) == 1.0
     static = decode(weights)
     assert static.clauses == AND_CLAUSES and static.readouts == [[0], [0], [1], [1]]
 
@@ -319,9 +319,10 @@ def test_decode_function_reads_what_the_network_computes_not_its_planted_code():
     assert sorted(decode(weights).clauses) == clauses  # the static code is the planted DNF
     circuit = decode_function(weights)
     y = circuit.evaluate(x)
-    assert y.mean() > 0.85 and circuit_agreement(circuit, net, x) >= net.mean()
+    # as faithful as the constant ⊤ up to sampling noise (terms may win a fraction of a percent on the decoder's own draws)
+    assert y.mean() > 0.85 and circuit_agreement(circuit, net, x) >= net.mean() - 0.01
     assert clause_recovery(circuit.clauses, clauses)["f1"] < 0.5  # not the planted DNF
-    assert circuit_agreement(circuit, net, x) > ceiling_agreement(clauses, net, x)
+    assert circuit_agreement(circuit, net, x) > true_formula_agreement(clauses, net, x)
 
 
 def test_decode_function_constant_outputs():
@@ -371,23 +372,21 @@ def test_decode_function_bad_input():
     with pytest.raises(ValueError, match="min_gain"):
         decode_function(weights, min_gain=1.5)
     with pytest.raises(ValueError, match="one hidden layer"):
-        decode_function(MaskedMLP(4, [3, 3], 1, seed=0))
-    with pytest.raises(ValueError, match="one hidden layer"):
         decode(MaskedMLP(4, [3, 3], 1, seed=0))
     with pytest.raises(ValueError, match="tuple"):
         decode_function((W1, b1))
 
 
-def test_ceiling_agreement_known_answer():
+def test_true_formula_agreement_known_answer():
     clauses = [((0, True), (1, True))]
     x = all_inputs(3)
     net = (x[:, :1] == 1).astype(np.float32)  # network: x0
     # the true clause x0 ∧ x1 agrees except where x0 = 1, x1 = 0: 2 of 8 inputs differ
-    assert ceiling_agreement(clauses, net, x) == pytest.approx(6 / 8)
+    assert true_formula_agreement(clauses, net, x) == pytest.approx(6 / 8)
     with pytest.raises(ValueError, match="groups"):
-        ceiling_agreement(clauses, np.zeros((8, 2)), x)
+        true_formula_agreement(clauses, np.zeros((8, 2)), x)
     # grouped outputs: output 0 = clause 0, output 1 = clause 0 OR clause 1
     two = [((0, True), (1, True)), ((2, False),)]
     net2 = np.stack([truth(two[:1], x).any(1), truth(two, x).any(1)], 1).astype(np.float32)
-    assert ceiling_agreement(two, net2, x, groups=[[0], [0, 1]]) == 1.0
-    assert ceiling_agreement(two, net2, x, groups=[[0, 1], [0, 1]]) == pytest.approx(1 - 0.5 * 3 / 8)
+    assert true_formula_agreement(two, net2, x, groups=[[0], [0, 1]]) == 1.0
+    assert true_formula_agreement(two, net2, x, groups=[[0, 1], [0, 1]]) == pytest.approx(1 - 0.5 * 3 / 8)
