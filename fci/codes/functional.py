@@ -206,33 +206,6 @@ def _all_inputs(n: int) -> np.ndarray:
     return ((codes[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(bool)
 
 
-def _plant(inputs: _Inputs, terms: np.ndarray, N: int) -> np.ndarray:
-    """N inputs in which each of ``terms`` (F, k) is planted (its literals set true)
-    independently with probability ``1 - 2**(-1/F)``, so that half the inputs plant
-    none, as the task sampler plants clauses (SPEC §1): the other inputs are drawn
-    from the input model, a term not planted but true by chance gets one random
-    literal falsified, then the planted terms are set (later plants win conflicts)."""
-    rng, n = inputs.rng, inputs.n
-    X = inputs.draw(N).copy()
-    F = len(terms)
-    if F == 0:
-        return X
-    q = 1.0 - 2.0 ** (-1.0 / F)
-    planted = rng.random((N, F)) < q
-    for f in range(F):
-        lits = terms[f][terms[f] != 2 * n]
-        var, val = lits % n, lits < n
-        hit = np.flatnonzero(~planted[:, f] & (X[:, var] == val).all(axis=1))
-        pick = var[rng.integers(0, len(var), size=len(hit))]
-        X[hit, pick] = ~X[hit, pick]
-    for f in range(F):
-        rows = np.flatnonzero(planted[:, f])
-        for l in terms[f]:
-            if l != 2 * n:
-                X[rows, l % n] = l < n
-    return X
-
-
 # --------------------------------------------------------------------------- bit tables
 
 
@@ -387,7 +360,7 @@ def _select(T: np.ndarray, ybits: np.ndarray, nbits: np.ndarray, min_gain: float
     search runs over the ``shortlist`` candidates of largest FOIL gain on the whole
     pool. Returns (the OR's candidate rows, whether the constant ⊤ replaces it, FOIL
     gain of every candidate on the whole pool); the OR is returned even when ⊤ wins,
-    so that its terms can be planted."""
+    so that its terms can be extended."""
     P_all, N_all = int(_popcount(ybits)), int(_popcount(nbits))
     p = _popcount(T & ybits).astype(np.float64)  # (M,)
     q = _popcount(T & nbits).astype(np.float64)
@@ -561,19 +534,19 @@ class _Search:
                                     self.n)
             self.combo = k
 
-    def step(self, plans: list[tuple[str, int]], grow: dict[tuple[str, int], int], plant: bool = True) \
+    def step(self, plans: list[tuple[str, int]], grow: dict[tuple[str, int], int], draw: bool = True) \
             -> dict[tuple[str, int], float]:
         """One round: per output and plan (form, longest term), select on the pool and
         keep the best reading; extend the best candidates of the plans in ``grow`` (up
-        to the length it maps them to) and plant the chosen terms into new pool
-        inputs. Returns each plan's mean agreement over outputs."""
+        to the length it maps them to); draw ``n_samples`` more pool inputs from a
+        uniform input model. Returns each plan's mean agreement over outputs."""
         n, pad = self.n, 2 * self.n
         bits = _Bits(self.X)
         length = (self.cands != pad).sum(axis=1)
         kmax = max(k for _, k in plans)
         cands = self.cands[length <= kmax]
         T, length = bits.truth(cands), length[length <= kmax]
-        found, grown, means = [], [], {}
+        grown, means = [], {}
         for f, k in plans:
             elig = np.flatnonzero(length <= k)
             Tf = T if len(elig) == len(T) else T[elig]
@@ -592,7 +565,6 @@ class _Search:
                 agreements.append(r.agreement)
                 if r.better_than(self.best.get((o, f, k))):
                     self.best[(o, f, k)] = r
-                found.append(terms)
                 g = grow.get((f, k), 0)
                 if self.extend and g:
                     short = length[elig] < g
@@ -602,9 +574,9 @@ class _Search:
             means[(f, k)] = float(np.mean(agreements))
         if grown:
             self.cands = _canonical(np.concatenate([self.cands] + grown), n)
-        if plant and not self.inputs.exact:
-            planted = _plant(self.inputs, _canonical(np.concatenate(found), n), self.inputs.n_samples)
-            self.X, self.Y = np.concatenate([self.X, planted]), np.concatenate([self.Y, self.model(planted)])
+        if draw and not self.inputs.exact and self.inputs.given is None:
+            fresh = self.inputs.draw(self.inputs.n_samples)
+            self.X, self.Y = np.concatenate([self.X, fresh]), np.concatenate([self.Y, self.model(fresh)])
         log.debug("decode_function round %s: %d candidates", plans, len(self.cands))
         return means
 
@@ -654,25 +626,26 @@ def decode_function(
     ``inputs``: the input distribution the reading is faithful to. None (default):
     uniform over ``{0,1}^n`` (every input once when ``n <= exact_vars``: then the
     selection, precisions and agreements are exact). Or an (N, n) 0/1 array of
-    unlabeled input rows (e.g. a task's inputs), drawn from with replacement; never
-    labels or clauses. ``circuit.distribution`` names it, and every agreement on the
-    circuit is measured on it.
+    unlabeled input rows (e.g. a task's inputs, so that a network is read where it is
+    used): the search and every agreement use those rows; never labels or clauses.
+    ``circuit.distribution`` names it, and every agreement on the circuit is
+    measured on it.
 
-    ``max_literals``: the longest term, or ``"auto"`` (default): lengths 1, 2, ...
-    are tried in turn, each one round, while the agreement with the network on the
-    evaluation inputs rises by more than ``LENGTH_GAIN`` (0.2%), up to
-    ``AUTO_MAX_LITERALS`` (6); the length kept gets one more round and is reported
-    as ``circuit.max_literals`` (``circuit.length_search`` holds each length's
-    agreements). ``form``: ``"auto"`` (default) reads each output as a DNF and,
-    through its negation, as a CNF, and keeps the form more faithful over all
-    outputs (the one with fewer literals when they agree within ``min_gain``);
-    ``"dnf"`` or ``"cnf"`` reads one.
+    ``max_literals``: the longest term, or ``"auto"`` (default): each round reads the
+    kept length and the next on the same inputs and candidates, starting at 3
+    (shorter terms are candidates at every length); the next is kept while it agrees
+    with the network better by more than ``LENGTH_GAIN`` (0.2%) on the evaluation
+    inputs, up to ``AUTO_MAX_LITERALS`` (6). ``circuit.max_literals`` reports the
+    length kept, ``circuit.length_search`` each round's agreements. ``form``:
+    ``"auto"`` (default) reads each output as a DNF and, through its negation, as a
+    CNF, and keeps the form more faithful over all outputs (the one with fewer
+    literals when they agree within ``min_gain``); ``"dnf"`` or ``"cnf"`` reads one.
 
-    1. **Inputs.** ``n_samples`` draws from the input model (or the given rows);
-       after each round, ``n_samples`` more in which the terms found so far are
-       planted (each with probability ``1 - 2**(-1/F)``, F terms, so half the inputs
-       hold none), so the terms are tested against each other. With a fixed
-       ``max_literals`` there are ``rounds`` such rounds.
+    1. **Inputs.** ``n_samples`` draws from the input model (every input once when
+       exact; the given rows), and ``n_samples`` fresh uniform draws more each round.
+       The selection is made on these draws alone, so the reading is faithful to
+       the stated distribution. With a fixed ``max_literals`` there are ``rounds``
+       rounds after the first.
     2. **Candidates**: every single literal; from each first-layer neuron's weights,
        every conjunction of up to 3 of its ``top_literals`` strongest exciting
        literals, and of its strongest inhibiting ones (a literal's weight is
@@ -754,7 +727,7 @@ def decode_function(
     else:
         for r in range(rounds + 1):
             _record(history, search.step([(f, k) for f in forms], {(f, k): k for f in forms} if r < rounds else {},
-                                         plant=r < rounds))
+                                         draw=r < rounds))
     return _circuit(search, kept, history, auto, seed, precision_samples, top)
 
 
