@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 AUTO_MAX_LITERALS = 6
 #: A reading warns when an output's terms have a mean precision below this ...
 PRECISION_BOUND = 0.9
-#: ... or leave more than this share of the network's outputs they explain uncovered ...
+#: ... or leave more than this share of the network's outputs they explain (its 1s for a DNF, 0s for a CNF) ...
 UNCOVERED_BOUND = 0.1
-#: ... or when an output read as a constant agrees with the network on less than this.
+#: ... or when it agrees with the network on less than this share of the inputs.
 AGREEMENT_BOUND = 0.9
 #: "auto" takes a longer term length only if it raises the agreement by more than this.
 LENGTH_GAIN = 0.002
@@ -70,8 +70,9 @@ def _given_inputs(inputs: Any, n: int) -> np.ndarray:
     try:
         a = _to_numpy(inputs, "inputs")
     except ValueError:
-        raise ValueError(f"inputs must be an (N, n={n}) 0/1 array of input rows, got {type(inputs).__name__}") from None
-    if a.dtype == object or a.ndim != 2:
+        raise ValueError(f"inputs must be an (N, n={n}) 0/1 array of input rows (never labels or clauses), "
+                         f"got {type(inputs).__name__}") from None
+    if a.dtype == object or a.ndim != 2 or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise ValueError(f"inputs must be an (N, n={n}) 0/1 array of input rows (never labels or clauses), "
                          f"got shape {tuple(a.shape)}")
     if a.shape[1] != n:
@@ -665,10 +666,11 @@ def decode_function(
        where the term holds, or exact enumeration, prove it; never for a module
        evaluated through its forward beyond enumeration); per output ``uncovered``,
        ``positive_rate``, ``sample_agreement``, ``dnf_agreement``, ``cnf_agreement``.
-       ``circuit.warnings`` (also logged) says when a reading is imprecise: an
-       output whose terms have mean precision below ``PRECISION_BOUND`` (0.9), leave
-       more than ``UNCOVERED_BOUND`` (0.1) uncovered, or that reads as a constant
-       agreeing on less than ``AGREEMENT_BOUND`` (0.9).
+       ``circuit.warnings`` (also logged) says, in one line, which outputs are read
+       imprecisely and what may help: those whose terms have a mean precision below
+       ``PRECISION_BOUND`` (0.9), leave more than ``UNCOVERED_BOUND`` (0.1) of the
+       network's outputs they explain uncovered, or agree with the network on less
+       than ``AGREEMENT_BOUND`` (0.9) of the inputs.
 
     The result is a function of the network, the inputs and ``seed`` alone (the
     draws use ``numpy.random.default_rng(seed)``).
@@ -765,9 +767,10 @@ def _circuit(search: _Search, kept: dict[str, int], history: list[tuple[int, dic
     readings = [search.reading(o, form, kept[form]) for o in range(O)]
     default = [r.constant for r in readings]
 
-    # unique terms across outputs, shortest first
+    # unique terms across outputs, shortest first, then in the order of their clauses
     rows = [r.terms for r in readings if not r.constant]
     terms = _canonical(np.concatenate(rows), n) if rows else np.zeros((0, search.width), dtype=np.int64)
+    terms = terms[sorted(range(len(terms)), key=lambda d: (int((terms[d] != 2 * n).sum()), _to_clause(terms[d], n, cnf)))]
     index = {t.tobytes(): d for d, t in enumerate(terms)}
     readouts: list[list[int]] = [[] for _ in terms]
     for o, r in enumerate(readings):
@@ -831,47 +834,35 @@ def _circuit(search: _Search, kept: dict[str, int], history: list[tuple[int, dic
 
 
 def _warnings(c: DecodedCircuit, auto: bool, uniform: bool) -> list[str]:
-    """One line per kind of imprecision, naming the outputs and what may help."""
-    imprecise, uncovered, constant = [], [], []
-    for o in range(c.n_outputs):
-        prec = [p for d, r in enumerate(c.readouts) if o in r for p in [c.precision[d][r.index(o)]]]
-        if c.default[o] or not prec:
-            if c.sample_agreement[o] < AGREEMENT_BOUND:
-                constant.append(o)
-            continue
-        if float(np.mean(prec)) < PRECISION_BOUND:
-            imprecise.append(o)
-        if c.uncovered[o] > UNCOVERED_BOUND:
-            uncovered.append(o)
-    remedy = []
-    if not auto:
-        remedy.append("longer terms (max_literals='auto')")
-    if uniform:
-        remedy.append("the inputs the network is used on (inputs=)")
-    hint = f"; try {' or '.join(remedy)}" if remedy else ("; no shorter DNF or CNF reads it better: treat it as an "
-                                                           "approximation")
-    where = f"on {c.distribution} inputs" if c.distribution == "uniform" else f"on the {c.distribution}"
-
-    def outs(os: list[int]) -> str:
-        return ", ".join(str(o) for o in os[:8]) + (f" (+{len(os) - 8})" if len(os) > 8 else "")
-
-    def agree(os: list[int]) -> str:
-        return f"{min(c.sample_agreement[o] for o in os):.3f}"
-
-    out = []
+    """One line naming the outputs read imprecisely, why, and what may help (empty
+    when every output is read faithfully)."""
     claims = "1" if c.form == "dnf" else "0"
-    if imprecise:
-        out.append(f"decode_function: the terms of output {outs(imprecise)} are imprecise {where} (mean precision "
-                   f"below {PRECISION_BOUND}: they often hold where the network does not say {claims}); the circuit "
-                   f"agrees with the network on as little as {agree(imprecise)}{hint}")
-    if uncovered:
-        out.append(f"decode_function: the terms of output {outs(uncovered)} leave more than {UNCOVERED_BOUND:.0%} of "
-                   f"the network's {claims}s {where} unexplained; the circuit agrees with the network on as little as "
-                   f"{agree(uncovered)}{hint}")
-    if constant:
-        out.append(f"decode_function: output {outs(constant)} reads as a constant that agrees with the network on as "
-                   f"little as {agree(constant)} {where}: no OR of terms found does better{hint}")
-    return out
+    constant = "⊤" if c.form == "dnf" else "⊥"
+    problems = []
+    for o in range(c.n_outputs):
+        why = []
+        prec = [c.precision[d][r.index(o)] for d, r in enumerate(c.readouts) if o in r]
+        if c.default[o] or not prec:
+            why.append(f"reads as the constant {constant if c.default[o] else _EMPTY[c.form]}")
+        elif float(np.mean(prec)) < PRECISION_BOUND:
+            why.append(f"mean term precision {np.mean(prec):.2f} < {PRECISION_BOUND}")
+        if not c.default[o] and c.uncovered[o] > UNCOVERED_BOUND:
+            why.append(f"{c.uncovered[o]:.0%} of its {claims}s unexplained > {UNCOVERED_BOUND:.0%}")
+        if c.sample_agreement[o] < AGREEMENT_BOUND:
+            why.append(f"agreement {c.sample_agreement[o]:.3f} < {AGREEMENT_BOUND}")
+        if why and (len(why) > 1 or not why[0].startswith("reads as")):
+            problems.append(f"output {o}: {', '.join(why)}")
+    if not problems:
+        return []
+    shown = "; ".join(problems[:3]) + (f"; … (+{len(problems) - 3} outputs)" if len(problems) > 3 else "")
+    remedy = (["longer terms (max_literals='auto')"] if not auto else []) + \
+        (["the inputs the network is used on (inputs=)"] if uniform else [])
+    hint = f"try {' or '.join(remedy)}" if remedy else "no DNF or CNF of short terms found reads it better: treat it as approximate"
+    where = "uniform inputs" if uniform else c.distribution
+    return [f"decode_function: the reading is imprecise on {where} ({shown}); {hint}"]
+
+
+_EMPTY = {"dnf": "⊥", "cnf": "⊤"}
 
 
 def _proposers(W1: np.ndarray, terms: np.ndarray, top: int) -> list[list[int]]:
