@@ -54,7 +54,6 @@ from analyses.columns import canonical_row
 from fci.codes import (
     ClauseSplitView,
     DecodedCircuit,
-    ceiling_agreement,
     circuit_agreement,
     clause_recovery,
     clause_table,
@@ -63,6 +62,7 @@ from fci.codes import (
     decode_function,
     sign_codes,
     split_view,
+    true_formula_agreement,
 )
 from fci.metrics import (
     clause_mean_capacity,
@@ -717,9 +717,9 @@ class LoadedRun:
                     if m.model is None:
                         raise ValueError("the network's model is not loaded")
                     circuit, seconds = _decoded(m.model)
-                except ValueError as e:  # e.g. a deep net: decode_function reads one hidden layer
+                except ValueError as e:  # a network decode_function cannot read
                     self._readings[slot] = NetworkReading(
-                        None, (), math.nan, ceiling_agreement(self.clauses, m.predictions, self.x_test, self.groups),
+                        None, (), math.nan, true_formula_agreement(self.clauses, m.predictions, self.x_test, self.groups),
                         math.nan, math.nan, reason=str(e))
                 else:
                     self._readings[slot] = read_network(m.model, self.clauses, self.groups, self.x_test,
@@ -915,7 +915,7 @@ class NetworkReading:
     circuit: `decode_function(model)` (None with `reason` when it cannot read the
     network, e.g. more than one hidden layer); agreement: the circuit vs the
     network's own test-set outputs; ceiling: the OR of the true clauses vs the same
-    outputs (`fci.codes.ceiling_agreement`); recovery_f1: the terms against the
+    outputs (`fci.codes.true_formula_agreement`); recovery_f1: the terms against the
     true clauses (`fci.codes.clause_recovery`); seconds: decoding time."""
 
     circuit: DecodedCircuit | None
@@ -941,12 +941,12 @@ def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequenc
     predictions (N, O) 0/1: the test inputs and the network's outputs on them;
     circuit: an already decoded `decode_function(model)` (decoded here if None).
     The ceiling is computed even when the network cannot be decoded."""
-    ceiling = ceiling_agreement(clauses, predictions, x_test, groups)
+    ceiling = true_formula_agreement(clauses, predictions, x_test, groups)
     if circuit is None:
         t0 = time.perf_counter()
         try:
-            circuit = decode_function(model)
-        except ValueError as e:  # e.g. a deep model: decode_function reads one hidden layer
+            circuit = decode_function(model, form="dnf")  # the explorer shows DNF terms
+        except ValueError as e:  # a network decode_function cannot read
             return NetworkReading(None, (), math.nan, ceiling, math.nan, math.nan, reason=str(e))
         seconds = time.perf_counter() - t0
     truth = [_literal_set(c) for c in clauses]
@@ -1004,7 +1004,7 @@ def _decoded(model: MaskedMLP) -> tuple[DecodedCircuit, float]:
             _CIRCUITS.move_to_end(key)
             return _CIRCUITS[key]
     t0 = time.perf_counter()
-    circuit = decode_function(model)  # ValueError for a deep model: not cached, the caller says why
+    circuit = decode_function(model, form="dnf")  # the explorer shows DNF terms; a ValueError is not cached
     value = (circuit, time.perf_counter() - t0)
     with _CIRCUITS_LOCK:
         _CIRCUITS[key] = value

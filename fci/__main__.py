@@ -26,7 +26,7 @@ from fci.cli import (
     regime_record,
     regime_text,
 )
-from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
+from fci.codes import circuit_agreement, clause_recovery, decode, decode_function, network_predictions, true_formula_agreement
 from fci.fpe.splits import SPLITS
 from fci.io import environment, write_json
 from fci.metrics import (
@@ -91,7 +91,7 @@ def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
         "agreement": circuit_agreement(static, y_net, x_test),
         "function_f1": clause_recovery(function.clauses, clauses)["f1"],
         "function_agreement": circuit_agreement(function, y_net, x_test),
-        "ceiling": ceiling_agreement(clauses, y_net, x_test, task.groups),
+        "ceiling": true_formula_agreement(clauses, y_net, x_test, task.groups),
         "static_s": t1 - t0,
         "function_s": t2 - t1,
     }

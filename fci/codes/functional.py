@@ -45,6 +45,7 @@ AGREEMENT_BOUND = 0.9
 LENGTH_GAIN = 0.002
 
 _FORMS = ("dnf", "cnf")
+_PATIENCE = 2  # rounds a longer term length gets to beat the kept one
 _AUTO_FIRST = 3  # "auto" starts here: shorter terms are candidates too, and a clause's pairs read no better than its literals
 _COMBO_LITERALS = 3  # candidates from neuron weights have at most this many literals; longer ones grow
 _CHUNK = 8192  # network rows per forward chunk
@@ -632,12 +633,14 @@ def decode_function(
     ``circuit.distribution`` names it, and every agreement on the circuit is
     measured on it.
 
-    ``max_literals``: the longest term, or ``"auto"`` (default): each round reads the
-    kept length and the next on the same inputs and candidates, starting at 3
-    (shorter terms are candidates at every length); the next is kept while it agrees
-    with the network better by more than ``LENGTH_GAIN`` (0.2%) on the evaluation
-    inputs, up to ``AUTO_MAX_LITERALS`` (6). ``circuit.max_literals`` reports the
-    length kept, ``circuit.length_search`` each round's agreements. ``form``:
+    ``max_literals``: the longest term, or ``"auto"`` (default): the first round reads
+    terms of up to 3 literals (shorter terms are candidates at every length); each
+    later round reads the kept length and the next on the same inputs and candidates,
+    and the next is kept once it agrees with the network better by more than
+    ``LENGTH_GAIN`` (0.2%) on the evaluation inputs; the search stops after two rounds
+    in which it does not (longer terms grow over rounds), at agreement 1, or at
+    ``AUTO_MAX_LITERALS`` (6). ``circuit.max_literals`` reports the length kept,
+    ``circuit.length_search`` each round's agreements. ``form``:
     ``"auto"`` (default) reads each output as a DNF and, through its negation, as a
     CNF, and keeps the form more faithful over all outputs (the one with fewer
     literals when they agree within ``min_gain``); ``"dnf"`` or ``"cnf"`` reads one.
@@ -710,6 +713,7 @@ def decode_function(
         # while it agrees better by more than LENGTH_GAIN (a longer cap also gives the search more to grow)
         active = list(forms)
         plans = [(f, first) for f in forms]
+        misses = {f: 0 for f in forms}
         while plans:
             longest = {f: max(kk for f2, kk in plans if f2 == f) for f, _ in plans}
             means = search.step(plans, {(f, kk): kk + 1 for f, kk in longest.items() if kk < k})
@@ -717,11 +721,10 @@ def decode_function(
             for f in list(active):
                 if (f, kept[f] + 1) in means:
                     if means[(f, kept[f] + 1)] > means[(f, kept[f])] + LENGTH_GAIN:
-                        kept[f] += 1
+                        kept[f], misses[f] = kept[f] + 1, 0
                     else:
-                        active.remove(f)
-                        continue
-                if means[(f, kept[f])] >= 1.0 or kept[f] >= k:
+                        misses[f] += 1  # longer terms grow over rounds: give them _PATIENCE rounds to win
+                if misses[f] >= _PATIENCE or means[(f, kept[f])] >= 1.0 or kept[f] >= k:
                     active.remove(f)
             plans = [(f, kk) for f in active for kk in (kept[f], kept[f] + 1)]
             if plans:
