@@ -48,6 +48,7 @@ _FORMS = ("dnf", "cnf")
 _PATIENCE = 2  # rounds a longer term length gets to beat the kept one
 _AUTO_FIRST = 3  # "auto" starts here: shorter terms are candidates too, and a clause's pairs read no better than its literals
 _COMBO_LITERALS = 3  # candidates from neuron weights have at most this many literals; longer ones grow
+_GIVEN_ROWS = 4  # the search reads at most this many times n_samples of the given rows; agreements use them all
 _CHUNK = 8192  # network rows per forward chunk
 _PLANT_CHUNK = 16  # terms per chunk when planting terms into precision samples
 
@@ -189,10 +190,14 @@ class _Inputs:
         return self.given[self.rng.integers(0, len(self.given), size=N)]
 
     def search(self) -> np.ndarray:
-        """The first search inputs: every input, the given rows, or fresh draws."""
+        """The first search inputs: every input, the given rows (at most
+        ``_GIVEN_ROWS * n_samples`` of them, drawn without replacement), or fresh draws."""
         if self.exact:
             return _all_inputs(self.n)
-        return self.given if self.given is not None else self.draw(self.n_samples)
+        if self.given is None:
+            return self.draw(self.n_samples)
+        cap = _GIVEN_ROWS * self.n_samples
+        return self.given if len(self.given) <= cap else self.given[np.sort(self.rng.choice(len(self.given), cap, replace=False))]
 
     def evaluation(self, search: np.ndarray) -> np.ndarray:
         """The inputs agreements are measured on: every input (exact), the given rows,
@@ -521,8 +526,8 @@ class _Search:
         self.X = inputs.search()
         self.Y = model(self.X)
         self.Xe = inputs.evaluation(self.X)
-        same = inputs.exact or inputs.given is not None  # the evaluation inputs are the first search inputs
-        self.Ye = self.Y[: len(self.Xe)] if same else model(self.Xe)
+        same = self.Xe is self.X or (inputs.exact and len(self.Xe) == len(self.X))  # evaluated on the search inputs
+        self.Ye = self.Y if same else model(self.Xe)
         self.eval_bits = _Bits(self.Xe)
         self.cands = _singles(self.n, width)
         self.combo = 0
@@ -629,7 +634,8 @@ def decode_function(
     uniform over ``{0,1}^n`` (every input once when ``n <= exact_vars``: then the
     selection, precisions and agreements are exact). Or an (N, n) 0/1 array of
     unlabeled input rows (e.g. a task's inputs, so that a network is read where it is
-    used): the search and every agreement use those rows; never labels or clauses.
+    used): the search uses those rows (at most ``4 * n_samples`` of them, drawn
+    without replacement) and every agreement all of them; never labels or clauses.
     ``circuit.distribution`` names it, and every agreement on the circuit is
     measured on it.
 

@@ -637,3 +637,13 @@ def test_certificates_through_every_layer_are_sound(seed, hidden, act, form):
                 assert (y[truth[:, d], o] == 1).all()
             elif cert:  # the output is 0 wherever the clause fails
                 assert (y[~truth[:, d], o] == 0).all()
+
+
+def test_many_given_inputs_are_searched_in_part_and_measured_in_full():
+    weights = and_network(AND_CLAUSES, AND_N)
+    rows = (np.random.default_rng(1).random((5000, AND_N)) < 0.5).astype(np.float32)
+    circuit = decode_function(weights, inputs=rows, n_samples=64)  # searches 4 * 64 of the rows
+    assert circuit.distribution == "given inputs (N=5000)"
+    y = network_predictions(weights, rows)
+    assert circuit.sample_agreement[0] == circuit_agreement(circuit, y, rows)
+    assert circuit.positive_rate[0] == pytest.approx(float(y.mean()))
