@@ -836,7 +836,7 @@ def _circuit(search: _Search, kept: dict[str, int], history: list[tuple[int, dic
             else np.zeros(eb.N, dtype=bool)
         side = claim[:, o]
         circuit.uncovered.append(0.0 if r.constant else float((side & ~explained).sum() / max(side.sum(), 1)))
-    circuit.warnings = _warnings(circuit, auto, inputs.given is None) + list(getattr(model.net, "warnings", ()))
+    circuit.warnings = _warnings(circuit, auto, inputs.given is None) + list(model.net.warnings)
     for w in circuit.warnings:
         log.warning(w)
     return circuit

@@ -125,6 +125,7 @@ class Network:
 
     @property
     def warnings(self) -> tuple[str, ...]:
+        """Doubts about how the network was read: none for layers fci sees."""
         return ()
 
     def activation(self, l: int) -> Callable[[np.ndarray], np.ndarray]:
