@@ -15,9 +15,8 @@ at its defaults — both forms, term length "auto" — under 10 s on 2 cores; ``
 
 For each: wall seconds (best of ``--repeat``) and the process's CPU seconds for that
 run, the share of the 10 s budget, the machine's load average (other processes on a
-shared machine slow the wall time down), how many candidate terms from neuron weights
-decode_function scored against the C(2n, <= 3) conjunctions an exhaustive search
-would, the term length and form it chose, terms found, and checks: clause F1 against
+shared machine slow the wall time down), the form and term length decode_function
+chose, terms found, and checks: clause F1 against
 the planted clauses, the circuit's agreement with the network on 8192 fresh uniform
 inputs, and beside it the true-formula agreement (the planted formula's: a
 reference, which a reading may exceed).
@@ -43,7 +42,6 @@ from fci.codes import (
     network_predictions,
     true_formula_agreement,
 )
-from fci.codes.functional import _neuron_terms
 
 BUDGET_S = 10.0
 
@@ -97,7 +95,6 @@ def run(quick: bool, seed: int, repeat: int) -> list[dict]:
     nets = [("planted", *planted(n, H, C, 8, 0.02, seed)), ("gaussian", gaussian(n, H, seed), None, None)]
     rng = np.random.default_rng(seed + 1)
     x = (rng.random((8192, n)) < 0.5).astype(np.float32)
-    exhaustive = sum(math.comb(n, r) * 2 ** r for r in range(1, 4))
     rows = []
     for name, weights, clauses, groups in nets:
         y = network_predictions(weights, x)
@@ -105,7 +102,7 @@ def run(quick: bool, seed: int, repeat: int) -> list[dict]:
         t_fun, cpu_fun, fun = timed(lambda w=weights: decode_function(w, seed=seed), repeat)
         row = {"network": name, "n": n, "H": H, "O": weights[2].shape[0], "static_s": t_static, "function_s": t_fun,
                "function_cpu_s": cpu_fun, "load": os.getloadavg()[0], "max_literals": fun.max_literals, "form": fun.form,
-               "candidates": len(_neuron_terms(weights[0], 8, 3)), "exhaustive": exhaustive, "terms": len(fun.clauses),
+               "terms": len(fun.clauses),
                "function_agreement": circuit_agreement(fun, y, x), "static_agreement": circuit_agreement(static, y, x)}
         if clauses is not None:
             row.update(function_f1=clause_recovery(fun.clauses, clauses)["f1"],
@@ -134,9 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{r['network']} network: n={r['n']} inputs, H={r['H']} neurons, O={r['O']} outputs")
         print(f"  decode_function {r['function_s']:8.2f} s wall, {r['function_cpu_s']:.2f} s CPU "
               f"({r['function_s'] / BUDGET_S:.1%} of the {BUDGET_S:.0f} s budget; load average {r['load']:.1f}); "
-              f"{r['candidates']} neuron candidates = 1/{r['exhaustive'] / r['candidates']:.0f} of the "
-              f"{r['exhaustive']} conjunctions of <= 3 literals; read as a {r['form'].upper()} of terms of <= "
-              f"{r['max_literals']} literals, {r['terms']} terms")
+              f"read as a {r['form'].upper()} of terms of <= {r['max_literals']} literals, {r['terms']} terms")
         print(f"  decode          {r['static_s']:8.3f} s  ({r['function_s'] / max(r['static_s'], 1e-9):.0f}x faster than decode_function)")
         line = f"  agreement with the network (8192 uniform inputs): function {r['function_agreement']:.4f}, static {r['static_agreement']:.4f}"
         if "reference" in r:

@@ -28,6 +28,7 @@ CPU, with the machine's load average beside them):
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import os
 import platform
@@ -79,7 +80,7 @@ def fpe_case(task: TaskConfig, hidden: Any, expansions: tuple, trials: int, own_
 
 
 def cnf_case(trials: int) -> dict[str, list]:
-    from fci.model import MaskedMLP, MaskedMLPStack
+    from fci.models.mlp import MaskedMLP, MaskedMLPStack
     from fci.train import TrainConfig
     from fci.train.fitting import fit
 
@@ -93,8 +94,11 @@ def cnf_case(trials: int) -> dict[str, list]:
     stack = MaskedMLPStack.from_models([MaskedMLP(12, 8, 1, seed=t) for t in range(trials)])
     fit(stack, torch.tensor(x).expand(trials, -1, -1).contiguous(),
         torch.tensor(np.stack(labels), dtype=torch.float32)[:, :, None], TrainConfig(lr=0.02, batch_size=128), range(400))
-    return {"dense": [read(m, x, lambda y, f=f: true_formula_agreement(f, y, x, form="cnf"))
-                      for m, f in zip(stack.to_models(), formulas)]}
+    rows = []
+    for model, formula in zip(stack.to_models(), formulas):
+        reference = functools.partial(true_formula_agreement, formula, x=x, form="cnf")
+        rows.append(read(model, x, lambda y: reference(network_output=y)))
+    return {"dense": rows}
 
 
 def torch_case(trials: int, epochs: int = 100) -> dict[str, list]:
