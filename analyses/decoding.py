@@ -37,12 +37,12 @@ from analyses.levels import HEADLINE, superposition_points
 from analyses.runner import run
 from analyses.style import add_caption, add_metric_traces, style
 from fci.codes import (
-    ceiling_agreement,
     circuit_agreement,
     clause_recovery,
     decode,
     decode_function,
     network_predictions,
+    true_formula_agreement,
 )
 from fci.train import FPEResult, ModelResult
 
@@ -105,7 +105,7 @@ def decode_measures(model, task, x_test, y_test, threshold: float | str = DEFAUL
     rec = clause_recovery(circuit.clauses, clauses)
     y_circ = np.asarray(circuit.evaluate(x_test))
     agreement = float(circuit_agreement(function, y_net, x_test))
-    ceiling = float(ceiling_agreement(clauses, y_net, x_test, task.groups, form=task.form))
+    ceiling = float(true_formula_agreement(clauses, y_net, x_test, task.groups, form=task.form))
     return {
         "decode_f1": float(rec["f1"]),
         "decode_precision": float(rec["precision"]),

@@ -23,7 +23,6 @@ from app.runs import Clause, LoadedRun, ModelData
 from fci.codes import (
     ClauseSplitView,
     DecodedCircuit,
-    ceiling_agreement,
     circuit_agreement,
     clause_recovery,
     clause_table,
@@ -32,6 +31,7 @@ from fci.codes import (
     decode_function,
     sign_codes,
     split_view,
+    true_formula_agreement,
 )
 from fci.models.mlp import MaskedMLP
 from fci.tasks import format_clause
@@ -97,7 +97,7 @@ class NetworkReading:
     circuit: `decode_function(model)` (None with `reason` when it cannot read the
     network, e.g. more than one hidden layer); agreement: the circuit vs the
     network's own test-set outputs; ceiling: the OR of the true clauses vs the same
-    outputs (`fci.codes.ceiling_agreement`); recovery_f1: the terms against the
+    outputs (`fci.codes.true_formula_agreement`); recovery_f1: the terms against the
     true clauses (`fci.codes.clause_recovery`); seconds: decoding time."""
 
     circuit: DecodedCircuit | None
@@ -124,12 +124,12 @@ def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequenc
     circuit: an already decoded `decode_function(model)` (decoded here if None);
     form: the task's formula ("cnf": clauses are ORs, outputs ANDs; the ceiling
     reads it so). The ceiling is computed even when the network cannot be decoded."""
-    ceiling = ceiling_agreement(clauses, predictions, x_test, groups, form=form)
+    ceiling = true_formula_agreement(clauses, predictions, x_test, groups, form=form)
     if circuit is None:
         t0 = time.perf_counter()
         try:
-            circuit = decode_function(model)
-        except ValueError as e:  # e.g. a deep model: decode_function reads one hidden layer
+            circuit = decode_function(model, form=form)  # the task's form: terms set beside its clauses
+        except ValueError as e:  # a network decode_function cannot read
             return NetworkReading(None, (), math.nan, ceiling, math.nan, math.nan, reason=str(e))
         seconds = time.perf_counter() - t0
     truth = [_literal_set(c) for c in clauses]
@@ -175,19 +175,19 @@ def _weights_digest(model: MaskedMLP) -> str:
 
 #: decode_function's circuits (and seconds) by weights digest: ~0.2-0.9 s a small
 #: network, several seconds at 128 x 256, so each network is decoded once per process.
-_CIRCUITS: OrderedDict[str, tuple[DecodedCircuit, float]] = OrderedDict()
+_CIRCUITS: OrderedDict[tuple[str, str], tuple[DecodedCircuit, float]] = OrderedDict()
 _CIRCUITS_LOCK = threading.Lock()
 _CIRCUITS_SIZE = 64
 
 
-def _decoded(model: MaskedMLP) -> tuple[DecodedCircuit, float]:
-    key = _weights_digest(model)
+def _decoded(model: MaskedMLP, form: str = "dnf") -> tuple[DecodedCircuit, float]:
+    key = (_weights_digest(model), form)
     with _CIRCUITS_LOCK:
         if key in _CIRCUITS:
             _CIRCUITS.move_to_end(key)
             return _CIRCUITS[key]
     t0 = time.perf_counter()
-    circuit = decode_function(model)  # ValueError for a deep model: not cached, the caller says why
+    circuit = decode_function(model, form=form)  # a ValueError is not cached: the caller says why
     value = (circuit, time.perf_counter() - t0)
     with _CIRCUITS_LOCK:
         _CIRCUITS[key] = value
@@ -213,11 +213,11 @@ def network_reading(run: LoadedRun, slot: str) -> NetworkReading | None:
             try:
                 if m.model is None:
                     raise ValueError("the network's model is not loaded")
-                circuit, seconds = _decoded(m.model)
-            except ValueError as e:  # e.g. a deep net: decode_function reads one hidden layer
+                circuit, seconds = _decoded(m.model, run.form)
+            except ValueError as e:  # a network decode_function cannot read
                 run.readings[slot] = NetworkReading(
                     None, (), math.nan,
-                    ceiling_agreement(run.clauses, m.predictions, run.x_test, run.groups, form=run.form),
+                    true_formula_agreement(run.clauses, m.predictions, run.x_test, run.groups, form=run.form),
                     math.nan, math.nan, reason=str(e))
             else:
                 run.readings[slot] = read_network(m.model, run.clauses, run.groups, run.x_test, m.predictions,

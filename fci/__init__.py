@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "network_predictions": "fci.codes",
     "clause_recovery": "fci.codes",
     "circuit_agreement": "fci.codes",
+    "true_formula_agreement": "fci.codes",
     "ceiling_agreement": "fci.codes",
     # the FPE schedule
     "TrainConfig": "fci.train",
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         decode_function,
         network_predictions,
         sign_codes,
+        true_formula_agreement,
     )
     from fci.codes.network import read_network  # noqa: F401
     from fci.data import Dataset, DatasetSpec, boolean, digits, load_embeddings  # noqa: F401

@@ -30,7 +30,7 @@ from fci.cli import (
     regime_text,
     run_name,
 )
-from fci.codes import ceiling_agreement, circuit_agreement, clause_recovery, decode, decode_function, network_predictions
+from fci.codes import circuit_agreement, clause_recovery, decode, decode_function, network_predictions, true_formula_agreement
 from fci.fpe.splits import SPLITS
 from fci.io import environment, write_json
 from fci.metrics import (
@@ -101,7 +101,7 @@ def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
         "agreement": circuit_agreement(static, y_net, x_test),
         "function_f1": clause_recovery(function.clauses, clauses)["f1"],
         "function_agreement": circuit_agreement(function, y_net, x_test),
-        "ceiling": ceiling_agreement(clauses, y_net, x_test, task.groups, form=task.form),
+        "ceiling": true_formula_agreement(clauses, y_net, x_test, task.groups, form=task.form),
         "static_s": t1 - t0,
         "function_s": t2 - t1,
     }

@@ -19,9 +19,11 @@ package reads those channels statically (no activations, no ground truth needed 
 - :func:`split_view` compares a clause's channel in an FPE parent and its child.
 - :func:`decode` (static: what the weights code) discovers clauses, channels and
   readouts from the weights and returns an evaluable :class:`DecodedCircuit`;
-  :func:`decode_function` (what the network computes) reads an OR of short terms per
-  output from the weights and inputs it draws itself. :func:`clause_recovery`,
-  :func:`circuit_agreement` and :func:`ceiling_agreement` verify them.
+  :func:`decode_function` (what the network computes) reads a DNF or CNF of short
+  terms per output from any network it can evaluate (any depth and elementwise
+  activation) and inputs it draws from a stated input model. :func:`clause_recovery`,
+  :func:`circuit_agreement` and :func:`true_formula_agreement` (the reference a reading
+  is compared with) verify them.
 
 Weights follow torch: ``W1`` (H, n), ``W2`` (O, H). Array functions accept torch
 tensors or numpy arrays and return the same kind; channel lists hold Python ints.
@@ -51,7 +53,14 @@ from fci.codes.circuit import DecodedCircuit
 from fci.codes.functional import decode_function
 from fci.codes.signs import literal_codes, neuron_peaks, sign_codes
 from fci.codes.static import decode
-from fci.codes.verify import ceiling_agreement, circuit_agreement, clause_recovery, network_predictions
+from fci.codes.verify import (
+                              ceiling_agreement,
+                              circuit_agreement,
+                              clause_recovery,
+                              network_predictions,
+                              reading_gap,
+                              true_formula_agreement,
+)
 
 __all__ = [
     "sign_codes",
@@ -71,6 +80,8 @@ __all__ = [
     "DecodedCircuit",
     "decode",
     "decode_function",
+    "true_formula_agreement",
+    "reading_gap",
     "ceiling_agreement",
     "network_predictions",
     "clause_recovery",

@@ -1,12 +1,16 @@
-"""What a one-hidden-layer network computes, read as an OR of short terms per output.
+"""What a network computes, read per output as a DNF or a CNF of short terms.
 
-:func:`decode_function` (SPEC §5) complements the
-static :func:`fci.codes.decode`: instead of reading channels from sign codes it asks
-the network. Candidate terms (conjunctions of at most ``max_literals`` literals)
-come from each neuron's strongest weights; the decoder draws its own inputs
-(uniform, then inputs that plant the terms found so far), evaluates the network on
-them, and selects per output the OR of terms that agrees best with it. It never sees
-a task's data, labels or clauses.
+:func:`decode_function` (SPEC §5) complements the static :func:`fci.codes.decode`:
+instead of reading channels from sign codes it asks the network. It accepts any
+network :func:`fci.codes.network.read_network` reads with ``whole=True`` (dense
+layers of any depth and elementwise activation, or a module evaluated through its
+own forward) and evaluates it whole. Candidate terms come from the first layer's
+weights and from the network's own responses (single literals grown one literal at
+a time where the network agrees); the decoder draws inputs from a stated input
+model (uniform, or the unlabeled inputs the caller passes), evaluates the network
+on them, and selects per output the OR of terms that agrees best with it — for the
+output itself (a DNF) and for its negation (whose terms, negated, are the clauses of
+a CNF). It never sees a task's labels or clauses.
 
 Literals are numbered ``l = v`` for ``x_v`` and ``l = n + v`` for ``¬x_v``; a term is
 a row of literal ids sorted by variable, padded with ``2n``.
@@ -21,11 +25,30 @@ from typing import Any
 
 import numpy as np
 
-from fci.codes.circuit import DecodedCircuit, _unpack_weights
-from fci.metrics import Clause
+from fci.codes.circuit import DecodedCircuit
+from fci.codes.network import Network, Readable, activation_valley, read_network
+from fci.metrics import Clause, _to_numpy
+
+__all__ = ["decode_function", "AUTO_MAX_LITERALS", "PRECISION_BOUND", "UNCOVERED_BOUND", "AGREEMENT_BOUND"]
 
 log = logging.getLogger(__name__)
 
+#: The longest terms ``max_literals="auto"`` tries.
+AUTO_MAX_LITERALS = 6
+#: A reading warns when an output's terms have a mean precision below this ...
+PRECISION_BOUND = 0.9
+#: ... or leave more than this share of the network's outputs they explain (its 1s for a DNF, 0s for a CNF) ...
+UNCOVERED_BOUND = 0.1
+#: ... or when it agrees with the network on less than this share of the inputs.
+AGREEMENT_BOUND = 0.9
+#: "auto" takes a longer term length only if it raises the agreement by more than this.
+LENGTH_GAIN = 0.002
+
+_FORMS = ("dnf", "cnf")
+_PATIENCE = 2  # rounds a longer term length gets to beat the kept one
+_AUTO_FIRST = 3  # "auto" starts here: shorter terms are candidates too, and a clause's pairs read no better than its literals
+_COMBO_LITERALS = 3  # candidates from neuron weights have at most this many literals; longer ones grow
+_GIVEN_ROWS = 4  # the search reads at most this many times n_samples of the given rows; agreements use them all
 _CHUNK = 8192  # network rows per forward chunk
 _PLANT_CHUNK = 16  # terms per chunk when planting terms into precision samples
 
@@ -40,24 +63,154 @@ def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def _given_inputs(inputs: Any, n: int) -> np.ndarray:
+    """``inputs`` as an (N, n) bool array, or ValueError in one line: unlabeled 0/1
+    input rows only (never labels, clauses or (x, y) pairs)."""
+    if isinstance(inputs, (tuple, list)) and inputs and not np.isscalar(inputs[0]) and len(inputs) == 2 \
+            and any(hasattr(a, "shape") for a in inputs):
+        raise ValueError(f"inputs must be one (N, n={n}) 0/1 array of input rows, got a pair: pass x alone, never labels")
+    try:
+        a = _to_numpy(inputs, "inputs")
+    except ValueError:
+        raise ValueError(f"inputs must be an (N, n={n}) 0/1 array of input rows (never labels or clauses), "
+                         f"got {type(inputs).__name__}") from None
+    if a.dtype == object or a.ndim != 2 or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"inputs must be an (N, n={n}) 0/1 array of input rows (never labels or clauses), "
+                         f"got shape {tuple(a.shape)}")
+    if a.shape[1] != n:
+        extra = " (a column more than the network's inputs: labels? pass x alone)" if a.shape[1] == n + 1 else ""
+        raise ValueError(f"inputs must have n={n} columns, one per network input, got shape {tuple(a.shape)}{extra}")
+    if a.shape[0] == 0:
+        raise ValueError("inputs holds no rows")
+    if not ((a == 0) | (a == 1)).all():
+        raise ValueError("inputs must hold only 0/1 values (unlabeled input rows)")
+    return a.astype(bool)
+
+
 # --------------------------------------------------------------------------- the network
 
 
-class _Net:
-    """Forward pass of ``relu(x W1ᵀ + b1) W2ᵀ + b2 > 0`` on 0/1 inputs, in chunks."""
+class _Model:
+    """The network as the decoder uses it: predictions on 0/1 inputs, its first layer
+    (candidate terms), term precisions by planting, and certificates where its layers
+    are known."""
 
-    def __init__(self, W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: np.ndarray):
-        dt = np.result_type(W1.dtype, W2.dtype, np.float32)
-        self.W1, self.b1 = W1.astype(dt), b1.astype(dt)
-        self.W2, self.b2 = W2.astype(dt), b2.astype(dt)
+    def __init__(self, net: Readable):
+        self.net = net
+        self.W1, self.b1 = net.first_layer
+        self.n, self.O = net.n_in, net.n_out
+        self.dense = isinstance(net, Network)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        """X (N, n) bool -> (N, O) bool predictions."""
-        out = np.empty((X.shape[0], self.W2.shape[0]), dtype=bool)
+        """X (N, n) bool -> (N, O) bool predictions (logit > 0)."""
+        out = np.empty((X.shape[0], self.O), dtype=bool)
         for s in range(0, X.shape[0], _CHUNK):
-            h = np.maximum(X[s: s + _CHUNK].astype(self.W1.dtype) @ self.W1.T + self.b1, 0)  # (c, H)
-            out[s: s + _CHUNK] = h @ self.W2.T + self.b2 > 0
+            out[s: s + _CHUNK] = self.net.logits(X[s: s + _CHUNK]) > 0
         return out
+
+    def _after_first(self, P: np.ndarray) -> np.ndarray:
+        """Logits from first-layer pre-activations P (..., H) of a dense network."""
+        assert isinstance(self.net, Network)
+        h = P
+        for l, (W, b) in enumerate(self.net.layers[1:]):
+            h = self.net.activation(l)(h) @ W.T + b
+        return h
+
+    def planted(self, terms: np.ndarray, X0: np.ndarray) -> np.ndarray:
+        """(D, O): the share of the inputs X0 (S, n) with output 1 when each term (D, k)
+        is planted (its literals set). For dense layers only the term's columns
+        change, so each term costs an (S, H) update of the shared first-layer
+        pre-activations, not a forward pass."""
+        n = self.n
+        out = np.zeros((len(terms), self.O))
+        if not self.dense:
+            for d, t in enumerate(terms):
+                lits = t[t != 2 * n]
+                X = X0.copy()
+                X[:, lits % n] = lits < n
+                out[d] = self(X).mean(axis=0)
+            return out
+        W1 = self.W1
+        P0 = X0.astype(np.float64) @ W1.T + self.b1  # (S, H)
+        W1e = np.concatenate([W1, np.zeros((W1.shape[0], 1))], axis=1)  # (H, n + 1), column n: padding
+        Xe = np.concatenate([X0, np.zeros((X0.shape[0], 1), dtype=bool)], axis=1)
+        for s in range(0, len(terms), _PLANT_CHUNK):
+            t = terms[s: s + _PLANT_CHUNK]  # (c, k)
+            var = np.where(t == 2 * n, n, t % n)  # (c, k)
+            val = (t < n).astype(np.float64)  # (c, k) the value each literal sets
+            delta = (val[None] - Xe[:, var]) * (var != n)[None]  # (S, c, k)
+            P = P0[:, None, :] + np.einsum("sck,hck->sch", delta, W1e[:, var])  # (S, c, H)
+            out[s: s + len(t)] = (self._after_first(P) > 0).mean(axis=0)
+        return out
+
+    def bounds(self, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Interval bounds (lo, hi), each (D, O), on the logits over every input where
+        term d holds (free inputs range over {0, 1}); None for a module fci evaluates
+        only through its forward. Each layer's pre-activation interval goes through
+        its activation (a non-monotone one at its valley) and the next layer takes
+        each unit at the end of its interval that bounds the sum."""
+        if not isinstance(self.net, Network):
+            return None
+        W1, b1 = self.W1, self.b1
+        WT = W1.T  # (n, H)
+        zero = np.zeros((1, W1.shape[0]))
+        fixed = np.concatenate([WT, np.zeros_like(WT), zero])  # x_v = 1 adds W1[:, v]; ¬x_v (x_v = 0) adds 0
+        mn, mx = np.minimum(WT, 0), np.maximum(WT, 0)
+        free_lo = np.concatenate([mn, mn, zero])  # what fixing the literal's variable removes from the free sums
+        free_hi = np.concatenate([mx, mx, zero])
+        lo = b1 + np.minimum(W1, 0).sum(axis=1) + (fixed[terms] - free_lo[terms]).sum(axis=1)  # (D, H)
+        hi = b1 + np.maximum(W1, 0).sum(axis=1) + (fixed[terms] - free_hi[terms]).sum(axis=1)
+        for l, (W, b) in enumerate(self.net.layers[1:]):
+            f, valley = self.net.activation(l), activation_valley(self.net.activations[l])
+            f_lo, f_hi = f(lo), f(hi)
+            a_lo, a_hi = np.minimum(f_lo, f_hi), np.maximum(f_lo, f_hi)
+            if valley is not None:
+                a_lo = np.where((lo <= valley) & (valley <= hi), f(np.full(1, valley))[0], a_lo)
+            Wp, Wm = np.maximum(W, 0), np.minimum(W, 0)
+            lo, hi = a_lo @ Wp.T + a_hi @ Wm.T + b, a_hi @ Wp.T + a_lo @ Wm.T + b
+        return lo, hi
+
+
+# --------------------------------------------------------------------------- the input model
+
+
+class _Inputs:
+    """The stated input distribution: uniform over {0,1}^n (every input once when
+    ``n <= exact_vars``) or the rows the caller gave."""
+
+    def __init__(self, n: int, given: np.ndarray | None, exact_vars: int, n_samples: int, rng: np.random.Generator):
+        self.n, self.given, self.n_samples, self.rng = n, given, n_samples, rng
+        self.exact = given is None and n <= exact_vars
+        self.name = "uniform" if given is None else f"given inputs (N={len(given)})"
+
+    def draw(self, N: int) -> np.ndarray:
+        """N fresh draws (N, n) bool."""
+        if self.given is None:
+            return self.rng.random((N, self.n)) < 0.5
+        return self.given[self.rng.integers(0, len(self.given), size=N)]
+
+    def search(self) -> np.ndarray:
+        """The first search inputs: every input, the given rows (at most
+        ``_GIVEN_ROWS * n_samples`` of them, drawn without replacement), or fresh draws."""
+        if self.exact:
+            return _all_inputs(self.n)
+        if self.given is None:
+            return self.draw(self.n_samples)
+        cap = _GIVEN_ROWS * self.n_samples
+        return self.given if len(self.given) <= cap else self.given[np.sort(self.rng.choice(len(self.given), cap, replace=False))]
+
+    def evaluation(self, search: np.ndarray) -> np.ndarray:
+        """The inputs agreements are measured on: every input (exact), the given rows,
+        or fresh uniform draws (not the ones searched)."""
+        if self.exact:
+            return search[: 2 ** self.n]
+        return self.given if self.given is not None else self.draw(self.n_samples)
+
+
+def _all_inputs(n: int) -> np.ndarray:
+    """(2^n, n) bool, every input once."""
+    codes = np.arange(2 ** n, dtype=np.int64)
+    return ((codes[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(bool)
 
 
 # --------------------------------------------------------------------------- bit tables
@@ -97,9 +250,13 @@ class _Bits:
 
     def truth(self, terms: np.ndarray) -> np.ndarray:
         """(M, k) literal ids -> (M, words) uint64 truth bits."""
-        out = self.table[terms[:, 0]].copy()
+        if not len(terms):
+            return np.zeros((0, self.words), dtype=np.uint64)
+        out = self.table[terms[:, 0]]
+        longer = np.flatnonzero(terms[:, 1] != 2 * self.n) if terms.shape[1] > 1 else np.zeros(0, dtype=np.int64)
         for j in range(1, terms.shape[1]):
-            out &= self.table[terms[:, j]]
+            longer = longer[terms[longer, j] != 2 * self.n]  # rows sorted by variable: padding comes last
+            out[longer] &= self.table[terms[longer, j]]
         return out
 
 
@@ -123,33 +280,41 @@ def _canonical(terms: np.ndarray, n: int) -> np.ndarray:
     return terms[order]
 
 
-def _neuron_terms(W1: np.ndarray, top: int, k: int) -> np.ndarray:
+def _neuron_terms(W1: np.ndarray, top: int, k: int, width: int | None = None) -> np.ndarray:
     """Candidate terms from each neuron's weights: every conjunction of 1..k of its
     ``top`` strongest exciting literals (those that raise its pre-activation), and the
-    same of its strongest inhibiting literals. (M, k) literal ids."""
+    same of its strongest inhibiting literals. (M, width) literal ids (width >= k)."""
     H, n = W1.shape
+    width = k if width is None else width
     pad = 2 * n
     L = np.concatenate([W1, -W1], axis=1)  # (H, 2n): x_v true raises i by W1[i,v]; ¬x_v by -W1[i,v]
     m = min(top, n)
-    if H == 0 or m == 0:
-        return np.zeros((0, k), dtype=np.int64)
-    combos = [c + (-1,) * (k - len(c)) for r in range(1, k + 1) for c in itertools.combinations(range(m), r)]
-    C = np.array(combos, dtype=np.int64)  # (Q, k), -1 = unused slot
+    if H == 0 or m == 0 or k == 0:
+        return np.zeros((0, width), dtype=np.int64)
+    combos = [c + (-1,) * (width - len(c)) for r in range(1, k + 1) for c in itertools.combinations(range(m), r)]
+    C = np.array(combos, dtype=np.int64)  # (Q, width), -1 = unused slot
     out = []
     for direction in (1.0, -1.0):
         S = direction * L
         idx = np.argsort(-S, axis=1, kind="stable")[:, :m]  # (H, m) strongest first
         lits = np.where(np.take_along_axis(S, idx, axis=1) > 0, idx, pad)  # only literals that push that way
         lits = np.concatenate([lits, np.full((H, 1), pad, dtype=np.int64)], axis=1)  # slot -1 -> pad
-        out.append(lits[:, C].reshape(-1, k))  # (H * Q, k)
+        out.append(lits[:, C].reshape(-1, width))  # (H * Q, width)
     return _canonical(np.concatenate(out), n)
+
+
+def _singles(n: int, width: int) -> np.ndarray:
+    """Every literal as a one-literal term: (2n, width)."""
+    out = np.full((2 * n, width), 2 * n, dtype=np.int64)
+    out[:, 0] = np.arange(2 * n)
+    return out
 
 
 def _best_extensions(terms: np.ndarray, T: np.ndarray, bits: _Bits, ybits: np.ndarray, nbits: np.ndarray,
                      keep: int) -> np.ndarray:
-    """For each term (G, k) with truth bits T (G, words), its ``keep`` one-literal
-    extensions of largest FOIL gain for the output (ybits / nbits), computed from the
-    literal bit rows without building every extension's truth first. (G', k)."""
+    """For each term (G, width) with truth bits T (G, words), its ``keep`` one-literal
+    extensions of largest FOIL gain for the target (ybits / nbits), computed from the
+    literal bit rows without building every extension's truth first. (G', width)."""
     n = bits.n
     pad = 2 * n
     P, N = int(_popcount(ybits)), int(_popcount(nbits))
@@ -170,27 +335,39 @@ def _best_extensions(terms: np.ndarray, T: np.ndarray, bits: _Bits, ybits: np.nd
     return np.concatenate(out) if out else np.zeros((0, terms.shape[1]), dtype=np.int64)
 
 
-def _to_clause(term: np.ndarray, n: int) -> Clause:
-    return tuple((int(l % n), bool(l < n)) for l in term if l != 2 * n)
+def _to_clause(term: np.ndarray, n: int, negate: bool = False) -> Clause:
+    """A term's literals as ``(var, positive)`` pairs (negated for a CNF clause)."""
+    return tuple((int(l % n), bool(l < n) != negate) for l in term if l != 2 * n)
 
 
 # --------------------------------------------------------------------------- selection
 
 
+def _foil(p: np.ndarray, q: np.ndarray, P: int, N: int) -> np.ndarray:
+    base = max(P, 1) / max(P + N, 1)
+    return p * (np.log2((p + 1) / (p + q + 2)) - math.log2(base))
+
+
+def _gain(T: np.ndarray, mask: np.ndarray, ybits: np.ndarray, nbits: np.ndarray) -> np.ndarray:
+    """(M,) per candidate: target positives minus negatives it covers within ``mask``."""
+    return _popcount(T & (mask & ybits)) - _popcount(T & (mask & nbits))
+
+
 def _select(T: np.ndarray, ybits: np.ndarray, nbits: np.ndarray, min_gain: float,
             shortlist: int = 2048) -> tuple[list[int], bool, np.ndarray]:
-    """Choose an OR of candidate terms that agrees with the network on the pool.
+    """Choose an OR of candidate terms that agrees with the target on the pool.
 
-    T (M, words): candidate truth bits; ybits / nbits: the pool's network positives /
+    T (M, words): candidate truth bits; ybits / nbits: the pool's target positives /
     negatives. Sequential covering: each step takes, among the terms that raise the
     pool agreement by more than ``min_gain`` samples, the one of largest FOIL gain
     ``p · (log2 prec - log2 base)`` on the still-uncovered samples (``prec``
     Laplace-smoothed), which prefers precise terms over broad ones; then terms that no
-    longer pay for themselves are dropped. The constant ⊤ replaces the OR when it
-    agrees at least as well. The search runs over the ``shortlist`` candidates of
-    largest FOIL gain on the whole pool. Returns (the OR's candidate rows, whether
-    the constant ⊤ replaces it, FOIL gain of every candidate on the whole pool); the
-    OR is returned even when ⊤ wins, so that its terms can be planted."""
+    longer pay for themselves are dropped, and a local search adds, replaces or drops
+    single terms. The constant ⊤ replaces the OR when it agrees at least as well. The
+    search runs over the ``shortlist`` candidates of largest FOIL gain on the whole
+    pool. Returns (the OR's candidate rows, whether the constant ⊤ replaces it, FOIL
+    gain of every candidate on the whole pool); the OR is returned even when ⊤ wins,
+    so that its terms can be extended."""
     P_all, N_all = int(_popcount(ybits)), int(_popcount(nbits))
     p = _popcount(T & ybits).astype(np.float64)  # (M,)
     q = _popcount(T & nbits).astype(np.float64)
@@ -201,8 +378,7 @@ def _select(T: np.ndarray, ybits: np.ndarray, nbits: np.ndarray, min_gain: float
     cov = np.zeros_like(ybits)
     P_unc, N_unc = P_all, N_all
     while P_unc > 0:
-        gain = p - q
-        score = np.where(gain > min_gain, _foil(p, q, P_unc, N_unc), -np.inf)
+        score = np.where(p - q > min_gain, _foil(p, q, P_unc, N_unc), -np.inf)
         c = int(np.argmax(score))
         if not np.isfinite(score[c]):
             break
@@ -214,12 +390,10 @@ def _select(T: np.ndarray, ybits: np.ndarray, nbits: np.ndarray, min_gain: float
         q -= dq
         P_unc, N_unc = P_unc - int(dp[c]), N_unc - int(dq[c])
     chosen = _local_search(T, _prune(T, chosen, ybits, nbits), ybits, nbits, min_gain)
-    cov = np.zeros_like(ybits)
-    for c in chosen:
-        cov |= T[c]
-    P_unc, N_unc = int(_popcount(ybits & ~cov)), int(_popcount(nbits & ~cov))
-    # ⊤ agrees on P_all samples, the OR on P_all - P_unc + N_unc: ⊤ wins ties (simpler)
-    constant = P_all > 0 and P_unc - N_unc >= -min_gain
+    cov = _cover(T, chosen, ybits)
+    P_unc, N_unc = int(_popcount(ybits & ~cov)), int(_popcount(nbits & cov))
+    # ⊤ agrees on P_all samples, the OR on P_all - P_unc + N_all - N_cov: ⊤ wins ties (simpler)
+    constant = P_all > 0 and P_unc - (N_all - N_unc) >= -min_gain
     return [int(short[c]) for c in chosen], constant, foil_all
 
 
@@ -230,60 +404,71 @@ def _cover(T: np.ndarray, chosen: list[int], like: np.ndarray) -> np.ndarray:
     return cov
 
 
+def _counts(T: np.ndarray, chosen: list[int], like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples covered by at least one / at least two chosen terms."""
+    once, twice = np.zeros_like(like), np.zeros_like(like)
+    for c in chosen:
+        twice |= once & T[c]
+        once |= T[c]
+    return once, twice
+
+
 def _local_search(T: np.ndarray, chosen: list[int], ybits: np.ndarray, nbits: np.ndarray, min_gain: float,
                   passes: int = 4) -> list[int]:
     """Improve the pool agreement of an OR of terms by single moves: add the best
     term, or replace (or drop) a chosen term by the candidate that gains most over
     the samples the other chosen terms leave uncovered; each move must gain more
     than ``min_gain`` samples. Stops at the first sweep without a move, or after
-    ``passes`` sweeps."""
+    ``passes`` sweeps.
+
+    A candidate c in chosen term j's place gains ``free[c] + only_j[c]``: what it
+    covers where no chosen term does, plus what it covers where j alone does. The
+    first is one pass for all j; the second is bounded by j's target positives there,
+    so it is computed only for the candidates that bound lets win."""
     chosen = list(chosen)
     for _ in range(passes):
         moved = False
-        # add
-        free = ~_cover(T, chosen, ybits)
-        U = T & free
-        gain = _popcount(U & ybits) - _popcount(U & nbits)
-        c = int(np.argmax(gain)) if len(gain) else 0
-        if len(gain) and gain[c] > min_gain and c not in chosen:
+        once, twice = _counts(T, chosen, ybits)
+        free = _gain(T, ~once, ybits, nbits)  # (M,)
+        c = int(np.argmax(free)) if len(free) else 0
+        if len(free) and free[c] > min_gain and c not in chosen:
             chosen.append(c)
             moved = True
-        # replace or drop
+            once, twice = _counts(T, chosen, ybits)
+            free = _gain(T, ~once, ybits, nbits)
         j = 0
         while j < len(chosen):
-            others = chosen[:j] + chosen[j + 1:]
-            U = T & ~_cover(T, others, ybits)
-            gain = _popcount(U & ybits) - _popcount(U & nbits)  # (M,) each candidate in chosen[j]'s place
-            current = int(gain[chosen[j]])
-            c = int(np.argmax(gain))
-            if gain[c] > current + min_gain and c not in others:
-                chosen[j] = c
-                moved = True
-            elif current < -min_gain:  # dropping it (gain 0) is better
+            only = T[chosen[j]] & ~twice  # samples chosen[j] alone covers
+            current = int(_popcount(only & ybits)) - int(_popcount(only & nbits))
+            if current < -min_gain:  # dropping it (gain 0) is better
                 chosen.pop(j)
                 moved = True
+                once, twice = _counts(T, chosen, ybits)
+                free = _gain(T, ~once, ybits, nbits)
                 continue
+            reach = free + int(_popcount(only & ybits))  # an upper bound on each candidate's gain in j's place
+            maybe = np.flatnonzero(reach > current + min_gain)
+            if len(maybe):
+                g = free[maybe] + _gain(T[maybe], only, ybits, nbits)
+                best = int(np.argmax(g))
+                c = int(maybe[best])
+                if g[best] > current + min_gain and c not in chosen:
+                    chosen[j] = c
+                    moved = True
+                    once, twice = _counts(T, chosen, ybits)
+                    free = _gain(T, ~once, ybits, nbits)
             j += 1
         if not moved:
             break
     return chosen
 
 
-def _foil(p: np.ndarray, q: np.ndarray, P: int, N: int) -> np.ndarray:
-    base = max(P, 1) / max(P + N, 1)
-    return p * (np.log2((p + 1) / (p + q + 2)) - math.log2(base))
-
-
 def _prune(T: np.ndarray, chosen: list[int], ybits: np.ndarray, nbits: np.ndarray) -> list[int]:
     """Drop, worst first, chosen terms whose samples covered by no other chosen term
-    hold at least as many network negatives as positives."""
+    hold at least as many target negatives as positives."""
     chosen = list(chosen)
     while chosen:
-        once = np.zeros_like(ybits)
-        twice = np.zeros_like(ybits)
-        for c in chosen:
-            twice |= once & T[c]
-            once |= T[c]
+        once, twice = _counts(T, chosen, ybits)
         only = once & ~twice
         worth = [int(_popcount(T[c] & only & ybits)) - int(_popcount(T[c] & only & nbits)) for c in chosen]
         j = int(np.argmin(worth))
@@ -293,98 +478,123 @@ def _prune(T: np.ndarray, chosen: list[int], ybits: np.ndarray, nbits: np.ndarra
     return chosen
 
 
-# --------------------------------------------------------------------------- inputs
+# --------------------------------------------------------------------------- the search
 
 
-def _uniform(rng: np.random.Generator, N: int, n: int) -> np.ndarray:
-    return rng.random((N, n)) < 0.5
+class _Reading:
+    """One output read in one form at one term length: the chosen terms (rows of
+    literal ids; for a CNF, the terms of the output's negation), whether the form's
+    constant replaces them, and the agreement with the network on the evaluation
+    inputs."""
+
+    def __init__(self, terms: np.ndarray, constant: bool, agreement: float, length: int, n: int):
+        self.terms, self.constant, self.agreement, self.length = terms, constant, agreement, length
+        self.literals = 0 if constant else int((terms != 2 * n).sum())
+
+    def better_than(self, other: _Reading | None, tol: float = 0.0) -> bool:
+        """More faithful by more than ``tol``, or as faithful and shorter."""
+        if other is None:
+            return True
+        if abs(self.agreement - other.agreement) <= tol:
+            return self.literals < other.literals
+        return self.agreement > other.agreement
 
 
-def _all_inputs(n: int) -> np.ndarray:
-    """(2^n, n) bool, every input once."""
-    codes = np.arange(2 ** n, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(n - 1, -1, -1)) & 1).astype(bool)
+def _agreement(eval_bits: _Bits, terms: np.ndarray, constant: bool, target: np.ndarray) -> float:
+    """Share of the evaluation inputs where the OR of ``terms`` (or the constant ⊤)
+    equals ``target`` (N,) bool."""
+    if constant:
+        return float(target.mean())
+    covered = _unpack(_cover(eval_bits.truth(terms), list(range(len(terms))), eval_bits.valid), eval_bits.N)
+    return float((covered == target).mean())
 
 
-def _plant(rng: np.random.Generator, terms: np.ndarray, N: int, n: int) -> np.ndarray:
-    """N inputs in which each of ``terms`` (F, k) is planted (its literals set true)
-    independently with probability ``1 - 2**(-1/F)``, so that half the inputs plant
-    none, as the task sampler plants clauses (SPEC §1, shared layout): the other
-    inputs start uniform, a term not planted but true by chance gets one random
-    literal falsified, then the planted terms are set (later plants win conflicts)."""
-    X = _uniform(rng, N, n)
-    F = len(terms)
-    if F == 0:
-        return X
-    q = 1.0 - 2.0 ** (-1.0 / F)
-    planted = rng.random((N, F)) < q
-    for f in range(F):  # a term not planted but true by chance gets one random literal falsified
-        lits = terms[f][terms[f] != 2 * n]
-        var, val = lits % n, lits < n
-        hit = np.flatnonzero(~planted[:, f] & (X[:, var] == val).all(axis=1))
-        pick = var[rng.integers(0, len(var), size=len(hit))]
-        X[hit, pick] = ~X[hit, pick]
-    for f in range(F):
-        rows = np.flatnonzero(planted[:, f])
-        for l in terms[f]:
-            if l != 2 * n:
-                X[rows, l % n] = l < n
-    return X
+def _unpack(bits: np.ndarray, N: int) -> np.ndarray:
+    """(words,) uint64 -> (N,) bool."""
+    return np.unpackbits(bits.view(np.uint8), bitorder="little")[:N].astype(bool)
 
 
-# --------------------------------------------------------------------------- precision and certificates
+class _Search:
+    """The decoder's search: inputs pooled over rounds, candidate terms, and the best
+    reading found per (output, form)."""
 
+    def __init__(self, model: _Model, inputs: _Inputs, forms: tuple[str, ...], width: int, top: int, extend: int,
+                 min_gain: float):
+        self.model, self.inputs, self.forms = model, inputs, forms
+        self.n, self.O = model.n, model.O
+        self.width, self.top, self.extend, self.min_gain = width, top, extend, min_gain
+        self.X = inputs.search()
+        self.Y = model(self.X)
+        self.Xe = inputs.evaluation(self.X)
+        same = self.Xe is self.X or (inputs.exact and len(self.Xe) == len(self.X))  # evaluated on the search inputs
+        self.Ye = self.Y if same else model(self.Xe)
+        self.eval_bits = _Bits(self.Xe)
+        self.cands = _singles(self.n, width)
+        self.combo = 0
+        self.best: dict[tuple[int, str, int], _Reading] = {}  # (output, form, length) -> best reading
 
-def _term_value_table(W1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per literal l (rows 0..2n, row 2n padding = 0): its variable's column of W1
-    times the literal's value (``fixed``), and what fixing it removes from the free
-    lower / upper pre-activation sums (``lo`` / ``hi``). Shapes (2n + 1, H)."""
-    H = W1.shape[0]
-    WT = W1.T  # (n, H)
-    zero = np.zeros((1, H), dtype=W1.dtype)
-    fixed = np.concatenate([WT, np.zeros_like(WT), zero])  # x_v = 1 adds W1[:, v]; ¬x_v (x_v = 0) adds 0
-    mn, mx = np.minimum(WT, 0), np.maximum(WT, 0)
-    lo = np.concatenate([mn, mn, zero])
-    hi = np.concatenate([mx, mx, zero])
-    return fixed, lo, hi
+    def add_combos(self, k: int) -> None:
+        """Neuron-weight candidates up to length ``min(k, 3)``."""
+        k = min(k, _COMBO_LITERALS)
+        if k > self.combo:
+            self.cands = _canonical(np.concatenate([self.cands, _neuron_terms(self.model.W1, self.top, k, self.width)]),
+                                    self.n)
+            self.combo = k
 
+    def step(self, plans: list[tuple[str, int]], grow: dict[tuple[str, int], int], draw: bool = True) \
+            -> dict[tuple[str, int], float]:
+        """One round: per output and plan (form, longest term), select on the pool and
+        keep the best reading; extend the best candidates of the plans in ``grow`` (up
+        to the length it maps them to); draw ``n_samples`` more pool inputs from a
+        uniform input model. Returns each plan's mean agreement over outputs."""
+        n, pad = self.n, 2 * self.n
+        bits = _Bits(self.X)
+        length = (self.cands != pad).sum(axis=1)
+        kmax = max(k for _, k in plans)
+        cands = self.cands[length <= kmax]
+        T, length = bits.truth(cands), length[length <= kmax]
+        grown, means = [], {}
+        for f, k in plans:
+            elig = np.flatnonzero(length <= k)
+            Tf = T if len(elig) == len(T) else T[elig]
+            agreements = []
+            for o in range(self.O):
+                target = self.Y[:, o] if f == "dnf" else ~self.Y[:, o]
+                ybits = bits.pack(target)
+                nbits = ~ybits & bits.valid
+                chosen, constant, foil = _select(Tf, ybits, nbits, self.min_gain * bits.N)
+                terms = cands[elig[chosen]]
+                target_e = self.Ye[:, o] if f == "dnf" else ~self.Ye[:, o]
+                a = _agreement(self.eval_bits, terms, constant, target_e)
+                if not constant and target_e.mean() >= a:  # the form's constant is as faithful on the input model
+                    constant, a = True, float(target_e.mean())
+                r = _Reading(terms, constant, a, k, n)
+                agreements.append(r.agreement)
+                if r.better_than(self.best.get((o, f, k))):
+                    self.best[(o, f, k)] = r
+                g = grow.get((f, k), 0)
+                if self.extend and g:
+                    short = length[elig] < g
+                    ranked = np.argsort(-np.where(short, foil, -np.inf), kind="stable")[: self.extend]
+                    bases = sorted(set(ranked[short[ranked]].tolist()) | {c for c in chosen if short[c]})
+                    grown.append(_best_extensions(cands[elig[bases]], Tf[bases], bits, ybits, nbits, keep=4))
+            means[(f, k)] = float(np.mean(agreements))
+        if grown:
+            self.cands = _canonical(np.concatenate([self.cands] + grown), n)
+        if draw and not self.inputs.exact and self.inputs.given is None:
+            fresh = self.inputs.draw(self.inputs.n_samples)
+            self.X, self.Y = np.concatenate([self.X, fresh]), np.concatenate([self.Y, self.model(fresh)])
+        log.debug("decode_function round %s: %d candidates", plans, len(self.cands))
+        return means
 
-def _certify(terms: np.ndarray, W1, b1, W2, b2) -> np.ndarray:
-    """(D, O) bool: interval bounds prove output o is 1 on every input where term d
-    holds. Free variables range over {0, 1}; each neuron's pre-activation interval
-    goes through the ReLU, and the logit's lower bound takes each neuron at the end
-    of its interval that hurts most."""
-    fixed, lo_t, hi_t = _term_value_table(W1)
-    base_lo = b1 + np.minimum(W1, 0).sum(axis=1)  # (H,)
-    base_hi = b1 + np.maximum(W1, 0).sum(axis=1)
-    lo = base_lo + (fixed[terms] - lo_t[terms]).sum(axis=1)  # (D, H)
-    hi = base_hi + (fixed[terms] - hi_t[terms]).sum(axis=1)
-    a_lo, a_hi = np.maximum(lo, 0), np.maximum(hi, 0)
-    Wp, Wm = np.maximum(W2, 0), np.minimum(W2, 0)  # (O, H)
-    bound = a_lo @ Wp.T + a_hi @ Wm.T + b2  # (D, O)
-    return bound > 0
-
-
-def _planted_precision(net: _Net, terms: np.ndarray, X0: np.ndarray) -> np.ndarray:
-    """(D, O): fraction of inputs with output 1 when each term is planted into the
-    uniform inputs X0 (S, n). Only the term's columns change, so each term costs an
-    (S, H) update of the shared pre-activations, not a forward pass."""
-    W1, b1, W2, b2 = net.W1, net.b1, net.W2, net.b2
-    n = W1.shape[1]
-    P0 = X0.astype(W1.dtype) @ W1.T + b1  # (S, H)
-    out = np.zeros((len(terms), W2.shape[0]))
-    Xe = np.concatenate([X0, np.zeros((X0.shape[0], 1), dtype=bool)], axis=1)  # column n: padding
-    for s in range(0, len(terms), _PLANT_CHUNK):
-        t = terms[s: s + _PLANT_CHUNK]  # (c, k)
-        var = np.where(t == 2 * n, n, t % n)  # (c, k)
-        val = (t < n).astype(W1.dtype)  # (c, k) value the literal sets
-        cur = Xe[:, var].astype(W1.dtype)  # (S, c, k) current values
-        W1e = np.concatenate([W1, np.zeros((W1.shape[0], 1), dtype=W1.dtype)], axis=1)  # (H, n + 1)
-        delta = (val[None] - cur) * (var != n)[None]  # (S, c, k)
-        P = P0[:, None, :] + np.einsum("sck,hck->sch", delta, W1e[:, var])  # (S, c, H)
-        y = np.maximum(P, 0) @ W2.T + b2 > 0  # (S, c, O)
-        out[s: s + len(t)] = y.mean(axis=0)
-    return out
+    def reading(self, o: int, form: str, k: int) -> _Reading:
+        """The best reading of output o in ``form`` with terms of at most k literals."""
+        best: _Reading | None = None
+        for (o2, f, kk), r in sorted(self.best.items(), key=lambda item: item[0][2]):
+            if o2 == o and f == form and kk <= k and r.better_than(best):
+                best = r
+        assert best is not None
+        return best
 
 
 # --------------------------------------------------------------------------- the decoder
@@ -392,9 +602,12 @@ def _planted_precision(net: _Net, terms: np.ndarray, X0: np.ndarray) -> np.ndarr
 
 def decode_function(
     model_or_weights: Any,
-    max_literals: int = 3,
+    max_literals: int | str = "auto",
     seed: int = 0,
     *,
+    inputs: Any = None,
+    form: str = "auto",
+    activation: str | None = None,
     n_samples: int = 4096,
     rounds: int = 4,
     top_literals: int = 8,
@@ -403,40 +616,78 @@ def decode_function(
     min_gain: float = 1e-3,
     precision_samples: int = 2048,
 ) -> DecodedCircuit:
-    """What a one-hidden-layer network computes: per output, an OR of conjunctions of
-    at most ``max_literals`` literals, read from the weights and from inputs the
-    decoder draws itself (never a task's data, labels or clauses).
+    """What a network computes: per output, an OR of conjunctions (a DNF) or an AND of
+    disjunctions (a CNF) of short terms, read from the network's first-layer weights
+    and its answers on inputs the decoder draws itself (never a task's labels or
+    clauses).
 
-    ``model_or_weights``: a model with ``effective_weights()`` or a ``(W1, b1, W2, b2)``
-    tuple; W1 (H, n), W2 (O, H).
+    ``model_or_weights``: anything :func:`fci.codes.network.read_network` reads with
+    ``whole=True``: a ``MaskedMLP`` of any depth, an ``nn.Sequential`` of
+    ``nn.Linear`` layers and elementwise activations, a module whose forward uses
+    only those (evaluated through it), or a weight list ``(W1, b1, ..., WL, bL)``
+    whose hidden activation is ``activation`` (default ``"relu"``: weights cannot
+    say, so a Tanh network's list must state ``activation="tanh"``; layers of a deeper
+    network glued into a shorter list whose shapes chain by accident cannot be
+    detected — pass the module). Outputs are logits: output o is 1 where > 0.
 
-    1. **Inputs.** ``n_samples`` uniform inputs (every input once when
-       ``n <= exact_vars``: then the selection, precisions and coverage are exact).
-       After each of ``rounds`` rounds, ``n_samples`` more inputs in which the terms
-       found so far are planted (each with probability ``1 - 2**(-1/F)``, F terms, so
-       half the inputs hold none), so the terms are tested against each other.
-    2. **Candidates** come from each neuron's weights: every conjunction of up to
-       ``max_literals`` of its ``top_literals`` strongest exciting literals, and of its
-       strongest inhibiting ones (a literal's weight is ``W1[i, v]`` for ``x_v`` and
-       ``-W1[i, v]`` for ``¬x_v``, so negations are treated alike). After each round
-       the chosen terms and the ``extend`` best candidates per output are extended by
-       every literal, so a term may mix literals of several neurons.
-    3. **Selection** per output on the pooled inputs: sequential covering by FOIL
-       gain, keeping a term only if it raises agreement with the network by more than
-       ``min_gain`` of the pool; then terms that no longer pay for themselves are
-       dropped, and the constant ⊤ replaces the OR when it agrees at least as well.
-    4. **Report.** Each term's ``precision``: P(output 1 | term) with the other
-       inputs uniform (exact when ``n <= exact_vars``, else estimated by planting the
-       term into ``precision_samples`` fresh uniform inputs). ``certified``: interval
-       bounds over the free inputs (or exact enumeration) prove the output is 1
-       wherever the term holds. Per output, on fresh uniform inputs (all inputs when
-       exact): ``uncovered`` (fraction of the network's positive inputs no term
-       covers), ``positive_rate`` and ``sample_agreement``.
+    ``inputs``: the input distribution the reading is faithful to. None (default):
+    uniform over ``{0,1}^n`` (every input once when ``n <= exact_vars``: then the
+    selection, precisions and agreements are exact). Or an (N, n) 0/1 array of
+    unlabeled input rows (e.g. a task's inputs, so that a network is read where it is
+    used): the search uses those rows (at most ``4 * n_samples`` of them, drawn
+    without replacement) and every agreement all of them; never labels or clauses.
+    ``circuit.distribution`` names it, and every agreement on the circuit is
+    measured on it.
 
-    The result is a function of the weights and ``seed`` alone (the draws use
-    ``numpy.random.default_rng(seed)``).
+    ``max_literals``: the longest term, or ``"auto"`` (default): the first round reads
+    terms of up to 3 literals (shorter terms are candidates at every length); each
+    later round reads the kept length and the next on the same inputs and candidates,
+    and the next is kept once it agrees with the network better by more than
+    ``LENGTH_GAIN`` (0.2%) on the evaluation inputs; the search stops after two rounds
+    in which it does not (longer terms grow over rounds), at agreement 1, or at
+    ``AUTO_MAX_LITERALS`` (6). ``circuit.max_literals`` reports the length kept,
+    ``circuit.length_search`` each round's agreements. ``form``:
+    ``"auto"`` (default) reads each output as a DNF and, through its negation, as a
+    CNF, and keeps the form more faithful over all outputs (the one with fewer
+    literals when they agree within ``min_gain``); ``"dnf"`` or ``"cnf"`` reads one.
+
+    1. **Inputs.** ``n_samples`` draws from the input model (every input once when
+       exact; the given rows), and ``n_samples`` fresh uniform draws more each round.
+       The selection is made on these draws alone, so the reading is faithful to
+       the stated distribution. With a fixed ``max_literals`` there are ``rounds``
+       rounds after the first.
+    2. **Candidates**: every single literal; from each first-layer neuron's weights,
+       every conjunction of up to 3 of its ``top_literals`` strongest exciting
+       literals, and of its strongest inhibiting ones (a literal's weight is
+       ``W1[i, v]`` for ``x_v`` and ``-W1[i, v]`` for ``¬x_v``); and after each round
+       the chosen terms and the ``extend`` best candidates per output and form,
+       extended by the literal that best separates the network's answers, so terms
+       grow from the network's responses and may mix literals of several neurons.
+    3. **Selection** per output and form on the pooled inputs: sequential covering by
+       FOIL gain, keeping a term only if it raises agreement with the network by more
+       than ``min_gain`` of the pool; then terms that no longer pay for themselves
+       are dropped, a local search adds, replaces or drops single terms, and the
+       form's constant replaces the terms when it agrees at least as well.
+    4. **Report**, on the evaluation inputs (fresh draws, the given rows, or every
+       input): per term, ``precision`` (DNF: P(output 1 | term holds); CNF: P(output
+       0 | clause fails), with the term planted into draws from the input model, or
+       exact) and ``certified`` (interval bounds through every layer over all inputs
+       where the term holds, or exact enumeration, prove it; never for a module
+       evaluated through its forward beyond enumeration); per output ``uncovered``,
+       ``positive_rate``, ``sample_agreement``, ``dnf_agreement``, ``cnf_agreement``.
+       ``circuit.warnings`` (also logged) says, in one line, which outputs are read
+       imprecisely and what may help: those whose terms have a mean precision below
+       ``PRECISION_BOUND`` (0.9), leave more than ``UNCOVERED_BOUND`` (0.1) of the
+       network's outputs they explain uncovered, or agree with the network on less
+       than ``AGREEMENT_BOUND`` (0.9) of the inputs.
+
+    The result is a function of the network, the inputs and ``seed`` alone (the
+    draws use ``numpy.random.default_rng(seed)``).
     """
-    k = _int_arg("max_literals", max_literals, 1)
+    auto = max_literals == "auto"
+    k = AUTO_MAX_LITERALS if auto else _int_arg("max_literals", max_literals, 1)
+    if isinstance(max_literals, str) and not auto:
+        raise ValueError(f"max_literals must be a positive integer or 'auto', got {max_literals!r}")
     seed = _int_arg("seed", seed, 0)
     n_samples = _int_arg("n_samples", n_samples, 64)
     rounds = _int_arg("rounds", rounds, 0)
@@ -446,80 +697,116 @@ def decode_function(
     precision_samples = _int_arg("precision_samples", precision_samples, 1)
     if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float)) or not 0 <= min_gain < 1:
         raise ValueError(f"min_gain must be a fraction in [0, 1), got {min_gain!r}")
-    W1, b1, W2, b2 = _unpack_weights(model_or_weights, reader="decode_function")
-    n = W1.shape[1]
-    O = W2.shape[0]
+    if form not in ("auto",) + _FORMS:
+        raise ValueError(f"form must be 'auto', 'dnf' or 'cnf', got {form!r}")
+    net = read_network(model_or_weights, activation, whole=True)
+    model = _Model(net)
+    n = model.n
     if n == 0:
-        raise ValueError("W1 must have at least one input column (n >= 1)")
-    k = min(k, n)
-    net = _Net(W1, b1, W2, b2)
+        raise ValueError("the network must have at least one input (n >= 1)")
+    given = None if inputs is None else _given_inputs(inputs, n)
     rng = np.random.default_rng(seed)
-    exact = n <= exact_vars
-    pad = 2 * n
+    k = min(k, n)
+    forms = _FORMS if form == "auto" else (form,)
+    search = _Search(model, _Inputs(n, given, exact_vars, n_samples, rng), forms, k, top, extend, min_gain)
 
-    X = _all_inputs(n) if exact else _uniform(rng, n_samples, n)
-    Y = net(X)
-    cands = _neuron_terms(W1, top, k)
-    result: list[tuple[list[int], bool]] = []
-    for r in range(rounds + 1):
-        bits = _Bits(X)
-        T = bits.truth(cands) if len(cands) else np.zeros((0, bits.words), dtype=np.uint64)
-        length = (cands != pad).sum(axis=1)
-        result, grown = [], []
-        for o in range(O):
-            ybits = bits.pack(Y[:, o])
-            nbits = ~ybits & bits.valid
-            if len(cands):
-                chosen, constant, foil = _select(T, ybits, nbits, min_gain * bits.N)
-            else:
-                chosen, constant, foil = [], bool(Y[:, o].mean() >= 0.5), np.zeros(0)
-            result.append((chosen, constant))
-            if r < rounds and extend and len(cands):
-                best = np.argsort(-np.where(length < k, foil, -np.inf), kind="stable")[:extend]
-                bases = sorted(set(best[length[best] < k].tolist()) | {c for c in chosen if length[c] < k})
-                grown.append(_best_extensions(cands[bases], T[bases], bits, ybits, nbits, keep=4))
-        if r == rounds:
-            break
-        found = _canonical(cands[sorted({c for ch, _ in result for c in ch})], n)  # ⊤ outputs' ORs too
-        if grown:
-            cands = _canonical(np.concatenate([cands] + grown), n)
-        if not exact:
-            Xp = _plant(rng, found, n_samples, n)
-            X, Y = np.concatenate([X, Xp]), np.concatenate([Y, net(Xp)])
-        log.debug("decode_function round %d: %d candidates, %d terms", r, len(cands), len(found))
-
-    # Assemble: unique terms across outputs, in candidate order (shortest first).
-    result = [([] if constant else ch, constant) for ch, constant in result]
-    used = sorted({c for ch, _ in result for c in ch})
-    index = {c: d for d, c in enumerate(used)}
-    terms = cands[used] if used else np.zeros((0, k), dtype=np.int64)
-    readouts: list[list[int]] = [[] for _ in used]
-    for o, (ch, _) in enumerate(result):
-        for c in ch:
-            readouts[index[c]].append(o)
-
-    # Precision and certificates.
-    X_eval = X[: 2 ** n] if exact else _uniform(rng, n_samples, n)
-    Y_eval = Y[: 2 ** n] if exact else net(X_eval)
-    if len(terms):
-        if exact:
-            eb = _Bits(X_eval)
-            Tt = eb.truth(terms)
-            prec = np.stack([_popcount(Tt & eb.pack(Y_eval[:, o])) for o in range(O)], axis=1) / np.maximum(
-                _popcount(Tt), 1)[:, None]  # (D, O)
-            cert = prec >= 1.0
-        else:
-            prec = _planted_precision(net, terms, _uniform(rng, precision_samples, n))
-            cert = _certify(terms, net.W1, net.b1, net.W2, net.b2)
+    history: list[tuple[int, dict[str, float]]] = []  # (length, form -> mean agreement) per plan and round
+    first = min(_AUTO_FIRST, k) if auto else k
+    kept = {f: first for f in forms}
+    search.add_combos(first)
+    if auto:
+        # each round reads the kept length and the next on the same inputs and candidates; the next is kept
+        # while it agrees better by more than LENGTH_GAIN (a longer cap also gives the search more to grow)
+        active = list(forms)
+        plans = [(f, first) for f in forms]
+        misses = {f: 0 for f in forms}
+        while plans:
+            longest = {f: max(kk for f2, kk in plans if f2 == f) for f, _ in plans}
+            means = search.step(plans, {(f, kk): kk + 1 for f, kk in longest.items() if kk < k})
+            _record(history, means)
+            for f in list(active):
+                if (f, kept[f] + 1) in means:
+                    if means[(f, kept[f] + 1)] > means[(f, kept[f])] + LENGTH_GAIN:
+                        kept[f], misses[f] = kept[f] + 1, 0
+                    else:
+                        misses[f] += 1  # longer terms grow over rounds: give them _PATIENCE rounds to win
+                if misses[f] >= _PATIENCE or means[(f, kept[f])] >= 1.0 or kept[f] >= k:
+                    active.remove(f)
+            plans = [(f, kk) for f in active for kk in (kept[f], kept[f] + 1)]
+            if plans:
+                search.add_combos(max(kk for _, kk in plans))
     else:
-        prec = np.zeros((0, O))
-        cert = np.zeros((0, O), dtype=bool)
+        for r in range(rounds + 1):
+            _record(history, search.step([(f, k) for f in forms], {(f, k): k for f in forms} if r < rounds else {},
+                                         draw=r < rounds))
+    return _circuit(search, kept, history, auto, seed, precision_samples, top)
 
-    clauses = [_to_clause(t, n) for t in terms]
-    default = [const for _, const in result]
+
+def _record(history: list[tuple[int, dict[str, float]]], means: dict[tuple[str, int], float]) -> None:
+    """Append one round's mean agreements, one entry per length."""
+    for k in sorted({kk for _, kk in means}):
+        history.append((k, {f: a for (f, kk), a in means.items() if kk == k}))
+
+
+def _choose_form(search: _Search, kept: dict[str, int], min_gain: float) -> str:
+    """The form whose readings agree best over all outputs; the one with fewer
+    literals when they agree within ``min_gain``, a DNF when those tie too."""
+    forms = search.forms
+
+    def total(f: str) -> tuple[float, int]:
+        rs = [search.reading(o, f, kept[f]) for o in range(search.O)]
+        return float(np.mean([r.agreement for r in rs])), sum(r.literals for r in rs)
+
+    chosen = forms[0]
+    for f in forms[1:]:
+        (a, lits), (a0, lits0) = total(f), total(chosen)
+        if a > a0 + min_gain or (abs(a - a0) <= min_gain and lits < lits0):
+            chosen = f
+    return chosen
+
+
+def _circuit(search: _Search, kept: dict[str, int], history: list[tuple[int, dict[str, float]]], auto: bool,
+             seed: int, precision_samples: int, top: int) -> DecodedCircuit:
+    """The circuit of the chosen form, with its precisions, certificates, agreements
+    on the evaluation inputs and warnings."""
+    model, inputs = search.model, search.inputs
+    n, O = search.n, search.O
+    form = _choose_form(search, kept, search.min_gain)
+    cnf = form == "cnf"
+    readings = [search.reading(o, form, kept[form]) for o in range(O)]
+    default = [r.constant for r in readings]
+
+    # unique terms across outputs, shortest first, then in the order of their clauses
+    rows = [r.terms for r in readings if not r.constant]
+    terms = _canonical(np.concatenate(rows), n) if rows else np.zeros((0, search.width), dtype=np.int64)
+    terms = terms[sorted(range(len(terms)), key=lambda d: (int((terms[d] != 2 * n).sum()), _to_clause(terms[d], n, cnf)))]
+    index = {t.tobytes(): d for d, t in enumerate(terms)}
+    readouts: list[list[int]] = [[] for _ in terms]
+    for o, r in enumerate(readings):
+        if not r.constant:
+            for t in _canonical(r.terms, n):
+                readouts[index[t.tobytes()]].append(o)
+
+    # precision (of the output's value the term claims) and certificates
+    Xe, Ye = search.Xe, search.Ye
+    claim = ~Ye if cnf else Ye  # a DNF term claims 1s; a CNF clause fails where it claims 0s
+    if len(terms) and inputs.exact:
+        eb = search.eval_bits
+        Tt = eb.truth(terms)
+        hits = np.stack([_popcount(Tt & eb.pack(claim[:, o])) for o in range(O)], axis=1)
+        prec = hits / np.maximum(_popcount(Tt), 1)[:, None]  # (D, O)
+        cert = prec >= 1.0
+    elif len(terms):
+        ones = model.planted(terms, inputs.draw(precision_samples))  # (D, O) share of outputs 1
+        prec = 1.0 - ones if cnf else ones
+        b = model.bounds(terms)
+        cert = np.zeros_like(prec, dtype=bool) if b is None else (b[1] <= 0 if cnf else b[0] > 0)
+    else:
+        prec, cert = np.zeros((0, O)), np.zeros((0, O), dtype=bool)
+
     circuit = DecodedCircuit(
-        clauses=clauses,
-        channels=_proposers(W1, terms, top),
+        clauses=[_to_clause(t, n, negate=cnf) for t in terms],
+        channels=_proposers(model.W1, terms, top),
         readouts=readouts,
         votes=[[int(o in r) for o in range(O)] for r in readouts],
         default=default,
@@ -529,18 +816,62 @@ def decode_function(
         relative=None,
         similarity=None,
         method="function",
-        precision=[[float(prec[d, o]) for o in readouts[d]] for d in range(len(clauses))],
-        certified=[[bool(cert[d, o]) for o in readouts[d]] for d in range(len(clauses))],
-        max_literals=int(max_literals),
+        precision=[[float(prec[d, o]) for o in readouts[d]] for d in range(len(terms))],
+        certified=[[bool(cert[d, o]) for o in readouts[d]] for d in range(len(terms))],
+        max_literals=kept[form],
         seed=seed,
+        form=form,
+        distribution=inputs.name,
+        dnf_agreement=[search.reading(o, "dnf", kept["dnf"]).agreement if "dnf" in kept else math.nan for o in range(O)],
+        cnf_agreement=[search.reading(o, "cnf", kept["cnf"]).agreement if "cnf" in kept else math.nan for o in range(O)],
+        length_search=[[float(k), a.get("dnf", math.nan), a.get("cnf", math.nan)] for k, a in history],
     )
-    y_circ = circuit.evaluate(X_eval.astype(np.float32)) > 0.5  # (S, O)
-    covered = y_circ & ~np.asarray(default)[None, :]
-    circuit.positive_rate = [float(Y_eval[:, o].mean()) for o in range(O)]
-    circuit.uncovered = [float((Y_eval[:, o] & ~covered[:, o]).sum() / max(Y_eval[:, o].sum(), 1)) if not default[o] else 0.0
-                         for o in range(O)]
-    circuit.sample_agreement = [float((y_circ[:, o] == Y_eval[:, o]).mean()) for o in range(O)]
+    y = circuit.evaluate(Xe) > 0.5  # (S, O)
+    eb = search.eval_bits
+    circuit.sample_agreement = [float((y[:, o] == Ye[:, o]).mean()) for o in range(O)]
+    circuit.positive_rate = [float(Ye[:, o].mean()) for o in range(O)]
+    circuit.uncovered = []
+    for o, r in enumerate(readings):
+        explained = _unpack(_cover(eb.truth(r.terms), list(range(len(r.terms))), eb.valid), eb.N) if len(r.terms) \
+            else np.zeros(eb.N, dtype=bool)
+        side = claim[:, o]
+        circuit.uncovered.append(0.0 if r.constant else float((side & ~explained).sum() / max(side.sum(), 1)))
+    circuit.warnings = _warnings(circuit, auto, inputs.given is None) + list(model.net.warnings)
+    for w in circuit.warnings:
+        log.warning(w)
     return circuit
+
+
+def _warnings(c: DecodedCircuit, auto: bool, uniform: bool) -> list[str]:
+    """One line naming the outputs read imprecisely, why, and what may help (empty
+    when every output is read faithfully)."""
+    claims = "1" if c.form == "dnf" else "0"
+    constant = "⊤" if c.form == "dnf" else "⊥"
+    problems = []
+    for o in range(c.n_outputs):
+        why = []
+        prec = [c.precision[d][r.index(o)] for d, r in enumerate(c.readouts) if o in r]
+        if c.default[o] or not prec:
+            why.append(f"reads as the constant {constant if c.default[o] else _EMPTY[c.form]}")
+        elif float(np.mean(prec)) < PRECISION_BOUND:
+            why.append(f"mean term precision {np.mean(prec):.2f} < {PRECISION_BOUND}")
+        if not c.default[o] and c.uncovered[o] > UNCOVERED_BOUND:
+            why.append(f"{c.uncovered[o]:.0%} of its {claims}s unexplained > {UNCOVERED_BOUND:.0%}")
+        if c.sample_agreement[o] < AGREEMENT_BOUND:
+            why.append(f"agreement {c.sample_agreement[o]:.3f} < {AGREEMENT_BOUND}")
+        if why and (len(why) > 1 or not why[0].startswith("reads as")):
+            problems.append(f"output {o}: {', '.join(why)}")
+    if not problems:
+        return []
+    shown = "; ".join(problems[:3]) + (f"; … (+{len(problems) - 3} outputs)" if len(problems) > 3 else "")
+    remedy = (["longer terms (max_literals='auto')"] if not auto else []) + \
+        (["the inputs the network is used on (inputs=)"] if uniform else [])
+    hint = f"try {' or '.join(remedy)}" if remedy else "no DNF or CNF of short terms found reads it better: treat it as approximate"
+    where = "uniform inputs" if uniform else c.distribution
+    return [f"decode_function: the reading is imprecise on {where} ({shown}); {hint}"]
+
+
+_EMPTY = {"dnf": "⊥", "cnf": "⊤"}
 
 
 def _proposers(W1: np.ndarray, terms: np.ndarray, top: int) -> list[list[int]]:

@@ -503,16 +503,16 @@ def test_a_broader_term_fires_on_its_true_clause():
 
 
 def test_demo_readings_are_the_fci_numbers_and_decoded_once(demo, run_id):
-    from fci.codes import ceiling_agreement, circuit_agreement, decode_function
+    from fci.codes import circuit_agreement, decode_function, true_formula_agreement
 
     run = demo.run(run_id)
     for slot, m in run.models.items():
         reading = network_reading(run, slot)
         assert network_reading(run, slot) is reading, "decoded once per network"
-        circuit = decode_function(m.model)
-        assert circuit.clauses == reading.circuit.clauses, "decode_function at its defaults (seed 0)"
+        circuit = decode_function(m.model, form="dnf")
+        assert circuit.clauses == reading.circuit.clauses, "decode_function's DNF reading at its defaults (seed 0)"
         assert reading.agreement == circuit_agreement(circuit, m.predictions, run.x_test)
-        assert reading.ceiling == ceiling_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+        assert reading.ceiling == true_formula_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
     a, b = demo.analysis(run_id, 0.1), demo.analysis(run_id, "auto")
     assert a is not b and a.run is b.run, "a new threshold does not decode again"
 
@@ -553,8 +553,8 @@ def test_clause_table_readouts_use_the_biases(demo, run_id):
 
 def test_per_clause_outputs_are_read_per_output(tmp_path):
     """A task with one output per clause: the panel reads each output apart, each
-    against its own true clause, and the ceiling is ceiling_agreement's."""
-    from fci.codes import ceiling_agreement
+    against its own true clause, and the ceiling is true_formula_agreement's."""
+    from fci.codes import true_formula_agreement
 
     run_fpe([tiny_spec(hidden=4, expansions=(("clause", 2),), outputs="clauses")], device="cpu", store=Store(tmp_path))
     explorer = Explorer(tmp_path)
@@ -566,7 +566,7 @@ def test_per_clause_outputs_are_read_per_output(tmp_path):
     for slot, m in run.models.items():
         reading = network_reading(run, slot)
         assert [o.true_clauses for o in reading.outputs] == [(c,) for c in range(run.n_clauses)]
-        assert reading.ceiling == ceiling_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+        assert reading.ceiling == true_formula_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
         for o in reading.outputs:
             assert f"output y{o.output} (true: OR of c{o.output})" in text
             assert all(t.matches in (None, o.output) for t in o.terms), "a term matches only its output's clause"

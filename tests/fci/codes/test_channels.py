@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fci.codes import (
-    ceiling_agreement,
+    true_formula_agreement,
     channel_graph,
     channel_membership,
     clause_channels,
@@ -71,8 +71,8 @@ def test_cnf_network_channels_are_the_neurons_its_literals_inhibit(outputs):
     channels = clause_channels(W1, task.clauses, form="cnf")
     np.testing.assert_array_equal(readout_votes(W2, channels, form="cnf"), expected_votes)
     assert readout_votes(W2, channels).sum() == 0  # no neuron raises an output
-    assert ceiling_agreement(task.clauses, y_net, x, task.groups, form="cnf") == 1.0
-    assert ceiling_agreement(task.clauses, y_net, x, task.groups) < 0.9  # read as a DNF it is wrong
+    assert true_formula_agreement(task.clauses, y_net, x, task.groups, form="cnf") == 1.0
+    assert true_formula_agreement(task.clauses, y_net, x, task.groups) < 0.9  # read as a DNF it is wrong
 
 
 def test_cnf_collisions_polysemanticity_and_table():
@@ -111,6 +111,6 @@ def test_bad_form_is_refused_in_one_line():
     W1, b1, W2, b2 = _cnf_network(task)
     for call in (lambda: clause_channels(W1, task.clauses, form="and"),
                  lambda: readout_votes(W2, [[0], [1]], form="and"),
-                 lambda: ceiling_agreement(task.clauses, np.zeros((3, 1)), np.zeros((3, 4)), form="and")):
+                 lambda: true_formula_agreement(task.clauses, np.zeros((3, 1)), np.zeros((3, 4)), form="and")):
         with pytest.raises(ValueError, match=r"^form must be one of \('dnf', 'cnf'\), got 'and'$"):
             call()
