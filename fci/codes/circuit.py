@@ -24,9 +24,10 @@ from fci.metrics import (
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
-def _format_clause(clause: Clause) -> str:
-    """``x3 ∧ ¬x7``: the same format as ``fci.tasks.format_clause``."""
-    return " ∧ ".join(f"x{v}" if positive else f"¬x{v}" for v, positive in clause)
+def _format_clause(clause: Clause, join: str = " ∧ ") -> str:
+    """``x3 ∧ ¬x7``: the same format as ``fci.tasks.format_clause`` (``join=" ∨ "`` for a
+    CNF's disjunctions)."""
+    return join.join(f"x{v}" if positive else f"¬x{v}" for v, positive in clause)
 
 
 def _unpack_weights(model_or_weights: Any, reader: str = "decode") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -69,7 +70,14 @@ class DecodedCircuit:
     the network's positive rate and ``sample_agreement[o]`` the circuit's agreement
     with the network, both on the decoder's own evaluation inputs; ``default[o]``
     is true when the constant ⊤ agrees with the network at least as well as any
-    OR of terms found."""
+    OR of terms found. ``"certified"`` (:func:`fci.codes.decode_certified`, weights only):
+    every clause is proved by bounds (``certified`` all True); ``coverage[o]`` is the share
+    of output o's region its clauses cover (exact where ``coverage_exact[o]``, else a sound
+    lower bound), ``search`` the search's own figures and ``seconds`` its time.
+
+    ``form`` says how clauses combine: ``"dnf"`` (each clause a conjunction, output o the OR
+    of its clauses) or ``"cnf"`` (each clause a disjunction, output o the AND of its
+    clauses; an empty clause is false). ``default[o]`` makes output o constant true in both."""
 
     clauses: list[Clause]
     channels: list[list[int]]
@@ -90,17 +98,25 @@ class DecodedCircuit:
     sample_agreement: list[float] = field(default_factory=list)
     max_literals: int | None = None
     seed: int | None = None
+    form: str = "dnf"
+    coverage: list[float] = field(default_factory=list)
+    coverage_exact: list[bool] = field(default_factory=list)
+    seconds: float | None = None
+    search: dict[str, Any] = field(default_factory=dict)
 
     def clause_truth(self, x: ArrayT) -> ArrayT:
-        """(N, D) bool: which decoded clauses ``x`` (N, n) satisfies."""
+        """(N, D) bool: which decoded clauses ``x`` (N, n) satisfies (a conjunction in a
+        DNF, a disjunction in a CNF)."""
         xb = _binary_input(x, self.n_vars)
         N = xb.shape[0]
-        truth = np.ones((N, len(self.clauses)), dtype=bool)
+        cnf = self.form == "cnf"
+        truth = np.full((N, len(self.clauses)), not cnf, dtype=bool)
         if self.clauses:
             var, pos = _clause_var_index(self.clauses, pad=self.n_vars)  # (D, kmax)
-            x_ext = np.concatenate([xb, np.ones((N, 1), dtype=bool)], axis=1)
+            x_ext = np.concatenate([xb, np.full((N, 1), not cnf, dtype=bool)], axis=1)  # padding: neutral
             for j in range(var.shape[1]):
-                truth &= x_ext[:, var[:, j]] == pos[:, j]  # (N, D)
+                hit = x_ext[:, var[:, j]] == pos[:, j]  # (N, D)
+                truth = truth | hit if cnf else truth & hit
         return _like(truth, x)
 
     def evaluate(self, x: ArrayT) -> ArrayT:
@@ -109,7 +125,11 @@ class DecodedCircuit:
         R = np.zeros((len(self.clauses), self.n_outputs), dtype=np.float32)
         for d, outs in enumerate(self.readouts):
             R[d, outs] = 1.0
-        y = (truth.astype(np.float32) @ R > 0.5) | np.asarray(self.default, dtype=bool)[None, :]
+        if self.form == "cnf":  # output o: every clause of o holds
+            y = ((~truth).astype(np.float32) @ R < 0.5)
+        else:
+            y = truth.astype(np.float32) @ R > 0.5
+        y = y | np.asarray(self.default, dtype=bool)[None, :]
         return _like(y.astype(np.float32), x)
 
     def terms(self, output: int = 0) -> list[Clause]:
@@ -118,17 +138,16 @@ class DecodedCircuit:
             raise ValueError(f"output must lie in [0, {self.n_outputs}), got {output!r}")
         return [c for c, r in zip(self.clauses, self.readouts) if output in r]
 
+    def _text(self, clauses: list[Clause]) -> str:
+        """Clauses of one output joined in the circuit's form."""
+        if self.form == "cnf":
+            return " ∧ ".join(f"({_format_clause(c, ' ∨ ')})" if c else "⊥" for c in clauses) or "⊤"
+        return " ∨ ".join(f"({_format_clause(c)})" if c else "⊤" for c in clauses) or "⊥"
+
     def formula(self) -> list[str]:
-        """Per output, the decoded DNF as text (``"⊤"`` for a default-true output,
-        ``"⊥"`` for an output no clause reads)."""
-        out = []
-        for o in range(self.n_outputs):
-            if self.default[o]:
-                out.append("⊤")
-                continue
-            terms = [f"({_format_clause(c)})" for c in self.terms(o)]
-            out.append(" ∨ ".join(terms) if terms else "⊥")
-        return out
+        """Per output, the decoded formula as text (``"⊤"`` for a constant-true output,
+        ``"⊥"`` for a constant-false one)."""
+        return ["⊤" if self.default[o] else self._text(self.terms(o)) for o in range(self.n_outputs)]
 
     def __repr__(self) -> str:
         parts = []
@@ -137,9 +156,9 @@ class DecodedCircuit:
                 parts.append(f"out{o} = ⊤")
                 continue
             terms = self.terms(o)
-            text = " ∨ ".join(f"({_format_clause(c)})" for c in terms[:_REPR_TERMS]) or "⊥"
+            text = self._text(terms[:_REPR_TERMS])
             if len(terms) > _REPR_TERMS:
-                text += f" ∨ … (+{len(terms) - _REPR_TERMS})"
+                text += f" {'∧' if self.form == 'cnf' else '∨'} … (+{len(terms) - _REPR_TERMS})"
             parts.append(f"out{o} = {text}")
         if self.n_outputs > _REPR_OUTPUTS:
             parts.append(f"… (+{self.n_outputs - _REPR_OUTPUTS} outputs)")
