@@ -515,7 +515,7 @@ def _assemble(net: Network, readings: list[_Reading], form: str) -> DecodedCircu
                 default[o] = True
                 continue
             terms = np.where(terms == FREE, FREE, 1 - terms).astype(np.int8)  # ¬(l1 ∧ l2) = ¬l1 ∨ ¬l2
-        for t in terms:
+        for t in sorted(terms, key=lambda t: (int((t != FREE).sum()), to_clauses(t[None])[0])):  # short first, then by variable
             key = t.tobytes()
             if key not in index:
                 index[key] = len(cubes)
