@@ -2,36 +2,46 @@
 network's positive region they cover (SPEC §5, *Certified reading*).
 
 ``decode(model, method="certified")`` calls :func:`decode_certified`. It never runs the
-network on inputs: every decision comes from :class:`fci.codes.bounds.OutputBounds`, sound
-bounds of an output's logit over a cube (a conjunction of literals) computed from the
-weights and biases. A term is *true-certified* when the lower bound of the logit over its
-cube is > 0 (the output is 1 wherever the term holds) and *false-certified* when the upper
-bound is < 0.
+network on inputs: every decision comes from sound bounds of an output's logit over a cube
+(a conjunction of literals) computed from the weights and biases
+(:class:`fci.codes.bounds.OutputBounds`). A cube is *true-certified* when the lower bound
+of the logit over it is > 0 (the output is 1 wherever the term holds) and
+*false-certified* when the upper bound is < 0 (the output is 0 there).
 
-Per output, and per sign (the output, and its negation for the CNF form):
+Per output, for the output (true terms, the DNF) and its negation (false terms, whose
+negations are the CNF's clauses):
 
-1. **Search** (branch and bound over literals): from the empty term, level by level, each
+1. **Search**, a branch and bound over literals: from the empty term, level by level, each
    undecided term is extended by the ``branch`` free literals that raise its bound most
    (the readout-weighted strength of their weights at that term: the bound's linear
-   coefficients), keeping the ``beam`` most promising per level; a term whose bound
-   certifies is kept and not extended, one whose opposite bound certifies is dropped, and
-   a term that lies inside a kept one is skipped. Terms still undecided at
-   ``max_literals`` are *split* on their most influential free input, up to
-   ``split_depth`` times: a term is kept when every piece certifies (a proof by cases).
-2. **Primes**: each kept term drops the literals it does not need (weakest first, each
-   drop re-certified), so the terms are prime implicants up to what the bounds can prove.
-3. **Cover**: an irredundant subset with the same union (largest terms first; a term that
-   the others already cover goes).
-4. **Complete** (``n <= exact_vars``): the inputs no term decides are split until every
-   piece certifies one way or the other, so both forms are exact.
+   coefficients), keeping the ``beam`` most promising per level, each parent's best
+   children first; a term whose bound certifies is reduced to a prime (below) and kept, one
+   whose opposite bound certifies is dropped, and a term inside a kept one is skipped.
+   Terms still undecided at ``max_literals`` are *split* on their most influential free
+   input (the readout-weighted |weights| through the neurons the cube leaves undecided),
+   at most ``split_depth`` times: a term is kept when every piece certifies (a proof by
+   cases).
+2. **Primes**: a kept term drops the literals it does not need, weakest first, each drop
+   re-certified: prime implicants as far as the bounds can prove.
+3. **Completion**: the inputs are split, largest pieces first (weighted towards the side
+   the search found more of), until every piece lies inside a term or certifies either
+   way (true and false pieces become primes too), or until ``pieces`` cubes were bounded
+   (every input when ``n <= exact_vars``). The pieces partition the inputs, so the shares
+   proved positive, proved negative and undecided are exact sums; a point whose logit lies
+   within the rounding margin of 0 stays undecided.
+4. **Cover**: an irredundant subset of the terms with the same union.
 
-The reading keeps the DNF (the output's true terms) or the CNF (the negation of its false
-terms, read the same way), whichever covers the larger share of its own region (the
-output's positive inputs for the DNF, its negative inputs for the CNF); on a tie the one
-with fewer literals. **Coverage** is ``|∪ true terms| / |positive region|``; the positive
-region is counted exactly when the true and false terms together decide every input,
-else bounded above by ``2**n - |∪ false terms|``, so the coverage reported is exact or a
-sound lower bound (``coverage_exact`` says which).
+**Coverage** of the DNF: the share of the positive inputs its terms hold, at least
+``|∪ true terms| / (1 - |∪ false terms|)`` (shares of all ``2**n`` inputs: the positive
+region can hold at most what the false terms leave); exact when every input is decided.
+The CNF's likewise with the roles swapped. ``coverage_exact`` says which.
+
+**Form.** A DNF says 0 where nothing is proved, a CNF says 1: which is more faithful on
+the undecided inputs depends on how inputs are drawn, which a reading from the weights does
+not know. The default ``form="dnf"`` is the natural reading of an OR of clauses;
+``form="auto"`` keeps the form that covers the larger share of its own region (on a tie,
+the one with fewer literals), so an exact reading of a network trained on a CNF comes out
+as that CNF; both forms' figures are in ``search`` either way.
 """
 
 from __future__ import annotations
@@ -72,6 +82,8 @@ class _Reading:
     decided_pos: float  # share of inputs proved positive (lies in a true term), exact
     decided_neg: float  # share proved negative, exact
     undecided: float  # share no term decides (1 - the two above)
+    held_pos: float  # share the true terms hold: a sound lower bound (>= decided_pos), exact when decided
+    held_neg: float  # share the false terms hold, likewise
     evaluations: int = 0  # cubes bounded
     splits: int = 0  # cubes split (proofs by cases and the completion)
     split_proofs: int = 0  # terms certified only by splitting
@@ -84,10 +96,12 @@ class _Reading:
     def coverage(self, form: str) -> float:
         """The share of the form's region (positive inputs for the DNF, negative for the
         CNF) its terms cover: exact when every input is decided, else a sound lower bound
-        (the region may hold every undecided input)."""
-        got = self.decided_pos if form == "dnf" else self.decided_neg
-        region = got + self.undecided
-        return got / region if region > 0 else 1.0
+        (what the terms hold, at least, over what the region can hold, at most: every input
+        the other form's terms leave)."""
+        got, other = (self.held_pos, self.held_neg) if form == "dnf" else (self.held_neg, self.held_pos)
+        region = 1.0 - other
+        return min(got / region, 1.0) if region > 0 else 1.0
+
 
 
 class Bounds(Protocol):
@@ -280,8 +294,9 @@ def _complete(pos: _Prover, neg: _Prover, T_pos: np.ndarray, T_neg: np.ndarray, 
     """Split the inputs until every piece lies inside a term or certifies one way or the
     other (true pieces are reduced to primes and join ``T_pos``, false ones ``T_neg``), or
     until ``limit`` pieces were bounded. Each round splits the ``batch`` open pieces of
-    largest share, weighted (``focus`` +1 or -1) by how much of the piece's bound interval
-    lies on that side of 0, so the budget goes where the form being read has most to gain.
+    largest share weighted by how much of the piece's bound interval lies above 0
+    (``focus`` 1) or below it (``focus`` -1), so the budget goes where that form has most
+    to gain.
 
     The pieces partition the inputs, so the shares are exact sums: returns (T_pos, T_neg,
     share proved positive, share proved negative, share undecided). A point neither sign
@@ -289,6 +304,7 @@ def _complete(pos: _Prover, neg: _Prover, T_pos: np.ndarray, T_neg: np.ndarray, 
     parts_pos: list[np.ndarray] = [T_pos]
     parts_neg: list[np.ndarray] = [T_neg]
     got_pos = got_neg = open_mass = 0.0
+    side = np.zeros(0)
     frontier = np.zeros((0, n), dtype=np.int8)
     prio = np.zeros(0)
     infl = np.zeros((0, n))
@@ -320,8 +336,7 @@ def _complete(pos: _Prover, neg: _Prover, T_pos: np.ndarray, T_neg: np.ndarray, 
             open_mass += float(mass[point].sum())
             keep = open_ & ~point
             ub = -lb_n[keep]
-            side = np.clip(ub / np.maximum(ub - lb[keep], 1e-300), 0.0, 1.0)  # share of the interval above 0
-            weight = side if focus > 0 else (1.0 - side if focus < 0 else np.ones_like(side))
+            above = np.clip(ub / np.maximum(ub - lb[keep], 1e-300), 0.0, 1.0)  # share of the interval above 0
             # open pieces that a new term holds are decided now
             if len(frontier) and (len(new_pos) or len(new_neg)):
                 f_mass = cube_share(frontier)
@@ -330,17 +345,19 @@ def _complete(pos: _Prover, neg: _Prover, T_pos: np.ndarray, T_neg: np.ndarray, 
                 got_pos += float(f_mass[hp].sum())
                 got_neg += float(f_mass[hn].sum())
                 stay = ~hp & ~hn
-                frontier, prio, infl = frontier[stay], prio[stay], infl[stay]
+                frontier, prio, side, infl = frontier[stay], prio[stay], side[stay], infl[stay]
             frontier = np.concatenate([frontier, pending[keep]])
-            prio = np.concatenate([prio, mass[keep] * (weight + 1e-3)])
+            prio = np.concatenate([prio, mass[keep]])
+            side = np.concatenate([side, above])
             infl = np.concatenate([infl, inf_p[keep]])
         if not len(frontier) or seen >= limit:
             break
-        take = np.argsort(-prio, kind="stable")[: min(batch, max(1, (limit - seen) // 2))]
+        weight = prio * ((side if focus > 0 else 1.0 - side) + 1e-3)
+        take = np.argsort(-weight, kind="stable")[: min(batch, max(1, (limit - seen) // 2))]
         split, score = frontier[take], np.where(frontier[take] == FREE, infl[take] + 1e-12, -1.0)
         rest = np.ones(len(frontier), dtype=bool)
         rest[take] = False
-        frontier, prio, infl = frontier[rest], prio[rest], infl[rest]
+        frontier, prio, side, infl = frontier[rest], prio[rest], side[rest], infl[rest]
         v = np.argmax(score, axis=1)  # the most influential free input
         pos.splits += len(split)
         lo_, hi_ = split.copy(), split.copy()
@@ -366,13 +383,18 @@ def _read(pos_bounds: Bounds, neg_bounds: Bounds, n: int, opts: dict[str, int],
         found.append(terms)
         split_proofs += stats["split_proofs"]
     limit = opts["exact_limit"] if n <= opts["exact_vars"] else opts["pieces"]
-    # spend the completion on the side the search found more of (the form likely to be kept)
+    # spend the completion on the side the search found more of
     focus = 1 if union_share(found[0], budget=500)[0] >= union_share(found[1], budget=500)[0] else -1
     T_pos, T_neg, d_pos, d_neg, undecided = _complete(provers[0], provers[1], found[0], found[1], n, limit, focus)
     if undecided <= 0.0:  # rounding of the sums
         d_pos, d_neg = d_pos / (d_pos + d_neg), d_neg / (d_pos + d_neg)
-    return _Reading(pos=_irredundant(T_pos), neg=_irredundant(T_neg), decided_pos=d_pos, decided_neg=d_neg,
-                    undecided=max(undecided, 0.0), evaluations=pos_bounds.evaluations + neg_bounds.evaluations,
+    T_pos, T_neg = _irredundant(T_pos), _irredundant(T_neg)
+    held = [max(d, union_share(T, budget=opts["count_budget"])[0]) for d, T in ((d_pos, T_pos), (d_neg, T_neg))]
+    if undecided <= 0.0:
+        held = [d_pos, d_neg]
+    return _Reading(pos=T_pos, neg=T_neg, decided_pos=d_pos, decided_neg=d_neg,
+                    undecided=max(undecided, 0.0), held_pos=held[0], held_neg=held[1],
+                    evaluations=pos_bounds.evaluations + neg_bounds.evaluations,
                     splits=sum(p.splits for p in provers), split_proofs=split_proofs)
 
 
@@ -384,7 +406,7 @@ def _read_output(net: Network, o: int, opts: dict[str, int], seeds: tuple[np.nda
 
 #: The certified reading's options and their defaults (`decode_certified`'s keywords).
 DEFAULTS: dict[str, Any] = {"max_literals": 8, "beam": 64, "branch": 6, "split_depth": 3, "patterns": 6,
-                            "exact_vars": 14, "pieces": 16384, "form": "auto"}
+                            "exact_vars": 14, "pieces": 16384, "form": "dnf"}
 
 
 def _options(**options: Any) -> dict[str, Any]:
@@ -402,6 +424,7 @@ def _options(**options: Any) -> dict[str, Any]:
         "exact_vars": _int_option("exact_vars", o["exact_vars"], 0, 24),
         "pieces": _int_option("pieces", o["pieces"], 0),
         "exact_limit": 1 << 20,
+        "count_budget": 2000,
     }
     if o["form"] not in _FORMS:
         raise ValueError(f"form must be one of {_FORMS}, got {o['form']!r}")
@@ -438,9 +461,10 @@ def decode_certified(
     ``branch``, literals tried per term; ``split_depth``, splits per proof by cases;
     ``patterns``, inhibitor on/off choices enumerated per bound (``2**patterns``);
     ``exact_vars``, up to this many inputs the reading is completed until it is exact;
-    ``pieces``, the completion's budget of cubes bounded per output beyond that; ``form``,
-    ``"auto"`` (keep the form that covers more of its own region, on a tie the shorter),
-    ``"dnf"`` or ``"cnf"``. The result is a function of the weights and these options.
+    ``pieces``, the completion's budget of cubes bounded beyond that, shared by the
+    outputs; ``form``, ``"dnf"`` (default), ``"cnf"`` or ``"auto"`` (the form that covers
+    more of its own region; see the module docstring). The result is a function of the
+    weights and these options.
 
     Every clause of the result is certified (``certified`` all True). ``coverage[o]`` is
     the share of output o's region (its positive inputs for a DNF, its negative inputs for
@@ -461,7 +485,7 @@ def decode_certified(
     if net.depth > 1:
         from fci.codes.cascade import cascade
 
-        return cascade(net, **{k: v for k, v in opts.items() if k != "exact_limit"}).output
+        return cascade(net, **{k: v for k, v in opts.items() if k in DEFAULTS}).output
     return _decode(net, opts)
 
 
@@ -472,10 +496,11 @@ def _decode(net: Network, opts: dict[str, Any], seeds: list[tuple[np.ndarray, np
     n, O = net.n_in, net.n_out
     if n == 0:
         raise ValueError("the network must have at least one input (n >= 1)")
-    readings = [_read_output(net, o, opts, seeds[o] if seeds else None) for o in range(O)]
+    per_output = dict(opts, pieces=opts["pieces"] // O)  # the budget is the network's, shared by its outputs
+    readings = [_read_output(net, o, per_output, seeds[o] if seeds else None) for o in range(O)]
     form = opts["form"]
-    if form == "auto":  # the larger coverage of its own region; on a tie, fewer literals
-        key = {f: (-sum(r.coverage(f) for r in readings),
+    if form == "auto":  # the form that covers more of its own region; on a tie, fewer literals
+        key = {f: (-round(sum(r.coverage(f) for r in readings), 9),
                    sum(int(((r.pos if f == "dnf" else r.neg) != FREE).sum()) for r in readings)) for f in ("dnf", "cnf")}
         form = min(("dnf", "cnf"), key=lambda f: key[f])
     circuit = _assemble(net, readings, form)
@@ -485,13 +510,13 @@ def _decode(net: Network, opts: dict[str, Any], seeds: list[tuple[np.ndarray, np
         "cnf_coverage": [r.coverage("cnf") for r in readings],
         "dnf_terms": [len(r.pos) for r in readings],
         "cnf_terms": [len(r.neg) for r in readings],
-        "proved_positive": [r.decided_pos for r in readings],
-        "proved_negative": [r.decided_neg for r in readings],
+        "proved_positive": [r.held_pos for r in readings],
+        "proved_negative": [r.held_neg for r in readings],
         "undecided": [r.undecided for r in readings],
         "evaluations": sum(r.evaluations for r in readings),
         "splits": sum(r.splits for r in readings),
         "split_proofs": sum(r.split_proofs for r in readings),
-        "options": {k: v for k, v in opts.items() if k != "exact_limit"},
+        "options": {k: v for k, v in opts.items() if k in DEFAULTS},
     }
     log.debug("decode_certified: %s", circuit.search)
     return circuit

@@ -85,21 +85,24 @@ def test_planted_families_are_recovered_exactly(family, seed):
 
 def test_a_cnf_network_reads_as_its_cnf():
     """y = (x0 ∨ x1) ∧ (x2 ∨ ¬x3): a neuron fires where a clause is false and switches the
-    output off. Both forms are exact (n <= exact_vars); the CNF is shorter and is kept."""
+    output off. Both forms are exact (n <= exact_vars) and prove every input; form="auto"
+    keeps the shorter, the CNF."""
     n = 6
     W1 = np.zeros((2, n))
     W1[0, [0, 1]] = -1.0
     W1[1, 2], W1[1, 3] = -1.0, 1.0
     b1 = np.array([1.0, 0.0])  # neuron 0: 1 - x0 - x1 > 0 iff both false; neuron 1: x3 - x2 > 0 iff x2=0, x3=1
     net = read_network([W1, b1, np.array([[-10.0, -10.0]]), np.array([0.5])])
-    circuit = decode_certified(net)
+    circuit = decode_certified(net, form="auto")
     assert circuit.form == "cnf"
     assert set(circuit.terms(0)) == {((0, True), (1, True)), ((2, True), (3, False))}
     assert circuit.formula() == ["(x0 ∨ x1) ∧ (x2 ∨ ¬x3)"]
     assert circuit.search["dnf_coverage"] == [1.0] and circuit.search["cnf_coverage"] == [1.0]
     X = all_inputs(n)
     np.testing.assert_array_equal(circuit.evaluate(X)[:, 0] > 0.5, net.predict(X)[:, 0])
-    assert decode_certified(net, form="dnf").form == "dnf"
+    dnf = decode_certified(net)  # the default form
+    assert dnf.form == "dnf" and len(dnf.terms(0)) == 4  # (x0 ∨ x1) ∧ (x2 ∨ ¬x3) multiplied out
+    np.testing.assert_array_equal(dnf.evaluate(X), circuit.evaluate(X))
 
 
 def test_splitting_decides_what_the_bounds_alone_cannot():
