@@ -424,7 +424,7 @@ def _options(**options: Any) -> dict[str, Any]:
         "exact_vars": _int_option("exact_vars", o["exact_vars"], 0, 24),
         "pieces": _int_option("pieces", o["pieces"], 0),
         "exact_limit": 1 << 20,
-        "count_budget": 2000,
+        "count_budget": 20000,
     }
     if o["form"] not in _FORMS:
         raise ValueError(f"form must be one of {_FORMS}, got {o['form']!r}")

@@ -33,14 +33,30 @@ def to_clauses(cubes: np.ndarray) -> list[Clause]:
     return [tuple((int(v), bool(row[v])) for v in np.flatnonzero(row != FREE)) for row in cubes]
 
 
-def contained(cubes: np.ndarray, terms: np.ndarray, chunk: int = 256) -> np.ndarray:
+def _pack(cubes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, value) bit rows of cubes (M, n) -> each (M, words) uint64: bit v set in
+    ``mask`` where input v is fixed, in ``value`` where it is fixed to 1."""
+    M, n = cubes.shape
+    words = -(-n // 64)
+    out = []
+    for bits in (cubes != FREE, cubes == 1):
+        b = np.zeros((M, 8 * words), dtype=np.uint8)
+        b[:, : -(-n // 8)] = np.packbits(bits, axis=1, bitorder="little")
+        out.append(b.view(np.uint64))
+    return out[0], out[1]
+
+
+def contained(cubes: np.ndarray, terms: np.ndarray, chunk: int = 512) -> np.ndarray:
     """(M,) bool: cube m lies inside some term (every literal of the term is in the cube)."""
     out = np.zeros(len(cubes), dtype=bool)
     if not len(terms) or not len(cubes):
         return out
+    cm, cv = _pack(cubes)  # (M, w)
+    tm, tv = _pack(terms)  # (T, w)
     for s in range(0, len(terms), chunk):
-        T = terms[s: s + chunk]
-        out |= ((T[None] == FREE) | (T[None] == cubes[:, None])).all(axis=2).any(axis=1)
+        m, v = tm[None, s: s + chunk], tv[None, s: s + chunk]  # (1, t, w)
+        inside = ((cm[:, None] & m) == m) & ((cv[:, None] & m) == v)  # (M, t, w)
+        out |= inside.all(axis=2).any(axis=1)
     return out
 
 
