@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import time
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from fci.codes.certified import DEFAULTS
 from fci.codes.network import read_network
 from fci.tasks import TaskConfig
 
-FAMILIES = {
+FAMILIES: dict[str, tuple[dict[str, Any], int | tuple[int, ...]]] = {
     "8x8": (dict(n_clauses=8, clause_size=3), 8),
     "24x16": (dict(n_clauses=24, clause_size=3), 16),
     "12x8": (dict(n_clauses=12, clause_size=3, outputs="clauses"), 8),

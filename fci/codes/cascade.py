@@ -217,13 +217,14 @@ def _state_boxes(net: Network, l: int, z_lo: np.ndarray, z_hi: np.ndarray, on_lo
 def _compose(terms: np.ndarray, below_on: list[np.ndarray], below_off: list[np.ndarray], n: int,
              max_terms: int) -> np.ndarray:
     """Terms over the layer below -> terms over the inputs: each literal replaced by its
-    feature's input terms and multiplied out (conflicting products dropped), keeping the
-    ``max_terms`` largest products along the way."""
+    feature's input terms and multiplied out (conflicting products dropped; literals with
+    fewest terms first), keeping the ``max_terms`` largest products along the way."""
     out: list[np.ndarray] = []
     for t in terms:
         acc = np.full((1, n), FREE, dtype=np.int8)
-        for v in np.flatnonzero(t != FREE):
-            alt = below_on[v] if t[v] == 1 else below_off[v]
+        lits = np.flatnonzero(t != FREE)
+        alts = [below_on[v] if t[v] == 1 else below_off[v] for v in lits]
+        for alt in sorted(alts, key=len):  # the most constraining first: conflicts prune early
             if not len(alt) or not len(acc):
                 acc = acc[:0]
                 break
@@ -244,10 +245,6 @@ def _compose(terms: np.ndarray, below_on: list[np.ndarray], below_off: list[np.n
             keep[i] = not contained(res[i: i + 1], res[:i][keep[:i]])[0]
         res = res[keep][:max_terms]
     return res
-
-
-def _read_layer(bounds_pairs: list[tuple[Any, Any]], m: int, opts: dict[str, int]) -> list[Any]:
-    return [_read(p, q, m, opts) for p, q in bounds_pairs]
 
 
 def cascade(model_or_weights: Any, *, on: float = 0.5, max_terms: int = 64, feature_pieces: int = 1024,
@@ -271,7 +268,8 @@ def cascade(model_or_weights: Any, *, on: float = 0.5, max_terms: int = 64, feat
     opts = _options(**options)
     net = read_network(model_or_weights, activation=activation)
     n = net.n_in
-    feat_opts = dict(opts, pieces=feature_pieces, exact_vars=min(opts["exact_vars"], 12))
+    # features are linear in the layer below, so their bounds are exact: a narrow search will do
+    feat_opts = dict(opts, pieces=feature_pieces, beam=min(opts["beam"], 16), exact_vars=min(opts["exact_vars"], 12))
     ranges = _layer_ranges(net, opts["patterns"])
     layers: list[list[Feature]] = []
     # the layer below, for the next reading: value boxes per state, input terms per feature
@@ -288,7 +286,7 @@ def cascade(model_or_weights: Any, *, on: float = 0.5, max_terms: int = 64, feat
         eps = 1e-6 * (1.0 + np.abs(b) + np.abs(W) @ np.maximum(np.abs(lo[2]), np.abs(hi[2])))
         pairs = [(_LinearBounds(W[j], b[j] - tau[j], lo, hi), _LinearBounds(-W[j], -b[j] + eps[j], lo, hi))
                  for j in range(len(b))]
-        readings = _read_layer(pairs, W.shape[1], feat_opts)
+        readings = [_read(p, q, W.shape[1], feat_opts) for p, q in pairs]
         on_lo = np.full(len(b), np.inf)
         off_hi = np.full(len(b), -np.inf)
         for j, r in enumerate(readings):

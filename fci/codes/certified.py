@@ -103,7 +103,6 @@ class _Reading:
         return min(got / region, 1.0) if region > 0 else 1.0
 
 
-
 class Bounds(Protocol):
     """What the reader needs of a bound: `OutputBounds` (an output of a network over input
     cubes) or the cascade's bounds of one neuron over the states of the layer below."""
