@@ -19,6 +19,10 @@ package reads those channels statically (no activations, no ground truth needed 
 - :func:`split_view` compares a clause's channel in an FPE parent and its child.
 - :func:`decode` (static: what the weights code) discovers clauses, channels and
   readouts from the weights and returns an evaluable :class:`DecodedCircuit`;
+  ``decode(model, method="certified")`` (:func:`decode_certified`, static: what the weights
+  prove) reads per output terms that sound bounds certify, with the share of the output
+  they cover, for networks of any depth and activation; :func:`cascade` reads a network
+  layer by layer, each neuron a feature of the layer below, composed over the inputs.
   :func:`decode_function` (what the network computes) reads a DNF or CNF of short
   terms per output from any network it can evaluate (any depth and elementwise
   activation) and inputs it draws from a stated input model. :func:`clause_recovery`,
@@ -32,6 +36,8 @@ Everything is vectorised over neurons and clauses: channels of 1,000 clauses on 
 
 The modules, one idea each: :mod:`fci.codes.signs` (sign codes), :mod:`fci.codes.channels`
 (channels, collisions, graphs, split views), :mod:`fci.codes.static` (``decode``),
+:mod:`fci.codes.bounds` (sound bounds over cubes), :mod:`fci.codes.cubes` (cubes and their
+unions), :mod:`fci.codes.certified` (the certified reading), :mod:`fci.codes.cascade`,
 :mod:`fci.codes.functional` (``decode_function``), :mod:`fci.codes.circuit`
 (``DecodedCircuit``) and :mod:`fci.codes.verify` (agreement, the reference, clause recovery).
 """
@@ -49,6 +55,8 @@ from fci.codes.channels import (
                                 readout_votes,
                                 split_view,
 )
+from fci.codes.cascade import Cascade, Feature, cascade
+from fci.codes.certified import decode_certified
 from fci.codes.circuit import DecodedCircuit
 from fci.codes.functional import decode_function
 from fci.codes.signs import literal_codes, neuron_peaks, sign_codes
@@ -79,6 +87,10 @@ __all__ = [
     "split_view",
     "DecodedCircuit",
     "decode",
+    "decode_certified",
+    "cascade",
+    "Cascade",
+    "Feature",
     "decode_function",
     "true_formula_agreement",
     "reading_gap",

@@ -83,7 +83,11 @@ class DecodedCircuit:
     (CNF) that no clause explains. ``max_literals`` is the longest term length the
     reading allowed (the one ``"auto"`` chose); ``length_search`` holds, per length
     tried, ``[length, mean DNF agreement, mean CNF agreement]``. ``warnings`` say,
-    one line each, where a reading is imprecise and what may help."""
+    one line each, where a reading is imprecise and what may help. ``"certified"``
+    (:func:`fci.codes.decode_certified`, weights only): every clause is proved by bounds
+    (``certified`` all True); ``coverage[o]`` is the share of output o's region its
+    clauses cover (exact where ``coverage_exact[o]``, else a sound lower bound),
+    ``search`` the search's own figures and ``seconds`` its time."""
 
     clauses: list[Clause]
     channels: list[list[int]]
@@ -110,6 +114,10 @@ class DecodedCircuit:
     cnf_agreement: list[float] = field(default_factory=list)
     length_search: list[list[float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    coverage: list[float] = field(default_factory=list)
+    coverage_exact: list[bool] = field(default_factory=list)
+    seconds: float | None = None
+    search: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.form not in _FORM:
@@ -156,7 +164,7 @@ class DecodedCircuit:
             return absorbing
         terms = self.terms(o)
         shown = terms if limit is None else terms[:limit]
-        text = outer.join(f"({_format_clause(c, inner)})" for c in shown) or empty
+        text = outer.join(f"({_format_clause(c, inner)})" if c else absorbing for c in shown) or empty  # an empty clause is the absorbing constant
         if len(terms) > len(shown):
             text += f"{outer}… (+{len(terms) - len(shown)})"
         return text

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from fci.codes import certified as _certified
 from fci.codes.channels import _channels_from_membership, _count_matmul, _membership_np
 from fci.codes.circuit import DecodedCircuit, _unpack_weights
 from fci.codes.signs import Relative, Threshold, _check_rule, _peaks, _readout_signs, _signs
@@ -45,17 +46,31 @@ def _group_literals(E: np.ndarray, similarity: float) -> np.ndarray:
     return fcluster(Z, t=1.0 - similarity + 1e-9, criterion="distance").astype(np.int64)
 
 
+_METHODS = ("channels", "certified")
+
+
 def decode(
     model_or_weights: Any,
     threshold: Threshold = "auto",
     relative: Relative = "neuron",
     similarity: float = 1.0,
+    method: str = "channels",
+    **options: Any,
 ) -> DecodedCircuit:
-    """What the weights code: the clauses, channels and readouts of a one-hidden-layer
-    network read from its weights alone (no activations, no ground truth).
+    """A static reading of a network from its weights alone (no activations, no ground truth).
+
+    ``method="channels"`` (default): what the weights code, read from sign codes (below);
+    the right tool to see how clauses are stored (which neurons carry which clause, which
+    outputs they vote for), exact on networks whose codes are clean. ``method="certified"``:
+    what the weights prove, :func:`fci.codes.decode_certified` (``options`` are its
+    keywords): terms that sound bounds show imply the output on every input they hold,
+    and how much of the output they cover; the right tool when a statement must hold on
+    every input, and for networks of any depth or activation. ``threshold``, ``relative``
+    and ``similarity`` belong to the channel reading.
 
     ``model_or_weights``: an object with ``effective_weights() -> [(W1, b1), (W2, b2)]``
-    (masks applied) or a tuple ``(W1, b1, W2, b2)``; W1 (H, n), W2 (O, H).
+    (masks applied) or a tuple ``(W1, b1, W2, b2)``; W1 (H, n), W2 (O, H) (the certified
+    reading accepts anything :func:`fci.codes.network.read_network` reads).
 
     Rule (SPEC §5; every step is unchanged by permuting neurons and by dividing a
     neuron's incoming weights and bias by ``c > 0`` while multiplying its readouts by
@@ -95,6 +110,22 @@ def decode(
     computes. Discovered clauses are ordered by their smallest variable, literals by
     variable.
     """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if method == "certified":
+        changed = [name for name, value, default in (("threshold", threshold, "auto"), ("relative", relative, "neuron"),
+                                                     ("similarity", similarity, 1.0)) if value != default]
+        if changed:
+            raise ValueError(f"{changed[0]} belongs to method='channels'; method='certified' takes "
+                             f"{', '.join(_certified.DEFAULTS)} and activation")
+        unknown = sorted(set(options) - set(_certified.DEFAULTS) - {"activation"})
+        if unknown:
+            raise ValueError(f"unknown option {unknown[0]!r} for method='certified'; its options are "
+                             f"{', '.join(_certified.DEFAULTS)} and activation")
+        return _certified.decode_certified(model_or_weights, **options)
+    if options:
+        raise ValueError(f"method='channels' takes threshold, relative and similarity; got {sorted(options)[0]!r} "
+                         "(options of method='certified')")
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
         raise ValueError(f"similarity must lie in (0, 1], got {similarity!r}")
     _check_rule(threshold, relative)
