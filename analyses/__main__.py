@@ -24,6 +24,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         width = max(map(len, registry.names()))
         for name, study in sorted(registry.items()):
             print(f"  {name:<{width}}  {summary_line(study)}")
+        print("\nEvery run writes <data>/results/<name>/<run>/summary.json; `python -m analyses.report` turns the runs "
+              "into the results page (docs/results.md).")
         return 0
     try:
         registry.get(argv[0])

@@ -161,13 +161,14 @@ def _with_dense(stats: pd.DataFrame, split: str) -> pd.DataFrame:
     return pd.concat([d, stats[stats.condition == split]]).sort_values("alpha")
 
 
-METRICS = (("test_accuracy", "test accuracy", "test_accuracy_p"), ("feature_capacity", "feature capacity", "feature_capacity_p"),
-           ("cosine_interference", "cosine interference", "cosine_interference_p"), ("nnz", "non-zero parameters", None))
+METRICS = (("test_accuracy", "test accuracy", "test_accuracy_q"), ("feature_capacity", "feature capacity", "feature_capacity_q"),
+           ("cosine_interference", "cosine interference", "cosine_interference_q"), ("nnz", "non-zero parameters", None))
 
 
 def alpha_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
     """Accuracy, capacity, cosine interference and nnz against alpha (1 = dense),
-    one column per hidden width; '*' where the paired t-test against dense has p < 0.05."""
+    one column per hidden width; '*' where the paired test against dense has q < 0.05
+    (Benjamini–Hochberg over the configurations, per split and alpha)."""
     hs = sorted(stats.hidden.unique())
     fig = make_subplots(rows=len(METRICS), cols=len(hs), shared_xaxes=True, vertical_spacing=0.05, horizontal_spacing=0.06,
                         subplot_titles=[f"H={h}: {t}" if r == 0 else t for r, (_, t, _) in enumerate(METRICS) for h in hs])

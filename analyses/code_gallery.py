@@ -191,7 +191,7 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
     if "gallery" not in ctx.cache:
         ctx.cache["gallery"] = _gallery(ctx)
     g = ctx.cache["gallery"]
-    codes = stats[["condition", "alpha", "n", "clauses_with_channel_mean", "clauses_with_channel_sem", "clauses_with_channel_p",
+    codes = stats[["condition", "alpha", "n", "clauses_with_channel_mean", "clauses_with_channel_sem", "clauses_with_channel_p", "clauses_with_channel_q",
                    "test_accuracy_mean", "test_accuracy_sem"]]
     return {"clear_codes": codes.to_dict("records"), "gallery": g}
 

@@ -56,6 +56,8 @@ COLUMNS: dict[str, str] = {
     "acc_per_param": "test_accuracy / nnz (per parameter)",
     "dead_units": "first-hidden-layer units (CNN: filters) whose pre-activation is <= 0 on every test input (count)",
     "backend": "training backend that produced the model (kernel, torch, reference; from the model's provenance)",
+    "base_rate": "accuracy of always predicting the test set's majority (per output, averaged over outputs; fraction): a model at it learned nothing",
+    "accuracy_resolution": "the smallest step a test accuracy can take on this test set, 1 / (samples x outputs) (fraction)",
     # --- interference and codes (SPEC §4, §5), on effective first-layer weights
     "feature_capacity": "mean feature capacity over clause variables (CNN, structured: over first-layer inputs) (0..1)",
     "feature_capacity_sum": "sum of the feature capacities over first-layer inputs (<= filters)",
@@ -103,6 +105,7 @@ COLUMNS: dict[str, str] = {
     "outputs": "task output mode: dnf (one OR output) or clauses (one output per clause)",
     "optimizer": "adam or sgd",
     "lr": "learning rate",
+    "momentum": "SGD momentum (0: plain SGD, which keeps no optimiser state; 0 for Adam)",
     "warmup": "dense warm-up epochs before expansion",
     "finetune": "fine-tuning epochs after expansion",
     "load": "clauses per hidden neuron, C / H",

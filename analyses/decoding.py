@@ -35,7 +35,7 @@ from analyses import register
 from analyses.kinds import Context, Study
 from analyses.levels import HEADLINE, superposition_points
 from analyses.runner import run
-from analyses.style import add_caption, add_metric_traces, style
+from analyses.style import add_caption, add_metric_traces, significance_text, style
 from fci.codes import (
     circuit_agreement,
     clause_recovery,
@@ -147,8 +147,8 @@ def decoding_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
     """Static decode's clause F1, decode_function's clause F1 and agreement with the
     network, and the ceiling's lead over that agreement (target: within 0.02),
     against hidden width (at 8 clauses), clause count (at 8 neurons) and alpha (at
-    the headline point, 1 = dense); '*' where the paired t-test against dense has
-    p < 0.05."""
+    the headline point, 1 = dense); '*' where the paired test against dense has
+    q < 0.05 (Benjamini–Hochberg over the configurations, per split and alpha)."""
     rows = ROWS
     fig = make_subplots(rows=len(rows), cols=3, shared_xaxes="columns", vertical_spacing=0.05, horizontal_spacing=0.07,
                         subplot_titles=[f"{t} vs width ({HEADLINE.n_clauses} clauses)" if c == 0 else
@@ -160,7 +160,7 @@ def decoding_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
     head = stats[(stats.n_clauses == HEADLINE.n_clauses) & (stats.hidden == HEADLINE.hidden)]
     for r, (m, t) in enumerate(rows, start=1):
         for c, (sub, x) in enumerate(((by_h, "hidden"), (by_c, "n_clauses")), start=1):
-            add_metric_traces(fig, sub, x, m, row=r, col=c, p=f"{m}_p", conditions=[("dense", 1)] + CHILDREN,
+            add_metric_traces(fig, sub, x, m, row=r, col=c, p=f"{m}_q", conditions=[("dense", 1)] + CHILDREN,
                               showlegend=(r == 1 and c == 1))
             if len(sub):
                 fig.update_xaxes(**_axis(sub[x]), row=r, col=c)
@@ -173,7 +173,7 @@ def decoding_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
             fig.add_trace(go.Scatter(x=g.alpha, y=g[f"{m}_mean"], error_y={"type": "data", "array": g[f"{m}_sem"].fillna(0)},
                                      mode="lines+markers+text", name=f"{sp} split (α=1: dense)", legendgroup=f"{sp}-alpha",
                                      showlegend=r == 1, line={"color": col}, marker={"color": col, "size": 8},
-                                     text=["*" if np.isfinite(p) and p < 0.05 else "" for p in g[f"{m}_p"].astype(float)],
+                                     text=significance_text(g[f"{m}_q"].astype(float)),
                                      textposition="top center", textfont={"size": 16, "color": col}), row=r, col=3)
         if len(head):
             fig.update_xaxes(**_axis(head.alpha), row=r, col=3)

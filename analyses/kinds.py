@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
@@ -30,7 +29,7 @@ from analyses.levels import CONFIG_KEYS, HEADLINE, LEVELS, Level, Point, apply_r
 from analyses.rows import condition_order, model_conditions, model_row
 from analyses.runner import Outputs, Plan, RunInfo, contract_parser, study_options
 from analyses.style import label, loss_figure
-from analyses.tables import BASE_METRICS, condition_stats, convergence, loss_curves, pooled_stats
+from analyses.tables import BASE_METRICS, condition_stats, convergence, loss_curves, p_text, pooled_stats, restart_reason, verdict_lines
 from fci.cli import (
     add_regime_arguments,
     flag_error,
@@ -154,9 +153,9 @@ class Study:
         ctx.results = list(zip(results, [t for _, t in units]))
         rows = []
         for res, trial in tqdm(ctx.results, desc="measure", unit="trial", leave=False):
-            x_test = res.boolean_task.test_data()[0]  # one draw per trial, shared by its conditions
+            x_test, y_test = res.boolean_task.test_data()  # one draw per trial, shared by its conditions
             for cond, alpha, mr in model_conditions(res):
-                row = model_row(res, trial, cond, alpha, mr, x_test=x_test)
+                row = model_row(res, trial, cond, alpha, mr, x_test=x_test, y_test=y_test)
                 if self.extra_columns:
                     row.update(self.extra_columns(res, trial, cond, alpha, mr, ctx))
                 rows.append(row)
@@ -176,13 +175,16 @@ class Study:
                 "mixed_backends": len({b.split(" ")[0] for b in backends}) > 1}
 
     def finish(self, df: pd.DataFrame, ctx: Context) -> Outputs:
-        stats = condition_stats(df, BASE_METRICS + tuple(self.extra_metrics))
+        restart = restart_reason(ctx.level.train)
+        stats = condition_stats(df, BASE_METRICS + tuple(self.extra_metrics), restart=restart)
         curves = loss_curves(ctx.results)
-        summary: dict[str, Any] = {"conditions": stats.to_dict("records"), "pooled": pooled_stats(df).to_dict("records")}
+        summary: dict[str, Any] = {"conditions": stats.to_dict("records"),
+                                   "pooled": pooled_stats(df, restart=restart).to_dict("records")}
         head = stats[(stats.n_clauses == HEADLINE.n_clauses) & (stats.hidden == HEADLINE.hidden)
                      & (stats.clause_size == HEADLINE.clause_size)]
         summary["headline"] = head[["condition", "alpha", "n", "test_accuracy_mean", "test_accuracy_sem", "rel_improvement_mean",
-                                    "rel_improvement_sem", "rel_improvement_p", "nnz_mean"]].to_dict("records") \
+                                    "rel_improvement_sem", "rel_improvement_p", "rel_improvement_q", "family_size",
+                                    "degenerate", "not_applicable", "nnz_mean"]].to_dict("records") \
             if not head.empty else []
         summary["convergence"] = convergence(curves)
         if self.summarise:
@@ -217,7 +219,7 @@ def caption_for(study: Study, level: Level, args: argparse.Namespace, device: to
     return (f"{study.name} · level={level.name} · trials={args.trials} (seeds {args.seed}..{args.seed + args.trials - 1}) · "
             f"k-literal DNF, {level.n_test} test samples<br>{regime_text(task, t)} "
             f"(dense baseline {t.epochs}) · device={device.type} · α=1 restart control · "
-            f"error bars: ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
+            f"error bars: ±1 s.e.m.; * q<0.05 (paired test vs dense, Benjamini-Hochberg over the configurations)")
 
 
 def _pooled_lines(summary: dict[str, Any]) -> list[str]:
@@ -225,13 +227,17 @@ def _pooled_lines(summary: dict[str, Any]) -> list[str]:
     if summary["run"].get("mixed_backends"):
         lines.append(f"warning: the models of this study were trained by different backends "
                      f"({', '.join(summary['run']['backends'])}); they agree to float rounding, not bit for bit")
-    lines.append(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}   (pooled over configurations)")
+    lines.append(f"{'condition':<14}{'n pairs':>8}{'accuracy':>18}{'rel. improvement':>22}{'p':>10}{'q':>10}   "
+                 "(pooled over configurations, trials as the unit; q: Benjamini-Hochberg over the conditions)")
     for r in summary["pooled"]:
         n = r["n_pairs"]
         acc = mean_sem_text(r["test_accuracy_mean"], r["test_accuracy_sem"], n)
         rel = mean_sem_text(r["rel_improvement_mean"], r["rel_improvement_sem"], n, digits=2, scale=100, unit="%", sign=True)
-        p = f"{r['p']:.2g}" if np.isfinite(r["p"]) else "n/a"  # a paired t-test needs 2 pairs
-        lines.append(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p:>10}")
+        lines.append(f"{label(r['condition'], r['alpha']):<14}{n:>8}{acc:>18}{rel:>22}{p_text(r['p']):>10}{p_text(r['q']):>10}"
+                     + (f"   not applicable: {r['not_applicable']}" if r.get("not_applicable") else ""))
+    if summary.get("paper"):
+        lines.append("paper comparison (verdicts from the tests named; q: Benjamini-Hochberg over the family):")
+        lines += verdict_lines(summary["paper"])
     return lines
 
 

@@ -7,8 +7,12 @@ study maps that: a grid over output mode (dnf, clauses), training length (warm-u
 neuron, C / H at H = 8), with the clause and random split at alpha 2 and 4 and
 the alpha = 1 restart control, every child paired with the dense baseline of its
 trial. Each cell reports the relative accuracy improvement over dense (mean ±
-s.e. over trials) and the paired t-test's p; summary.json's `answer` lists the
-regimes where random split beats dense, and with what p.
+s.e. over trials), the paired test's p and its Benjamini–Hochberg q over the
+grid's cells (per child and alpha); cells where every model is identical (at 1.0,
+at the base rate) are named degenerate and left out, as is the restart control
+under plain SGD (identical to dense by construction). summary.json's `answer`
+lists the regimes where each child beats dense at q < 0.05, and those whose raw
+p < 0.05 does not survive the correction.
 
     python -m analyses.regimes [--quick] [--out DIR] [--device auto|cpu|cuda]
                                [--trials N] [--seed S] [--shard I/N] [--data DIR]
@@ -39,7 +43,9 @@ from analyses.levels import EXPANSIONS, RESTART
 from analyses.rows import model_conditions, model_row
 from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run
 from analyses.style import add_caption, label
-from fci.metrics import paired_ttest, relative_improvement, trial_stats
+from analyses.tables import CORRECTION, mark_cells, p_text, resolution_of, restart_reason
+from fci import stats
+from fci.metrics import relative_improvement, trial_stats
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig, entry_configs, plan_cost, run_fpe, trial_keys
 
@@ -98,17 +104,23 @@ def shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
     return entry_configs(item[0])[("dense", 1)]
 
 
-def _row(res, trial: int, cond: str, alpha: int, mr, x_test) -> dict[str, Any]:
-    r = model_row(res, trial, cond, alpha, mr, x_test=x_test)
+def _row(res, trial: int, cond: str, alpha: int, mr, x_test, y_test) -> dict[str, Any]:
+    r = model_row(res, trial, cond, alpha, mr, x_test=x_test, y_test=y_test)
     t = res.spec.train
-    r.update(outputs=res.spec.task.outputs, optimizer=t.optimizer, lr=t.lr, warmup=t.warmup, finetune=t.finetune,
-             load=res.spec.task.n_clauses / HIDDEN)
+    r.update(outputs=res.spec.task.outputs, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, warmup=t.warmup,
+             finetune=t.finetune, load=res.spec.task.n_clauses / HIDDEN)
     return r
 
 
 def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Per cell and child condition: accuracy of child and dense, relative
-    improvement mean ± s.e. over paired trials, and the paired t-test's p."""
+    improvement mean ± s.e. over paired trials, and the paired test of accuracy
+    against dense (`fci.stats.paired_test`, guarded by the accuracy's resolution:
+    `p`, `test`, `reason`). Then, per child condition and alpha over the grid's
+    cells (`analyses.tables.mark_cells`): `degenerate` (child and dense all at 1.0,
+    all at the base rate or all identical), `not_applicable` (the restart control
+    under plain SGD, identical to dense by construction), and for the rest the
+    Benjamini–Hochberg `q` and the `family_size`."""
     dense = df[df.condition == "dense"].set_index(CELL_KEYS + ["trial"])
     rows = []
     for key, g in df[df.condition != "dense"].groupby(CELL_KEYS + ["condition", "alpha"], sort=True):
@@ -119,12 +131,26 @@ def cell_stats(df: pd.DataFrame) -> pd.DataFrame:
         a, b = a[ok], b[ok]
         ri = trial_stats(np.asarray(relative_improvement(a, b)))
         sa, sb = trial_stats(a), trial_stats(b)
-        rows.append({**dict(zip(CELL_KEYS + ["condition", "alpha"], key)), "load": key[2] / HIDDEN, "n": int(ok.sum()),
+        t = stats.paired_test(a, b, resolution=resolution_of(g))  # the cell's test sets (outputs x samples)
+        rec = dict(zip(CELL_KEYS + ["condition", "alpha"], key))
+        momentum = float(g["momentum"].iloc[0]) if "momentum" in g.columns else 0.0
+        rows.append({**rec, "load": key[2] / HIDDEN, "n": int(ok.sum()),
                      "test_accuracy_mean": sa["mean"], "test_accuracy_sem": sa["sem"],
                      "dense_test_accuracy_mean": sb["mean"], "dense_test_accuracy_sem": sb["sem"],
                      "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"],
-                     "p": paired_ttest(a, b)["p"] if len(a) > 1 else math.nan})
-    return pd.DataFrame(rows)
+                     "p": math.nan if t.p is None else t.p, "test": t.test, "reason": t.reason,
+                     "_restart": restart_reason({"optimizer": rec["optimizer"], "momentum": momentum})})
+    st = pd.DataFrame(rows)
+    if st.empty:
+        return st
+    parts = []
+    for reason, part in st.groupby(st["_restart"].fillna(""), sort=False):  # restart n/a where the optimiser has no state
+        parts.append(mark_cells(part.drop(columns="_restart"), df, CELL_KEYS, p="p", restart=reason or None))
+    out = pd.concat(parts, ignore_index=True).sort_values(CELL_KEYS + ["condition", "alpha"], kind="stable")
+    # one family per child condition and alpha over every cell of the grid, whatever the optimiser
+    skip = out["degenerate"].notna() | out["not_applicable"].notna()
+    out = stats.add_fdr(out.drop(columns=["q", "family_size"]), p="p", family=["condition", "alpha"], exclude=skip.to_numpy())
+    return out.reset_index(drop=True)
 
 
 def _cell_name(r: dict[str, Any] | pd.Series) -> str:
@@ -132,34 +158,54 @@ def _cell_name(r: dict[str, Any] | pd.Series) -> str:
             f"{int(r['warmup'])}+{int(r['finetune'])} epochs")
 
 
-def answer(st: pd.DataFrame, level: float = 0.05) -> dict[str, Any]:
-    """Where random split beats dense: per alpha, the cells with a positive mean
-    relative improvement and p < level ('beats'), those significantly below
-    ('loses'), and the rest; plus the same count for the clause split and restart."""
-    out: dict[str, Any] = {"significance_level": level}
+def _cells(d: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"cell": _cell_name(r), **{k: r[k] for k in CELL_KEYS}, "rel_improvement": r["rel_improvement_mean"],
+             "rel_improvement_sem": r["rel_improvement_sem"], "p": r["p"], "q": r["q"], "family_size": r["family_size"],
+             "test": r["test"], "dense_test_accuracy": r["dense_test_accuracy_mean"], "test_accuracy": r["test_accuracy_mean"]}
+            for _, r in d.sort_values("rel_improvement_mean", ascending=False).iterrows()]
+
+
+def answer(st: pd.DataFrame, level: float = stats.ALPHA) -> dict[str, Any]:
+    """Where each child beats dense, per condition and alpha over the grid's cells:
+    `beats` / `below` (q < level with a positive / negative mean relative
+    improvement; q: Benjamini–Hochberg over the cells of that child that can be
+    tested), the count of the rest, the cells left out (`degenerate`: every model
+    identical, at 1.0 or at the base rate; `not_applicable`: the restart control
+    under plain SGD), and `raw_only`: cells with p < level whose q is not (wins and
+    losses that do not survive the correction)."""
+    out: dict[str, Any] = {"significance_level": level, "correction": CORRECTION,
+                           "family": "the cells of the grid, per child condition and alpha"}
     for cond in ("random", "clause", "restart"):
         for alpha in sorted(set(st[st.condition == cond].alpha)):
             s = st[(st.condition == cond) & (st.alpha == alpha)]
-            fin = s["p"].notna()
-            beats = s[fin & (s.rel_improvement_mean > 0) & (s.p < level)]
-            loses = s[fin & (s.rel_improvement_mean < 0) & (s.p < level)]
-
-            def cells(d: pd.DataFrame) -> list[dict[str, Any]]:
-                return [{"cell": _cell_name(r), **{k: r[k] for k in CELL_KEYS}, "rel_improvement": r["rel_improvement_mean"],
-                         "rel_improvement_sem": r["rel_improvement_sem"], "p": r["p"],
-                         "dense_test_accuracy": r["dense_test_accuracy_mean"], "test_accuracy": r["test_accuracy_mean"]}
-                        for _, r in d.sort_values("rel_improvement_mean", ascending=False).iterrows()]
-
-            out[f"{cond}-{int(alpha)}"] = {"cells": int(len(s)), "beats_dense": len(beats), "below_dense": len(loses),
-                                          "not_significant": int(len(s) - len(beats) - len(loses)),
-                                          "beats": cells(beats), "below": cells(loses)}
+            counts = stats.tally(s.assign(degenerate=s["degenerate"].where(s["not_applicable"].isna(), "n/a")),
+                                 effect="rel_improvement_mean", alpha=level)
+            fin = s["p"].notna() & s["q"].notna()
+            beats = s[fin & (s.rel_improvement_mean > 0) & (s.q < level)]
+            loses = s[fin & (s.rel_improvement_mean < 0) & (s.q < level)]
+            raw = s[fin & (s.p < level) & ~(s.q < level)]
+            deg = s[s["degenerate"].notna()]
+            na = s[s["not_applicable"].notna()]
+            out[f"{cond}-{int(alpha)}"] = {
+                "cells": int(len(s)), "family_size": counts["family_size"], "beats_dense": len(beats),
+                "below_dense": len(loses), "not_significant": counts["not_significant"],
+                "degenerate": len(deg), "not_applicable": len(na), "untested": counts["untested"],
+                "raw_p_beats": int((fin & (s.rel_improvement_mean > 0) & (s.p < level)).sum()),
+                "raw_p_below": int((fin & (s.rel_improvement_mean < 0) & (s.p < level)).sum()),
+                "beats": _cells(beats), "below": _cells(loses), "raw_only": _cells(raw),
+                "degenerate_cells": [{"cell": _cell_name(r), "reason": r["degenerate"]} for _, r in deg.iterrows()],
+                "not_applicable_reason": na["not_applicable"].iloc[0] if len(na) else None,
+                "not_applicable_cells": [_cell_name(r) for _, r in na.iterrows()],
+            }
     return out
 
 
 def heatmap_figure(st: pd.DataFrame, caption: str) -> go.Figure:
     """The regime map: one heatmap per child condition; rows are (outputs,
     optimiser, load), columns training lengths; colour the relative improvement
-    over dense, text its value with * where p < 0.05 (paired t-test)."""
+    over dense, text its value with * where q < 0.05 (paired test, Benjamini–Hochberg
+    over the child's cells); '(deg.)' marks a degenerate cell, 'n/a' a restart
+    control that cannot differ from dense (plain SGD)."""
     conds = [(c, a) for c, a in CHILDREN if ((st.condition == ("restart" if (c, a) == RESTART else c)) & (st.alpha == a)).any()]
     names = [("restart" if (c, a) == RESTART else c, a) for c, a in conds]
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=[label(c, a) for c, a in names], shared_yaxes=True,
@@ -181,8 +227,11 @@ def heatmap_figure(st: pd.DataFrame, caption: str) -> go.Figure:
                     continue
                 r0 = r.iloc[0]
                 zr.append(100 * r0.rel_improvement_mean)
-                star = "*" if np.isfinite(r0.p) and r0.p < 0.05 else ""
-                tr.append(f"{100 * r0.rel_improvement_mean:+.1f}{star}")
+                if isinstance(r0.get("not_applicable"), str):
+                    tr.append("n/a")
+                    continue
+                star = "*" if np.isfinite(r0.q) and r0.q < stats.ALPHA else ""
+                tr.append(f"{100 * r0.rel_improvement_mean:+.1f}{star}" + (" (deg.)" if isinstance(r0.get("degenerate"), str) else ""))
             z.append(zr)
             text.append(tr)
         fig.add_trace(go.Heatmap(z=z, x=[f"{L}+{L}" for L in cols], y=[f"{o} · {opt} · C={C}" for o, opt, C in rows],
@@ -192,7 +241,7 @@ def heatmap_figure(st: pd.DataFrame, caption: str) -> go.Figure:
                       row=1, col=i + 1)
         fig.update_xaxes(title_text="warm-up + fine-tune epochs", row=1, col=i + 1)
     fig.update_layout(title="Where does FPE beat dense? Relative test-accuracy improvement over the paired dense baseline "
-                            "(%, * p<0.05)", height=260 + 34 * max(1, len(set(zip(st.outputs, st.optimizer, st.n_clauses)))),
+                            "(%, * q<0.05, Benjamini-Hochberg over the cells)", height=260 + 34 * max(1, len(set(zip(st.outputs, st.optimizer, st.n_clauses)))),
                       width=360 * len(names) + 240, template="plotly_white")
     return add_caption(fig, caption)
 
@@ -265,8 +314,8 @@ class RegimesStudy:
         results = run_fpe([s for s, _ in units], device=ctx.run.device, store=ctx.run.store)
         rows = []
         for res, (_, trial) in tqdm(list(zip(results, units)), desc="measure", unit="trial", leave=False):
-            x_test = res.boolean_task.test_data()[0]
-            rows += [_row(res, trial, c, a, mr, x_test) for c, a, mr in model_conditions(res)]
+            x_test, y_test = res.boolean_task.test_data()
+            rows += [_row(res, trial, c, a, mr, x_test, y_test) for c, a, mr in model_conditions(res)]
         return pd.DataFrame(rows)
 
     def run_record(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> dict[str, Any]:
@@ -280,10 +329,22 @@ class RegimesStudy:
 
 def _answer_lines(summary: dict[str, Any]) -> list[str]:
     a, lines = summary["answer"], []
-    for key in [k for k in a if k != "significance_level"]:
+    lines.append(f"per child over the grid's cells: q < {a['significance_level']:g} ({a['correction']} over the cells that "
+                 "can be tested); raw p < 0.05 counts beside them")
+    for key in [k for k in a if k not in ("significance_level", "correction", "family")]:
         v = a[key]
-        lines.append(f"{key:<10} beats dense (p<0.05) in {v['beats_dense']}/{v['cells']} cells, below in {v['below_dense']}")
-        lines += [f"    + {c['cell']}: {100 * c['rel_improvement']:+.1f}% (p={c['p']:.2g})" for c in v["beats"][:6]]
+        left = (f"; {v['degenerate']} degenerate" if v["degenerate"] else "") + \
+               (f"; {v['not_applicable']} not applicable" if v["not_applicable"] else "")
+        lines.append(f"{key:<10} beats dense in {v['beats_dense']}/{v['family_size']} cells, below in {v['below_dense']} "
+                     f"(raw p: {v['raw_p_beats']}/{v['raw_p_below']}){left}")
+        lines += [f"    + {c['cell']}: {100 * c['rel_improvement']:+.1f}% (p={p_text(c['p'])}, q={p_text(c['q'])})"
+                  for c in v["beats"][:6]]
+        lines += [f"    - {c['cell']}: {100 * c['rel_improvement']:+.1f}% (p={p_text(c['p'])}, q={p_text(c['q'])})"
+                  for c in v["below"][::-1][:3]]
+        lines += [f"    ? {c['cell']}: {100 * c['rel_improvement']:+.1f}% (p={p_text(c['p'])}, q={p_text(c['q'])}: "
+                  "does not survive the correction)" for c in v["raw_only"][:6]]
+        if v["not_applicable"]:
+            lines.append(f"    n/a: {v['not_applicable_reason']}")
     return lines
 
 

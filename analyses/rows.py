@@ -25,17 +25,19 @@ from fci.codes import clause_channels
 from fci.fpe.splits import SPLITS
 from fci.metrics import (
     accuracy_per_parameter,
+    accuracy_resolution,
     clause_mean_capacity,
     cosine_interference_stats,
     feature_capacity,
     is_flat,
     late_drop,
+    majority_accuracy,
 )
 from fci.store import config_key
 from fci.train import FPEResult, FPESpec, ModelResult, entry_configs
 
 __all__ = ["MODEL_COLUMNS", "model_columns", "measure_columns", "dead_units", "model_row", "model_conditions", "condition_order",
-           "trial_width"]
+           "trial_width", "test_set_columns"]
 
 #: The columns `model_columns` writes, in order.
 MODEL_COLUMNS = ("test_accuracy", "train_accuracy", "test_loss", "train_loss_final", "train_loss_late_drop",
@@ -91,6 +93,15 @@ def model_columns(res: ModelResult, x_test: torch.Tensor | None = None) -> dict[
                            backend=res.provenance.get("backend"))
 
 
+def test_set_columns(y_test: Any, loss: str = "bce") -> dict[str, float]:
+    """What the statistics need to know about a trial's test set: `base_rate` (the
+    accuracy of always predicting its majority; a cell whose models all sit there
+    learned nothing) and `accuracy_resolution` (the smallest step its accuracy can
+    take, 1 / (samples x outputs): differences within it are rounding, not spread).
+    `y_test`: (N, O) 0/1 targets for "bce", (N,) class labels for "ce"."""
+    return {"base_rate": majority_accuracy(y_test, loss), "accuracy_resolution": accuracy_resolution(y_test, loss)}
+
+
 def trial_width(spec: FPESpec) -> int:
     """The hidden width of a one-hidden-layer trial (every sweep of these studies)."""
     if not isinstance(spec.hidden, int):
@@ -99,7 +110,8 @@ def trial_width(spec: FPESpec) -> int:
 
 
 def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: ModelResult,
-              channel_threshold: float = 0.1, x_test: torch.Tensor | None = None) -> dict[str, Any]:
+              channel_threshold: float = 0.1, x_test: torch.Tensor | None = None,
+              y_test: torch.Tensor | None = None) -> dict[str, Any]:
     """One results.csv row: what the model is and what it measures.
 
     The measurements every trained model has (test_accuracy, train_loss_final,
@@ -110,8 +122,10 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     cosine_interference the mean |cos| between non-zero neuron rows, both on the
     effective first-layer weights (SPEC §4); clauses_with_channel counts clauses
     whose feature channel (SPEC §5, relative threshold `channel_threshold`) is
-    non-empty. Condition 'restart' is the alpha = 1 control (stored as the split
-    `RESTART`). Column meanings: `analyses.columns.COLUMNS`.
+    non-empty; base_rate and accuracy_resolution describe the test set
+    (`test_set_columns`; `y_test` its targets, drawn from the task when not given).
+    Condition 'restart' is the alpha = 1 control (stored as the split `RESTART`).
+    Column meanings: `analyses.columns.COLUMNS`.
     """
     spec, task = result.spec, result.boolean_task
     W1 = res.model.effective_weights()[0][0]  # (H', n)
@@ -120,8 +134,10 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
     cos = cosine_interference_stats(W1)
     channels = clause_channels(W1, clauses, threshold=channel_threshold, form=task.form)
     cfg = entry_configs(spec)[RESTART if condition == "restart" else (condition, alpha)]
-    if x_test is None:
-        x_test = task.test_data()[0]
+    if x_test is None or y_test is None:
+        x_drawn, y_drawn = task.test_data()
+        x_test = x_drawn if x_test is None else x_test
+        y_test = y_drawn if y_test is None else y_test
     return {
         "condition": condition,
         "alpha": int(alpha),
@@ -133,6 +149,7 @@ def model_row(result: FPEResult, trial: int, condition: str, alpha: int, res: Mo
         "trial": int(trial),
         "seed": int(spec.seed),
         **model_columns(res, x_test),
+        **test_set_columns(y_test),
         "feature_capacity": float(cap),
         "cosine_interference": float(cos["abs_mean"]),
         "cosine_signed": float(cos["signed_mean"]),

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ from tqdm.auto import tqdm
 
 from analyses.levels import LEVELS
 from analyses.style import write_figure
+from analyses.tables import CORRECTION
 from fci.cli import (
     MANY_TRIALS,
     OneLineParser,
@@ -47,14 +51,16 @@ from fci.io import environment, write_csv, write_json
 from fci.models.base import resolve_device
 from fci.sharding import parse_shard, shard_items
 from fci.store import Store, graceful, resolve_claim_ttl
+from fci.stats import ALPHA
 
-__all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP"]
+__all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP", "CORRECTION", "command_line", "load_average"]
 
 log = logging.getLogger(__name__)
 
 #: Where each study's `paper` entries point: the regime map says in which regimes FPE beats dense.
 REGIME_MAP = ("python -m analyses.regimes (summary.json `answer`; docs/analyses/regimes.png): the regimes (output mode, "
-              "training length, optimiser, load) in which random- and clause-split FPE beat dense, with p")
+              "training length, optimiser, load) in which random- and clause-split FPE beat dense, with p and "
+              f"Benjamini-Hochberg q over the grid's cells (q < {ALPHA:g})")
 
 
 @dataclass
@@ -150,12 +156,14 @@ def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
 def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
 
     ap = study.parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     info = check_contract(ap, args, study.name)
     ctx = study.prepare(ap, info)  # the study's own checks: still before any work
     check_folders(ap, info)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t_start = time.perf_counter()
+    load_start = load_average()
     store = info.store
 
     plan = study.plan(ctx)
@@ -177,7 +185,8 @@ def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
     df = study.table(units, ctx)
     n, u = len(units), plan.unit
     summary: dict[str, Any] = {"config": ctx.config, "environment": environment(info.device),
-                               "run": {u: n, f"trained_{u}": len(ran), f"loaded_{u}": n - len(ran),
+                               "run": {"command": command_line(study.name, argv), "load_average_start": load_start,
+                                       u: n, f"trained_{u}": len(ran), f"loaded_{u}": n - len(ran),
                                        "train_seconds": round(train_s, 2), **study.run_record(units, ctx)}}
     if info.shard:
         csv = write_shard(df, summary, info.out, info.shard, t_start)
@@ -187,6 +196,7 @@ def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
 
     outs = study.finish(df, ctx)
     summary["partial"] = False
+    summary["correction"] = CORRECTION  # every family of tests a study reports is corrected by it
     summary.update(outs.summary)
     for claim in summary.get("paper") or []:  # every claim names the regime it was checked in, and the map
         if isinstance(claim, dict):
@@ -199,6 +209,7 @@ def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
         files.append(write_figure(fig, out / f"{name}.html"))
     summary["figures"] = sorted(f"{name}.html" for name in outs.figures)
     summary["run"]["total_seconds"] = round(time.perf_counter() - t_start, 2)
+    summary["run"]["load_average_end"] = load_average()
     files.append(write_json(summary, out / "summary.json"))
     run_rec = summary["run"]
     verb = "trained" if u == "trials" else "run"
@@ -207,6 +218,20 @@ def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
         print(line)
     print(f"wrote {', '.join(p.name for p in files)} to {out}")
     return 0
+
+
+def command_line(name: str, argv: Sequence[str]) -> str:
+    """The command that made a run, as a user would type it (summary.json's `run.command`)."""
+    return shlex.join(["python", "-m", f"analyses.{name}", *argv])
+
+
+def load_average() -> float | None:
+    """The machine's one-minute load average (None where the OS does not say): run
+    times on a shared machine mean little without it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def contract_parser(name: str, description: str, epilog: str, quick_help: str, units: str) -> argparse.ArgumentParser:

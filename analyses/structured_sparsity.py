@@ -44,9 +44,11 @@ from analyses import register
 from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, job_rows, register_reader, task_label
 from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
 from analyses.levels import Level, level_task, regime_level
-from analyses.rows import measure_columns
+from analyses.rows import measure_columns, test_set_columns
 from analyses.runner import run
 from analyses.style import add_caption
+from analyses.tables import family_claims, p_text, resolution_of, verdict_lines
+from fci import stats
 from fci.cli import check_alphas, comma_list
 from fci.data import boolean
 from fci.fpe.mlp import expand
@@ -55,7 +57,6 @@ from fci.metrics import (
     clause_mean_capacity,
     cosine_interference,
     feature_capacity,
-    paired_ttest,
     relative_improvement,
     trial_stats,
 )
@@ -148,7 +149,7 @@ def caption(ctx: JobContext) -> str:
             f"{d.fraction:g} of layer-0 weights (cosine decay, none after {d.stop:g} of fine-tuning), regrow the "
             f"largest |grad| on {d.grad_batch} samples<br>"
             f"equal nnz: every model of a trial pruned by magnitude to the smallest count any condition reaches · "
-            f"error bars ±1 s.e.m. over trials · * p<0.05, paired t-test vs dense")
+            f"error bars ±1 s.e.m. over trials · * q<0.05, paired test vs dense (Benjamini-Hochberg over the comparisons)")
 
 
 # --------------------------------------------------------------------------- training
@@ -269,6 +270,7 @@ def train_jobs(jobs: Sequence[dict[str, Any]], device: torch.device) -> list[tup
                 **measure_columns(m, test_accuracy=float(te), train_accuracy=float(tr), test_loss=float(loss),
                                   train_loss=train_loss.tolist(), x_test=datas[i].x_test,
                                   backend=_backend(dres.optimizer if c == "dense" else cres.optimizer)),
+                **test_set_columns(datas[i].y_test, datas[i].loss),
                 "budget": inf["budget"], "target_nnz": inf["target"], "natural_nnz": inf["natural"][c],
                 "pruned_to_target": n_pruned, "nm_removed": inf["nm_removed"].get(c, 0),
                 "rounds": len(cres.rounds) if dynamic else 0,
@@ -296,10 +298,14 @@ def check_equal_nnz(df: pd.DataFrame) -> None:
 
 def condition_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Per (alpha, condition): accuracy mean/s.e.m. over trials, relative
-    improvement and paired t-test against the dense baseline of the same
-    (seed, alpha), and N:M / dynamic against plain FPE of the same split."""
+    improvement and the paired test of accuracy against the dense baseline of the
+    same (seed, alpha) (`fci.stats.paired_test`, guarded by the accuracy's
+    resolution: `p_vs_dense`, `test_vs_dense`), and N:M / dynamic against plain FPE
+    of the same split (`p_vs_plain`); each with its Benjamini–Hochberg q over every
+    comparison of its kind in the table (`q_vs_dense`, `q_vs_plain`)."""
     check_equal_nnz(df)
     m = df[df.record == "model"]
+    res = resolution_of(m)
     out = []
     for alpha, ga in m.groupby("alpha"):
         piv = ga.pivot(index="seed", columns="condition", values="test_accuracy")
@@ -312,23 +318,31 @@ def condition_stats(df: pd.DataFrame) -> pd.DataFrame:
                    "nnz_fraction_of_budget": float((g.nnz / g.budget).mean())}
             if c != "dense" and "dense" in piv:
                 pair = piv[[c, "dense"]].dropna()
-                t = paired_ttest(pair[c], pair["dense"])
+                t = stats.paired_test(pair[c], pair["dense"], resolution=res)
                 ri = trial_stats(relative_improvement(pair[c].to_numpy(), pair["dense"].to_numpy()))
-                row.update({"diff_vs_dense": t["mean_diff"], "p_vs_dense": t["p"],
+                row.update({"diff_vs_dense": t.mean_diff, "p_vs_dense": _nan(t.p), "test_vs_dense": t.test,
                             "rel_improvement_mean": ri["mean"], "rel_improvement_sem": ri["sem"]})
             if c in PLAIN and PLAIN[c] in piv:
                 pair = piv[[c, PLAIN[c]]].dropna()
-                t = paired_ttest(pair[c], pair[PLAIN[c]])
-                row.update({"vs_plain": PLAIN[c], "diff_vs_plain": t["mean_diff"], "p_vs_plain": t["p"]})
+                t = stats.paired_test(pair[c], pair[PLAIN[c]], resolution=res)
+                row.update({"vs_plain": PLAIN[c], "diff_vs_plain": t.mean_diff, "p_vs_plain": _nan(t.p)})
             for k in ("feature_capacity", "cosine_interference", "sibling_overlap", "nm_violations", "mask_changed", "nm_removed",
                       "pruned_to_target", "train_loss_final", "dead_units"):
                 v = g[k].to_numpy(dtype=float)
                 row[f"{k}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
             out.append(row)
-    return pd.DataFrame(out)
+    st = pd.DataFrame(out)
+    for col in ("p_vs_dense", "p_vs_plain"):
+        if col in st.columns:
+            st = stats.add_fdr(st, p=col, q=col.replace("p_", "q_"), size=col.replace("p_", "family_size_"))
+    return st
 
 
-def stats(df: pd.DataFrame, ctx: JobContext) -> pd.DataFrame:
+def _nan(p: float | None) -> float:
+    return math.nan if p is None else float(p)
+
+
+def stats_hook(df: pd.DataFrame, ctx: JobContext) -> pd.DataFrame:
     return condition_stats(df)
 
 
@@ -341,7 +355,8 @@ def _star(p) -> str:
 
 def accuracy_figure(st: pd.DataFrame, nm: str = "2:4", caption: str = "") -> go.Figure:
     """Test accuracy (mean ± s.e.m.) per condition, one panel per alpha, at the
-    trial's common nnz; '*' where the paired t-test against dense has p < 0.05;
+    trial's common nnz; '*' where the paired test against dense has q < 0.05
+    (Benjamini–Hochberg over the table's comparisons with dense);
     the dashed line is the dense mean."""
     alphas = sorted(st.alpha.unique()) if len(st) else []
     titles = [f"α={a} · nnz {st[st.alpha == a].nnz_mean.iloc[0]:.0f} (budget {st[st.alpha == a].budget_mean.iloc[0]:.0f})"
@@ -354,7 +369,7 @@ def accuracy_figure(st: pd.DataFrame, nm: str = "2:4", caption: str = "") -> go.
         for c in conds:
             r = g.loc[c]
             sem = 0.0 if pd.isna(r.test_accuracy_sem) else float(r.test_accuracy_sem)
-            fig.add_trace(go.Scatter(x=[label(c, nm)], y=[r.test_accuracy_mean + sem], mode="text", text=[_star(r.get("p_vs_dense"))],
+            fig.add_trace(go.Scatter(x=[label(c, nm)], y=[r.test_accuracy_mean + sem], mode="text", text=[_star(r.get("q_vs_dense"))],
                                      textposition="top center", textfont={"size": 20, "color": COLORS[c]}, showlegend=False,
                                      hoverinfo="skip"), row=1, col=col)
             fig.add_trace(go.Scatter(
@@ -422,25 +437,22 @@ def figures(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, go
 # --------------------------------------------------------------------------- summary
 
 
-def _verdict(diff: float, p: float) -> bool | None:
-    """True: significantly better than dense; False: no better on average; None: better but not significant."""
-    if not np.isfinite(diff):
-        return None
-    if diff <= 0:
-        return False
-    return True if np.isfinite(p) and p < 0.05 else None
-
-
 def _fmt(r: pd.Series) -> str:
     return (f"acc {r.test_accuracy_mean:.4f} ± {r.test_accuracy_sem:.4f} vs dense {r.test_accuracy_mean - r.diff_vs_dense:.4f} "
-            f"(Δ {r.diff_vs_dense:+.4f}, p={r.p_vs_dense:.3g}, n={r.n})")
+            f"(Δ {r.diff_vs_dense:+.4f}, p={p_text(r.p_vs_dense, 3)}, q={p_text(r.q_vs_dense, 3)}, n={r.n})")
 
 
 def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, Any]:
+    """The headline table and the paper's claims, each decided by the paired test of
+    accuracy against dense at equal nnz (`fci.stats.paired_test`), Benjamini–Hochberg
+    over every (alpha, condition) claim of the run."""
     nm = ctx.args.nm
-    paper, headline = [], []
+    headline, items = [], []
+    m = df[df.record == "model"]
+    res = resolution_of(m)
     for a in sorted(st.alpha.unique()):
         g = st[st.alpha == a].set_index("condition")
+        piv = m[m.alpha == a].pivot(index="seed", columns="condition", values="test_accuracy")
         nnz = f"nnz {g.loc['dense'].nnz_mean:.1f} of budget {g.loc['dense'].budget_mean:.0f}"
         for c in CHILD_CONDITIONS:
             if c not in g.index:
@@ -448,11 +460,12 @@ def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, 
             r = g.loc[c]
             headline.append({"alpha": int(a), "condition": c, "test_accuracy_mean": r.test_accuracy_mean, "test_accuracy_sem": r.test_accuracy_sem,
                              "dense_mean": r.test_accuracy_mean - r.diff_vs_dense, "diff_vs_dense": r.diff_vs_dense,
-                             "p_vs_dense": r.p_vs_dense, "diff_vs_plain": r.get("diff_vs_plain"), "p_vs_plain": r.get("p_vs_plain"),
+                             "p_vs_dense": r.p_vs_dense, "q_vs_dense": r.q_vs_dense, "diff_vs_plain": r.get("diff_vs_plain"),
+                             "p_vs_plain": r.get("p_vs_plain"), "q_vs_plain": r.get("q_vs_plain"),
                              "nnz_mean": r.nnz_mean, "budget_mean": r.budget_mean})
-        for c, claim in (
-            ("random", ("Random splits of neuron weights approximate the gains of clause-aligned FPE over dense at the same "
-                        "non-zero count (abstract; Fig. 3, 8 clauses, 8 neurons)")),
+        for c, text in (
+            ("random", ("Random splits of neuron weights approximate the gains of clause-aligned FPE: random-split FPE beats "
+                        "dense at the same non-zero count (abstract; Fig. 3, 8 clauses, 8 neurons)")),
             ("clause", ("Clause-aligned FPE yields higher task accuracy than dense at the same non-zero count "
                         "(abstract; Fig. 3, 8 clauses, 8 neurons)")),
             ("random_nm", (f"FPE is compatible with structured sparsity (TL;DR; the seed text gives no numbers): random-split "
@@ -462,38 +475,39 @@ def summarise(df: pd.DataFrame, st: pd.DataFrame, ctx: JobContext) -> dict[str, 
             ("random_dynamic", ("FPE is compatible with dynamic pruning (TL;DR; the seed text gives no numbers): random-split "
                                 "FPE with prune-and-regrow during fine-tuning keeps a gain over dense")),
         ):
-            if c not in g.index:
+            if c not in g.index or "dense" not in piv:
                 continue
             r = g.loc[c]
+            pair = piv[[c, "dense"]].dropna()
             note = f"alpha={a}; {nnz} (every model of a trial pruned to the smallest count any condition reaches)"
             if c in PLAIN:
                 base = g.loc[PLAIN[c]] if PLAIN[c] in g.index else None
-                note += f"; vs plain {PLAIN[c]} FPE: Δ {r.diff_vs_plain:+.4f} (p={r.p_vs_plain:.3g})"
+                note += f"; vs plain {PLAIN[c]} FPE: Δ {r.diff_vs_plain:+.4f} (p={p_text(r.p_vs_plain, 3)})"
                 if base is not None:
-                    note += f", and plain {PLAIN[c]} FPE itself vs dense: Δ {base.diff_vs_dense:+.4f} (p={base.p_vs_dense:.3g})"
+                    note += f", and plain {PLAIN[c]} FPE itself vs dense: Δ {base.diff_vs_dense:+.4f} (p={p_text(base.p_vs_dense, 3)})"
             if c.endswith("_nm"):
                 note += f"; {r.nm_removed_mean:.1f} weights removed by the pattern on average"
             if c == "random_dynamic":
                 note += (f"; {100 * r.mask_changed_mean:.1f}% of first-layer positions moved, sibling input overlap "
                          f"{r.sibling_overlap_mean:.3f} (0 after plain FPE)")
-            paper.append({"claim": claim, "measured": f"alpha={a}: {_fmt(r)}",
-                          "agrees": _verdict(r.diff_vs_dense, r.p_vs_dense), "note": note})
-    return {"structured": {"nm": nm, "dynamic": _dynamic(ctx).to_dict(), "headline": headline}, "paper": paper}
+            items.append({"claim": f"{text} (α={a})", "result": stats.paired_test(pair[c], pair["dense"], resolution=res),
+                          "expect": "greater", "condition": c, "expansion_alpha": int(a), "measured": f"alpha={a}: {_fmt(r)}",
+                          "note": note + ". q: Benjamini-Hochberg over every claim of this run."})
+    return {"structured": {"nm": nm, "dynamic": _dynamic(ctx).to_dict(), "headline": headline}, "paper": family_claims(items)}
 
 
 def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
     nm = summary["structured"]["nm"]
-    lines = ["accuracy at equal nnz (mean ± s.e.m.; Δ and p: paired vs dense; vs plain: N:M / regrow against plain FPE):"]
+    lines = ["accuracy at equal nnz (mean ± s.e.m.; Δ, p and q: paired vs dense, Benjamini-Hochberg over the table; "
+             "vs plain: N:M / regrow against plain FPE):"]
     for h in summary["structured"]["headline"]:
         extra = "" if h["diff_vs_plain"] is None or (isinstance(h["diff_vs_plain"], float) and math.isnan(h["diff_vs_plain"])) else \
-            f"  vs plain Δ {h['diff_vs_plain']:+.4f} (p={h['p_vs_plain']:.3g})"
+            f"  vs plain Δ {h['diff_vs_plain']:+.4f} (p={p_text(h['p_vs_plain'], 3)}, q={p_text(h.get('q_vs_plain'), 3)})"
         lines.append(f"  α={h['alpha']} {label(h['condition'], nm):<22} {h['test_accuracy_mean']:.4f} ± {h['test_accuracy_sem']:.4f}  "
-                     f"dense {h['dense_mean']:.4f}  Δ {h['diff_vs_dense']:+.4f} p={h['p_vs_dense']:.3g}  "
-                     f"nnz {h['nnz_mean']:.1f}/{h['budget_mean']:.0f}{extra}")
+                     f"dense {h['dense_mean']:.4f}  Δ {h['diff_vs_dense']:+.4f} p={p_text(h['p_vs_dense'], 3)} "
+                     f"q={p_text(h.get('q_vs_dense'), 3)}  nnz {h['nnz_mean']:.1f}/{h['budget_mean']:.0f}{extra}")
     lines.append("paper comparison:")
-    for p in summary["paper"]:
-        lines.append(f"  [{ {True: 'agrees', False: 'disagrees', None: 'inconclusive'}[p['agrees']] }] {p['claim']}: {p['measured']}")
-    return lines
+    return lines + verdict_lines(summary["paper"])
 
 
 # --------------------------------------------------------------------------- the explorer's reader
@@ -535,7 +549,7 @@ STUDY = register(JobStudy(
     description=__doc__,
     jobs=jobs,
     run=run_jobs,
-    stats=stats,
+    stats=stats_hook,
     figures=figures,
     summarise=summarise,
     caption=caption,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fci import stats
 from fci.cli import (
     MANY_TRIALS,
     OneLineParser,
@@ -37,7 +38,6 @@ from fci.metrics import (
     clause_mean_capacity,
     cosine_interference,
     feature_capacity,
-    paired_ttest,
     relative_improvement,
     trial_stats,
 )
@@ -157,11 +157,13 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
 
 
 def condition_summary(name: str, split: str | None, alpha: int, results: list[ModelResult], measured: list[dict[str, float]],
-                      dense_accuracy: np.ndarray) -> dict[str, Any]:
+                      dense_accuracy: np.ndarray, resolution: float | None = None) -> dict[str, Any]:
     """summary.json's record of one condition over trials: test accuracy mean, s.e.m.
     and n; for a child, the relative improvement over its trial's dense baseline
-    (mean, s.e.m.) and the paired t-test of accuracy against dense; nnz; and every
-    printed measurement's mean, s.e.m. and n (finite trials only)."""
+    (mean, s.e.m.) and the paired test of accuracy against dense (`fci.stats.paired_test`,
+    guarded by the accuracy's `resolution`, 1 / (test samples x outputs): its p,
+    test and reason); nnz; and every printed measurement's mean, s.e.m. and n
+    (finite trials only)."""
     acc = np.array([m.test_accuracy for m in results], dtype=float)
     s = trial_stats(acc)
     rec: dict[str, Any] = {"condition": name, "split": split, "alpha": alpha, "n": int(s["n"]),
@@ -169,9 +171,9 @@ def condition_summary(name: str, split: str | None, alpha: int, results: list[Mo
                            "test_accuracy": acc.tolist(), "nnz": sorted({int(m.nnz) for m in results})}
     if split is not None:
         ri = trial_stats(np.asarray(relative_improvement(acc, dense_accuracy), dtype=float))
-        test = paired_ttest(acc, dense_accuracy)
-        rec.update(rel_improvement_mean=ri["mean"], rel_improvement_sem=ri["sem"], paired_p=test["p"],
-                   paired_mean_diff=test["mean_diff"], n_pairs=int(test["n"]))
+        test = stats.paired_test(acc, dense_accuracy, resolution=resolution)
+        rec.update(rel_improvement_mean=ri["mean"], rel_improvement_sem=ri["sem"], paired_p=test.p, paired_test=test.test,
+                   paired_reason=test.reason, paired_mean_diff=test.mean_diff, n_pairs=int(test.n))
     for key in measured[0] if measured else ():
         v = np.array([m[key] for m in measured], dtype=float)
         ms = trial_stats(v[np.isfinite(v)])
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 "loaded_trials": len(specs) - len(ran), "backends": backends,
                 "mixed_backends": len({b.split(" ")[0] for b in backends}) > 1, "seconds": round(elapsed, 2),
                 "store": str(store.dir)},
-        "conditions": [condition_summary(name, split, alpha, res, ms, dense_acc)
+        "conditions": [condition_summary(name, split, alpha, res, ms, dense_acc, 1 / (task.n_test * task.n_outputs))
                        for (name, split, alpha, res), (_, ms) in zip(rows, measured)],
     }
     path = write_json(summary, Path(args.out) / "summary.json")

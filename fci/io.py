@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["jsonable", "atomic_write", "write_json", "write_text", "write_csv", "environment", "known_fields"]
+__all__ = ["jsonable", "atomic_write", "write_json", "write_text", "write_csv", "environment", "vector_isa", "known_fields"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -73,6 +73,17 @@ def write_csv(df: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
+#: Vector instruction sets from the widest down, as /proc/cpuinfo names them -> as people do.
+_ISAS = (("avx512f", "AVX-512"), ("sve", "SVE"), ("avx2", "AVX2"), ("avx", "AVX"), ("asimd", "NEON"), ("neon", "NEON"),
+         ("sse4_2", "SSE4.2"))
+
+
+def vector_isa(features: Any) -> str | None:
+    """The widest vector instruction set among a CPU's `features` (e.g. "AVX2"), or None."""
+    have = set(features or ())
+    return next((name for flag, name in _ISAS if flag in have), None)
+
+
 def environment(device: Any) -> dict[str, Any]:
     """Package versions, interpreter, machine (CPU model and vector features), device
     and the code's commit: what summary.json records about where a run ran."""
@@ -94,6 +105,7 @@ def environment(device: Any) -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": cpu_model(),
         "cpu_features": list(cpu_features()),
+        "vector_isa": vector_isa(cpu_features()),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),

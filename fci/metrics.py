@@ -1,5 +1,7 @@
-"""Interference metrics on effective first-layer weights, computational capacity, and
-trial statistics (SPEC §4).
+"""Interference metrics on effective first-layer weights, computational capacity,
+trial summaries and the convergence rule (SPEC §4).
+
+Tests over trials (p-values, corrections, verdicts) live in `fci.stats`.
 
 Every array function accepts a torch tensor or a numpy array and returns the same
 kind (torch results land on the input's device). The work is done in numpy,
@@ -36,8 +38,9 @@ __all__ = [
     "fold_change",
     "relative_improvement",
     "accuracy_per_parameter",
+    "majority_accuracy",
+    "accuracy_resolution",
     "trial_stats",
-    "paired_ttest",
     "LATE_WINDOW",
     "FLAT_ABS",
     "FLAT_REL",
@@ -363,6 +366,35 @@ def accuracy_per_parameter(acc: Any, nnz: Any) -> Any:
     return _binary(acc, nnz, np.divide)
 
 
+def majority_accuracy(y: Any, loss: str = "bce") -> float:
+    """The base rate of a test set: the accuracy of always predicting its majority.
+
+    ``y``: ``(N,)`` class labels for ``loss="ce"`` (the most common class's share), or
+    ``(N,)`` / ``(N, O)`` 0/1 targets for ``loss="bce"`` (per output the larger of the
+    shares of ones and zeros, averaged over outputs, as multi-output accuracy is).
+    A model at this accuracy has learned nothing the labels' balance does not give."""
+    v = _to_numpy(y, "y")
+    if v.size == 0:
+        raise ValueError("y is empty: a test set needs samples")
+    if loss == "ce":
+        _, counts = np.unique(v.reshape(-1), return_counts=True)
+        return float(counts.max() / v.size)
+    if loss != "bce":
+        raise ValueError(f"loss must be 'bce' or 'ce', got {loss!r}")
+    v = v.reshape(v.shape[0], -1).astype(np.float64)  # (N, O)
+    ones = (v > 0.5).mean(axis=0)  # (O,)
+    return float(np.maximum(ones, 1.0 - ones).mean())
+
+
+def accuracy_resolution(y: Any, loss: str = "bce") -> float:
+    """The smallest step a test accuracy on ``y`` can take: ``1 / (N * O)`` for ``(N, O)``
+    binary targets (accuracy is averaged over outputs), ``1 / N`` for class labels."""
+    v = _to_numpy(y, "y")
+    if v.size == 0:
+        raise ValueError("y is empty: a test set needs samples")
+    return 1.0 / (v.shape[0] if loss == "ce" else v.size)
+
+
 # --------------------------------------------------------------------------- statistics
 
 
@@ -385,33 +417,6 @@ def trial_stats(values: Any) -> dict[str, float | int]:
     std = float(v.std(ddof=1)) if n >= 2 else math.nan
     sem = std / math.sqrt(n) if n >= 2 else math.nan
     return {"mean": mean, "std": std, "sem": sem, "n": n}
-
-
-def paired_ttest(a: Any, b: Any) -> dict[str, float | int]:
-    """Paired two-sided t-test of ``a`` (e.g. FPE trials) against ``b`` (their paired
-    baselines), via ``scipy.stats.ttest_rel``. Returns ``t``, ``p``, ``mean_diff``
-    (mean of a - b) and ``n``.
-
-    Degenerate cases never raise: with ``n < 2`` pairs, ``t`` and ``p`` are NaN; when
-    every difference is identical (zero variance) ``p`` is 1.0 if the differences are
-    all zero (``t = 0``) and 0.0 otherwise (``t = ±inf``).
-    """
-    x, y = _vector(a, "a"), _vector(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"a and b must pair up, got {x.size} and {y.size} values")
-    n = int(x.size)
-    d = x - y
-    mean_diff = float(d.mean()) if n else math.nan
-    if n < 2:
-        return {"t": math.nan, "p": math.nan, "mean_diff": mean_diff, "n": n}
-    if np.all(d == d[0]):
-        if d[0] == 0:
-            return {"t": 0.0, "p": 1.0, "mean_diff": mean_diff, "n": n}
-        return {"t": math.copysign(math.inf, d[0]), "p": 0.0, "mean_diff": mean_diff, "n": n}
-    from scipy import stats
-
-    res = stats.ttest_rel(x, y)
-    return {"t": float(res.statistic), "p": float(res.pvalue), "mean_diff": mean_diff, "n": n}
 
 
 # --------------------------------------------------------------------------- convergence

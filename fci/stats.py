@@ -599,10 +599,16 @@ def _unresolved(d: np.ndarray, resolution: float | None, *scales: np.ndarray) ->
     return bool(d.size and float(np.ptp(d)) < tol), tol
 
 
-def _shift_p(d: np.ndarray, shift: float, alternative: str, unresolved: bool, method: str) -> tuple[str, float, float | None, float]:
-    """(test, p, min_p, statistic) for mean(d) = shift, by the t-test or the sign-flip test."""
+def _shift_p(d: np.ndarray, shift: float, alternative: str, unresolved: bool, method: str,
+             tol: float = 0.0) -> tuple[str, float, float | None, float]:
+    """(test, p, min_p, statistic) for mean(d) = shift, by the t-test or the sign-flip test.
+
+    The sign-flip test reads a difference within ``tol`` of the shift (half a
+    resolution step, or float noise) as exactly the shift: differences of 1e-16 are
+    rounding, not five pairs that all point the same way."""
     if unresolved or method == "permutation":
-        p, floor = _sign_flip(d - shift, alternative)
+        e = d - shift
+        p, floor = _sign_flip(np.where(np.abs(e) < tol, 0.0, e), alternative)
         return "exact sign-flip test" if d.size <= EXACT_MAX_PAIRS else "sign-flip test (Monte Carlo)", p, floor, float(d.mean())
     n = d.size
     t = (float(d.mean()) - shift) / (float(d.std(ddof=1)) / math.sqrt(n))
@@ -618,7 +624,7 @@ def _location(d: np.ndarray, scales: tuple[np.ndarray, ...], resolution: float |
         return Comparison(test="none", ci=None, effect_size=None, effect_size_ci=None, statistic=None, p=None, min_p=None,
                           reason=f"{n} {what}: a test needs at least 2", **base)
     unresolved, tol = _unresolved(d, resolution, *scales)
-    test, p, floor, stat = _shift_p(d, 0.0, alternative, unresolved, method)
+    test, p, floor, stat = _shift_p(d, 0.0, alternative, unresolved, method, tol)
     if unresolved:
         spread = f"all {n} equal {_fmt(mean)}" if np.ptp(d) == 0 else f"spread {_fmt(float(np.ptp(d)))}"
         step = f"the resolution {_fmt(resolution)}" if resolution else "float precision"
@@ -692,7 +698,7 @@ def pooled_paired_test(a: Any, b: Any, unit: Any, resolution: float | None = Non
     m = int(counts.max()) if len(counts) else 1
     res = paired_test(means.a.to_numpy(), means.b.to_numpy(), None if resolution is None else resolution / m, alternative,
                       method, level=level)
-    cells = f"{m} cells" if int(counts.min()) == m else f"up to {m} cells"
+    cells = f"{m} cell{'s' * (m != 1)}" if int(counts.min()) == m else f"up to {m} cells"
     return replace(res, test=f"{res.test} on per-trial means ({cells} per trial)")
 
 
@@ -787,16 +793,16 @@ def _margin_tests(a: Any, b: Any, margin: float, resolution: float | None, alpha
     if n < 2:
         return Equivalence(test="none", ci=None, p=None, p_beyond=None, min_p=None, reason=f"{n} pairs: a test needs at least 2",
                            **base)
-    unresolved, _ = _unresolved(d, resolution, x, y)
-    test, p_low, floor, _ = _shift_p(d, -margin, "greater", unresolved, "t")  # mean > -margin
+    unresolved, tol = _unresolved(d, resolution, x, y)
+    test, p_low, floor, _ = _shift_p(d, -margin, "greater", unresolved, "t", tol)  # mean > -margin
     if kind == "equivalence":
-        _, p_high, _, _ = _shift_p(d, margin, "less", unresolved, "t")  # mean < margin
+        _, p_high, _, _ = _shift_p(d, margin, "less", unresolved, "t", tol)  # mean < margin
         p = max(p_low, p_high)
         side = ("greater", margin) if mean >= 0 else ("less", -margin)
-        _, p_beyond, _, _ = _shift_p(d, side[1], side[0], unresolved, "t")
+        _, p_beyond, _, _ = _shift_p(d, side[1], side[0], unresolved, "t", tol)
     else:
         p = p_low
-        _, p_beyond, _, _ = _shift_p(d, -margin, "less", unresolved, "t")
+        _, p_beyond, _, _ = _shift_p(d, -margin, "less", unresolved, "t", tol)
     name = "paired TOST" if kind == "equivalence" else "paired non-inferiority test"
     test = f"{name} ({'t' if test == 'paired t-test' else test.replace(' test', '')})"
     reason = None
@@ -986,15 +992,17 @@ def trial_matrix(frame: pd.DataFrame, level: str, value: str, unit: str = "trial
 # --------------------------------------------------------------------------- degenerate cells
 
 
-def degenerate(values: Any, *, base_rate: float | None = None, ceiling: float | None = 1.0,
+def degenerate(values: Any, *, base_rate: float | Sequence[float] | np.ndarray | None = None, ceiling: float | None = 1.0,
                resolution: float | None = None) -> str | None:
     """Why a cell's per-model values (every model of every condition in it) cannot
     tell its conditions apart, or None when they can.
 
     A cell is degenerate when every model is at ``ceiling`` (1.0: the task is solved
     by all), every model is at ``base_rate`` (nothing learned), or every model has
-    the same value; values within half a ``resolution`` step count as equal. Tables
-    report such cells as degenerate and leave them out of families and counts."""
+    the same value; values within half a ``resolution`` step count as equal.
+    ``base_rate`` is one number, or one per value (each model's own test set, where
+    trials draw their own). Tables report such cells as degenerate and leave them
+    out of families and counts."""
     _check_resolution(resolution)
     v = _vector(values, "values")
     if not np.isfinite(v).all():
@@ -1004,8 +1012,13 @@ def degenerate(values: Any, *, base_rate: float | None = None, ceiling: float | 
     tol = _tolerance(resolution, v)
     if ceiling is not None and float(np.abs(v - ceiling).max()) < tol:
         return f"every model at {ceiling:g}"
-    if base_rate is not None and float(np.abs(v - base_rate).max()) < tol:
-        return f"every model at the base rate {base_rate:.4g} (nothing learned)"
+    if base_rate is not None:
+        br = _vector(base_rate, "base_rate")
+        if br.size not in (1, v.size):
+            raise ValueError(f"base_rate must be one number or one per value ({v.size}), got {br.size}")
+        if np.isfinite(br).all() and float(np.abs(v - br).max()) < tol:
+            at = f"{br[0]:.4g}" if float(np.ptp(br)) < tol else f"of its test set ({br.min():.4g}-{br.max():.4g})"
+            return f"every model at the base rate {at} (nothing learned)"
     if float(np.ptp(v)) < tol:
         return f"every model identical ({v[0]:.4g})"
     return None
@@ -1020,6 +1033,13 @@ def _per_cell(g: pd.DataFrame, spec: float | str | None, name: str) -> float | N
     return float(vals[0])
 
 
+def _per_model(g: pd.DataFrame, spec: float | str | None) -> float | np.ndarray | None:
+    """A base rate for :func:`degenerate`: the number, or the column's value per model."""
+    if spec is None or not isinstance(spec, str):
+        return spec
+    return g[spec].to_numpy(dtype=np.float64)
+
+
 def mark_degenerate(table: pd.DataFrame, results: pd.DataFrame, cell: Sequence[str], *, compare: Sequence[str] = (),
                     baseline: Mapping[str, Any] | None = None, value: str = "test_accuracy", base_rate: float | str | None = None,
                     resolution: float | str | None = None, ceiling: float | None = 1.0, column: str = "degenerate") -> pd.DataFrame:
@@ -1032,8 +1052,9 @@ def mark_degenerate(table: pd.DataFrame, results: pd.DataFrame, cell: Sequence[s
     table's rows within a cell apart), they are the models of that condition plus
     the cell's ``baseline`` models (e.g. ``{"condition": "dense"}``): a child and
     dense all at 1.0 cannot differ, whatever another child of the cell does.
-    ``base_rate`` and ``resolution`` are numbers or columns of ``results``
-    (constant within a cell)."""
+    ``base_rate`` and ``resolution`` are numbers or columns of ``results``; a
+    base-rate column may vary within a cell (each model is held to its own trial's
+    test set), a resolution column may not."""
     cell, compare = list(cell), list(compare)
     for c in cell + compare:
         if c not in table.columns or c not in results.columns:
@@ -1058,7 +1079,7 @@ def mark_degenerate(table: pd.DataFrame, results: pd.DataFrame, cell: Sequence[s
             raise ValueError(f"a table row has no models in results: {dict((c, row[c]) for c in keys)}")
         models = results[own | (in_cell & base)] if compare else results[in_cell]
         rows.append({**{c: row[c] for c in keys}, column: degenerate(
-            models[value].to_numpy(float), base_rate=_per_cell(models, base_rate, "base_rate"), ceiling=ceiling,
+            models[value].to_numpy(float), base_rate=_per_model(models, base_rate), ceiling=ceiling,
             resolution=_per_cell(models, resolution, "resolution"))})
     marks = pd.DataFrame(rows, columns=[*keys, column])
     out = table.drop(columns=[column], errors="ignore").merge(marks, on=keys, how="left")

@@ -12,7 +12,7 @@ package reads those channels statically (no activations, no ground truth needed 
   neuron's incoming weights and bias are divided by ``c > 0`` and its readouts
   multiplied by ``c``. Readouts are judged by their contribution ``W2[o, i]`` times
   neuron i's largest activation over ``{0,1}^n`` (:func:`neuron_peaks`).
-  ``relative="global"`` keeps the pre-amendment rule ``tau = threshold * max|W|``.
+  ``relative="global"`` keeps the former rule ``tau = threshold * max|W|``.
 - :func:`literal_codes`, :func:`clause_channels`, :func:`readout_votes`,
   :func:`polysemanticity`, :func:`collision_matrix`, :func:`collision_graph` and
   :func:`channel_graph` describe the channels of known clauses.

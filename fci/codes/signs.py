@@ -39,7 +39,7 @@ Threshold = Union[float, str]
 
 Relative = Union[str, bool]
 """Where a numeric threshold is measured: ``"neuron"`` (each unit's own weights),
-``"global"`` (the whole matrix, the pre-amendment rule) or ``"absolute"``. The booleans
+``"global"`` (the whole matrix, the former rule) or ``"absolute"``. The booleans
 ``True`` (``"neuron"``) and ``False`` (``"absolute"``) are deprecated (removed in fci 0.3)."""
 
 
@@ -169,7 +169,7 @@ def _readout_signs(W2: np.ndarray, peak: np.ndarray | None, threshold: Threshold
     the contributions' variance (two clear clusters), else every non-zero
     contribution of that sign codes (readouts spread over a continuum, e.g. equal readout weights
     on neurons of unequal peaks, all count). The ``"global"`` and absolute rules read raw ``W2``
-    (pre-amendment)."""
+    (the former rule)."""
     t, mode = _check_rule(threshold, relative)
     if mode != "neuron":
         return _signs(W2, threshold, relative)
@@ -193,7 +193,7 @@ def sign_codes(W1: ArrayT, threshold: Threshold = "auto", relative: Relative = "
       ones do not. A neuron with no non-zero weight codes to all 0.
     - a number ``t`` in [0, 1], ``relative="neuron"``: ``tau_i = t * max_v |W1[i, v]|``.
     - ``relative="global"``: ``tau = t * max|W1|`` over the whole matrix (the
-      pre-amendment rule; with ``"auto"``, one split of all ``|W1|``).
+      former rule; with ``"auto"``, one split of all ``|W1|``).
     - ``relative="absolute"``: ``tau = t``.
 
     Column ``v`` is the variable code of ``x_v``. Masked weights are 0 in effective

@@ -4,7 +4,6 @@ registry against analyses/README.md, and every study's tiny run against the regi
 
 from __future__ import annotations
 
-import importlib
 import math
 
 import numpy as np
@@ -149,15 +148,9 @@ def test_readme_table_cells_render_as_written():
 
 
 @pytest.fixture(scope="module")
-def tables(tmp_path_factory):
-    """Every study's results.csv at the tiny level (one shared store)."""
-    root = tmp_path_factory.mktemp("columns")
-    out = {}
-    for name in study_names():
-        main = importlib.import_module(f"analyses.{name}").main
-        assert main(["--tiny", "--device", "cpu", "--out", str(root / name), "--data", str(root / "data")]) == 0
-        out[name] = pd.read_csv(root / name / "results.csv")
-    return out
+def tables(tiny_runs):
+    """Every study's results.csv at the tiny level (one shared store, `tiny_runs`)."""
+    return {name: pd.read_csv(tiny_runs / "results" / name / "tiny" / "results.csv") for name in study_names()}
 
 
 @pytest.mark.parametrize("name", study_names())

@@ -20,6 +20,7 @@ from fci.fpe.mlp import expand, expand_layers
 from fci.fpe.splits import split_groups
 from fci.models.mlp import MaskedMLP
 from fci.seeding import derive_seed
+from fci.stats import check_verdict
 from fci.store import Store
 from fci.tasks import DNFTask, TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
@@ -262,12 +263,18 @@ def test_depth_stats_trends_and_paper_comparison_on_known_tables():
     assert r.p < 0.05 and r.nnz_equal and r.dense_test_accuracy_mean == pytest.approx(0.815)
     assert st.loc[("boolean", 3, "none", "dense", 1)].rel_improvement_mean == 0 and math.isnan(st.loc[("boolean", 3, "none", "dense", 1)].p)
     trend = {(t["dataset"], t["condition"]): t for t in D.depth_trends(df)}
-    assert trend[("digits", "random")]["slope"] == pytest.approx(0.01) and trend[("digits", "random")]["n"] == 12
+    up = trend[("digits", "random")]  # +1% per layer in every trial: every trial ranks the depths in order
+    assert up["n"] == 4 and up["rho"] == pytest.approx(1.0) and up["direction"] == "increasing" and up["p"] < 0.05
+    assert up["rel_improvement_mean"] == pytest.approx([0.02, 0.03, 0.04]) and up["breaks_after"] is None
+    pool = {(r["dataset"], r["condition"]): r for r in D.pooled(df)}
+    assert pool[("boolean", "random")]["n_trials"] == 4 and pool[("boolean", "random")]["n_pairs"] == 12  # trials, not pairs
     stats = D.depth_stats(df)
-    claims = D.paper_comparison(stats, D.pooled(df))
-    verdict = {c["measured"].split(" split")[0]: c["agrees"] for c in claims}
-    assert verdict == {"boolean, gram": False, "boolean, random": True, "digits, gram": False, "digits, random": True}
-    assert all({"claim", "measured", "agrees", "note"} <= set(c) for c in claims)
+    claims = D.paper_comparison(df, stats)
+    assert all(check_verdict(c) is None for c in claims)
+    verdict = {(c["dataset"], c["condition"]): c["verdict"] for c in claims if "consistently" in c["claim"]}
+    assert verdict == {("boolean", "gram"): "disagrees", ("boolean", "random"): "agrees", ("digits", "gram"): "disagrees",
+                       ("digits", "random"): "agrees"}
+    assert all(c["family_size"] == 3 and c["correction"] == "benjamini-hochberg" for c in claims if "consistently" in c["claim"])
     # every layer vs layer 0 only: paired per trial (here the synthetic 'gram' rows stand in as "first")
     two = pd.concat([df[df.condition != "gram"], df[df.condition == "gram"].assign(condition="random", layers="first")])
     comp = {(c["dataset"], c["depth"]): c for c in D.layer_comparison(two)}
@@ -275,7 +282,8 @@ def test_depth_stats_trends_and_paper_comparison_on_known_tables():
     assert c["n"] == 4 and c["p"] < 0.05 and c["all_minus_first_mean"] == pytest.approx(
         np.mean(two[(two.dataset == "boolean") & (two.depth == 2) & (two.layers == "all")].test_accuracy.to_numpy()
                 - two[(two.dataset == "boolean") & (two.depth == 2) & (two.layers == "first")].test_accuracy.to_numpy()))
-    assert comp[("boolean", None)]["n"] == 12
+    assert comp[("boolean", None)]["n"] == 4  # pooled over the depths with trials as the unit
+    assert comp[("boolean", 2)]["family_size"] == 3 and comp[("boolean", 2)]["q"] >= comp[("boolean", 2)]["p"]
     curves = D.curve_table(df)
     dense = curves[(curves.dataset == "boolean") & (curves.depth == 2) & (curves.condition == "dense")]
     assert dense.epoch.tolist() == [0.5, 2.5, 4.5, 6.5] and dense.loss_mean.tolist() == [4, 3, 2, 1]
@@ -370,7 +378,7 @@ def test_tiny_run_writes_results_stats_summary_and_figure(tiny_run):
     s = json.loads((out / "summary.json").read_text())
     assert s["partial"] is False and s["config"]["level"] == "tiny"
     assert s["nnz"]["all_children_equal_parent"] is True
-    assert s["paper"] and all({"claim", "measured", "agrees", "note"} <= set(c) for c in s["paper"])
+    assert s["paper"] and all(check_verdict(c) is None for c in s["paper"])
     assert s["design"]["depths"] == [2, 3] and s["design"]["train"] == LEVELS["tiny"].train.to_dict()
     assert {(t["dataset"], t["layers"]) for t in s["depth_trend"]} == {(d, l) for d in ("boolean", "digits") for l in ("all", "first")}
     html = (out / "deep_fpe.html").read_text()

@@ -19,6 +19,7 @@ from analyses.levels import LEVELS
 from fci.data import DatasetSpec
 from fci.fpe.mlp import expand
 from fci.models.mlp import MaskedMLP
+from fci.stats import check_verdict
 from fci.store import config_key
 from fci.train import FPEResult, FPESpec, ModelResult
 
@@ -76,7 +77,8 @@ def test_stats_table_pairs_each_child_with_its_own_dense_trial():
     dense, rand, gram = st.loc[(4, "dense", 1)], st.loc[(4, "random", 2)], st.loc[(4, "gram", 2)]
     assert dense.n == 3 and dense.rel_improvement_mean == 0 and math.isnan(dense.rel_improvement_p)
     assert rand.rel_improvement_mean == pytest.approx(np.mean([0.05 / (0.6 + 0.1 * s) for s in range(3)]))
-    assert rand.rel_improvement_p == 0.0  # a constant paired difference
+    # a constant paired difference has no measured variance: the exact sign-flip test answers, 2 / 2**3 with 3 trials
+    assert rand.rel_improvement_p == 0.25 and rand.rel_improvement_test == "exact sign-flip test"
     assert gram.rel_improvement_mean == pytest.approx(-0.1 / 0.6 / 3)
     assert gram.rel_improvement_sem == pytest.approx(np.std([-0.1 / 0.6, 0, 0], ddof=1) / math.sqrt(3))
     assert 0.05 < gram.rel_improvement_p < 1
@@ -94,14 +96,37 @@ def test_stats_table_refuses_a_child_without_its_dense_baseline():
         rd.stats_table(df)
 
 
-def test_paper_comparison_reads_gains_losses_and_trend():
-    st = rd.stats_table(_table())
-    claims = rd.paper_comparison(st, "toy data.")
-    assert [set(c) for c in claims] == [{"claim", "measured", "agrees", "note"}] * 3
-    first = claims[0]["measured"]
-    assert first["random-2"]["significant_gain_widths"] == [4, 8] and first["gram-2"]["positive_widths"] == 0
-    assert claims[0]["agrees"] is False  # gram never gains
-    assert claims[2]["measured"]["fpe_higher_fraction"] == 0.5
+def _claims_table():
+    """Three widths x 5 seeds: random gains 8, 5 and 2 points (falling with width), gram
+    gains 3 points at widths 4 and 8 and loses 5 at width 16; a little noise per trial."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for h, rand_gain, gram_gain in ((4, 0.08, 0.03), (8, 0.05, 0.03), (16, 0.02, -0.05)):
+        for s in range(5):
+            d = 0.6 + 0.02 * s
+            for cond, alpha, acc in (("dense", 1, d), ("random", 2, d + rand_gain + 0.004 * rng.standard_normal()),
+                                     ("gram", 2, d + gram_gain + 0.004 * rng.standard_normal())):
+                rows.append({"dataset": "toy", "hidden": h, "seed": s, "condition": cond, "alpha": alpha, "neurons": h * alpha,
+                             "test_accuracy": acc, "train_accuracy": 1.0, "acc_per_param": acc / (10 * h), "test_loss": 0.1,
+                             "train_loss_final": 0.01, "train_loss_late_drop": 0.0, "train_loss_late_drop_rel": 0.0,
+                             "nnz": 10 * h, "parent_nnz": 10 * h, "active_neurons": h * alpha, "dead_units": 0})
+    return pd.DataFrame(rows)
+
+
+def test_paper_comparison_decides_each_claim_by_its_test():
+    df = _claims_table()
+    claims = rd.paper_comparison(df, rd.stats_table(df), "toy data.")
+    assert all(check_verdict(c) is None for c in claims)  # every verdict follows from its own p or q
+    consistent = [c for c in claims if "consistently" in c["claim"]]
+    rand, gram = (next(c for c in consistent if c["condition"] == k) for k in ("random", "gram"))
+    assert rand["verdict"] == "agrees" and rand["family_size"] == 3 and rand["q"] < 0.05  # a gain at every width
+    assert gram["verdict"] == "disagrees" and "width 16" in rand["test"] + gram["test"] and gram["supports"] is False
+    trend = [c for c in claims if "narrowest" in c["claim"]]
+    assert {c["condition"]: c["verdict"] for c in trend} == {"random": "agrees", "gram": "agrees"}
+    assert next(c for c in trend if c["condition"] == "random")["measured"]["largest_at"] == 4
+    falls = [c for c in claims if "falls with width" in c["claim"]]
+    assert len(falls) == 3 and all(c["verdict"] == "agrees" for c in falls)  # acc / (10 h) falls for every condition
+    assert len(claims) == 2 + 2 + 2 + 3
 
 
 def test_inert_children_counts_empty_children_and_collapsed_alphas():
@@ -246,7 +271,9 @@ def test_tiny_run_on_embeddings_end_to_end_and_rerun_trains_nothing(tmp_path, mo
     assert summary["run"]["trained_jobs"] == 4 and summary["budget_kept"] is True
     assert summary["dataset"]["id"]["sha256"] == rd.file_sha256(emb) and summary["dataset"]["id"]["file"] == "clip.npz"
     assert summary["train"]["warmup"] == rd.SCHEDULES["tiny"].warmup
-    assert len(summary["paper"]) == 3 and all({"claim", "measured", "agrees", "note"} <= set(c) for c in summary["paper"])
+    # per split: gains at every width, largest at the narrowest, accuracy per parameter; per condition: it falls with width
+    assert len(summary["paper"]) == 2 + 2 + 2 + 3 and all(check_verdict(c) is None for c in summary["paper"])
+    assert summary["correction"] == "benjamini-hochberg" and {"rel_improvement_q", "family_size", "degenerate"} <= set(st.columns)
     assert summary["figures"] == ["real_data.html", "real_data_loss.html"]
     assert {"random-2", "gram-2"} <= set(summary["inert_children"])
     for f in ("real_data.html", "real_data_loss.html", "real_data.plotly.json"):

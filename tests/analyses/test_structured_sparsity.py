@@ -19,6 +19,7 @@ from fci.fpe.splits import split_groups
 from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.sparsity.magnitude import prune_stack_to_nnz, prune_to_nnz
 from fci.sparsity.regrow import DynamicSparsity, effective_weight_gradients, fit_dynamic, prune_and_regrow
+from fci.stats import check_verdict
 from fci.tasks import DNFTask
 from fci.train import TrainConfig, fit
 
@@ -301,7 +302,9 @@ def test_study_writes_equal_nnz_results(tiny_run):
     assert stats[stats.condition != "dense"].p_vs_dense.notna().all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["trained_jobs"] == 4 and summary["partial"] is False
-    assert summary["paper"] and all({"claim", "measured", "agrees", "note"} <= set(p) for p in summary["paper"])
+    assert summary["paper"] and all(check_verdict(p) is None for p in summary["paper"])
+    # one family: every (alpha, child) claim of the run, corrected together
+    assert {p["family_size"] for p in summary["paper"] if p["q"] is not None} <= {len(summary["paper"])}
     assert any("structured sparsity" in p["claim"] for p in summary["paper"])
     assert any("dynamic" in p["claim"] for p in summary["paper"])
     for stem in ("structured_sparsity", "finetune_curves"):

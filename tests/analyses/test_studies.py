@@ -17,8 +17,9 @@ from analyses.interference_regression import regressions
 from analyses.levels import HEADLINE, LEVELS, make_specs, superposition_points
 from analyses.style import significance_text
 from analyses.superposition_sweep import heatmap_figure, trend_figure
-from analyses.tables import condition_stats, paired_rows
+from analyses.tables import condition_stats, paired_rows, pooled_stats, restart_reason
 from fci.io import jsonable
+from fci.train import TrainConfig
 
 ALL_STUDIES = study_names()
 STUDIES = study_names("Study")  # the sweeps of Boolean FPE trials
@@ -71,11 +72,26 @@ def test_condition_stats_pairs_children_with_their_dense_trial():
     assert dense.n == 4 and dense.rel_improvement_mean == 0 and math.isnan(dense.test_accuracy_p)
     expected = np.mean([0.1 / (0.7 + 0.01 * t) for t in range(4)])
     assert clause.rel_improvement_mean == pytest.approx(expected)
-    assert clause.test_accuracy_p == 0.0  # a constant paired difference
+    # a constant paired difference: no variance to estimate, so the exact sign-flip test answers, 2 / 2**4 with 4 trials
+    assert clause.test_accuracy_p == 0.125 and clause.rel_improvement_test == "exact sign-flip test"
+    assert clause.rel_improvement_q == 0.125 and clause.family_size == 2 and clause.degenerate is None  # BH over 2 widths
     assert clause.feature_capacity_fold_mean == pytest.approx(1.2)
     assert clause.cosine_interference_fold_mean == pytest.approx(np.mean([(0.2 + 0.01 * t) / 0.4 for t in range(4)]))
     pr = paired_rows(df)
     assert len(pr) == 16 and set(pr.condition) == {"clause", "random"}
+
+
+def test_condition_stats_name_a_restart_that_cannot_differ_and_leave_it_out():
+    df = _synthetic()
+    restart = df[df.condition == "dense"].assign(condition="restart")  # plain SGD: the restart is dense, bit for bit
+    st = condition_stats(pd.concat([df, restart], ignore_index=True), restart=restart_reason(TrainConfig(optimizer="sgd", lr=0.1)))
+    r = st[st.condition == "restart"]
+    assert r.not_applicable.str.contains("plain SGD").all() and r.rel_improvement_q.isna().all() and r.family_size.isna().all()
+    assert st[st.condition == "clause"].not_applicable.isna().all()
+    assert restart_reason(TrainConfig()) is None and restart_reason(TrainConfig(optimizer="sgd", momentum=0.9)) is None
+    pooled = pooled_stats(pd.concat([df, restart], ignore_index=True), restart="no state").set_index("condition")
+    assert pooled.loc["restart", "not_applicable"] == "no state" and math.isnan(pooled.loc["restart", "q"])
+    assert pooled.loc["clause", "n_trials"] == 4 and pooled.loc["clause", "family_size"] == 2  # trials, not 8 pairs
 
 
 def test_balanced_partition_collision_probability():
@@ -87,7 +103,7 @@ def test_balanced_partition_collision_probability():
 
 
 def test_figure_builders_are_pure_functions_of_the_tables():
-    st = condition_stats(_synthetic())
+    st = condition_stats(_synthetic(trials=6))  # 6 trials: the exact test of a constant gain can reach 2 / 2**6
     assert significance_text([0.01, 0.2, float("nan"), None]) == ["*", "", "", ""]
     fig = trend_figure(st, "caption", n_clauses=8, hidden=4)
     marks = [t for d in fig.data if d.text is not None for t in d.text]

@@ -18,6 +18,7 @@ from scipy import stats
 from fci.metrics import (
     CAPACITY_EPS,
     accuracy_per_parameter,
+    accuracy_resolution,
     clause_capacity,
     clause_mean_capacity,
     computational_capacity,
@@ -26,7 +27,7 @@ from fci.metrics import (
     feature_capacity,
     fold_change,
     gram,
-    paired_ttest,
+    majority_accuracy,
     relative_improvement,
     trial_stats,
 )
@@ -197,28 +198,18 @@ def test_trial_stats():
         trial_stats(np.ones((2, 2)))
 
 
-def test_paired_ttest_matches_scipy():
-    a = np.array([0.91, 0.88, 0.93, 0.90, 0.95])
-    b = np.array([0.85, 0.86, 0.90, 0.84, 0.91])
-    res = paired_ttest(a, b)
-    ref = stats.ttest_rel(a, b)
-    assert res["n"] == 5
-    assert res["t"] == pytest.approx(ref.statistic)
-    assert res["p"] == pytest.approx(ref.pvalue)
-    assert res["mean_diff"] == pytest.approx((a - b).mean())
-
-
-def test_paired_ttest_degenerate_cases_never_crash():
-    one = paired_ttest([1.0], [0.5])
-    assert one["n"] == 1 and math.isnan(one["p"]) and math.isnan(one["t"])
-    empty = paired_ttest([], [])
-    assert empty["n"] == 0 and math.isnan(empty["p"])
-    same = paired_ttest([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert same["p"] == 1.0 and same["t"] == 0.0
-    shifted = paired_ttest([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])
-    assert shifted["p"] == 0.0 and shifted["t"] == math.inf
-    with pytest.raises(ValueError, match="pair"):
-        paired_ttest([1.0, 2.0], [1.0])
+def test_majority_accuracy_is_the_base_rate_of_a_hand_made_test_set():
+    # one output, 3 ones of 4: always predicting 1 is right 3/4 of the time
+    assert majority_accuracy(np.array([[1.0], [1.0], [0.0], [1.0]])) == 0.75
+    # two outputs: 3/4 ones, and 1/4 ones (predict 0: right 3/4); a balanced third output is right 1/2
+    y = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [1, 0, 0]], dtype=float)
+    assert majority_accuracy(y) == pytest.approx((0.75 + 0.75 + 0.5) / 3)
+    assert majority_accuracy(torch.tensor([2, 2, 1, 0, 2]), loss="ce") == 0.6  # the most common class's share
+    assert accuracy_resolution(y) == 1 / 12 and accuracy_resolution(np.zeros(450), loss="ce") == 1 / 450
+    with pytest.raises(ValueError, match="empty"):
+        majority_accuracy(np.zeros((0, 1)))
+    with pytest.raises(ValueError, match="loss"):
+        majority_accuracy(y, loss="mse")
 
 
 # --------------------------------------------------------------------------- computational capacity

@@ -89,6 +89,17 @@ def test_a_clear_effect_is_significant():
     assert 0 < lo < t.effect_size < hi
 
 
+def test_float_noise_is_no_difference():
+    """Five pairs that differ by 1e-16 (the rounding of a subtraction) all 'point the same
+    way', but the exact test must read them as no difference at all, not as p = 1/32."""
+    a = np.array([0.9, 0.8, 0.7, 0.95, 0.85])
+    t = paired_test(a + 1e-16, a, alternative="greater")
+    assert t.test == "exact sign-flip test" and t.p == 1.0
+    assert paired_test(a + 1e-16, a).p == 1.0
+    down = trend_test(np.column_stack([a, a + 1e-16, a + 2e-16]), levels=[1, 2, 3], alternative="decreasing")
+    assert down.first_break() is None  # a rise of 1e-16 does not break a falling trend
+
+
 def test_t_test_agrees_with_scipy_where_it_applies():
     a = np.array([0.91, 0.88, 0.93, 0.90, 0.95])
     b = np.array([0.85, 0.86, 0.90, 0.84, 0.91])
@@ -417,6 +428,22 @@ def test_degenerate_cells_are_named():
     assert degenerate([]) == "no models"
     with pytest.raises(ValueError, match="NaN"):
         degenerate([0.5, math.nan])
+
+
+def test_a_base_rate_per_model_holds_each_to_its_own_test_set():
+    # three trials, each with its own test set: every model sits at its trial's majority share
+    rates = [0.52, 0.55, 0.50]
+    assert "base rate of its test set (0.5-0.55)" in degenerate(rates, base_rate=rates, resolution=0.01)
+    assert degenerate([0.52, 0.55, 0.60], base_rate=rates, resolution=0.01) is None  # the third learned something
+    assert "base rate 0.5" in degenerate([0.5, 0.5], base_rate=[0.5, 0.5])
+    with pytest.raises(ValueError, match="one per value"):
+        degenerate([0.5, 0.5, 0.5], base_rate=[0.5, 0.5])
+    table = pd.DataFrame({"cell": [0], "condition": ["random"], "p": [0.5]})
+    results = pd.DataFrame({"cell": 0, "condition": ["dense"] * 3 + ["random"] * 3, "test_accuracy": rates * 2,
+                            "base_rate": rates * 2})
+    marked = mark_degenerate(table, results, cell=["cell"], compare=["condition"], baseline={"condition": "dense"},
+                             base_rate="base_rate", resolution=0.01)
+    assert "nothing learned" in marked.degenerate.iloc[0]
 
 
 def _grid() -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -156,7 +156,7 @@ def test_sign_codes_threshold_boundaries_relative():
     np.testing.assert_array_equal(sign_codes(W, threshold=0.1), [[1, 0, 0, 0, 0, 0, -1]])
     W[0, 6] = -1.0  # tau = 0.1: +-0.1 exactly code 0, just above codes +-1
     np.testing.assert_array_equal(sign_codes(W, threshold=0.1), [[1, 0, 0, 1, -1, 0, -1]])
-    # per neuron vs the pre-amendment global rule: a small neuron keeps its code
+    # per neuron vs the former global rule: a small neuron keeps its code
     W2 = np.array([[1.0, -0.5, 0.05], [0.01, -0.02, 0.0]])
     np.testing.assert_array_equal(sign_codes(W2, threshold=0.1), [[1, -1, 0], [1, -1, 0]])
     np.testing.assert_array_equal(sign_codes(W2, threshold=0.1, relative="global"), [[1, -1, 0], [0, 0, 0]])

@@ -107,7 +107,7 @@ def test_auto_threshold_splits_each_neuron_into_strong_and_weak_weights():
     ])
     np.testing.assert_array_equal(sign_codes(W), [[0, 0, 1, -1, 0, 0], [1, -1, 1, 0, 0, 0],
                                                   [0, 0, 0, 0, 0, 0], [1, 0, 0, -1, 1, 0]])
-    # the pre-amendment global rule codes the small neurons to 0
+    # the former global rule codes the small neurons to 0
     glob = sign_codes(W, threshold=0.1, relative="global")
     assert (glob[:3] == 0).all() and glob[3].tolist() == [1, 0, 0, -1, 1, 0]
     # a row of pure noise has no two clear clusters and codes nothing
