@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from analyses import register
 from analyses.levels import RESTART
-from analyses.rows import model_conditions, model_row
+from analyses.rows import condition_order, model_conditions, model_row
 from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run, study_options
 from analyses.style import COLORS, add_caption, label, style
 from fci import stats
@@ -636,6 +636,7 @@ class CapacityContext:
     caption: str
     config: dict[str, Any]
     tasks: dict[str, TaskConfig] = field(default_factory=dict)  # per form, at one load: for captions
+    provenance: list[dict[str, Any]] = field(default_factory=list)  # every model's, for the run record
 
 
 def _probability(text: str) -> float:
@@ -816,15 +817,20 @@ class CapacityStudy:
     def table(self, units: list[tuple[FPESpec, int]], ctx: CapacityContext) -> pd.DataFrame:
         """One row per model: the suite's columns, the count of features computed, the channels."""
         results = run_fpe([s for s, _ in units], device=ctx.run.device, store=ctx.run.store)
-        ctx.config["_provenance"] = [r.provenance for res in results for _, _, r in model_conditions(res)]
+        ctx.provenance = [r.provenance for res in results for _, _, r in model_conditions(res)]
         rows = []
         with _one_thread():
             for res, (_, trial) in tqdm(list(zip(results, units)), desc="measure", unit="trial", leave=False):
                 rows += _rows(res, trial, ctx.eps)
-        return pd.DataFrame(rows)
+        df = pd.DataFrame(rows)
+        if df.empty:
+            return df
+        order = {"dnf": 0, "cnf": 1}
+        df = df.assign(_f=df.form.map(order), _c=df.condition.map(condition_order))
+        return df.sort_values(["_f", "hidden", "n_clauses", "trial", "_c", "alpha"]).drop(columns=["_f", "_c"]).reset_index(drop=True)
 
     def run_record(self, units: list[tuple[FPESpec, int]], ctx: CapacityContext) -> dict[str, Any]:
-        backends = backends_of(ctx.config.pop("_provenance", []))
+        backends = backends_of(ctx.provenance)
         return {"models": sum(1 + len(s.expansions) for s, _ in units), "backends": backends,
                 "mixed_backends": len({b.split(" ")[0] for b in backends}) > 1}
 
