@@ -639,12 +639,12 @@ class CapacityContext:
     provenance: list[dict[str, Any]] = field(default_factory=list)  # every model's, for the run record
 
 
-def _probability(text: str) -> float:
+def _number(text: str) -> float:
+    """An argparse type: a float, or a one-line error (the range is checked with the other options)."""
     try:
-        v = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -673,9 +673,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--splits", default=None,
                     help="FPE splits at alpha 2 and 4, comma-separated from the registered splits (default: clause,random; "
                          "the alpha = 1 restart control always runs)")
-    ap.add_argument("--eps", type=_probability, default=CAPACITY_EPS,
+    ap.add_argument("--eps", type=_number, default=CAPACITY_EPS,
                     help=f"a feature is computed when its test error is at most eps, in (0, 1) (default: {CAPACITY_EPS:g})")
-    ap.add_argument("--share", type=_probability, default=SHARE_DEFAULT,
+    ap.add_argument("--share", type=_number, default=SHARE_DEFAULT,
                     help=f"the share of a load's features a network must compute for the load to count in the critical "
                          f"load, in (0, 1] (default: {SHARE_DEFAULT:g})")
     ap.add_argument("--widths", default=None, metavar="H,H,...",
@@ -692,10 +692,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: The study's title and what it shows (for --help and `python -m analyses`).
 DESCRIPTION = "\n\n".join((__doc__ or "").strip().split("\n\n")[:2])
-
-
-def _feature_rate(task: TaskConfig) -> float:
-    return task.clause_true_rate
 
 
 def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, grid: Grid) -> dict[str, Any]:
@@ -735,7 +731,7 @@ def _validate(ap: argparse.ArgumentParser, args: argparse.Namespace, grid: Grid)
                                       n_test=grid.n_test, form=form, **task_set)
                 except ValueError as e:
                     flag_error(ap, e)
-                rate = _feature_rate(task)
+                rate = task.clause_true_rate  # each output's positive rate
                 if min(rate, 1.0 - rate) <= args.eps + 1e-12:
                     ap.error(f"--p: each feature would be true with probability {rate:.3g} at {F} clauses ({form}), so a "
                              f"constant output already has error <= eps={args.eps:g} and the count could not tell computing "
@@ -933,7 +929,7 @@ def _channels(df: pd.DataFrame) -> dict[str, Any]:
             "per_condition": rows}
 
 
-def _prediction_summary(cells: pd.DataFrame, fits: pd.DataFrame, ctx: CapacityContext, k: int) -> dict[str, Any]:
+def _prediction_summary(cells: pd.DataFrame, ctx: CapacityContext, k: int) -> dict[str, Any]:
     example = prediction(16, ctx.p, ctx.eps)
     where = []
     for (f, c, a), g in cells.groupby(COND_KEYS, sort=True):
@@ -958,7 +954,6 @@ def _prediction_summary(cells: pd.DataFrame, fits: pd.DataFrame, ctx: CapacityCo
                       for r in cells.itertuples()],
         "where_it_holds": where,
         "reached_means": f"capacity at least {REACHED:.0%} of the predicted count (paired non-inferiority test, one feature resolution)",
-        "fits": _fit_records(fits),
         "nnz_at_capacity": {"formula": "H (C k + 1) + C (H + 1) for a dense network, C = alpha H", "clause_size": k},
     }
 
@@ -992,7 +987,7 @@ def finish(df: pd.DataFrame, ctx: CapacityContext) -> Outputs:
         "capacity": _public(st).to_dict("records"),
         "fit": {"exponent": _fit_records(fits), "method": ("per trial, least squares of log capacity on log size over the "
                                                              "widths; mean over trials with its 95% t-interval")},
-        "prediction": _prediction_summary(cells, fits, ctx, CLAUSE_SIZE),
+        "prediction": _prediction_summary(cells, ctx, CLAUSE_SIZE),
         "fpe_effect": _public(eff).to_dict("records"),
         "duality": {"note": ("a CNF task is distributed as the label-negated DNF task (SPEC §1): the capacities must agree. "
                              + (f"The {ctx.forms[1].upper()} arm runs widths {','.join(map(str, ctx.widths[ctx.forms[1]]))}."
