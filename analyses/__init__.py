@@ -47,6 +47,6 @@ def studies() -> Registry[Any]:
 
 
 def study_names(kind: str | None = None) -> list[str]:
-    """The registered studies' names, optionally only those of one kind
-    (the class name of their STUDY: "Study", "JobStudy", "RegimesStudy")."""
-    return [n for n, s in studies().items() if kind is None or type(s).__name__ == kind]
+    """The registered studies' names in alphabetical order, optionally only those of one
+    kind (the class name of their STUDY: "Study", "JobStudy", "RegimesStudy")."""
+    return sorted(n for n, s in studies().items() if kind is None or type(s).__name__ == kind)

@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "list"):
         print("Studies (run one with `python -m analyses.NAME [--quick] [--help]`):\n")
         width = max(map(len, registry.names()))
-        for name, study in registry.items():
+        for name, study in sorted(registry.items()):
             print(f"  {name:<{width}}  {summary_line(study)}")
         return 0
     try:

@@ -38,7 +38,7 @@ from analyses import register
 from analyses.kinds import Context, Study
 from analyses.levels import HEADLINE, Point
 from analyses.runner import run
-from analyses.style import add_caption, style
+from analyses.style import add_caption, star_trace, style
 from fci.fpe.splits import split_groups
 from fci.metrics import trial_stats
 from fci.train import FPEResult, ModelResult
@@ -176,15 +176,16 @@ def alpha_figure(stats: pd.DataFrame, caption: str = "") -> go.Figure:
         for row, (m, _, p) in enumerate(METRICS, start=1):
             for sp in SPLITS:
                 g = _with_dense(sub, sp)
+                c = style(sp, 4)["line"]["color"]
                 fig.add_trace(go.Scatter(
                     x=g.alpha, y=g[f"{m}_mean"], error_y={"type": "data", "array": g[f"{m}_sem"].fillna(0)},
-                    mode="lines+markers+text", name=f"{sp} split", legendgroup=sp, showlegend=(row == 1 and col == 1),
-                    text=["*" if (p and pv is not None and np.isfinite(pv) and pv < 0.05) else "" for pv in (g[p] if p else [None] * len(g))],
-                    textposition="top center", textfont={"size": 16, "color": style(sp, 4)["line"]["color"]},
-                    line={"color": style(sp, 4)["line"]["color"]}, marker={"color": style(sp, 4)["line"]["color"], "size": 8},
+                    mode="lines+markers", name=f"{sp} split", legendgroup=sp, showlegend=(row == 1 and col == 1),
+                    line={"color": c}, marker={"color": c, "size": 8},
                     hovertemplate=f"{sp}<br>α=%{{x}}<br>{m}=%{{y:.4g}}<extra></extra>"), row=row, col=col)
-            fig.update_xaxes(type="log", tickvals=[1, 2, 4, 8, 16], ticktext=["1 (dense)", "2", "4", "8", "16"], row=row, col=col)
-        fig.update_xaxes(title_text="α (expansion factor)", row=len(METRICS), col=col)
+                if p:  # '*' above the error bar, clear of it
+                    fig.add_trace(star_trace(g.alpha, g[f"{m}_mean"], g[f"{m}_sem"], g[p], c, name=sp), row=row, col=col)
+            fig.update_xaxes(type="log", tickvals=[1, 2, 4, 8, 16], ticktext=["1", "2", "4", "8", "16"], row=row, col=col)
+        fig.update_xaxes(title_text="α (expansion factor; 1 = dense)", row=len(METRICS), col=col)
     for row, (_, t, _) in enumerate(METRICS, start=1):
         fig.update_yaxes(title_text=t, row=row, col=1)
     fig.update_layout(title=f"Metrics against α at equal nnz ({HEADLINE.n_clauses} clauses, k=3)",
@@ -212,7 +213,8 @@ def collision_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def collision_figure(df: pd.DataFrame, caption: str = "") -> go.Figure:
     """Measured collision fractions against alpha beside alpha**-(k-1), alpha**-(2k-1)
-    and the exact balanced-partition expectation (log scale; a measured 0 is not drawn)."""
+    and the exact balanced-partition expectation (log scale; a measured 0 is drawn
+    at the axis floor, `analyses.style.honest`)."""
     tab = collision_table(df)
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=["one clause kept whole in one child", "two clauses (all 2k literals) in one child"])
@@ -225,17 +227,16 @@ def collision_figure(df: pd.DataFrame, caption: str = "") -> go.Figure:
             if g.empty:
                 continue
             c = style(sp, 4)["line"]["color"]
-            y = g[f"{what}_frac_mean"].where(g[f"{what}_frac_mean"] > 0)
-            fig.add_trace(go.Scatter(x=g.alpha, y=y, error_y={"type": "data", "array": g[f"{what}_frac_sem"].fillna(0)},
+            fig.add_trace(go.Scatter(x=g.alpha, y=g[f"{what}_frac_mean"], error_y={"type": "data", "array": g[f"{what}_frac_sem"].fillna(0)},
                                      mode="lines+markers", name=f"{sp} split: measured", legendgroup=f"{sp}m", showlegend=col == 1,
                                      line={"color": c}, marker={"color": c, "size": 9}), row=1, col=col)
-            fig.add_trace(go.Scatter(x=g.alpha, y=g[f"expected_{what}_mean"].where(g[f"expected_{what}_mean"] > 0),
+            fig.add_trace(go.Scatter(x=g.alpha, y=g[f"expected_{what}_mean"],
                                      mode="lines+markers", name=f"{sp} split: exact expectation", legendgroup=f"{sp}e",
                                      showlegend=col == 1, line={"color": c, "dash": "dot"}, marker={"color": c, "symbol": "x", "size": 7}),
                           row=1, col=col)
         g = tab.drop_duplicates("alpha").sort_values("alpha")
-        fig.add_trace(go.Scatter(x=g.alpha, y=g[f"theory_{what}_mean"], mode="lines", name=f"SPEC §3: {th}" if col == 1 else th,
-                                 line={"color": "black", "dash": "dash"}), row=1, col=col)
+        fig.add_trace(go.Scatter(x=g.alpha, y=g[f"theory_{what}_mean"], mode="lines", name=f"SPEC §3 theory: {th}",
+                                 line={"color": "black", "dash": "dash" if what == "whole" else "longdashdot"}), row=1, col=col)
         fig.update_xaxes(type="log", tickvals=sorted(tab.alpha.unique()), title_text="α", row=1, col=col)
         fig.update_yaxes(type="log", title_text="fraction" if col == 1 else None, row=1, col=col)
     fig.update_layout(title="Collision check under FPE splits (SPEC §3): measured on the trained parents' splits",

@@ -48,6 +48,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
+from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, job_rows, register_reader
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
 from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
@@ -551,6 +552,39 @@ def caption(ctx: JobContext) -> str:
             f"α {a.alphas} (+ α=1 restart) · trials={a.trials} (seeds {a.seed}..{a.seed + a.trials - 1})<br>"
             f"3x3 conv + ReLU + 2x2 max pool, linear softmax head ({a.head}); every conv layer expanded; Adam lr={t.lr}, batch {t.batch_size}, "
             f"{t.warmup} dense + {t.finetune} fine-tuning epochs (baseline {t.epochs}) · device={ctx.device.type} · ±1 s.e.m.; * p<0.05")
+
+
+# --------------------------------------------------------------------------- the explorer's reader
+
+
+@register_reader("cnn_fpe-job")
+def read_entries(entries: list[Any]) -> Scanned:
+    """One explorer run per child of a CNN trial (α=1: the restart control),
+    beside the trial's parent and dense baseline (all stored in the job entry):
+    first-layer filters as pictures per input channel, their Gram, capacity and
+    interference, and the head's readout."""
+    runs: list[ListedRun] = []
+    for e in entries:
+        cfg, rows = e.config, job_rows(e)
+        acc = {(str(r["split"]), int(r["alpha"])): float(r["test_accuracy"]) for r in rows}
+        dense_acc = acc.get(("none", 1), math.nan)
+        parent_acc = float(rows[0].get("parent_test_accuracy", math.nan))
+        source = cfg.get("data", {}).get("source", "")
+        for split, alpha in cfg["expansions"]:
+            split, alpha = str(split), int(alpha)
+            what = "restart control (α=1)" if alpha == 1 else f"{split} split, α={alpha}"
+            runs.append(ListedRun(
+                id=f"{e.key}/{split}-{alpha}", task=f"{source} · {cfg['conv_layers']} conv, head {cfg.get('head')}",
+                hidden=hidden_text([int(cfg["filters"])] * int(cfg["conv_layers"])), alpha=alpha,
+                split=RESTART if alpha == 1 else split, trial=int(cfg["seed"]), epochs=epochs(cfg),
+                child_accuracy=acc.get((split, alpha), math.nan), dense_accuracy=dense_acc,
+                study="cnn_fpe", dataset=str(cfg["dataset"]).split("-")[0], architecture="cnn",
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"], parent_acc)),
+                      ("child", ModelRef(e.key, f"{split}-{alpha}.", f"FPE child ({what}) after fine-tuning",
+                                         acc.get((split, alpha), math.nan))),
+                      ("dense", ModelRef(e.key, "dense.", MODELS["dense"], dense_acc))),
+            ))
+    return runs, []
 
 
 STUDY = register(JobStudy(name="cnn_fpe", description=__doc__, jobs=jobs, run=run_jobs, stats=stats, figures=figures, summarise=summarise,

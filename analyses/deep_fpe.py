@@ -34,6 +34,7 @@ and the digits split with seed S.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from typing import Any, Iterable, Sequence
@@ -45,6 +46,18 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
+from analyses.entries import (
+    MODELS,
+    ListedRun,
+    ModelRef,
+    Scanned,
+    epochs,
+    hidden_text,
+    image_shape,
+    job_rows,
+    register_reader,
+    task_label,
+)
 from analyses.kinds import JobContext, JobStudy, regime_caption
 from analyses.levels import Level, level_task
 from analyses.rows import model_columns
@@ -54,8 +67,9 @@ from fci.cli import check_alphas, comma_list
 from fci.data import Dataset, DatasetSpec
 from fci.metrics import FLAT_ABS, FLAT_REL, LATE_WINDOW, paired_ttest, relative_improvement, trial_stats
 from fci.seeding import derive_seed
+from fci.store import config_key
 from fci.tasks import TaskConfig
-from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
+from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
 __all__ = [
     "STUDY", "main", "DATASETS", "DEPTHS", "dataset_spec", "make_dataset", "trial_specs", "study_jobs", "model_rows",
@@ -210,7 +224,10 @@ def run_jobs(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         for job, res, fl in zip(group, results, first):
             for (s, a), child in fl.items():
                 check_budget(child.nnz, res.parent.nnz, f"{res.dataset} trial seed {res.seed} {s} α={a} (layer 0)")
-            yield job, model_rows(res, fl, cfg.warmup, x_test), {}
+            keys = store_keys(job)  # each model's own entry: the explorer opens the job's runs from them
+            rows = [{**r, "store_key": keys[(r["condition"], r["alpha"], r["layers"])]}
+                    for r in model_rows(res, fl, cfg.warmup, x_test)]
+            yield job, rows, {}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -636,6 +653,53 @@ def caption(ctx: JobContext) -> str:
             f"{a.width} neurons per hidden layer before expansion, α={','.join(map(str, a.alphas))} · device={ctx.device.type}<br>"
             + "<br>".join(data) + "<br>"
             "every child's nnz == its dense parent's (asserted) · error bars ±1 s.e.m.; * p<0.05 (paired t-test vs dense)")
+
+
+# --------------------------------------------------------------------------- the explorer's reader
+
+
+def store_keys(job: dict[str, Any]) -> dict[tuple[str, int, str], str]:
+    """(condition, alpha, layers) -> the store key of that model of a job: its
+    models are `run_fpe` entries (kind "fpe"), the dense one shared by both layer settings."""
+    out: dict[tuple[str, int, str], str] = {}
+    for layers, spec_layers in (("all", "all"), ("first", (0,))):
+        for (s, a), cfg in entry_configs(trial_specs(job, spec_layers)).items():
+            out[(s, int(a), "none" if s == "dense" else layers)] = config_key(cfg)
+    return out
+
+
+@register_reader("deep_fpe-job")
+def read_entries(entries: list[Any]) -> Scanned:
+    """One explorer run per child of a deep trial (all layers, or layer 0 only),
+    beside its parent at expansion and the paired dense baseline: the job's rows
+    name each model's own store entry (`store_key`)."""
+    runs: list[ListedRun] = []
+    for e in entries:
+        job, rows = e.config, job_rows(e)
+        keys = store_keys(job)
+        dense = next(r for r in rows if r["condition"] == "dense")
+        dense_acc = float(dense["test_accuracy"])
+        name = str(job["dataset"])
+        task = job["data"].get("task") if name == "boolean" else None
+        for r in rows:
+            s, a, layers = str(r["condition"]), int(r["alpha"]), str(r.get("layers", "all"))
+            if s == "dense":
+                continue
+            key = str(r.get("store_key") or keys[(s, a, layers)])
+            where = "all hidden layers" if layers == "all" else "layer 1 only"
+            runs.append(ListedRun(
+                id=f"{e.key}/{s}-{a}-{layers}", task=task_label(task) if task else name,
+                hidden=hidden_text(job["hidden"]), alpha=a, split=f"{s} ({layers})", trial=int(job["seed"]),
+                epochs=epochs(job), child_accuracy=float(r["test_accuracy"]), dense_accuracy=dense_acc,
+                study="deep_fpe", dataset=name, task_config=json.dumps(task, sort_keys=True) if task else "",
+                n_clauses=int(task.get("n_clauses", 0)) if task else 0,
+                task_seed=int(job["data"]["task_seed"]) if task else None, image_shape=image_shape(name),
+                refs=(("parent", ModelRef(key, "parent.", MODELS["parent"], math.nan)),
+                      ("child", ModelRef(key, "", f"FPE child ({s} split, α={a}, {where}) after fine-tuning",
+                                         float(r["test_accuracy"]))),
+                      ("dense", ModelRef(keys[("dense", 1, "none")], "", MODELS["dense"], dense_acc))),
+            ))
+    return runs, []
 
 
 STUDY = register(JobStudy(

@@ -39,6 +39,7 @@ effective density is computed from the stored trajectory, so `--drop` and
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -52,6 +53,8 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from analyses import register
+from analyses.entries import ListedRun, ModelRef, Scanned, dataset_of, hidden_text, image_shape, register_reader, task_label
+from analyses.entries import job_rows as stored_rows
 from analyses.kinds import JobContext, JobStudy, regime_caption
 from analyses.levels import Level, level_task
 from analyses.rows import model_columns
@@ -729,6 +732,31 @@ def caption(ctx: JobContext) -> str:
             f"pruning: {a.prune_fraction:.0%} of each layer's remaining weights per step, no retraining, test accuracy · "
             f"effective density: first step with {rule} · overlap: smallest {a.overlap_fraction:.0%} · device={ctx.device.type} · "
             f"bands/error bars ±1 s.e.m.; * p<0.05 (unpaired t-test vs the null)")
+
+
+# --------------------------------------------------------------------------- the explorer's reader
+
+
+@register_reader("effective_density-job")
+def read_entries(entries: list[Any]) -> Scanned:
+    """One explorer run per deep dense model, after training beside its initialisation."""
+    runs: list[ListedRun] = []
+    for e in entries:
+        cfg = e.config
+        row = next(r for r in stored_rows(e) if r.get("record") == "model")
+        name, _ = dataset_of(cfg["dataset"])
+        task = cfg.get("data", {}).get("task") if name == "boolean" else None
+        acc = float(row["test_accuracy"])
+        runs.append(ListedRun(
+            id=e.key, task=task_label(task) if task else name, hidden=hidden_text(cfg["hidden"]), alpha=1,
+            split=f"dense x{cfg.get('multiplier', '?')}", trial=int(cfg["seed"]), epochs=(int(cfg.get("epochs", 0)), 0),
+            child_accuracy=acc, dense_accuracy=math.nan, study="effective_density", dataset=name,
+            task_config=json.dumps(task, sort_keys=True) if task else "",
+            n_clauses=int(task.get("n_clauses", 0)) if task else 0, image_shape=image_shape(name),
+            refs=(("parent", ModelRef(e.key, "init.", "The same network at initialisation", math.nan, init_only=True)),
+                  ("child", ModelRef(e.key, "", f"Deep dense net {hidden_text(cfg['hidden'])} after training", acc))),
+        ))
+    return runs, []
 
 
 STUDY = register(JobStudy(

@@ -54,6 +54,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
+from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, image_shape, job_rows, register_reader
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
 from analyses.rows import model_columns
@@ -685,6 +686,43 @@ def caption(ctx: JobContext) -> str:
             f"softmax MLP, Adam lr={t.lr}, batch {t.batch_size}, {t.warmup} dense pre-training + {t.finetune} fine-tuning "
             f"epochs (dense baseline {t.epochs}) · device={ctx.device.type} · error bars: ±1 s.e.m.; "
             f"* p<0.05 (paired t-test vs dense)")
+
+
+# --------------------------------------------------------------------------- the explorer's reader
+
+
+def _data_text(cfg: dict[str, Any]) -> str:
+    d = cfg.get("data", {})
+    if "source" in d:
+        return f"({d['source']}, test {d.get('test_fraction', '?')})"
+    return ""
+
+
+@register_reader("real_data-job")
+def read_entries(entries: list[Any]) -> Scanned:
+    """One explorer run per FPE child of a real-data trial (α=1: the restart control),
+    beside the trial's parent and dense baseline (all stored in the job entry)."""
+    runs: list[ListedRun] = []
+    for e in entries:
+        cfg, rows = e.config, job_rows(e)
+        acc = {(r["split"], int(r["alpha"])): float(r["test_accuracy"]) for r in rows}
+        parent_acc = float(rows[0].get("parent_test_accuracy", math.nan))
+        dense_acc = acc.get(("none", 1), math.nan)
+        dataset = str(cfg["dataset"])
+        for split, alpha in cfg["expansions"]:
+            alpha = int(alpha)
+            what = "restart control (α=1)" if alpha == 1 else f"{split} split, α={alpha}"
+            runs.append(ListedRun(
+                id=f"{e.key}/{split}-{alpha}", task=f"{dataset} {_data_text(cfg)}", hidden=hidden_text(cfg["hidden"]),
+                alpha=alpha, split=RESTART if alpha == 1 else str(split), trial=int(cfg["seed"]),
+                epochs=epochs(cfg), child_accuracy=acc.get((split, alpha), math.nan), dense_accuracy=dense_acc,
+                study="real_data", dataset=dataset.split("-")[0], image_shape=image_shape(dataset),
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"], parent_acc)),
+                      ("child", ModelRef(e.key, f"{split}-{alpha}.", f"FPE child ({what}) after fine-tuning",
+                                         acc.get((split, alpha), math.nan))),
+                      ("dense", ModelRef(e.key, "dense.", MODELS["dense"], dense_acc))),
+            ))
+    return runs, []
 
 
 STUDY = register(JobStudy(

@@ -41,6 +41,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
+from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, job_rows, register_reader, task_label
 from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
 from analyses.levels import Level, level_task, regime_level
 from analyses.rows import measure_columns
@@ -493,6 +494,40 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
     for p in summary["paper"]:
         lines.append(f"  [{ {True: 'agrees', False: 'disagrees', None: 'inconclusive'}[p['agrees']] }] {p['claim']}: {p['measured']}")
     return lines
+
+
+# --------------------------------------------------------------------------- the explorer's reader
+
+_TITLES = {"clause": "clause-split child", "random": "random-split child",
+           "clause_nm": "clause-split child, N:M mask", "random_nm": "random-split child, N:M mask",
+           "random_dynamic": "random-split child, prune-and-regrow mask"}
+
+
+@register_reader("structured_sparsity-job")
+def read_entries(entries: list[Any]) -> Scanned:
+    """One explorer run per child condition of a job (all at one nnz), beside the
+    parent and the dense baseline pruned to the same nnz."""
+    runs: list[ListedRun] = []
+    for e in entries:
+        cfg = e.config
+        models = {r["condition"]: r for r in job_rows(e) if r.get("record") == "model"}
+        dense_acc = float(models.get("dense", {}).get("test_accuracy", math.nan))
+        alpha = int(cfg["alpha"])
+        for cond, title in _TITLES.items():
+            if cond not in models:
+                continue
+            nm = f" ({cfg['nm']})" if cond.endswith("_nm") else ""
+            acc = float(models[cond]["test_accuracy"])
+            runs.append(ListedRun(
+                id=f"{e.key}/{cond}", task=task_label(cfg["task"]), hidden=hidden_text(cfg["hidden"]), alpha=alpha,
+                split=cond, trial=int(cfg["seed"]), epochs=epochs(cfg), child_accuracy=acc,
+                dense_accuracy=dense_acc, study="structured_sparsity", dataset="boolean",
+                task_config=json.dumps(cfg["task"], sort_keys=True), n_clauses=int(cfg["task"].get("n_clauses", 0)),
+                refs=(("parent", ModelRef(e.key, "parent.", MODELS["parent"], math.nan)),
+                      ("child", ModelRef(e.key, f"{cond}.", f"{title}{nm}, α={alpha}, after fine-tuning", acc)),
+                      ("dense", ModelRef(e.key, "dense.", "Dense baseline pruned to the same nnz", dense_acc))),
+            ))
+    return runs, []
 
 
 STUDY = register(JobStudy(

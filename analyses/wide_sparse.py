@@ -37,6 +37,7 @@ budget minus the biases, and connectivity falls a little faster than 1/width.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from typing import Any, Iterable, Sequence
@@ -48,6 +49,18 @@ import torch
 from plotly.subplots import make_subplots
 
 from analyses import register
+from analyses.entries import (
+    ListedRun,
+    ModelRef,
+    Scanned,
+    dataset_of,
+    epochs,
+    hidden_text,
+    image_shape,
+    job_rows,
+    register_reader,
+    task_label,
+)
 from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
 from analyses.levels import Level, level_task, regime_level
 from analyses.rows import model_columns
@@ -768,6 +781,32 @@ def print_summary(summary: dict[str, Any], ctx: JobContext) -> list[str]:
         lines.append(f"  [{ {True: 'agrees', False: 'DISAGREES', None: 'n/a'}[c['agrees']] }] {c['claim']}")
         lines.append(f"      measured: {c['measured']}")
     return lines
+
+
+# --------------------------------------------------------------------------- the explorer's reader
+
+
+@register_reader("wide_sparse-job")
+def read_entries(entries: list[Any]) -> Scanned:
+    """One explorer run per model: dense, statically sparse (its mask) or FPE child."""
+    runs: list[ListedRun] = []
+    for e in entries:
+        cfg, row = e.config, job_rows(e)[0]
+        name, task = dataset_of(cfg["dataset"])
+        cond = str(cfg["condition"])
+        alpha = int(cfg.get("alpha", 1)) if cond != "dense" else 1
+        title = {"dense": f"Dense model, width {cfg['width']}",
+                 "sparse": f"Statically sparse model, width {cfg['width']} (random mask, {row.get('nnz')} nnz)",
+                 "fpe": f"FPE child ({cfg.get('split', '?')} split, α={alpha}, {row.get('nnz')} nnz)"}.get(cond, cond)
+        runs.append(ListedRun(
+            id=e.key, task=task_label(task) if task else name, hidden=hidden_text(cfg["width"]), alpha=alpha,
+            split=cond if cond != "fpe" else f"fpe-{cfg.get('split', '?')}", trial=int(cfg["seed"]), epochs=epochs(cfg),
+            child_accuracy=float(row["test_accuracy"]), dense_accuracy=float(row.get("dense_test_accuracy", math.nan)),
+            study="wide_sparse", dataset=name, task_config=json.dumps(task, sort_keys=True) if task else "",
+            n_clauses=int(task.get("n_clauses", 0)) if task else 0, image_shape=image_shape(name),
+            refs=(("child", ModelRef(e.key, "", title, float(row["test_accuracy"]))),),
+        ))
+    return runs, []
 
 
 STUDY = register(JobStudy(

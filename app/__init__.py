@@ -1,17 +1,15 @@
-"""The fci explorer: a Dash app to inspect per-clause codes before and after splitting.
+"""The fci explorer: a Dash app to inspect every stored model kind, and per-clause
+codes before and after splitting.
 
 `python -m app [--data DIR]` serves it (training a small demo into an empty store
-first); `create_app(data_dir)` builds the app for other servers and tests.
-Data and analysis live in `app.data` (one scanner per stored model kind),
-figures in `app.figures`, panels in `app.panels`, the URL state in
-`app.state`, page and event logic in `app.views`; `app.callbacks` only wires
+first; waitress, or Dash's development server with --debug); `create_app(data_dir)`
+builds the app for other servers and tests. The modules, one idea each:
+`app.catalogue` (which runs a store holds: each entry read by the reader its kind
+registered in `analyses.entries`), `app.runs` (loading one run: MLP or CNN
+tensors), `app.readings` (what a network computes and what its weights code),
+`app.cache` (`Explorer`: the caches), `app.state` (the URL), `app.views` (page and
+event logic), `app.figures` and `app.panels` (drawing); `app.callbacks` only wires
 them, and `assets/highlight.js` draws clause highlights in the browser.
-Two readings of each network on a Boolean task sit side by side: what the
-weights code (channels and the static `fci.codes.decode`, at the sign threshold:
-"auto" or a fraction of each neuron's max|w|) and what the network computes
-(`fci.codes.decode_function`, decoded once per network and process:
-`LoadedRun.reading`), each with its test-set agreement beside the ceiling (the
-OR of the true clauses).
 `python -m app.bench` times interactions; `python -m app.screens` draws the
 documentation's pictures.
 """
@@ -22,8 +20,8 @@ from pathlib import Path
 
 from dash import Dash
 
+from app.cache import Explorer
 from app.callbacks import register_callbacks
-from app.data import Explorer
 from app.layout import build_layout
 
 __all__ = ["ExplorerApp", "create_app"]

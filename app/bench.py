@@ -237,7 +237,7 @@ def measure_browser(data_dir: str | Path, run_id: str, clicks: int = 6) -> tuple
 def _bench_store(root: Path) -> str:
     """A 64-neuron, 256-variable trial (brief training), stored under root; returns
     its clause-split run id."""
-    from app.data import Explorer
+    from app.cache import Explorer
     from fci.store import Store
     from fci.tasks import TaskConfig
     from fci.train import FPESpec, TrainConfig, run_fpe
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from app.__main__ import prepare
-    from app.data import Explorer
+    from app.cache import Explorer
 
     with tempfile.TemporaryDirectory() as tmp:
         demo_dir = Path(args.data or Path(tmp) / "demo")

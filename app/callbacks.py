@@ -24,12 +24,14 @@ from typing import Any
 
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, no_update
 
+from analyses.entries import FILTERS, MODELS
 from app import panels
-from app.data import FILTERS, MODELS, Explorer
+from app.cache import Explorer
 from app.layout import filter_id
 from app.state import AUTO
 from app.views import (
     CLICK_GRAPHS,
+    COMPARE_KINDS,
     RENDER_GRAPHS,
     clause_options,
     figure_updates,
@@ -44,14 +46,18 @@ __all__ = ["CONTROLS", "RENDER_GRAPHS", "register_callbacks"]
 
 CONTROLS = ("run", "clause", "threshold", "view", "layer", "compare")
 _HIDDEN = {"display": "none"}
+#: The compared run's parts interleaved with the run's rows (ids `b-<part>`).
+_COMPARE_PARTS = ("titles", *(f"row-{k}" for k in COMPARE_KINDS))
 _seq = itertools.count(1)
 
 
-def _slots_class(titles: dict[str, str]) -> str:
+def _slots_class(titles: dict[str, str], keep_width: bool = False) -> str:
     """`slots-<present slots>`: the stylesheet hides the columns of networks a run
-    does not have (a single model gets the full width)."""
+    does not have (a single model gets the full width). `keep_width`: hidden
+    columns keep their place (`keep-`), so a compared run's columns stay under
+    the run's own."""
     present = [n for n in MODELS if titles.get(n)]
-    return "slots-" + "-".join(present or list(MODELS))
+    return ("keep-" if keep_width else "slots-") + "-".join(present or list(MODELS))
 
 
 def register_callbacks(app: Dash, explorer: Explorer) -> None:
@@ -77,7 +83,10 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         Output("network-graphs", "style"),
         Output("compare-section", "style"),
         Output("run-rows", "className"),
-        Output("compare-section", "className"),
+        *(Output(f"b-{part}", prop) for part in _COMPARE_PARTS for prop in ("style", "className")),
+        Output("compare-head", "style"),
+        Output("legend-weights", "children"),
+        Output("empty-state", "children"),
         Output("drawn", "data"),
         Output("highlight", "data"),
     ]
@@ -111,7 +120,7 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         parts, part_digests = part_updates({
             "clause-options": clause_options(explorer, shown.run), "layer-options": layer_options(page.n_layers),
             "metrics": page.metrics, "compare-metrics": page.compare_metrics, "table": page.table,
-            "decoded": page.decoded,
+            "decoded": page.decoded, "legend": page.legend,
             "summary": page.summary, "compare-summary": page.compare_summary,
             # control values go only when they change: each one sent re-renders its component
             **{f"value:{c}": getattr(shown, c) for c in CONTROLS if c != "threshold"},
@@ -131,9 +140,15 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
             *(figs[g] for g in RENDER_GRAPHS),
             parts["metrics"], parts["compare-metrics"], page.detail, parts["table"], parts["decoded"],
             *(page.titles.get(n, "") or "—" for n in MODELS),
-            *(page.compare_titles.get(n, "") or "—" for n in MODELS),
+            *(page.compare_titles.get(n, "") or "same network as above" for n in MODELS),
             clauses, clauses, {} if page.compare is not None else _HIDDEN,
-            _slots_class(page.titles), _slots_class(page.compare_titles),
+            _slots_class(page.titles) + ("" if a is not None else " empty"),
+            *(v for _ in _COMPARE_PARTS for v in (
+                {} if page.compare is not None else _HIDDEN,
+                "compare-row " + _slots_class(page.compare_titles, page.compare is not None))),
+            {} if page.compare is not None else _HIDDEN,
+            parts["legend"],
+            page.empty,
             digests,
             {"seq": next(_seq), "graphs": highlights} if highlights else no_update,
         )
@@ -158,5 +173,8 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         filters = dict(zip(FILTERS, values))
         cat = explorer.catalogue()
         n = len(cat.select(query, **filters))
-        return (run_options(explorer, filters, current, query), run_options(explorer, filters, other, query),
-                f"run ({n} of {len(cat.runs)} match, grouped by study and dataset)")
+        options = run_options(explorer, filters, current, query)
+        extra = " (and the current run)" if current and all(o["value"] != current for o in run_options(
+            explorer, filters, None, query)) and cat.get(current) is not None else ""
+        return (options, run_options(explorer, filters, other, query),
+                f"run ({n} of {len(cat.runs)} match{extra}, grouped by study and dataset)")

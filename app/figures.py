@@ -1,4 +1,4 @@
-"""Figure builders: pure functions from explorer data (`app.data`) to plotly figures.
+"""Figure builders: pure functions from explorer data (`app.runs`, `app.readings`) to plotly figures.
 
 Conventions shared by every view of a network:
 - columns are inputs in display order: on a Boolean task the variables ordered by
@@ -8,10 +8,14 @@ Conventions shared by every view of a network:
 - rows are neurons in display order, children grouped under their parent (labels
   `h5·p2`), with dotted lines between parent groups;
 - masked weights are NaN and show in the distinct `MASK_COLOR`;
-- one colour scale per row of the page: `row_range` gives the symmetric range
-  shared by the networks side by side, stated on every colour bar;
-- cells keep a minimum size (`MIN_CELL` px): a wide matrix gets a fixed width and
-  its column scrolls; labels are thinned to one per `LABEL_PX` px;
+- one colour scale per row of the page: `row_scale` gives a robust symmetric
+  range shared by the networks side by side (the `ROBUST_PERCENTILE` of |value|,
+  so one outlier does not wash the rest out); cells beyond it are ringed and the
+  true range is stated on the colour bar beside the range;
+- every figure fits its column, so its colour bar is always beside its matrix;
+  labels are thinned to one per `LABEL_PX` px;
+- inputs that are images (digits, a CNN's filters) are drawn as pictures: one
+  small image per neuron (per input channel of a filter), `weight_pictures`;
 - the selected clause's literals are outlined (shapes named `clause-var:<v>`) and its
   channel neurons are outlined in `CHANNEL_COLOR` (shapes named
   `channel-neuron:<i>`), so tests and the browser can read the highlight back.
@@ -35,12 +39,14 @@ import base64
 import copy
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
-from app.data import LoadedRun, ModelCodes, ModelData, RunAnalysis
+from app.readings import ModelCodes, RunAnalysis
+from app.runs import LoadedRun, ModelData
 
 __all__ = [
     "CHANNEL_COLOR",
@@ -57,8 +63,13 @@ __all__ = [
     "model_figures",
     "polysemanticity_bar",
     "readout_heatmap",
+    "ROBUST_PERCENTILE",
+    "Scale",
+    "picture_grid",
     "row_range",
+    "row_scale",
     "shared_ranges",
+    "weight_pictures",
     "split_highlight",
     "weight_heatmap",
 ]
@@ -251,13 +262,8 @@ def _channel(codes: ModelCodes | None, clause: int | None) -> list[int]:
 
 
 def _plot_width(n: int, min_cell: int = MIN_CELL) -> float:
-    """The plot area's width in px: the column's, or wider for a wide matrix."""
-    return max(_PLOT_W, n * min_cell)
-
-
-def _fig_width(n: int, extra: int, min_cell: int = MIN_CELL) -> int | None:
-    """A fixed figure width when the matrix needs more than the column (it scrolls)."""
-    return int(n * min_cell + extra) if n * min_cell > _PLOT_W else None
+    """The plot area's width in px: the column's (every figure fits its column)."""
+    return _PLOT_W
 
 
 def _thin(n: int, px: float) -> int:
@@ -265,19 +271,93 @@ def _thin(n: int, px: float) -> int:
     return max(1, math.ceil(LABEL_PX / max(px / max(n, 1), 1e-9)))
 
 
+#: The colour range of a row is this percentile of the row's non-zero |values|,
+#: when the largest |value| exceeds it by more than OUTLIER_FACTOR (else the largest).
+ROBUST_PERCENTILE = 95.0
+OUTLIER_FACTOR = 5.0
+#: Most cells ringed as beyond the colour range in one figure.
+MAX_RINGS = 256
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A row's symmetric colour range ±`zmax` and the true range [lo, hi] of its
+    values; `beyond`: how many values lie outside the colour range."""
+
+    zmax: float
+    lo: float = 0.0
+    hi: float = 0.0
+    beyond: int = 0
+
+    @property
+    def clipped(self) -> bool:
+        return self.beyond > 0
+
+
+def row_scale(values: Iterable[np.ndarray], percentile: float = ROBUST_PERCENTILE) -> Scale:
+    """The robust symmetric colour range shared by a row of matrices: the
+    `percentile` of their non-zero finite |values| (NaN and exact zeros, i.e.
+    masked weights, ignored) when the largest is an outlier (more than
+    `OUTLIER_FACTOR` times it), else the largest; 1 when every value is 0; with
+    the true range."""
+    arrays = [np.asarray(v, dtype=np.float64).ravel() for v in values]
+    flat = np.concatenate(arrays) if arrays else np.zeros(0)
+    flat = flat[np.isfinite(flat)]
+    nz = np.abs(flat[flat != 0])
+    if not nz.size:
+        return Scale(1.0)
+    zmax = float(np.percentile(nz, percentile))
+    top = float(nz.max())
+    if not zmax > 0 or top <= OUTLIER_FACTOR * zmax:  # no outlier: the whole range, nothing clipped
+        zmax = top
+    return Scale(zmax, float(flat.min()), float(flat.max()), int((nz > zmax * (1 + 1e-6)).sum()))
+
+
 def row_range(values: Iterable[np.ndarray]) -> float:
-    """The symmetric colour range shared by a row of matrices: max |value| (NaN
-    ignored), 1 when every value is 0."""
-    m = 0.0
-    for v in values:
-        v = np.asarray(v, dtype=np.float64)
-        if v.size and np.isfinite(v).any():
-            m = max(m, float(np.nanmax(np.abs(v))))
-    return m or 1.0
+    """The colour range ±zmax of `row_scale`."""
+    return row_scale(values).zmax
+
+
+def number_text(z: float) -> str:
+    """A number as every label of a scale writes it (3 significant digits)."""
+    return f"{z:.3g}".replace("-", "−")
 
 
 def _range_text(z: float) -> str:
-    return f"±{z:.3g}"
+    return f"±{number_text(z)}"
+
+
+def _scale_of(zmax: float | Scale | None, values: np.ndarray) -> Scale:
+    if isinstance(zmax, Scale):
+        return zmax
+    return Scale(float(zmax)) if zmax else row_scale([values])
+
+
+def _colorbar(symbol: str, scale: Scale) -> dict[str, Any]:
+    """The colour bar of a diverging heatmap: the range, its ticks written alike,
+    and the true range when values lie beyond it (ringed in the matrix)."""
+    z = scale.zmax
+    return {"title": {"text": f"{symbol}<br>{_range_text(z)}", "side": "top"}, "thickness": 10, "len": 1,
+            "tickvals": [-z, 0, z], "ticktext": [number_text(-z), "0", number_text(z)]}
+
+
+def _range_note(symbol: str, scale: Scale) -> str:
+    """The title's second line when values lie beyond the colour range: the true range."""
+    if not scale.clipped:
+        return ""
+    return (f"<br><span style='font-size:10px;color:#555'>colour ±{number_text(scale.zmax)} ({ROBUST_PERCENTILE:g}th pct of "
+            f"|{symbol}|) · true range {number_text(scale.lo)} … {number_text(scale.hi)} · ○ {scale.beyond} beyond</span>")
+
+
+def _beyond_trace(z: np.ndarray, zmax: float, xs: Sequence[Any], ys: Sequence[Any]) -> list[dict]:
+    """Rings on the cells of `z` (rows ys, columns xs) whose |value| exceeds the colour range."""
+    with np.errstate(invalid="ignore"):
+        r, c = np.nonzero(np.abs(z) > zmax * (1 + 1e-6))
+    if not r.size or r.size > MAX_RINGS:  # past that many the rings would hide the matrix; the title gives the count
+        return []
+    return [{"type": "scatter", "mode": "markers", "x": [xs[int(j)] for j in c], "y": [ys[int(i)] for i in r],
+             "marker": {"symbol": "circle-open", "size": 4, "color": "#000", "line": {"width": 0.8}},
+             "hoverinfo": "skip", "showlegend": False, "name": "beyond the colour range"}]
 
 
 def _column_axis(run: LoadedRun, clause: int | None, labels: Sequence[str] | None = None, clause_cols: bool = True,
@@ -366,19 +446,19 @@ def _layer_columns(run: LoadedRun, model: ModelData, layer: int) -> tuple[np.nda
     """(input indices of layer `layer` in display order, their labels)."""
     if layer == 0:
         return run.order, run.labels
-    return model.layer_rows(layer - 1), model.layer_labels(layer - 1)
+    return model.inputs_of(layer)
 
 
 # --------------------------------------------------------------------------- weights
 
 
 def weight_heatmap(run: LoadedRun, model: ModelData, codes: ModelCodes | None = None, clause: int | None = None,
-                   view: str = "weights", layer: int = 0, zmax: float | None = None) -> Figure:
+                   view: str = "weights", layer: int = 0, zmax: float | Scale | None = None) -> Figure:
     """One layer's weights of one network: rows = neurons (children under their
     parent), columns = inputs (variables by clause), masked weights in MASK_COLOR.
 
     view "weights": effective weights (diverging scale, symmetric, ±`zmax`: pass
-    the row's `row_range` so the networks side by side share it); "codes": literal
+    the row's `row_scale` so the networks side by side share it); "codes": literal
     codes (the sign code, negated for a negated literal, so +1 = the literal
     excites the neuron; needs `codes`, first layer); "masks": the 0/1 mask. The
     selected clause's columns and its channel neurons are outlined."""
@@ -392,10 +472,8 @@ def weight_heatmap(run: LoadedRun, model: ModelData, codes: ModelCodes | None = 
     masked = M[np.ix_(rows, cols)] == 0  # (H, n) display order
     if view == "weights":
         z = W[np.ix_(rows, cols)].astype(np.float32)
-        zmax = float(zmax) if zmax else row_range([W])
-        scale = {"colorscale": _DIVERGING, "zmin": -zmax, "zmax": zmax,
-                 "colorbar": {"title": {"text": f"w<br>{_range_text(zmax)}", "side": "top"}, "thickness": 10,
-                              "len": 1, "tickvals": [-zmax, 0, zmax], "ticktext": [f"{-zmax:.2g}", "0", f"{zmax:.2g}"]}}
+        sc = _scale_of(zmax, W)
+        scale = {"colorscale": _DIVERGING, "zmin": -sc.zmax, "zmax": sc.zmax, "colorbar": _colorbar("w", sc)}
         hover = "%{y} · %{x}<br>w = %{z:.3f}<extra></extra>"
     elif view == "codes":
         if codes is None or layer != 0:
@@ -418,6 +496,8 @@ def weight_heatmap(run: LoadedRun, model: ModelData, codes: ModelCodes | None = 
     row_labels = model.layer_labels(layer)
     trace = {"type": "heatmap", "z": _typed(z), "x": list(col_labels), "y": row_labels,
              "hoverongaps": False, "hovertemplate": hover, "xgap": 0, "ygap": 0, **scale}
+    data = [trace] + (_beyond_trace(z, float(scale["zmax"]), list(col_labels), row_labels)  # type: ignore[arg-type]
+                      if view == "weights" else [])
     shapes = _grid_shapes(run, model, H, n, layer)
     if layer == 0 and run.has_clauses:
         ps = _clause_columns(run, clause)
@@ -430,19 +510,106 @@ def weight_heatmap(run: LoadedRun, model: ModelData, codes: ModelCodes | None = 
     layer_text = f"layer {layer + 1} · " if model.n_hidden_layers > 1 else ""
     possible = int(M.size)
     kept = int((M != 0).sum())
-    title = f"{layer_text}{H} neurons · acc {_acc(model.accuracy)} · nnz {model.nnz}"
+    title = f"{layer_text}{H} {model.unit_name}s · test acc {_acc(model.accuracy)} · nnz {model.nnz}"
     if view == "masks" or masked.any():
         title += f' · <span style="color:{MASK_COLOR}">■</span> masked ({possible - kept} of {possible})'
+    if view == "weights":
+        title += _range_note("w", _scale_of(zmax, W))
     row_h = _row_height(H)
-    width = _fig_width(n, 150)
-    fig = _figure([trace], title, 118 + H * row_h, uirevision=run.info.id,
+    fig = _figure(data, title, 118 + H * row_h, uirevision=run.info.id,
                   xaxis=_column_axis(run, clause, col_labels, clause_cols=layer == 0),
                   yaxis=_row_axis(row_labels, rows, channel, H * row_h), shapes=shapes,
                   annotations=_clause_annotations(run, None, n) if layer == 0 else [], plot_bgcolor=MASK_COLOR,
-                  margin={"l": 70, "r": 70, "t": 52, "b": 56})
-    if width:
-        fig["layout"]["width"] = width
+                  margin={"l": 70, "r": 70, "t": 62, "b": 56})
     return fig
+
+
+def picture_grid(images: np.ndarray, per_row: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tile images (N, C, h, w) into one mosaic: each image's C channels side by
+    side, `per_row` images a row, one blank (NaN) cell between tiles. Returns
+    (mosaic (R, K), index (R, K): the flat position n*C*h*w + c*h*w + y*w + x of
+    each cell in `images`, -1 in the gaps)."""
+    N, C, h, w = images.shape
+    tw, th = C * (w + 1) - 1, h
+    rows = max(1, math.ceil(N / per_row))
+    R_, K = rows * (th + 1) - 1, per_row * (tw + 1) - 1
+    mosaic = np.full((R_, K), np.nan, dtype=np.float32)
+    index = np.full((R_, K), -1, dtype=np.int64)
+    flat = np.arange(images.size).reshape(images.shape)
+    for i in range(N):
+        r0, c0 = (i // per_row) * (th + 1), (i % per_row) * (tw + 1)
+        for c in range(C):
+            x0 = c0 + c * (w + 1)
+            mosaic[r0:r0 + h, x0:x0 + w] = images[i, c]
+            index[r0:r0 + h, x0:x0 + w] = flat[i, c]
+    return mosaic, index
+
+
+def weight_pictures(run: LoadedRun, model: ModelData, view: str = "weights", layer: int = 0,
+                    zmax: float | Scale | None = None) -> Figure:
+    """Each neuron's input weights as a picture (the input image's shape: 8×8 for
+    digits), or each CNN filter as one small image per input channel; neurons in
+    display order (children under their parent), left to right. view "weights": the
+    diverging scale ±`zmax` (the row's shared `row_scale`), masked weights grey,
+    values beyond the range ringed; "masks": the 0/1 mask."""
+    W, M = model.layers[layer]
+    rows = model.layer_rows(layer)
+    shape = model.picture_shape(layer) if model.is_cnn else tuple(run.image_shape)
+    C, h, w = (int(v) for v in shape)
+    H = len(rows)
+    imgs = W[rows].reshape(H, C, h, w).astype(np.float32)
+    mask = M[rows].reshape(H, C, h, w)
+    per_row = max(1, min(16, math.ceil(math.sqrt(H * max(h, 1) / max(C * (w + 1), 1))), H))
+    z, index = picture_grid(imgs if view == "weights" else (mask != 0).astype(np.float32), per_row)
+    mz, _ = picture_grid((mask == 0).astype(np.float32), per_row)
+    labels = model.layer_labels(layer)
+    names = _pixel_names(shape, model, layer, run)
+    text = np.full(z.shape, "", dtype=object)
+    ok = index >= 0
+    size = C * h * w
+    text[ok] = [f"{labels[int(k) // size]} · {names[int(k) % size]}" for k in index[ok]]
+    data: list[dict] = []
+    if view == "weights":
+        sc = _scale_of(zmax, W)
+        zz = z.copy()
+        zz[mz == 1] = np.nan
+        data.append({"type": "heatmap", "z": _typed(zz), "text": text.tolist(), "colorscale": _DIVERGING,
+                     "zmin": -sc.zmax, "zmax": sc.zmax, "colorbar": _colorbar("w", sc), "hoverongaps": False,
+                     "hovertemplate": "%{text}<br>w = %{z:.3f}<extra></extra>", "name": "weights"})
+        masked_cells = np.where(mz == 1, 1.0, np.nan).astype(np.float32)
+        if np.isfinite(masked_cells).any():
+            data.append({"type": "heatmap", "z": _typed(masked_cells), "colorscale": [[0, MASK_COLOR], [1, MASK_COLOR]],
+                         "showscale": False, "hoverinfo": "skip", "name": "masked"})
+        R_, K = zz.shape
+        data += _beyond_trace(zz, sc.zmax, list(range(K)), list(range(R_)))
+    else:
+        data.append({"type": "heatmap", "z": _typed(z), "text": text.tolist(), "colorscale": _MASK_SCALE,
+                     "zmin": 0, "zmax": 1, "hoverongaps": False, "hovertemplate": "%{text}<br>mask %{z}<extra></extra>",
+                     "colorbar": {"tickvals": [0.25, 0.75], "ticktext": ["masked", "kept"], "thickness": 10, "len": 1,
+                                  "title": {"text": "mask", "side": "top"}}})
+    tw, th = C * (w + 1) - 1, h
+    notes = [{"x": (i % per_row) * (tw + 1) + (tw - 1) / 2, "y": (i // per_row) * (th + 1) - 0.6, "text": labels[i],
+              "showarrow": False, "xref": "x", "yref": "y", "yanchor": "bottom", "font": {"size": 8, "color": "#555"}}
+             for i in range(H)] if H <= 64 else []
+    what = f"{C}×{h}×{w}" if C > 1 else f"{h}×{w}"
+    layer_text = f"layer {layer + 1} · " if model.n_hidden_layers > 1 else ""
+    title = f"{layer_text}{H} {model.unit_name}s · {what} pictures · test acc {_acc(model.accuracy)} · nnz {model.nnz}"
+    if view == "weights":
+        title += _range_note("w", _scale_of(zmax, W))
+    n_rows = z.shape[0]
+    px = max(4.0, min(14.0, _PLOT_W / max(z.shape[1], 1)))
+    axis = {"visible": False, "showgrid": False, "zeroline": False}
+    return _figure(data, title, int(96 + n_rows * px * 1.15), uirevision=run.info.id,
+                   xaxis={**axis, "range": [-0.5, z.shape[1] - 0.5]},
+                   yaxis={**axis, "autorange": "reversed", "scaleanchor": "x"}, annotations=notes,
+                   plot_bgcolor="white", margin={"l": 10, "r": 70, "t": 62, "b": 10})
+
+
+def _pixel_names(shape: Sequence[int], model: ModelData, layer: int, run: LoadedRun) -> list[str]:
+    """Names of a picture's cells: the first layer's input names, else `ch c (y,x)`."""
+    if layer == 0:
+        return list(run.input_names)
+    return model.inputs_of(layer)[1]
 
 
 def _acc(a: float) -> str:
@@ -450,19 +617,17 @@ def _acc(a: float) -> str:
 
 
 def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None, layer: int = 0,
-                 zmax: float | None = None) -> Figure:
+                 zmax: float | Scale | None = None) -> Figure:
     """The Gram matrix G = W_lᵀW_l of one layer of a network, inputs in display
     order, on the symmetric range ±`zmax` (the row's shared range); the selected
     clause's rows and columns are outlined."""
     cols, labels = _layer_columns(run, model, layer)
     G = model.gram_of(layer)
     z = G[np.ix_(cols, cols)].astype(np.float32)
-    zmax = float(zmax) if zmax else row_range([G])
+    sc = _scale_of(zmax, G)
     n = len(cols)
     trace = {"type": "heatmap", "z": _typed(z), "x": list(labels), "y": list(labels), "colorscale": _DIVERGING,
-             "zmin": -zmax, "zmax": zmax,
-             "colorbar": {"title": {"text": f"G<br>{_range_text(zmax)}", "side": "top"}, "thickness": 10, "len": 1,
-                          "tickvals": [-zmax, 0, zmax], "ticktext": [f"{-zmax:.2g}", "0", f"{zmax:.2g}"]},
+             "zmin": -sc.zmax, "zmax": sc.zmax, "colorbar": _colorbar("G", sc),
              "hovertemplate": "%{y} · %{x}<br>G = %{z:.3f}<extra></extra>"}
     bounds = _clause_lines(run) if layer == 0 else []
     shapes = [_line(b - 0.5, -0.5, b - 0.5, n - 0.5) for b in bounds]
@@ -475,42 +640,42 @@ def gram_heatmap(run: LoadedRun, model: ModelData, clause: int | None = None, la
     xaxis = _column_axis(run, clause, labels, clause_cols=layer == 0, min_cell=cell)
     yaxis = {**_column_axis(run, clause, labels, clause_cols=layer == 0, min_cell=cell), "autorange": "reversed",
              "tickangle": 0, "scaleanchor": "x"}
-    side = max(_PLOT_W, n * cell)
     cap = model.mean_capacity if layer == 0 else float(np.mean(model.capacity_of(layer)))
     what = "clause" if run.has_clauses and layer == 0 else "feature"
-    fig = _figure([trace], f"Gram W{layer + 1}ᵀW{layer + 1} · mean {what} capacity {cap:.3f}", side + 140,
+    sym = f"W{layer + 1}"
+    head = ("Gram of the flattened filters" if model.is_cnn and layer < len(model.channels) else f"Gram {sym}ᵀ{sym}")
+    fig = _figure([trace] + _beyond_trace(z, sc.zmax, list(labels), list(labels)),
+                  f"{head} · mean {what} capacity {cap:.3f}" + _range_note("G", sc),
+                  _PLOT_W + 140,
                   uirevision=run.info.id, xaxis=xaxis, yaxis=yaxis, shapes=shapes,
-                  margin={"l": 56, "r": 70, "t": 44, "b": 56})
-    if n * cell > _PLOT_W:
-        fig["layout"]["width"] = side + 180
+                  margin={"l": 56, "r": 70, "t": 62, "b": 56})
     return fig
 
 
-def readout_heatmap(run: LoadedRun, model: ModelData, zmax: float | None = None) -> Figure:
+def readout_heatmap(run: LoadedRun, model: ModelData, zmax: float | Scale | None = None) -> Figure:
     """The readout: last-layer weights, one row per output (class), one column per
-    last hidden neuron, on the row's shared range ±`zmax`."""
+    last hidden neuron (a CNN head's: per filter and position), on the row's
+    shared range ±`zmax`."""
     last = model.n_hidden_layers
     W, M = model.layers[last]
-    cols = model.layer_rows(last - 1)
-    labels = model.layer_labels(last - 1)
+    cols, labels = model.readout_inputs()
     z = W[:, cols].astype(np.float32)
     z[M[:, cols] == 0] = np.nan
-    zmax = float(zmax) if zmax else row_range([W])
+    sc = _scale_of(zmax, W)
     O, n = z.shape
     outs = run.out_labels or [f"y{o}" for o in range(O)]
     trace = {"type": "heatmap", "z": _typed(z), "x": labels, "y": outs, "colorscale": _DIVERGING,
-             "zmin": -zmax, "zmax": zmax, "hoverongaps": False,
-             "colorbar": {"title": {"text": f"w<br>{_range_text(zmax)}", "side": "top"}, "thickness": 10, "len": 1,
-                          "tickvals": [-zmax, 0, zmax], "ticktext": [f"{-zmax:.2g}", "0", f"{zmax:.2g}"]},
+             "zmin": -sc.zmax, "zmax": sc.zmax, "hoverongaps": False, "colorbar": _colorbar("w", sc),
              "hovertemplate": "output %{y} · %{x}<br>w = %{z:.3f}<extra></extra>"}
     row_h = max(16, _row_height(O))
-    fig = _figure([trace], f"readout: {O} output{'s' if O != 1 else ''} × {n} neurons (layer {last + 1})",
+    inputs = f"{model.unit_name}s" if not model.is_cnn else "filter × position inputs"
+    fig = _figure([trace] + _beyond_trace(z, sc.zmax, labels, outs),
+                  f"readout: {O} output{'s' if O != 1 else ''} × {n} {inputs} (layer {last + 1})"
+                  + _range_note("w", sc),
                   max(210, 110 + O * row_h), uirevision=run.info.id,
                   xaxis=_column_axis(run, None, labels, clause_cols=False),
                   yaxis={"type": "category", "autorange": "reversed", "tickfont": {"size": 10}, "title": {"text": "class"
-                         if O > 1 else ""}}, plot_bgcolor=MASK_COLOR, margin={"l": 56, "r": 70, "t": 44, "b": 56})
-    if _fig_width(n, 150):
-        fig["layout"]["width"] = _fig_width(n, 150)
+                         if O > 1 else ""}}, plot_bgcolor=MASK_COLOR, margin={"l": 56, "r": 70, "t": 62, "b": 56})
     return fig
 
 
@@ -533,15 +698,12 @@ def polysemanticity_bar(run: LoadedRun, model: ModelData, codes: ModelCodes, cla
     legend = (f"{_swatch(MODEL_COLORS[model.name], 'neuron (bar: clause channels it is in)')} · "
               f"{_swatch(CHANNEL_COLOR, 'in the selected clause’s channel')}")
     H = len(rows)
-    width = _fig_width(H, 110, 8)
     fig = _figure([trace], f"polysemanticity · mean {mean:.2f} clauses/neuron<br><span style='font-size:10px'>"
                            f"{legend}</span>", 240, uirevision=run.info.id,
                   xaxis={"type": "category", "tickangle": -90, "tickfont": {"size": 9}, "tickmode": "array",
                          "tickvals": model.labels[::_thin(H, _plot_width(H, 8))]},
                   yaxis={"title": {"text": "clauses"}, "dtick": 1, "rangemode": "tozero", "gridcolor": "#eee"},
                   shapes=shapes, bargap=0.15, margin={"l": 50, "r": 10, "t": 52, "b": 56})
-    if width:
-        fig["layout"]["width"] = width
     return fig
 
 
@@ -662,7 +824,7 @@ def capacity_figure(analysis: RunAnalysis, clause: int | None = None, layer: int
 
 
 def model_figures(analysis: RunAnalysis, clause: int | None, view: str, layer: int = 0,
-                  ranges: dict[str, float] | None = None) -> dict[str, dict[str, Figure]]:
+                  ranges: dict[str, Scale] | None = None) -> dict[str, dict[str, Figure]]:
     """Every per-network figure: {network: {"weights", "gram", "readout"[, "poly",
     "collisions"]}}, on the shared row ranges `ranges` ({"weights", "gram",
     "readout"} -> zmax; computed from this run's networks when not given)."""
@@ -672,8 +834,11 @@ def model_figures(analysis: RunAnalysis, clause: int | None, view: str, layer: i
     for name, model in run.models.items():
         codes = analysis.codes.get(name)
         v = view if (view != "codes" or (codes is not None and layer == 0)) else "weights"
+        pictures = v != "codes" and ((layer == 0 and len(run.image_shape) == 3 and not run.has_clauses)
+                                     or (model.is_cnn and layer < len(model.channels)))
         figs = {
-            "weights": weight_heatmap(run, model, codes, clause, v, layer, ranges["weights"]),
+            "weights": (weight_pictures(run, model, v, layer, ranges["weights"]) if pictures
+                        else weight_heatmap(run, model, codes, clause, v, layer, ranges["weights"])),
             "gram": gram_heatmap(run, model, clause, layer, ranges["gram"]),
             "readout": readout_heatmap(run, model, ranges["readout"]),
         }
@@ -684,13 +849,14 @@ def model_figures(analysis: RunAnalysis, clause: int | None, view: str, layer: i
     return out
 
 
-def shared_ranges(runs: Sequence[LoadedRun], layer: int = 0) -> dict[str, float]:
-    """The symmetric colour ranges of the weights, Gram and readout rows, shared
-    by every network of `runs` (one scale per row, also across compared runs)."""
+def shared_ranges(runs: Sequence[LoadedRun], layer: int = 0) -> dict[str, Scale]:
+    """The robust symmetric colour scales (`row_scale`) of the weights, Gram and
+    readout rows, shared by every network of `runs` (one scale per row, also
+    across compared runs)."""
     models = [m for r in runs for m in r.models.values()]
     lay = [min(layer, m.n_hidden_layers - 1) for m in models]
     return {
-        "weights": row_range(m.layers[l][0] for m, l in zip(models, lay)),
-        "gram": row_range(m.gram_of(l) for m, l in zip(models, lay)),
-        "readout": row_range(m.layers[-1][0] for m in models),
+        "weights": row_scale(m.layers[l][0] for m, l in zip(models, lay)),
+        "gram": row_scale(m.gram_of(l) for m, l in zip(models, lay)),
+        "readout": row_scale(m.layers[-1][0] for m in models),
     }

@@ -7,9 +7,11 @@ from typing import Any
 
 from dash import dcc, html
 
+from analyses.entries import FILTERS, MODELS
 from app import panels
-from app.data import FILTERS, MODELS, Catalogue, Explorer
-from app.figures import CHANNEL_COLOR, CLAUSE_COLOR, MASK_COLOR
+from app.cache import Explorer
+from app.catalogue import Catalogue
+from app.figures import empty_figure
 from app.state import AUTO, DEFAULT_FRACTION, DEFAULT_THRESHOLD, THRESHOLD_MAX
 from app.views import graph_id, run_options
 
@@ -24,30 +26,12 @@ def filter_id(name: str) -> str:
     return f"filter-{name}"
 
 
+_BLANK = empty_figure("", 40)
+
+
 def _graph(gid: str) -> dcc.Graph:
-    return dcc.Graph(id=gid, config=_GRAPH_CONFIG, className="graph")
-
-
-def _swatch(color: str, text: str, symbol: str = "■", outline: bool = False) -> html.Span:
-    style = {"color": color} if not outline else {"border": f"2px solid {color}", "padding": "0 5px", "color": "white"}
-    return html.Span([html.Span(symbol, style=style, className="swatch"), " " + text], className="legend-item")
-
-
-def _legend(*items: Any, lid: str = "") -> html.Div:
-    return html.Div(list(items), className="legend", id=lid or None)
-
-
-def _weights_legend() -> html.Div:
-    return _legend(
-        html.Span("colour: ", className="legend-key"),
-        _swatch("#b2182b", "positive"), _swatch("#f7f7f7", "0", "□"), _swatch("#2166ac", "negative weight"),
-        html.Span("(one symmetric scale per row, shared by every network in it; its range is on the colour bar)"),
-        _swatch(MASK_COLOR, "masked: not a parameter"),
-        _swatch(CLAUSE_COLOR, "selected clause's literals", "▯"),
-        _swatch(CHANNEL_COLOR, "its channel neurons", "▭"),
-        html.Span("· dotted lines: clause blocks (columns), parent groups (rows) · sign codes: +1 = the literal "
-                  "excites the neuron"),
-        lid="legend-weights")
+    # a blank figure until the page callback draws one: never plotly's empty 0-4 axes
+    return dcc.Graph(id=gid, config=_GRAPH_CONFIG, className="graph", figure=_BLANK)
 
 
 def _picker(explorer: Explorer, cat: Catalogue) -> html.Div:
@@ -65,13 +49,14 @@ def _picker(explorer: Explorer, cat: Catalogue) -> html.Div:
         html.Div(filters, className="filters"),
         html.Div([
             html.Div([
-                html.Label(["search runs (fields separated by ·  or commas, e.g. ", html.Code("H=16 · trial 4"), ")"]),
+                html.Label(["search runs (words of a run's label, fields separated by · or commas, e.g. ",
+                            html.Code("H=16 · trial 4"), ")"]),
                 dcc.Input(id="run-search", type="search", debounce=0.25, placeholder="H=16 · trial 4",
                           className="search"),
             ], className="search-box"),
             html.Div([
                 html.Label(f"run ({len(cat.runs)} stored, grouped by study and dataset)", id="run-count"),
-                dcc.Dropdown(id="run", options=options, clearable=False, placeholder="pick a run",
+                dcc.Dropdown(id="run", options=options, clearable=False, placeholder="pick a run", searchable=False,
                              optionHeight=28, maxHeight=420),
             ], className="run-picker"),
         ], className="run-row"),
@@ -99,10 +84,11 @@ def _picker(explorer: Explorer, cat: Catalogue) -> html.Div:
                                                    {"label": " masks", "value": "masks"}],
                                value="weights", inline=True),
             ], className="control"),
-            html.Div([html.Label("layer"), dcc.Dropdown(id="layer", options=[{"label": "hidden layer 1", "value": 0}],
+            html.Div([html.Label("hidden layer"), dcc.Dropdown(id="layer", options=[{"label": "layer 1", "value": 0}],
                                                         value=0, clearable=False)], className="control"),
             html.Div([html.Label("compare with (second run, with its own baseline)"),
-                      dcc.Dropdown(id="compare", options=options, placeholder="no comparison", optionHeight=28)],
+                      dcc.Dropdown(id="compare", options=options, placeholder="no comparison", optionHeight=28,
+                                   searchable=False)],
                      className="control compare-control"),
         ], className="controls"),
     ], className="picker")
@@ -114,9 +100,17 @@ def _titles(prefix: str = "") -> html.Div:
 
 
 def _row(kind: str, compare: bool = False) -> html.Div:
-    """One graph of each network, side by side (each column scrolls when its matrix is wide)."""
+    """One graph of each network, side by side (every figure fits its column)."""
     return html.Div([html.Div(_graph(graph_id(n, kind, compare)), className="column") for n in MODELS],
                     className="columns")
+
+
+def _pair(kind: str) -> list[Any]:
+    """A row of the run, and right below it the same row of the compared run (hidden
+    without a comparison), on the same colour scale: a comparison reads row by row."""
+    return [_row(kind), html.Div([
+        html.Div(f"compared run · {kind}", className="compare-tag"), _row(kind, True)],
+        id=f"b-row-{kind}", className="compare-row", style={"display": "none"})]
 
 
 def build_layout(explorer: Explorer) -> Any:
@@ -138,13 +132,17 @@ def build_layout(explorer: Explorer) -> Any:
                  id="catalogue-warnings"),
         html.Div(id="messages"),
         html.Div(id="run-summary", className="summary"),
+        html.Div(id="empty-state", className="empty-state"),
         html.Div([
             html.H2("Before / after: weights, Gram matrix and readout"),
-            _weights_legend(),
+            html.Div(id="legend-weights", className="legend"),
             _titles(),
-            _row("weights"),
-            _row("gram"),
-            _row("readout"),
+            html.Div([html.Span("compared run: ", className="legend-key"), html.Span(id="compare-summary")],
+                     id="compare-head", className="summary compare-head", style={"display": "none"}),
+            html.Div(_titles("b-"), id="b-titles", className="compare-row", style={"display": "none"}),
+            *_pair("weights"),
+            *_pair("gram"),
+            *_pair("readout"),
             html.Div([
                 html.H2("Selected clause"),
                 html.Div(id="clause-detail", className="detail-panel"),
@@ -161,12 +159,7 @@ def build_layout(explorer: Explorer) -> Any:
             html.Div([_row("poly"), _row("collisions")], id="network-graphs"),
         ], id="run-rows", className="slots-parent-child-dense"),
         html.Div([
-            html.H2("Compared run"),
-            html.Div(id="compare-summary", className="summary"),
-            _titles("b-"),
-            _row("weights", True),
-            _row("gram", True),
-            _row("readout", True),
+            html.H2("Compared run: network"),
             html.Div(id="compare-metrics", className="table-wrap"),
-        ], id="compare-section", style={"display": "none"}, className="slots-parent-child-dense"),
+        ], id="compare-section", style={"display": "none"}),
     ], className="page")

@@ -1,4 +1,4 @@
-"""HTML panels: pure functions from explorer data (`app.data`) to Dash components.
+"""HTML panels: pure functions from explorer data (`app.runs`, `app.readings`) to Dash components.
 
 - `metrics_table`: network-level figures of the three networks side by side;
 - `clause_detail`: the selected clause, before and after splitting;
@@ -15,9 +15,12 @@ from typing import Any
 
 from dash import html
 
-from app.data import LoadedRun, ModelData, NetworkReading, OutputReading, RunAnalysis, TermReading
+from app.figures import CHANNEL_COLOR, CLAUSE_COLOR, MASK_COLOR, ROBUST_PERCENTILE
+from app.readings import NetworkReading, OutputReading, RunAnalysis, TermReading, network_reading
+from app.runs import LoadedRun, ModelData
 
-__all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "messages", "metrics_table", "run_summary"]
+__all__ = ["ROW_TYPE", "clause_detail", "clause_table", "decoded_readings", "legend", "messages", "metrics_table",
+           "run_summary"]
 
 ROW_TYPE = "clause-row"
 
@@ -33,6 +36,47 @@ def _neurons(model: ModelData, ids: Sequence[int]) -> str:
 def _channel_cell(text: str) -> html.Td:
     """A channel cell: the neurons in the highlight colour, "none" in plain grey."""
     return html.Td(text, className="channel-none" if text == "none" else "channel")
+
+
+def _swatch(color: str, text: str, symbol: str = "■", outline: bool = False) -> html.Span:
+    style = {"color": color} if not outline else {"border": f"2px solid {color}", "padding": "0 5px", "color": "white"}
+    return html.Span([html.Span(symbol, style=style, className="swatch"), " " + text], className="legend-item")
+
+
+def legend(run: LoadedRun, view: str, layer: int) -> list[Any]:
+    """What the heatmaps show for this run's kind, view and layer: only the
+    encodings that are drawn."""
+    first = next(iter(run.models.values()))
+    pictures = view != "codes" and ((layer == 0 and len(run.image_shape) == 3 and not run.has_clauses)
+                                    or (first.is_cnn and layer < len(first.channels)))
+    unit = first.unit_name
+    items: list[Any] = [html.Span("heatmaps: ", className="legend-key")]
+    if view == "codes":
+        items += [_swatch("#b2182b", "+1: the literal excites the neuron"), _swatch("#f7f7f7", "0", "□"),
+                  _swatch("#2166ac", "−1: it inhibits"), html.Span("(sign codes at the sign threshold)")]
+    elif view == "masks":
+        items += [_swatch("#3b3b3b", "kept weight (a parameter)"), _swatch(MASK_COLOR, "masked: not a parameter")]
+    else:
+        items += [_swatch("#b2182b", "positive"), _swatch("#f7f7f7", "0", "□"), _swatch("#2166ac", "negative weight"),
+                  html.Span(f"(one scale per row, shared by every network in it: ±max |value|, or the "
+                            f"{ROBUST_PERCENTILE:g}th percentile of |value| when outliers would wash the rest out; "
+                            "○ then marks the values beyond it, and the figure states the true range)"),
+                  _swatch(MASK_COLOR, "masked: not a parameter")]
+    if pictures:
+        if first.is_cnn:
+            C, k, _ = first.picture_shape(layer)
+            items.append(html.Span(f"· each {unit} drawn as {C} image{'s' if C > 1 else ''} of {k}×{k} "
+                                   f"(one per input channel); Gram and capacity of the flattened filters"))
+        else:
+            _, h, w = run.image_shape
+            items.append(html.Span(f"· each {unit}'s input weights drawn as its {h}×{w} input image"))
+    elif layer == 0 and run.has_clauses:
+        items += [_swatch(CLAUSE_COLOR, "selected clause's literals", "▯"),
+                  _swatch(CHANNEL_COLOR, "its channel neurons", "▭"),
+                  html.Span("· dotted lines: clause blocks (columns), parent groups (rows)")]
+    elif layer > 0:
+        items.append(html.Span(f"· columns: the neurons of hidden layer {layer}"))
+    return items
 
 
 def messages(items: Sequence[tuple[str, str]]) -> list[html.Div]:
@@ -100,7 +144,7 @@ def metrics_table(analysis: RunAnalysis, table_id: str = "metrics-table") -> htm
 
 def _reading(run: LoadedRun, slot: str) -> NetworkReading:
     """A network's functional reading (the run has clauses)."""
-    reading = run.reading(slot)
+    reading = network_reading(run, slot)
     assert reading is not None, "decoding reads Boolean tasks"
     return reading
 
@@ -132,18 +176,25 @@ def _output_reading(out: OutputReading, slot: str, many: bool) -> list[Any]:
     elif not out.terms:
         items.append(html.P("no term: reads as ⊥ (constant false)", className="note"))
     else:
-        head = html.Tr([html.Th("term"), html.Th("precision", title="P(output 1 | term), the other inputs uniform"),
-                        html.Th("certified", title="proved 1 wherever the term holds (interval bounds or all inputs)"),
+        certified = any(t.certified for t in out.terms)  # the column only when some term is proved
+        head = html.Tr([html.Th("term"), html.Th("precision (uniform inputs)",
+                                                 title="P(output 1 | term), the other inputs uniform"),
+                        *([html.Th("certified", title="proved 1 wherever the term holds (interval bounds or all "
+                                                      "inputs)")] if certified else []),
                         html.Th("true clause")])
         rows = [html.Tr([html.Td(t.text, className="term"), html.Td(_fmt(t.precision)),
-                         html.Td("✓" if t.certified else "—"), _term_relation(t)]) for t in out.terms]
+                         *([html.Td("✓" if t.certified else "—")] if certified else []), _term_relation(t)])
+                for t in out.terms]
         items.append(html.Table([html.Thead(head), html.Tbody(rows)], className="terms",
                                 id=f"decoded-terms-{slot}-{out.output}"))
+        if not certified:
+            items.append(html.P("no term is certified: no interval bound or enumeration proves the output is 1 "
+                                "wherever a term holds", className="note"))
     items.append(html.P([
         html.Span(f"uncovered positive mass {_fmt(out.uncovered)}", className="uncovered"),
         (" (of the inputs where the network outputs 1, the fraction no term covers; uniform inputs, all 2ⁿ when "
-         f"n ≤ 14) · network positive rate {_fmt(out.positive_rate)} · circuit agreement on those inputs "
-         f"{_fmt(out.sample_agreement)}")], id=f"decoded-uncovered-{slot}-{out.output}"))
+         f"n ≤ 14) · network positive rate {_fmt(out.positive_rate)} · circuit agreement with the network on "
+         f"those uniform inputs {_fmt(out.sample_agreement)} (the test-set agreement is above)")], id=f"decoded-uncovered-{slot}-{out.output}"))
     missed = ", ".join(f"c{c}" for c in out.missed)
     items.append(html.P(["true clauses no term fires on: ", html.Span(missed, className="missed") if missed else "none"],
                         id=f"decoded-missed-{slot}-{out.output}"))
@@ -190,7 +241,7 @@ def _clause_term(analysis: RunAnalysis, slot: str, c: int, short: bool = False) 
     """How the decoded function reads true clause c: the term equal to it, or the
     terms that fire on it (fewer literals; `short`: without their precisions), or
     none."""
-    reading = analysis.run.reading(slot)
+    reading = network_reading(analysis.run, slot)
     if reading is None or reading.circuit is None:
         return "—"
     parts = []

@@ -13,10 +13,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from dash import Patch, no_update
+import numpy as np
+from dash import Patch, html, no_update
 
+from analyses.entries import MODELS
 from app import figures, panels
-from app.data import MODELS, Catalogue, Explorer, LoadedRun, RunAnalysis, RunError
+from app.cache import Explorer
+from app.catalogue import Catalogue
+from app.readings import RunAnalysis
+from app.runs import LoadedRun, ModelData, RunError
 from app.state import AUTO, DEFAULT_FRACTION, THRESHOLD_MAX, VIEWS, ViewState, url_problem
 
 __all__ = [
@@ -79,12 +84,25 @@ class Page:
     compare: RunAnalysis | None = None
     state: ViewState | None = None
     url_problems: list[str] = field(default_factory=list)
+    legend: Any = None  # what the heatmaps of this kind and view encode (panels.legend)
+    empty: Any = None  # what to do when no run is shown (the rows are hidden then)
 
 
 def _blank(message: str = "") -> dict[str, figures.Figure]:
-    out = {g: figures.empty_figure("", 40) for g in RENDER_GRAPHS}
-    out[graph_id("child", "weights")] = figures.empty_figure(message)
-    return out
+    """Every graph blank: the rows are hidden and `empty_state` says what to do."""
+    return {g: figures.empty_figure("", 40) for g in RENDER_GRAPHS}
+
+
+def empty_state(explorer: Explorer, why: str) -> list[Any]:
+    """What the page says when it shows no run: why, and what to do."""
+    n = len(explorer.catalogue().runs)
+    if n:
+        todo = (f"Pick a run above ({n} stored): narrow the list with the search box or the filters, then choose "
+                "one in the run list.")
+    else:
+        todo = (f"The store {explorer.store.dir} holds no run yet. Train some with a study "
+                "(python -m analyses lists them), or start python -m app on an empty folder to train the demo.")
+    return [html.P(why, className="empty-why"), html.P(todo)]
 
 
 def render_page(explorer: Explorer, search: str | None) -> Page:
@@ -114,15 +132,14 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
 
     if state.run is None:
         if not cat.runs:
-            msg = f"No runs in {explorer.store.dir}. Start `python -m app` on an empty store to train the demo."
-            return page(errors=[("error", msg)], figures=_blank("no runs"))
+            return page(figures=_blank(), empty=empty_state(explorer, "No run to show."))
         state = state.with_(run=_landing(cat))
     assert state.run is not None
     try:
         analysis = explorer.analysis(state.run, state.threshold)
     except RunError as e:
-        return page(errors=[("error", f"Cannot show run {state.run!r}: {e}. Pick a run above.")],
-                    figures=_blank("run not available"))
+        return page(errors=[("error", f"Cannot show run {state.run!r}: {e}")], figures=_blank(),
+                    empty=empty_state(explorer, f"Run {state.run!r} cannot be shown."))
     run = analysis.run
     clause = state.clause
     if clause is not None and not run.has_clauses:
@@ -139,6 +156,7 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
     notes: list[tuple[str, str]] = []
     if view == "codes" and (not run.has_clauses or layer > 0):
         notes.append(("info", "sign codes are defined on a Boolean task's first layer; showing weights"))
+        view = "weights"
     other: RunAnalysis | None = None
     if state.compare:
         if cat.get(state.compare) is None:
@@ -164,7 +182,10 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         for name, kinds in figures.model_figures(other, o_clause, view, o_layer, ranges).items():
             for kind in COMPARE_KINDS:
                 figs[graph_id(name, kind, True)] = kinds[kind]
-        compare_titles = {n: (other.run.models[n].title if n in other.run.models else "") for n in MODELS}
+        # only the networks that differ: a same-trial comparison shares its parent and baseline
+        compare_titles = {n: (other.run.models[n].title if n in other.run.models and (
+            n not in run.models or not _same_network(run.models[n], other.run.models[n])) else "")
+            for n in MODELS}
     figs["capacity"] = figures.capacity_figure(analysis, clause, layer)
     return page(
         errors=notes,
@@ -179,6 +200,7 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         table=_memo(analysis, "table", lambda: panels.clause_table(analysis, None)),
         decoded=_memo(run, "decoded", lambda: panels.decoded_readings(run)),  # the same at every threshold
         titles={n: (run.models[n].title if n in run.models else "") for n in MODELS},
+        legend=_memo(analysis, f"legend-{view}-{layer}", lambda: panels.legend(run, view, layer)),
         compare_titles=compare_titles,
         has_clauses=run.has_clauses,
         n_layers=run.n_hidden_layers,
@@ -186,6 +208,13 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         compare=other,
         state=state.with_(clause=clause, layer=layer),
     )
+
+
+def _same_network(a: ModelData, b: ModelData) -> bool:
+    """Whether two networks have the same effective weights and biases in every layer."""
+    return (len(a.layers) == len(b.layers)
+            and all(x[0].shape == y[0].shape and np.array_equal(x[0], y[0]) for x, y in zip(a.layers, b.layers))
+            and all(np.array_equal(x, y) for x, y in zip(a.biases, b.biases)))
 
 
 def _memo(analysis: RunAnalysis | LoadedRun, name: str, make) -> Any:
@@ -395,7 +424,7 @@ def clause_options(explorer: Explorer, run_id: str | None) -> list[dict[str, Any
 
 
 def layer_options(n_layers: int) -> list[dict[str, Any]]:
-    return [{"label": f"hidden layer {l + 1}", "value": l} for l in range(max(n_layers, 1))]
+    return [{"label": f"layer {l + 1}", "value": l} for l in range(max(n_layers, 1))]
 
 
 def run_options(explorer: Explorer, filters: dict[str, Any], current: str | None, query: str | None = None,
@@ -412,13 +441,20 @@ def run_options(explorer: Explorer, filters: dict[str, Any], current: str | None
     shown, more = runs[:limit], len(runs) - limit
     out: list[dict[str, Any]] = []
     group = None
+    tasks: dict[str, set[str]] = {}
+    for x in runs:
+        tasks.setdefault(x.group, set()).add(x.task)
     for r in shown:
+        common = len(tasks[r.group]) == 1  # a task every run of the group shares is said once, in its header
         if r.group != group:
             group = r.group
             n = sum(1 for x in runs if x.group == group)
-            out.append({"label": f"── {group} ({n} run{'s' if n != 1 else ''}) ──", "value": f"group:{group}",
+            head = f"{group} · {r.task}" if common else group
+            out.append({"label": f"── {head} ({n} run{'s' if n != 1 else ''}) ──", "value": f"group:{group}",
                         "disabled": True})
-        out.append({"label": r.label, "value": r.id})
+        task = "" if common else f" · {r.task}"
+        out.append({"label": f"{r.what}{task} · H={r.hidden} · trial {r.trial} · {r.accuracy_text}", "value": r.id,
+                    "title": r.label})
     if more > 0:
         out.append({"label": f"… {more} more runs match: narrow the search", "value": "more", "disabled": True})
     if not runs:

@@ -1,7 +1,7 @@
 """Throughput of fci's trainer (`fci.train.fit`) beside what a competent PyTorch
 user writes, and how it scales.
 
-    python -m benchmarks.trainer [--device cpu|cuda] [--quick]
+    python -m benchmarks.trainer [--device cpu|cuda] [--quick] [--models M] [--json PATH] [--markdown]
     python -m benchmarks.trainer --scaling [--device cpu|cuda] [--quick]
     python -m benchmarks.trainer --probe
 
@@ -17,7 +17,7 @@ same machine load; rates are medians over rounds):
   here (the kernel on one thread, the torch backend, the reference; on an x86
   CPU with AVX-512, the kernel's AVX2 build too, `-mno-avx512f`: the other
   ISA, measured on this machine; on Zen 4, the 16-lane AVX-512 build that the
-  kernel does not choose there);
+  kernel does not choose there; on a GPU, the torch backend with CUDA graphs);
 - peer (1), a padded bmm stack: all models' weights in (M, n, H) tensors padded
   to the widest model and masked, one autograd forward/backward per minibatch
   and one fused `torch.optim.Adam` step over the stacked tensors;
@@ -25,17 +25,23 @@ same machine load; rates are medians over rounds):
   (`stack_module_state` of padded, masked `nn.Sequential`s), fused Adam;
 - peer (3), the per-model loop: `nn.Sequential` + `torch.optim.Adam` per model,
   data resident, a fresh `randperm` per epoch, one intra-op thread (its fastest
-  setting for tiny models); timed on a subset and reported per model-epoch.
+  setting for tiny models); timed on a subset and reported per model-epoch;
+- this machine's sgemm (2048 x 2048 at torch's thread count; 8192 x 8192 on a
+  GPU), timed in every round like the trainers.
 
 Peers (1) and (2) run at whichever of 1 or torch's default thread count was
-faster in a short probe before the timed rounds. The benchmark also measures
-this machine's sgemm rate (2048 x 2048, torch's threads) and prints the fraction
-of it that `auto` reaches, counting 2 FLOP per multiply-add of the forward
-pass, the weight gradients and the input gradients of layers >= 1 at each
-model's own widths (~4.2 MFLOP per model-epoch on the reference workload).
-The last line is
+faster in a short probe before the timed rounds. The fraction of sgemm that
+`auto` reaches is the median over rounds of its FLOP rate over that round's
+sgemm rate (both under the same load), counting 2 FLOP per multiply-add of the
+forward pass, the weight gradients and the input gradients of layers >= 1 at
+each model's own widths (~4.2 MFLOP per model-epoch on the reference
+workload). The last line is
 
     speedup: <x>x best peer (<y>x per-model loop, <backend>, <cpu model and vector ISA>, <workload>)
+
+`--json PATH` writes the result record (machine, ISA, rates per wall and CPU
+second, ratios, fraction of sgemm, load, the command); `--markdown` prints it as
+a row of the table in docs/performance.md.
 
 `--scaling` prints throughput and peak memory against stack size (16 -> 4096
 models) and hidden width, each point in a fresh subprocess. Peak memory is what
@@ -137,7 +143,7 @@ class Batched:
         if isinstance(self.opt, FlatState) and self.dev.type == "cpu":
             n = len(self.opt.slices)
             return f"torch backend, {min(w, n)} worker{'s' if w > 1 else ''} x 1 thread, {n} width-sorted slice{'s' if n > 1 else ''}"
-        return f"{p['backend']} backend"
+        return f"{p['backend']} backend{' + CUDA graphs' if p.get('cuda_graphs') else ''}"
 
     def run(self, epochs: int) -> int:
         _sync(self.dev)
@@ -215,7 +221,7 @@ class BmmPeer(_Peer):
         self.opt.zero_grad(set_to_none=True)
         per_model.sum().backward()
         self.opt.step()
-        self.last_loss = per_model.detach().cpu()
+        self.last_loss = per_model.detach()  # no copy to the host: on a GPU that would wait on every step
 
 
 class VmapPeer(_Peer):
@@ -301,18 +307,22 @@ def _timed(fn, *args) -> tuple[float, int]:
 # --------------------------------------------------------------------------- comparison
 
 
-def sgemm_rate(dev: torch.device, n: int = 2048, reps: int = 7) -> float:
-    """This machine's float32 matmul rate (FLOP/s, median of `reps`), at torch's thread count."""
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-    a @ b
-    times = []
-    for _ in range(reps):
-        _sync(dev)
-        t = time.perf_counter()
-        a @ b
-        _sync(dev)
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times)
+class Sgemm:
+    """This machine's float32 matmul (n x n, at torch's thread count), timed in the
+    same rounds as the trainers so that both see the same load: `run(reps)`
+    multiplies `reps` times and returns the FLOPs done."""
+
+    def __init__(self, dev: torch.device, n: int):
+        self.dev, self.n = dev, n
+        self.a, self.b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+        self.run(1)
+
+    def run(self, reps: int) -> float:
+        _sync(self.dev)
+        for _ in range(reps):
+            self.a @ self.b
+        _sync(self.dev)
+        return 2.0 * self.n**3 * reps
 
 
 def flops_per_model_epoch(models, n_train: int) -> float:
@@ -353,7 +363,8 @@ def _probe_threads(make, dev, rounds: int = 3) -> int | None:
     return min(times, key=lambda k: statistics.median(times[k]))
 
 
-def compare(args) -> None:
+def compare(args) -> dict:
+    """The alternating comparison; prints the table and returns the result record."""
     dev = _device(args.device)
     quick = args.quick
     M = args.models or (64 if quick else 256)
@@ -365,11 +376,12 @@ def compare(args) -> None:
     rounds = args.rounds or (3 if quick else 9)
     loop_threads = None if args.loop_threads == 0 or dev.type != "cpu" else args.loop_threads
     name = workload_name(M, widths, n_train, cfg.batch_size)
+    load_before = _load()
 
     t0 = time.perf_counter()
     print(f"fci trainer benchmark: {name}")
     print(f"device {dev.type} ({_describe(dev)}), torch {torch.__version__}, python {platform.python_version()}, "
-          f"load average {_load()}")
+          f"load average {load_before}")
     models, x, y = build_workload(M, widths, n_train, dev)
     auto = Batched(models, x, y, cfg, dev)
     setup, _ = _timed(auto.run, 1)  # warm-up, not timed: first-call costs and fit's one-time set-up
@@ -389,6 +401,8 @@ def compare(args) -> None:
         for label, variant in variants:
             if variant.why_not(auto.stack, cfg, "bce") is None:
                 fci_others.append((label, Batched(models, x, y, cfg, dev, variant)))
+    if dev.type == "cuda":
+        fci_others.append(("    fci torch backend + CUDA graphs", Batched(models, x, y, cfg, dev, TorchBackend(cuda_graphs=True))))
     for label, backend in (("    fci torch backend", "torch"), ("    fci reference backend (autograd)", "reference")):
         if backend != auto_backend:
             fci_others.append((label, Batched(models, x, y, cfg, dev, backend)))
@@ -403,12 +417,14 @@ def compare(args) -> None:
         peers.append((label, p))
     loop = Loop(widths, x, y, loop_models, cfg, dev, loop_threads)
     loop.run(1, n_models=1)
-    sgemm = sgemm_rate(dev)
+    n_sgemm = 8192 if dev.type == "cuda" else 2048
+    sgemm = Sgemm(dev, n_sgemm)
 
-    rows: list[tuple[str, Batched | _Peer | Loop, int]] = [("fci auto: fit(), one stack of " + str(M), auto, epochs)]
+    rows: list[tuple[str, Batched | _Peer | Loop | Sgemm, int]] = [("fci auto: fit(), one stack of " + str(M), auto, epochs)]
     rows += [(lab, t, epochs) for lab, t in fci_others]
     rows += [(lab, p, peer_epochs) for lab, p in peers]
     rows += [("(3) per-model loop (nn.Sequential + Adam)", loop, 1)]
+    rows += [(f"sgemm {n_sgemm}^2 (FLOP/s)", sgemm, 5 if dev.type == "cpu" else 20)]
     rates: list[list[float]] = [[] for _ in rows]
     cpu_rates: list[list[float]] = [[] for _ in rows]  # per CPU-second of this process (all its threads)
     for r in range(rounds):
@@ -417,16 +433,19 @@ def compare(args) -> None:
             dt, work = _timed(trainer.run, e)
             rates[k].append(work / dt)
             cpu_rates[k].append(work / max(time.process_time() - c, 1e-9))
-        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{v[-1]:.0f}" for v in rates) + "  model-epochs/s", flush=True)
+        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{v[-1]:.0f}" for v in rates[:-1]) +
+              f"  model-epochs/s; sgemm {rates[-1][-1] / 1e9:.0f} GFLOP/s", flush=True)
     med = [statistics.median(v) for v in rates]
     cpu_med = [statistics.median(v) for v in cpu_rates]
     ratio = [statistics.median(a_ / b_ for a_, b_ in zip(rates[0], v)) for v in rates]  # auto / row, per round
-    a = med[0]
+    flops = flops_per_model_epoch(models, n_train)
+    of_sgemm = statistics.median(a_ * flops / g for a_, g in zip(rates[0], rates[-1]))  # per round, same load
+    of_sgemm_cpu = statistics.median(a_ * flops / g for a_, g in zip(cpu_rates[0], cpu_rates[-1]))  # per CPU-second
     print()
     print("model-epochs/s: median over rounds of wall-clock rates; per CPU-s: the same per CPU-second the process used "
           "(less sensitive to other load on a shared machine); auto/row: median of the per-round ratios")
     print(f"{'trainer':<48}{'model-epochs/s':>16}{'min':>10}{'max':>10}{'per CPU-s':>11}{'auto/row':>10}   notes")
-    for k, (label, trainer, e) in enumerate(rows):
+    for k, (label, trainer, e) in enumerate(rows[:-1]):
         if isinstance(trainer, Batched):
             note = f"{trainer.describe()}; {e} epochs per fit() call"
         elif isinstance(trainer, _Peer):
@@ -436,16 +455,56 @@ def compare(args) -> None:
         print(f"{label:<48}{med[k]:>16.1f}{min(rates[k]):>10.1f}{max(rates[k]):>10.1f}{cpu_med[k]:>11.0f}{ratio[k]:>9.2f}x   {note}")
     n_fci = 1 + len(fci_others)
     best_peer = min(range(n_fci, n_fci + len(peers)), key=lambda k: ratio[k])  # the fastest peer against auto
-    flops = flops_per_model_epoch(models, n_train)
+    a = med[0]
+    where = "the GPU" if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"fit() set-up (first call: one epoch plus data layout and buffers, untimed above): {setup:.2f} s")
-    print(f"sgemm 2048^2 on {torch.get_num_threads()} threads: {sgemm / 1e9:.1f} GFLOP/s; the workload is {flops / 1e6:.2f} MFLOP "
-          f"per model-epoch, so auto runs at {a * flops / 1e9:.1f} GFLOP/s = {100 * a * flops / sgemm:.0f}% of sgemm "
-          f"(dense ceiling {sgemm / flops:.0f} model-epochs/s)")
+    print(f"sgemm {n_sgemm}^2 on {where}, in the same rounds: {med[-1] / 1e9:.1f} GFLOP/s (median); the workload is "
+          f"{flops / 1e6:.2f} MFLOP per model-epoch, so auto runs at {a * flops / 1e9:.1f} GFLOP/s, {100 * of_sgemm:.0f}% of "
+          f"sgemm (median of the per-round ratios; dense ceiling {med[-1] / flops:.0f} model-epochs/s)" +
+          (f"; per CPU-second {100 * of_sgemm_cpu:.0f}% of sgemm's" if dev.type == "cpu" else ""))
     slower = [f"{rows[k][0].strip()} ({1 / ratio[k]:.2f}x auto in the median round)" for k in range(1, n_fci) if ratio[k] < 1]
+    load_after = _load()
     print(f"auto ({auto_backend}) is {'slower than ' + ', '.join(slower) if slower else 'the fastest fci backend here'}; "
-          f"rounds {rounds}, medians; wall time {time.perf_counter() - t0:.0f} s; load average now {_load()}")
-    print(f"speedup: {ratio[best_peer]:.1f}x best peer ({ratio[-1]:.0f}x per-model loop, {auto.describe()}, "
-          f"{machine_label(dev, lib)}, {name})")
+          f"rounds {rounds}, medians; wall time {time.perf_counter() - t0:.0f} s; load average now {load_after}")
+    machine = machine_label(dev, lib)
+    print(f"speedup: {ratio[best_peer]:.1f}x best peer ({ratio[-2]:.0f}x per-model loop, {auto.describe()}, "
+          f"{machine}, {name})")
+    return {
+        "command": "python -m benchmarks.trainer " + " ".join(args.argv),
+        "date": time.strftime("%Y-%m-%d"),
+        "device": dev.type,
+        "machine": machine,
+        "cpu_model": cpu_model() if dev.type == "cpu" else torch.cuda.get_device_name(dev),
+        "isa": lib.isa if lib is not None else ("cuda" if dev.type == "cuda" else ", ".join(cpu_features())),
+        "threads": torch.get_num_threads() if dev.type == "cpu" else None,
+        "torch": torch.__version__,
+        "workload": name,
+        "backend": auto.describe(),
+        "model_epochs_per_s": a,
+        "model_epochs_per_cpu_s": cpu_med[0] if dev.type == "cpu" else None,
+        "best_peer": rows[best_peer][0],
+        "best_peer_model_epochs_per_s": med[best_peer],
+        "best_peer_model_epochs_per_cpu_s": cpu_med[best_peer] if dev.type == "cpu" else None,
+        "ratio_to_best_peer": ratio[best_peer],
+        "ratio_to_loop": ratio[-2],
+        "sgemm_gflops": med[-1] / 1e9,
+        "fraction_of_sgemm": of_sgemm,
+        "fraction_of_sgemm_per_cpu_s": of_sgemm_cpu if dev.type == "cpu" else None,
+        "rounds": rounds,
+        "load_average": [load_before, load_after],
+        "rows": [{"trainer": rows[k][0].strip(), "model_epochs_per_s": med[k], "min": min(rates[k]), "max": max(rates[k]),
+                  "per_cpu_s": cpu_med[k], "auto_over_row": ratio[k]} for k in range(len(rows) - 1)],
+    }
+
+
+def markdown_row(res: dict) -> str:
+    """One row of docs/performance.md's table, from a result record."""
+    per_cpu = "-" if res["model_epochs_per_cpu_s"] is None else \
+        f"{res['model_epochs_per_cpu_s']:,.0f} vs {res['best_peer_model_epochs_per_cpu_s']:,.0f}"
+    cpu_sgemm = "" if res.get("fraction_of_sgemm_per_cpu_s") is None else f" ({100 * res['fraction_of_sgemm_per_cpu_s']:.0f}% per CPU-s)"
+    return (f"| {res['cpu_model']} | {res['isa']} | {res['backend']} | {res['model_epochs_per_s']:,.0f} | "
+            f"{res['ratio_to_best_peer']:.1f}x | {100 * res['fraction_of_sgemm']:.0f}%{cpu_sgemm} | {per_cpu} | "
+            f"{res['load_average'][0]} | `{res['command']}`, {res['date']} |")
 
 
 def _describe(dev: torch.device) -> str:
@@ -599,8 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loop-models", type=int, default=None, help="models the loop trains per round")
     ap.add_argument("--loop-threads", type=int, default=1, help="intra-op threads for the loop on CPU (0: torch's default)")
     ap.add_argument("--probe", action="store_true", help="how far the cores scale on compute- vs memory-bound ops")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write the comparison's result record as JSON")
+    ap.add_argument("--markdown", action="store_true", help="also print the result as a row of docs/performance.md's table")
     ap.add_argument("--_point", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args._point:
         print(json.dumps(point(json.loads(args._point))))
         return 0
@@ -609,7 +671,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.scaling:
         scaling(args)
     else:
-        compare(args)
+        res = compare(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+            print(f"result written to {args.json}")
+        if args.markdown:
+            print(markdown_row(res))
     return 0
 
 

@@ -16,8 +16,10 @@ from dash import no_update
 from app import create_app, figures, panels
 from app.__main__ import prepare
 from app.bench import CallbackClient
-from app.data import Explorer, scan_store
+from app.cache import Explorer
+from app.catalogue import scan_store
 from app.demo import DEMO_SPEC
+from app.readings import network_reading
 from app.state import DEFAULT_FRACTION, DEFAULT_THRESHOLD, ViewState
 from app.views import figure_updates, next_state, render_page, run_options
 from fci.codes import clause_channels, collision_graph, polysemanticity, sign_codes
@@ -40,7 +42,7 @@ def run_id(demo):
 
 
 def _stored_models(store: Store, run_id: str, dense_key: str) -> dict[str, MaskedMLP]:
-    """The three networks straight from the store, without app.data."""
+    """The three networks straight from the store, without the explorer."""
     own, parent = split_tensors(store.load(run_id).tensors)
     dense, _ = split_tensors(store.load(dense_key).tensors)
     return {"parent": MaskedMLP.from_tensors(parent), "child": MaskedMLP.from_tensors(own),
@@ -407,8 +409,10 @@ def test_corrupt_entries_are_skipped_with_a_visible_warning(app_demo_dir, tmp_pa
 def test_the_catalogue_sees_runs_stored_while_serving(tmp_path):
     explorer = Explorer(tmp_path)
     assert explorer.catalogue().runs == []
-    page = render_page(explorer, "")
-    assert page.analysis is None and "No runs" in page.messages[0][1]
+    page = render_page(explorer, "")  # the empty state says what to do, not an error
+    text = " ".join(str(p.children) for p in page.empty)
+    assert page.analysis is None and "holds no run yet" in text and "python -m analyses" in text
+    assert not [m for m in page.messages if m[0] == "error"]
     run_fpe([tiny_spec()], device="cpu", store=Store(tmp_path))
     assert len(explorer.catalogue().runs) == 2
 
@@ -449,7 +453,7 @@ CLEAN = [((0, True), (1, True)), ((2, False), (3, True)), ((4, True), (5, False)
 
 @pytest.mark.parametrize("scale", [0.05, 1.0, 20.0])
 def test_a_clean_and_network_reads_as_exactly_its_clauses(scale):
-    from app.data import read_network
+    from app.readings import read_network
 
     model = _and_network(CLEAN, [(0, 1, 2)], n=8, scale=scale)
     x = _all_inputs(8)
@@ -469,7 +473,7 @@ def test_grouped_outputs_read_per_output_and_name_the_clause_no_term_covers():
     """y0 = c0 ∨ c1, y1 = c2 by the task, but the network has no neuron for c1: y0
     reads as c0 alone, c1 is missed, and the ceiling (the true formula against the
     network) falls by exactly the inputs where c1 holds and c0 does not."""
-    from app.data import read_network
+    from app.readings import read_network
 
     groups = [(0, 1), (2,)]
     model = _and_network([CLEAN[0], CLEAN[2]], [(0,), (1,)], n=8)
@@ -487,7 +491,7 @@ def test_grouped_outputs_read_per_output_and_name_the_clause_no_term_covers():
 def test_a_broader_term_fires_on_its_true_clause():
     """A neuron for x0 alone, under a task whose clause is x0 ∧ x1: the term x0 is no
     match, but it fires wherever the clause holds, so the clause is not missed."""
-    from app.data import read_network
+    from app.readings import read_network
 
     model = _and_network([((0, True),)], [(0,)], n=4)
     x = _all_inputs(4)
@@ -503,8 +507,8 @@ def test_demo_readings_are_the_fci_numbers_and_decoded_once(demo, run_id):
 
     run = demo.run(run_id)
     for slot, m in run.models.items():
-        reading = run.reading(slot)
-        assert run.reading(slot) is reading, "decoded once per network"
+        reading = network_reading(run, slot)
+        assert network_reading(run, slot) is reading, "decoded once per network"
         circuit = decode_function(m.model)
         assert circuit.clauses == reading.circuit.clauses, "decode_function at its defaults (seed 0)"
         assert reading.agreement == circuit_agreement(circuit, m.predictions, run.x_test)
@@ -518,19 +522,19 @@ def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_
     text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     run = analysis.run
     for slot in run.models:
-        reading = run.reading(slot)
+        reading = network_reading(run, slot)
         assert f"ceiling {reading.ceiling:.3f}" in text and f"decoded function {reading.agreement:.3f}" in text
         assert f"decoded-terms-{slot}-0" in text
         for t in reading.outputs[0].terms:
             assert t.text in text
     for slot in run.models:
-        assert f"uncovered positive mass {run.reading(slot).outputs[0].uncovered:.3f}" in text
-    child = run.reading("child").outputs[0]
+        assert f"uncovered positive mass {network_reading(run, slot).outputs[0].uncovered:.3f}" in text
+    child = network_reading(run, "child").outputs[0]
     matched = [t for t in child.terms if t.matches is not None]
     assert matched and f"= c{matched[0].matches}" in text
     metrics = json.dumps(panels.metrics_table(analysis).to_plotly_json(), default=lambda o: o.to_plotly_json(),
                          ensure_ascii=False)
-    assert f"{run.reading('child').ceiling:.3f}" in metrics
+    assert f"{network_reading(run, 'child').ceiling:.3f}" in metrics
     detail = json.dumps(panels.clause_detail(analysis, matched[0].matches), default=lambda o: o.to_plotly_json(),
                         ensure_ascii=False)
     assert f"exact term, precision {matched[0].precision:.2f}" in detail
@@ -560,7 +564,7 @@ def test_per_clause_outputs_are_read_per_output(tmp_path):
     assert run.task.n_outputs == run.n_clauses > 1
     text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     for slot, m in run.models.items():
-        reading = run.reading(slot)
+        reading = network_reading(run, slot)
         assert [o.true_clauses for o in reading.outputs] == [(c,) for c in range(run.n_clauses)]
         assert reading.ceiling == ceiling_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
         for o in reading.outputs:

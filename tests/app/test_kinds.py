@@ -14,16 +14,18 @@ import time
 import numpy as np
 import pytest
 
+from analyses.entries import ListedRun, ModelRef
 from app import create_app, figures
 from app.bench import CallbackClient
-from app.data import Catalogue, Explorer, ModelRef, RunInfo, natural_key
+from app.cache import Explorer
+from app.catalogue import Catalogue, natural_key
 from app.screens import KIND_PAGES, pick
 from app.state import ViewState
 from app.views import run_options
 from fci.metrics import clause_mean_capacity, feature_capacity
 from fci.store import Store
 
-STUDIES = ("real_data", "wide_sparse", "structured_sparsity", "effective_density", "deep_fpe")
+STUDIES = ("real_data", "wide_sparse", "structured_sparsity", "effective_density", "deep_fpe", "cnn_fpe")
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +56,17 @@ def test_every_stored_kind_becomes_runs(explorer):
     assert len(by_study["structured_sparsity"]) == 5 * len(_entries(explorer, "structured_sparsity-job"))
     assert len(by_study["wide_sparse"]) == len(_entries(explorer, "wide_sparse-job")) > 0
     assert len(by_study["effective_density"]) == len(_entries(explorer, "effective_density-job")) > 0
-    n_deep = len(_entries(explorer, "deep_fpe-job"))
-    assert by_study["deep_fpe"] == [] and n_deep > 0
-    # deep_fpe's models are `fpe` entries (run_fpe on a DatasetSpec): listed once each, as study "fpe";
-    # real_data's and wide_sparse's FPE models are too, but their job runs show them already
+    deep = _entries(explorer, "deep_fpe-job")
+    assert len(by_study["deep_fpe"]) == sum(1 for e in deep for r in e.metrics["rows"] if r["condition"] != "dense") > 0
+    assert len(by_study["cnn_fpe"]) == sum(len(e.config["expansions"]) for e in _entries(explorer, "cnn_fpe-job")) > 0
+    # deep_fpe's, real_data's and wide_sparse's models are `fpe` entries (run_fpe on a DatasetSpec): the job
+    # runs show them, so they are not listed again on their own
     fpe_children = [e for kind in ("fpe", "boolean-fpe") for e in _entries(explorer, kind) if e.config["condition"] != "dense"]
-    shown = {r["store_key"] for kind in ("real_data-job", "wide_sparse-job") for e in _entries(explorer, kind)
-             for r in e.metrics["rows"] if r.get("store_key")}
+    shown = {r["store_key"] for kind in ("real_data-job", "wide_sparse-job", "deep_fpe-job")
+             for e in _entries(explorer, kind) for r in e.metrics["rows"] if r.get("store_key")}
     fpe_runs = [r for r in cat.runs if r.study == "fpe"]
     assert fpe_children and shown and {r.id for r in fpe_runs} == {e.key for e in fpe_children} - shown
-    assert {r.dataset for r in fpe_runs} == {"boolean", "digits"}
-    assert any(r.hidden == "8-8" or "-" in r.hidden for r in fpe_runs)  # the deep nets
-    assert any(f"{n_deep} deep_fpe entries hold result rows only" in n for n in cat.notes)
+    assert not any("have no explorer view" in n for n in cat.notes)
     assert {r.split for r in by_study["wide_sparse"]} >= {"dense", "sparse"}
     assert {r.split for r in by_study["structured_sparsity"]} == {"clause", "random", "clause_nm", "random_nm",
                                                                   "random_dynamic"}
@@ -79,9 +80,9 @@ def test_run_labels_name_study_and_dataset(explorer):
 def test_a_fixed_boolean_task_gets_its_own_clauses_back(explorer):
     """A deep_fpe Boolean trial trains on one task with a fixed seed (its DatasetSpec's),
     not a task per trial: the explorer redraws that task, the one stored with the model."""
-    info = next(r for r in explorer.catalogue().runs if r.study == "fpe" and r.dataset == "boolean")
+    info = next(r for r in explorer.catalogue().runs if r.study == "deep_fpe" and r.dataset == "boolean")
     run = explorer.run(info.id)
-    stored = explorer.store.load(info.id).metrics["clauses"]
+    stored = explorer.store.load(dict(info.refs)["child"].key).metrics["clauses"]
     assert run.has_clauses and [[list(l) for l in c] for c in run.clauses] == stored
     assert {r.dataset for r in explorer.catalogue().runs if r.study == "real_data"} == {"digits"}
     assert {r.dataset for r in explorer.catalogue().runs if r.study == "effective_density"} == {"boolean", "digits"}
@@ -122,8 +123,8 @@ def test_networks_shown_are_the_stored_tensors(explorer, study):
         rows, cols = m.row_order, run.order
         assert np.array_equal(np.isnan(z), M[np.ix_(rows, cols)] == 0), "exactly the masked weights are marked"
         np.testing.assert_allclose(z[~np.isnan(z)], (W * M)[np.ix_(rows, cols)][~np.isnan(z)], rtol=1e-6)
-        assert fig["data"][0]["zmax"] == ranges["weights"] == max(
-            float(np.abs(x.W1).max()) for x in run.models.values()), "one scale for the row"
+        assert fig["data"][0]["zmax"] == ranges["weights"].zmax == figures.row_scale(
+            [x.W1 for x in run.models.values()]).zmax, "one scale for the row"
         masks = figures.array_of(figures.weight_heatmap(run, m, None, None, "masks")["data"][0]["z"])
         assert np.array_equal(masks, (M[np.ix_(rows, cols)] != 0).astype(np.float32))
         last = m.n_hidden_layers
@@ -154,6 +155,55 @@ def test_deep_nets_per_layer_and_digit_classes(explorer):
     assert run.labels[:2] == ["r0c0", "r0c1"], "digit inputs are named by their pixel"
 
 
+def test_a_cnn_run_opens_with_its_filters_as_pictures(explorer):
+    """A cnn_fpe child: each first-layer filter drawn as its C images of k x k (the
+    stored tensors), the Gram and capacity of the flattened filters as the study
+    measured them, and the head's readout over filter x position inputs."""
+    info = next(r for r in explorer.catalogue().runs if r.study == "cnn_fpe" and r.alpha == 2)
+    run = explorer.run(info.id)
+    child, ref = run.models["child"], dict(info.refs)["child"]
+    W = _stored(explorer.store, ref, "W0") * _stored(explorer.store, ref, "M0")  # (F, C, k, k)
+    F, C, k, _ = W.shape
+    assert child.is_cnn and child.picture_shape(0) == (C, k, k) and child.H == F
+    np.testing.assert_allclose(child.W1, W.reshape(F, -1))
+    fig = figures.model_figures(explorer.analysis(info.id, "auto"), None, "weights")["child"]["weights"]
+    z = figures.array_of(fig["data"][0]["z"])
+    text = np.asarray(fig["data"][0]["text"], dtype=object).astype(str)
+    for r, i in enumerate(child.row_order):
+        cells = np.argwhere(np.char.startswith(text, child.labels[r] + " · "))
+        assert len(cells) == C * k * k
+        y0, x0 = cells.min(0)
+        for c in range(C):  # channel c's image sits c * (k + 1) columns to the right
+            tile = z[y0:y0 + k, x0 + c * (k + 1):x0 + c * (k + 1) + k]
+            np.testing.assert_allclose(np.nan_to_num(tile), W[i, c], rtol=1e-6)
+    entry = explorer.store.load(ref.key)
+    rows = {(r["split"], int(r["alpha"])): r for r in entry.metrics["rows"]}
+    assert child.mean_capacity == pytest.approx(rows[(info.split, info.alpha)]["feature_capacity"], abs=1e-5)
+    G = figures.array_of(figures.gram_heatmap(run, child)["data"][0]["z"])
+    np.testing.assert_allclose(G, child.W1.T @ child.W1, rtol=1e-4, atol=1e-6)
+    readout = figures.readout_heatmap(run, child)
+    head = _stored(explorer.store, ref, "W1") * _stored(explorer.store, ref, "M1")
+    np.testing.assert_allclose(np.nan_to_num(figures.array_of(readout["data"][0]["z"])), head, rtol=1e-6)
+
+
+def test_deep_fpe_runs_open_the_models_its_rows_name(explorer):
+    """deep_fpe's rows name each model's own store entry; its runs show exactly
+    those networks, the child's parent at expansion and the shared dense baseline."""
+    from analyses.deep_fpe import store_keys
+
+    for e in _entries(explorer, "deep_fpe-job"):
+        keys = store_keys(e.config)
+        for r in e.metrics["rows"]:
+            assert r["store_key"] == keys[(r["condition"], int(r["alpha"]), r["layers"])]
+    info = next(r for r in explorer.catalogue().runs if r.study == "deep_fpe")
+    run = explorer.run(info.id)
+    refs = dict(info.refs)
+    assert refs["parent"].key == refs["child"].key and refs["parent"].prefix == "parent."
+    for slot in ("parent", "child", "dense"):
+        W = _stored(explorer.store, refs[slot], "W1") * _stored(explorer.store, refs[slot], "M1")
+        np.testing.assert_allclose(run.models[slot].layers[1][0], W)
+
+
 def test_every_run_renders_through_http(kinds, explorer):
     app = create_app(kinds, explorer=explorer)
     client = CallbackClient(app)
@@ -180,12 +230,12 @@ def test_every_run_renders_through_http(kinds, explorer):
                     assert all(f"decoded-{slot}" in decoded for slot in run.models) and "ceiling" in decoded
 
 
-def _info(run_id, **kw) -> RunInfo:
+def _info(run_id, **kw) -> ListedRun:
     base = dict(id=run_id, task="C=8 k=3 n=24 disjoint dnf", hidden="8", alpha=2, split="clause", trial=0,
                 epochs=(1, 1), child_accuracy=0.9, dense_accuracy=0.8, study="fpe", dataset="boolean",
                 task_config="{}", n_clauses=8, refs=(("parent", None), ("child", None), ("dense", None)))
     base.update(kw)
-    return RunInfo(**base)
+    return ListedRun(**base)
 
 
 def test_landing_is_the_headline_else_the_most_informative():
@@ -217,13 +267,37 @@ def test_picker_sorts_numerically_searches_fields_and_groups(explorer):
     assert cat.select("no such thing") == []
     opts = run_options(explorer, {}, None)
     headers = [o for o in opts if o.get("disabled")]
-    assert [h["label"].split(" (")[0].strip("─ ") for h in headers] == list(dict.fromkeys(r.group for r in cat.runs))
+    groups = list(dict.fromkeys(r.group for r in cat.runs))
+    assert [h["value"].removeprefix("group:") for h in headers] == groups
+    tasks = {g: {r.task for r in cat.runs if r.group == g} for g in groups}
+    for h in headers:  # a task every run of the group shares is said once, in the header
+        g = h["value"].removeprefix("group:")
+        assert h["label"].strip("─ ").startswith(g + (f" · {next(iter(tasks[g]))}" if len(tasks[g]) == 1 else ""))
+    for o in (o for o in opts if not o.get("disabled")):  # labels without the group's boilerplate
+        r = cat.get(o["value"])
+        assert o["title"] == r.label and not o["label"].startswith(r.group)
+        assert (r.task in o["label"]) == (len(tasks[r.group]) > 1)
     limited = run_options(explorer, {}, None, limit=5)
     assert len([o for o in limited if not o.get("disabled")]) == 5
     assert limited[-1]["label"].startswith(f"… {len(cat.runs) - 5} more runs match")
 
 
 # --------------------------------------------------------------------------- in the browser
+
+
+#: Colour bars outside the visible box of their column.
+_OUTSIDE_BARS_JS = """
+const out = [];
+for (const col of document.querySelectorAll('.column')) {
+  if (col.offsetParent === null) continue;
+  const c = col.getBoundingClientRect();
+  for (const bar of col.querySelectorAll('.colorbar')) {
+    const b = bar.getBoundingClientRect();
+    if (b.width > 0 && (b.left < c.left - 1 || b.right > c.right + 1)) out.push(col.querySelector('.graph').id);
+  }
+}
+return out;
+"""
 
 
 def _text(duo, element_id: str) -> str:
@@ -242,10 +316,12 @@ def test_each_model_kind_in_the_browser(dash_duo, kinds, explorer, tmp_path):
     dash_duo.start_server(app, port=_free_port())
     dash_duo.driver.implicitly_wait(0)
     cat = explorer.catalogue()
-    dash_duo.driver.set_window_size(1600, 1750)
+    dash_duo.driver.set_window_size(1280, 1400)
     for study, (_, view, layer, says) in KIND_PAGES.items():
-        info = pick(cat.runs, study)  # "fpe": deep_fpe's models, stored by run_fpe on a DatasetSpec
-        assert info is not None, study
+        info = pick(cat.runs, study)
+        if info is None:  # the studies' models are shown by their job runs; only the demo is study "fpe"
+            assert study == "fpe", study
+            continue
         dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=info.id, view=view, layer=layer, clause=1)
                             .to_search())
         _wait(lambda s=says: s in _text(dash_duo, "col-title-child"), what=f"{study}'s page", timeout=30)
@@ -263,6 +339,12 @@ def test_each_model_kind_in_the_browser(dash_duo, kinds, explorer, tmp_path):
             note = _wait(lambda: dash_duo.driver.find_elements("css selector", "#decoded-none"), what="decoding note")
             assert note[0].is_displayed() and "Decoding reads Boolean tasks" in note[0].text
         time.sleep(0.5)
+        sw, cw = dash_duo.driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];")
+        assert sw <= cw, f"{study}: the page scrolls sideways at 1280 px"
+        assert dash_duo.driver.execute_script(_OUTSIDE_BARS_JS) == [], f"{study}: a colour bar outside its panel"
+        if study == "cnn_fpe":  # the filters drawn as pictures, one image per input channel
+            assert "each filter drawn as" in _text(dash_duo, "legend-weights")
         assert dash_duo.driver.save_screenshot(str(tmp_path / f"{study}.png"))
     # The picker's search narrows the list as the user types two fields.
     some = next(r for r in cat.runs if r.study == "wide_sparse")

@@ -2,7 +2,7 @@
 
 Each backend trains a `MaskedMLPStack` by the specified step (`fci.train.maths`):
 
-- ``kernel``: fci's C kernel (`fci/_fitkernel.c`), CPU float32; each model start
+- ``kernel``: fci's C kernel (`fci/train/backends/kernel/fitkernel.c`), CPU float32; each model start
   to finish in a tight loop at its own sizes, models spread over worker threads.
 - ``torch``: a hand-written forward/backward over flat buffers and torch's fused
   optimiser step, any device (the GPU path; on a CPU, width-sorted slices on

@@ -7,14 +7,21 @@ computes the specified step (`fci.train.maths`): the raw weights under a mask
 are kept at zero, so W * M == W in the forward pass, and the gradient is
 multiplied by the mask before the optimiser sees it.
 
-On a GPU the stack trains whole. On a CPU a stack whose steps are small is cut
-into width-sorted slices trained on worker threads, one intra-op thread each
-(the slices are independent models, so the workers never wait on each other
-within a step). Results do not depend on the slicing to float rounding.
+On a GPU the stack trains whole: one sequence of kernel launches per step
+for every model at once, and nothing inside an epoch waits on the device (no
+`.item()`, no copy to the host, no branch on a tensor's value): the per-model
+losses accumulate on the device and come back once per `fit`. With
+`TorchBackend(cuda_graphs=True)` each epoch's steps are captured once as a
+CUDA graph and replayed, one launch per epoch. On a CPU a stack whose steps
+are small is cut into width-sorted slices trained on worker threads, one
+intra-op thread each (the slices are independent models, so the workers never
+wait on each other within a step). Results do not depend on the slicing to
+float rounding.
 """
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -26,6 +33,8 @@ from fci.progress import bar as tqdm
 from fci.train.backends.base import Backend, FitState
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
 from fci.train.maths import one_thread_unless, step_flops
+
+log = logging.getLogger(__name__)
 
 
 class _FlatStack:
@@ -64,6 +73,7 @@ class _FlatStack:
         self.mA0, self.mW, self.mb = self._views(self.mask)
         self._data: tuple | None = None  # (x, y, their versions, loss, _TrainData) of the last fit
         self._buffers: dict[tuple, _StepBuffers] = {}
+        self._graph: _EpochGraph | None = None  # the captured epoch (CUDA graphs), for one data layout
 
     def data_for(self, x: torch.Tensor, y: torch.Tensor, loss: str) -> "_TrainData":
         """The training layout of this slice of (x, y), reused when a continued
@@ -177,7 +187,17 @@ class FlatAdam(torch.optim.Adam):
     """torch's fused Adam over one flat buffer, stepped by calling the fused
     kernel directly once the state exists: the same update, without the
     generic optimiser's per-call bookkeeping (about 0.3 ms a step on a CPU,
-    as much as a small slice's whole optimiser update)."""
+    as much as a small slice's whole optimiser update). Its step count lives
+    on the parameter's device, so a step never waits on the host."""
+
+    def init_state(self) -> None:
+        """Create the moments and step count as torch's first step would (zeros),
+        so that every step takes the fused path (a CUDA graph captures it)."""
+        (p,) = self.param_groups[0]["params"]
+        if not self.state.get(p):
+            self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                             "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
     def step(self, closure=None):  # noqa: D102
         group = self.param_groups[0]
@@ -249,6 +269,7 @@ class _StepBuffers:
         self.dz = torch.empty(M, O, B, device=dev, dtype=dt)
         self.tmp = torch.empty(M, O, B, device=dev, dtype=dt)
         self.zero = torch.zeros((), device=dev, dtype=dt)
+        self.minus_one = torch.full((M, 1, B), -1.0, device=dev, dtype=dt)  # CE: the target's -1 in softmax - onehot
 
 
 def _flat_step(flat: _FlatStack, xb: torch.Tensor, yb: torch.Tensor, loss: str, bufs: _StepBuffers) -> torch.Tensor:
@@ -298,24 +319,89 @@ def _loss_and_grad(zt: torch.Tensor, yb: torch.Tensor, loss: str, bufs: _StepBuf
     logp = torch.log_softmax(zt, 1)
     target = yb.unsqueeze(1)  # (M, 1, B)
     per_model = -logp.gather(1, target).mean((1, 2))
-    grad = torch.exp(logp, out=bufs.dz).scatter_add_(1, target, torch.full(target.shape, -1.0, dtype=zt.dtype, device=zt.device))
+    grad = torch.exp(logp, out=bufs.dz).scatter_add_(1, target, bufs.minus_one)
     return per_model, grad.mul_(1.0 / B)
 
 
 
-def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, bar) -> None:
+def _epoch(flat: _FlatStack, data: _TrainData, perm: torch.Tensor, B: int, loss: str, optimizer: torch.optim.Optimizer,
+           acc: torch.Tensor) -> None:
+    """One epoch of steps in the minibatch order perm (N,); acc (M,) receives each
+    model's mean batch loss. Every shape and slice is fixed by N and B alone, and
+    nothing here reads a tensor's value on the host, so the device never waits
+    for Python and a CUDA graph can capture the epoch whole."""
     N = data.x.shape[0]
     starts = range(0, N, B)
+    acc.zero_()
+    for s in starts:
+        idx = perm[s : s + B]
+        bufs = flat.buffers(min(B, N - s), data)
+        xb = torch.index_select(data.x, 0, idx, out=bufs.xb).transpose(0, 1)
+        yb = torch.index_select(data.y, 0, idx, out=bufs.yb).transpose(0, 1)
+        acc += _flat_step(flat, xb, yb, loss, bufs)
+        optimizer.step()
+    acc /= len(starts)
+
+
+def graphs_unavailable(flat: _FlatStack, optimizer: torch.optim.Optimizer) -> str | None:
+    """Why an epoch of this slice cannot be captured as a CUDA graph (None: it can)."""
+    if flat.device.type != "cuda":
+        return f"CUDA graphs need a CUDA device, the stack is on {flat.device}"
+    if not hasattr(torch.cuda, "CUDAGraph"):
+        return f"this torch build ({torch.__version__}) has no CUDA graphs"
+    if not isinstance(optimizer, FlatAdam):
+        return "CUDA graphs capture the fused Adam step only (SGD and a non-fused Adam run eagerly)"
+    return None
+
+
+class _EpochGraph:
+    """An epoch of one slice captured as a CUDA graph: `run(perm, acc)` copies the
+    epoch's minibatch order into the captured buffer, replays (one launch) and
+    copies the losses out, all on the device. The parameters, masks, moments
+    and data it reads are the slice's own buffers, updated in place, so a graph
+    stays valid across fits while the data layout is the same."""
+
+    def __init__(self, flat: _FlatStack, data: _TrainData, B: int, loss: str, optimizer: FlatAdam):
+        self.data, self.B, self.loss = data, B, loss
+        N, M = data.x.shape[0], flat.shapes[0][0]
+        self.perm = torch.arange(N, device=flat.device)
+        self.acc = torch.zeros(M, device=flat.device, dtype=flat.dtype)
+        optimizer.init_state()
+        (p,) = optimizer.param_groups[0]["params"]
+        state = optimizer.state[p]
+        # warm-up on a side stream (buffers, cuBLAS workspaces), then put back what it changed
+        saved = [t.clone() for t in (flat.param, state["exp_avg"], state["exp_avg_sq"], state["step"])]
+        side = torch.cuda.Stream(flat.device)
+        side.wait_stream(torch.cuda.current_stream(flat.device))
+        with torch.cuda.stream(side):
+            _epoch(flat, data, self.perm, B, loss, optimizer, self.acc)
+        torch.cuda.current_stream(flat.device).wait_stream(side)
+        for t, v in zip((flat.param, state["exp_avg"], state["exp_avg_sq"], state["step"]), saved):
+            t.copy_(v)
+        self.buffers = list(flat._buffers.values())  # what the graph writes stays allocated while it lives
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            _epoch(flat, data, self.perm, B, loss, optimizer, self.acc)
+
+    def run(self, perm: torch.Tensor, acc: torch.Tensor) -> None:
+        self.perm.copy_(perm)
+        self.graph.replay()
+        acc.copy_(self.acc)
+
+
+def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, bar, graphs: bool = False) -> None:
+    """Train one slice over the epochs whose orders are perms (E, N); losses (E, M)."""
+    graph = None
+    if graphs:
+        if flat._graph is not None and flat._graph.data is data and flat._graph.B == B and flat._graph.loss == loss:
+            graph = flat._graph
+        else:
+            flat._graph = graph = _EpochGraph(flat, data, B, loss, optimizer)
     for k in range(perms.shape[0]):
-        perm, acc = perms[k], losses[k]
-        for s in starts:
-            idx = perm[s : s + B]
-            bufs = flat.buffers(len(idx), data)
-            xb = torch.index_select(data.x, 0, idx, out=bufs.xb).transpose(0, 1)
-            yb = torch.index_select(data.y, 0, idx, out=bufs.yb).transpose(0, 1)
-            acc += _flat_step(flat, xb, yb, loss, bufs)
-            optimizer.step()
-        acc /= len(starts)
+        if graph is not None:
+            graph.run(perms[k], losses[k])
+        else:
+            _epoch(flat, data, perms[k], B, loss, optimizer, losses[k])
         if bar is not None:
             bar.update(1)
 
@@ -323,11 +409,14 @@ def _fit_flat_epochs(flat, data, perms, B, loss, optimizer, losses, bar) -> None
 
 
 class FlatState(FitState):
-    """Each slice's flat buffers and torch optimiser."""
+    """Each slice's flat buffers and torch optimiser; `graphs`: whether its
+    epochs replay as CUDA graphs (`graphs_why_not` says why not, when asked for)."""
 
     def __init__(self, backend, stack, cfg, workers, slices):
         super().__init__(backend, stack, cfg, workers)
         self.slices = slices
+        self.graphs = False
+        self.graphs_why_not: str | None = None
 
 
 class TorchBackend(Backend):
@@ -335,12 +424,16 @@ class TorchBackend(Backend):
     `slices`: the slice count (None: 4 when widths differ, else 2; never the
     worker count, so that results do not depend on it);
     `thread_threshold`: step FLOPs above which a CPU stack trains whole on
-    torch's own intra-op threads."""
+    torch's own intra-op threads; `cuda_graphs`: on a CUDA device with Adam,
+    capture each epoch once as a CUDA graph and replay it (where it does not
+    apply, epochs run eagerly and the run's provenance says why)."""
 
     name = "torch"
 
-    def __init__(self, min_slice: int = 16, slices: int | None = None, thread_threshold: float = 1e10):
+    def __init__(self, min_slice: int = 16, slices: int | None = None, thread_threshold: float = 1e10,
+                 cuda_graphs: bool = False):
         self.min_slice, self.slices, self.thread_threshold = min_slice, slices, thread_threshold
+        self.cuda_graphs = bool(cuda_graphs)
 
     def why_not(self, stack, cfg, loss) -> str | None:
         if not stack.weights[0].dtype.is_floating_point:
@@ -348,7 +441,9 @@ class TorchBackend(Backend):
         return None
 
     def describe(self, state=None) -> dict:
-        return {}
+        if not self.cuda_graphs or not isinstance(state, FlatState):
+            return {}
+        return {"cuda_graphs": state.graphs, **({"cuda_graphs_why_not": state.graphs_why_not} if state.graphs_why_not else {})}
 
     def _work(self, stack, batch) -> float:
         return step_flops(stack, batch) if stack.weights[0].device.type == "cpu" else float("inf")
@@ -359,8 +454,17 @@ class TorchBackend(Backend):
         slices = []
         for rows, sizes in plan:
             flat = _FlatStack(sizes, rows, stack.n_models if rows is None else len(rows), device, dtype)
-            slices.append((flat, _flat_optimizer(flat, cfg)))
-        return FlatState(self, stack, cfg, workers, slices)
+            opt = _flat_optimizer(flat, cfg)
+            if isinstance(opt, FlatAdam):
+                opt.init_state()  # every step takes the fused path, the first included
+            slices.append((flat, opt))
+        state = FlatState(self, stack, cfg, workers, slices)
+        if self.cuda_graphs:
+            why = next((w for w in (graphs_unavailable(f, o) for f, o in slices) if w), None)
+            state.graphs, state.graphs_why_not = why is None, why
+            if why:
+                log.info("torch backend: epochs run eagerly: %s", why)
+        return state
 
     def run(self, state, stack, x, y, cfg, perms, loss, workers, progress) -> torch.Tensor:
         M, device = stack.n_models, x.device
@@ -376,7 +480,7 @@ class TorchBackend(Backend):
                     t.mul_(flat.mask)
             data = flat.data_for(x, y, loss)
             part = torch.zeros(E, flat.shapes[0][0], device=device)
-            _fit_flat_epochs(flat, data, perms, cfg.batch_size, loss, opt, part, bar)
+            _fit_flat_epochs(flat, data, perms, cfg.batch_size, loss, opt, part, bar, graphs=state.graphs)
             flat.store(stack)
             if flat.rows is None:
                 losses.copy_(part)

@@ -76,8 +76,8 @@ def test_bugs_keep_their_traceback():
 
 
 def test_a_full_disk_mid_write_ends_in_one_line_and_the_rerun_heals(tmp_path, capsys, monkeypatch):
-    from fci.__main__ import main
     import fci.store.files as files
+    from fci.__main__ import main
 
     real = files.write_new
     weights: list[Path] = []

@@ -233,3 +233,58 @@ def test_a_study_whose_models_mix_backends_says_so(tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["run"]["mixed_backends"] is True and "reference" in summary["run"]["backends"]
     assert "trained by different backends" in capsys.readouterr().out
+
+
+def test_the_torch_backend_never_reads_the_device_inside_an_epoch(monkeypatch):
+    """On a GPU, a value read back by Python inside the epoch loop (.item(), .cpu(),
+    a branch on a tensor) would make every step wait for the device. Checked here
+    on the CPU, where the logic is the same: while an epoch runs, no tensor is
+    read back, for BCE and CE, a full and a partial last batch, Adam and SGD."""
+    from fci.train.backends import torch as torch_backend
+
+    inside = []
+    original = torch_backend._epoch
+
+    def watched(*args, **kw):
+        inside.append(True)
+        try:
+            return original(*args, **kw)
+        finally:
+            inside.pop()
+
+    def forbid(name):
+        method = getattr(torch.Tensor, name)
+
+        def guard(self, *args, **kw):
+            assert not inside, f"Tensor.{name} called inside an epoch"
+            return method(self, *args, **kw)
+        return guard
+
+    monkeypatch.setattr(torch_backend, "_epoch", watched)
+    for name in ("item", "cpu", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, forbid(name))
+    step, steps = torch_backend._flat_step, []
+    monkeypatch.setattr(torch_backend, "_flat_step", lambda *a, **k: (steps.append(bool(inside)), step(*a, **k))[1])
+    for loss, n_out, cfg in (("bce", 1, TrainConfig(batch_size=16)), ("ce", 3, TrainConfig(batch_size=7, optimizer="sgd"))):
+        x, y = _data(3, 30, 6, n_out, loss)
+        fit(MaskedMLPStack.from_models(_models(6, (4, 5, 3), n_out)), x, y, cfg, range(2), loss=loss, backend="torch")
+    assert steps == [True] * (2 * 2 + 2 * 5)  # every step ran under the guard
+    inside.append(True)
+    with pytest.raises(AssertionError, match="Tensor.item called inside an epoch"):  # and the guard bites
+        torch.ones(1).item()
+
+
+def test_cuda_graphs_asked_for_off_the_gpu_say_why_and_change_nothing():
+    from fci.train import TorchBackend
+
+    models = _models(6, (4, 5), 1)
+    x, y = _data(2, 40, 6, 1, "bce")
+    runs = []
+    for backend in (TorchBackend(cuda_graphs=True), TorchBackend()):
+        stack = MaskedMLPStack.from_models(models)
+        state, losses = fit(stack, x, y, TrainConfig(batch_size=16), range(2), backend=backend)
+        runs.append((stack, losses, state))
+    (a, la, sa), (b, lb, sb) = runs
+    assert sa.provenance["cuda_graphs"] is False and "need a CUDA device, the stack is on cpu" in sa.provenance["cuda_graphs_why_not"]
+    assert "cuda_graphs" not in sb.provenance
+    assert torch.equal(la, lb) and all(torch.equal(p, q) for p, q in zip(a.weights, b.weights))

@@ -51,6 +51,8 @@ CASES = {
     # more classes than one vector block holds, real-valued inputs, SGD
     "ce-many-classes": (6, (5, 12), 21, "ce", TrainConfig(lr=0.1, batch_size=11, optimizer="sgd", weight_decay=0.02)),
     "ce-adam": (7, ((6, 5), (9, 9)), 4, "ce", TrainConfig(lr=0.01, batch_size=32)),
+    # two classes: few enough logits for the output-major last layer (lane-wise softmax over samples)
+    "ce-two-classes": (8, (5, 12, 3), 2, "ce", TrainConfig(lr=0.05, batch_size=12, weight_decay=0.01)),
 }
 
 
@@ -74,19 +76,28 @@ def test_kernel_and_torch_path_train_alike(case):
     assert torch.equal(k.widths, t.widths)
 
 
-def test_a_models_result_depends_only_on_itself():
+@pytest.mark.parametrize("build", ["native", "vb16-s8", "vb4-s4"])
+@pytest.mark.parametrize("loss", ["bce", "ce"])
+def test_a_models_result_depends_only_on_itself(build, loss):
     """Trained alone, or among wider stack mates on one or two threads, a model
-    comes out bit for bit the same (the kernel runs each model at its own sizes)."""
-    models = _models(12, (5, 16, 3, 40, 9, 5), 1, seed=3)
-    x, y = _data(len(models), 90, 12, 1, "bce", seed=4)
-    cfg = TrainConfig(lr=0.03, batch_size=16)
-    alone, l_alone = _train([models[0]], x[:1], y[:1], cfg, "bce", True)
-    for workers in (1, 2):
-        mates, l_mates = _train(models, x, y, cfg, "bce", True, workers=workers)
-        a, b = alone.to_models()[0], mates.to_models()[0]
-        for (w, bias), (w2, bias2) in zip(a.effective_weights(), b.effective_weights()):
-            assert torch.equal(w, w2) and torch.equal(bias, bias2)
-        assert torch.equal(l_alone[0], l_mates[0])
+    comes out bit for bit the same (the kernel runs each model at its own sizes):
+    in this machine's build and in the 16-lane build that AVX-512 CPUs select
+    (here lowered to this CPU's vectors), on 0/1 and real inputs, with an
+    output-major last layer (one logit, two classes) and with wide logit rows."""
+    from fci.train import KernelBackend
+
+    backend = None if build == "native" else KernelBackend(march=None, extra_flags=VARIANTS[build][1], tag=build)
+    for n_out, binary in ((1, True), (2, False)) if loss == "bce" else ((2, True), (11, False)):
+        models = _models(12, (5, 16, 3, 40, 9, 5), n_out, seed=3)
+        x, y = _data(len(models), 90, 12, n_out, loss, seed=4, binary=binary)
+        cfg = TrainConfig(lr=0.03, batch_size=16)
+        alone, l_alone = _train([models[0]], x[:1], y[:1], cfg, loss, True, backend=backend)
+        for workers in (1, 2):
+            mates, l_mates = _train(models, x, y, cfg, loss, True, workers=workers, backend=backend)
+            a, b = alone.to_models()[0], mates.to_models()[0]
+            for (w, bias), (w2, bias2) in zip(a.effective_weights(), b.effective_weights()):
+                assert torch.equal(w, w2) and torch.equal(bias, bias2), (n_out, binary, workers)
+            assert torch.equal(l_alone[0], l_mates[0])
 
 
 def _frozen_loss(model, x, y, loss, batch):
@@ -124,9 +135,12 @@ def test_reported_loss_is_exact_at_any_logit(values):
     a = torch.cat([z, torch.zeros_like(z), pad]).repeat(4)[:N]
     b = torch.cat([torch.zeros_like(z), z, pad]).repeat(4)[:N]
     x = torch.stack([a, b, torch.zeros(N), torch.zeros(N)], 1)
-    for loss, n_out in (("bce", 1), ("ce", 3)):
+    for loss, n_out in (("bce", 1), ("bce", 2), ("ce", 2), ("ce", 3)):
         model = _logit_model(n_out)
-        y = (torch.arange(N) % 3 == 0).float()[:, None] if loss == "bce" else torch.arange(N) % 3
+        if loss == "bce":
+            y = torch.stack([torch.arange(N) % 3 == 0, torch.arange(N) % 2 == 0], 1).float()[:, :n_out]
+        else:
+            y = torch.arange(N) % n_out
         with torch.no_grad():
             logits = model(x)
         assert logits.abs().max() >= max(values)  # the extremes are really there
@@ -213,6 +227,10 @@ def test_every_buffer_is_checked_at_the_boundary():
     args["pad"][1] += 1  # not a multiple of the vector block
     with pytest.raises(RuntimeError, match="padded size"):
         kernel.call(lib, **args)
+    args = _call_args(sgd_state, xs, ys, perms, sgd=True)
+    args["omaj"] = torch.tensor([1, 0], dtype=torch.int32)  # the first layer output-major
+    with pytest.raises(RuntimeError, match="only the last layer, of at most 4 outputs and after a hidden layer"):
+        kernel.call(lib, **args)
 
 
 @pytest.mark.parametrize("backend", ["kernel", "torch", "reference"])
@@ -261,7 +279,8 @@ def test_every_kernel_variant_trains_like_the_reference(variant):
     why = backend.why_not(probe, TrainConfig(), "bce")
     if why is not None:
         pytest.skip(f"the {variant} build is not possible here: {why[:200]}")
-    for n_in, hidden, n_out, loss, cfg in (CASES["wide-bce"], CASES["deep-narrow"], CASES["ce-many-classes"]):
+    for n_in, hidden, n_out, loss, cfg in (CASES["wide-bce"], CASES["deep-narrow"], CASES["ce-many-classes"],
+                                           CASES["ce-two-classes"]):
         models = _models(n_in, hidden, n_out)
         x, y = _data(len(models), 57, n_in, n_out, loss, binary=loss == "bce")
         k, lk = _train(models, x, y, cfg, loss, True, backend=backend)
@@ -272,22 +291,25 @@ def test_every_kernel_variant_trains_like_the_reference(variant):
 
 
 def test_binary_layout_by_hand_and_its_buffers_are_checked():
-    """0/1 data reaches the kernel as nibble codes (bit j of byte g = x[4g + j])
-    and 0xff bytes, never as a float copy; the kernel refuses short ones."""
+    """0/1 data reaches the kernel as nibble codes (bit j of byte g = x[4g + j]),
+    never as a float copy; the kernel refuses short codes and a code byte past 15."""
     x = torch.tensor([[[1, 0, 1, 1, 0, 1]], [[0, 0, 0, 0, 1, 1]]], dtype=torch.uint8)  # (M=2, N=1, n=6)
-    codes, xbytes = kernel.binary_layout(x)
+    codes = kernel.binary_layout(x)
     assert codes.tolist() == [[[0b1101, 0b10]], [[0, 0b11]]]
-    assert xbytes.shape == (2, 1, 32) and xbytes[0, 0, :7].tolist() == [255, 0, 255, 255, 0, 255, 0]
     lib = kernel.load()
     stack = MaskedMLPStack.from_models(_models(6, (4, 5), 1))
     xb, yb = _data(2, 24, 6, 1, "bce")
     state, _ = fit(stack, xb, yb, TrainConfig(batch_size=8), range(1), backend="kernel")
     assert state._data[4][0] is None  # no float copy of 0/1 data
-    codes, xbytes = kernel.binary_layout(xb)
+    codes = kernel.binary_layout(xb)
     args = _call_args(state, None, yb.float().contiguous(), torch.stack([torch.randperm(24)]))
-    kernel.call(lib, **{**args, "binary": True, "codes": codes, "xbytes": xbytes, "n_samples": 24})
+    kernel.call(lib, **{**args, "binary": True, "codes": codes, "n_samples": 24})
     with pytest.raises(ValueError, match="kernel buffer codes"):
-        kernel.call(lib, **{**args, "binary": True, "codes": codes[:, :10], "xbytes": xbytes, "n_samples": 24})
+        kernel.call(lib, **{**args, "binary": True, "codes": codes[:, :10], "n_samples": 24})
+    bad = codes.clone()
+    bad[1, 23, 0] = 16
+    with pytest.raises(RuntimeError, match="code byte exceeds 15"):
+        kernel.call(lib, **{**args, "binary": True, "codes": bad, "n_samples": 24})
 
 
 def test_the_build_that_trains_a_stack_follows_its_widths_only_on_zen4():

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-from fci import _progress
+from fci import progress as _progress
 from fci.store import Store
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig, run_fpe, trial_keys

@@ -17,8 +17,10 @@ import torch
 from fci.models.mlp import MaskedMLPStack
 from fci.progress import bar as tqdm
 from fci.train.backends.base import Backend, FitState
-from fci.train.backends.kernel import library as kernel_library
+from fci.train.backends.kernel import library
+from fci.train.backends.kernel.library import Library
 from fci.train.config import ADAM_BETAS, ADAM_EPS, TrainConfig
+from fci.train.maths import one_thread_unless
 
 
 def _round_up(n: int, k: int) -> int:
@@ -40,7 +42,7 @@ class KernelState(FitState):
     packed layout (`fitkernel.c`), and the optimiser's step count."""
 
     def __init__(self, backend: "KernelBackend", stack: MaskedMLPStack, cfg: TrainConfig, workers: int,
-                 lib: kernel_library.Library):
+                 lib: Library):
         super().__init__(backend, stack, cfg, workers)
         self.lib = lib  # the build this run uses (fixed for the run: its layout follows lib.vb)
         VB = lib.vb
@@ -51,9 +53,10 @@ class KernelState(FitState):
         hidden = [w.shape[1] for w in stack.weights[:-1]]
         self.pad = torch.tensor([n_in] + [_round_up(h, VB) for h in hidden] + [_round_up(O, VB)], dtype=torch.int64)
         p = self.pad.tolist()
-        # narrow layers past the first (a single logit, say) are stored output-major (see fitkernel.c)
-        self.omaj = torch.tensor([int(l >= 1 and w.shape[1] <= max(1, VB // 4)) for l, w in enumerate(stack.weights)],
-                                 dtype=torch.int32)
+        # a last layer of few outputs (a single logit, say) after a hidden layer is stored output-major
+        # (see fitkernel.c); it depends on the output count alone, never on the hidden widths of stack mates
+        L = len(stack.weights)
+        self.omaj = torch.tensor([int(l == L - 1 and l >= 1 and O <= max(1, VB // 4)) for l in range(L)], dtype=torch.int32)
         self.blocks = []  # (offset of Wt, offset of b) per layer
         off = 0
         for l in range(len(p) - 1):
@@ -108,22 +111,21 @@ class KernelState(FitState):
 
     def data_for(self, x, y, loss: str):
         """The kernel's layout of the data, reused while the caller passes the
-        same, unmodified tensors: (xs, ys, binary, codes, xbytes). 0/1 data
-        (binary) comes as nibble codes and bytes (`library.binary_layout`)
-        and xs is None; other data as float32 xs (M, N, n_in). ys: float32
-        (M, N, O) for 'bce', int64 (M, N) for 'ce'."""
+        same, unmodified tensors: (xs, ys, binary, codes). 0/1 data (binary)
+        comes as nibble codes (`library.binary_layout`) and xs is None; other
+        data as float32 xs (M, N, n_in). ys: float32 (M, N, O) for 'bce', int64
+        (M, N) for 'ce'."""
         c = self._data
         if c is not None and c[0] is x and c[1] is y and c[2] == (x._version, y._version) and c[3] == loss:
             return c[4]
         binary = _is_binary(x)
         if binary:
-            xs = None
-            codes, xbytes = kernel_library.binary_layout(x)
+            xs, codes = None, library.binary_layout(x)
         else:
-            xs, codes, xbytes = x.to(torch.float32).contiguous(), None, None
+            xs, codes = x.to(torch.float32).contiguous(), None
         ys = y.to(torch.float32 if loss == "bce" else torch.int64).contiguous()
-        self._data = (x, y, (x._version, y._version), loss, (xs, ys, binary, codes, xbytes))
-        return xs, ys, binary, codes, xbytes
+        self._data = (x, y, (x._version, y._version), loss, (xs, ys, binary, codes))
+        return xs, ys, binary, codes
 
 
 class KernelBackend(Backend):
@@ -135,9 +137,9 @@ class KernelBackend(Backend):
     def __init__(self, march: str | None = "native", extra_flags: tuple[str, ...] = (), tag: str = "",
                  wide_lanes: bool = False):
         self.march, self.extra_flags, self.tag = march, tuple(extra_flags), tag
-        self._lib: kernel_library.Library | None = None
+        self._lib: Library | None = None
         self._error: str | None = None
-        self._wide: kernel_library.Library | None | bool = None  # Zen 4's 16-lane build (False: it did not build)
+        self._wide: Library | None | bool = None  # Zen 4's 16-lane build (False: it did not build)
         # Off by default: the choice follows the stack's mix of widths, so a model's last float bits
         # would depend on its stack mates (an FPE trial with its alpha = 1 restart control trains
         # 8-lane, the same trial resumed without its stored narrow models 16-lane).
@@ -147,25 +149,25 @@ class KernelBackend(Backend):
     def native(self) -> bool:
         return self.march == "native" and not self.extra_flags
 
-    def library(self) -> kernel_library.Library:
+    def library(self) -> Library:
         lib = self._library()
         if lib is None:
             raise RuntimeError(f"the C kernel is unavailable: {self._error}")
         return lib
 
-    def _library(self) -> kernel_library.Library | None:
+    def _library(self) -> Library | None:
         if self.native:
-            lib = kernel_library.load()
-            self._error = kernel_library.unavailable_reason()
+            lib = library.load()
+            self._error = library.unavailable_reason()
             return lib
         if self._lib is None and self._error is None:
             try:
-                self._lib = kernel_library.build(self.march, self.extra_flags, self.tag)
+                self._lib = library.build(self.march, self.extra_flags, self.tag)
             except (OSError, RuntimeError) as e:
                 self._error = str(e)
         return self._lib
 
-    def library_for(self, stack: MaskedMLPStack) -> kernel_library.Library:
+    def library_for(self, stack: MaskedMLPStack) -> Library:
         """The build that trains this stack: the backend's own, except on Zen 4
         (native build `avx512-zen4`, 8-lane blocks), where a stack with few
         narrow models (under a quarter with every hidden layer <= 8) trains in
@@ -182,11 +184,11 @@ class KernelBackend(Backend):
             return lib
         if self._wide is None:
             try:
-                self._wide = kernel_library.build(extra_flags=("-DFCI_VB=16",), tag="vb16")
+                self._wide = library.build(extra_flags=("-DFCI_VB=16",), tag="vb16")
             except (OSError, RuntimeError) as e:
-                kernel_library.log.warning("the 16-lane kernel build failed (%s); using the 8-lane one", e)
+                library.log.warning("the 16-lane kernel build failed (%s); using the 8-lane one", e)
                 self._wide = False
-        return self._wide if isinstance(self._wide, kernel_library.Library) else lib
+        return self._wide if isinstance(self._wide, Library) else lib
 
     def why_not(self, stack, cfg, loss) -> str | None:
         if self.native and os.environ.get("FCI_KERNEL", "1") == "0":
@@ -220,27 +222,30 @@ class KernelBackend(Backend):
         lib = state.lib
         M, N = x.shape[:2]
         E = perms.shape[0]
-        state.load(stack)
-        xs, ys, binary, codes, xbytes = state.data_for(x, y, loss)
+        with one_thread_unless(0.0):  # small strided copies: torch's threads would only wait on each other
+            state.load(stack)
+        xs, ys, binary, codes = state.data_for(x, y, loss)
         perms = perms.to(torch.int64).contiguous()
         losses = torch.zeros(M, E)
         if E == 0 or M == 0:
-            state.store(stack)
+            with one_thread_unless(0.0):
+                state.store(stack)
             return losses
         bar = tqdm(total=M * E, desc=progress, unit="model-epoch", leave=False) if progress else None
         # small chunks, handed out in turn: threads stay busy whatever the models' widths
         size = max(1, min(64, M // (8 * max(1, workers))))
         chunks = [(a, min(M, a + size)) for a in range(0, M, size)]
         try:
-            kernel_library.call(lib, sizes=state.sizes, pad=state.pad, omaj=state.omaj, param=state.param, mask=state.mask,
+            library.call(lib, sizes=state.sizes, pad=state.pad, omaj=state.omaj, param=state.param, mask=state.mask,
                          m1=state.m1, m2=state.m2, x=xs, y=ys, perms=perms, losses=losses, loss=loss,
                          sgd=cfg.optimizer == "sgd", lr=cfg.lr, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], eps=ADAM_EPS,
                          wd=cfg.weight_decay, step0=state.step, binary=binary, batch=cfg.batch_size, chunks=chunks,
                          workers=workers, done=(lambda c: bar.update((c[1] - c[0]) * E)) if bar is not None else None,
-                         codes=codes, xbytes=xbytes, n_samples=N)
+                         codes=codes, n_samples=N)
         finally:
             if bar is not None:
                 bar.close()
         state.step += E * ((N + cfg.batch_size - 1) // cfg.batch_size)
-        state.store(stack)
+        with one_thread_unless(0.0):
+            state.store(stack)
         return losses

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("fitkernel.c")
 _BASE_FLAGS = ["-O3", "-g", "-fno-math-errno", "-fPIC", "-shared"]
-ABI = 4
+ABI = 5
 _lock = threading.Lock()
 
 
@@ -54,7 +54,7 @@ class FitArgs(ctypes.Structure):
         ("len_param", ctypes.c_int64), ("len_mask", ctypes.c_int64), ("len_m1", ctypes.c_int64),
         ("len_m2", ctypes.c_int64), ("len_x", ctypes.c_int64), ("len_y", ctypes.c_int64),
         ("len_perms", ctypes.c_int64), ("len_losses", ctypes.c_int64),
-        ("codes", ctypes.c_void_p), ("xbytes", ctypes.c_void_p), ("len_codes", ctypes.c_int64), ("len_xbytes", ctypes.c_int64),
+        ("codes", ctypes.c_void_p), ("len_codes", ctypes.c_int64),
     ]
 
 
@@ -183,29 +183,26 @@ def _check(name: str, t: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...
     return t.numel()
 
 
-def binary_layout(x: torch.Tensor, chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def binary_layout(x: torch.Tensor, chunk: int = 32) -> torch.Tensor:
     """The kernel's layout of 0/1 data x (M, N, n): nibble codes (M, N, ceil(n/4))
-    uint8, bit j of byte g = x[..., 4g + j]; and bytes (M, N, n rounded up to 32)
-    uint8, 0xff where x is 1. Built `chunk` models at a time, without a float copy."""
+    uint8, bit j of byte g = x[..., 4g + j]. Built `chunk` models at a time,
+    without a float copy."""
     M, N, n = x.shape
-    ng, xbs = -(-n // 4), -(-n // 32) * 32
-    codes = torch.zeros(M, N, ng, dtype=torch.uint8)
-    xbytes = torch.zeros(M, N, xbs, dtype=torch.uint8)
+    codes = torch.zeros(M, N, -(-n // 4), dtype=torch.uint8)
     for a in range(0, M, chunk):
         x8 = x[a : a + chunk].to(torch.uint8)
         for j in range(4):
             bits = x8[..., j::4]  # inputs 4g + j, g < ceil((n - j) / 4)
             codes[a : a + chunk, :, : bits.shape[2]] |= bits << j
-        xbytes[a : a + chunk, :, :n] = x8 * 255
-    return codes, xbytes
+    return codes
 
 
 def call(lib: Library, *, sizes, pad, omaj, param, mask, m1, m2, x, y, perms, losses, loss: str, sgd: bool,
          lr: float, beta1: float, beta2: float, eps: float, wd: float, step0: int, binary: bool, batch: int,
-         chunks: list[tuple[int, int]], workers: int, done=None, codes=None, xbytes=None, n_samples: int | None = None) -> None:
+         chunks: list[tuple[int, int]], workers: int, done=None, codes=None, n_samples: int | None = None) -> None:
     """Run fci_fit on model ranges `chunks` (on `workers` threads), after checking
     every buffer's dtype, shape and contiguity against the layout. With
-    `binary`, `codes` and `xbytes` (`binary_layout`) replace x (which may be None)."""
+    `binary`, `codes` (`binary_layout`) replace x (which may be None)."""
     M, Lp1 = sizes.shape
     L = Lp1 - 1
     P = param.shape[1] if param.dim() == 2 else -1
@@ -229,11 +226,7 @@ def call(lib: Library, *, sizes, pad, omaj, param, mask, m1, m2, x, y, perms, lo
         "perms": _check("perms", perms, torch.int64, (E, N)),
         "losses": _check("losses", losses, torch.float32, (M, E)),
     }
-    if binary:
-        lens["codes"] = _check("codes", codes, torch.uint8, (M, N, -(-n_in // 4)))
-        lens["xbytes"] = _check("xbytes", xbytes, torch.uint8, (M, N, -(-n_in // 32) * 32))
-    else:
-        lens["codes"] = lens["xbytes"] = 0
+    lens["codes"] = _check("codes", codes, torch.uint8, (M, N, -(-n_in // 4))) if binary else 0
     if sgd:
         m1 = m2 = None
         lens["m1"] = lens["m2"] = 0
@@ -247,7 +240,7 @@ def call(lib: Library, *, sizes, pad, omaj, param, mask, m1, m2, x, y, perms, lo
         sizes=sizes.data_ptr(), pad=pad.data_ptr(), omaj=omaj.data_ptr(), param=param.data_ptr(), mask=mask.data_ptr(),
         m1=m1.data_ptr() if m1 is not None else None, m2=m2.data_ptr() if m2 is not None else None,
         x=x.data_ptr() if x is not None else None, y=y.data_ptr(), perms=perms.data_ptr(), losses=losses.data_ptr(),
-        codes=codes.data_ptr() if binary else None, xbytes=xbytes.data_ptr() if binary else None,
+        codes=codes.data_ptr() if binary else None,
         loss_ce=int(loss == "ce"), sgd=int(sgd), lr=lr, beta1=beta1, beta2=beta2, eps=eps, wd=wd, step0=step0,
         binary=int(binary), pad_=0, **{f"len_{k}": v for k, v in lens.items()},
     )

@@ -1,0 +1,313 @@
+"""What the explorer reads from a run's networks on a Boolean task: what each
+network computes (`fci.codes.decode_function`, decoded once per network and
+process: `network_reading`) and what its weights code at a sign threshold
+(channels and the static `fci.codes.decode`: `analyse`). Nothing here draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from app.runs import Clause, LoadedRun, ModelData
+from fci.codes import (
+    ClauseSplitView,
+    DecodedCircuit,
+    ceiling_agreement,
+    circuit_agreement,
+    clause_recovery,
+    clause_table,
+    collision_graph,
+    decode,
+    decode_function,
+    sign_codes,
+    split_view,
+)
+from fci.models.mlp import MaskedMLP
+from fci.tasks import format_clause
+
+__all__ = ["ModelCodes", "NetworkReading", "OutputReading", "RunAnalysis", "TermReading", "Threshold", "analyse",
+           "network_reading", "read_network"]
+
+log = logging.getLogger(__name__)
+
+#: A sign threshold: "auto" (each neuron's two-cluster split of |w|, `fci.codes`'
+#: default) or a fraction of each neuron's own max|w|.
+Threshold = float | str
+
+
+# --------------------------------------------------------------------------- what the networks compute
+
+
+@dataclass(frozen=True)
+class TermReading:
+    """One decoded term of one output (`fci.codes.decode_function`).
+
+    precision: P(the output is 1 | the term holds), other inputs uniform;
+    certified: proved 1 on every input where the term holds (interval bounds or
+    enumeration); matches: the true clause of this output with exactly the term's
+    literals (None if none); broader: true clauses of this output whose literals
+    include all of the term's (the term fires wherever they hold), the match included."""
+
+    clause: Clause
+    text: str
+    precision: float
+    certified: bool
+    matches: int | None
+    broader: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutputReading:
+    """What one output computes, read by `decode_function`.
+
+    constant: the output reads as ⊤ (the constant agrees at least as well as any OR
+    of terms); true_clauses: the task's clauses OR'ed into this output
+    (`task.groups`); missed: those no decoded term fires on (no term's literals are a
+    subset of theirs); uncovered: the fraction of the network's positive inputs
+    (uniform inputs; all 2^n when n <= 14) that no term covers; positive_rate: the
+    network's positive rate there; sample_agreement: the circuit's agreement with
+    the network on those inputs."""
+
+    output: int
+    label: str
+    constant: bool
+    terms: tuple[TermReading, ...]
+    true_clauses: tuple[int, ...]
+    missed: tuple[int, ...]
+    uncovered: float
+    positive_rate: float
+    sample_agreement: float
+
+
+@dataclass(frozen=True)
+class NetworkReading:
+    """One network's functional reading, independent of the sign threshold.
+
+    circuit: `decode_function(model)` (None with `reason` when it cannot read the
+    network, e.g. more than one hidden layer); agreement: the circuit vs the
+    network's own test-set outputs; ceiling: the OR of the true clauses vs the same
+    outputs (`fci.codes.ceiling_agreement`); recovery_f1: the terms against the
+    true clauses (`fci.codes.clause_recovery`); seconds: decoding time."""
+
+    circuit: DecodedCircuit | None
+    outputs: tuple[OutputReading, ...]
+    agreement: float
+    ceiling: float
+    recovery_f1: float
+    seconds: float
+    reason: str = ""
+
+
+def _literal_set(clause: Sequence[tuple[int, bool]]) -> frozenset[tuple[int, bool]]:
+    return frozenset((int(v), bool(p)) for v, p in clause)
+
+
+def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequence[int]], x_test: np.ndarray,
+                 predictions: np.ndarray, out_labels: Sequence[str] | None = None,
+                 circuit: DecodedCircuit | None = None, seconds: float = math.nan, form: str = "dnf") -> NetworkReading:
+    """The functional reading of a one-hidden-layer network on a Boolean task.
+
+    model: a model or (W1, b1, W2, b2) tuple; clauses: the task's true clauses;
+    groups: per output, the clause indices it ORs (`task.groups`); x_test (N, n),
+    predictions (N, O) 0/1: the test inputs and the network's outputs on them;
+    circuit: an already decoded `decode_function(model)` (decoded here if None);
+    form: the task's formula ("cnf": clauses are ORs, outputs ANDs; the ceiling
+    reads it so). The ceiling is computed even when the network cannot be decoded."""
+    ceiling = ceiling_agreement(clauses, predictions, x_test, groups, form=form)
+    if circuit is None:
+        t0 = time.perf_counter()
+        try:
+            circuit = decode_function(model)
+        except ValueError as e:  # e.g. a deep model: decode_function reads one hidden layer
+            return NetworkReading(None, (), math.nan, ceiling, math.nan, math.nan, reason=str(e))
+        seconds = time.perf_counter() - t0
+    truth = [_literal_set(c) for c in clauses]
+    outputs = []
+    for o in range(circuit.n_outputs):
+        own = tuple(int(c) for c in groups[o])
+        terms = []
+        for d, (clause, outs) in enumerate(zip(circuit.clauses, circuit.readouts)):
+            if o not in outs:
+                continue
+            j = outs.index(o)
+            lits = _literal_set(clause)
+            terms.append(TermReading(
+                clause=clause, text=format_clause(clause),
+                precision=float(circuit.precision[d][j]) if circuit.precision else math.nan,
+                certified=bool(circuit.certified[d][j]) if circuit.certified else False,
+                matches=next((c for c in own if truth[c] == lits), None),
+                broader=tuple(c for c in own if lits <= truth[c])))
+        constant = bool(circuit.default[o])
+        fired = {c for t in terms for c in t.broader}
+        outputs.append(OutputReading(
+            output=o, label=out_labels[o] if out_labels else f"y{o}", constant=constant, terms=tuple(terms),
+            true_clauses=own, missed=() if constant else tuple(c for c in own if c not in fired),
+            uncovered=float(circuit.uncovered[o]) if circuit.uncovered else math.nan,
+            positive_rate=float(circuit.positive_rate[o]) if circuit.positive_rate else math.nan,
+            sample_agreement=float(circuit.sample_agreement[o]) if circuit.sample_agreement else math.nan))
+    return NetworkReading(
+        circuit=circuit, outputs=tuple(outputs), agreement=circuit_agreement(circuit, predictions, x_test),
+        ceiling=ceiling, recovery_f1=float(clause_recovery(circuit.clauses, clauses)["f1"]), seconds=seconds)
+
+
+def _weights_digest(model: MaskedMLP) -> str:
+    """The content of a network's effective weights: equal networks (a parent or a
+    baseline shown in several runs) share one decoding."""
+    h = hashlib.sha1()
+    for W, b in model.effective_weights():
+        for t in (W, b):
+            a = np.ascontiguousarray(t.numpy())
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+#: decode_function's circuits (and seconds) by weights digest: ~0.2-0.9 s a small
+#: network, several seconds at 128 x 256, so each network is decoded once per process.
+_CIRCUITS: OrderedDict[str, tuple[DecodedCircuit, float]] = OrderedDict()
+_CIRCUITS_LOCK = threading.Lock()
+_CIRCUITS_SIZE = 64
+
+
+def _decoded(model: MaskedMLP) -> tuple[DecodedCircuit, float]:
+    key = _weights_digest(model)
+    with _CIRCUITS_LOCK:
+        if key in _CIRCUITS:
+            _CIRCUITS.move_to_end(key)
+            return _CIRCUITS[key]
+    t0 = time.perf_counter()
+    circuit = decode_function(model)  # ValueError for a deep model: not cached, the caller says why
+    value = (circuit, time.perf_counter() - t0)
+    with _CIRCUITS_LOCK:
+        _CIRCUITS[key] = value
+        while len(_CIRCUITS) > _CIRCUITS_SIZE:
+            _CIRCUITS.popitem(last=False)
+    return value
+
+
+
+_READ_LOCK = threading.Lock()
+
+
+def network_reading(run: LoadedRun, slot: str) -> NetworkReading | None:
+    """What network `slot` of `run` computes (`read_network`; decoded once per
+    network and process, whatever the threshold); None without clauses (decoding
+    reads Boolean tasks)."""
+    if not run.has_clauses or run.x_test is None:
+        return None
+    with _READ_LOCK:
+        if slot not in run.readings:
+            m = run.models[slot]
+            assert m.predictions is not None
+            try:
+                if m.model is None:
+                    raise ValueError("the network's model is not loaded")
+                circuit, seconds = _decoded(m.model)
+            except ValueError as e:  # e.g. a deep net: decode_function reads one hidden layer
+                run.readings[slot] = NetworkReading(
+                    None, (), math.nan,
+                    ceiling_agreement(run.clauses, m.predictions, run.x_test, run.groups, form=run.form),
+                    math.nan, math.nan, reason=str(e))
+            else:
+                run.readings[slot] = read_network(m.model, run.clauses, run.groups, run.x_test, m.predictions,
+                                                  run.out_labels, circuit, seconds, form=run.form)
+        return run.readings[slot]
+
+
+# --------------------------------------------------------------------------- code analysis
+
+
+@dataclass
+class ModelCodes:
+    """One network's codes at a threshold.
+
+    signs: (H, n) sign categories of W1; rows: `fci.codes.clause_table` rows (channel,
+    readout, votes, collisions, polysemantic, capacity per clause); polysemanticity:
+    (H,) clauses per neuron; graph: the collision graph; static: the circuit the
+    static `fci.codes.decode` reads from the weights at this threshold (None when
+    it cannot read the network); agreement: its agreement with the network's own
+    test-set outputs; recovery_f1: its clauses against the true ones."""
+
+    signs: np.ndarray
+    rows: list[dict[str, Any]]
+    polysemanticity: np.ndarray
+    graph: nx.Graph
+    agreement: float
+    n_decoded: int
+    recovery_f1: float
+    static: DecodedCircuit | None = None
+
+    @property
+    def channels(self) -> list[list[int]]:
+        return [r["channel"] for r in self.rows]
+
+
+@dataclass
+class RunAnalysis:
+    """A run's codes at one sign threshold ("auto" or a fraction of each neuron's
+    max|w|): per network, and the per-clause before/after view of the split
+    (parent -> child)."""
+
+    run: LoadedRun
+    threshold: Threshold
+    codes: dict[str, ModelCodes]
+    split: list[ClauseSplitView] | None
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # panels drawn from it (app.views)
+
+    @property
+    def has_split(self) -> bool:
+        return self.split is not None
+
+
+def _codes(m: ModelData, clauses: list[Clause], x_test: np.ndarray, threshold: Threshold, form: str = "dnf") -> ModelCodes:
+    rows = clause_table(m.W1, m.W2, clauses, threshold=threshold, b1=m.b1, form=form)
+    poly = np.zeros(m.H, dtype=np.int64)
+    for r in rows:
+        poly[r["channel"]] += 1
+    circuit: DecodedCircuit | None
+    try:
+        circuit = decode(m.model, threshold=threshold)
+        agreement = circuit_agreement(circuit, m.predictions, x_test)
+        n_decoded = len(circuit.clauses)
+        f1 = clause_recovery(circuit.clauses, clauses)["f1"]
+    except ValueError as e:  # e.g. more than one hidden layer: decode reads one
+        log.info("decode skipped for the %s: %s", m.name, e)
+        circuit, agreement, n_decoded, f1 = None, math.nan, 0, math.nan
+    return ModelCodes(
+        signs=sign_codes(m.W1, threshold=threshold),
+        rows=rows,
+        polysemanticity=poly,
+        graph=collision_graph(m.W1, clauses, threshold=threshold, form=form),
+        agreement=agreement,
+        n_decoded=n_decoded,
+        recovery_f1=f1,
+        static=circuit,
+    )
+
+
+def analyse(run: LoadedRun, threshold: Threshold) -> RunAnalysis:
+    """The code analysis of every network of `run` at a sign threshold ("auto" or
+    a fraction of each neuron's max|w|; none
+    without clauses); the before/after split view when the run has a parent and a
+    child mapped onto it."""
+    if not run.has_clauses:
+        return RunAnalysis(run=run, threshold=threshold, codes={}, split=None)
+    assert run.x_test is not None  # load_run sets x_test whenever the run has clauses (both come from the task)
+    codes = {name: _codes(m, run.clauses, run.x_test, threshold, run.form) for name, m in run.models.items()}
+    child, parent = run.models.get("child"), run.models.get("parent")
+    views = None
+    if child is not None and parent is not None and child.parent_index is not None:
+        views = split_view(parent.W1, child.W1, child.parent_index, run.clauses, threshold=threshold,
+                           child_mask=child.M1, form=run.form)
+    return RunAnalysis(run=run, threshold=threshold, codes=codes, split=views)
