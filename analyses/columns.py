@@ -101,6 +101,17 @@ COLUMNS: dict[str, str] = {
     "function_seconds": "time of decode_function (s)",
     "ceiling": "agreement of the true formula with the network on the test inputs (fraction)",
     "ceiling_gap": "ceiling - function_agreement (fraction)",
+    # --- computational_capacity
+    "form": "Boolean task form: dnf (an OR of ANDs; per-clause outputs: each an AND) or cnf (an AND of ORs; each output an OR)",
+    "capacity_count": "features (per-clause outputs) the model computes with test error <= eps (fci.metrics.computational_capacity; count)",
+    "capacity_share": "capacity_count / features asked (fraction)",
+    "capacity_trivial": "features whose labels are so unbalanced that a constant output passes eps (count; 0 expected)",
+    "channels_distinct": "clauses whose channel (SPEC §5, relative threshold 0.1, in the task's form) is non-empty and inside no other clause's (count)",
+    "channels_private": "clauses whose channel is non-empty and shares no unit with another clause's: a code with overlap 0 (count)",
+    "channel_size_median": "median channel size over the clauses with a channel (units; empty when none has one)",
+    "channel_overlap_max": "the most units two clauses' channels share (units)",
+    "computed_distinct": "features computed (capacity_count) whose channel is distinct (count)",
+    "computed_private": "features computed (capacity_count) whose channel is private (count)",
     # --- regimes
     "outputs": "task output mode: dnf (one OR output) or clauses (one output per clause)",
     "optimizer": "adam or sgd",
@@ -108,7 +119,7 @@ COLUMNS: dict[str, str] = {
     "momentum": "SGD momentum (0: plain SGD, which keeps no optimiser state; 0 for Adam)",
     "warmup": "dense warm-up epochs before expansion",
     "finetune": "fine-tuning epochs after expansion",
-    "load": "clauses per hidden neuron, C / H",
+    "load": "clauses per hidden neuron of the dense parent, C / H",
     # --- effective_density
     "multiplier": "width multiplier of the deep dense model (x the base widths)",
     "epochs": "training epochs",

@@ -29,6 +29,7 @@ PICTURES = {
     "structured_sparsity": "structured_sparsity",
     "regimes": "regime_map",
     "cnn_fpe": "cnn_fpe",
+    "computational_capacity": "capacity",
 }
 
 

@@ -793,7 +793,10 @@ def _margin_tests(a: Any, b: Any, margin: float, resolution: float | None, alpha
     if n < 2:
         return Equivalence(test="none", ci=None, p=None, p_beyond=None, min_p=None, reason=f"{n} pairs: a test needs at least 2",
                            **base)
-    unresolved, tol = _unresolved(d, resolution, x, y)
+    unresolved, _ = _unresolved(d, resolution, x, y)
+    # The margin is not on the measurement's grid: a difference a fraction of a step
+    # from it is a real difference, so only float noise counts as "at the margin".
+    tol = _tolerance(None, x, y)
     test, p_low, floor, _ = _shift_p(d, -margin, "greater", unresolved, "t", tol)  # mean > -margin
     if kind == "equivalence":
         _, p_high, _, _ = _shift_p(d, margin, "less", unresolved, "t", tol)  # mean < margin

@@ -16,6 +16,9 @@ package reads those channels statically (no activations, no ground truth needed 
 - :func:`literal_codes`, :func:`clause_channels`, :func:`readout_votes`,
   :func:`polysemanticity`, :func:`collision_matrix`, :func:`collision_graph` and
   :func:`channel_graph` describe the channels of known clauses.
+- :func:`channel_code` reads the channels of known clauses as a code (which clauses
+  have a distinct or a private channel) and :func:`code_bound` counts how many
+  channels of a given size and overlap a layer can hold (the Johnson bound).
 - :func:`split_view` compares a clause's channel in an FPE parent and its child.
 - :func:`decode` (static: what the weights code) discovers clauses, channels and
   readouts from the weights and returns an evaluable :class:`DecodedCircuit`;
@@ -43,12 +46,15 @@ unions), :mod:`fci.codes.certified` (the certified reading), :mod:`fci.codes.cas
 """
 
 from fci.codes.channels import (
+                                ChannelCode,
                                 ClauseSplitView,
                                 CollisionGraph,
                                 channel_graph,
+                                channel_code,
                                 channel_membership,
                                 clause_channels,
                                 clause_table,
+                                code_bound,
                                 collision_graph,
                                 collision_matrix,
                                 polysemanticity,
@@ -83,6 +89,9 @@ __all__ = [
     "CollisionGraph",
     "channel_graph",
     "clause_table",
+    "channel_code",
+    "ChannelCode",
+    "code_bound",
     "ClauseSplitView",
     "split_view",
     "DecodedCircuit",

@@ -30,7 +30,7 @@ from fci.metrics import (
 )
 from fci.tasks import _check_form, falsifying_terms, format_clause
 
-__all__ = ["channel_membership", "clause_channels", "readout_votes", "polysemanticity", "collision_matrix", "CollisionGraph", "collision_graph", "channel_graph", "clause_table", "ClauseSplitView", "split_view"]
+__all__ = ["channel_membership", "clause_channels", "readout_votes", "polysemanticity", "collision_matrix", "CollisionGraph", "collision_graph", "channel_graph", "clause_table", "ClauseSplitView", "split_view", "ChannelCode", "channel_code", "code_bound"]
 
 
 def _all_rows(table: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -165,6 +165,105 @@ def collision_matrix(
     when their entry is > 0."""
     _, _, _, A = _codes_and_membership(W1, clauses, threshold, relative, form)
     return _like(_count_matmul(A.T, A), W1)
+
+
+_OTHER_FORM = {"dnf": "cnf", "cnf": "dnf"}
+
+
+@dataclass(frozen=True)
+class ChannelCode:
+    """The channels of a network's clauses read as a code (SPEC §5, *Channel codes*).
+
+    Attributes:
+        sizes: ``(C,)`` units in each clause's channel.
+        overlap: ``(C, C)`` units two channels share (the diagonal is ``sizes``).
+        distinct: ``(C,)`` the channel is non-empty and no other clause's channel
+            contains it (an identical channel counts as contained): the channel
+            identifies its clause.
+        private: ``(C,)`` the channel is non-empty and shares no unit with any other
+            clause's channel: a code with overlap ``s = 0``.
+        orientation: ``"form"`` (channels of the task's form only) or ``"both"``
+            (a unit counts when every literal of the clause excites it or every
+            literal inhibits it).
+    """
+
+    sizes: np.ndarray
+    overlap: np.ndarray
+    distinct: np.ndarray
+    private: np.ndarray
+    orientation: str
+
+    @property
+    def n_channels(self) -> int:
+        """Clauses with a non-empty channel."""
+        return int((self.sizes > 0).sum())
+
+    @property
+    def n_distinct(self) -> int:
+        return int(self.distinct.sum())
+
+    @property
+    def n_private(self) -> int:
+        return int(self.private.sum())
+
+    @property
+    def median_size(self) -> float:
+        """Median channel size over the clauses with a channel (NaN when none has one)."""
+        s = self.sizes[self.sizes > 0]
+        return float(np.median(s)) if s.size else float("nan")
+
+    @property
+    def max_overlap(self) -> int:
+        """The most units two clauses' channels share (0 with fewer than two clauses)."""
+        if self.overlap.shape[0] < 2:
+            return 0
+        off = self.overlap.copy()
+        np.fill_diagonal(off, 0)
+        return int(off.max())
+
+
+def channel_code(
+    W1: Any, clauses: Sequence[Clause], threshold: Threshold = "auto", relative: Relative = "neuron",
+    form: str = "dnf", orientation: str = "form",
+) -> ChannelCode:
+    """Read the clauses' channels as a code: their sizes, pairwise overlaps, and which
+    clauses have a distinct or a private channel. W1: (H, n).
+
+    ``orientation="both"`` also counts units that every literal of a clause
+    inhibits (the other form's channel): with one output per clause either
+    orientation computes the clause alone (SPEC §5), so a network may hold it
+    either way."""
+    if orientation not in ("form", "both"):
+        raise ValueError(f"orientation must be 'form' or 'both', got {orientation!r}")
+    _, canon, S, A = _codes_and_membership(W1, clauses, threshold, relative, form)  # A: (H, C)
+    if orientation == "both":
+        A = A | _membership_np(S, _channel_terms(canon, _OTHER_FORM[_check_form(form)]))
+    overlap = _count_matmul(A.T, A)  # (C, C)
+    sizes = np.diagonal(overlap).copy()
+    off = overlap.copy()
+    np.fill_diagonal(off, 0)
+    contained = (off >= sizes[:, None]) & (sizes[:, None] > 0)  # contained[c, d]: channel c inside channel d
+    nonempty = sizes > 0
+    return ChannelCode(sizes=sizes, overlap=overlap, distinct=nonempty & ~contained.any(axis=1),
+                       private=nonempty & ~(off > 0).any(axis=1), orientation=orientation)
+
+
+def code_bound(units: int, size: int, overlap: int) -> int:
+    """The Johnson bound: at most how many ``size``-unit channels ``units`` units hold
+    when any two channels share at most ``overlap`` units,
+    ``floor(U/m · floor((U-1)/(m-1) · … floor((U-s)/(m-s))))`` (U units, m = size,
+    s = overlap). Exact for ``s = 0`` (``floor(U/m)``: disjoint channels) and for
+    ``s = m - 1`` (every m-subset, ``C(U, m)``); for ``s`` fixed it grows as
+    ``U**(s+1)``."""
+    for name, v, low in (("units", units, 0), ("size", size, 1), ("overlap", overlap, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+    if overlap >= size:
+        raise ValueError(f"overlap must be below size (two channels of {size} units sharing {overlap} are one), got {overlap}")
+    count = 1
+    for i in range(int(overlap), -1, -1):
+        count = (int(units) - i) * count // (int(size) - i)
+    return max(count, 0)
 
 
 class CollisionGraph(nx.Graph):

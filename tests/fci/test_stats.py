@@ -557,3 +557,13 @@ def test_results_serialise_to_json_values():
     assert d["p"] is None and json.loads(json.dumps(d)) == d
     tr = trend_test(_noisy([0.0, 5.4, 15.9, 6.3], 0.5), LEVELS).to_dict()
     assert tr["breaks_after"] == 16 and json.dumps(tr)
+
+
+def test_a_margin_off_the_grid_is_not_read_as_zero():
+    # counts on a grid of one: 5 trials exactly at the prediction of 4, margin 0.4 (90% of 4)
+    # lie 0.4 above the margin, less than half a step, and still above it in every trial
+    t = noninferiority_test([4.0] * 5, 4.0, margin=0.4, resolution=1.0)
+    assert t.p == pytest.approx(1 / 32) and t.p_beyond == 1.0
+    # one step below the prediction is beyond the margin in every trial
+    low = noninferiority_test([3.0] * 5, 4.0, margin=0.4, resolution=1.0)
+    assert low.p == 1.0 and low.p_beyond == pytest.approx(1 / 32)

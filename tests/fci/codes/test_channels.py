@@ -1,19 +1,23 @@
 """Channels, collisions and the ceiling of CNF clauses (SPEC §5, *Feature channel of a
-CNF clause*), on a hand-built network that computes a CNF exactly."""
+CNF clause*), on a hand-built network that computes a CNF exactly; channels read as a
+code (distinct and private channels, the Johnson bound) on hand-built weights."""
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 
 from fci.codes import (
+    channel_code,
     true_formula_agreement,
     channel_graph,
     channel_membership,
     clause_channels,
     clause_table,
+    code_bound,
     collision_graph,
     collision_matrix,
     network_predictions,
@@ -114,3 +118,81 @@ def test_bad_form_is_refused_in_one_line():
                  lambda: true_formula_agreement(task.clauses, np.zeros((3, 1)), np.zeros((3, 4)), form="and")):
         with pytest.raises(ValueError, match=r"^form must be one of \('dnf', 'cnf'\), got 'and'$"):
             call()
+
+
+# --------------------------------------------------------------------------- channels read as a code
+
+
+def _code_network() -> tuple[np.ndarray, list]:
+    """Four disjoint positive clauses of 3 variables (clause c on variables 3c..3c+2).
+    Unit 0 is excited by clause 0 alone; unit 1 by clauses 1 and 2; unit 2 by clause 1;
+    unit 3 is inhibited by every literal of clause 3."""
+    clauses = [tuple((3 * c + j, True) for j in range(3)) for c in range(4)]
+    W1 = np.zeros((4, 12))
+    W1[0, 0:3] = 1.0
+    W1[1, 3:9] = 1.0
+    W1[2, 3:6] = 1.0
+    W1[3, 9:12] = -1.0
+    return W1, clauses
+
+
+def test_channel_code_names_distinct_and_private_channels():
+    W1, clauses = _code_network()
+    code = channel_code(W1, clauses, threshold=0.5)
+    np.testing.assert_array_equal(code.sizes, [1, 2, 1, 0])
+    assert code.overlap[1, 2] == code.overlap[2, 1] == 1 and code.overlap[0, 1] == 0
+    # clause 2's channel {1} lies inside clause 1's {1, 2}: not distinct; clause 3 has none
+    assert code.distinct.tolist() == [True, True, False, False]
+    assert code.private.tolist() == [True, False, False, False]
+    assert (code.n_channels, code.n_distinct, code.n_private, code.median_size, code.max_overlap) == (3, 2, 1, 1.0, 1)
+    both = channel_code(W1, clauses, threshold=0.5, orientation="both")  # unit 3 is clause 3's inhibited channel
+    np.testing.assert_array_equal(both.sizes, [1, 2, 1, 1])
+    assert both.private.tolist() == [True, False, False, True] and both.orientation == "both"
+    cnf = channel_code(W1, clauses, threshold=0.5, form="cnf")  # read as OR clauses: only inhibited units count
+    np.testing.assert_array_equal(cnf.sizes, [0, 0, 0, 1])
+    np.testing.assert_array_equal(channel_code(W1, clauses, threshold=0.5, form="cnf", orientation="both").sizes, both.sizes)
+    assert channel_code(W1[[0, 0]], clauses[:1], threshold=0.5).n_private == 1  # one clause, two units: private
+    assert math.isnan(channel_code(np.zeros((2, 12)), clauses, threshold=0.5).median_size)
+    with pytest.raises(ValueError, match="orientation"):
+        channel_code(W1, clauses, orientation="sideways")
+
+
+def test_two_identical_channels_are_neither_distinct_nor_private():
+    _, clauses = _code_network()
+    W1 = np.zeros((3, 12))
+    W1[0, 0:3] = 1.0  # clause 0 alone
+    W1[1:3, 3:9] = 1.0  # units 1 and 2 both hold clauses 1 and 2: one channel {1, 2} for two clauses
+    code = channel_code(W1, clauses, threshold=0.5)
+    np.testing.assert_array_equal(code.sizes, [1, 2, 2, 0])
+    assert code.distinct.tolist() == [True, False, False, False] and code.private.tolist() == [True, False, False, False]
+    assert code.max_overlap == 2
+
+
+def _max_packing(units: int, size: int, overlap: int) -> int:
+    """The largest family of size-subsets of range(units) pairwise sharing <= overlap (brute force)."""
+    import networkx as nx
+
+    subsets = list(itertools.combinations(range(units), size))
+    g = nx.Graph()
+    g.add_nodes_from(range(len(subsets)))
+    g.add_edges_from((i, j) for i, j in itertools.combinations(range(len(subsets)), 2)
+                     if len(set(subsets[i]) & set(subsets[j])) <= overlap)
+    return max(len(c) for c in nx.find_cliques(g))
+
+
+def test_code_bound_worked_by_hand():
+    assert [code_bound(h, 3, 1) for h in (4, 8, 16, 32, 64)] == [1, 8, 37, 160, 661]  # floor(h/3 floor((h-1)/2))
+    assert [code_bound(h, 1, 0) for h in (1, 4, 64)] == [1, 4, 64]  # one unit per channel: the width
+    assert code_bound(17, 3, 0) == 5 and code_bound(2, 3, 0) == 0  # disjoint: floor(U/m)
+    assert code_bound(10, 3, 2) == math.comb(10, 3) and code_bound(9, 4, 3) == math.comb(9, 4)  # every m-subset
+    for bad in ((-1, 3, 1), (8, 0, 0), (8, 3, 3), (8.0, 3, 1), (True, 3, 1)):
+        with pytest.raises(ValueError):
+            code_bound(*bad)
+
+
+@pytest.mark.parametrize("units,size,overlap", [(6, 3, 1), (7, 3, 1), (7, 3, 0), (6, 2, 0), (5, 3, 2)])
+def test_code_bound_bounds_the_largest_packing(units, size, overlap):
+    best = _max_packing(units, size, overlap)
+    assert best <= code_bound(units, size, overlap)
+    if (units, size, overlap) == (7, 3, 1):
+        assert best == code_bound(7, 3, 1) == 7  # the Fano plane meets the bound
