@@ -220,6 +220,8 @@ def jobs(ctx: JobContext) -> list[dict[str, Any]]:
             "kernel": KERNEL, "pool": POOL, "head": args.head, "expansions": [list(e) for e in expansions(_splits(args), _alphas(args))]}
     out = [{**base, "conv_layers": d, "filters": f, "seed": args.seed + t}
            for d, fs in _archs(args) for f in fs for t in range(args.trials)]
+    if args.images:  # the file is read here; the jobs find its data in the context (on a cluster's workers too)
+        ctx.cache["images"] = load_dataset(args)
     return out
 
 
@@ -310,7 +312,7 @@ def _tensors(result: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def run_jobs(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
     """Train the jobs: trials of one architecture and schedule share stacks."""
-    data = load_dataset(ctx.args)
+    data = ctx.cache["images"] if "images" in ctx.cache else load_dataset(ctx.args)
     groups: dict[str, list[dict[str, Any]]] = {}
     for j in todo:
         groups.setdefault(json.dumps([j["train"], j["expansions"], j["conv_layers"], j["filters"], j["head"]], sort_keys=True), []).append(j)
@@ -603,7 +605,8 @@ def read_entries(entries: list[Any]) -> Scanned:
 
 
 STUDY = register(JobStudy(name="cnn_fpe", description=__doc__, jobs=jobs, run=run_jobs, stats=stats_hook, figures=figures, summarise=summarise,
-                 caption=caption, add_arguments=add_arguments, validate=validate, print_summary=print_summary))
+                 caption=caption, add_arguments=add_arguments, validate=validate, print_summary=print_summary,
+                 cluster="workers"))
 
 assert set(SPLITS) <= set(CONV_SPLITS)
 

@@ -223,9 +223,10 @@ def run_jobs(jobs: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         group = groups[key]
         cfg = TrainConfig.from_dict(group[0]["train"])
         data = make_dataset(group[0])
-        results = run_fpe([trial_specs(j, "all") for j in group], device=ctx.device, store=ctx.store)
+        results = run_fpe([trial_specs(j, "all") for j in group], device=ctx.device, store=ctx.store, executor=ctx.executor)
         if group[0]["first_layer"]:
-            first = [r.children for r in run_fpe([trial_specs(j, (0,)) for j in group], device=ctx.device, store=ctx.store)]
+            first = [r.children for r in run_fpe([trial_specs(j, (0,)) for j in group], device=ctx.device, store=ctx.store,
+                                                  executor=ctx.executor)]
         else:
             first = [{} for _ in group]
         for job, res, fl in zip(group, results, first):
@@ -751,6 +752,7 @@ STUDY = register(JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
+    cluster="driver",  # every model trains through run_fpe
 ))
 
 

@@ -752,6 +752,7 @@ STUDY = register(JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
+    cluster="workers",  # a job's data is its own Boolean task or digits split, built from the job
 ))
 
 

@@ -15,7 +15,10 @@ and `validate` (their own options, checked before any work). The regime map
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -44,9 +47,10 @@ from fci.io import jsonable
 from fci.store import Store, StoreError, config_key
 from fci.tasks import TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, backends_of, entry_configs, plan_cost, run_fpe, trial_keys
+from fci.train.executors import Executor, importable
 
 __all__ = ["Study", "Context", "JobStudy", "JobContext", "build_parser", "build_job_parser", "caption_for", "regime_caption",
-           "chunked"]
+           "chunked", "local_batches", "run_job_batch", "LOCAL_BATCHES"]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ class Study:
         info = ctx.run
 
         def produce(items: list[tuple[FPESpec, int]]) -> None:
-            run_fpe([s for s, _ in items], device=info.device, progress=True, store=info.store)
+            run_fpe([s for s, _ in items], device=info.device, progress=True, store=info.store, executor=info.executor)
 
         return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=_shard_key,
                     cost=lambda items: plan_cost([s for s, _ in items]),
@@ -253,7 +257,9 @@ class JobContext:
 
     `base_level` is the run level before the regime options, what jobs on other
     data (digits) train with; `task` the run's Boolean task family
-    (`JobStudy.boolean_task`), None when the run trains none."""
+    (`JobStudy.boolean_task`), None when the run trains none. `executor`: where
+    `fci.train.run_fpe` calls of a study that runs on the driver train (pass
+    `executor=ctx.executor`): a Dask cluster with --dask, else None (here)."""
 
     args: argparse.Namespace
     level: Level
@@ -264,6 +270,8 @@ class JobContext:
     cache: dict[str, Any] = field(default_factory=dict)
     base_level: Level | None = None
     task: TaskConfig | None = None
+    executor: Executor | None = None
+    run: RunInfo | None = None  # the run's store, folders and cluster
 
     @property
     def base(self) -> Level:
@@ -296,6 +304,14 @@ class JobStudy:
             gives the study the regime options (fci.cli.add_regime_arguments),
             for its Boolean jobs; a value given to a run without Boolean jobs is refused.
         regime_scope: what the regime options apply to, for --help.
+        cluster: how the jobs run with --dask. "workers": the batches of jobs a
+            local run hands `run` one after another (`local_batches`) run on the
+            cluster's workers, so each batch computes what it computes here; `run`
+            must then use nothing but its jobs and the context (no store, no file
+            that only this machine has). "driver": `run` runs here and its
+            `fci.train.run_fpe` calls train on the cluster (`executor=ctx.executor`).
+            None (the default): --dask is refused.
+        cluster_note: why --dask is refused (cluster None), for its one-line error.
     """
 
     name: str
@@ -311,9 +327,13 @@ class JobStudy:
     print_summary: Callable[[dict[str, Any], JobContext], list[str]] | None = None
     boolean_task: Callable[[argparse.Namespace, Level], TaskConfig | None] | None = None
     regime_scope: str = "the study's Boolean jobs"
+    cluster: str | None = None
+    cluster_note: str = "its jobs are not declared safe to run on other machines"
 
     def __post_init__(self):
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
+        if self.cluster not in (None, "workers", "driver"):
+            raise ValueError(f"JobStudy {self.name}: cluster must be 'workers', 'driver' or None, got {self.cluster!r}")
 
     def job_config(self, job: dict[str, Any]) -> dict[str, Any]:
         """The store config of a job."""
@@ -345,6 +365,23 @@ def chunked(items: Sequence[Any], size: int) -> Iterable[list[Any]]:
     size = max(1, int(size))
     for s in range(0, len(items), size):
         yield list(items[s : s + size])
+
+
+#: A local run claims a quarter of the pending units at a time (`fci.store.Store.share`'s default batch).
+LOCAL_BATCHES = 4
+
+
+def local_batches(todo: Sequence[Any]) -> list[list[Any]]:
+    """The batches in which a local run, alone on its store, hands the pending units
+    `todo` to a study: `LOCAL_BATCHES` consecutive slices of equal size (the last shorter)."""
+    return list(chunked(todo, math.ceil(len(todo) / LOCAL_BATCHES))) if todo else []
+
+
+def run_job_batch(hook: Callable[..., Iterable[tuple[Any, Any, Any]]], jobs: list[dict[str, Any]],
+                  ctx: JobContext) -> list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]:
+    """A JobStudy's `run` hook over one batch of jobs, where an executor runs it (a
+    Dask worker): every (job, rows, tensors) it yields, for the driver to store."""
+    return [(job, rows, {k: v.detach().cpu().contiguous() for k, v in tensors.items()}) for job, rows, tensors in hook(jobs, ctx)]
 
 
 def build_job_parser(study: JobStudy) -> argparse.ArgumentParser:
@@ -399,11 +436,14 @@ def _prepare(study: JobStudy, ap: argparse.ArgumentParser, info: RunInfo) -> Job
     args = info.args
     if args.trials is None:
         args.trials = LEVELS[info.level].trials
+    if info.dask is not None and study.cluster is None:
+        ap.error(f"--dask: {study.name} cannot run on a Dask cluster: {study.cluster_note}")
     _check_regime(study, ap, args)  # the study's own checks and its Boolean task: before any work
     level = regime_level(ap, args)
     task = study.boolean_task(args, level) if study.boolean_task is not None else None
     base = LEVELS[info.level]
-    ctx = JobContext(args=args, level=level, device=info.device, store=info.store, base_level=base, task=task)
+    # The executor is started after planning: `produce` finds it in `ctx.run`.
+    ctx = JobContext(args=args, level=level, device=info.device, store=info.store, base_level=base, task=task, run=info)
     ctx.caption = study.caption(ctx) if study.caption else f"{study.name} · level={level.name} · trials={args.trials}"
     ctx.config = {
         "study": study.name, "description": study.description, "level": level.name, "trials": args.trials,
@@ -430,8 +470,20 @@ def _plan(study: JobStudy, ctx: JobContext) -> Plan:
     store = ctx.store
 
     def produce(todo: list[dict[str, Any]]) -> None:
+        executor = ctx.run.executor if ctx.run is not None else None  # started by the runner after planning
+        ctx.executor = executor if study.cluster == "driver" else None
         bar = tqdm(total=len(todo), desc=study.name, unit="job", disable=not todo)
-        for job, rows, tensors in study.run(todo, ctx):
+        results: Iterable[tuple[dict[str, Any], list[dict[str, Any]], dict[str, torch.Tensor]]]
+        if executor is not None and study.cluster == "workers":
+            # The batches a local run would hand `run`, each computed on a worker; stored here as each returns.
+            portable = dataclasses.replace(ctx, store=None, executor=None, run=None)
+            calls = [(batch,) for batch in local_batches(todo)]
+            done = executor.run(functools.partial(run_job_batch, importable(study.run)), calls, shared={"ctx": portable},
+                                name=f"fci-{study.name}")
+            results = (r for _, out in done for r in out)
+        else:
+            results = study.run(todo, ctx)
+        for job, rows, tensors in results:
             store.save(study.job_config(job), {"rows": jsonable(rows)}, tensors)
             bar.update(1)
         bar.close()

@@ -346,7 +346,8 @@ def run_jobs(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         exps = tuple((str(s), int(a)) for s, a in group[0]["expansions"])
         for chunk in chunked(group, MAX_TRIALS_PER_CALL):
             specs = [FPESpec(data=spec, hidden=j["hidden"], seed=j["seed"], expansions=exps, train=cfg) for j in chunk]
-            results = run_fpe(specs, device=ctx.device, progress=ctx.level.name != "tiny", store=ctx.store)
+            results = run_fpe(specs, device=ctx.device, progress=ctx.level.name != "tiny", store=ctx.store,
+                              executor=ctx.executor)
             for j, r in zip(chunk, results):
                 keys = {cond: config_key(c) for cond, c in entry_configs(r.spec).items()}  # the models' own entries
                 order = [keys[("dense", 1)]] + [keys[cond] for cond in r.children]  # model_rows' row order
@@ -777,6 +778,7 @@ STUDY = register(JobStudy(
     add_arguments=add_arguments,
     validate=validate,
     print_summary=print_summary,
+    cluster="driver",  # every model trains through run_fpe (an embeddings file is sent to the workers)
 ))
 
 

@@ -304,7 +304,7 @@ class RegimesStudy:
 
     def plan(self, ctx: RegimeContext) -> Plan:
         def produce(items: list[tuple[FPESpec, int]]) -> None:
-            run_fpe([s for s, _ in items], device=ctx.run.device, progress=True, store=ctx.run.store)
+            run_fpe([s for s, _ in items], device=ctx.run.device, progress=True, store=ctx.run.store, executor=ctx.run.executor)
 
         return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=shard_key,
                     cost=lambda items: plan_cost([s for s, _ in items]),

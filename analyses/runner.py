@@ -7,7 +7,8 @@ A study says *what* it runs; this module says *how*, once for all of them:
 2. plan the units of work (FPE trials, or jobs), keep the `--shard I/N` slice;
 3. quarantine corrupt store entries among the units' keys (one warning each);
 4. produce the units not in the store, split with any other process on the
-   same store by claims (`fci.store.Store.share`); each finished unit is
+   same store by claims (`fci.store.Store.share`), here or on a Dask cluster
+   (`--dask`: the workers train, this process writes); each finished unit is
    written atomically, so an interrupted run resumes where it stopped;
 5. build the results table from the store, and write `results.csv` (the
    shard's `results.shard-I-of-N.csv` with `--shard`), `stats.csv`,
@@ -39,19 +40,23 @@ from analyses.levels import LEVELS
 from analyses.style import write_figure
 from analyses.tables import CORRECTION
 from fci.cli import (
+    DASK_HELP,
     MANY_TRIALS,
     OneLineParser,
+    check_dask,
     check_data,
     check_plan,
     check_writable,
     regime_dests,
     run_name,
+    start_dask,
 )
 from fci.io import environment, write_csv, write_json
 from fci.models.base import resolve_device
 from fci.sharding import parse_shard, shard_items
 from fci.store import Store, graceful, resolve_claim_ttl
 from fci.stats import ALPHA
+from fci.train.executors import DaskAddress, Executor
 
 __all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP", "CORRECTION", "command_line", "load_average"]
 
@@ -66,7 +71,8 @@ REGIME_MAP = ("python -m analyses.regimes (summary.json `answer`; docs/analyses/
 @dataclass
 class RunInfo:
     """What every study's run has, checked before any work: the options, the
-    level, the device, the output folder, the store and the shard."""
+    level, the device, the output folder, the store and the shard; with --dask, the
+    cluster's address and, once all checks pass, its executor (None: train here)."""
 
     args: argparse.Namespace
     level: str
@@ -74,6 +80,8 @@ class RunInfo:
     out: Path
     store: Store
     shard: tuple[int, int] | None
+    dask: DaskAddress | None = None
+    executor: Executor | None = None
 
 
 @dataclass
@@ -154,7 +162,7 @@ def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
 
 
 def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
-
+    """Every check before any work, then the cluster (with --dask), then the work."""
     ap = study.parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
@@ -164,19 +172,31 @@ def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t_start = time.perf_counter()
     load_start = load_average()
-    store = info.store
-
     plan = study.plan(ctx)
     units = shard_items(plan.units, info.shard, key=plan.shard_key)
     if plan.cost is not None:
         check_plan(ap, plan.cost(units), info.device.type, Path(args.data), args.yes)
+    if info.dask is not None:  # every check has passed: start (or reach) the cluster
+        info.executor = start_dask(ap, info.dask, packages=("fci", "analyses"))
+    try:
+        return _produce(study, args, argv, info, ctx, plan, units, t_start, load_start)
+    finally:
+        if info.executor is not None:
+            info.executor.close()
+
+
+def _produce(study: StudyKind, args: argparse.Namespace, argv: list[str], info: RunInfo, ctx: Any, plan: Plan,
+             units: list[Any], t_start: float, load_start: Any) -> int:
+    """Produce (or load) the units, tabulate and write, once every check has passed."""
+    store = info.store
     groups = [plan.keys(u) for u in units]
     store.heal(k for g in groups for k in g)  # a corrupt entry is quarantined (one warning) and produced again
     stored = sum(all(store.has(k) for k in g) for g in groups)
     log.info("%s: %s%d %s%s; %d already in %s", study.name, f"{plan.describe} -> " if plan.describe else "", len(units),
              plan.unit, f" (shard {args.shard})" if info.shard else "", stored, store.dir)
     t0 = time.perf_counter()
-    ran = store.share(groups, lambda idx: plan.produce([units[i] for i in idx]))  # claims split the work
+    # Claims split the work with other processes on this store; a cluster gets every unit at once, to fill its workers.
+    ran = store.share(groups, lambda idx: plan.produce([units[i] for i in idx]), batch=len(groups) if info.executor else None)
     train_s = time.perf_counter() - t0
     missing = [u for u, g in zip(units, groups) if not all(store.has(k) for k in g)]
     if missing:
@@ -188,6 +208,8 @@ def _run(study: StudyKind, argv: Sequence[str] | None) -> int:
                                "run": {"command": command_line(study.name, argv), "load_average_start": load_start,
                                        u: n, f"trained_{u}": len(ran), f"loaded_{u}": n - len(ran),
                                        "train_seconds": round(train_s, 2), **study.run_record(units, ctx)}}
+    if info.executor is not None:
+        summary["run"]["dask"] = {"address": args.dask, "worker_threads": info.executor.parallelism}
     if info.shard:
         csv = write_shard(df, summary, info.out, info.shard, t_start)
         print(f"{study.name}: shard {args.shard}: {n} {u} ({len(ran)} produced here) -> {csv} "
@@ -254,6 +276,7 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
     ap.add_argument("--claim-ttl", type=float, default=None, metavar="SECONDS",
                     help="how long another process's claim on a model holds without being refreshed before this run "
                          "takes the work over (default: $FCI_CLAIM_TTL, else 300)")
+    ap.add_argument("--dask", default=None, metavar="ADDRESS", help=DASK_HELP)
     ap.add_argument("--yes", action="store_true",
                     help="start a run whose plan is very large (days of training, or past the machine's memory or disk); "
                          f"without it such a plan, or more than {MANY_TRIALS:,} trials, is refused")
@@ -261,7 +284,8 @@ def contract_parser(name: str, description: str, epilog: str, quick_help: str, u
 
 
 #: The options every study takes; the rest are the study's own (recorded in summary.json).
-CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "splits", "claim_ttl", "yes",
+CONTRACT_OPTIONS = frozenset({"quick", "tiny", "out", "device", "trials", "seed", "shard", "data", "dask", "splits",
+                              "claim_ttl", "yes",
                               *regime_dests()})
 
 
@@ -300,12 +324,13 @@ def check_contract(ap: argparse.ArgumentParser, args: argparse.Namespace, name: 
     except ValueError as e:
         ap.error(str(e))
     data = check_data(ap, args.data)
+    dask = check_dask(ap, args.dask)
     out = Path(args.out) if args.out is not None else data / "results" / name / run_name(ap, args, level)
     try:
         ttl = resolve_claim_ttl(args.claim_ttl, "--claim-ttl")
     except ValueError as e:
         ap.error(str(e))
-    return RunInfo(args=args, level=level, device=device, out=out, store=Store(data, claim_ttl=ttl), shard=shard)
+    return RunInfo(args=args, level=level, device=device, out=out, store=Store(data, claim_ttl=ttl), shard=shard, dask=dask)
 
 
 def check_folders(ap: argparse.ArgumentParser, info: RunInfo) -> None:

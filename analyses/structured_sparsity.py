@@ -558,6 +558,7 @@ STUDY = register(JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="every job (the study trains the Boolean task only; the regrow gradient batch is --batch-size)",
+    cluster="workers",  # a job's data is its own Boolean task, built from the job
 ))
 
 

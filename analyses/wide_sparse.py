@@ -286,7 +286,7 @@ def _run_fpe(todo: list[dict[str, Any]], ctx: JobContext) -> Iterable[tuple[dict
         data = data_spec(spec)
         specs = [FPESpec(data=data, hidden=h0, seed=s, expansions=tuple((SPLIT, j["alpha"]) for j in js), train=cfg)
                  for (s, h0), js in by_trial.items()]
-        results = run_fpe(specs, device=ctx.device, store=ctx.store)  # stored per model: shared with every study
+        results = run_fpe(specs, device=ctx.device, store=ctx.store, executor=ctx.executor)  # stored per model: shared with every study
         for ((s, h0), js), res in zip(by_trial.items(), results):
             clauses = res.task.clauses if res.task is not None else None
             keys = entry_configs(res.spec)
@@ -864,6 +864,7 @@ STUDY = register(JobStudy(
     print_summary=print_summary,
     boolean_task=boolean_task,
     regime_scope="the Boolean task only (--dataset boolean, the default)",
+    cluster="driver",  # the FPE children train through run_fpe on the cluster; dense and sparse models here
 ))
 
 

@@ -16,11 +16,13 @@ import numpy as np
 
 from fci import stats
 from fci.cli import (
+    DASK_HELP,
     MANY_TRIALS,
     OneLineParser,
     add_config_arguments,
     build_task,
     build_train,
+    check_dask,
     check_data,
     check_plan,
     check_writable,
@@ -30,6 +32,7 @@ from fci.cli import (
     regime_record,
     regime_text,
     run_name,
+    start_dask,
 )
 from fci.codes import circuit_agreement, clause_recovery, decode, decode_function, network_predictions, true_formula_agreement
 from fci.fpe.splits import SPLITS
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default: auto)")
     r.add_argument("--data", default="data", help="results store root (default: data)")
+    r.add_argument("--dask", default=None, metavar="ADDRESS", help=DASK_HELP)
     r.add_argument("--out", default=None, help="folder for summary.json (default: <data>/results/fci/<run>/, where <run> "
                    "is 'default' or the options set, e.g. 'seed=3-hidden=16')")
     r.add_argument("--claim-ttl", type=float, default=None, metavar="SECONDS",
@@ -144,6 +148,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[lis
     data = check_writable(ap, "--data", check_data(ap, args.data))
     run = run_name(ap, args, "full")
     args.out = str(check_writable(ap, "--out", data / "results" / "fci" / run if args.out is None else args.out))
+    args.dask_address = check_dask(ap, args.dask)  # after the run's name, which --dask does not change
     specs = [
         FPESpec(task=task, hidden=args.hidden, seed=args.seed + t, expansions=tuple((s, args.alpha) for s in splits), train=train)
         for t in range(args.trials)
@@ -211,10 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = Store(args.data, claim_ttl=args.claim_ttl)
+    executor = start_dask(ap, args.dask_address) if args.dask_address is not None else None  # after every check
     t0 = time.perf_counter()
     # run_fpe heals the store (a corrupt entry is quarantined with one warning and retrained) and claims
-    # its trials there, so two processes on one store split the work
-    results = run_fpe(specs, device=device, progress=True, store=store)
+    # its trials there, so two processes on one store split the work; with --dask the cluster trains, this process stores
+    try:
+        results = run_fpe(specs, device=device, progress=True, store=store, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     ran = results.trained
     elapsed = time.perf_counter() - t0
 
@@ -250,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "config": {
             "command": "python -m fci",
-            "options": {k: (str(v) if k == "device" else v) for k, v in vars(args).items()},
+            "options": {k: (str(v) if k == "device" else v) for k, v in vars(args).items() if k != "dask_address"},
             "regime": regime_record(task, train),
             "task": task.to_dict(), "train": {**train.to_dict(), "momentum": train.momentum},
             "clauses": args.clauses, "clause_size": args.clause_size, "test_samples": args.test_samples,

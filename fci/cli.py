@@ -47,9 +47,10 @@ def check_writable(ap: argparse.ArgumentParser, flag: str, folder: str | os.Path
 
 
 #: Options that do not change what a run computes (not in its folder name): where it
-#: writes, which slice of it this process trains, and the device (a run computes the
-#: same on any device, to float rounding; summary.json records which one ran it).
-_NOT_IN_NAME = frozenset({"quick", "tiny", "out", "data", "shard", "yes", "device"})
+#: writes, which slice of it this process trains, where it trains (a Dask cluster) and
+#: the device (a run computes the same on any device, to float rounding; summary.json
+#: records which one ran it).
+_NOT_IN_NAME = frozenset({"quick", "tiny", "out", "data", "shard", "yes", "device", "dask"})
 
 
 def run_name(ap: argparse.ArgumentParser, args: argparse.Namespace, level: str) -> str:
@@ -134,6 +135,42 @@ def check_plan(ap: argparse.ArgumentParser, cost: Any, device_type: str, data: P
     if seconds > LONG_NOTE_S:
         log.warning("this run plans %s trials (%s models): about %.1f hours of training at an assumed %g GFLOP/s",
                     f"{cost.trials:,}", f"{cost.models:,}", seconds / 3600, rate / 1e9)
+
+
+DASK_HELP = ("train on a Dask cluster: local:N starts N worker processes here; otherwise the address of a running "
+             "scheduler (tcp://host:8786, e.g. one started by dask-jobqueue or dask-kubernetes) or its scheduler file (.json). "
+             "This process plans the work and writes every result; the workers need no shared filesystem. "
+             "Needs the cluster extra (pip install \"fci[cluster]\")")
+
+
+def check_dask(ap: argparse.ArgumentParser, text: str | None) -> Any:
+    """The parsed `--dask` value (`fci.train.executors.DaskAddress`), or None when not
+    given; a malformed address, or `distributed` not installed, exits naming --dask."""
+    if text is None:
+        return None
+    from fci.train.executors import ClusterError, parse_dask_address, require_distributed
+
+    try:
+        address = parse_dask_address(text)
+        require_distributed()
+    except (ValueError, ClusterError) as e:
+        msg = str(e)
+        ap.error(msg if msg.startswith("--dask") else f"--dask: {msg}")
+    return address
+
+
+def start_dask(ap: argparse.ArgumentParser, address: Any, packages: Sequence[str] = ("fci",)) -> Any:
+    """Start or connect to the cluster of a checked `--dask` address (`check_dask`) and
+    return its `fci.train.executors.DaskExecutor`; an unreachable scheduler, or workers
+    that run other code than this process, exit naming --dask."""
+    from fci.train.executors import ClusterError, dask_executor
+
+    try:
+        executor = dask_executor(address, packages=packages)
+    except ClusterError as e:
+        ap.error(f"--dask: {e}")
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's own chatter: warnings only
+    return executor
 
 
 def flag_error(ap: argparse.ArgumentParser, e: ValueError) -> NoReturn:

@@ -75,12 +75,16 @@ class DatasetKind:
         build: (options, data seed) -> the `Dataset`.
         identity: the options that name the data in store keys.
         seeded: whether the seed changes the data.
+        portable: whether `build` needs nothing but the options and seed (no file, nothing
+            held in memory), so another machine with fci installed builds the same data;
+            a cluster run sends the data itself to its workers otherwise.
     """
 
     options: Callable[[Mapping[str, Any]], dict[str, Any]]
     build: Callable[[dict[str, Any], int], Dataset]
     identity: Callable[[dict[str, Any]], dict[str, Any]]
     seeded: bool
+    portable: bool = False
 
 
 #: The dataset kinds a `DatasetSpec` can name.
@@ -92,9 +96,10 @@ def register_dataset_kind(name: str, kind: DatasetKind) -> DatasetKind:
     return DATASET_KINDS.register(name, kind)
 
 
-register_dataset_kind("boolean", DatasetKind(_boolean_options, lambda o, seed: boolean(TaskConfig.from_dict(o), seed), dict, True))
+register_dataset_kind("boolean", DatasetKind(_boolean_options, lambda o, seed: boolean(TaskConfig.from_dict(o), seed), dict, True,
+                                             portable=True))
 register_dataset_kind("digits", DatasetKind(_digits_options, lambda o, seed: digits(seed=seed, test_fraction=o["test_fraction"]),
-                                            dict, True))
+                                            dict, True, portable=True))  # scikit-learn's bundled copy
 # An embeddings file is named by its content, not its path: moving it keeps the keys.
 register_dataset_kind("embeddings", DatasetKind(
     _embeddings_options, lambda o, seed: load_embeddings(o["path"], standardize=o["standardize"]),
@@ -210,10 +215,24 @@ class DatasetSpec:
             raise ValueError("this DatasetSpec draws a task per trial (seed=None): build(trial_seed=...) needs the trial's seed")
         return derive_seed(trial_seed, "task")
 
+    @property
+    def portable(self) -> bool:
+        """Whether any machine with fci builds this data from the spec alone (its kind's `portable`)."""
+        return DATASET_KINDS.get(self.kind).portable
+
+    def install(self, data: Dataset, trial_seed: int | None = None) -> None:
+        """Make `build(trial_seed)` return `data` in this process: data built from this
+        spec on another machine (a cluster's driver) and sent here."""
+        if not isinstance(data, Dataset):
+            raise ValueError(f"DatasetSpec.install takes a fci.data.Dataset, got {type(data).__name__}")
+        _INSTALLED[(json.dumps(self.key(), sort_keys=True), self.data_seed(trial_seed))] = data
+
     def build(self, trial_seed: int | None = None) -> Dataset:
         """The dataset (a per-trial spec needs the trial's seed)."""
         seed = self.data_seed(trial_seed)
         cache_key = (json.dumps(self.key(), sort_keys=True), seed)
+        if cache_key in _INSTALLED:
+            return _INSTALLED[cache_key]
         if cache_key not in _BUILT:
             if len(_BUILT) >= 64:
                 _BUILT.pop(next(iter(_BUILT)))
@@ -235,3 +254,4 @@ class DatasetSpec:
 
 
 _BUILT: dict[tuple[str, int], Dataset] = {}  # DatasetSpec.build's cache (small: a study uses a handful)
+_INSTALLED: dict[tuple[str, int], Dataset] = {}  # data sent by a cluster's driver (DatasetSpec.install): never evicted

@@ -6,6 +6,7 @@
   `fci.train.backends.kernel` holds the C kernel (`fitkernel.c`) and its build (`library`);
 - `fci.train.fitting`: `fit`, `evaluate`, `train_models`;
 - `fci.train.schedule`: the FPE schedule over any data (`run_fpe`);
+- `fci.train.executors`: where its stacks train: here, or on a Dask cluster (`dask_executor`);
 - `fci.train.persistence`: one store entry per model;
 - `fci.train.recompute`: a stored model's measurements recomputed from its weights (the store's re-verification);
 - `fci.train.results`, `fci.train.provenance`: what comes back, and how it was made.
@@ -18,6 +19,7 @@ from typing import Any
 from fci.train.backends import Backend, BackendUnavailable, FitState, KernelBackend, ReferenceBackend, TorchBackend, auto_backend
 from fci.train.backends import names as backend_names
 from fci.train.config import FPESpec, TrainConfig
+from fci.train.executors import ClusterError, DaskExecutor, Executor, LocalExecutor, dask_executor
 from fci.train.fitting import evaluate, fit, train_models
 from fci.train.maths import per_model_loss
 from fci.train.persistence import entry_configs, load_fpe_result, save_fpe_result, split_tensors, trial_keys
@@ -37,6 +39,11 @@ __all__ = [
     "run_fpe",
     "run_fpe_data",
     "FPERun",
+    "Executor",
+    "LocalExecutor",
+    "DaskExecutor",
+    "dask_executor",
+    "ClusterError",
     "SCHEDULE_VERSION",
     "trial_keys",
     "auto_max_stack",

@@ -12,7 +12,8 @@ from fci.store import Store, config_key
 from fci.train.config import FPESpec
 from fci.train.results import FPEResult, ModelResult
 
-__all__ = ["entry_configs", "trial_keys", "save_fpe_result", "load_fpe_result", "split_tensors"]
+__all__ = ["entry_configs", "trial_keys", "save_fpe_result", "load_fpe_result", "split_tensors", "result_payload",
+           "result_from_payload"]
 
 
 def entry_configs(spec: FPESpec) -> dict[tuple[str, int], dict[str, Any]]:
@@ -103,3 +104,34 @@ def load_fpe_result(store: Store, spec: FPESpec, missing_ok: bool = False) -> FP
 
 
 # ---------------------------------------------------------------------------
+# A trial as plain data (tensors and JSON-able metrics), the way the store holds it: what
+# a cluster worker sends back to the driver, and what the driver sends a worker of a trial
+# whose parent is stored already.
+
+Payload = dict[str, Any]
+
+
+def _model_payload(res: ModelResult) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    return {k: v.detach().cpu().contiguous() for k, v in res.model.tensors().items()}, res.metrics()
+
+
+def _from_model_payload(p: tuple[dict[str, torch.Tensor], dict[str, Any]]) -> ModelResult:
+    return _model_result(MaskedMLP.from_tensors(p[0]), p[1])
+
+
+def result_payload(result: FPEResult) -> Payload:
+    """A trial's models as tensors and metrics (what `save_fpe_result` stores, without
+    the files); `result_from_payload` rebuilds the same FPEResult bit for bit."""
+    return {"parent": _model_payload(result.parent), "dense": _model_payload(result.dense),
+            "children": [(split, alpha, _model_payload(r)) for (split, alpha), r in result.children.items()]}
+
+
+def result_from_payload(spec: FPESpec, payload: Payload) -> FPEResult:
+    """The FPEResult of `spec` from `result_payload`'s answer (as `load_fpe_result` rebuilds a stored one)."""
+    return FPEResult(
+        spec=spec,
+        task=spec.make_task() if spec.boolean else None,
+        parent=_from_model_payload(payload["parent"]),
+        dense=_from_model_payload(payload["dense"]),
+        children={(split, alpha): _from_model_payload(p) for split, alpha, p in payload["children"]},
+    )

@@ -14,6 +14,7 @@ schedule knows no backend: it passes `backend` and `workers` through to `fit`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ from fci.store import Store
 from fci.tasks import BooleanTask
 from fci.train.backends import Backend
 from fci.train.config import FPESpec, TrainConfig
+from fci.train.executors import Executor, split_evenly
 from fci.train.fitting import fit
 from fci.train.fitting import results as _results
-from fci.train.persistence import load_fpe_result, save_fpe_result, trial_keys
+from fci.train.persistence import Payload, load_fpe_result, result_from_payload, result_payload, save_fpe_result, trial_keys
 from fci.train.results import FPEResult, ModelResult
 
-__all__ = ["PlanCost", "plan_cost", "run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun", "SCHEDULE_VERSION"]
+__all__ = ["PlanCost", "plan_cost", "run_fpe", "run_fpe_data", "auto_max_stack", "trial_bytes", "FPERun", "SCHEDULE_VERSION",
+           "train_stack"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +187,7 @@ def run_fpe(
     store: "Store | None" = None,
     backend: str | Backend = "auto",
     workers: int | None = None,
+    executor: Executor | None = None,
 ) -> FPERun:
     """Run the FPE schedule for many trials, batched into stacks.
 
@@ -205,8 +209,20 @@ def run_fpe(
     (`ModelResult.provenance`, stored with its metrics). Returns one FPEResult
     per spec, in order (an `FPERun`: its `trained` lists the trials this call
     trained); models come back on the CPU.
+
+    With an `executor` (`fci.train.executors`: a `DaskExecutor` trains on a Dask
+    cluster) the stacks train there: each task gets its stack's specs (data that
+    only this process can build is sent once per run), and sends back the models'
+    tensors and metrics, which this process stores. Stacks are then cut small
+    enough that every worker thread gets one per group of alike trials. The
+    kernel's results do not depend on stack mates (SPEC §7), so they equal a run
+    here bit for bit; the torch backend's agree to float rounding. `backend` must
+    then be a name, and `device` is resolved here and used on the workers.
     """
     dev = resolve_device(device)
+    if executor is not None and isinstance(backend, Backend):
+        raise ValueError(f"run_fpe: with an executor, backend must be a name (a Backend instance is not sent to workers), "
+                         f"got {type(backend).__name__}")
     if max_stack is not None and max_stack != "auto" and (isinstance(max_stack, bool) or not isinstance(max_stack, int)):
         raise ValueError(f"max_stack must be a positive integer, 'auto' or None, got {max_stack!r}")
     specs = list(specs)
@@ -214,7 +230,8 @@ def run_fpe(
         if not isinstance(s, FPESpec):
             raise ValueError(f"run_fpe takes FPESpec trials, got {type(s).__name__}")
     if store is None:
-        return FPERun(_train(specs, [None] * len(specs), dev, progress, max_stack, backend, workers), range(len(specs)))
+        return FPERun(_train(specs, [None] * len(specs), dev, progress, max_stack, backend, workers, executor=executor),
+                      range(len(specs)))
 
     keys = trial_keys(specs)
     store.heal(k for g in keys for k in g)  # a corrupt entry is quarantined (one warning) and retrained
@@ -235,14 +252,32 @@ def run_fpe(
                 results[idx[r]] = res
             bar.update(len(rows))
 
-        _train([specs[i] for i in idx], known, dev, progress, max_stack, backend, workers, done)
+        _train([specs[i] for i in idx], known, dev, progress, max_stack, backend, workers, done, executor)
 
-    mine = store.share([keys[i] for i in todo], work)  # claims split the trials with other processes on this store
+    # Claims split the trials with other processes on this store; a cluster gets them all at once (to fill its workers).
+    mine = store.share([keys[i] for i in todo], work, batch=len(todo) if executor is not None else None)
     bar.close()
     for i, res in enumerate(results):
         if res is None:  # stored before, or by another process
             results[i] = load_fpe_result(store, specs[i])
     return FPERun(results, (todo[j] for j in mine))  # type: ignore[arg-type]
+
+
+def _stacks(specs: list[FPESpec], dev: torch.device, max_stack: int | str | None, parallelism: int = 1) -> list[list[int]]:
+    """The stacks that train `specs` (indices): alike trials (same data sizes, depth,
+    schedule and loss) share stacks of at most `max_stack` (auto: what fits `dev`),
+    and, for `parallelism` > 1, of at most 1/parallelism of their group."""
+    shapes = {i: (*_sizes(s), len(s.hidden_list), s.train, s.loss) for i, s in enumerate(specs)}
+    groups: dict[Any, list[int]] = {}
+    for i in range(len(specs)):
+        groups.setdefault(shapes[i], []).append(i)
+    chunks: list[list[int]] = []
+    for idx in groups.values():
+        size = max(1, max_stack) if isinstance(max_stack, int) else auto_max_stack([specs[i] for i in idx], dev)
+        size = min(size, split_evenly(len(idx), parallelism))
+        widths = lambda i: (specs[i].hidden_list, max((a for _, a in specs[i].expansions), default=1))  # noqa: E731
+        chunks += list(balanced_chunks(sorted(idx, key=widths), size))
+    return chunks
 
 
 def _train(
@@ -254,30 +289,68 @@ def _train(
     backend: str | Backend,
     workers: int | None,
     done: Callable[[list[int], list[FPEResult]], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[FPEResult]:
     """Train the trials (`known[i]`: trial i's stored parent and baseline, whose
-    missing children alone train), stack by stack; `done(rows, results)` after each."""
+    missing children alone train), stack by stack, here or through `executor`;
+    `done(rows, results)` after each stack."""
     results: list[FPEResult | None] = [None] * len(specs)
-    shapes = {i: (*_sizes(s), len(s.hidden_list), s.train, s.loss) for i, s in enumerate(specs)}
-    groups: dict[Any, list[int]] = {}
-    for i in range(len(specs)):
-        groups.setdefault(shapes[i], []).append(i)
-    chunks = []
-    for idx in groups.values():
-        size = max(1, max_stack) if isinstance(max_stack, int) else auto_max_stack([specs[i] for i in idx], dev)
-        widths = lambda i: (specs[i].hidden_list, max((a for _, a in specs[i].expansions), default=1))  # noqa: E731
-        chunks += list(balanced_chunks(sorted(idx, key=widths), size))
+    chunks = _stacks(specs, dev, max_stack, executor.parallelism if executor is not None else 1)
     log.debug("run_fpe: %d trials in %d stacks of sizes %s", len(specs), len(chunks), [len(c) for c in chunks])
     bar = progress_bar(total=len(specs), desc="FPE trials", unit="trial", disable=not progress or not specs or done is not None)
-    for chunk in chunks:
-        trained = _run_chunk([specs[i] for i in chunk], [known[i] for i in chunk], dev, progress, backend, workers)
+
+    def finish(chunk: list[int], trained: list[FPEResult]) -> None:
         for i, res in zip(chunk, trained):
             results[i] = res
         if done is not None:
             done(chunk, trained)
         bar.update(len(chunk))
+
+    if executor is None:
+        for chunk in chunks:
+            finish(chunk, _run_chunk([specs[i] for i in chunk], [known[i] for i in chunk], dev, progress, backend, workers))
+    else:
+        if not isinstance(backend, str):
+            raise ValueError(f"run_fpe: with an executor, backend must be a name, got {type(backend).__name__}")
+        fn = functools.partial(train_stack, device=str(dev), backend=backend, workers=workers)
+        calls = [([specs[i] for i in c], [_payload(known[i]) for i in c]) for c in chunks]
+        shipped = _shipped_data(specs)
+        for k, payloads in executor.run(fn, calls, shared={"data": shipped} if shipped else None, name="fci-stack"):
+            finish(chunks[k], [result_from_payload(specs[i], p) for i, p in zip(chunks[k], payloads)])
     bar.close()
     return results  # type: ignore[return-value]
+
+
+def _payload(result: FPEResult | None) -> Payload | None:
+    return result_payload(result) if result is not None else None
+
+
+def _shipped_data(specs: list[FPESpec]) -> list[tuple[DatasetSpec, Dataset]]:
+    """The datasets a worker cannot build from their spec (a file, data in this
+    process's memory), built here to be sent along."""
+    out: dict[DatasetSpec, Dataset] = {}
+    for s in specs:
+        if s.data is not None and not s.data.portable and s.data not in out:
+            out[s.data] = s.data.build()
+    return list(out.items())
+
+
+def train_stack(
+    specs: list[FPESpec],
+    known: list[Payload | None],
+    device: str,
+    backend: str = "auto",
+    workers: int | None = None,
+    data: list[tuple[DatasetSpec, Dataset]] | None = None,
+) -> list[Payload]:
+    """One stack of `run_fpe`, where an executor runs it (e.g. a Dask worker): train
+    the trials of `specs` (`known[i]`: trial i's stored parent and baseline as a
+    `result_payload`, whose missing children alone train) on `device`, with `data`
+    sent by the driver installed first; returns each trial's `result_payload`."""
+    for spec, dataset in data or ():
+        spec.install(dataset)
+    prior = [result_from_payload(s, p) if p is not None else None for s, p in zip(specs, known)]
+    return [result_payload(r) for r in _run_chunk(specs, prior, torch.device(device), False, backend, workers)]
 
 
 class _TrialData:
