@@ -9,12 +9,21 @@ exit status 130 (Ctrl-C), 128 + the signal number, or 1. On the way out every
 claim this process holds is released. Nothing half-written is ever visible:
 entries are renamed into place whole, so there is nothing to undo.
 Other exceptions (bugs) keep their traceback.
+
+A stop must not wait for work that cannot be interrupted: the C training kernel
+runs in worker threads the main thread joins, and a stack can train for hours.
+So the signal also arms a watchdog: if the command has not unwound to its one
+line within ``STOP_GRACE_S`` seconds, the watchdog releases the claims, writes
+the same line and ends the process at once (``os._exit``). Entries are renamed
+into place whole, so what was finished is kept; the temporary folder of an entry
+being written when the process ended is removed by the next run here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import signal
 import sys
 import threading
@@ -26,7 +35,10 @@ from typing import Any
 from fci.store.claims import release_all
 from fci.store.errors import StoreError
 
-__all__ = ["graceful", "Terminated", "note_written"]
+__all__ = ["graceful", "Terminated", "note_written", "STOP_GRACE_S"]
+
+#: Seconds a stopped command has to unwind before the watchdog ends it.
+STOP_GRACE_S = 3.0
 
 _WRITTEN: Counter[str] = Counter()  # store folder -> entries this process wrote there
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -41,8 +53,6 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signum)
 
 
 def note_written(store_dir: Path) -> None:
@@ -61,13 +71,34 @@ class graceful(contextlib.ContextDecorator):
     def __enter__(self) -> "graceful":
         self._start = Counter(_WRITTEN)
         self._old = {}
+        self._unwound = threading.Event()
+        self._watchdog: threading.Thread | None = None
         if threading.current_thread() is threading.main_thread():
             for sig in _STOP_SIGNALS:
                 if signal.getsignal(sig) is signal.SIG_DFL:  # an ignored signal (nohup) stays ignored
-                    self._old[sig] = signal.signal(sig, _raise_terminated)
+                    self._old[sig] = signal.signal(sig, self._on_signal)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self._old[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
         return self
 
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Unwind to the one line (the exception), and arm the watchdog in case the
+        unwinding waits on threads that cannot be interrupted."""
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._hard_stop, args=(signum,), name="fci-stop", daemon=True)
+            self._watchdog.start()
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+    def _hard_stop(self, signum: int) -> None:
+        if self._unwound.wait(STOP_GRACE_S):
+            return
+        with contextlib.suppress(Exception):
+            release_all()
+            self._say(f"{_how(signum)}; {self._kept()}; rerun the same command to resume")
+        os._exit(128 + signum)
+
     def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self._unwound.set()
         try:
             if e is None or isinstance(e, SystemExit):
                 return
@@ -75,8 +106,7 @@ class graceful(contextlib.ContextDecorator):
                 signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
                 with _quiet():
                     release_all()
-                    how = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-                    self._say(f"{how}; {self._kept()}; rerun the same command to resume")
+                    self._say(f"{_how(signum)}; {self._kept()}; rerun the same command to resume")
                 raise SystemExit(128 + signum)
             if isinstance(e, OSError) and e.errno in _FULL:
                 release_all()
@@ -105,6 +135,10 @@ class graceful(contextlib.ContextDecorator):
         _close_bars()
         sys.stderr.write(f"{self.prog}: {line}\n")
         sys.stderr.flush()
+
+
+def _how(signum: int) -> str:
+    return "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
 
 
 def _close_bars() -> None:

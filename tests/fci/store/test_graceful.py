@@ -135,3 +135,36 @@ def test_a_signal_during_python_m_fci_prints_one_line_and_leaves_no_claim(tmp_pa
     assert _claims(store) == [] and _temporaries(store) == [] and store.verify() == {}
     for key in store.keys():
         assert json.loads((store.path(key) / "checksums.json").read_text())["writer"]["pid"] == p.pid
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_does_not_wait_for_work_that_cannot_be_interrupted(tmp_path, sig):
+    """The main thread joins a worker that cannot be interrupted (as it joins the C
+    kernel's threads): the watchdog still ends the command within its grace period,
+    with the one line, the status of the signal and no claim left."""
+    script = tmp_path / "cmd.py"
+    script.write_text(f"""
+import sys, threading, time
+from fci.store import Store, graceful
+
+@graceful("prog")
+def main():
+    store = Store({str(tmp_path)!r})
+    store.try_claim(["a"])
+    worker = threading.Thread(target=time.sleep, args=(120,))
+    worker.start()
+    print("ready", flush=True)
+    worker.join()
+
+main()
+""")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 30  # the grace period is a few seconds; the worker would hold it for 120
+    assert proc.returncode == 128 + sig
+    how = "interrupted (Ctrl-C)" if sig == signal.SIGINT else "stopped by SIGTERM"
+    assert err.count("\n") == 1 and err.startswith(f"prog: {how}; no new store entry was finished"), err
+    assert _claims(Store(tmp_path)) == []
