@@ -216,19 +216,19 @@ def test_explorer_end_to_end(dash_duo, app_demo_dir):
     _no_severe(dash_duo)
 
 
-def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_default(dash_duo, app_demo_dir):
+def test_decoded_terms_and_the_reference_appear_and_the_threshold_is_auto_by_default(dash_duo, app_demo_dir):
     app = _start(dash_duo, app_demo_dir[0])
     run_id = app.explorer.catalogue().landing().id
     run = app.explorer.run(run_id)
     dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=run_id, clause=0).to_search())
     dash_duo.wait_for_contains_text("#clause-title", "Clause c0", timeout=60)
-    # Per network: the decoded terms with their precision, the agreement beside the ceiling.
+    # Per network: the decoded terms with their precision, the agreement beside the reference.
     for slot in run.models:
         reading = network_reading(run, slot)
         block = _wait(lambda s=slot: dash_duo.driver.find_elements("css selector", f"#decoded-{s}"),
                       what=f"the decoded terms of the {slot}")[0]
         text = block.text
-        assert f"decoded function {reading.agreement:.3f}" in text and f"ceiling {reading.ceiling:.3f}" in text
+        assert f"decoded function {reading.agreement:.3f}" in text and f"true-formula agreement {reading.reference:.3f}" in text
         rows = block.find_elements("css selector", f"#decoded-terms-{slot}-0 tbody tr")
         assert [r.find_elements("css selector", "td")[0].text for r in rows] == [t.text for t in reading.outputs[0].terms]
         assert [r.find_elements("css selector", "td")[1].text for r in rows] == [f"{t.precision:.3f}"
@@ -243,7 +243,7 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
     (DOCS / "explorer").mkdir(parents=True, exist_ok=True)
     assert panel.screenshot(str(DOCS / "explorer" / "decoded.png"))
     metrics = dash_duo.find_element("#metrics-table").text
-    assert "ceiling: OR of the true clauses" in metrics and f"{network_reading(run, 'child').ceiling:.3f}" in metrics
+    assert "true-formula agreement (the reference)" in metrics and f"{network_reading(run, 'child').reference:.3f}" in metrics
     # The threshold defaults to auto (the slider greyed out); unticking it gives a fraction.
     assert "threshold=auto" in dash_duo.driver.current_url
     disabled = "return document.querySelector('#threshold [data-disabled], #threshold [aria-disabled=\"true\"]') !== null;"
