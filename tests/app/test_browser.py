@@ -235,6 +235,19 @@ def test_decoded_terms_and_the_reference_appear_and_the_threshold_is_auto_by_def
                                                                                 for t in reading.outputs[0].terms]
         missed = dash_duo.find_element(f"#decoded-missed-{slot}-0").text
         assert missed.endswith(", ".join(f"c{c}" for c in reading.outputs[0].missed) or "none")
+    # What the weights prove: read on request, in its own callback, for the parent.
+    from app.readings import certified_reading
+    from fci.tasks import format_clause
+
+    button = _wait(lambda: dash_duo.driver.find_elements("css selector", "#decoded-parent .proved button"),
+                   what="the prove button of the parent")[0]
+    dash_duo.driver.execute_script("arguments[0].click();", button)
+    _wait(lambda: dash_duo.driver.find_elements("css selector", "#proved-terms-parent-0 tbody tr"),
+          what="the parent's proved terms", timeout=120)
+    proved = certified_reading(run, "parent")
+    rows = dash_duo.driver.find_elements("css selector", "#proved-terms-parent-0 tbody tr td:first-child")
+    assert [r.get_attribute("textContent") for r in rows] == [format_clause(t) for t in proved.circuit.terms(0)]
+    assert f"true-formula agreement {proved.reference:.3f}" in dash_duo.find_element("#proved-agreement-parent").text
     # The documentation's picture of the decoded readings (docs/explorer/decoded.png).
     dash_duo.driver.set_window_size(1600, 2000)
     panel = dash_duo.find_element("#decoded")
@@ -254,10 +267,11 @@ def test_decoded_terms_and_the_reference_appear_and_the_threshold_is_auto_by_def
     _wait(lambda: f"threshold={DEFAULT_FRACTION:g}" in dash_duo.driver.current_url, what="a numeric threshold")
     _wait(lambda: not dash_duo.driver.execute_script(disabled), what="the slider enabled")
     codes = app.explorer.analysis(run_id, DEFAULT_FRACTION).codes
-    label = f"agreement, static decode (threshold {DEFAULT_FRACTION:g} of each neuron's max|w|)"
+    label = f"agreement, static decode (threshold {DEFAULT_FRACTION:g} of each neuron's max|w|) (gap)"
     rows_js = ("return Array.from(document.querySelectorAll('#metrics-table tr'))"
                ".map(r => Array.from(r.children).map(c => c.textContent));")
-    _wait(lambda: [label, *(f"{codes[n].agreement:.3f}" for n in run.models)]
+    ref = {n: network_reading(run, n).reference for n in run.models}
+    _wait(lambda: [label, *(f"{codes[n].agreement:.3f} ({codes[n].agreement - ref[n]:+.3f})" for n in run.models)]
           in dash_duo.driver.execute_script(rows_js), what="the static decode's agreement at the new threshold")
     _no_severe(dash_duo)
 
