@@ -420,24 +420,25 @@ def _clause_term(analysis: RunAnalysis, slot: str, c: int, short: bool = False) 
     reading = network_reading(analysis.run, slot)
     if reading is None or reading.circuit is None:
         return "—"
+    text = _FORM_TEXT[reading.circuit.form]
     parts = []
     for out in reading.outputs:
         if c not in out.true_clauses:
             continue
         if out.constant:
-            parts.append(f"{out.label} ⊤")
+            parts.append(f"{out.label} {text['absorbing']}")
             continue
         exact = [t for t in out.terms if t.matches == c]
         wider = [t for t in out.terms if c in t.broader and t.matches != c]
         where = f"{out.label}: " if len(reading.outputs) > 1 else ""
         if exact:
             t = exact[0]
-            parts.append(f"{where}exact term, precision {_fmt(t.precision, 2)}{', certified' if t.certified else ''}")
+            parts.append(f"{where}exact {text['unit']}, precision {_fmt(t.precision, 2)}{', certified' if t.certified else ''}")
         elif wider:
-            parts.append(where + "fired on by "
+            parts.append(where + ("fired on by " if reading.circuit.form == "dnf" else "fails wherever it fails: ")
                          + "; ".join(t.text + ("" if short else f" ({_fmt(t.precision, 2)})") for t in wider))
         else:
-            parts.append(f"{where}no term")
+            parts.append(f"{where}no {text['unit']}")
     return ", ".join(parts) or "—"
 
 
@@ -450,8 +451,8 @@ def _static_reads(analysis: RunAnalysis, slot: str, c: int) -> str:
 
 
 def _term_cell(text: str) -> html.Td:
-    return html.Td(text, className="term-match" if "exact term" in text else
-                   "missed" if text.endswith("no term") else "")
+    return html.Td(text, className="term-match" if "exact " in text else
+                   "missed" if text.endswith(("no term", "no clause")) else "")
 
 
 def _carriers(analysis: RunAnalysis, c: int) -> str:
