@@ -384,7 +384,9 @@ def certified_panel(run: LoadedRun, slot: str) -> list[Any]:
     items: list[Any] = [
         _agreement_line("certified", proved.agreement, proved.reference, slot, "proved"),
         html.P(f"{c.form.upper()} · {len(c.clauses)} {text['unit']}s, every one proved on every input it decides "
-               f"(no forward pass) · read in {proved.seconds:.2f} s", className="note", id=f"proved-summary-{slot}"),
+               f"(no forward pass) · read in {proved.seconds:.2f} s · where nothing is proved the circuit says "
+               f"{'0' if c.form == 'dnf' else '1'}, so a partial reading agrees less than its terms are right",
+               className="note", id=f"proved-summary-{slot}"),
     ]
     if proved.cascade is not None:
         items += _cascade_block(proved.cascade, slot)
