@@ -6,7 +6,7 @@ first; waitress, or Dash's development server with --debug); `create_app(data_di
 builds the app for other servers and tests. The modules, one idea each:
 `app.catalogue` (which runs a store holds: each entry read by the reader its kind
 registered in `analyses.entries`), `app.runs` (loading one run: MLP or CNN
-tensors), `app.readings` (what a network computes and what its weights code),
+tensors), `app.readings` (what a network computes, what its weights prove and what they code),
 `app.cache` (`Explorer`: the caches), `app.state` (the URL), `app.views` (page and
 event logic), `app.figures` and `app.panels` (drawing); `app.callbacks` only wires
 them, and `assets/highlight.js` draws clause highlights in the browser.

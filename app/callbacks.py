@@ -14,6 +14,9 @@
   `Plotly.relayout` / `restyle` (assets/highlight.js); panels that did not
   change (the clause table, the metrics) are not sent either
   (`views.part_updates`), and the table's selected row is marked in the browser.
+- `prove`: a network's "prove from the weights" button -> its certified static
+  reading (and cascade), in its own request, so the page stays responsive while it
+  is read (seconds a network; then cached).
 - `filter_runs`: the picker's filters and search -> the run and compare options.
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, no_update
+from dash import ALL, MATCH, ClientsideFunction, Dash, Input, Output, State, ctx, no_update
 
 from analyses.entries import FILTERS, MODELS
 from app import panels
@@ -38,6 +41,7 @@ from app.views import (
     layer_options,
     next_state,
     part_updates,
+    proved_panel,
     render_page,
     run_options,
 )
@@ -157,6 +161,17 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
                             Output("highlight-done", "data"), Input("highlight", "data"), prevent_initial_call=True)
     app.clientside_callback(ClientsideFunction(namespace="fci", function_name="selectRow"),
                             Output("row-selected", "data"), Input("clause", "value"), Input("clause-table", "children"))
+
+    @app.callback(
+        Output({"type": panels.PROVED_BODY, "run": MATCH, "slot": MATCH}, "children"),
+        Input({"type": panels.PROVED_TYPE, "run": MATCH, "slot": MATCH}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def prove(n_clicks):
+        if not n_clicks:
+            return no_update
+        key = ctx.triggered_id
+        return proved_panel(explorer, key["run"], key["slot"])
 
     @app.callback(
         Output("run", "options"),

@@ -154,7 +154,7 @@ def build_layout(explorer: Explorer) -> Any:
             ], id="clauses-section"),
             html.H2("Network"),
             html.Div(id="metrics", className="table-wrap"),
-            html.H2("What each network computes: decoded terms"),
+            html.H2("What each network computes, and what its weights prove"),
             html.Div(id="decoded", className="detail-panel"),
             html.Div([_row("poly"), _row("collisions")], id="network-graphs"),
         ], id="run-rows", className="slots-parent-child-dense"),

@@ -1,7 +1,11 @@
 """What the explorer reads from a run's networks on a Boolean task: what each
 network computes (`fci.codes.decode_function`, decoded once per network and
-process: `network_reading`) and what its weights code at a sign threshold
-(channels and the static `fci.codes.decode`: `analyse`). Nothing here draws.
+process: `network_reading`), what its weights prove (the certified static reading,
+`fci.codes.decode(model, method="certified")`, and `fci.codes.cascade` for networks
+with several hidden layers: `certified_reading`, read only when asked for) and what its
+weights code at a sign threshold (channels and the static `fci.codes.decode`:
+`analyse`). Every reading is set beside the true-formula agreement, the reference.
+Nothing here draws.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import numpy as np
 
 from app.runs import Clause, LoadedRun, ModelData
 from fci.codes import (
+    Cascade,
     ClauseSplitView,
     DecodedCircuit,
+    cascade,
     circuit_agreement,
     clause_recovery,
     clause_table,
@@ -36,8 +42,8 @@ from fci.codes import (
 from fci.models.mlp import MaskedMLP
 from fci.tasks import format_clause
 
-__all__ = ["ModelCodes", "NetworkReading", "OutputReading", "RunAnalysis", "TermReading", "Threshold", "analyse",
-           "network_reading", "read_network"]
+__all__ = ["CertifiedReading", "ModelCodes", "NetworkReading", "OutputReading", "RunAnalysis", "TermReading",
+           "Threshold", "analyse", "certified_reading", "network_reading", "read_network"]
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +101,15 @@ class NetworkReading:
     """One network's functional reading, independent of the sign threshold.
 
     circuit: `decode_function(model)` (None with `reason` when it cannot read the
-    network, e.g. more than one hidden layer); agreement: the circuit vs the
-    network's own test-set outputs; ceiling: the OR of the true clauses vs the same
-    outputs (`fci.codes.true_formula_agreement`); recovery_f1: the terms against the
-    true clauses (`fci.codes.clause_recovery`); seconds: decoding time."""
+    network); agreement: the circuit vs the network's own test-set outputs;
+    reference: the true-formula agreement, the task's formula vs the same outputs
+    (`fci.codes.true_formula_agreement`; a reading may exceed it); recovery_f1: the
+    terms against the true clauses (`fci.codes.clause_recovery`); seconds: decoding time."""
 
     circuit: DecodedCircuit | None
     outputs: tuple[OutputReading, ...]
     agreement: float
-    ceiling: float
+    reference: float
     recovery_f1: float
     seconds: float
     reason: str = ""
@@ -122,15 +128,15 @@ def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequenc
     groups: per output, the clause indices it ORs (`task.groups`); x_test (N, n),
     predictions (N, O) 0/1: the test inputs and the network's outputs on them;
     circuit: an already decoded `decode_function(model)` (decoded here if None);
-    form: the task's formula ("cnf": clauses are ORs, outputs ANDs; the ceiling
-    reads it so). The ceiling is computed even when the network cannot be decoded."""
-    ceiling = true_formula_agreement(clauses, predictions, x_test, groups, form=form)
+    form: the task's formula ("cnf": clauses are ORs, outputs ANDs; the reference
+    reads it so). The reference is computed even when the network cannot be decoded."""
+    reference = true_formula_agreement(clauses, predictions, x_test, groups, form=form)
     if circuit is None:
         t0 = time.perf_counter()
         try:
             circuit = decode_function(model, form=form)  # the task's form: terms set beside its clauses
         except ValueError as e:  # a network decode_function cannot read
-            return NetworkReading(None, (), math.nan, ceiling, math.nan, math.nan, reason=str(e))
+            return NetworkReading(None, (), math.nan, reference, math.nan, math.nan, reason=str(e))
         seconds = time.perf_counter() - t0
     truth = [_literal_set(c) for c in clauses]
     outputs = []
@@ -143,7 +149,7 @@ def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequenc
             j = outs.index(o)
             lits = _literal_set(clause)
             terms.append(TermReading(
-                clause=clause, text=format_clause(clause),
+                clause=clause, text=format_clause(clause, circuit.form),
                 precision=float(circuit.precision[d][j]) if circuit.precision else math.nan,
                 certified=bool(circuit.certified[d][j]) if circuit.certified else False,
                 matches=next((c for c in own if truth[c] == lits), None),
@@ -158,7 +164,7 @@ def read_network(model: Any, clauses: Sequence[Clause], groups: Sequence[Sequenc
             sample_agreement=float(circuit.sample_agreement[o]) if circuit.sample_agreement else math.nan))
     return NetworkReading(
         circuit=circuit, outputs=tuple(outputs), agreement=circuit_agreement(circuit, predictions, x_test),
-        ceiling=ceiling, recovery_f1=float(clause_recovery(circuit.clauses, clauses)["f1"]), seconds=seconds)
+        reference=reference, recovery_f1=float(clause_recovery(circuit.clauses, clauses)["f1"]), seconds=seconds)
 
 
 def _weights_digest(model: MaskedMLP) -> str:
@@ -223,6 +229,95 @@ def network_reading(run: LoadedRun, slot: str) -> NetworkReading | None:
                 run.readings[slot] = read_network(m.model, run.clauses, run.groups, run.x_test, m.predictions,
                                                   run.out_labels, circuit, seconds, form=run.form)
         return run.readings[slot]
+
+
+# --------------------------------------------------------------------------- what the weights prove
+
+
+@dataclass(frozen=True)
+class CertifiedReading:
+    """One network's certified static reading: terms proved from the weights alone.
+
+    circuit: `decode(model, method="certified", form=...)` in the task's form (for a
+    network with several hidden layers, `cascade.output`, the same reading); cascade:
+    `fci.codes.cascade(model)` when the network has more than one hidden layer, else
+    None; relations[o][k]: the true clauses of output o that term k of
+    `circuit.terms(o)` implies (DNF: the clause holds wherever the term does; CNF: the
+    clause fails wherever the term fails); agreement: the circuit vs the network's own
+    test-set outputs (0 where nothing is proved for a DNF, 1 for a CNF); reference:
+    the true-formula agreement on the same outputs; seconds: reading time; reason:
+    why there is no reading (circuit None)."""
+
+    circuit: DecodedCircuit | None
+    cascade: Cascade | None
+    relations: tuple[tuple[tuple[int, ...], ...], ...]
+    agreement: float
+    reference: float
+    seconds: float
+    reason: str = ""
+
+    @property
+    def gap(self) -> float:
+        """Agreement minus the reference (positive where the reading agrees better)."""
+        return self.agreement - self.reference
+
+
+#: Certified readings (and cascades) by weights digest: up to ~10 s for a 16-neuron
+#: network, so each network is read once per process, and only when asked for.
+_CERTIFIED: OrderedDict[tuple[str, str], tuple[DecodedCircuit, Cascade | None, float]] = OrderedDict()
+_CERTIFIED_LOCK = threading.Lock()
+
+
+def _proved(model: MaskedMLP, form: str = "dnf") -> tuple[DecodedCircuit, Cascade | None, float]:
+    """The certified reading of `model` in `form`, through the cascade when it is deep."""
+    key = (_weights_digest(model), form)
+    with _CERTIFIED_LOCK:
+        if key in _CERTIFIED:
+            _CERTIFIED.move_to_end(key)
+            return _CERTIFIED[key]
+    t0 = time.perf_counter()
+    if len(model.effective_weights()) > 2:  # several hidden layers: the cascade's output is the reading
+        steps = cascade(model, form=form)
+        value = (steps.output, steps, time.perf_counter() - t0)
+    else:
+        value = (decode(model, method="certified", form=form), None, time.perf_counter() - t0)
+    with _CERTIFIED_LOCK:
+        _CERTIFIED[key] = value
+        while len(_CERTIFIED) > _CIRCUITS_SIZE:
+            _CERTIFIED.popitem(last=False)
+    return value
+
+
+_PROVE_LOCK = threading.Lock()
+
+
+def certified_reading(run: LoadedRun, slot: str) -> CertifiedReading | None:
+    """What the weights of network `slot` of `run` prove (read once per network and
+    process); None without clauses. A network the certified reader refuses gets a
+    reading with its reason."""
+    if not run.has_clauses or run.x_test is None:
+        return None
+    key = f"certified:{slot}"
+    with _PROVE_LOCK:
+        if key not in run.readings:
+            m = run.models[slot]
+            assert m.predictions is not None
+            reference = true_formula_agreement(run.clauses, m.predictions, run.x_test, run.groups, form=run.form)
+            try:
+                if m.model is None:
+                    raise ValueError("the network's model is not loaded")
+                circuit, steps, seconds = _proved(m.model, run.form)
+            except ValueError as e:  # a network the certified reader cannot read
+                run.readings[key] = CertifiedReading(None, None, (), math.nan, reference, math.nan, reason=str(e))
+            else:
+                truth = [_literal_set(c) for c in run.clauses]
+                relations = tuple(
+                    tuple(tuple(c for c in run.groups[o] if truth[c] <= _literal_set(t)) for t in circuit.terms(o))
+                    for o in range(circuit.n_outputs))
+                run.readings[key] = CertifiedReading(
+                    circuit, steps, relations, circuit_agreement(circuit, m.predictions, run.x_test), reference,
+                    seconds)
+        return run.readings[key]
 
 
 # --------------------------------------------------------------------------- code analysis

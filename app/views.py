@@ -37,6 +37,7 @@ __all__ = [
     "layer_options",
     "next_state",
     "part_updates",
+    "proved_panel",
     "render_page",
     "run_options",
 ]
@@ -208,6 +209,24 @@ def _render(explorer: Explorer, state: ViewState, problems: list[str]) -> Page:
         compare=other,
         state=state.with_(clause=clause, layer=layer),
     )
+
+
+def proved_panel(explorer: Explorer, run_id: str, slot: str) -> list[Any]:
+    """What the weights of one network of a run prove (`panels.certified_panel`),
+    drawn once per run and network. Never raises: a run that cannot be loaded, a
+    network it does not have or a failed reading is one line."""
+    try:
+        run = explorer.run(run_id)
+    except RunError as e:
+        return [html.P(f"Cannot read run {run_id!r}: {e}", className="note refused")]
+    if slot not in run.models:
+        return [html.P(f"Run {run_id!r} has no {slot} network.", className="note refused")]
+    try:
+        return _memo(run, f"proved-{slot}", lambda: panels.certified_panel(run, slot))
+    except Exception as e:  # the server must answer every request
+        log.exception("the certified reading of %s in run %r failed", slot, run_id)
+        return [html.P(f"Internal error while proving from the weights: {type(e).__name__}: {e}",
+                       className="note refused")]
 
 
 def _same_network(a: ModelData, b: ModelData) -> bool:

@@ -213,7 +213,7 @@ def test_capacity_figure_and_panels(demo, run_id):
     assert analysis.run.clause_label(3) in text
     metrics = json.dumps(panels.metrics_table(analysis).to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     for label in ("test accuracy", "nnz", "mean feature capacity", "cosine interference", "agreement, decoded function",
-                  "agreement, static decode", "ceiling: OR of the true clauses"):
+                  "agreement, static decode", "true-formula agreement (the reference)"):
         assert label in metrics
 
 
@@ -466,12 +466,12 @@ def test_a_clean_and_network_reads_as_exactly_its_clauses(scale):
     assert out.missed == () and out.uncovered == 0.0 and out.sample_agreement == 1.0
     # 1 - P(no clause) over uniform inputs: (1 - 1/4)(1 - 1/4)(1 - 1/8)
     assert out.positive_rate == pytest.approx(1 - 0.75 * 0.75 * 0.875)
-    assert reading.agreement == 1.0 and reading.ceiling == 1.0 and reading.recovery_f1 == 1.0
+    assert reading.agreement == 1.0 and reading.reference == 1.0 and reading.recovery_f1 == 1.0
 
 
 def test_grouped_outputs_read_per_output_and_name_the_clause_no_term_covers():
     """y0 = c0 ∨ c1, y1 = c2 by the task, but the network has no neuron for c1: y0
-    reads as c0 alone, c1 is missed, and the ceiling (the true formula against the
+    reads as c0 alone, c1 is missed, and the reference (the true formula against the
     network) falls by exactly the inputs where c1 holds and c0 does not."""
     from app.readings import read_network
 
@@ -485,7 +485,7 @@ def test_grouped_outputs_read_per_output_and_name_the_clause_no_term_covers():
     assert [t.clause for t in y1.terms] == [CLEAN[2]] and y1.terms[0].matches == 2 and y1.missed == ()
     assert reading.agreement == 1.0
     # y0 disagrees where c1 holds (1/4) and c0 does not (3/4); y1 agrees: mean over both outputs
-    assert reading.ceiling == pytest.approx((1 - 0.25 * 0.75 + 1) / 2)
+    assert reading.reference == pytest.approx((1 - 0.25 * 0.75 + 1) / 2)
 
 
 def test_a_broader_term_fires_on_its_true_clause():
@@ -499,7 +499,7 @@ def test_a_broader_term_fires_on_its_true_clause():
     (term,) = reading.outputs[0].terms
     assert term.clause == ((0, True),) and term.matches is None and term.broader == (0,)
     assert reading.outputs[0].missed == ()
-    assert reading.ceiling == 0.75  # x0 ∧ x1 against x0: they differ where x0 holds and x1 does not
+    assert reading.reference == 0.75  # x0 ∧ x1 against x0: they differ where x0 holds and x1 does not
 
 
 def test_demo_readings_are_the_fci_numbers_and_decoded_once(demo, run_id):
@@ -512,18 +512,20 @@ def test_demo_readings_are_the_fci_numbers_and_decoded_once(demo, run_id):
         circuit = decode_function(m.model, form="dnf")
         assert circuit.clauses == reading.circuit.clauses, "decode_function's DNF reading at its defaults (seed 0)"
         assert reading.agreement == circuit_agreement(circuit, m.predictions, run.x_test)
-        assert reading.ceiling == true_formula_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+        assert reading.reference == true_formula_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
     a, b = demo.analysis(run_id, 0.1), demo.analysis(run_id, "auto")
     assert a is not b and a.run is b.run, "a new threshold does not decode again"
 
 
-def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_id):
+def test_decoded_readings_panel_shows_terms_precision_and_the_reference_with_the_gap(demo, run_id):
     analysis = demo.analysis(run_id, "auto")
     text = json.dumps(panels.decoded_readings(analysis.run), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
     run = analysis.run
     for slot in run.models:
         reading = network_reading(run, slot)
-        assert f"ceiling {reading.ceiling:.3f}" in text and f"decoded function {reading.agreement:.3f}" in text
+        assert f"true-formula agreement {reading.reference:.3f}" in text
+        assert f"decoded function {reading.agreement:.3f}" in text
+        assert f"(gap {reading.agreement - reading.reference:+.3f})" in text
         assert f"decoded-terms-{slot}-0" in text
         for t in reading.outputs[0].terms:
             assert t.text in text
@@ -534,7 +536,7 @@ def test_decoded_readings_panel_shows_terms_precision_and_the_ceiling(demo, run_
     assert matched and f"= c{matched[0].matches}" in text
     metrics = json.dumps(panels.metrics_table(analysis).to_plotly_json(), default=lambda o: o.to_plotly_json(),
                          ensure_ascii=False)
-    assert f"{network_reading(run, 'child').ceiling:.3f}" in metrics
+    assert f"{network_reading(run, 'child').reference:.3f}" in metrics
     detail = json.dumps(panels.clause_detail(analysis, matched[0].matches), default=lambda o: o.to_plotly_json(),
                         ensure_ascii=False)
     assert f"exact term, precision {matched[0].precision:.2f}" in detail
@@ -553,7 +555,7 @@ def test_clause_table_readouts_use_the_biases(demo, run_id):
 
 def test_per_clause_outputs_are_read_per_output(tmp_path):
     """A task with one output per clause: the panel reads each output apart, each
-    against its own true clause, and the ceiling is true_formula_agreement's."""
+    against its own true clause, and the reference is true_formula_agreement's."""
     from fci.codes import true_formula_agreement
 
     run_fpe([tiny_spec(hidden=4, expansions=(("clause", 2),), outputs="clauses")], device="cpu", store=Store(tmp_path))
@@ -566,7 +568,173 @@ def test_per_clause_outputs_are_read_per_output(tmp_path):
     for slot, m in run.models.items():
         reading = network_reading(run, slot)
         assert [o.true_clauses for o in reading.outputs] == [(c,) for c in range(run.n_clauses)]
-        assert reading.ceiling == true_formula_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
+        assert reading.reference == true_formula_agreement(run.clauses, m.predictions, run.x_test, run.task.groups)
         for o in reading.outputs:
             assert f"output y{o.output} (true: OR of c{o.output})" in text
             assert all(t.matches in (None, o.output) for t in o.terms), "a term matches only its output's clause"
+
+
+# --------------------------------------------------------------------------- what the weights prove
+
+
+def _text(component) -> str:
+    """Everything a component tree shows or hovers, as JSON text."""
+    return json.dumps(component, default=lambda o: o.to_plotly_json(), ensure_ascii=False)
+
+
+def _rows(component, table_id: str) -> list[list[str]]:
+    """The cells' texts of each body row of the table with this id."""
+    found = []
+
+    def walk(node):
+        if hasattr(node, "to_plotly_json"):
+            if getattr(node, "id", None) == table_id:
+                found.append(node)
+            walk(getattr(node, "children", None))
+        elif isinstance(node, (list, tuple)):
+            for n in node:
+                walk(n)
+
+    walk(component)
+    (table,) = found
+    return [[td.children for td in tr.children] for tr in table.children[1].children]
+
+
+def test_the_proved_terms_are_decode_certified_with_its_coverage(demo, run_id):
+    """The panel lists exactly decode(model, method="certified")'s terms, in its order,
+    each with the true clauses whose literals it contains (it implies them), its
+    coverage (exact or a lower bound) and its agreement beside the reference."""
+    from fci.codes import circuit_agreement, decode, true_formula_agreement
+    from fci.tasks import format_clause
+
+    run = demo.run(run_id)
+    m = run.models["parent"]
+    circuit = decode(m.model, method="certified")
+    panel = panels.certified_panel(run, "parent")
+    rows = _rows(panel, "proved-terms-parent-0")
+    assert [r[0] for r in rows] == [format_clause(t) for t in circuit.terms(0)] and rows
+    truth = [frozenset(c) for c in run.clauses]
+    assert [r[1] for r in rows] == [", ".join(f"c{c}" for c in range(run.n_clauses) if truth[c] <= frozenset(t)) or "—"
+                                    for t in circuit.terms(0)]
+    text = _text(panel)
+    exact = "exactly" if circuit.coverage_exact[0] else "at least"
+    assert f"{len(circuit.terms(0))} proved terms, coverage {exact} {circuit.coverage[0]:.3f} of its positive inputs" in text
+    agreement = circuit_agreement(circuit, m.predictions, run.x_test)
+    reference = true_formula_agreement(run.clauses, m.predictions, run.x_test, run.groups)
+    assert f"certified {agreement:.3f}" in text and f"true-formula agreement {reference:.3f}" in text
+    assert f"(gap {agreement - reference:+.3f})" in text
+    assert "cascade" not in text, "one hidden layer: no cascade"
+
+
+def test_the_prove_button_answers_through_http_and_reads_once(demo, run_id):
+    """The decoded panel holds a button per network; its callback answers with the
+    certified panel, and a second click reads nothing again (the same components)."""
+    from app.readings import certified_reading
+
+    app = create_app(demo.store.dir.parent, explorer=demo)
+    decoded = _text(panels.decoded_readings(demo.run(run_id)))
+    ids = {"type": panels.PROVED_TYPE, "run": run_id, "slot": "dense"}
+    assert json.dumps(ids, ensure_ascii=False) in decoded or all(f'"{k}": "{v}"' in decoded for k, v in ids.items())
+    key = next(k for k in app.callback_map if panels.PROVED_BODY in k)
+    body = {"type": panels.PROVED_BODY, "run": run_id, "slot": "dense"}
+    payload = {"output": key, "outputs": {"id": body, "property": "children"},
+               "inputs": [{"id": ids, "property": "n_clicks", "value": 1}],
+               "changedPropIds": [json.dumps(ids, separators=(",", ":"), sort_keys=True) + ".n_clicks"], "state": []}
+    client = app.server.test_client()
+    resp = client.post("/_dash-update-component", json=payload)
+    assert resp.status_code == 200
+    out = json.dumps(resp.get_json(), ensure_ascii=False)
+    proved = certified_reading(demo.run(run_id), "dense")
+    assert "proved-terms-dense-0" in out and f"certified {proved.agreement:.3f}" in out
+    assert certified_reading(demo.run(run_id), "dense") is proved, "read once per network"
+
+
+def test_a_deep_run_shows_its_cascade(tmp_path):
+    """A trained network with two hidden layers: the panel shows the cascade's layers,
+    every feature's formula over the layer below (and over the inputs from layer 2 on)
+    and its coverage, equal to cascade(model)'s; the output's proved terms are the
+    cascade's reading, and with every input decided and covered (12 inputs) the
+    reading agrees with the network on every test input."""
+    from fci.codes import cascade
+    from fci.tasks import format_clause
+
+    run_fpe([tiny_spec(hidden=[8, 8], expansions=(("clause", 2),), warmup=150, finetune=20)], device="cpu",
+            store=Store(tmp_path))
+    explorer = Explorer(tmp_path)
+    (info,) = explorer.catalogue().runs
+    run = explorer.run(info.id)
+    m = run.models["child"]
+    assert run.n_hidden_layers == 2 and m.accuracy > 0.8, "a deep network that learned the task"
+    steps = cascade(m.model)
+    assert any(len(f.on) for f in steps.layers[1]), "some layer-2 feature is proved on somewhere"
+    panel = panels.certified_panel(run, "child")
+    text = _text(panel)
+    assert "cascade: 2 hidden layers, " + " → ".join(map(str, steps.sizes)) in text
+    for l, feats in enumerate(steps.layers):
+        rows = _rows(panel, f"cascade-child-layer-{l + 1}")
+        assert rows == [[f.name, f.formula(limit=panels.FEATURE_TERMS)]
+                        + ([f.formula(over="inputs", limit=panels.FEATURE_TERMS)] if l else [])
+                        + [f"{'=' if f.exact else '≥'} {f.coverage:.3f}"] for f in feats]
+    assert [r[:2] for r in _rows(panel, "cascade-child-readout")] == [[f.name, f.formula(limit=panels.FEATURE_TERMS)]
+                                                                      for f in steps.readout]
+    out = steps.output
+    assert [r[0] for r in _rows(panel, "proved-terms-child-0")] == [format_clause(t) for t in out.terms(0)]
+    if out.coverage_exact[0] and out.coverage[0] == 1.0:
+        assert "certified 1.000" in text
+
+
+def test_no_text_the_explorer_shows_says_ceiling(demo, run_id):
+    """The reference is the true-formula agreement everywhere: labels, hovers, notes."""
+    from app.layout import build_layout
+
+    page = render_page(demo, ViewState(run=run_id, clause=0).to_search())
+    shown = [page.metrics, page.detail, page.table, page.decoded, page.summary,
+             panels.certified_panel(demo.run(run_id), "parent")]
+    text = _text(shown).lower()
+    assert "true-formula agreement" in text and "ceiling" not in text
+    assert "ceiling" not in _text(build_layout(demo)).lower()
+
+
+def test_the_panel_opens_when_a_reading_is_refused(demo, run_id):
+    """A network the readers cannot read: the panel still draws, with the reference and
+    one line saying why, for both readings."""
+    import dataclasses
+
+    from app.readings import certified_reading
+
+    base = demo.run(run_id)
+    models = dict(base.models, dense=dataclasses.replace(base.models["dense"], model=None))
+    run = dataclasses.replace(base, models=models, readings={}, memo={})
+    decoded = panels.decoded_readings(run)
+    text = _text(decoded)
+    reading = network_reading(run, "dense")
+    assert reading.circuit is None and reading.reason == "the network's model is not loaded"
+    assert "decode_function cannot read this network: the network's model is not loaded" in text
+    assert f"true-formula agreement {reading.reference:.3f}" in text
+    panel = panels.certified_panel(run, "dense")
+    proved = certified_reading(run, "dense")
+    assert proved.circuit is None and proved.reference == reading.reference
+    (line,) = [p.children for p in panel if getattr(p, "id", None) == "proved-refused-dense"]
+    assert line == "the certified reader cannot read this network: the network's model is not loaded"
+    assert "\n" not in line
+
+
+def test_a_cnf_reading_shows_disjunctions_matching_the_task_clauses():
+    """A hand-built CNF network (a neuron per falsifying term, the readout negated):
+    the functional reading in the task's form lists disjunctions, each equal to its
+    true clause, and the output is called an AND."""
+    from app.readings import read_network
+
+    clauses = [((0, True), (1, True)), ((2, False), (3, True))]
+    falsifying = [tuple((v, not p) for v, p in c) for c in clauses]
+    model = _and_network(falsifying, [(0, 1)], n=6)
+    with torch.no_grad():  # output = NOT (OR of falsifying terms) = AND of the clauses
+        model.weights[-1].mul_(-1)
+        model.biases[-1].mul_(-1)
+    x = _all_inputs(6)
+    reading = read_network(model, clauses, [(0, 1)], x, _predictions(model, x), form="cnf")
+    assert reading.circuit.form == "cnf" and reading.agreement == 1.0 and reading.reference == 1.0
+    (out,) = reading.outputs
+    assert sorted((t.text, t.matches) for t in out.terms) == [("x0 ∨ x1", 0), ("¬x2 ∨ x3", 1)]
+    text = _text(panels._function_reading(reading, "child"))
+    assert "CNF · inputs uniform" in text and "= c0" in text and "= c1" in text

@@ -216,25 +216,38 @@ def test_explorer_end_to_end(dash_duo, app_demo_dir):
     _no_severe(dash_duo)
 
 
-def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_default(dash_duo, app_demo_dir):
+def test_decoded_terms_and_the_reference_appear_and_the_threshold_is_auto_by_default(dash_duo, app_demo_dir):
     app = _start(dash_duo, app_demo_dir[0])
     run_id = app.explorer.catalogue().landing().id
     run = app.explorer.run(run_id)
     dash_duo.driver.get(dash_duo.server_url + "/" + ViewState(run=run_id, clause=0).to_search())
     dash_duo.wait_for_contains_text("#clause-title", "Clause c0", timeout=60)
-    # Per network: the decoded terms with their precision, the agreement beside the ceiling.
+    # Per network: the decoded terms with their precision, the agreement beside the reference.
     for slot in run.models:
         reading = network_reading(run, slot)
         block = _wait(lambda s=slot: dash_duo.driver.find_elements("css selector", f"#decoded-{s}"),
                       what=f"the decoded terms of the {slot}")[0]
         text = block.text
-        assert f"decoded function {reading.agreement:.3f}" in text and f"ceiling {reading.ceiling:.3f}" in text
+        assert f"decoded function {reading.agreement:.3f}" in text and f"true-formula agreement {reading.reference:.3f}" in text
         rows = block.find_elements("css selector", f"#decoded-terms-{slot}-0 tbody tr")
         assert [r.find_elements("css selector", "td")[0].text for r in rows] == [t.text for t in reading.outputs[0].terms]
         assert [r.find_elements("css selector", "td")[1].text for r in rows] == [f"{t.precision:.3f}"
                                                                                 for t in reading.outputs[0].terms]
         missed = dash_duo.find_element(f"#decoded-missed-{slot}-0").text
         assert missed.endswith(", ".join(f"c{c}" for c in reading.outputs[0].missed) or "none")
+    # What the weights prove: read on request, in its own callback, for the parent.
+    from app.readings import certified_reading
+    from fci.tasks import format_clause
+
+    button = _wait(lambda: dash_duo.driver.find_elements("css selector", "#decoded-parent .proved button"),
+                   what="the prove button of the parent")[0]
+    dash_duo.driver.execute_script("arguments[0].click();", button)
+    _wait(lambda: dash_duo.driver.find_elements("css selector", "#proved-terms-parent-0 tbody tr"),
+          what="the parent's proved terms", timeout=120)
+    proved = certified_reading(run, "parent")
+    rows = dash_duo.driver.find_elements("css selector", "#proved-terms-parent-0 tbody tr td:first-child")
+    assert [r.get_attribute("textContent") for r in rows] == [format_clause(t) for t in proved.circuit.terms(0)]
+    assert f"true-formula agreement {proved.reference:.3f}" in dash_duo.find_element("#proved-agreement-parent").text
     # The documentation's picture of the decoded readings (docs/explorer/decoded.png).
     dash_duo.driver.set_window_size(1600, 2000)
     panel = dash_duo.find_element("#decoded")
@@ -243,7 +256,7 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
     (DOCS / "explorer").mkdir(parents=True, exist_ok=True)
     assert panel.screenshot(str(DOCS / "explorer" / "decoded.png"))
     metrics = dash_duo.find_element("#metrics-table").text
-    assert "ceiling: OR of the true clauses" in metrics and f"{network_reading(run, 'child').ceiling:.3f}" in metrics
+    assert "true-formula agreement (the reference)" in metrics and f"{network_reading(run, 'child').reference:.3f}" in metrics
     # The threshold defaults to auto (the slider greyed out); unticking it gives a fraction.
     assert "threshold=auto" in dash_duo.driver.current_url
     disabled = "return document.querySelector('#threshold [data-disabled], #threshold [aria-disabled=\"true\"]') !== null;"
@@ -254,10 +267,11 @@ def test_decoded_terms_and_the_ceiling_appear_and_the_threshold_is_auto_by_defau
     _wait(lambda: f"threshold={DEFAULT_FRACTION:g}" in dash_duo.driver.current_url, what="a numeric threshold")
     _wait(lambda: not dash_duo.driver.execute_script(disabled), what="the slider enabled")
     codes = app.explorer.analysis(run_id, DEFAULT_FRACTION).codes
-    label = f"agreement, static decode (threshold {DEFAULT_FRACTION:g} of each neuron's max|w|)"
+    label = f"agreement, static decode (threshold {DEFAULT_FRACTION:g} of each neuron's max|w|) (gap)"
     rows_js = ("return Array.from(document.querySelectorAll('#metrics-table tr'))"
                ".map(r => Array.from(r.children).map(c => c.textContent));")
-    _wait(lambda: [label, *(f"{codes[n].agreement:.3f}" for n in run.models)]
+    ref = {n: network_reading(run, n).reference for n in run.models}
+    _wait(lambda: [label, *(f"{codes[n].agreement:.3f} ({codes[n].agreement - ref[n]:+.3f})" for n in run.models)]
           in dash_duo.driver.execute_script(rows_js), what="the static decode's agreement at the new threshold")
     _no_severe(dash_duo)
 

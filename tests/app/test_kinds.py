@@ -224,7 +224,7 @@ def test_every_run_renders_through_http(kinds, explorer):
                 if not run.has_clauses:
                     assert "Decoding reads Boolean tasks" in decoded, r.id
                 else:  # deep networks too: decode_function evaluates them whole
-                    assert all(f"decoded-{slot}" in decoded for slot in run.models) and "ceiling" in decoded
+                    assert all(f"decoded-{slot}" in decoded for slot in run.models) and "true-formula agreement" in decoded
 
 
 def _info(run_id, **kw) -> ListedRun:
