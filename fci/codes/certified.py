@@ -511,7 +511,8 @@ def _decode(net: Network, opts: dict[str, Any], seeds: list[tuple[np.ndarray, np
         "cnf_terms": [len(r.neg) for r in readings],
         "proved_positive": [r.held_pos for r in readings],
         "proved_negative": [r.held_neg for r in readings],
-        "undecided": [r.undecided for r in readings],
+        # the three shares partition the inputs: what neither form's terms are known to hold, at most
+        "undecided": [max(0.0, 1.0 - r.held_pos - r.held_neg) for r in readings],
         "evaluations": sum(r.evaluations for r in readings),
         "splits": sum(r.splits for r in readings),
         "split_proofs": sum(r.split_proofs for r in readings),

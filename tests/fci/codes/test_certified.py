@@ -162,6 +162,9 @@ def test_every_certified_term_holds_on_every_input_it_covers(seed, n, depth, out
             assert circuit.coverage[o] == pytest.approx(true_cov)
         if exact_vars == 14 and circuit.coverage_exact[o]:
             assert true_cov == 1.0
+        # the search's three shares partition the inputs, each proved share a lower bound on the truth
+        pos, neg, und = (circuit.search[k][o] for k in ("proved_positive", "proved_negative", "undecided"))
+        assert pos + neg + und == pytest.approx(1.0) and pos <= y[:, o].mean() + 1e-9 and neg <= (~y[:, o]).mean() + 1e-9
 
 
 # --------------------------------------------------------------------------- no forward pass
