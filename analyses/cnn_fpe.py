@@ -55,7 +55,7 @@ from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
 from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
 from analyses.rows import measure_columns, test_set_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import significance_text
 from analyses.tables import every_cell_claim, family_claims, mark_cells, resolution_of, restart_reason, sig, verdict_lines
 from fci import stats
@@ -604,15 +604,10 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(name="cnn_fpe", description=__doc__, jobs=jobs, run=run_jobs, stats=stats_hook, figures=figures, summarise=summarise,
-                 caption=caption, add_arguments=add_arguments, validate=validate, print_summary=print_summary,
-                 cluster="workers"))
+STUDY = register(JobStudy.from_module(__name__, "cnn_fpe", cluster="workers"))
+main = study_main(STUDY)
 
 assert set(SPLITS) <= set(CONV_SPLITS)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

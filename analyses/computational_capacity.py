@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from analyses import register
 from analyses.levels import RESTART
 from analyses.rows import condition_order, model_conditions, model_row
-from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run, study_options
+from analyses.runner import Outputs, Plan, RunInfo, contract_parser, study_main, study_options
 from analyses.style import COLORS, add_caption, label, style
 from fci import stats
 from fci.cli import add_config_arguments, build_train, comma_list, flag_error, parse_splits, regime_overrides, regime_record, regime_text
@@ -1038,10 +1038,7 @@ def _lines(summary: dict[str, Any]) -> list[str]:
 
 
 STUDY = register(CapacityStudy())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -49,7 +50,7 @@ from fci.tasks import TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, backends_of, entry_configs, plan_cost, run_fpe, trial_keys
 from fci.train.executors import Executor, importable
 
-__all__ = ["Study", "Context", "JobStudy", "JobContext", "build_parser", "build_job_parser", "caption_for", "regime_caption",
+__all__ = ["Study", "Context", "JobStudy", "JobContext", "STUDY_HOOKS", "JOB_HOOKS", "module_hooks", "build_parser", "build_job_parser", "caption_for", "regime_caption",
            "chunked", "local_batches", "run_job_batch", "LOCAL_BATCHES"]
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,31 @@ log = logging.getLogger(__name__)
 def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
     """A trial's identity for sharding: its dense model's store config."""
     return entry_configs(item[0])[("dense", 1)]
+
+
+#: Study hook -> the name of the study module's function that `Study.from_module` reads it from.
+STUDY_HOOKS = {h: h for h in ("points", "figures", "extra_columns", "summarise", "add_arguments", "validate")}
+#: JobStudy hook -> the name of the study module's function that `JobStudy.from_module` reads it from
+#: (`run` and `stats` are read from `run_jobs` and `stats_hook`: a study module imports `fci.stats`).
+JOB_HOOKS = {"jobs": "jobs", "run": "run_jobs", "stats": "stats_hook", "figures": "figures", "summarise": "summarise",
+             "caption": "caption", "add_arguments": "add_arguments", "validate": "validate",
+             "print_summary": "print_summary", "boolean_task": "boolean_task"}
+
+
+def module_hooks(module: str, hooks: dict[str, str]) -> dict[str, Any]:
+    """The hooks a study module defines: {hook: the module's function named `hooks[hook]`}
+    for each such function present, and the module's `__doc__` as `description`.
+    A module attribute of a hook's name that is not callable is refused (TypeError)."""
+    mod = sys.modules[module]
+    found: dict[str, Any] = {"description": mod.__doc__ or ""}
+    for hook, attr in hooks.items():
+        fn = getattr(mod, attr, None)
+        if fn is None:
+            continue
+        if not callable(fn):
+            raise TypeError(f"{module}.{attr} would be the study's {hook} hook but is a {type(fn).__name__}, not a function")
+        found[hook] = fn
+    return found
 
 
 @dataclass
@@ -107,6 +133,12 @@ class Study:
 
     def __post_init__(self):
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
+
+    @classmethod
+    def from_module(cls, module: str, name: str, **options: Any) -> Study:
+        """The study a module defines: its `__doc__` as the description and every hook
+        of `STUDY_HOOKS` the module has a function for; `options` add or override fields."""
+        return cls(name=name, **{**module_hooks(module, STUDY_HOOKS), **options})
 
     # -- how the runner (`analyses.runner.run`) runs a study of Boolean FPE trials
 
@@ -334,6 +366,13 @@ class JobStudy:
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
         if self.cluster not in (None, "workers", "driver"):
             raise ValueError(f"JobStudy {self.name}: cluster must be 'workers', 'driver' or None, got {self.cluster!r}")
+
+    @classmethod
+    def from_module(cls, module: str, name: str, **options: Any) -> JobStudy:
+        """The study a module defines: its `__doc__` as the description and every hook
+        of `JOB_HOOKS` the module has a function for (`run` from `run_jobs`, `stats`
+        from `stats_hook`); `options` add or override fields."""
+        return cls(name=name, **{**module_hooks(module, JOB_HOOKS), **options})
 
     def job_config(self, job: dict[str, Any]) -> dict[str, Any]:
         """The store config of a job."""

@@ -58,7 +58,7 @@ from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidde
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
 from analyses.rows import model_columns, test_set_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, add_metric_traces, label, style
 from analyses.tables import (
     every_cell_claim,
@@ -766,24 +766,11 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(
-    name="real_data",
-    description=__doc__,
-    jobs=jobs,
-    run=run_jobs,
-    stats=stats_hook,
-    figures=figures,
-    summarise=summarise,
-    caption=caption,
-    add_arguments=add_arguments,
-    validate=validate,
-    print_summary=print_summary,
+STUDY = register(JobStudy.from_module(
+    __name__, "real_data",
     cluster="driver",  # every model trains through run_fpe (an embeddings file is sent to the workers)
 ))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from analyses import register
 from analyses.levels import EXPANSIONS, RESTART
 from analyses.rows import model_conditions, model_row
-from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run
+from analyses.runner import Outputs, Plan, RunInfo, contract_parser, study_main
 from analyses.style import add_caption, label
 from analyses.tables import CORRECTION, mark_cells, p_text, resolution_of, restart_reason
 from fci import stats
@@ -349,10 +349,7 @@ def _answer_lines(summary: dict[str, Any]) -> list[str]:
 
 
 STUDY = register(RegimesStudy())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":
