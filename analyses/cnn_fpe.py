@@ -53,14 +53,14 @@ from analyses import register
 from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, job_rows, register_reader
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
-from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
+from analyses.real_data import RESTART, condition_name, expansions  # the same restart control and children
 from analyses.rows import measure_columns, test_set_columns
 from analyses.runner import study_main
 from analyses.style import significance_text
 from analyses.tables import every_cell_claim, family_claims, mark_cells, resolution_of, restart_reason, sig, verdict_lines
 from fci import stats
 from fci.cli import add_config_arguments, check_alphas, comma_list
-from fci.data import file_sha256
+from fci.data import file_sha256, load_once
 from fci.data.images import ImageDataset, digit_images, load_images
 from fci.fpe.cnn import expand_cnn_layers
 from fci.fpe.splits import CONV_SPLITS
@@ -107,11 +107,6 @@ CNN_BACKEND = "torch"
 
 
 @functools.lru_cache(maxsize=2)
-def _images(path: str, size: int, mtime_ns: int) -> ImageDataset:
-    return load_images(path)
-
-
-@functools.lru_cache(maxsize=2)
 def _digits(split_seed: int) -> ImageDataset:
     return digit_images(seed=split_seed)
 
@@ -121,7 +116,7 @@ def load_dataset(args: argparse.Namespace) -> ImageDataset:
         path = os.path.realpath(args.images)
         if not os.path.isfile(path):
             raise ValueError(f"--images: no such file {args.images!r}")
-        return _images(path, *_stat(path))
+        return load_once(load_images, path)
     return _digits(args.split_seed)
 
 

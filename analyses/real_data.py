@@ -73,7 +73,7 @@ from analyses.tables import (
 )
 from fci import stats
 from fci.cli import add_config_arguments, check_alphas, comma_list
-from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
+from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings, load_once
 from fci.metrics import relative_improvement, trial_stats
 from fci.store import Store, config_key
 from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
@@ -135,17 +135,6 @@ METRICS = ("test_accuracy", "train_accuracy", "acc_per_param", "test_loss", "tra
 # --------------------------------------------------------------------------- data and its identity
 
 
-def _stat(path: str | os.PathLike) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=2)
-def _embeddings(path: str, size: int, mtime_ns: int) -> Dataset:
-    # cached per (file, size, mtime): validation, caption and run share one load
-    return load_embeddings(path)
-
-
 @functools.lru_cache(maxsize=4)
 def _digits(split_seed: int) -> Dataset:
     return digits(seed=split_seed)
@@ -168,8 +157,7 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     `fci.data.load_embeddings`) naming a missing file or a missing or malformed key."""
     spec = dataset_spec(args)
     if spec.kind == "embeddings":
-        path = spec.options["path"]
-        return _embeddings(path, *_stat(path))
+        return load_once(load_embeddings, spec.options["path"])
     return _digits(args.split_seed)
 
 
