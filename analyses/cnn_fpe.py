@@ -53,7 +53,7 @@ from analyses import register
 from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, job_rows, register_reader
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
-from analyses.real_data import RESTART, condition_name, expansions  # the same restart control and children
+from analyses.real_data import RESTART, check_split_seed, checked_data, condition_name, expansions  # the same restart control and children
 from analyses.rows import measure_columns, test_set_columns
 from analyses.runner import study_main
 from analyses.style import significance_text
@@ -159,10 +159,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every study option, and the images file, checked before any work."""
     level = "tiny" if args.tiny else "quick" if args.quick else "full"
-    if args.images is not None and args.split_seed is not None:
-        ap.error("--split-seed splits digits; an --images file brings its own train/test split")
-    if args.images is None and args.split_seed is None:
-        args.split_seed = 0
+    check_split_seed(ap, args, "--images")
     archs = dict(ARCHS[level])
     if args.conv_layers or args.filters:
         depths = comma_list(ap, "--conv-layers", args.conv_layers, kind=int, low=1) if args.conv_layers else tuple(sorted(archs))
@@ -175,14 +172,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     args.archs = json.dumps(sorted((int(d), list(f)) for d, f in archs.items()))
     args.alphas = ",".join(map(str, comma_list(ap, "--alphas", args.alphas, kind=int, low=2) if args.alphas else ALPHAS[level]))
     args.splits = ",".join(comma_list(ap, "--splits", args.splits, kind=str, choices=SPLITS) if args.splits else SPLITS)
-    try:
-        schedule(args, level)
-    except ValueError as e:
-        ap.error(f"schedule: {e}")
-    try:
-        data = load_dataset(args)
-    except ValueError as e:
-        ap.error(str(e))
+    data = checked_data(ap, args, level, schedule, load_dataset)
     c = data.shape[0]
     check_alphas(ap, "--alphas", _alphas(args), c * KERNEL * KERNEL, f"{data.name} ({c} channel(s) x {KERNEL}x{KERNEL})")
     for depth, fs in _archs(args):

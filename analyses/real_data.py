@@ -44,8 +44,8 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -78,12 +78,16 @@ from fci.metrics import relative_improvement, trial_stats
 from fci.store import Store, config_key
 from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
 
+D = TypeVar("D")  # a dataset type (checked_data)
+
 __all__ = [
     "ALPHAS",
     "SCHEDULES",
     "SPLITS",
     "STUDY",
     "WIDTHS",
+    "check_split_seed",
+    "checked_data",
     "condition_name",
     "dataset_id",
     "dataset_spec",
@@ -221,10 +225,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Check every study option, and read the embeddings file, before any work."""
     level = "tiny" if args.tiny else "quick" if args.quick else "full"
-    if args.embeddings is not None and args.split_seed is not None:
-        ap.error("--split-seed splits digits; an --embeddings file brings its own train/test split")
-    if args.embeddings is None and args.split_seed is None:
-        args.split_seed = 0
+    check_split_seed(ap, args, "--embeddings")
     args.widths = ",".join(map(str, comma_list(ap, "--widths", args.widths, kind=int, low=1) if args.widths else WIDTHS[level]))
     args.alphas = ",".join(map(str, comma_list(ap, "--alphas", args.alphas, kind=int, low=2) if args.alphas else ALPHAS[level]))
     # the given order is kept (no choices=): it orders the job key's "expansions"
@@ -233,17 +234,34 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--splits takes distinct names from {list(SPLITS)} (the clause split needs clauses, which real data "
                  f"do not have), got {args.splits!r}")
     args.splits = ",".join(splits)
+    data = checked_data(ap, args, level, schedule, load_dataset)
+    check_alphas(ap, "--alphas", _alphas(args), data.n_in, data.name)
+    if data.loss != "ce":  # pragma: no cover - both sources are multi-class
+        ap.error(f"{data.name}: this study trains multi-class softmax classifiers, got loss {data.loss!r}")
+
+
+def check_split_seed(ap: argparse.ArgumentParser, args: argparse.Namespace, file_flag: str) -> None:
+    """--split-seed splits digits only (a file given with `file_flag` brings its own
+    split); without a file it defaults to 0."""
+    given = getattr(args, file_flag.removeprefix("--").replace("-", "_"))
+    if given is not None and args.split_seed is not None:
+        ap.error(f"--split-seed splits digits; an {file_flag} file brings its own train/test split")
+    if given is None and args.split_seed is None:
+        args.split_seed = 0
+
+
+def checked_data(ap: argparse.ArgumentParser, args: argparse.Namespace, level: str,
+                 schedule: Callable[[argparse.Namespace, str], TrainConfig], load: Callable[[argparse.Namespace], D]) -> D:
+    """The run's schedule checked, then its data read: a bad value exits in one line
+    (a schedule's prefixed "schedule: ")."""
     try:
         schedule(args, level)
     except ValueError as e:
         ap.error(f"schedule: {e}")
     try:
-        data = load_dataset(args)
+        return load(args)
     except ValueError as e:
         ap.error(str(e))
-    check_alphas(ap, "--alphas", _alphas(args), data.n_in, data.name)
-    if data.loss != "ce":  # pragma: no cover - both sources are multi-class
-        ap.error(f"{data.name}: this study trains multi-class softmax classifiers, got loss {data.loss!r}")
 
 
 def _widths(args) -> list[int]:
