@@ -825,17 +825,10 @@ def _circuit(search: _Search, kept: dict[str, int], history: list[tuple[int, dic
     else:
         prec, cert = np.zeros((0, O)), np.zeros((0, O), dtype=bool)
 
-    circuit = DecodedCircuit(
-        clauses=[_to_clause(t, n, negate=cnf) for t in terms],
+    circuit = DecodedCircuit.of_terms(
+        [_to_clause(t, n, negate=cnf) for t in terms], readouts, n, O,
         channels=_proposers(model.W1, terms, top),
-        readouts=readouts,
-        votes=[[int(o in r) for o in range(O)] for r in readouts],
         default=default,
-        n_vars=n,
-        n_outputs=O,
-        threshold=None,
-        relative=None,
-        similarity=None,
         method="function",
         precision=[[float(prec[d, o]) for o in readouts[d]] for d in range(len(terms))],
         certified=[[bool(cert[d, o]) for o in readouts[d]] for d in range(len(terms))],
