@@ -50,15 +50,28 @@ from fci.tasks import TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, backends_of, entry_configs, plan_cost, run_fpe, trial_keys
 from fci.train.executors import Executor, importable
 
-__all__ = ["Study", "Context", "JobStudy", "JobContext", "STUDY_HOOKS", "JOB_HOOKS", "module_hooks", "build_parser", "build_job_parser", "caption_for", "regime_caption",
-           "chunked", "local_batches", "run_job_batch", "LOCAL_BATCHES"]
+__all__ = ["Study", "Context", "JobStudy", "JobContext", "STUDY_HOOKS", "JOB_HOOKS", "module_hooks", "trial_plan",
+           "trial_shard_key", "build_parser", "build_job_parser", "caption_for", "regime_caption", "chunked", "local_batches",
+           "run_job_batch", "LOCAL_BATCHES"]
 
 log = logging.getLogger(__name__)
 
 
-def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
-    """A trial's identity for sharding: its dense model's store config."""
+def trial_shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
+    """A trial's identity for `--shard`: its dense model's store config (every study of trials shards by it)."""
     return entry_configs(item[0])[("dense", 1)]
+
+
+def trial_plan(items: list[tuple[FPESpec, int]], run: RunInfo, describe: str, executor: Executor | None = None) -> Plan:
+    """The plan of a study of Boolean FPE trials, `items` (spec, trial index): each
+    keyed by its models' store keys and sharded by `trial_shard_key`, produced by
+    `fci.train.run_fpe` into the run's store (on `executor` when given), costed by `plan_cost`."""
+
+    def produce(todo: list[tuple[FPESpec, int]]) -> None:
+        run_fpe([s for s, _ in todo], device=run.device, progress=True, store=run.store, executor=executor)
+
+    return Plan(units=items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=trial_shard_key,
+                cost=lambda todo: plan_cost([s for s, _ in todo]), unit="trials", describe=describe)
 
 
 #: Study hook -> the name of the study module's function that `Study.from_module` reads it from.
@@ -173,14 +186,8 @@ class Study:
 
     def plan(self, ctx: Context) -> Plan:
         assert ctx.run is not None
-        info = ctx.run
-
-        def produce(items: list[tuple[FPESpec, int]]) -> None:
-            run_fpe([s for s, _ in items], device=info.device, progress=True, store=info.store, executor=info.executor)
-
-        return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=_shard_key,
-                    cost=lambda items: plan_cost([s for s, _ in items]),
-                    unit="trials", describe=f"{len(ctx.points)} configurations x {ctx.args.trials} trials")
+        return trial_plan(ctx.items, ctx.run, f"{len(ctx.points)} configurations x {ctx.args.trials} trials",
+                          executor=ctx.run.executor)
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: Context) -> pd.DataFrame:
         """One row per model (every model is stored by now: run_fpe loads them)."""
