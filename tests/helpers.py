@@ -6,7 +6,9 @@ Tests import these (`from tests.helpers import tiny_spec`); `conftest.py` holds 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+import pytest
 import torch
 
 from fci.models.mlp import MaskedMLP
@@ -41,3 +43,23 @@ def tiny_spec(seed: int = 0, hidden=4, expansions=(("clause", 2), ("random", 2))
         expansions=expansions,
         train=TrainConfig(warmup=warmup, finetune=finetune, batch_size=64, lr=0.02),
     )
+
+
+def run_tiny(main: Callable[[list[str]], int], root: Path) -> list[str]:
+    """Run a study's `main` at the tiny level on CPU, outputs in root/out and the store
+    under root/data; asserts it exits 0 and returns its arguments (to run it again)."""
+    argv = ["--tiny", "--device", "cpu", "--out", str(root / "out"), "--data", str(root / "data")]
+    assert main(argv) == 0
+    return argv
+
+
+def tiny_run_fixture(main: Callable[[list[str]], int], name: str):
+    """A module-scoped fixture that runs a study once with `run_tiny` in a fresh folder
+    named `name`: its value is (root, argv)."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory):
+        root = tmp_path_factory.mktemp(name)
+        return root, run_tiny(main, root)
+
+    return fixture

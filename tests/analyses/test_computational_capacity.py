@@ -17,6 +17,7 @@ import analyses.computational_capacity as cc
 from analyses.columns import unknown
 from fci import stats
 from fci.models.mlp import MaskedMLP
+from tests.helpers import run_tiny
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # scipy, near-constant pairs
 
@@ -208,9 +209,8 @@ def test_bad_options_are_refused_in_one_line_before_any_work(no_training, tmp_pa
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("capacity")
-    out = root / "out"
-    assert cc.main(["--tiny", "--device", "cpu", "--out", str(out), "--data", str(root / "data")]) == 0
-    return out
+    run_tiny(cc.main, root)
+    return root / "out"
 
 
 def test_tiny_run_end_to_end(tiny_run):
