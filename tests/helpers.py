@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 import torch
 
-from fci.models.mlp import MaskedMLP
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig
 
@@ -63,3 +63,21 @@ def tiny_run_fixture(main: Callable[[list[str]], int], name: str):
         return root, run_tiny(main, root)
 
     return fixture
+
+
+def refusal(main: Callable[[list[str]], int], argv: list[str], capsys) -> tuple[int | str | None, str]:
+    """Run a command that must refuse its arguments: its exit code and what it wrote
+    to stderr (fails the test when it does not exit)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr().err
+
+
+def assert_trained_alike(a: MaskedMLPStack, b: MaskedMLPStack, atol: float) -> None:
+    """Two stacks trained the same way agree, weights and biases within `atol`, and
+    nothing under a mask of `a` (padding included) moved off zero."""
+    for l in range(a.n_layers):
+        assert torch.allclose(a.weights[l], b.weights[l], atol=atol), (a.weights[l] - b.weights[l]).abs().max()
+        assert torch.allclose(a.biases[l], b.biases[l], atol=atol)
+        assert torch.all(a.weights[l][a.weight_mask(l) == 0] == 0)
+        assert torch.all(a.biases[l][a.bias_mask(l) == 0] == 0)

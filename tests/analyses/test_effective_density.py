@@ -31,7 +31,7 @@ from fci.sparsity.magnitude import (
 )
 from fci.stats import check_verdict
 from fci.train import evaluate
-from tests.helpers import run_tiny
+from tests.helpers import refusal, run_tiny
 
 # --------------------------------------------------------------------------- the schedule
 
@@ -302,9 +302,8 @@ def test_rerun_trains_nothing_and_a_new_drop_rule_needs_no_training(tiny, capsys
     (["--clause-size", "0"], "--clause-size"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, argv, flag):
-    with pytest.raises(SystemExit) as e:
-        study.main(["--tiny", "--data", str(tmp_path)] + argv)
-    assert e.value.code == 2 and flag in capsys.readouterr().err
+    code, err = refusal(study.main, ["--tiny", "--data", str(tmp_path)] + argv, capsys)
+    assert code == 2 and flag in err
     assert not (tmp_path / "store").exists()
 
 
