@@ -27,7 +27,6 @@ import itertools
 import logging
 import math
 import sys
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +36,7 @@ from plotly.subplots import make_subplots
 from analyses import register
 from analyses.kinds import Context, Study
 from analyses.levels import HEADLINE, Point
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, star_trace, style
 from fci.fpe.splits import split_groups
 from fci.metrics import trial_stats
@@ -258,18 +257,8 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
                                "SPEC's independent-assignment formulas.")}
 
 
-STUDY = register(Study(
-    name="capacity_vs_alpha",
-    description=__doc__,
-    points=points,
-    figures=figures,
-    extra_columns=extra_columns,
-    summarise=summarise,
-))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+STUDY = register(Study.from_module(__name__, "capacity_vs_alpha"))
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

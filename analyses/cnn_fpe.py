@@ -53,14 +53,14 @@ from analyses import register
 from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidden_text, job_rows, register_reader
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
-from analyses.real_data import RESTART, _stat, condition_name, expansions  # the same restart control and children
+from analyses.real_data import RESTART, check_split_seed, checked_data, condition_name, expansions  # the same restart control and children
 from analyses.rows import measure_columns, test_set_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import significance_text
 from analyses.tables import every_cell_claim, family_claims, mark_cells, resolution_of, restart_reason, sig, verdict_lines
 from fci import stats
 from fci.cli import add_config_arguments, check_alphas, comma_list
-from fci.data import file_sha256
+from fci.data import file_sha256, load_once
 from fci.data.images import ImageDataset, digit_images, load_images
 from fci.fpe.cnn import expand_cnn_layers
 from fci.fpe.splits import CONV_SPLITS
@@ -107,11 +107,6 @@ CNN_BACKEND = "torch"
 
 
 @functools.lru_cache(maxsize=2)
-def _images(path: str, size: int, mtime_ns: int) -> ImageDataset:
-    return load_images(path)
-
-
-@functools.lru_cache(maxsize=2)
 def _digits(split_seed: int) -> ImageDataset:
     return digit_images(seed=split_seed)
 
@@ -121,7 +116,7 @@ def load_dataset(args: argparse.Namespace) -> ImageDataset:
         path = os.path.realpath(args.images)
         if not os.path.isfile(path):
             raise ValueError(f"--images: no such file {args.images!r}")
-        return _images(path, *_stat(path))
+        return load_once(load_images, path)
     return _digits(args.split_seed)
 
 
@@ -164,10 +159,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Every study option, and the images file, checked before any work."""
     level = "tiny" if args.tiny else "quick" if args.quick else "full"
-    if args.images is not None and args.split_seed is not None:
-        ap.error("--split-seed splits digits; an --images file brings its own train/test split")
-    if args.images is None and args.split_seed is None:
-        args.split_seed = 0
+    check_split_seed(ap, args, "--images")
     archs = dict(ARCHS[level])
     if args.conv_layers or args.filters:
         depths = comma_list(ap, "--conv-layers", args.conv_layers, kind=int, low=1) if args.conv_layers else tuple(sorted(archs))
@@ -180,14 +172,7 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     args.archs = json.dumps(sorted((int(d), list(f)) for d, f in archs.items()))
     args.alphas = ",".join(map(str, comma_list(ap, "--alphas", args.alphas, kind=int, low=2) if args.alphas else ALPHAS[level]))
     args.splits = ",".join(comma_list(ap, "--splits", args.splits, kind=str, choices=SPLITS) if args.splits else SPLITS)
-    try:
-        schedule(args, level)
-    except ValueError as e:
-        ap.error(f"schedule: {e}")
-    try:
-        data = load_dataset(args)
-    except ValueError as e:
-        ap.error(str(e))
+    data = checked_data(ap, args, level, schedule, load_dataset)
     c = data.shape[0]
     check_alphas(ap, "--alphas", _alphas(args), c * KERNEL * KERNEL, f"{data.name} ({c} channel(s) x {KERNEL}x{KERNEL})")
     for depth, fs in _archs(args):
@@ -604,15 +589,10 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(name="cnn_fpe", description=__doc__, jobs=jobs, run=run_jobs, stats=stats_hook, figures=figures, summarise=summarise,
-                 caption=caption, add_arguments=add_arguments, validate=validate, print_summary=print_summary,
-                 cluster="workers"))
+STUDY = register(JobStudy.from_module(__name__, "cnn_fpe", cluster="workers"))
+main = study_main(STUDY)
 
 assert set(SPLITS) <= set(CONV_SPLITS)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
 
 
 if __name__ == "__main__":

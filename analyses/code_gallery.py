@@ -27,7 +27,7 @@ from plotly.subplots import make_subplots
 from analyses import register
 from analyses.kinds import Context, Study
 from analyses.levels import HEADLINE, Point
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption
 from fci.codes import clause_channels
 from fci.metrics import gram
@@ -196,19 +196,8 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context) -> dict:
     return {"clear_codes": codes.to_dict("records"), "gallery": g}
 
 
-STUDY = register(Study(
-    name="code_gallery",
-    description=__doc__,
-    points=points,
-    figures=figures,
-    summarise=summarise,
-    add_arguments=add_arguments,
-    validate=validate,
-))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+STUDY = register(Study.from_module(__name__, "code_gallery"))
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -42,16 +42,17 @@ from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
 from analyses import register
+from analyses.kinds import trial_plan
 from analyses.levels import RESTART
 from analyses.rows import condition_order, model_conditions, model_row
-from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run, study_options
+from analyses.runner import Outputs, Plan, RunInfo, contract_parser, study_main, study_options
 from analyses.style import COLORS, add_caption, label, style
 from fci import stats
 from fci.cli import add_config_arguments, build_train, comma_list, flag_error, parse_splits, regime_overrides, regime_record, regime_text
 from fci.codes import channel_code, code_bound, network_predictions
 from fci.metrics import CAPACITY_EPS, computational_capacity
 from fci.tasks import TaskConfig
-from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, entry_configs, plan_cost, run_fpe, trial_keys
+from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, backends_of, run_fpe
 
 __all__ = ["STUDY", "GRIDS", "Grid", "main", "prediction", "dense_nnz", "capacity_table", "capacity_stats", "exponent_fits",
            "fpe_effect", "duality", "prediction_cells", "resolution_check", "capacity_figure", "load_figure",
@@ -756,11 +757,6 @@ def _specs(grid: Grid, opts: dict[str, Any], trials: int, seed: int) -> list[tup
     return out
 
 
-def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
-    """A trial's identity for `--shard`: its dense model's store config (as every study's)."""
-    return entry_configs(item[0])[("dense", 1)]
-
-
 class CapacityStudy:
     """The computational-capacity study as a kind the one runner runs (`analyses.runner.run`)."""
 
@@ -802,13 +798,8 @@ class CapacityStudy:
                                share=args.share, p=p, items=items, caption=caption, config=config, tasks=opts["tasks"])
 
     def plan(self, ctx: CapacityContext) -> Plan:
-        def produce(items: list[tuple[FPESpec, int]]) -> None:
-            run_fpe([s for s, _ in items], device=ctx.run.device, progress=True, store=ctx.run.store)
-
         cells = len(ctx.items) // max(1, ctx.trials)
-        return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=_shard_key,
-                    cost=lambda items: plan_cost([s for s, _ in items]), unit="trials",
-                    describe=f"{cells} (form, width, load) cells x {ctx.trials} trials")
+        return trial_plan(ctx.items, ctx.run, f"{cells} (form, width, load) cells x {ctx.trials} trials")
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: CapacityContext) -> pd.DataFrame:
         """One row per model: the suite's columns, the count of features computed, the channels."""
@@ -1038,10 +1029,7 @@ def _lines(summary: dict[str, Any]) -> list[str]:
 
 
 STUDY = register(CapacityStudy())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ from analyses.entries import job_rows as stored_rows
 from analyses.kinds import JobContext, JobStudy, regime_caption
 from analyses.levels import Level, level_task
 from analyses.rows import model_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, significance_text
 from analyses.tables import every_cell_claim, family_claims, p_text, sig, verdict_lines
 from fci import stats
@@ -738,26 +738,12 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(
-    name="effective_density",
-    description=__doc__,
-    jobs=jobs,
-    run=run_jobs,
-    stats=stats_hook,
-    figures=figures,
-    summarise=summarise,
-    caption=caption,
-    add_arguments=add_arguments,
-    validate=validate,
-    print_summary=print_summary,
-    boolean_task=boolean_task,
+STUDY = register(JobStudy.from_module(
+    __name__, "effective_density",
     regime_scope="the Boolean jobs only (--datasets boolean; the digits jobs keep the run level's schedule)",
     cluster="workers",  # a job's data is its own Boolean task or digits split, built from the job
 ))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

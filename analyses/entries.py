@@ -261,26 +261,37 @@ def _malformed(e: StoreEntry, err: Exception) -> str:
 # --------------------------------------------------------------------------- the two model kinds
 
 
-@register_reader("boolean-fpe")
-def read_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
-    """One run per FPE child of a trial on a per-trial Boolean task (`python -m fci`, the demo)."""
+def _read_pairs(entries: list[StoreEntry], run_of: Callable[[StoreEntry, StoreEntry], ListedRun]) -> Scanned:
+    """One run per FPE child entry paired with its dense baseline (`paired`); an entry
+    whose config or metrics `run_of` cannot read is skipped with a note."""
     pairs, notes = paired(entries)
     runs = []
     for e, base in pairs:
         try:
-            cfg, m = e.config, e.metrics
-            alpha, split = int(cfg["alpha"]), str(cfg["condition"])
-            runs.append(ListedRun(
-                id=e.key, dense_key=base.key, task=task_label(cfg["task"]), hidden=hidden_text(cfg["hidden"]),
-                alpha=alpha, split=split, trial=int(cfg["seed"]), epochs=epochs(cfg),
-                child_accuracy=float(m["test_accuracy"]), dense_accuracy=float(base.metrics["test_accuracy"]),
-                study="fpe", dataset="boolean", task_config=json.dumps(cfg["task"], sort_keys=True),
-                n_clauses=n_clauses(cfg["task"]),
-                refs=fpe_refs(e, base, f"FPE child ({split} split, α={alpha}) after fine-tuning"),
-            ))
+            runs.append(run_of(e, base))
         except (KeyError, TypeError, ValueError) as err:
             notes.append(_malformed(e, err))
     return runs, notes
+
+
+def boolean_fpe_run(e: StoreEntry, base: StoreEntry) -> ListedRun:
+    """The run of one FPE child entry of a trial on a per-trial Boolean task (kind "boolean-fpe")."""
+    cfg, m = e.config, e.metrics
+    alpha, split = int(cfg["alpha"]), str(cfg["condition"])
+    return ListedRun(
+        id=e.key, dense_key=base.key, task=task_label(cfg["task"]), hidden=hidden_text(cfg["hidden"]),
+        alpha=alpha, split=split, trial=int(cfg["seed"]), epochs=epochs(cfg),
+        child_accuracy=float(m["test_accuracy"]), dense_accuracy=float(base.metrics["test_accuracy"]),
+        study="fpe", dataset="boolean", task_config=json.dumps(cfg["task"], sort_keys=True),
+        n_clauses=n_clauses(cfg["task"]),
+        refs=fpe_refs(e, base, f"FPE child ({split} split, α={alpha}) after fine-tuning"),
+    )
+
+
+@register_reader("boolean-fpe")
+def read_boolean_fpe(entries: list[StoreEntry]) -> Scanned:
+    """One run per FPE child of a trial on a per-trial Boolean task (`python -m fci`, the demo)."""
+    return _read_pairs(entries, boolean_fpe_run)
 
 
 def fpe_run(e: StoreEntry, base: StoreEntry, study: str = "fpe", run_id: str | None = None) -> ListedRun:
@@ -308,11 +319,4 @@ def fpe_run(e: StoreEntry, base: StoreEntry, study: str = "fpe", run_id: str | N
 @register_reader("fpe")
 def read_fpe(entries: list[StoreEntry]) -> Scanned:
     """One run per FPE child of a `run_fpe` trial on a DatasetSpec (digits, embeddings, a fixed Boolean task)."""
-    pairs, notes = paired(entries)
-    runs = []
-    for e, base in pairs:
-        try:
-            runs.append(fpe_run(e, base))
-        except (KeyError, TypeError, ValueError) as err:
-            notes.append(_malformed(e, err))
-    return runs, notes
+    return _read_pairs(entries, fpe_run)

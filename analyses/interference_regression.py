@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 from analyses import register
 from analyses.kinds import Context, Study
 from analyses.levels import HEADLINE, superposition_points
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, add_metric_traces, label, style
 from analyses.tables import family_claims, paired_rows, sig
 from fci import stats
@@ -247,17 +247,8 @@ def summarise(df: pd.DataFrame, stats: pd.DataFrame, ctx: Context | None = None)
             "paper": paper_claims(df, stats)}
 
 
-STUDY = register(Study(
-    name="interference_regression",
-    description=__doc__,
-    points=points,
-    figures=figures,
-    summarise=summarise,
-))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+STUDY = register(Study.from_module(__name__, "interference_regression"))
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -49,15 +50,53 @@ from fci.tasks import TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, backends_of, entry_configs, plan_cost, run_fpe, trial_keys
 from fci.train.executors import Executor, importable
 
-__all__ = ["Study", "Context", "JobStudy", "JobContext", "build_parser", "build_job_parser", "caption_for", "regime_caption",
-           "chunked", "local_batches", "run_job_batch", "LOCAL_BATCHES"]
+__all__ = ["Study", "Context", "JobStudy", "JobContext", "STUDY_HOOKS", "JOB_HOOKS", "module_hooks", "trial_plan",
+           "trial_shard_key", "build_parser", "build_job_parser", "caption_for", "regime_caption", "chunked", "local_batches",
+           "run_job_batch", "LOCAL_BATCHES"]
 
 log = logging.getLogger(__name__)
 
 
-def _shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
-    """A trial's identity for sharding: its dense model's store config."""
+def trial_shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
+    """A trial's identity for `--shard`: its dense model's store config (every study of trials shards by it)."""
     return entry_configs(item[0])[("dense", 1)]
+
+
+def trial_plan(items: list[tuple[FPESpec, int]], run: RunInfo, describe: str, executor: Executor | None = None) -> Plan:
+    """The plan of a study of Boolean FPE trials, `items` (spec, trial index): each
+    keyed by its models' store keys and sharded by `trial_shard_key`, produced by
+    `fci.train.run_fpe` into the run's store (on `executor` when given), costed by `plan_cost`."""
+
+    def produce(todo: list[tuple[FPESpec, int]]) -> None:
+        run_fpe([s for s, _ in todo], device=run.device, progress=True, store=run.store, executor=executor)
+
+    return Plan(units=items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=trial_shard_key,
+                cost=lambda todo: plan_cost([s for s, _ in todo]), unit="trials", describe=describe)
+
+
+#: Study hook -> the name of the study module's function that `Study.from_module` reads it from.
+STUDY_HOOKS = {h: h for h in ("points", "figures", "extra_columns", "summarise", "add_arguments", "validate")}
+#: JobStudy hook -> the name of the study module's function that `JobStudy.from_module` reads it from
+#: (`run` and `stats` are read from `run_jobs` and `stats_hook`: a study module imports `fci.stats`).
+JOB_HOOKS = {"jobs": "jobs", "run": "run_jobs", "stats": "stats_hook", "figures": "figures", "summarise": "summarise",
+             "caption": "caption", "add_arguments": "add_arguments", "validate": "validate",
+             "print_summary": "print_summary", "boolean_task": "boolean_task"}
+
+
+def module_hooks(module: str, hooks: dict[str, str]) -> dict[str, Any]:
+    """The hooks a study module defines: {hook: the module's function named `hooks[hook]`}
+    for each such function present, and the module's `__doc__` as `description`.
+    A module attribute of a hook's name that is not callable is refused (TypeError)."""
+    mod = sys.modules[module]
+    found: dict[str, Any] = {"description": mod.__doc__ or ""}
+    for hook, attr in hooks.items():
+        fn = getattr(mod, attr, None)
+        if fn is None:
+            continue
+        if not callable(fn):
+            raise TypeError(f"{module}.{attr} would be the study's {hook} hook but is a {type(fn).__name__}, not a function")
+        found[hook] = fn
+    return found
 
 
 @dataclass
@@ -108,6 +147,12 @@ class Study:
     def __post_init__(self):
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
 
+    @classmethod
+    def from_module(cls, module: str, name: str, **options: Any) -> Study:
+        """The study a module defines: its `__doc__` as the description and every hook
+        of `STUDY_HOOKS` the module has a function for; `options` add or override fields."""
+        return cls(name=name, **{**module_hooks(module, STUDY_HOOKS), **options})
+
     # -- how the runner (`analyses.runner.run`) runs a study of Boolean FPE trials
 
     def parser(self) -> argparse.ArgumentParser:
@@ -141,14 +186,8 @@ class Study:
 
     def plan(self, ctx: Context) -> Plan:
         assert ctx.run is not None
-        info = ctx.run
-
-        def produce(items: list[tuple[FPESpec, int]]) -> None:
-            run_fpe([s for s, _ in items], device=info.device, progress=True, store=info.store, executor=info.executor)
-
-        return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=_shard_key,
-                    cost=lambda items: plan_cost([s for s, _ in items]),
-                    unit="trials", describe=f"{len(ctx.points)} configurations x {ctx.args.trials} trials")
+        return trial_plan(ctx.items, ctx.run, f"{len(ctx.points)} configurations x {ctx.args.trials} trials",
+                          executor=ctx.run.executor)
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: Context) -> pd.DataFrame:
         """One row per model (every model is stored by now: run_fpe loads them)."""
@@ -334,6 +373,13 @@ class JobStudy:
         object.__setattr__(self, "description", "\n\n".join(self.description.strip().split("\n\n")[:2]))
         if self.cluster not in (None, "workers", "driver"):
             raise ValueError(f"JobStudy {self.name}: cluster must be 'workers', 'driver' or None, got {self.cluster!r}")
+
+    @classmethod
+    def from_module(cls, module: str, name: str, **options: Any) -> JobStudy:
+        """The study a module defines: its `__doc__` as the description and every hook
+        of `JOB_HOOKS` the module has a function for (`run` from `run_jobs`, `stats`
+        from `stats_hook`); `options` add or override fields."""
+        return cls(name=name, **{**module_hooks(module, JOB_HOOKS), **options})
 
     def job_config(self, job: dict[str, Any]) -> dict[str, Any]:
         """The store config of a job."""

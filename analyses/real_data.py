@@ -44,8 +44,8 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidde
 from analyses.kinds import JobContext, JobStudy, chunked
 from analyses.levels import schedule_from
 from analyses.rows import model_columns, test_set_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, add_metric_traces, label, style
 from analyses.tables import (
     every_cell_claim,
@@ -73,10 +73,12 @@ from analyses.tables import (
 )
 from fci import stats
 from fci.cli import add_config_arguments, check_alphas, comma_list
-from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings
+from fci.data import Dataset, DatasetSpec, digits, file_sha256, load_embeddings, load_once
 from fci.metrics import relative_improvement, trial_stats
 from fci.store import Store, config_key
 from fci.train import SCHEDULE_VERSION, FPEResult, FPESpec, ModelResult, TrainConfig, entry_configs, run_fpe
+
+D = TypeVar("D")  # a dataset type (checked_data)
 
 __all__ = [
     "ALPHAS",
@@ -84,6 +86,8 @@ __all__ = [
     "SPLITS",
     "STUDY",
     "WIDTHS",
+    "check_split_seed",
+    "checked_data",
     "condition_name",
     "dataset_id",
     "dataset_spec",
@@ -135,17 +139,6 @@ METRICS = ("test_accuracy", "train_accuracy", "acc_per_param", "test_loss", "tra
 # --------------------------------------------------------------------------- data and its identity
 
 
-def _stat(path: str | os.PathLike) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=2)
-def _embeddings(path: str, size: int, mtime_ns: int) -> Dataset:
-    # cached per (file, size, mtime): validation, caption and run share one load
-    return load_embeddings(path)
-
-
 @functools.lru_cache(maxsize=4)
 def _digits(split_seed: int) -> Dataset:
     return digits(seed=split_seed)
@@ -168,8 +161,7 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     `fci.data.load_embeddings`) naming a missing file or a missing or malformed key."""
     spec = dataset_spec(args)
     if spec.kind == "embeddings":
-        path = spec.options["path"]
-        return _embeddings(path, *_stat(path))
+        return load_once(load_embeddings, spec.options["path"])
     return _digits(args.split_seed)
 
 
@@ -233,10 +225,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Check every study option, and read the embeddings file, before any work."""
     level = "tiny" if args.tiny else "quick" if args.quick else "full"
-    if args.embeddings is not None and args.split_seed is not None:
-        ap.error("--split-seed splits digits; an --embeddings file brings its own train/test split")
-    if args.embeddings is None and args.split_seed is None:
-        args.split_seed = 0
+    check_split_seed(ap, args, "--embeddings")
     args.widths = ",".join(map(str, comma_list(ap, "--widths", args.widths, kind=int, low=1) if args.widths else WIDTHS[level]))
     args.alphas = ",".join(map(str, comma_list(ap, "--alphas", args.alphas, kind=int, low=2) if args.alphas else ALPHAS[level]))
     # the given order is kept (no choices=): it orders the job key's "expansions"
@@ -245,17 +234,34 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--splits takes distinct names from {list(SPLITS)} (the clause split needs clauses, which real data "
                  f"do not have), got {args.splits!r}")
     args.splits = ",".join(splits)
+    data = checked_data(ap, args, level, schedule, load_dataset)
+    check_alphas(ap, "--alphas", _alphas(args), data.n_in, data.name)
+    if data.loss != "ce":  # pragma: no cover - both sources are multi-class
+        ap.error(f"{data.name}: this study trains multi-class softmax classifiers, got loss {data.loss!r}")
+
+
+def check_split_seed(ap: argparse.ArgumentParser, args: argparse.Namespace, file_flag: str) -> None:
+    """--split-seed splits digits only (a file given with `file_flag` brings its own
+    split); without a file it defaults to 0."""
+    given = getattr(args, file_flag.removeprefix("--").replace("-", "_"))
+    if given is not None and args.split_seed is not None:
+        ap.error(f"--split-seed splits digits; an {file_flag} file brings its own train/test split")
+    if given is None and args.split_seed is None:
+        args.split_seed = 0
+
+
+def checked_data(ap: argparse.ArgumentParser, args: argparse.Namespace, level: str,
+                 schedule: Callable[[argparse.Namespace, str], TrainConfig], load: Callable[[argparse.Namespace], D]) -> D:
+    """The run's schedule checked, then its data read: a bad value exits in one line
+    (a schedule's prefixed "schedule: ")."""
     try:
         schedule(args, level)
     except ValueError as e:
         ap.error(f"schedule: {e}")
     try:
-        data = load_dataset(args)
+        return load(args)
     except ValueError as e:
         ap.error(str(e))
-    check_alphas(ap, "--alphas", _alphas(args), data.n_in, data.name)
-    if data.loss != "ce":  # pragma: no cover - both sources are multi-class
-        ap.error(f"{data.name}: this study trains multi-class softmax classifiers, got loss {data.loss!r}")
 
 
 def _widths(args) -> list[int]:
@@ -766,24 +772,11 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(
-    name="real_data",
-    description=__doc__,
-    jobs=jobs,
-    run=run_jobs,
-    stats=stats_hook,
-    figures=figures,
-    summarise=summarise,
-    caption=caption,
-    add_arguments=add_arguments,
-    validate=validate,
-    print_summary=print_summary,
+STUDY = register(JobStudy.from_module(
+    __name__, "real_data",
     cluster="driver",  # every model trains through run_fpe (an embeddings file is sent to the workers)
 ))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,15 +39,17 @@ from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
 from analyses import register
+from analyses.kinds import trial_plan
+from analyses.kinds import trial_shard_key as shard_key
 from analyses.levels import EXPANSIONS, RESTART
 from analyses.rows import model_conditions, model_row
-from analyses.runner import Outputs, Plan, RunInfo, contract_parser, run
+from analyses.runner import Outputs, Plan, RunInfo, contract_parser, study_main
 from analyses.style import add_caption, label
 from analyses.tables import CORRECTION, mark_cells, p_text, resolution_of, restart_reason
 from fci import stats
 from fci.metrics import relative_improvement, trial_stats
 from fci.tasks import TaskConfig
-from fci.train import FPESpec, TrainConfig, entry_configs, plan_cost, run_fpe, trial_keys
+from fci.train import FPESpec, TrainConfig, run_fpe
 
 __all__ = ["GRIDS", "Grid", "OPTIMIZERS", "specs", "shard_key", "cell_stats", "answer", "heatmap_figure", "main"]
 
@@ -97,11 +99,6 @@ def specs(grid: Grid, trials: int, seed: int) -> list[tuple[FPESpec, int]]:
                     out += [(FPESpec(task=task, hidden=HIDDEN, seed=seed + t, expansions=CHILDREN, train=train), t)
                             for t in range(trials)]
     return out
-
-
-def shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
-    """A trial's identity for `--shard`: its dense model's store config (as every study's)."""
-    return entry_configs(item[0])[("dense", 1)]
 
 
 def _row(res, trial: int, cond: str, alpha: int, mr, x_test, y_test) -> dict[str, Any]:
@@ -303,12 +300,7 @@ class RegimesStudy:
         return RegimeContext(run=info, grid=grid, trials=trials, items=items, caption=caption, config=config)
 
     def plan(self, ctx: RegimeContext) -> Plan:
-        def produce(items: list[tuple[FPESpec, int]]) -> None:
-            run_fpe([s for s, _ in items], device=ctx.run.device, progress=True, store=ctx.run.store, executor=ctx.run.executor)
-
-        return Plan(units=ctx.items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=shard_key,
-                    cost=lambda items: plan_cost([s for s, _ in items]),
-                    unit="trials", describe=f"{ctx.config['cells']} cells x {ctx.trials} trials")
+        return trial_plan(ctx.items, ctx.run, f"{ctx.config['cells']} cells x {ctx.trials} trials", executor=ctx.run.executor)
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> pd.DataFrame:
         results = run_fpe([s for s, _ in units], device=ctx.run.device, store=ctx.run.store)
@@ -349,10 +341,7 @@ def _answer_lines(summary: dict[str, Any]) -> list[str]:
 
 
 STUDY = register(RegimesStudy())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ from fci.store import Store, graceful, resolve_claim_ttl
 from fci.stats import ALPHA
 from fci.train.executors import DaskAddress, Executor
 
-__all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "REGIME_MAP", "CORRECTION", "command_line", "load_average"]
+__all__ = ["Plan", "Outputs", "StudyKind", "RunInfo", "run", "study_main", "REGIME_MAP", "CORRECTION", "command_line", "load_average"]
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,17 @@ def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
     SIGTERM, a full disk or a store refusal end it in one line (`fci.store.graceful`)."""
     with graceful(f"python -m analyses.{study.name}"):
         return _run(study, argv)
+
+
+def study_main(study: StudyKind) -> Callable[[Sequence[str] | None], int]:
+    """A study module's `main(argv=None)`: runs `study` on `argv` (the command line
+    when None) through `run`; returns the exit status."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        return run(study, argv)
+
+    main.__doc__ = f"python -m analyses.{study.name} [options]: run the study on `argv`; returns the exit status."
+    return main
 
 
 def _run(study: StudyKind, argv: Sequence[str] | None) -> int:

@@ -45,7 +45,7 @@ from analyses.entries import MODELS, ListedRun, ModelRef, Scanned, epochs, hidde
 from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
 from analyses.levels import Level, level_task, regime_level
 from analyses.rows import measure_columns, test_set_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption
 from analyses.tables import family_claims, p_text, resolution_of, verdict_lines
 from fci import stats
@@ -544,26 +544,12 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(
-    name="structured_sparsity",
-    description=__doc__,
-    jobs=jobs,
-    run=run_jobs,
-    stats=stats_hook,
-    figures=figures,
-    summarise=summarise,
-    caption=caption,
-    add_arguments=add_arguments,
-    validate=validate,
-    print_summary=print_summary,
-    boolean_task=boolean_task,
+STUDY = register(JobStudy.from_module(
+    __name__, "structured_sparsity",
     regime_scope="every job (the study trains the Boolean task only; the regrow gradient batch is --batch-size)",
     cluster="workers",  # a job's data is its own Boolean task, built from the job
 ))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 from analyses import register
 from analyses.kinds import Context, Study
 from analyses.levels import HEADLINE, superposition_points
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, add_metric_traces, significance_text
 from analyses.tables import claim, family_claims, largest_at, paired_rows, resolution_of, sig
 from fci import stats
@@ -219,17 +219,8 @@ def summarise(df: pd.DataFrame, stats_table: pd.DataFrame, ctx: Context | None =
     return {"superposition_trend": out, "paper": paper_claims(df, stats_table)}
 
 
-STUDY = register(Study(
-    name="superposition_sweep",
-    description=__doc__,
-    points=points,
-    figures=figures,
-    summarise=summarise,
-))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+STUDY = register(Study.from_module(__name__, "superposition_sweep"))
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

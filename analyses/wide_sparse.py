@@ -64,7 +64,7 @@ from analyses.entries import (
 from analyses.kinds import JobContext, JobStudy, chunked, regime_caption
 from analyses.levels import Level, level_task, regime_level
 from analyses.rows import model_columns, test_set_columns
-from analyses.runner import run
+from analyses.runner import study_main
 from analyses.style import add_caption, significance_text
 from analyses.tables import claim, largest_at, p_text, resolution_of, sig, verdict_lines
 from fci import stats
@@ -850,26 +850,12 @@ def read_entries(entries: list[Any]) -> Scanned:
     return runs, []
 
 
-STUDY = register(JobStudy(
-    name="wide_sparse",
-    description=__doc__,
-    jobs=jobs,
-    run=run_jobs,
-    stats=stats_hook,
-    figures=figures,
-    summarise=summarise,
-    caption=caption,
-    add_arguments=add_arguments,
-    validate=validate,
-    print_summary=print_summary,
-    boolean_task=boolean_task,
+STUDY = register(JobStudy.from_module(
+    __name__, "wide_sparse",
     regime_scope="the Boolean task only (--dataset boolean, the default)",
     cluster="driver",  # the FPE children train through run_fpe on the cluster; dense and sparse models here
 ))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run(STUDY, argv)
+main = study_main(STUDY)
 
 
 if __name__ == "__main__":

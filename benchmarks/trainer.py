@@ -363,6 +363,79 @@ def _probe_threads(make, dev, rounds: int = 3) -> int | None:
     return min(times, key=lambda k: statistics.median(times[k]))
 
 
+def _fci_others(models, x, y, cfg: TrainConfig, dev: torch.device, auto: Batched, lib) -> list[tuple[str, Batched]]:
+    """fci's other trainers of the workload, each warmed up by one epoch: the automatic
+    backend on one thread and its other kernel builds (CPU), CUDA graphs (GPU), and
+    the torch and reference backends where auto is neither."""
+    assert auto.opt is not None  # run() trained it
+    auto_backend = auto.opt.provenance["backend"]
+    fci_others: list[tuple[str, Batched]] = []
+    cores = torch.get_num_threads()
+    if dev.type == "cpu" and auto_backend == "kernel":
+        if cores > 1:
+            fci_others.append(("    the same on one thread (workers=1)", Batched(models, x, y, cfg, dev, "kernel", workers=1)))
+        variants = []
+        if lib is not None and lib.isa.startswith("avx512") and platform.machine() in ("x86_64", "AMD64"):
+            variants.append(("    kernel, AVX2 build (-mno-avx512f)", KernelBackend(extra_flags=("-mno-avx512f",), tag="avx2")))
+        if lib is not None and lib.isa == "avx512-zen4":
+            variants.append(("    kernel, 16-lane AVX-512 build", KernelBackend(extra_flags=("-DFCI_VB=16",), tag="vb16")))
+        for label, variant in variants:
+            if variant.why_not(auto.stack, cfg, "bce") is None:
+                fci_others.append((label, Batched(models, x, y, cfg, dev, variant)))
+    if dev.type == "cuda":
+        fci_others.append(("    fci torch backend + CUDA graphs", Batched(models, x, y, cfg, dev, TorchBackend(cuda_graphs=True))))
+    for label, backend in (("    fci torch backend", "torch"), ("    fci reference backend (autograd)", "reference")):
+        if backend != auto_backend:
+            fci_others.append((label, Batched(models, x, y, cfg, dev, backend)))
+    for _, t in fci_others:
+        t.run(1)
+    return fci_others
+
+
+def _peers(models, x, y, cfg: TrainConfig, dev: torch.device) -> list[tuple[str, _Peer]]:
+    """The batched peers (padded bmm, torch.func vmap), each on its faster thread
+    count and warmed up by one epoch."""
+    peers: list[tuple[str, _Peer]] = []
+    for label, cls in (("(1) padded bmm stack + fused Adam", BmmPeer), ("(2) torch.func vmap(grad) + fused Adam", VmapPeer)):
+        threads = _probe_threads(lambda cls=cls: cls(models, x, y, cfg, dev), dev)
+        p = cls(models, x, y, cfg, dev)
+        p.threads = threads
+        p.run(1)
+        peers.append((label, p))
+    return peers
+
+
+def _alternate(rows: list[tuple[str, Any, int]], rounds: int) -> tuple[list[list[float]], list[list[float]]]:
+    """`rounds` rounds, each running every row's trainer once in turn (so that load
+    changes hit every row alike); per row, each round's wall-clock rate and rate per
+    CPU-second of this process (all its threads). Prints a line per round."""
+    rates: list[list[float]] = [[] for _ in rows]
+    cpu_rates: list[list[float]] = [[] for _ in rows]  # per CPU-second of this process (all its threads)
+    for r in range(rounds):
+        for k, (_, trainer, e) in enumerate(rows):
+            c = time.process_time()
+            dt, work = _timed(trainer.run, e)
+            rates[k].append(work / dt)
+            cpu_rates[k].append(work / max(time.process_time() - c, 1e-9))
+        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{v[-1]:.0f}" for v in rates[:-1]) +
+              f"  model-epochs/s; sgemm {rates[-1][-1] / 1e9:.0f} GFLOP/s", flush=True)
+    return rates, cpu_rates
+
+
+def _print_table(rows: list[tuple[str, Any, int]], rates: list[list[float]], med: list[float], cpu_med: list[float],
+                 ratio: list[float], loop_models: int, loop_threads: int | None) -> None:
+    """The table of the trainers' rates (every row but sgemm's)."""
+    print(f"{'trainer':<48}{'model-epochs/s':>16}{'min':>10}{'max':>10}{'per CPU-s':>11}{'auto/row':>10}   notes")
+    for k, (label, trainer, e) in enumerate(rows[:-1]):
+        if isinstance(trainer, Batched):
+            note = f"{trainer.describe()}; {e} epochs per fit() call"
+        elif isinstance(trainer, _Peer):
+            note = f"threads {trainer.threads or torch.get_num_threads()}"
+        else:
+            note = f"{loop_models} models x 1 epoch per round; threads {loop_threads or torch.get_num_threads()}"
+        print(f"{label:<48}{med[k]:>16.1f}{min(rates[k]):>10.1f}{max(rates[k]):>10.1f}{cpu_med[k]:>11.0f}{ratio[k]:>9.2f}x   {note}")
+
+
 def compare(args) -> dict:
     """The alternating comparison; prints the table and returns the result record."""
     dev = _device(args.device)
@@ -388,33 +461,8 @@ def compare(args) -> dict:
     assert auto.opt is not None  # run() trained it
     auto_backend = auto.opt.provenance["backend"]
     lib = _kernel.load() if auto_backend == "kernel" else None
-    fci_others: list[tuple[str, Batched]] = []
-    cores = torch.get_num_threads()
-    if dev.type == "cpu" and auto_backend == "kernel":
-        if cores > 1:
-            fci_others.append(("    the same on one thread (workers=1)", Batched(models, x, y, cfg, dev, "kernel", workers=1)))
-        variants = []
-        if lib is not None and lib.isa.startswith("avx512") and platform.machine() in ("x86_64", "AMD64"):
-            variants.append(("    kernel, AVX2 build (-mno-avx512f)", KernelBackend(extra_flags=("-mno-avx512f",), tag="avx2")))
-        if lib is not None and lib.isa == "avx512-zen4":
-            variants.append(("    kernel, 16-lane AVX-512 build", KernelBackend(extra_flags=("-DFCI_VB=16",), tag="vb16")))
-        for label, variant in variants:
-            if variant.why_not(auto.stack, cfg, "bce") is None:
-                fci_others.append((label, Batched(models, x, y, cfg, dev, variant)))
-    if dev.type == "cuda":
-        fci_others.append(("    fci torch backend + CUDA graphs", Batched(models, x, y, cfg, dev, TorchBackend(cuda_graphs=True))))
-    for label, backend in (("    fci torch backend", "torch"), ("    fci reference backend (autograd)", "reference")):
-        if backend != auto_backend:
-            fci_others.append((label, Batched(models, x, y, cfg, dev, backend)))
-    for _, t in fci_others:
-        t.run(1)
-    peers: list[tuple[str, _Peer]] = []
-    for label, cls in (("(1) padded bmm stack + fused Adam", BmmPeer), ("(2) torch.func vmap(grad) + fused Adam", VmapPeer)):
-        threads = _probe_threads(lambda cls=cls: cls(models, x, y, cfg, dev), dev)
-        p = cls(models, x, y, cfg, dev)
-        p.threads = threads
-        p.run(1)
-        peers.append((label, p))
+    fci_others = _fci_others(models, x, y, cfg, dev, auto, lib)
+    peers = _peers(models, x, y, cfg, dev)
     loop = Loop(widths, x, y, loop_models, cfg, dev, loop_threads)
     loop.run(1, n_models=1)
     n_sgemm = 8192 if dev.type == "cuda" else 2048
@@ -425,16 +473,7 @@ def compare(args) -> dict:
     rows += [(lab, p, peer_epochs) for lab, p in peers]
     rows += [("(3) per-model loop (nn.Sequential + Adam)", loop, 1)]
     rows += [(f"sgemm {n_sgemm}^2 (FLOP/s)", sgemm, 5 if dev.type == "cpu" else 20)]
-    rates: list[list[float]] = [[] for _ in rows]
-    cpu_rates: list[list[float]] = [[] for _ in rows]  # per CPU-second of this process (all its threads)
-    for r in range(rounds):
-        for k, (_, trainer, e) in enumerate(rows):
-            c = time.process_time()
-            dt, work = _timed(trainer.run, e)
-            rates[k].append(work / dt)
-            cpu_rates[k].append(work / max(time.process_time() - c, 1e-9))
-        print(f"  round {r + 1}/{rounds}: " + "  ".join(f"{v[-1]:.0f}" for v in rates[:-1]) +
-              f"  model-epochs/s; sgemm {rates[-1][-1] / 1e9:.0f} GFLOP/s", flush=True)
+    rates, cpu_rates = _alternate(rows, rounds)
     med = [statistics.median(v) for v in rates]
     cpu_med = [statistics.median(v) for v in cpu_rates]
     ratio = [statistics.median(a_ / b_ for a_, b_ in zip(rates[0], v)) for v in rates]  # auto / row, per round
@@ -444,15 +483,7 @@ def compare(args) -> dict:
     print()
     print("model-epochs/s: median over rounds of wall-clock rates; per CPU-s: the same per CPU-second the process used "
           "(less sensitive to other load on a shared machine); auto/row: median of the per-round ratios")
-    print(f"{'trainer':<48}{'model-epochs/s':>16}{'min':>10}{'max':>10}{'per CPU-s':>11}{'auto/row':>10}   notes")
-    for k, (label, trainer, e) in enumerate(rows[:-1]):
-        if isinstance(trainer, Batched):
-            note = f"{trainer.describe()}; {e} epochs per fit() call"
-        elif isinstance(trainer, _Peer):
-            note = f"threads {trainer.threads or torch.get_num_threads()}"
-        else:
-            note = f"{loop_models} models x 1 epoch per round; threads {loop_threads or torch.get_num_threads()}"
-        print(f"{label:<48}{med[k]:>16.1f}{min(rates[k]):>10.1f}{max(rates[k]):>10.1f}{cpu_med[k]:>11.0f}{ratio[k]:>9.2f}x   {note}")
+    _print_table(rows, rates, med, cpu_med, ratio, loop_models, loop_threads)
     n_fci = 1 + len(fci_others)
     best_peer = min(range(n_fci, n_fci + len(peers)), key=lambda k: ratio[k])  # the fastest peer against auto
     a = med[0]

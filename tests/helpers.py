@@ -6,10 +6,12 @@ Tests import these (`from tests.helpers import tiny_spec`); `conftest.py` holds 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+import pytest
 import torch
 
-from fci.models.mlp import MaskedMLP
+from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig
 
@@ -41,3 +43,41 @@ def tiny_spec(seed: int = 0, hidden=4, expansions=(("clause", 2), ("random", 2))
         expansions=expansions,
         train=TrainConfig(warmup=warmup, finetune=finetune, batch_size=64, lr=0.02),
     )
+
+
+def run_tiny(main: Callable[[list[str]], int], root: Path) -> list[str]:
+    """Run a study's `main` at the tiny level on CPU, outputs in root/out and the store
+    under root/data; asserts it exits 0 and returns its arguments (to run it again)."""
+    argv = ["--tiny", "--device", "cpu", "--out", str(root / "out"), "--data", str(root / "data")]
+    assert main(argv) == 0
+    return argv
+
+
+def tiny_run_fixture(main: Callable[[list[str]], int], name: str):
+    """A module-scoped fixture that runs a study once with `run_tiny` in a fresh folder
+    named `name`: its value is (root, argv)."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory):
+        root = tmp_path_factory.mktemp(name)
+        return root, run_tiny(main, root)
+
+    return fixture
+
+
+def refusal(main: Callable[[list[str]], int], argv: list[str], capsys) -> tuple[int | str | None, str]:
+    """Run a command that must refuse its arguments: its exit code and what it wrote
+    to stderr (fails the test when it does not exit)."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr().err
+
+
+def assert_trained_alike(a: MaskedMLPStack, b: MaskedMLPStack, atol: float) -> None:
+    """Two stacks trained the same way agree, weights and biases within `atol`, and
+    nothing under a mask of `a` (padding included) moved off zero."""
+    for l in range(a.n_layers):
+        assert torch.allclose(a.weights[l], b.weights[l], atol=atol), (a.weights[l] - b.weights[l]).abs().max()
+        assert torch.allclose(a.biases[l], b.biases[l], atol=atol)
+        assert torch.all(a.weights[l][a.weight_mask(l) == 0] == 0)
+        assert torch.all(a.biases[l][a.bias_mask(l) == 0] == 0)

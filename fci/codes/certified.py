@@ -548,17 +548,10 @@ def _assemble(net: Network, readings: list[_Reading], form: str) -> DecodedCircu
                 readouts.append([])
             readouts[index[key]].append(o)
     clauses = to_clauses(np.array(cubes, dtype=np.int8).reshape(-1, n))
-    return DecodedCircuit(
-        clauses=clauses,
+    return DecodedCircuit.of_terms(
+        clauses, readouts, n, O,
         channels=[[] for _ in clauses],
-        readouts=readouts,
-        votes=[[int(o in r) for o in range(O)] for r in readouts],
         default=default,
-        n_vars=n,
-        n_outputs=O,
-        threshold=None,
-        relative=None,
-        similarity=None,
         method="certified",
         certified=[[True] * len(r) for r in readouts],
         form=form,

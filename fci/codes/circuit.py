@@ -123,6 +123,14 @@ class DecodedCircuit:
         if self.form not in _FORM:
             _check_form(self.form)
 
+    @classmethod
+    def of_terms(cls, clauses: list[Clause], readouts: list[list[int]], n_vars: int, n_outputs: int,
+                 **fields: Any) -> DecodedCircuit:
+        """A circuit read other than by channels (no threshold, relative or similarity):
+        each clause votes once for every output it reads out to."""
+        return cls(clauses=clauses, readouts=readouts, votes=[[int(o in r) for o in range(n_outputs)] for r in readouts],
+                   n_vars=n_vars, n_outputs=n_outputs, threshold=None, relative=None, similarity=None, **fields)
+
     def clause_truth(self, x: ArrayT) -> ArrayT:
         """(N, D) bool: which decoded clauses ``x`` (N, n) satisfies (all literals of a
         DNF's conjunction, any literal of a CNF's disjunction)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -600,22 +601,10 @@ class _Search:
 # --------------------------------------------------------------------------- the decoder
 
 
-def decode_function(
-    model_or_weights: Any,
-    max_literals: int | str = "auto",
-    seed: int = 0,
-    *,
-    inputs: Any = None,
-    form: str = "auto",
-    activation: str | None = None,
-    n_samples: int = 4096,
-    rounds: int = 4,
-    top_literals: int = 8,
-    extend: int = 32,
-    exact_vars: int = 14,
-    min_gain: float = 1e-3,
-    precision_samples: int = 2048,
-) -> DecodedCircuit:
+def decode_function(model_or_weights: Any, max_literals: int | str = "auto", seed: int = 0, *, inputs: Any = None,
+                    form: str = "auto", activation: str | None = None, n_samples: int = 4096, rounds: int = 4,
+                    top_literals: int = 8, extend: int = 32, exact_vars: int = 14, min_gain: float = 1e-3,
+                    precision_samples: int = 2048) -> DecodedCircuit:
     """What a network computes: per output, an OR of conjunctions (a DNF) or an AND of
     disjunctions (a CNF) of short terms, read from the network's first-layer weights
     and its answers on inputs the decoder draws itself (never a task's labels or
@@ -684,62 +673,94 @@ def decode_function(
     The result is a function of the network, the inputs and ``seed`` alone (the
     draws use ``numpy.random.default_rng(seed)``).
     """
+    opt = _options(max_literals, seed, form, min_gain, n_samples=n_samples, rounds=rounds, top_literals=top_literals,
+                   extend=extend, exact_vars=exact_vars, precision_samples=precision_samples)
+    model = _Model(read_network(model_or_weights, activation, whole=True))
+    if model.n == 0:
+        raise ValueError("the network must have at least one input (n >= 1)")
+    given = None if inputs is None else _given_inputs(inputs, model.n)
+    k = min(opt.k, model.n)
+    draws = _Inputs(model.n, given, opt.exact_vars, opt.n_samples, np.random.default_rng(opt.seed))
+    search = _Search(model, draws, _FORMS if opt.form == "auto" else (opt.form,), k, opt.top_literals, opt.extend, opt.min_gain)
+    kept, history = _auto_lengths(search, k) if opt.auto else _fixed_length(search, k, opt.rounds)
+    return _circuit(search, kept, history, opt.auto, opt.seed, opt.precision_samples, opt.top_literals)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """`decode_function`'s options, checked."""
+
+    auto: bool  # max_literals="auto": the length search
+    k: int  # the longest term (AUTO_MAX_LITERALS with auto), before the cap at n
+    seed: int
+    form: str
+    min_gain: float
+    n_samples: int
+    rounds: int
+    top_literals: int
+    extend: int
+    exact_vars: int
+    precision_samples: int
+
+
+def _options(max_literals: int | str, seed: int, form: str, min_gain: float, **sizes: int) -> _Options:
+    """The options checked before any work: a bad value is a one-line ValueError naming it."""
     auto = max_literals == "auto"
     k = AUTO_MAX_LITERALS if auto else _int_arg("max_literals", max_literals, 1)
     if isinstance(max_literals, str) and not auto:
         raise ValueError(f"max_literals must be a positive integer or 'auto', got {max_literals!r}")
     seed = _int_arg("seed", seed, 0)
-    n_samples = _int_arg("n_samples", n_samples, 64)
-    rounds = _int_arg("rounds", rounds, 0)
-    top = _int_arg("top_literals", top_literals, 1)
-    extend = _int_arg("extend", extend, 0)
-    exact_vars = _int_arg("exact_vars", exact_vars, 0, 24)
-    precision_samples = _int_arg("precision_samples", precision_samples, 1)
+    bounds = {"n_samples": (64, None), "rounds": (0, None), "top_literals": (1, None), "extend": (0, None),
+              "exact_vars": (0, 24), "precision_samples": (1, None)}  # in the order they are checked
+    checked = {key: _int_arg(key, sizes[key], lo, hi) for key, (lo, hi) in bounds.items()}
     if isinstance(min_gain, bool) or not isinstance(min_gain, (int, float)) or not 0 <= min_gain < 1:
         raise ValueError(f"min_gain must be a fraction in [0, 1), got {min_gain!r}")
     if form not in ("auto",) + _FORMS:
         raise ValueError(f"form must be 'auto', 'dnf' or 'cnf', got {form!r}")
-    net = read_network(model_or_weights, activation, whole=True)
-    model = _Model(net)
-    n = model.n
-    if n == 0:
-        raise ValueError("the network must have at least one input (n >= 1)")
-    given = None if inputs is None else _given_inputs(inputs, n)
-    rng = np.random.default_rng(seed)
-    k = min(k, n)
-    forms = _FORMS if form == "auto" else (form,)
-    search = _Search(model, _Inputs(n, given, exact_vars, n_samples, rng), forms, k, top, extend, min_gain)
+    return _Options(auto=auto, k=k, seed=seed, form=form, min_gain=min_gain, **checked)
 
+
+def _auto_lengths(search: _Search, k: int) -> tuple[dict[str, int], list[tuple[int, dict[str, float]]]]:
+    """max_literals="auto": the term length kept per form (from `_AUTO_FIRST` up to `k`)
+    and each round's mean agreements per length."""
+    forms = search.forms
     history: list[tuple[int, dict[str, float]]] = []  # (length, form -> mean agreement) per plan and round
-    first = min(_AUTO_FIRST, k) if auto else k
+    first = min(_AUTO_FIRST, k)
     kept = {f: first for f in forms}
     search.add_combos(first)
-    if auto:
-        # each round reads the kept length and the next on the same inputs and candidates; the next is kept
-        # while it agrees better by more than LENGTH_GAIN (a longer cap also gives the search more to grow)
-        active = list(forms)
-        plans = [(f, first) for f in forms]
-        misses = {f: 0 for f in forms}
-        while plans:
-            longest = {f: max(kk for f2, kk in plans if f2 == f) for f, _ in plans}
-            means = search.step(plans, {(f, kk): kk + 1 for f, kk in longest.items() if kk < k})
-            _record(history, means)
-            for f in list(active):
-                if (f, kept[f] + 1) in means:
-                    if means[(f, kept[f] + 1)] > means[(f, kept[f])] + LENGTH_GAIN:
-                        kept[f], misses[f] = kept[f] + 1, 0
-                    else:
-                        misses[f] += 1  # longer terms grow over rounds: give them _PATIENCE rounds to win
-                if misses[f] >= _PATIENCE or means[(f, kept[f])] >= 1.0 or kept[f] >= k:
-                    active.remove(f)
-            plans = [(f, kk) for f in active for kk in (kept[f], kept[f] + 1)]
-            if plans:
-                search.add_combos(max(kk for _, kk in plans))
-    else:
-        for r in range(rounds + 1):
-            _record(history, search.step([(f, k) for f in forms], {(f, k): k for f in forms} if r < rounds else {},
-                                         draw=r < rounds))
-    return _circuit(search, kept, history, auto, seed, precision_samples, top)
+    # each round reads the kept length and the next on the same inputs and candidates; the next is kept
+    # while it agrees better by more than LENGTH_GAIN (a longer cap also gives the search more to grow)
+    active = list(forms)
+    plans = [(f, first) for f in forms]
+    misses = {f: 0 for f in forms}
+    while plans:
+        longest = {f: max(kk for f2, kk in plans if f2 == f) for f, _ in plans}
+        means = search.step(plans, {(f, kk): kk + 1 for f, kk in longest.items() if kk < k})
+        _record(history, means)
+        for f in list(active):
+            if (f, kept[f] + 1) in means:
+                if means[(f, kept[f] + 1)] > means[(f, kept[f])] + LENGTH_GAIN:
+                    kept[f], misses[f] = kept[f] + 1, 0
+                else:
+                    misses[f] += 1  # longer terms grow over rounds: give them _PATIENCE rounds to win
+            if misses[f] >= _PATIENCE or means[(f, kept[f])] >= 1.0 or kept[f] >= k:
+                active.remove(f)
+        plans = [(f, kk) for f in active for kk in (kept[f], kept[f] + 1)]
+        if plans:
+            search.add_combos(max(kk for _, kk in plans))
+    return kept, history
+
+
+def _fixed_length(search: _Search, k: int, rounds: int) -> tuple[dict[str, int], list[tuple[int, dict[str, float]]]]:
+    """A fixed max_literals `k`: `rounds` rounds that draw and grow, then a last
+    selection; the length (k per form) and each round's mean agreements."""
+    forms = search.forms
+    history: list[tuple[int, dict[str, float]]] = []
+    search.add_combos(k)
+    for r in range(rounds + 1):
+        _record(history, search.step([(f, k) for f in forms], {(f, k): k for f in forms} if r < rounds else {},
+                                     draw=r < rounds))
+    return {f: k for f in forms}, history
 
 
 def _record(history: list[tuple[int, dict[str, float]]], means: dict[tuple[str, int], float]) -> None:
@@ -804,17 +825,10 @@ def _circuit(search: _Search, kept: dict[str, int], history: list[tuple[int, dic
     else:
         prec, cert = np.zeros((0, O)), np.zeros((0, O), dtype=bool)
 
-    circuit = DecodedCircuit(
-        clauses=[_to_clause(t, n, negate=cnf) for t in terms],
+    circuit = DecodedCircuit.of_terms(
+        [_to_clause(t, n, negate=cnf) for t in terms], readouts, n, O,
         channels=_proposers(model.W1, terms, top),
-        readouts=readouts,
-        votes=[[int(o in r) for o in range(O)] for r in readouts],
         default=default,
-        n_vars=n,
-        n_outputs=O,
-        threshold=None,
-        relative=None,
-        similarity=None,
         method="function",
         precision=[[float(prec[d, o]) for o in readouts[d]] for d in range(len(terms))],
         certified=[[bool(cert[d, o]) for o in readouts[d]] for d in range(len(terms))],

@@ -12,6 +12,7 @@ from fci.codes import certified as _certified
 from fci.codes.channels import _channels_from_membership, _count_matmul, _membership_np
 from fci.codes.circuit import DecodedCircuit, _unpack_weights
 from fci.codes.signs import Relative, Threshold, _check_rule, _peaks, _readout_signs, _signs
+from fci.metrics import Clause
 
 __all__ = ["decode"]
 
@@ -113,48 +114,44 @@ def decode(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if method == "certified":
-        changed = [name for name, value, default in (("threshold", threshold, "auto"), ("relative", relative, "neuron"),
-                                                     ("similarity", similarity, 1.0)) if value != default]
-        if changed:
-            raise ValueError(f"{changed[0]} belongs to method='channels'; method='certified' takes "
-                             f"{', '.join(_certified.DEFAULTS)} and activation")
-        unknown = sorted(set(options) - set(_certified.DEFAULTS) - {"activation"})
-        if unknown:
-            raise ValueError(f"unknown option {unknown[0]!r} for method='certified'; its options are "
-                             f"{', '.join(_certified.DEFAULTS)} and activation")
-        return _certified.decode_certified(model_or_weights, **options)
+        return _decode_certified(model_or_weights, threshold, relative, similarity, options)
     if options:
         raise ValueError(f"method='channels' takes threshold, relative and similarity; got {sorted(options)[0]!r} "
                          "(options of method='certified')")
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
         raise ValueError(f"similarity must lie in (0, 1], got {similarity!r}")
     _check_rule(threshold, relative)
-    W1, b1, W2, b2 = _unpack_weights(model_or_weights)
-    H, n = W1.shape
+    return _channel_circuit(*_unpack_weights(model_or_weights), threshold, relative, float(similarity))
+
+
+def _decode_certified(model_or_weights: Any, threshold: Threshold, relative: Relative, similarity: float,
+                      options: dict[str, Any]) -> DecodedCircuit:
+    """`decode(method="certified")`: refuses the channel reading's options (one that is
+    not at its default) and options `decode_certified` does not take, then reads."""
+    changed = [name for name, value, default in (("threshold", threshold, "auto"), ("relative", relative, "neuron"),
+                                                 ("similarity", similarity, 1.0)) if value != default]
+    if changed:
+        raise ValueError(f"{changed[0]} belongs to method='channels'; method='certified' takes "
+                         f"{', '.join(_certified.DEFAULTS)} and activation")
+    unknown = sorted(set(options) - set(_certified.DEFAULTS) - {"activation"})
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} for method='certified'; its options are "
+                         f"{', '.join(_certified.DEFAULTS)} and activation")
+    return _certified.decode_certified(model_or_weights, **options)
+
+
+def _channel_circuit(W1: np.ndarray, b1: np.ndarray, W2: np.ndarray, b2: np.ndarray, threshold: Threshold,
+                     relative: Relative, similarity: float) -> DecodedCircuit:
+    """The channel reading of checked weights, steps 1-4 of `decode`'s rule, and each
+    output's default."""
     S1 = _signs(W1, threshold, relative)  # (H, n)
     peak = _peaks(W1, b1)  # (H,)
     S2 = _readout_signs(W2, peak, threshold, relative)  # (O, H)
     vote = S2 == 1  # (O, H)
     # Neurons that carry channels: those that can fire and are not purely inhibitory.
     carrier = (peak > 0) & (vote.any(axis=0) | ~(S2 == -1).any(axis=0))  # (H,)
-
-    pos = (S1 == 1) & carrier[:, None]  # (H, n) x_v excites i
-    neg = (S1 == -1) & carrier[:, None]  # (H, n) ¬x_v excites i
-    n_pos, n_neg = pos.sum(axis=0), neg.sum(axis=0)
-    scale = np.abs(W1).max(axis=1, keepdims=True) if n else np.ones((H, 1), W1.dtype)
-    Wn = W1 / np.where(scale > 0, scale, 1)  # each neuron's weights on its own scale
-    m_pos = np.where(pos, Wn, 0).sum(axis=0)
-    m_neg = np.where(neg, -Wn, 0).sum(axis=0)
-    positive = (n_pos > n_neg) | ((n_pos == n_neg) & (m_pos >= m_neg))  # (n,)
-    E = np.where(positive[None, :], pos, neg)  # (H, n) excitation sets
-    active = np.flatnonzero(E.any(axis=0))
-
-    labels = _group_literals(E[:, active], float(similarity))
-    groups: dict[int, list[int]] = {}
-    for v, lab in zip(active.tolist(), labels.tolist()):
-        groups.setdefault(lab, []).append(v)
-    candidates = sorted(groups.values(), key=lambda vs: vs[0])  # vars ascending within groups
-    clauses = [tuple((v, bool(positive[v])) for v in vs) for vs in candidates]
+    positive, E = _excitation_sets(W1, S1, carrier)
+    clauses = _grouped_clauses(E, positive, similarity)
 
     A = _membership_np(S1, clauses)  # (H, D)
     votes = _count_matmul(A.T, vote.T)  # (D, O)
@@ -165,11 +162,38 @@ def decode(
         readouts=[np.flatnonzero(row > 0).tolist() for row in votes],
         votes=votes.tolist(),
         default=[bool(b > m) for b, m in zip(b2, max_inhibition)],
-        n_vars=n,
+        n_vars=W1.shape[1],
         n_outputs=W2.shape[0],
         threshold=threshold if isinstance(threshold, str) else float(threshold),
         relative=relative,
-        similarity=float(similarity),
+        similarity=similarity,
         max_inhibition=[float(m) for m in max_inhibition],
         method="static",
     )
+
+
+def _excitation_sets(W1: np.ndarray, S1: np.ndarray, carrier: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2: each variable's polarity (n,) (True: x_v) and the carriers its chosen
+    literal excites, E (H, n)."""
+    H, n = W1.shape
+    pos = (S1 == 1) & carrier[:, None]  # (H, n) x_v excites i
+    neg = (S1 == -1) & carrier[:, None]  # (H, n) ¬x_v excites i
+    n_pos, n_neg = pos.sum(axis=0), neg.sum(axis=0)
+    scale = np.abs(W1).max(axis=1, keepdims=True) if n else np.ones((H, 1), W1.dtype)
+    Wn = W1 / np.where(scale > 0, scale, 1)  # each neuron's weights on its own scale
+    m_pos = np.where(pos, Wn, 0).sum(axis=0)
+    m_neg = np.where(neg, -Wn, 0).sum(axis=0)
+    positive = (n_pos > n_neg) | ((n_pos == n_neg) & (m_pos >= m_neg))  # (n,)
+    return positive, np.where(positive[None, :], pos, neg)
+
+
+def _grouped_clauses(E: np.ndarray, positive: np.ndarray, similarity: float) -> list[Clause]:
+    """Step 3: the literals that excite some carrier, grouped by their excitation sets
+    into clauses, ordered by their smallest variable (literals by variable)."""
+    active = np.flatnonzero(E.any(axis=0))
+    labels = _group_literals(E[:, active], similarity)
+    groups: dict[int, list[int]] = {}
+    for v, lab in zip(active.tolist(), labels.tolist()):
+        groups.setdefault(lab, []).append(v)
+    candidates = sorted(groups.values(), key=lambda vs: vs[0])  # vars ascending within groups
+    return [tuple((v, bool(positive[v])) for v in vs) for vs in candidates]

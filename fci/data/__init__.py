@@ -16,6 +16,7 @@ from fci.data.datasets import (
                                digits,
                                file_sha256,
                                load_embeddings,
+                               load_once,
                                task_dataset,
                                task_name,
 )
@@ -23,5 +24,5 @@ from fci.data.images import IMAGE_KEYS, ImageDataset, digit_images, load_images
 from fci.data.spec import DATASET_KINDS, DatasetKind, DatasetSpec, register_dataset_kind
 
 __all__ = ["Dataset", "DatasetSpec", "DatasetKind", "DATASET_KINDS", "register_dataset_kind", "digits", "load_embeddings",
-           "boolean", "task_dataset", "task_name", "class_ids", "file_sha256", "EMBEDDING_KEYS", "ImageDataset", "digit_images",
+           "boolean", "task_dataset", "task_name", "class_ids", "file_sha256", "load_once", "EMBEDDING_KEYS", "ImageDataset", "digit_images",
            "load_images", "IMAGE_KEYS"]

@@ -19,21 +19,38 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from fci.tasks import BooleanTask, TaskConfig
 
-__all__ = ["Dataset", "digits", "load_embeddings", "boolean", "task_dataset", "task_name", "class_ids", "file_sha256", "EMBEDDING_KEYS"]
+__all__ = ["Dataset", "digits", "load_embeddings", "boolean", "task_dataset", "task_name", "class_ids", "file_sha256", "load_once", "EMBEDDING_KEYS"]
 
+
+T = TypeVar("T")
 
 EMBEDDING_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
 
+class _TrainTest:
+    """The sizes of a train/test split held as `x_train` and `x_test` (samples first)."""
+
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+
 @dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(_TrainTest):
     """A supervised dataset on the CPU.
 
     Attributes:
@@ -75,14 +92,6 @@ class Dataset:
         if self.loss == "ce":
             return int(max(int(self.y_train.max()), int(self.y_test.max())) + 1)
         return int(self.y_train.shape[1])
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.x_test.shape[0])
 
     def stacked(self, n_models: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
         """(x_train, y_train, x_test, y_test), each with a leading model axis of
@@ -169,19 +178,30 @@ def load_embeddings(path: str | os.PathLike, standardize: bool = True) -> Datase
     if arrays["X_train"].shape[1] != arrays["X_test"].shape[1]:
         raise ValueError(f"{path}: X_train has {arrays['X_train'].shape[1]} features but X_test has {arrays['X_test'].shape[1]}")
     ytr_ids, yte_ids, classes = class_ids(path, arrays, "sample", "{n} rows but y_{part} has {m}")
-    xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
-    if standardize:
-        mu, sd = xtr.mean(0), xtr.std(0)
-        sd[sd == 0] = 1.0
-        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    stem = os.path.splitext(os.path.basename(path))[0]
+    xtr, xte = _standardized(arrays, standardize, axes=(0,))
     return Dataset(
-        name=f"embeddings-{stem}",
-        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(ytr_ids),
-        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(yte_ids),
+        name=f"embeddings-{_stem(path)}",
+        x_train=torch.from_numpy(xtr), y_train=torch.from_numpy(ytr_ids),
+        x_test=torch.from_numpy(xte), y_test=torch.from_numpy(yte_ids),
         loss="ce",
         info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize},
     )
+
+
+def _standardized(arrays: dict[str, np.ndarray], standardize: bool, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """An .npz's `X_train` and `X_test` as contiguous float32; with `standardize`, both
+    centred and scaled by the training split's mean and standard deviation over `axes`
+    (a constant feature keeps scale 1)."""
+    xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
+    if standardize:
+        mu, sd = xtr.mean(axes, keepdims=True), xtr.std(axes, keepdims=True)
+        sd[sd == 0] = 1.0
+        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
+    return np.ascontiguousarray(xtr), np.ascontiguousarray(xte)
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def class_ids(path: str, arrays: dict[str, np.ndarray], unit: str, counts: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -255,6 +275,19 @@ def task_name(task: BooleanTask) -> str:
     `cnf-` after `boolean-` for a CNF task."""
     form = "cnf-" if task.form == "cnf" else ""
     return f"boolean-{form}C{task.n_clauses}k{task.clause_size}-s{task.seed}"
+
+
+def load_once(load: Callable[[str], T], path: str | os.PathLike) -> T:
+    """`load(path)`, cached per (loader, real path, size, mtime) like `file_sha256`: a
+    run's checks, caption and training share one load, and a changed file is read again."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return _load_at(load, real, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_at(load: Callable[[str], Any], path: str, size: int, mtime_ns: int) -> Any:
+    return load(path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

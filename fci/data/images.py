@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from fci.data.datasets import _TrainTest
+
 __all__ = ["ImageDataset", "digit_images", "load_images", "IMAGE_KEYS"]
 
 IMAGE_KEYS = ("X_train", "y_train", "X_test", "y_test")
 
 
 @dataclass(frozen=True, eq=False)
-class ImageDataset:
+class ImageDataset(_TrainTest):
     """Images on the CPU: x_* (N, C, H, W) float32, y_* (N,) int64 class ids."""
 
     name: str
@@ -50,14 +52,6 @@ class ImageDataset:
     def n_out(self) -> int:
         return int(max(int(self.y_train.max()), int(self.y_test.max())) + 1)
 
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.x_test.shape[0])
-
     def describe(self) -> str:
         c, h, w = self.shape
         return f"{self.name}: {self.n_train} train / {self.n_test} test images of {c}x{h}x{w}, {self.n_out} classes"
@@ -85,7 +79,7 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
     must be one of them. With `standardize`, each channel is centred and scaled
     by the training split's mean and standard deviation. Raises ValueError
     naming the file and the missing or malformed key."""
-    from fci.data.datasets import _read_npz, class_ids
+    from fci.data.datasets import _read_npz, _stem, class_ids, _standardized
 
     path = os.fspath(path)
     arrays = _read_npz(path, IMAGE_KEYS, "--images", "an images file")
@@ -100,17 +94,11 @@ def load_images(path: str | os.PathLike, standardize: bool = True) -> ImageDatas
     if arrays["X_train"].shape[1:] != arrays["X_test"].shape[1:]:
         raise ValueError(f"{path}: X_train images are (C, H, W) = {arrays['X_train'].shape[1:]} but X_test's are {arrays['X_test'].shape[1:]}")
     ytr_ids, yte_ids, classes = class_ids(path, arrays, "image", "{n} images but y_{part} has {m} labels")
-    xtr, xte = arrays["X_train"].astype(np.float32), arrays["X_test"].astype(np.float32)
-    if standardize:
-        mu = xtr.mean((0, 2, 3), keepdims=True)
-        sd = xtr.std((0, 2, 3), keepdims=True)
-        sd[sd == 0] = 1.0
-        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    stem = os.path.splitext(os.path.basename(path))[0]
+    xtr, xte = _standardized(arrays, standardize, axes=(0, 2, 3))  # per channel
     return ImageDataset(
-        name=f"images-{stem}",
-        x_train=torch.from_numpy(np.ascontiguousarray(xtr)), y_train=torch.from_numpy(ytr_ids),
-        x_test=torch.from_numpy(np.ascontiguousarray(xte)), y_test=torch.from_numpy(yte_ids),
+        name=f"images-{_stem(path)}",
+        x_train=torch.from_numpy(xtr), y_train=torch.from_numpy(ytr_ids),
+        x_test=torch.from_numpy(xte), y_test=torch.from_numpy(yte_ids),
         info={"source": os.path.abspath(path), "classes": [str(c) for c in classes], "standardize": standardize,
               "shape": list(xtr.shape[1:])},
     )

@@ -11,7 +11,7 @@ from torch import nn
 
 from fci.seeding import generator
 
-__all__ = ["MaskedLayers", "MaskedParameters", "resolve_device"]
+__all__ = ["MaskedLayers", "MaskedParameters", "MaskedStack", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -53,6 +53,23 @@ class MaskedParameters:
 
     def bias_mask(self, l: int) -> torch.Tensor:
         return getattr(self, f"bias_mask_{l}")
+
+
+class MaskedStack(MaskedParameters, nn.Module):
+    """What the stacks of models share: every weight and bias carries a leading model
+    axis (M, ...), and so does the non-zero count."""
+
+    @property
+    def n_models(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    def nnz(self) -> torch.Tensor:
+        """(M,) non-zero effective weights plus biases per model."""
+        total = torch.zeros(self.n_models, dtype=torch.int64, device=self.weights[0].device)
+        for l in range(self.n_layers):
+            total += ((self.weights[l] * self.weight_mask(l)) != 0).flatten(1).sum(1)
+            total += ((self.biases[l] * self.bias_mask(l)) != 0).sum(1)
+        return total
 
 
 class MaskedLayers(MaskedParameters, nn.Module):

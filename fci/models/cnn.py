@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fci.models.base import MaskedLayers, MaskedParameters
+from fci.models.base import MaskedLayers, MaskedStack
 
 __all__ = ["HEADS", "MaskedCNN", "MaskedCNNStack", "first_layer_filters"]
 
@@ -114,7 +114,7 @@ class MaskedCNN(MaskedLayers):
         return f"in={list(self.in_shape)}, channels={self.channels}, out={self.n_out}, k={self.kernel_size}, pool={self.pool}, head={self.head}, nnz={self.nnz()}"
 
 
-class MaskedCNNStack(MaskedParameters, nn.Module):
+class MaskedCNNStack(MaskedStack):
     """M masked CNNs of one depth, input shape, kernel, pooling and output size,
     behind a leading model axis, computed as grouped convolutions (`groups=M`).
 
@@ -141,9 +141,6 @@ class MaskedCNNStack(MaskedParameters, nn.Module):
         self.register_buffer("channels", torch.tensor([channels] * n_models, dtype=torch.int64))
         self.parent_indices: list[torch.Tensor | None] = [None] * n_models
 
-    @property
-    def n_models(self) -> int:
-        return int(self.weights[0].shape[0])
 
     @property
     def n_conv(self) -> int:
@@ -227,13 +224,6 @@ class MaskedCNNStack(MaskedParameters, nn.Module):
         bh = self.biases[-1] * self.bias_mask(self.n_conv)
         return torch.baddbmm(bh.unsqueeze(1), flat, wh.transpose(1, 2))
 
-    def nnz(self) -> torch.Tensor:
-        """(M,) non-zero effective weights plus biases per model."""
-        total = torch.zeros(self.n_models, dtype=torch.int64, device=self.weights[0].device)
-        for l in range(self.n_layers):
-            total += ((self.weights[l] * self.weight_mask(l)) != 0).flatten(1).sum(1)
-            total += ((self.biases[l] * self.bias_mask(l)) != 0).sum(1)
-        return total
 
 
 def first_layer_filters(model: MaskedCNN) -> torch.Tensor:

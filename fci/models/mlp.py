@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from fci.models.base import MaskedLayers, MaskedParameters, _layer_sizes
+from fci.models.base import MaskedLayers, MaskedStack, _layer_sizes
 
 __all__ = ["MaskedMLP", "MaskedMLPStack"]
 
@@ -100,7 +100,7 @@ class MaskedMLP(MaskedLayers):
         return f"sizes={self.sizes}, nnz={self.nnz()}"
 
 
-class MaskedMLPStack(MaskedParameters, nn.Module):
+class MaskedMLPStack(MaskedStack):
     """M independent masked MLPs behind a leading model axis.
 
     Parameters have shapes `weights[l]: (M, out_l, in_l)`, `biases[l]: (M, out_l)`;
@@ -124,9 +124,6 @@ class MaskedMLPStack(MaskedParameters, nn.Module):
         self.register_buffer("widths", torch.tensor([list(sizes[1:-1])] * n_models, dtype=torch.int64))
         self.parent_indices: list[torch.Tensor | None] = [None] * n_models
 
-    @property
-    def n_models(self) -> int:
-        return self.weights[0].shape[0]
 
 
     @classmethod
@@ -188,10 +185,3 @@ class MaskedMLPStack(MaskedParameters, nn.Module):
                 h = torch.relu(h)
         return h
 
-    def nnz(self) -> torch.Tensor:
-        """(M,) non-zero effective weights plus biases per model."""
-        total = torch.zeros(self.n_models, dtype=torch.int64, device=self.weights[0].device)
-        for l in range(self.n_layers):
-            total += ((self.weights[l] * self.weight_mask(l)) != 0).flatten(1).sum(1)
-            total += ((self.biases[l] * self.bias_mask(l)) != 0).sum(1)
-        return total

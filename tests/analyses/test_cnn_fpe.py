@@ -10,6 +10,7 @@ import torch
 from analyses import cnn_fpe
 from fci.data.images import digit_images, load_images
 from fci.stats import check_verdict
+from tests.helpers import refusal
 
 
 def _npz(path, **over):
@@ -83,9 +84,8 @@ def test_the_command_refuses_a_bad_images_file_before_any_work(tmp_path, capsys)
     (["--head", "avg"], "--head: invalid choice: 'avg'"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit) as e:
-        cnn_fpe.main(["--tiny", *argv, "--data", str(tmp_path / "data")])
-    assert e.value.code == 2 and message in capsys.readouterr().err
+    code, err = refusal(cnn_fpe.main, ["--tiny", *argv, "--data", str(tmp_path / "data")], capsys)
+    assert code == 2 and message in err
     assert not (tmp_path / "data").exists()
 
 

@@ -17,6 +17,7 @@ import analyses.computational_capacity as cc
 from analyses.columns import unknown
 from fci import stats
 from fci.models.mlp import MaskedMLP
+from tests.helpers import refusal, run_tiny
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # scipy, near-constant pairs
 
@@ -197,10 +198,9 @@ def no_training(monkeypatch):
     (["--lr", "0"], "--lr: lr must be a number in (0, 1000]"),
 ])
 def test_bad_options_are_refused_in_one_line_before_any_work(no_training, tmp_path, capsys, argv, flag):
-    with pytest.raises(SystemExit) as e:
-        cc.main(["--tiny", "--data", str(tmp_path / "d"), *argv])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    code, err = refusal(cc.main, ["--tiny", "--data", str(tmp_path / "d"), *argv], capsys)
+    assert code == 2
+    err = err.strip().splitlines()
     assert len(err) == 1 and flag in err[0] and argv[0] in err[0], err
     assert not (tmp_path / "d" / "store").exists()  # nothing ran
 
@@ -208,9 +208,8 @@ def test_bad_options_are_refused_in_one_line_before_any_work(no_training, tmp_pa
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("capacity")
-    out = root / "out"
-    assert cc.main(["--tiny", "--device", "cpu", "--out", str(out), "--data", str(root / "data")]) == 0
-    return out
+    run_tiny(cc.main, root)
+    return root / "out"
 
 
 def test_tiny_run_end_to_end(tiny_run):

@@ -24,6 +24,7 @@ from fci.stats import check_verdict
 from fci.store import Store
 from fci.tasks import DNFTask, TaskConfig
 from fci.train import FPEResult, FPESpec, ModelResult, TrainConfig, run_fpe
+from tests.helpers import tiny_run_fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning",  # scipy, near-constant pairs
                                         "ignore:Graph is not fully connected:UserWarning")  # sklearn spectral clustering
@@ -342,12 +343,7 @@ def test_first_layer_trials_reuse_the_stored_parents_and_train_what_a_fresh_run_
 # --------------------------------------------------------------------------- the command, end to end
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deep_fpe")
-    argv = ["--tiny", "--device", "cpu", "--out", str(root / "out"), "--data", str(root / "data")]
-    assert D.main(argv) == 0
-    return root, argv
+tiny_run = tiny_run_fixture(D.main, "deep_fpe")
 
 
 def test_tiny_run_writes_results_stats_summary_and_figure(tiny_run):

@@ -31,6 +31,7 @@ from fci.sparsity.magnitude import (
 )
 from fci.stats import check_verdict
 from fci.train import evaluate
+from tests.helpers import refusal, run_tiny
 
 # --------------------------------------------------------------------------- the schedule
 
@@ -229,9 +230,8 @@ def test_job_effective_density_and_the_null_hypothesis():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("effective_density")
-    out, data = root / "out", root / "data"
-    assert study.main(["--tiny", "--device", "cpu", "--out", str(out), "--data", str(data)]) == 0
-    return out, data
+    run_tiny(study.main, root)
+    return root / "out", root / "data"
 
 
 def test_tiny_run_writes_trajectories_stats_and_the_paper_comparison(tiny):
@@ -302,9 +302,8 @@ def test_rerun_trains_nothing_and_a_new_drop_rule_needs_no_training(tiny, capsys
     (["--clause-size", "0"], "--clause-size"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, argv, flag):
-    with pytest.raises(SystemExit) as e:
-        study.main(["--tiny", "--data", str(tmp_path)] + argv)
-    assert e.value.code == 2 and flag in capsys.readouterr().err
+    code, err = refusal(study.main, ["--tiny", "--data", str(tmp_path)] + argv, capsys)
+    assert code == 2 and flag in err
     assert not (tmp_path / "store").exists()
 
 

@@ -22,6 +22,7 @@ from fci.models.mlp import MaskedMLP
 from fci.stats import check_verdict
 from fci.store import config_key
 from fci.train import FPEResult, FPESpec, ModelResult
+from tests.helpers import refusal
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")
 
@@ -240,9 +241,8 @@ def test_a_bad_embeddings_file_fails_before_any_work(tmp_path, capsys, override,
 ])
 def test_bad_options_name_themselves(tmp_path, capsys, argv, message):
     argv = [str(_npz(tmp_path / "emb.npz")) if a == "EMB" else a for a in argv]
-    with pytest.raises(SystemExit):
-        _run(tmp_path, *argv)
-    assert message in capsys.readouterr().err
+    _, err = refusal(lambda a: _run(tmp_path, *a), argv, capsys)
+    assert message in err
     assert not (tmp_path / "data").exists()
 
 

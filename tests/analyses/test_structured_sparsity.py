@@ -22,6 +22,7 @@ from fci.sparsity.regrow import DynamicSparsity, effective_weight_gradients, fit
 from fci.stats import check_verdict
 from fci.tasks import DNFTask
 from fci.train import TrainConfig, fit
+from tests.helpers import tiny_run_fixture
 
 # --------------------------------------------------------------------------- N:M masks
 
@@ -272,12 +273,7 @@ def test_dynamic_schedule_and_its_validation():
 # --------------------------------------------------------------------------- the study, end to end
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("structured")
-    args = ["--tiny", "--device", "cpu", "--out", str(root / "out"), "--data", str(root / "data")]
-    assert study.main(args) == 0
-    return root, args
+tiny_run = tiny_run_fixture(study.main, "structured")
 
 
 def test_study_writes_equal_nnz_results(tiny_run):

@@ -20,6 +20,7 @@ from analyses.superposition_sweep import heatmap_figure, trend_figure
 from analyses.tables import condition_stats, paired_rows, pooled_stats, restart_reason
 from fci.io import jsonable
 from fci.train import TrainConfig
+from tests.helpers import refusal
 
 ALL_STUDIES = study_names()
 STUDIES = study_names("Study")  # the sweeps of Boolean FPE trials
@@ -245,10 +246,9 @@ def test_shards_then_a_plain_run_give_the_union(tmp_path):
     (["--shard", "x"], "--shard"),
 ])
 def test_bad_options_fail_at_once(tmp_path, capsys, argv, flag):
-    with pytest.raises(SystemExit) as e:
-        _main("capacity_vs_alpha")(["--tiny", "--data", str(tmp_path)] + argv)
-    assert e.value.code == 2
-    assert flag in capsys.readouterr().err
+    code, err = refusal(_main("capacity_vs_alpha"), ["--tiny", "--data", str(tmp_path)] + argv, capsys)
+    assert code == 2
+    assert flag in err
     assert not (tmp_path / "store").exists()  # nothing ran
 
 

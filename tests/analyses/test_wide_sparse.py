@@ -28,6 +28,7 @@ from fci.sparsity.static import (
 )
 from fci.stats import check_verdict
 from fci.train import TrainConfig, train_models
+from tests.helpers import refusal, tiny_run_fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")
 
@@ -255,12 +256,7 @@ def test_jobs_cover_the_sweep_with_exact_budgets():
 # --------------------------------------------------------------------------- the command, end to end
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wide_sparse")
-    argv = ["--tiny", "--device", "cpu", "--out", str(root / "out"), "--data", str(root / "data")]
-    assert ws.main(argv) == 0
-    return root, argv
+tiny = tiny_run_fixture(ws.main, "wide_sparse")
 
 
 def test_tiny_run_writes_everything(tiny):
@@ -320,10 +316,10 @@ def test_rerun_trains_nothing(tiny, monkeypatch, capsys):
     (["--dataset", "mnist"], "--dataset"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, extra, flag):
-    with pytest.raises(SystemExit) as e:
-        ws.main(["--tiny", "--device", "cpu", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "d"), *extra])
-    assert e.value.code == 2
-    assert flag in capsys.readouterr().err
+    code, err = refusal(ws.main, ["--tiny", "--device", "cpu", "--out", str(tmp_path / "o"), "--data", str(tmp_path / "d"),
+                                  *extra], capsys)
+    assert code == 2
+    assert flag in err
     assert not (tmp_path / "d" / "store").exists()
 
 

@@ -2,6 +2,8 @@
 and the FPE schedule on any dataset."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,3 +289,20 @@ def test_the_dense_baseline_key_does_not_depend_on_the_expanded_layers():
     every = FPESpec(data=DatasetSpec.digits(), hidden=(4, 4), expansions=(("random", 2),), layers="all")
     assert trial_keys([one])[0][0] == trial_keys([every])[0][0]
     assert trial_keys([one])[0][1] != trial_keys([every])[0][1]
+
+
+def test_load_once_reads_a_file_once_until_it_changes(tmp_path):
+    from fci.data import load_once
+
+    path = tmp_path / "f.txt"
+    path.write_text("one")
+    calls = []
+
+    def read(p):
+        calls.append(p)
+        return Path(p).read_text()
+
+    assert load_once(read, path) == "one" and load_once(read, str(path)) == "one"
+    assert calls == [os.path.realpath(path)]  # one read, of the real path
+    path.write_text("three")  # a changed size: read again
+    assert load_once(read, path) == "three" and len(calls) == 2

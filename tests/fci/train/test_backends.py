@@ -23,7 +23,7 @@ from fci.train import (
     run_fpe,
 )
 from fci.train.backends.kernel import library as kernel
-from tests.helpers import random_masks, tiny_spec
+from tests.helpers import assert_trained_alike, random_masks, tiny_spec
 
 needs_kernel = pytest.mark.skipif(not kernel.available(), reason=f"the C kernel is unavailable: {kernel.unavailable_reason()}")
 FAST = [pytest.param("kernel", marks=needs_kernel), "torch"]
@@ -70,11 +70,7 @@ def test_every_backend_agrees_with_the_reference(case, backend):
     r, lr, _ = _run(models, x, y, cfg, loss, "reference")
     assert state.provenance["backend"] == backend
     assert torch.allclose(ls, lr, atol=3e-5), (ls - lr).abs().max()
-    for l in range(s.n_layers):
-        assert torch.allclose(s.weights[l], r.weights[l], atol=3e-4), (s.weights[l] - r.weights[l]).abs().max()
-        assert torch.allclose(s.biases[l], r.biases[l], atol=3e-4)
-        assert torch.all(s.weights[l][s.weight_mask(l) == 0] == 0)
-        assert torch.all(s.biases[l][s.bias_mask(l) == 0] == 0)
+    assert_trained_alike(s, r, atol=3e-4)
 
 
 def _first_model(backend, models, x, y, workers):
