@@ -41,3 +41,26 @@ def tiny_spec(seed: int = 0, hidden=4, expansions=(("clause", 2), ("random", 2))
         expansions=expansions,
         train=TrainConfig(warmup=warmup, finetune=finetune, batch_size=64, lr=0.02),
     )
+
+
+def planted_dnf(clauses: list, n: int, outputs: str = "dnf", copies: int = 1):
+    """Clean planted DNF network: ``copies`` neurons per clause with weight +1 for a
+    positive literal, -1 for a negated one and bias ``1 - #positive`` (fires, with
+    activation 1, only when every literal is true), plus one dead neuron. Readout +1;
+    ``b2 = -0.5``. ``outputs``: "dnf" (one OR output) or "clauses" (one per clause).
+    Returns (W1, b1, W2, b2) float32 tensors."""
+    C = len(clauses)
+    H = C * copies + 1
+    W1 = torch.zeros(H, n)
+    b1 = torch.zeros(H)
+    O = 1 if outputs == "dnf" else C
+    W2 = torch.zeros(O, H)
+    for c, clause in enumerate(clauses):
+        for r in range(copies):
+            i = c * copies + r
+            for v, positive in clause:
+                W1[i, v] = 1.0 if positive else -1.0
+            b1[i] = 1.0 - sum(p for _, p in clause)
+            W2[0 if outputs == "dnf" else c, i] = 1.0
+    b2 = torch.full((O,), -0.5)
+    return W1, b1, W2, b2
