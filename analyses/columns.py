@@ -86,21 +86,48 @@ COLUMNS: dict[str, str] = {
     "n_pair_checks": "(neuron, clause pair) pairs checked for pair_frac (count)",
     "mask_mismatch": "split entries the child's mask contradicts (count; 0 expected)",
     # --- decoding
-    "decode_f1": "static decode: clause-recovery F1 against the true clauses (0..1)",
-    "decode_precision": "static decode: clause-recovery precision (0..1)",
-    "decode_recall": "static decode: clause-recovery recall (0..1)",
-    "decode_exact": "static decode: true clauses recovered exactly (count)",
-    "n_decoded": "static decode: clauses decoded (count)",
-    "circuit_agreement": "static decode's circuit agrees with the network's predictions on the test inputs (fraction)",
-    "circuit_accuracy": "static decode's circuit's accuracy on the test labels (fraction)",
-    "static_seconds": "time of the static decode (s)",
-    "function_f1": "decode_function: clause-recovery F1 (0..1)",
-    "function_agreement": "decode_function's formula agrees with the network on the test inputs (fraction)",
-    "function_uncovered": "decode_function: mean fraction of positive predictions its terms leave uncovered",
-    "n_terms": "decode_function: terms found (count)",
-    "function_seconds": "time of decode_function (s)",
-    "ceiling": "agreement of the true formula with the network on the test inputs (fraction)",
-    "ceiling_gap": "ceiling - function_agreement (fraction)",
+    "decode_f1": "static channel reading (decode): clause-recovery F1 against the true clauses (0..1)",
+    "decode_precision": "static channel reading: clause-recovery precision (0..1)",
+    "decode_recall": "static channel reading: clause-recovery recall (0..1)",
+    "decode_exact": "static channel reading: true clauses recovered exactly (count)",
+    "decode_exact_f1": "static channel reading: clause-recovery F1 counting exact matches only (0..1)",
+    "n_decoded": "static channel reading: clauses decoded (count)",
+    "circuit_agreement": "static channel reading's circuit agrees with the network's predictions on the test inputs (fraction)",
+    "constant_agreement": "the best constant output (always 1 or always 0, per output) agrees with the network on the test inputs (fraction)",
+    "circuit_accuracy": "static channel reading's circuit's accuracy on the test labels (fraction)",
+    "static_seconds": "time of the static channel reading (s)",
+    "certified_agreement": "certified static reading (decode(method='certified')) agrees with the network on the test inputs (fraction)",
+    "certified_coverage": "certified static reading: mean over outputs of the share of each output's region its certified terms cover (exact, or a sound lower bound; fraction)",
+    "certified_coverage_exact": "certified static reading: outputs whose coverage is exact rather than a lower bound (fraction of outputs)",
+    "certified_proved": "certified static reading: outputs proved on every input (coverage 1, exact; fraction of outputs)",
+    "certified_terms": "certified static reading: certified terms (count)",
+    "certified_gap": "certified_agreement - true_formula_agreement (fraction; may be > 0)",
+    "certified_seconds": "time of the certified static reading (s)",
+    "true_formula_agreement": "the reference: agreement of the task's true formula with the network on the test inputs (fraction; for one output, the test accuracy; a reading may exceed it)",
+    "function_f1": "decode_function on uniform inputs: clause-recovery F1 (0..1)",
+    "function_exact_f1": "decode_function on uniform inputs: clause-recovery F1 counting exact matches only (0..1)",
+    "function_agreement": "decode_function on uniform inputs: agrees with the network on the test inputs (fraction)",
+    "function_own_agreement": "decode_function on uniform inputs: agrees with the network on its own inputs (the distribution it read; fraction)",
+    "function_max_literals": "decode_function on uniform inputs: the longest term it kept (count)",
+    "function_uncovered": "decode_function on uniform inputs: mean share of the network's 1s (DNF) or 0s (CNF) its terms leave unexplained (fraction)",
+    "function_terms": "decode_function on uniform inputs: terms found (count)",
+    "function_warnings": "decode_function on uniform inputs: warnings it gave (count)",
+    "function_gap": "decode_function on uniform inputs: function_agreement - true_formula_agreement (fraction; may be > 0)",
+    "function_seconds": "decode_function on uniform inputs: its time (s)",
+    "function_distribution": "decode_function on uniform inputs: the input distribution it read (text)",
+    "function_form": "decode_function on uniform inputs: the normal form it chose, dnf or cnf (text)",
+    "inputs_function_f1": "decode_function on the task's unlabeled training inputs: clause-recovery F1 (0..1)",
+    "inputs_function_exact_f1": "decode_function on the task's unlabeled training inputs: clause-recovery F1 counting exact matches only (0..1)",
+    "inputs_function_agreement": "decode_function on the task's unlabeled training inputs: agrees with the network on the test inputs (fraction)",
+    "inputs_function_own_agreement": "decode_function on the task's unlabeled training inputs: agrees with the network on its own inputs (the distribution it read; fraction)",
+    "inputs_function_max_literals": "decode_function on the task's unlabeled training inputs: the longest term it kept (count)",
+    "inputs_function_uncovered": "decode_function on the task's unlabeled training inputs: mean share of the network's 1s (DNF) or 0s (CNF) its terms leave unexplained (fraction)",
+    "inputs_function_terms": "decode_function on the task's unlabeled training inputs: terms found (count)",
+    "inputs_function_warnings": "decode_function on the task's unlabeled training inputs: warnings it gave (count)",
+    "inputs_function_gap": "decode_function on the task's unlabeled training inputs: inputs_function_agreement - true_formula_agreement (fraction; may be > 0)",
+    "inputs_function_seconds": "decode_function on the task's unlabeled training inputs: its time (s)",
+    "inputs_function_distribution": "decode_function on the task's unlabeled training inputs: the input distribution it read (text)",
+    "inputs_function_form": "decode_function on the task's unlabeled training inputs: the normal form it chose, dnf or cnf (text)",
     # --- computational_capacity
     "form": "Boolean task form: dnf (an OR of ANDs; per-clause outputs: each an AND) or cnf (an AND of ORs; each output an OR)",
     "capacity_count": "features (per-clause outputs) the model computes with test error <= eps (fci.metrics.computational_capacity; count)",
@@ -197,6 +224,8 @@ LEGACY: dict[str, str] = {
     "fpe_baseline_accuracy": "dense_test_accuracy",
     "late_drop_abs": "train_loss_late_drop",
     "late_drop": "train_loss_late_drop_rel",
+    "ceiling": "true_formula_agreement",
+    "n_terms": "function_terms",
     "row": "record",
     "n_params": "nnz",
     "loss": "test_loss",
@@ -225,13 +254,18 @@ def canonical_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A stored result row under the registered names: legacy names renamed
     (where the new name is not there already). A legacy real_data row's
     `train_loss_late_drop` (marked by `train_loss_end`) used another definition
-    (one-epoch relative fall) and is dropped rather than shown under the new one."""
+    (one-epoch relative fall) and is dropped rather than shown under the new one. A
+    decoding row's `ceiling_gap` (reference - reading) becomes `function_gap` with its
+    sign turned (reading - reference)."""
     out = dict(row)
     if "train_loss_end" in out:
         out.pop("train_loss_late_drop", None)
     for old, new in LEGACY.items():
         if old in out and new not in out:
             out[new] = out.pop(old)
+    if "ceiling_gap" in out and "function_gap" not in out:  # reference - reading, now reading - reference
+        gap = out.pop("ceiling_gap")
+        out["function_gap"] = -gap if isinstance(gap, (int, float)) else gap
     return out
 
 

@@ -34,7 +34,6 @@ from fci.cli import (
     run_name,
     start_dask,
 )
-from fci.codes import circuit_agreement, clause_recovery, decode, decode_function, network_predictions, true_formula_agreement
 from fci.fpe.splits import SPLITS
 from fci.io import environment, write_json
 from fci.metrics import (
@@ -45,6 +44,7 @@ from fci.metrics import (
     trial_stats,
 )
 from fci.models.base import resolve_device
+from fci.readings import FUNCTIONAL, TEXT_KEYS, measure_readings
 from fci.store import Store, graceful, resolve_claim_ttl
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, ModelResult, TrainConfig, backends_of, plan_cost, run_fpe
@@ -86,29 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def measure(model, task, x_test, threshold: float | None) -> dict[str, float]:
-    """Interference (SPEC §4) and both decodings (SPEC §5) of one trained model:
-    clause F1 and agreement with the model on x_test (N, n) of static `decode` and of
-    `decode_function`, beside the ceiling (agreement of the true formula)."""
+def measure(model, task, x_test, inputs, threshold: float | None) -> dict[str, Any]:
+    """Interference (SPEC §4) and every reading (SPEC §5) of one trained model, verified
+    on x_test (N, n): `fci.readings.measure_readings` (the static channel reading beside
+    the best constant, the certified static reading, `decode_function` on uniform inputs
+    and on the task's unlabeled training ``inputs`` (M, n), the true-formula agreement and
+    each reading's gap to it)."""
     W1 = model.effective_weights()[0][0]
-    clauses = task.clauses
-    y_net = network_predictions(model, x_test)
-    t0 = time.perf_counter()
-    static = decode(model, threshold="auto" if threshold is None else threshold)
-    t1 = time.perf_counter()
-    function = decode_function(model)
-    t2 = time.perf_counter()
     return {
-        "capacity": clause_mean_capacity(feature_capacity(W1), clauses),
+        "capacity": clause_mean_capacity(feature_capacity(W1), task.clauses),
         "cosine": cosine_interference(W1),
-        "f1": clause_recovery(static.clauses, clauses)["f1"],
-        "agreement": circuit_agreement(static, y_net, x_test),
-        "function_f1": clause_recovery(function.clauses, clauses)["f1"],
-        "function_agreement": circuit_agreement(function, y_net, x_test),
-        "ceiling": true_formula_agreement(clauses, y_net, x_test, task.groups, form=task.form),
-        "static_s": t1 - t0,
-        "function_s": t2 - t1,
+        **measure_readings(model, task, x_test, inputs, threshold="auto" if threshold is None else threshold),
     }
+
+
+def _texts(values) -> str:
+    """The distinct values of a text column over trials, with counts when they differ: `dnf` or `dnf 2, cnf 1`."""
+    vals = [str(v) for v in values]
+    kinds = sorted(set(vals), key=vals.index)
+    return kinds[0] if len(kinds) == 1 else ", ".join(f"{k} {vals.count(k)}" for k in kinds)
 
 
 def _mean_sem(values) -> str:
@@ -117,6 +113,37 @@ def _mean_sem(values) -> str:
     v = np.asarray(values, dtype=float)
     s = trial_stats(v[np.isfinite(v)])
     return mean_sem_text(s["mean"], s["sem"], int(s["n"]))
+
+
+def _tables(threshold: float | None) -> tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]:
+    """The printed tables: (title, measure keys, column heads); every agreement is on the test inputs unless
+    its head names another distribution."""
+    tau = "auto" if threshold is None else threshold
+    on = "agreement with the network on the test inputs (the task's input distribution); mean ± s.e. over trials"
+    uniform, given = FUNCTIONAL["function"], FUNCTIONAL["inputs_function"]
+    return (
+        (f"static readings from the weights alone: channels (decode, threshold {tau}) beside the best constant output "
+         f"(always 1 or always 0 per output), and certified (decode(method='certified')); {on}",
+         ("circuit_agreement", "constant_agreement", "decode_f1", "certified_agreement", "certified_coverage",
+          "certified_coverage_exact", "certified_proved", "certified_seconds"),
+         ("channels", "best constant", "channels F1", "certified", "coverage", "coverage exact", "outputs proved",
+          "certified s")),
+        (f"what the network computes (decode_function), read on {uniform}: {on}; its agreement on its own inputs, the "
+         "form and term length it chose, clause F1 and exact F1, warnings, seconds",
+         ("function_agreement", "function_own_agreement", "function_form", "function_max_literals", "function_f1",
+          "function_exact_f1", "function_warnings", "function_seconds"),
+         ("agreement", "on uniform", "form", "max literals", "F1", "exact F1", "warnings", "seconds")),
+        (f"the same, read on {given} (inputs=, never labels), where the network is used",
+         ("inputs_function_agreement", "inputs_function_own_agreement", "inputs_function_form",
+              "inputs_function_max_literals", "inputs_function_f1", "inputs_function_exact_f1", "inputs_function_warnings",
+              "inputs_function_seconds"),
+         ("agreement", "on task inputs", "form", "max literals", "F1", "exact F1", "warnings", "seconds")),
+        ("true-formula agreement (the task's formula against the network on the test inputs; for one output, the test "
+         "accuracy) and each reading's gap, reading - reference: a reference, not a bound (a reading may exceed it)",
+         ("true_formula_agreement", "certified_gap", "function_gap", "inputs_function_gap"),
+         ("true-formula agr.", "certified gap", "uniform gap", "task-inputs gap")),
+        ("interference (mean ± s.e. over trials)", ("capacity", "cosine"), ("feature capacity", "cosine interf.")),
+    )
 
 
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[str], list[FPESpec]]:
@@ -168,7 +195,7 @@ def condition_summary(name: str, split: str | None, alpha: int, results: list[Mo
     (mean, s.e.m.) and the paired test of accuracy against dense (`fci.stats.paired_test`,
     guarded by the accuracy's `resolution`, 1 / (test samples x outputs): its p,
     test and reason); nnz; and every printed measurement's mean, s.e.m. and n
-    (finite trials only)."""
+    (finite trials only; a text one, such as a reading's distribution or form, per trial)."""
     acc = np.array([m.test_accuracy for m in results], dtype=float)
     s = trial_stats(acc)
     rec: dict[str, Any] = {"condition": name, "split": split, "alpha": alpha, "n": int(s["n"]),
@@ -180,6 +207,9 @@ def condition_summary(name: str, split: str | None, alpha: int, results: list[Mo
         rec.update(rel_improvement_mean=ri["mean"], rel_improvement_sem=ri["sem"], paired_p=test.p, paired_test=test.test,
                    paired_reason=test.reason, paired_mean_diff=test.mean_diff, n_pairs=int(test.n))
     for key in measured[0] if measured else ():
+        if key in TEXT_KEYS:  # a distribution's name, a form: per trial
+            rec[key] = [m[key] for m in measured]
+            continue
         v = np.array([m[key] for m in measured], dtype=float)
         ms = trial_stats(v[np.isfinite(v)])
         rec[key] = {"mean": ms["mean"], "sem": ms["sem"], "n": int(ms["n"])}
@@ -237,21 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         nnz = sorted({m.nnz for m in res})
         nnz_s = str(nnz[0]) if len(nnz) == 1 else f"{min(nnz)}-{max(nnz)}"
         print(f"{name:<16}{_mean_sem([m.test_accuracy for m in res]):>30}{nnz_s:>14}")
-    x_tests = [r.boolean_task.test_data()[0] for r in results]  # one draw per trial, shared by its conditions
-    measured = [(name, [measure(m.model, r.boolean_task, x, args.threshold) for r, m, x in zip(results, res, x_tests)])
+    # one test draw per trial, shared by its conditions; the training inputs (never labels) are the task's input model
+    data = [(r.boolean_task.test_data()[0], r.boolean_task.train_data()[0]) for r in results]
+    measured = [(name, [measure(m.model, r.boolean_task, x, xi, args.threshold) for r, m, (x, xi) in zip(results, res, data)])
                 for name, _, _, res in rows]
-    tables = (
-        ("what the network computes (decode_function): clause F1, agreement with the network on the test set, "
-         "the ceiling (the true clauses' agreement), seconds per network; mean ± s.e. over trials",
-         ("function_f1", "function_agreement", "ceiling", "function_s"), ("function F1", "function agreement", "ceiling", "seconds")),
-        (f"interference and static decoding (threshold {'auto' if args.threshold is None else args.threshold}, mean ± s.e. over trials)",
-         ("capacity", "cosine", "f1", "agreement"), ("feature capacity", "cosine interf.", "decode F1", "circuit agreement")),
-    )
-    for title, cols, heads in tables:
+    for title, cols, heads in _tables(args.threshold):
         print(f"\n{title}")
         print(f"{'condition':<16}" + "".join(f"{h:>20}" for h in heads))
         for name, ms in measured:
-            print(f"{name:<16}" + "".join(f"{_mean_sem([m[c] for m in ms]):>20}" for c in cols))
+            print(f"{name:<16}" + "".join(f"{_texts([m[c] for m in ms]) if c in TEXT_KEYS else _mean_sem([m[c] for m in ms]):>20}"
+                                          for c in cols))
 
     dense_acc = np.array([r.dense.test_accuracy for r in results], dtype=float)
     task, train = specs[0].task, specs[0].train

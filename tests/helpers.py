@@ -81,3 +81,26 @@ def assert_trained_alike(a: MaskedMLPStack, b: MaskedMLPStack, atol: float) -> N
         assert torch.allclose(a.biases[l], b.biases[l], atol=atol)
         assert torch.all(a.weights[l][a.weight_mask(l) == 0] == 0)
         assert torch.all(a.biases[l][a.bias_mask(l) == 0] == 0)
+
+
+def planted_dnf(clauses: list, n: int, outputs: str = "dnf", copies: int = 1):
+    """Clean planted DNF network: ``copies`` neurons per clause with weight +1 for a
+    positive literal, -1 for a negated one and bias ``1 - #positive`` (fires, with
+    activation 1, only when every literal is true), plus one dead neuron. Readout +1;
+    ``b2 = -0.5``. ``outputs``: "dnf" (one OR output) or "clauses" (one per clause).
+    Returns (W1, b1, W2, b2) float32 tensors."""
+    C = len(clauses)
+    H = C * copies + 1
+    W1 = torch.zeros(H, n)
+    b1 = torch.zeros(H)
+    O = 1 if outputs == "dnf" else C
+    W2 = torch.zeros(O, H)
+    for c, clause in enumerate(clauses):
+        for r in range(copies):
+            i = c * copies + r
+            for v, positive in clause:
+                W1[i, v] = 1.0 if positive else -1.0
+            b1[i] = 1.0 - sum(p for _, p in clause)
+            W2[0 if outputs == "dnf" else c, i] = 1.0
+    b2 = torch.full((O,), -0.5)
+    return W1, b1, W2, b2

@@ -116,6 +116,9 @@ def test_legacy_rows_read_under_the_registered_names():
     assert "train_loss_late_drop" not in canonical_row({"train_loss_end": 0.1, "train_loss_late_drop": 0.3})
     assert canonical_row({"accuracy": 0.1, "test_accuracy": 0.2}) == {"accuracy": 0.1, "test_accuracy": 0.2}
     assert all(describe(new) for new in LEGACY.values()) and not any(describe(old) for old in LEGACY)
+    # a decoding row from before the reference was named: ceiling_gap was reference - reading, now reading - reference
+    assert canonical_row({"ceiling": 0.8, "ceiling_gap": 0.05, "n_terms": 4}) == {
+        "true_formula_agreement": 0.8, "function_gap": -0.05, "function_terms": 4}
 
 
 # --------------------------------------------------------------------------- the registry and the README

@@ -13,7 +13,7 @@ from analyses import report, study_names
 from fci.stats import VERDICTS, check_verdict
 
 #: Studies whose summary.json states no claim of a source paper (they measure, the others decide).
-WITHOUT_CLAIMS = {"capacity_vs_alpha", "code_gallery", "decoding", "regimes"}
+WITHOUT_CLAIMS = {"capacity_vs_alpha", "code_gallery", "regimes"}
 
 
 def _summary(data, name):

@@ -32,6 +32,7 @@ from fci.codes import (
     sign_codes,
     split_view,
 )
+from tests.helpers import planted_dnf
 
 # --------------------------------------------------------------------------- builders
 
@@ -102,29 +103,6 @@ def superposition_network(extras: bool = True) -> tuple[np.ndarray, np.ndarray, 
     W2[1, 5:] = 1.0
     W2[1, 0] = -1.0  # inhibitory readout: not a vote
     return W1, W2, clauses
-
-
-def planted_dnf(clauses: list, n: int, outputs: str = "dnf", copies: int = 1):
-    """Clean planted DNF network: ``copies`` neurons per clause with weight +1 for a
-    positive literal, -1 for a negated one and bias ``1 - #positive`` (fires, with
-    activation 1, only when every literal is true), plus one dead neuron. Readout +1;
-    ``b2 = -0.5``. ``outputs``: "dnf" (one OR output) or "clauses" (one per clause).
-    Returns (W1, b1, W2, b2) float32 tensors."""
-    C = len(clauses)
-    H = C * copies + 1
-    W1 = torch.zeros(H, n)
-    b1 = torch.zeros(H)
-    O = 1 if outputs == "dnf" else C
-    W2 = torch.zeros(O, H)
-    for c, clause in enumerate(clauses):
-        for r in range(copies):
-            i = c * copies + r
-            for v, positive in clause:
-                W1[i, v] = 1.0 if positive else -1.0
-            b1[i] = 1.0 - sum(p for _, p in clause)
-            W2[0 if outputs == "dnf" else c, i] = 1.0
-    b2 = torch.full((O,), -0.5)
-    return W1, b1, W2, b2
 
 
 def all_inputs(n: int) -> torch.Tensor:
