@@ -46,6 +46,7 @@ from analyses.style import add_caption, add_metric_traces, significance_text, st
 from analyses.tables import family_claims, resolution_of, sig
 from fci import stats
 from fci.codes import decode, decode_function
+from fci.codes.certified import DEFAULTS as CERTIFIED_DEFAULTS
 from fci.readings import measure_readings
 from fci.train import FPEResult, ModelResult
 
@@ -72,6 +73,10 @@ FIDELITY_CLAIM = ("Combinatorial interpretability: static combinatorial analysis
                   "{k} literals, {hidden} neurons, {condition}, {trials} trials)")
 
 
+#: The certified reading's budget at --tiny: a smoke run of the study's code, not a reading to report.
+TINY_PIECES = 256
+
+
 def points(level: str):
     return superposition_points(level, grid=False)
 
@@ -95,6 +100,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                    help="decode_function's longest term, or 'auto' (lengthen while the reading improves; "
                         f"default: {DEFAULT_MAX_LITERALS})")
     g.add_argument("--decode-seed", type=int, default=0, help="decode_function's seed for its own inputs (default: 0)")
+    g.add_argument("--certified-pieces", type=int, default=None, metavar="N",
+                   help="the certified reading's search budget (cubes the completion may split; fewer is faster and "
+                        f"proves less): default {CERTIFIED_DEFAULTS['pieces']}, the library's, and {TINY_PIECES} at --tiny, "
+                        "a smoke run")
 
 
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -106,16 +115,20 @@ def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--max-literals must be 'auto' or an integer >= 1, got {args.max_literals}")
     if args.decode_seed < 0:
         ap.error(f"--decode-seed must be >= 0, got {args.decode_seed}")
+    if args.certified_pieces is None:
+        args.certified_pieces = TINY_PIECES if args.tiny else CERTIFIED_DEFAULTS["pieces"]
+    if args.certified_pieces < 1:
+        ap.error(f"--certified-pieces must be an integer >= 1, got {args.certified_pieces}")
 
 
 def decode_measures(model, task, x_test, y_test, inputs, threshold: float | str = DEFAULT_THRESHOLD,
                     similarity: float = DEFAULT_SIMILARITY, max_literals: int | str = DEFAULT_MAX_LITERALS,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, certified: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every reading of one model, verified on x_test (`fci.readings.measure_readings`;
     ``inputs``: the task's unlabeled training inputs, the second functional reading's
     input model), and the static channel circuit's own accuracy on y_test."""
     out = measure_readings(model, task, x_test, inputs, threshold=threshold, similarity=similarity,
-                           max_literals=max_literals, seed=seed)
+                           max_literals=max_literals, seed=seed, certified=certified)
     y_circ = np.asarray(decode(model, threshold=threshold, similarity=similarity).evaluate(x_test))
     out["circuit_accuracy"] = float(((y_circ > 0.5) == (np.asarray(y_test) > 0.5)).mean())
     return out
@@ -129,7 +142,7 @@ def extra_columns(result: FPEResult, trial: int, condition: str, alpha: int, mr:
     x, y = ctx.cache["test_data"]
     a = ctx.args
     return decode_measures(mr.model, result.task, x, y, ctx.cache["inputs"], a.threshold, a.similarity, a.max_literals,
-                           a.decode_seed)
+                           a.decode_seed, {"pieces": a.certified_pieces})
 
 
 def _axis(values) -> dict:

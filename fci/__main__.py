@@ -242,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         return status
     ap = build_parser()
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # before the checks: the plan's warning is one
     splits, specs = validate(ap, args)
     device = args.device
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = Store(args.data, claim_ttl=args.claim_ttl)
     executor = start_dask(ap, args.dask_address) if args.dask_address is not None else None  # after every check
     t0 = time.perf_counter()

@@ -71,12 +71,14 @@ def _functional(circuit: DecodedCircuit, prefix: str, clauses, y_net, x_test, re
 
 
 def measure_readings(model: Any, task: Any, x_test: Any, inputs: Any, *, threshold: float | str = "auto",
-                     similarity: float = 1.0, max_literals: int | str = "auto", seed: int = 0) -> dict[str, Any]:
+                     similarity: float = 1.0, max_literals: int | str = "auto", seed: int = 0,
+                     certified: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every reading of ``model`` (trained on ``task``, a `BooleanTask`) verified on
     ``x_test`` (N, n), the task's test inputs: see the module docstring for the keys.
     ``inputs`` (M, n) are the task's unlabeled training inputs, the second functional
     reading's input model. ``threshold`` and ``similarity`` belong to the channel
-    reading, ``max_literals`` and ``seed`` to `decode_function`."""
+    reading, ``max_literals`` and ``seed`` to `decode_function`, ``certified`` (options of
+    `fci.codes.decode_certified`, e.g. ``{"pieces": 1024}``) to the certified reading."""
     clauses = task.clauses
     y_net = network_predictions(model, x_test)
     reference = float(true_formula_agreement(clauses, y_net, x_test, task.groups, form=task.form))
@@ -85,7 +87,7 @@ def measure_readings(model: Any, task: Any, x_test: Any, inputs: Any, *, thresho
     static_s = time.perf_counter() - t0
     rec = clause_recovery(static.clauses, clauses)
     t0 = time.perf_counter()
-    certified = decode(model, method="certified")
+    certified = decode(model, method="certified", **(certified or {}))  # the options, then the circuit
     certified_s = time.perf_counter() - t0
     certified_agreement = float(circuit_agreement(certified, y_net, x_test))
     out: dict[str, Any] = {

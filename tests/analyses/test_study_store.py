@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analyses import decoding
+from analyses import superposition_sweep as study  # any trial study: the cheapest to train and measure
 from fci.store import Store
 from tests.fci.store.test_fault_injection import _assert_identical  # byte identity, with a per-cell message
 from tests.fci.store.test_heal import CORRUPTIONS, NAMED
@@ -19,8 +19,8 @@ from tests.helpers import ROOT
 
 
 def _run(tmp_path: Path, out: str = "out") -> int:
-    return decoding.main(["--tiny", "--device", "cpu", "--trials", "1", "--data", str(tmp_path / "data"),
-                          "--out", str(tmp_path / out)])
+    return study.main(["--tiny", "--device", "cpu", "--trials", "1", "--data", str(tmp_path / "data"),
+                       "--out", str(tmp_path / out)])
 
 
 @pytest.mark.parametrize("what", list(CORRUPTIONS))
@@ -51,7 +51,7 @@ def test_a_corrupt_entry_is_quarantined_and_retrained_by_the_rerun(tmp_path, cap
 def test_two_concurrent_study_processes_train_each_model_once(tmp_path):
     args = ["--tiny", "--device", "cpu", "--trials", "6", "--data", str(tmp_path / "data")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "analyses.decoding", *args, "--out", str(tmp_path / f"out{i}")],
+    procs = [subprocess.Popen([sys.executable, "-m", "analyses.superposition_sweep", *args, "--out", str(tmp_path / f"out{i}")],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

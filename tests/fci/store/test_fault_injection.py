@@ -1,7 +1,7 @@
 """Fault injection: a study killed with SIGKILL at random points and resumed each
 time ends with a results.csv byte-identical to an uninterrupted run's.
 
-`python -m analyses.decoding --quick` (15 trials, 90 models with the restart control, ~4 s) is killed 10
+`python -m analyses.interference_regression --quick` (15 trials, 90 models with the restart control) is killed 10
 times: five kills fall inside training, once the run holds claims and has stored
 a random number (1-25) of further models, so points are random in progress rather
 than in time and survive a loaded machine; five at a random moment of the whole
@@ -39,7 +39,7 @@ pytestmark = [
 
 def _start(data: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "analyses.decoding", "--quick", "--device", "cpu",
+    return subprocess.Popen([sys.executable, "-m", "analyses.interference_regression", "--quick", "--device", "cpu",
                              "--data", str(data), "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
