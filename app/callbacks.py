@@ -65,7 +65,17 @@ def _slots_class(titles: dict[str, str], keep_width: bool = False) -> str:
 
 
 def register_callbacks(app: Dash, explorer: Explorer) -> None:
-    outputs = [
+    """Every callback of the explorer: the page, the highlights, proving on request and
+    the run filters."""
+    _register_page(app, explorer)
+    _register_clientside(app)
+    _register_prove(app, explorer)
+    _register_run_filter(app, explorer)
+
+
+def _page_outputs() -> list[Output]:
+    """What the page callback writes, in the order it returns them."""
+    return [
         Output("url", "search"),
         *(Output(c, "value") for c in CONTROLS),
         Output("threshold-auto", "value"),
@@ -94,6 +104,11 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         Output("drawn", "data"),
         Output("highlight", "data"),
     ]
+
+
+def _register_page(app: Dash, explorer: Explorer) -> None:
+    """The page: every control, click and address change renders the next state."""
+    outputs = _page_outputs()
 
     @app.callback(
         *outputs,
@@ -157,11 +172,17 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
             {"seq": next(_seq), "graphs": highlights} if highlights else no_update,
         )
 
+
+def _register_clientside(app: Dash) -> None:
+    """Highlights and the selected table row, drawn in the browser."""
     app.clientside_callback(ClientsideFunction(namespace="fci", function_name="highlight"),
                             Output("highlight-done", "data"), Input("highlight", "data"), prevent_initial_call=True)
     app.clientside_callback(ClientsideFunction(namespace="fci", function_name="selectRow"),
                             Output("row-selected", "data"), Input("clause", "value"), Input("clause-table", "children"))
 
+
+def _register_prove(app: Dash, explorer: Explorer) -> None:
+    """The certified reading of one network, on request (its button), in its own request."""
     @app.callback(
         Output({"type": panels.PROVED_BODY, "run": MATCH, "slot": MATCH}, "children"),
         Input({"type": panels.PROVED_TYPE, "run": MATCH, "slot": MATCH}, "n_clicks"),
@@ -173,6 +194,9 @@ def register_callbacks(app: Dash, explorer: Explorer) -> None:
         key = ctx.triggered_id
         return proved_panel(explorer, key["run"], key["slot"])
 
+
+def _register_run_filter(app: Dash, explorer: Explorer) -> None:
+    """The run list, filtered by the catalogue's facets and a search."""
     @app.callback(
         Output("run", "options"),
         Output("compare", "options"),
