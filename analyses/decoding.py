@@ -102,8 +102,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--decode-seed", type=int, default=0, help="decode_function's seed for its own inputs (default: 0)")
     g.add_argument("--certified-pieces", type=int, default=None, metavar="N",
                    help="the certified reading's search budget (cubes the completion may split; fewer is faster and "
-                        f"proves less): default {CERTIFIED_DEFAULTS['pieces']}, the library's, and {TINY_PIECES} at --tiny, "
-                        "a smoke run")
+                        f"proves less): default {CERTIFIED_DEFAULTS['pieces']}, the library's ({TINY_PIECES} at the "
+                        "smoke-test level the tests use)")
 
 
 def validate(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -24,6 +24,12 @@ TINY = ["--clauses", "3", "--hidden", "4", "--alpha", "2", "--trials", "2", "--w
         "--train-samples", "128", "--test-samples", "64", "--device", "cpu"]
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal, even when the tests run in the background
+    (where the shell starts them with SIGINT ignored, and Python keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _claims(store: Store) -> list[str]:
     d = store.dir / ".claims"
     return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
@@ -118,7 +124,8 @@ def test_a_signal_during_python_m_fci_prints_one_line_and_leaves_no_claim(tmp_pa
             "--warmup", "150", "--finetune", "150", "--train-samples", "1024", "--test-samples", "64", "--device", "cpu",
             "--data", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_sigint)
     store = Store(tmp_path)
     t0 = time.monotonic()
     while p.poll() is None and not any(not n.startswith(".") for n in _claims(store)) and time.monotonic() - t0 < 300:
@@ -158,7 +165,8 @@ def main():
 
 main()
 """)
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     assert proc.stdout.readline().strip() == "ready"
     t0 = time.monotonic()
     proc.send_signal(sig)
