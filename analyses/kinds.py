@@ -62,13 +62,15 @@ def trial_shard_key(item: tuple[FPESpec, int]) -> dict[str, Any]:
     return entry_configs(item[0])[("dense", 1)]
 
 
-def trial_plan(items: list[tuple[FPESpec, int]], run: RunInfo, describe: str, executor: Executor | None = None) -> Plan:
+def trial_plan(items: list[tuple[FPESpec, int]], run: RunInfo, describe: str) -> Plan:
     """The plan of a study of Boolean FPE trials, `items` (spec, trial index): each
     keyed by its models' store keys and sharded by `trial_shard_key`, produced by
-    `fci.train.run_fpe` into the run's store (on `executor` when given), costed by `plan_cost`."""
+    `fci.train.run_fpe` into the run's store, costed by `plan_cost`. The trials train
+    where the run's executor is when they are produced (a Dask cluster with --dask: the
+    runner starts it after planning, so it is read then, not now)."""
 
     def produce(todo: list[tuple[FPESpec, int]]) -> None:
-        run_fpe([s for s, _ in todo], device=run.device, progress=True, store=run.store, executor=executor)
+        run_fpe([s for s, _ in todo], device=run.device, progress=True, store=run.store, executor=run.executor)
 
     return Plan(units=items, keys=lambda item: trial_keys([item[0]])[0], produce=produce, shard_key=trial_shard_key,
                 cost=lambda todo: plan_cost([s for s, _ in todo]), unit="trials", describe=describe)
@@ -186,8 +188,7 @@ class Study:
 
     def plan(self, ctx: Context) -> Plan:
         assert ctx.run is not None
-        return trial_plan(ctx.items, ctx.run, f"{len(ctx.points)} configurations x {ctx.args.trials} trials",
-                          executor=ctx.run.executor)
+        return trial_plan(ctx.items, ctx.run, f"{len(ctx.points)} configurations x {ctx.args.trials} trials")
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: Context) -> pd.DataFrame:
         """One row per model (every model is stored by now: run_fpe loads them)."""

@@ -300,7 +300,7 @@ class RegimesStudy:
         return RegimeContext(run=info, grid=grid, trials=trials, items=items, caption=caption, config=config)
 
     def plan(self, ctx: RegimeContext) -> Plan:
-        return trial_plan(ctx.items, ctx.run, f"{ctx.config['cells']} cells x {ctx.trials} trials", executor=ctx.run.executor)
+        return trial_plan(ctx.items, ctx.run, f"{ctx.config['cells']} cells x {ctx.trials} trials")
 
     def table(self, units: list[tuple[FPESpec, int]], ctx: RegimeContext) -> pd.DataFrame:
         results = run_fpe([s for s, _ in units], device=ctx.run.device, store=ctx.run.store)

@@ -72,6 +72,8 @@ class graceful(contextlib.ContextDecorator):
         self._start = Counter(_WRITTEN)
         self._old = {}
         self._unwound = threading.Event()
+        self._said = False
+        self._threads_before = set(threading.enumerate())
         self._watchdog: threading.Thread | None = None
         if threading.current_thread() is threading.main_thread():
             for sig in _STOP_SIGNALS:
@@ -94,11 +96,18 @@ class graceful(contextlib.ContextDecorator):
             return
         with contextlib.suppress(Exception):
             release_all()
-            self._say(f"{_how(signum)}; {self._kept()}; rerun the same command to resume")
+            if not self._said:
+                self._say(f"{_how(signum)}; {self._kept()}; rerun the same command to resume")
         os._exit(128 + signum)
 
+    def _blocking_threads(self) -> list[threading.Thread]:
+        """Threads this command started that the interpreter would wait for on its way out."""
+        me = threading.current_thread()
+        return [t for t in threading.enumerate()
+                if t is not me and t.is_alive() and not t.daemon and t not in self._threads_before]
+
     def __exit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self._unwound.set()
+        keep_armed = False
         try:
             if e is None or isinstance(e, SystemExit):
                 return
@@ -107,6 +116,10 @@ class graceful(contextlib.ContextDecorator):
                 with _quiet():
                     release_all()
                     self._say(f"{_how(signum)}; {self._kept()}; rerun the same command to resume")
+                    self._said = True
+                # the interpreter joins the threads this command started before it exits: if one is
+                # still working (uninterruptible), the watchdog ends the process after its grace period
+                keep_armed = self._watchdog is not None and bool(self._blocking_threads())
                 raise SystemExit(128 + signum)
             if isinstance(e, OSError) and e.errno in _FULL:
                 release_all()
@@ -119,6 +132,8 @@ class graceful(contextlib.ContextDecorator):
                 self._say(f"error: {e}")
                 raise SystemExit(1)
         finally:
+            if not keep_armed:
+                self._unwound.set()
             for sig, old in self._old.items():
                 signal.signal(sig, old)
             self._old = {}
