@@ -161,7 +161,13 @@ def run(study: StudyKind, argv: Sequence[str] | None = None) -> int:
         return _run(study, argv)
 
 
-def study_main(study: StudyKind) -> Callable[[Sequence[str] | None], int]:
+class StudyMain(Protocol):
+    """A study module's `main`: `main()` reads the command line, `main(argv)` the given one."""
+
+    def __call__(self, argv: Sequence[str] | None = None) -> int: ...
+
+
+def study_main(study: StudyKind) -> StudyMain:
     """A study module's `main(argv=None)`: runs `study` on `argv` (the command line
     when None) through `run`; returns the exit status."""
 

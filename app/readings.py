@@ -276,6 +276,7 @@ def _proved(model: MaskedMLP, form: str = "dnf") -> tuple[DecodedCircuit, Cascad
             _CERTIFIED.move_to_end(key)
             return _CERTIFIED[key]
     t0 = time.perf_counter()
+    value: tuple[DecodedCircuit, Cascade | None, float]
     if len(model.effective_weights()) > 2:  # several hidden layers: the cascade's output is the reading
         steps = cascade(model, form=form)
         value = (steps.output, steps, time.perf_counter() - t0)

@@ -87,9 +87,9 @@ def measure_readings(model: Any, task: Any, x_test: Any, inputs: Any, *, thresho
     static_s = time.perf_counter() - t0
     rec = clause_recovery(static.clauses, clauses)
     t0 = time.perf_counter()
-    certified = decode(model, method="certified", **(certified or {}))  # the options, then the circuit
+    proved = decode(model, method="certified", **(certified or {}))
     certified_s = time.perf_counter() - t0
-    certified_agreement = float(circuit_agreement(certified, y_net, x_test))
+    certified_agreement = float(circuit_agreement(proved, y_net, x_test))
     out: dict[str, Any] = {
         "decode_f1": float(rec["f1"]),
         "decode_precision": float(rec["precision"]),
@@ -101,10 +101,10 @@ def measure_readings(model: Any, task: Any, x_test: Any, inputs: Any, *, thresho
         "constant_agreement": best_constant_agreement(y_net),
         "static_seconds": static_s,
         "certified_agreement": certified_agreement,
-        "certified_coverage": float(np.mean(certified.coverage)),
-        "certified_coverage_exact": float(np.mean(certified.coverage_exact)),
-        "certified_proved": float(np.mean([e and c >= 1.0 for c, e in zip(certified.coverage, certified.coverage_exact)])),
-        "certified_terms": len(certified.clauses),
+        "certified_coverage": float(np.mean(proved.coverage)),
+        "certified_coverage_exact": float(np.mean(proved.coverage_exact)),
+        "certified_proved": float(np.mean([e and c >= 1.0 for c, e in zip(proved.coverage, proved.coverage_exact)])),
+        "certified_terms": len(proved.clauses),
         "certified_gap": certified_agreement - reference,
         "certified_seconds": certified_s,
     }

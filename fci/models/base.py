@@ -59,6 +59,9 @@ class MaskedStack(MaskedParameters, nn.Module):
     """What the stacks of models share: every weight and bias carries a leading model
     axis (M, ...), and so does the non-zero count."""
 
+    weights: nn.ParameterList
+    biases: nn.ParameterList
+
     @property
     def n_models(self) -> int:
         return int(self.weights[0].shape[0])
