@@ -17,6 +17,7 @@ missing one.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import logging
 import math
@@ -221,8 +222,9 @@ def headline_lines(summary: Mapping[str, Any]) -> list[str]:
 
 
 def study_section(study: str, description: str, run: Run | None, run_name: str, data: Path,
-                  available: Sequence[str] = ()) -> list[str]:
-    """One study's section of the page."""
+                  available: Sequence[str] = (), picture: str | None = None) -> list[str]:
+    """One study's section of the page; `picture`: the study's figure (a path relative
+    to the page), drawn from the same runs by `python -m analyses.pictures`."""
     title = description.strip().split("\n")[0] if description else study
     lines = [f"## `{study}`", "", title, ""]
     if run is None:
@@ -246,6 +248,8 @@ def study_section(study: str, description: str, run: Run | None, run_name: str, 
               f"{units}: {done}) |",
               f"| load | {_load(rec)} |",
               f"| correction | {s.get('correction', 'none named')} |", ""]
+    if picture is not None:
+        lines += [f"![{study}]({picture})", ""]
     paper = run.paper
     if paper:
         lines += [f"**Verdicts** ({verdict_counts(paper)}; each from the test named, at α = 0.05 unless stated):", ""]
@@ -256,9 +260,12 @@ def study_section(study: str, description: str, run: Run | None, run_name: str, 
     return lines
 
 
-def render(data: Path, run_name: str, studies: Mapping[str, str], command: str) -> tuple[str, list[str]]:
+def render(data: Path, run_name: str, studies: Mapping[str, str], command: str,
+           pictures: Path | None = None, page: Path | None = None) -> tuple[str, list[str]]:
     """The page's Markdown and the studies without the run. `studies`: name ->
-    description (the registry's)."""
+    description (the registry's). `pictures`: a folder of `<study>.png` figures drawn
+    from these runs (`python -m analyses.pictures --run RUN`), shown in each study's
+    section, linked relative to `page`."""
     found = {name: find_run(data, name, run_name) for name in studies}
     missing = [n for n, r in found.items() if r is None]
     lines = ["# Results", "",
@@ -278,7 +285,10 @@ def render(data: Path, run_name: str, studies: Mapping[str, str], command: str) 
                          f"{_duration(rec.get('total_seconds'))} | {str(env.get('date', 'n/a'))[:10]} |")
     lines.append("")
     for name, desc in studies.items():
-        lines += study_section(name, desc, found[name], run_name, data, runs_of(data, name))
+        png = pictures / f"{name}.png" if pictures is not None else None
+        picture = (Path(os.path.relpath(png, page.parent if page is not None else Path("."))).as_posix()
+                   if png is not None and png.is_file() else None)
+        lines += study_section(name, desc, found[name], run_name, data, runs_of(data, name), picture)
     return "\n".join(lines).rstrip() + "\n", missing
 
 
@@ -295,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--run", default="default",
                     help="which run of each study to report: its folder name, e.g. default, quick, quick-seed=3 (default: default)")
     ap.add_argument("--out", default="docs/results.md", help="the page to write (default: docs/results.md)")
+    ap.add_argument("--pictures", default=None, metavar="DIR",
+                    help="a folder of <study>.png figures drawn from the same runs (python -m analyses.pictures --run RUN), "
+                         "shown in each study's section (default: none)")
     return ap
 
 
@@ -314,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--out {args.out!r} is a folder; it must name the page to write")
     command = shlex.join(["python", "-m", "analyses.report", *argv])
     try:
-        text, missing = render(data, args.run, _studies(), command)
+        text, missing = render(data, args.run, _studies(), command,
+                               Path(args.pictures) if args.pictures else None, out)
     except ValueError as e:
         ap.error(str(e))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -118,3 +118,16 @@ def test_bad_report_options_fail_in_one_line(tmp_path, capsys, monkeypatch, argv
     err = capsys.readouterr().err
     assert e.value.code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "docs").exists()
+
+
+def test_a_studys_picture_is_shown_in_its_section_when_one_was_drawn(tmp_path):
+    data = tmp_path / "data"
+    _write(data, "alpha", "default", _hand_summary("python -m analyses.alpha", "Xeon", ["avx2"], []))
+    _write(data, "beta", "default", _hand_summary("python -m analyses.beta", "Xeon", ["avx2"], []))
+    pictures = tmp_path / "docs" / "analyses"
+    pictures.mkdir(parents=True)
+    (pictures / "alpha.png").write_bytes(b"\x89PNG")  # beta has none
+    page, _ = report.render(data, "default", {"alpha": "Alpha.", "beta": "Beta."}, "cmd", pictures, tmp_path / "docs" / "results.md")
+    alpha, beta = page[page.index("## `alpha`"):page.index("## `beta`")], page[page.index("## `beta`"):]
+    assert "![alpha](analyses/alpha.png)" in alpha and "![" not in beta
+    assert "![" not in report.render(data, "default", {"alpha": "Alpha."}, "cmd")[0]  # no folder given: no pictures
