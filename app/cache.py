@@ -5,39 +5,16 @@ when the store directory changes), loaded runs and per-(run, threshold) analyses
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 from app.catalogue import Catalogue, scan_store
+from app.lru import LRU
 from app.readings import RunAnalysis, Threshold, analyse
 from app.runs import LoadedRun, UnknownRun, load_run
 from fci.store import Store
 
 __all__ = ["Explorer"]
-
-
-class _LRU:
-    """A small thread-safe LRU of computed values (exceptions are not cached)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._d: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._d:
-                self._d.move_to_end(key)
-                return self._d[key]
-        value = make()
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
-        return value
 
 
 class Explorer:
@@ -51,8 +28,8 @@ class Explorer:
         self._catalogue: Catalogue | None = None
         self._stamp: Any = None
         self._lock = threading.Lock()
-        self._runs = _LRU(cache_size)
-        self._analyses = _LRU(4 * cache_size)
+        self._runs = LRU(cache_size)
+        self._analyses = LRU(4 * cache_size)
 
     def _store_stamp(self) -> Any:
         try:

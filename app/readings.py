@@ -15,7 +15,6 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from app.lru import LRU
 from app.runs import Clause, LoadedRun, ModelData
 from fci.codes import (
     Cascade,
@@ -181,26 +181,18 @@ def _weights_digest(model: MaskedMLP) -> str:
 
 #: decode_function's circuits (and seconds) by weights digest: ~0.2-0.9 s a small
 #: network, several seconds at 128 x 256, so each network is decoded once per process.
-_CIRCUITS: OrderedDict[tuple[str, str], tuple[DecodedCircuit, float]] = OrderedDict()
-_CIRCUITS_LOCK = threading.Lock()
-_CIRCUITS_SIZE = 64
+_CIRCUITS = LRU(64)
 
 
 def _decoded(model: MaskedMLP, form: str = "dnf") -> tuple[DecodedCircuit, float]:
-    key = (_weights_digest(model), form)
-    with _CIRCUITS_LOCK:
-        if key in _CIRCUITS:
-            _CIRCUITS.move_to_end(key)
-            return _CIRCUITS[key]
-    t0 = time.perf_counter()
-    circuit = decode_function(model, form=form)  # a ValueError is not cached: the caller says why
-    value = (circuit, time.perf_counter() - t0)
-    with _CIRCUITS_LOCK:
-        _CIRCUITS[key] = value
-        while len(_CIRCUITS) > _CIRCUITS_SIZE:
-            _CIRCUITS.popitem(last=False)
-    return value
+    """`decode_function`'s reading of `model` in `form`, and its seconds (a ValueError is
+    not cached: the caller says why)."""
+    def read() -> tuple[DecodedCircuit, float]:
+        t0 = time.perf_counter()
+        circuit = decode_function(model, form=form)
+        return circuit, time.perf_counter() - t0
 
+    return _CIRCUITS.get((_weights_digest(model), form), read)
 
 
 _READ_LOCK = threading.Lock()
@@ -264,29 +256,19 @@ class CertifiedReading:
 
 #: Certified readings (and cascades) by weights digest: up to ~10 s for a 16-neuron
 #: network, so each network is read once per process, and only when asked for.
-_CERTIFIED: OrderedDict[tuple[str, str], tuple[DecodedCircuit, Cascade | None, float]] = OrderedDict()
-_CERTIFIED_LOCK = threading.Lock()
+_CERTIFIED = LRU(64)
 
 
 def _proved(model: MaskedMLP, form: str = "dnf") -> tuple[DecodedCircuit, Cascade | None, float]:
     """The certified reading of `model` in `form`, through the cascade when it is deep."""
-    key = (_weights_digest(model), form)
-    with _CERTIFIED_LOCK:
-        if key in _CERTIFIED:
-            _CERTIFIED.move_to_end(key)
-            return _CERTIFIED[key]
-    t0 = time.perf_counter()
-    value: tuple[DecodedCircuit, Cascade | None, float]
-    if len(model.effective_weights()) > 2:  # several hidden layers: the cascade's output is the reading
-        steps = cascade(model, form=form)
-        value = (steps.output, steps, time.perf_counter() - t0)
-    else:
-        value = (decode(model, method="certified", form=form), None, time.perf_counter() - t0)
-    with _CERTIFIED_LOCK:
-        _CERTIFIED[key] = value
-        while len(_CERTIFIED) > _CIRCUITS_SIZE:
-            _CERTIFIED.popitem(last=False)
-    return value
+    def read() -> tuple[DecodedCircuit, Cascade | None, float]:
+        t0 = time.perf_counter()
+        if len(model.effective_weights()) > 2:  # several hidden layers: the cascade's output is the reading
+            steps = cascade(model, form=form)
+            return steps.output, steps, time.perf_counter() - t0
+        return decode(model, method="certified", form=form), None, time.perf_counter() - t0
+
+    return _CERTIFIED.get((_weights_digest(model), form), read)
 
 
 _PROVE_LOCK = threading.Lock()
