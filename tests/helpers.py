@@ -5,12 +5,14 @@ Tests import these (`from tests.helpers import tiny_spec`); `conftest.py` holds 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
 
+import fci
 from fci.models.mlp import MaskedMLP, MaskedMLPStack
 from fci.tasks import TaskConfig
 from fci.train import FPESpec, TrainConfig
@@ -104,3 +106,10 @@ def planted_dnf(clauses: list, n: int, outputs: str = "dnf", copies: int = 1):
             W2[0 if outputs == "dnf" else c, i] = 1.0
     b2 = torch.full((O,), -0.5)
     return W1, b1, W2, b2
+
+
+def assert_uses_only_top_level_names(code: str) -> None:
+    """A documented example imports only `fci` and uses only names `fci` exports."""
+    assert re.findall(r"^\s*(?:from|import) (\S+)", code, re.M) == ["fci"]
+    used = set(re.findall(r"\bfci\.(\w+)", code))
+    assert used and used <= set(fci.__all__)

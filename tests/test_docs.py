@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import fci
-from tests.helpers import ROOT
+from tests.helpers import ROOT, assert_uses_only_top_level_names
 
 DOCS = ROOT / "docs"
 
@@ -108,10 +108,7 @@ def _notebook_block() -> str:
 
 
 def test_the_notebook_example_uses_only_top_level_names():
-    code = _notebook_block()
-    assert re.findall(r"^\s*(?:from|import) (\S+)", code, re.M) == ["fci"]
-    used = set(re.findall(r"\bfci\.(\w+)", code))
-    assert used and used <= set(fci.__all__)
+    assert_uses_only_top_level_names(_notebook_block())
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import fci
-from tests.helpers import ROOT
+from tests.helpers import ROOT, assert_uses_only_top_level_names
 
 README = ROOT / "README.md"
 
@@ -52,10 +52,7 @@ def test_the_readme_links_resolve():
 
 
 def test_the_tour_uses_only_top_level_names():
-    code = _tour_block()
-    assert re.findall(r"^\s*(?:from|import) (\S+)", code, re.M) == ["fci"]
-    used = set(re.findall(r"\bfci\.(\w+)", code))
-    assert used and used <= set(fci.__all__)
+    assert_uses_only_top_level_names(_tour_block())
 
 
 @pytest.mark.slow
